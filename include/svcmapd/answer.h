@@ -1,0 +1,47 @@
+/* answer.h -- query bytes plus a compiled zone to reply bytes. */
+#ifndef SVCMAPD_ANSWER_H
+#define SVCMAPD_ANSWER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "svcmapd/zone.h"
+
+/* The largest UDP reply: the client's EDNS buffer size is capped here
+ * (DNS Flag Day 2020: 1232 avoids IP fragmentation). */
+#define ANSWER_UDP_MAX 1232
+/* Without EDNS (RFC 1035 §4.2.1). */
+#define ANSWER_UDP_PLAIN 512
+/* A TCP message (RFC 1035 §4.2.2); reply buffers need this much. */
+#define ANSWER_TCP_MAX 65535
+
+/* Per-thread answering state: no locks, no allocation. */
+struct answer_ctx {
+    uint64_t rng; /* shuffles address RRsets */
+};
+
+/* What happened to one query, for logs and counters. */
+struct answer_info {
+    uint16_t qtype;
+    uint8_t rcode; /* extended: BADVERS is 16 */
+    bool edns;
+    bool truncated;
+};
+
+/* Seeds the context's random generator. */
+void answer_init(struct answer_ctx *ctx);
+
+/*
+ * Answers one DNS message. `query` is `qlen` bytes as received; the reply is
+ * written to `reply` (`cap` bytes: at least ANSWER_UDP_MAX for UDP,
+ * ANSWER_TCP_MAX for TCP) and its length returned. Returns 0 when nothing
+ * must be sent: fewer than 12 bytes, or a response (QR=1), which is never
+ * answered so that two servers cannot loop. Over UDP (`tcp` false) the reply
+ * respects the client's size limit and is truncated (TC=1) when the answer
+ * does not fit. Never allocates; `z` is only read.
+ */
+size_t answer_query(struct answer_ctx *ctx, const struct zone *z, const uint8_t *query, size_t qlen,
+                    bool tcp, uint8_t *reply, size_t cap, struct answer_info *info);
+
+#endif

@@ -1,0 +1,120 @@
+/* config.h -- the mapping file: INI text to plain settings with line numbers. */
+#ifndef SVCMAPD_CONFIG_H
+#define SVCMAPD_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "svcmapd/diag.h"
+
+/*
+ * config.c knows INI syntax, value grammar and line numbers, and nothing of
+ * DNS wire format: zone.c compiles what it produces. Everything here is
+ * allocated from the config's arena and freed by config_free().
+ */
+
+struct config_listen {
+    struct sockaddr_storage addr;
+    socklen_t addrlen;
+    char text[64]; /* "127.0.0.1:5353", "[::1]:5353" */
+    int line;
+};
+
+enum config_target_kind {
+    CONFIG_TARGET_ADDRESS,
+    CONFIG_TARGET_HOSTNAME,
+};
+
+struct config_target {
+    enum config_target_kind kind;
+    int line;
+    int family;           /* AF_INET or AF_INET6, for addresses */
+    uint8_t addr[16];     /* network order: 4 or 16 bytes */
+    uint16_t port;        /* 0: no port given */
+    const char *hostname; /* for hostnames: as written, no trailing dot */
+};
+
+struct config_service {
+    const char *name; /* a DNS-1123 label, lower case */
+    int line;
+    struct config_target *targets;
+    uint32_t ntargets;
+    const char *srv_name;  /* "ldap" of srv=_ldap._tcp; NULL: the service name */
+    const char *srv_proto; /* "tcp", "udp" or "sctp"; NULL: tcp */
+    int32_t ttl;           /* ttl=N, or -1 for the server's ttl */
+};
+
+struct config_namespace {
+    const char *name; /* a DNS-1123 label, lower case */
+    int line;
+    struct config_service *services;
+    size_t nservices;
+    size_t cap;
+};
+
+/* Index of each option in config_options[] (and in config.line[]). */
+enum config_option_id {
+    CONFIG_ZONE,
+    CONFIG_LISTEN,
+    CONFIG_TTL,
+    CONFIG_TCP_IDLE_TIMEOUT,
+    CONFIG_TCP_MAX_CONNECTIONS,
+    CONFIG_OPTION_COUNT,
+};
+
+struct config {
+    const char *path;
+
+    /* [server] */
+    const char *zone; /* lower case, no trailing dot */
+    struct config_listen *listen;
+    size_t nlisten;
+    uint32_t ttl;
+    uint32_t tcp_idle_timeout; /* seconds */
+    uint32_t tcp_max_connections;
+    int line[CONFIG_OPTION_COUNT]; /* where each option was set; 0: default */
+
+    struct config_namespace *namespaces;
+    size_t nnamespaces;
+    size_t nservices;
+
+    struct arena *arena;
+};
+
+enum config_option_type {
+    CONFIG_TYPE_DOMAIN,
+    CONFIG_TYPE_LISTEN,
+    CONFIG_TYPE_UINT,
+};
+
+/* One row per setting: the parser, `-t`, the docs test and the README table
+ * all read this list. */
+struct config_option {
+    const char *section;
+    const char *name;
+    enum config_option_type type;
+    const char *default_value; /* parsed exactly like a value in the file */
+    uint32_t min, max;         /* CONFIG_TYPE_UINT bounds */
+    size_t offset;             /* of the field in struct config */
+    const char *help;
+};
+
+extern const struct config_option config_options[CONFIG_OPTION_COUNT];
+
+/* Reads and checks the mapping file at `path`. Every problem is added to
+ * `d` (which must have been diag_init'ed with the name to print). Returns
+ * the config, or NULL if there was any error. Free with config_free(). */
+struct config *config_load(const char *path, struct diag *d);
+
+/* Same as config_load() for a text already in memory (tests, fuzzing). */
+struct config *config_parse(const char *text, size_t len, struct diag *d);
+
+/* Frees everything config_load() returned. NULL is a no-op. */
+void config_free(struct config *cfg);
+
+/* True if `a` and `b` listen on the same sockets (order ignored). */
+bool config_same_listen(const struct config *a, const struct config *b);
+
+#endif

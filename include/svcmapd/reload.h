@@ -1,0 +1,55 @@
+/* reload.h -- SIGHUP: compile a new zone beside the old, publish it, retire the old. */
+#ifndef SVCMAPD_RELOAD_H
+#define SVCMAPD_RELOAD_H
+
+#include <stddef.h>
+
+#include "svcmapd/config.h"
+#include "svcmapd/zone.h"
+
+struct event_base;
+struct server;
+
+/*
+ * The current zone, shared by every thread that answers queries.
+ * Readers bracket their use with zone_ref_enter()/zone_ref_leave(); a
+ * published zone replaces the old one atomically, and the old one is freed
+ * once no reader can still hold it (see reload.c for the scheme).
+ */
+struct zone_ref;
+
+/* Takes ownership of `initial`. `readers` is the number of reader slots,
+ * one per thread that calls zone_ref_enter(). NULL when out of memory. */
+struct zone_ref *zone_ref_new(struct zone *initial, size_t readers);
+
+/* Frees the current zone and every retired one. No reader may be inside. */
+void zone_ref_free(struct zone_ref *ref);
+
+/* Returns the current zone for reader `slot`, valid until zone_ref_leave(). */
+const struct zone *zone_ref_enter(struct zone_ref *ref, size_t slot);
+void zone_ref_leave(struct zone_ref *ref, size_t slot);
+
+/* The current zone, for the thread that publishes (no slot needed). */
+const struct zone *zone_ref_current(struct zone_ref *ref);
+
+/* Makes `z` current (taking ownership) and retires the previous zone. */
+void zone_ref_publish(struct zone_ref *ref, struct zone *z);
+
+/* Frees retired zones that no reader holds. Returns how many still wait. */
+size_t zone_ref_collect(struct zone_ref *ref);
+
+/* What SIGHUP runs. */
+struct reloader;
+
+/* `cfg` is the config the running zone came from; the reloader takes it.
+ * `srv` gets the new limits (TCP timeouts) after each good reload. */
+struct reloader *reload_new(struct event_base *base, const char *path, struct config *cfg,
+                            struct zone_ref *ref, struct server *srv);
+void reload_free(struct reloader *r);
+
+/* Re-reads the mapping file. On any error the running zone stays and the
+ * errors are logged with FILE:LINE; otherwise the new zone is published.
+ * Logs one summary line either way. Returns 0 or -EINVAL. */
+int reload_run(struct reloader *r);
+
+#endif

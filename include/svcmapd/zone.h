@@ -1,0 +1,88 @@
+/* zone.h -- the compiled, immutable zone: names to pre-rendered answers. */
+#ifndef SVCMAPD_ZONE_H
+#define SVCMAPD_ZONE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "svcmapd/config.h"
+#include "svcmapd/diag.h"
+
+/*
+ * zone_compile() turns a config into every answer the server can give, in
+ * wire form: answering a query is one hash lookup, then copying RRsets and
+ * patching compression pointers. A zone never changes once compiled; a
+ * reload compiles a new one beside it (reload.c).
+ *
+ * Owner names are written as compression pointers into the question, so a
+ * reply echoes the query's letter case (0x20, SPEC §2) for free. Names below
+ * the zone apex end in a pointer to where the apex starts in the question;
+ * those slots are listed in `fix` and patched per query.
+ */
+
+struct zone;
+
+/* Records copied together into one section: one RRset, or the additional
+ * records of an SRV answer. */
+struct zone_rrset {
+    const uint8_t *data;
+    const uint16_t *fix; /* offsets of 2-byte apex-pointer slots in data */
+    uint16_t len;        /* bytes of data */
+    uint16_t count;      /* records */
+    uint16_t rrlen;      /* when non-zero: every record has this length and
+                          * the same slots, `fix` is relative to each record,
+                          * and the records are shuffled per query */
+    uint16_t nfix;
+};
+
+enum zone_section {
+    ZONE_ANSWER,
+    ZONE_AUTHORITY,
+    ZONE_ADDITIONAL,
+    ZONE_SECTIONS,
+};
+
+/* Everything needed to answer one name and type. */
+struct zone_plan {
+    uint8_t rcode; /* LDNS_RCODE_NOERROR, _NXDOMAIN or _REFUSED */
+    bool aa;
+    uint8_t nsets[ZONE_SECTIONS];
+    const struct zone_rrset *sets[]; /* answer sets, then authority, then additional */
+};
+
+struct zone_stats {
+    size_t services;
+    size_t records;                 /* distinct resource records, fixed ones included */
+    size_t names;                   /* names that answer */
+    size_t added, removed, changed; /* services, against the zone replaced */
+    uint32_t serial;
+    size_t bytes; /* memory held by the zone */
+};
+
+/* Compiles `cfg`. `old` is the zone being replaced (NULL at start-up): the
+ * SOA serial becomes max(now, old serial + 1) if any data changed, and stays
+ * the old one otherwise; the change counts are taken against it. Problems
+ * the config grammar cannot see (a dangling in-zone target, a name over 255
+ * bytes) go to `d` with the line they come from. Returns NULL on any error.
+ * The zone owns all its memory and does not reference `cfg` afterwards. */
+struct zone *zone_compile(const struct config *cfg, const struct zone *old, time_t now,
+                          struct diag *d);
+
+/* Frees a zone. NULL is a no-op. */
+void zone_free(struct zone *z);
+
+const struct zone_stats *zone_stats(const struct zone *z);
+
+/*
+ * Finds the plan for a query. `lname` is the query name in wire form, folded
+ * to lower case, `len` bytes including the root label. Returns the plan; a
+ * name outside the zone gets the REFUSED plan. `*apex` is set to the offset
+ * in `lname` where the zone apex starts, which the plan's `fix` slots point
+ * to (unused by plans without slots).
+ */
+const struct zone_plan *zone_find(const struct zone *z, const uint8_t *lname, size_t len,
+                                  uint16_t qtype, size_t *apex);
+
+#endif

@@ -1,0 +1,355 @@
+/* answer.c -- query bytes plus a compiled zone to reply bytes. */
+#include "svcmapd/answer.h"
+
+#include <ldns/ldns.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+/*
+ * The per-query path: parse the header, the question and an optional OPT
+ * with explicit bounds checks, look the name up, then copy the plan's
+ * pre-rendered RRsets and patch their apex pointers. Everything DNS that
+ * can be done once is done by zone.c; nothing here allocates.
+ */
+
+#define HDR 12
+
+/* Header flag bits (RFC 1035 §4.1.1, RFC 4035 §3.2 for AD and CD). */
+#define F_QR 0x80 /* byte 2 */
+#define F_AA 0x04
+#define F_TC 0x02
+#define F_RD 0x01
+#define F_CD 0x10 /* byte 3 */
+
+#define EDNS_DO 0x8000
+#define OPT_LEN 11 /* an OPT record without options */
+
+#define RCODE_BADVERS 16 /* RFC 6891 §6.1.3: extended, upper 8 bits in OPT */
+
+struct query {
+    uint16_t id;
+    uint8_t opcode;
+    uint8_t rd_cd[2]; /* RD in byte 2, CD in byte 3, to copy */
+    const uint8_t *question;
+    size_t question_len; /* qname + type + class, as received */
+    uint8_t lname[LDNS_MAX_DOMAINLEN + 1];
+    size_t name_len;
+    uint16_t qtype;
+    uint16_t qclass;
+    bool edns;
+    uint16_t udp_size;
+    uint8_t edns_version;
+    uint16_t edns_flags;
+};
+
+static inline uint16_t get16(const uint8_t *p)
+{
+    return (uint16_t)(p[0] << 8 | p[1]);
+}
+
+static inline void put16(uint8_t *p, uint16_t v)
+{
+    p[0] = (uint8_t)(v >> 8);
+    p[1] = (uint8_t)v;
+}
+
+void answer_init(struct answer_ctx *ctx)
+{
+    if (getrandom(&ctx->rng, sizeof(ctx->rng), 0) != sizeof(ctx->rng))
+        ctx->rng = (uint64_t)time(NULL) * 0x9e3779b97f4a7c15ULL;
+    ctx->rng |= 1; /* xorshift must not start at zero */
+}
+
+/* xorshift64* (Vigna): fast, and good enough to shuffle records. */
+static inline uint64_t rng_next(struct answer_ctx *ctx)
+{
+    uint64_t x = ctx->rng;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    ctx->rng = x;
+    return x * 0x2545f4914f6cdd1dULL;
+}
+
+/* A value in [0, bound), Lemire's multiply-shift (bias is irrelevant here). */
+static inline uint32_t rng_below(struct answer_ctx *ctx, uint32_t bound)
+{
+    return (uint32_t)(((rng_next(ctx) >> 32) * (uint64_t)bound) >> 32);
+}
+
+/* The question name: uncompressed labels only (a pointer in the first name
+ * of a message can only point backwards into the header). Folds it to lower
+ * case into q->lname. Returns the offset after it, or 0 if malformed. */
+static size_t parse_qname(const uint8_t *m, size_t len, size_t pos, struct query *q)
+{
+    size_t n = 0;
+    for (;;) {
+        if (pos >= len)
+            return 0;
+        uint8_t l = m[pos];
+        if (l > 63)
+            return 0; /* compression or an extended label type (RFC 6891 §5) */
+        if (n + l + 1 > LDNS_MAX_DOMAINLEN || pos + 1 + l > len)
+            return 0;
+        q->lname[n++] = l;
+        pos++;
+        if (l == 0)
+            break;
+        for (uint8_t i = 0; i < l; i++) {
+            uint8_t c = m[pos++];
+            q->lname[n++] = (c >= 'A' && c <= 'Z') ? (uint8_t)(c + 32) : c;
+        }
+    }
+    q->name_len = n;
+    return pos;
+}
+
+/* Skips a name that may end in a compression pointer. Returns the offset
+ * after it, or 0 if malformed. The name is not followed: only the OPT's
+ * root owner matters here. */
+static size_t skip_name(const uint8_t *m, size_t len, size_t pos, bool *root)
+{
+    size_t total = 0;
+    *root = pos < len && m[pos] == 0;
+    for (;;) {
+        if (pos >= len)
+            return 0;
+        uint8_t l = m[pos];
+        if ((l & 0xc0) == 0xc0)
+            return pos + 2 <= len ? pos + 2 : 0;
+        if (l > 63)
+            return 0;
+        total += (size_t)l + 1;
+        if (total > LDNS_MAX_DOMAINLEN || pos + 1 + l > len)
+            return 0;
+        pos += (size_t)l + 1;
+        if (l == 0)
+            return pos;
+    }
+}
+
+/* Checks the OPT RDATA: a sequence of {code, length, data} (RFC 6891 §6.1.2). */
+static bool valid_options(const uint8_t *p, size_t len)
+{
+    size_t pos = 0;
+    while (pos < len) {
+        if (len - pos < 4)
+            return false;
+        size_t olen = get16(p + pos + 2);
+        if (len - pos - 4 < olen)
+            return false;
+        pos += 4 + olen;
+    }
+    return true;
+}
+
+/* Reads the additional section: at most one OPT, owned by the root. Other
+ * records (a TSIG, say) are skipped. Returns false if malformed. */
+static bool parse_additional(const uint8_t *m, size_t len, size_t pos, uint16_t count,
+                             struct query *q)
+{
+    for (uint16_t i = 0; i < count; i++) {
+        bool root;
+        pos = skip_name(m, len, pos, &root);
+        if (pos == 0 || len - pos < 10)
+            return false;
+        uint16_t type = get16(m + pos);
+        uint16_t rdlen = get16(m + pos + 8);
+        if (len - pos - 10 < rdlen)
+            return false;
+        if (type == LDNS_RR_TYPE_OPT) {
+            if (q->edns || !root)
+                return false; /* RFC 6891 §6.1.1: one OPT, owner "." */
+            if (!valid_options(m + pos + 10, rdlen))
+                return false;
+            q->edns = true;
+            q->udp_size = get16(m + pos + 2);
+            q->edns_version = m[pos + 5];
+            q->edns_flags = get16(m + pos + 6);
+        }
+        pos += 10 + (size_t)rdlen;
+    }
+    return true;
+}
+
+/* Header, question and OPT of a reply with no records. */
+static size_t write_empty(const struct query *q, uint8_t *out, uint8_t rcode, bool question)
+{
+    put16(out, q->id);
+    out[2] = (uint8_t)(F_QR | q->opcode << 3 | q->rd_cd[0]);
+    out[3] = (uint8_t)(q->rd_cd[1] | (rcode & 0x0f));
+    put16(out + 4, question ? 1 : 0);
+    put16(out + 6, 0);
+    put16(out + 8, 0);
+    put16(out + 10, 0);
+    size_t pos = HDR;
+    if (question) {
+        memcpy(out + pos, q->question, q->question_len);
+        pos += q->question_len;
+    }
+    return pos;
+}
+
+static size_t put_opt(const struct query *q, uint8_t *out, size_t pos, uint8_t rcode)
+{
+    if (!q->edns)
+        return pos;
+    out[pos] = 0; /* root owner */
+    put16(out + pos + 1, LDNS_RR_TYPE_OPT);
+    put16(out + pos + 3, ANSWER_UDP_MAX);
+    out[pos + 5] = (uint8_t)(rcode >> 4);          /* extended RCODE, upper bits */
+    out[pos + 6] = 0;                              /* version 0 */
+    put16(out + pos + 7, q->edns_flags & EDNS_DO); /* RFC 3225 §3: copy DO */
+    put16(out + pos + 9, 0);
+    put16(out + 10, (uint16_t)(get16(out + 10) + 1));
+    return pos + OPT_LEN;
+}
+
+/* Copies one set of records at out+pos, shuffling uniform ones, and points
+ * the apex slots at `ptr`. Returns the new position. */
+static size_t put_set(struct answer_ctx *ctx, const struct zone_rrset *r, uint8_t *out, size_t pos,
+                      uint16_t ptr)
+{
+    uint8_t *dst = out + pos;
+    if (r->rrlen && r->count > 1) {
+        uint16_t order[ANSWER_TCP_MAX / 16];
+        uint16_t n = r->count;
+        for (uint16_t i = 0; i < n; i++)
+            order[i] = i;
+        for (uint16_t i = n - 1; i > 0; i--) {
+            uint16_t j = (uint16_t)rng_below(ctx, (uint32_t)i + 1);
+            uint16_t t = order[i];
+            order[i] = order[j];
+            order[j] = t;
+        }
+        for (uint16_t i = 0; i < n; i++) {
+            uint8_t *rec = dst + (size_t)i * r->rrlen;
+            memcpy(rec, r->data + (size_t)order[i] * r->rrlen, r->rrlen);
+            for (uint16_t k = 0; k < r->nfix; k++)
+                put16(rec + r->fix[k], ptr);
+        }
+    } else {
+        memcpy(dst, r->data, r->len);
+        for (uint16_t k = 0; k < r->nfix; k++)
+            put16(dst + r->fix[k], ptr);
+    }
+    return pos + r->len;
+}
+
+static size_t set_bytes(const struct zone_plan *p, size_t first, size_t n, uint16_t *count)
+{
+    size_t bytes = 0;
+    *count = 0;
+    for (size_t i = first; i < first + n; i++) {
+        bytes += p->sets[i]->len;
+        *count = (uint16_t)(*count + p->sets[i]->count);
+    }
+    return bytes;
+}
+
+size_t answer_query(struct answer_ctx *ctx, const struct zone *z, const uint8_t *m, size_t len,
+                    bool tcp, uint8_t *out, size_t cap, struct answer_info *info)
+{
+    struct query q;
+    *info = (struct answer_info){0};
+
+    if (len < HDR || (m[2] & F_QR))
+        return 0; /* no header to answer, or a response: never reply */
+
+    q.id = get16(m);
+    q.opcode = (m[2] >> 3) & 0x0f;
+    q.rd_cd[0] = m[2] & F_RD;
+    q.rd_cd[1] = m[3] & F_CD;
+    q.edns = false;
+    uint16_t qdcount = get16(m + 4);
+    uint16_t ancount = get16(m + 6);
+    uint16_t nscount = get16(m + 8);
+    uint16_t arcount = get16(m + 10);
+
+    size_t pos = 0;
+    if (qdcount == 1)
+        pos = parse_qname(m, len, HDR, &q);
+    bool question = pos != 0 && len - pos >= 4;
+    if (question) {
+        q.qtype = get16(m + pos);
+        q.qclass = get16(m + pos + 2);
+        pos += 4;
+        q.question = m + HDR;
+        q.question_len = pos - HDR;
+        info->qtype = q.qtype;
+    }
+    /* The OPT is read even for errors, so they carry one too (RFC 6891 §7). */
+    bool well_formed =
+        question && ancount == 0 && nscount == 0 && parse_additional(m, len, pos, arcount, &q);
+    if (!well_formed)
+        q.edns = false;
+    info->edns = q.edns;
+
+    uint8_t rcode;
+    if (q.opcode != LDNS_PACKET_QUERY) {
+        rcode = LDNS_RCODE_NOTIMPL; /* RFC 8906 §3.1.5 */
+    } else if (!well_formed) {
+        rcode = LDNS_RCODE_FORMERR;
+        question = false;
+    } else if (q.edns && q.edns_version > 0) {
+        rcode = RCODE_BADVERS; /* RFC 6891 §6.1.3 */
+    } else if (q.qtype == LDNS_RR_TYPE_OPT) {
+        rcode = LDNS_RCODE_FORMERR; /* a meta type is not a question */
+    } else if (q.qclass != LDNS_RR_CLASS_IN) {
+        rcode = LDNS_RCODE_REFUSED;
+    } else {
+        rcode = 0xff;
+    }
+    if (rcode != 0xff) {
+        info->rcode = rcode;
+        return put_opt(&q, out, write_empty(&q, out, rcode, question), rcode);
+    }
+
+    size_t apex;
+    const struct zone_plan *p = zone_find(z, q.lname, q.name_len, q.qtype, &apex);
+    uint16_t ptr = (uint16_t)(0xc000 | (HDR + apex));
+    info->rcode = p->rcode;
+
+    size_t limit = cap;
+    if (!tcp) {
+        size_t udp = ANSWER_UDP_PLAIN;
+        if (q.edns && q.udp_size > udp)
+            udp = q.udp_size < ANSWER_UDP_MAX ? q.udp_size : ANSWER_UDP_MAX;
+        if (udp < limit)
+            limit = udp;
+    }
+    size_t reserve = q.edns ? OPT_LEN : 0;
+
+    pos = write_empty(&q, out, p->rcode, true);
+    if (p->aa)
+        out[2] |= F_AA;
+
+    uint16_t an, ns;
+    size_t nan = p->nsets[ZONE_ANSWER], nns = p->nsets[ZONE_AUTHORITY];
+    size_t need = set_bytes(p, 0, nan, &an) + set_bytes(p, nan, nns, &ns);
+    if (pos + need + reserve > limit) {
+        /* SPEC §3: header and question only; the client retries over TCP. */
+        out[2] |= F_TC;
+        info->truncated = true;
+        return put_opt(&q, out, pos, p->rcode);
+    }
+
+    for (size_t i = 0; i < nan + nns; i++)
+        pos = put_set(ctx, p->sets[i], out, pos, ptr);
+    put16(out + 6, an);
+    put16(out + 8, ns);
+
+    /* Additional records are a courtesy: drop whole sets that do not fit,
+     * without TC (RFC 2181 §9). */
+    uint16_t ar = 0;
+    for (size_t i = nan + nns; i < nan + nns + p->nsets[ZONE_ADDITIONAL]; i++) {
+        const struct zone_rrset *r = p->sets[i];
+        if (pos + r->len + reserve > limit)
+            continue;
+        pos = put_set(ctx, r, out, pos, ptr);
+        ar = (uint16_t)(ar + r->count);
+    }
+    put16(out + 10, ar);
+    return put_opt(&q, out, pos, p->rcode);
+}

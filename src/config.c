@@ -1,0 +1,1069 @@
+/* config.c -- the mapping file: INI text to plain settings with line numbers. */
+#include "svcmapd/config.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <ini.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "svcmapd/arena.h"
+
+/*
+ * Debian's libinih is built with the default limits: it hands the handler no
+ * line number, reads at most INI_MAX_LINE (200) bytes of a line and cuts
+ * section names at 50. So the reader below feeds it one physical line at a
+ * time, counts lines itself, reports what inih would silently drop or cut
+ * (overlong lines, broken section headers, lines that are not key = value),
+ * and keeps the full section and key names; inih splits keys from values and
+ * strips comments and whitespace.
+ */
+
+#define MAX_TARGETS 1024 /* per service: keeps every answer under 64 KiB */
+
+const struct config_option config_options[CONFIG_OPTION_COUNT] = {
+    [CONFIG_ZONE] = {"server", "zone", CONFIG_TYPE_DOMAIN, "cluster.local", 0, 0,
+                     offsetof(struct config, zone),
+                     "names answered: <service>.<namespace>.svc.<zone>"},
+    [CONFIG_LISTEN] = {"server", "listen", CONFIG_TYPE_LISTEN, "127.0.0.1:5353", 0, 0,
+                       offsetof(struct config, listen),
+                       "comma-separated addresses, UDP and TCP on each; [::1]:53 for IPv6"},
+    [CONFIG_TTL] = {"server", "ttl", CONFIG_TYPE_UINT, "5", 0, 3600, offsetof(struct config, ttl),
+                    "TTL of mapped records, seconds (CoreDNS's default is 5)"},
+    [CONFIG_TCP_IDLE_TIMEOUT] = {"server", "tcp-idle-timeout", CONFIG_TYPE_UINT, "10", 1, 3600,
+                                 offsetof(struct config, tcp_idle_timeout),
+                                 "seconds a TCP connection may stay idle before it is closed"},
+    [CONFIG_TCP_MAX_CONNECTIONS] = {"server", "tcp-max-connections", CONFIG_TYPE_UINT, "1024", 1,
+                                    65535, offsetof(struct config, tcp_max_connections),
+                                    "open TCP connections; more are closed at once"},
+};
+
+/* ---- a small string set, for duplicate sections and services ---- */
+
+struct strset_entry {
+    const char *key;
+    int line;
+};
+
+struct strset {
+    struct strset_entry *slots;
+    size_t cap;
+    size_t count;
+};
+
+static uint64_t str_hash(const char *s)
+{
+    uint64_t h = 1469598103934665603ULL; /* FNV-1a: fine for trusted file keys */
+    while (*s)
+        h = (h ^ (unsigned char)*s++) * 1099511628211ULL;
+    return h;
+}
+
+/* Inserts `key` (owned by the caller's arena). Returns 0 if it was new, or
+ * the line of the earlier entry; -1 when out of memory. */
+static int strset_add(struct strset *set, const char *key, int line)
+{
+    if ((set->count + 1) * 2 > set->cap) {
+        size_t cap = set->cap ? set->cap * 2 : 64;
+        struct strset_entry *slots = calloc(cap, sizeof(*slots));
+        if (!slots)
+            return -1;
+        for (size_t i = 0; i < set->cap; i++) {
+            if (!set->slots[i].key)
+                continue;
+            size_t j = str_hash(set->slots[i].key) & (cap - 1);
+            while (slots[j].key)
+                j = (j + 1) & (cap - 1);
+            slots[j] = set->slots[i];
+        }
+        free(set->slots);
+        set->slots = slots;
+        set->cap = cap;
+    }
+    size_t j = str_hash(key) & (set->cap - 1);
+    while (set->slots[j].key) {
+        if (strcmp(set->slots[j].key, key) == 0)
+            return set->slots[j].line;
+        j = (j + 1) & (set->cap - 1);
+    }
+    set->slots[j].key = key;
+    set->slots[j].line = line;
+    set->count++;
+    return 0;
+}
+
+/* ---- parser state ---- */
+
+enum section_kind {
+    SECTION_NONE,    /* before the first section */
+    SECTION_INVALID, /* a bad header: its keys are skipped, the header was reported */
+    SECTION_SERVER,
+    SECTION_NAMESPACE,
+};
+
+enum line_kind {
+    LINE_BLANK,
+    LINE_SECTION,
+    LINE_KEY,
+    LINE_CONTINUATION,
+};
+
+struct token {
+    const char *text; /* NUL-terminated, in the arena */
+    int line;
+};
+
+struct parser {
+    struct config *cfg;
+    struct diag *d;
+    struct arena *a;
+
+    const char *text; /* the whole file */
+    size_t len;
+    size_t pos;
+    int lineno;
+    enum line_kind kind; /* of the line inih is handling now */
+    bool have_key;       /* mirrors inih's prev_name: continuation lines allowed */
+    bool skipping;       /* drop continuation lines of a line that was rejected */
+
+    enum section_kind section;
+    int section_line;
+    size_t ns; /* index of the current namespace */
+
+    /* The key being read: its value may continue on following lines, so it
+     * is processed when the next key, section or the end of file arrives. */
+    const char *key;
+    int key_line;
+    struct token *tokens;
+    size_t ntokens, tokcap;
+    bool key_open;
+
+    struct strset names; /* "n:<ns>" and "s:<ns>/<svc>" */
+    bool oom;
+};
+
+static void parser_oom(struct parser *p)
+{
+    if (!p->oom)
+        diag_error(p->d, 0, "out of memory");
+    p->oom = true;
+}
+
+static bool is_label_char(int c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-';
+}
+
+/* DNS-1123 label: 1-63 of a-z0-9-, no leading or trailing '-'. Upper case
+ * is accepted and folded, since matching is case-insensitive anyway. */
+static const char *check_dns1123(struct parser *p, const char *s, int line, const char *what)
+{
+    size_t n = strlen(s);
+    char buf[64];
+    if (n == 0 || n > 63) {
+        diag_error(p->d, line, "%s name '%s' must be 1 to 63 characters", what, s);
+        return NULL;
+    }
+    for (size_t i = 0; i < n; i++) {
+        int c = tolower((unsigned char)s[i]);
+        if (!is_label_char(c)) {
+            diag_error(p->d, line,
+                       "%s name '%s' is not a DNS-1123 label (only a-z, 0-9 and '-' are allowed)",
+                       what, s);
+            return NULL;
+        }
+        buf[i] = (char)c;
+    }
+    if (buf[0] == '-' || buf[n - 1] == '-') {
+        diag_error(p->d, line, "%s name '%s' must not start or end with '-'", what, s);
+        return NULL;
+    }
+    return arena_strndup(p->a, buf, n);
+}
+
+/* A domain name in text: labels of letters, digits, '-' and '_', 1-63 long,
+ * at most 253 characters, optional trailing dot. Returns the length without
+ * the trailing dot, or 0 after reporting what is wrong. */
+static size_t check_domain(struct parser *p, const char *s, int line, const char *what)
+{
+    size_t n = strlen(s);
+    if (n > 1 && s[n - 1] == '.')
+        n--;
+    if (n == 0 || (n == 1 && s[0] == '.')) {
+        diag_error(p->d, line, "%s '%s' is empty or the root", what, s);
+        return 0;
+    }
+    if (n > 253) {
+        diag_error(p->d, line, "%s '%.40s...' is longer than 253 characters", what, s);
+        return 0;
+    }
+    size_t start = 0;
+    bool last_numeric = true;
+    for (size_t i = 0; i <= n; i++) {
+        if (i < n && s[i] != '.') {
+            char c = s[i];
+            if (!isalnum((unsigned char)c) && c != '-' && c != '_') {
+                diag_error(p->d, line, "%s '%s' has a bad character '%c'", what, s, c);
+                return 0;
+            }
+            continue;
+        }
+        size_t l = i - start;
+        if (l == 0 || l > 63) {
+            diag_error(p->d, line, "%s '%s' has a label of %zu characters (1 to 63 allowed)", what,
+                       s, l);
+            return 0;
+        }
+        if (s[start] == '-' || s[i - 1] == '-') {
+            diag_error(p->d, line, "%s '%s' has a label that starts or ends with '-'", what, s);
+            return 0;
+        }
+        last_numeric = strspn(s + start, "0123456789") >= l;
+        start = i + 1;
+    }
+    if (last_numeric) {
+        /* "192.168.1.300" is a typo for an address, not a host name: no
+         * top-level domain is numeric. */
+        diag_error(p->d, line, "'%s' is not a valid IP address", s);
+        return 0;
+    }
+    return n;
+}
+
+static bool parse_u32(const char *s, uint32_t *out)
+{
+    if (!isdigit((unsigned char)*s))
+        return false;
+    errno = 0;
+    char *end;
+    unsigned long v = strtoul(s, &end, 10);
+    if (errno || *end || v > UINT32_MAX)
+        return false;
+    *out = (uint32_t)v;
+    return true;
+}
+
+/* Port: 1-65535, decimal. Reports and returns false if bad. */
+static bool parse_port(struct parser *p, const char *s, int line, uint16_t *port)
+{
+    uint32_t v;
+    if (!parse_u32(s, &v)) {
+        diag_error(p->d, line, "bad port '%s'", s);
+        return false;
+    }
+    if (v < 1 || v > 65535) {
+        diag_error(p->d, line, "port %s out of range (1-65535)", s);
+        return false;
+    }
+    *port = (uint16_t)v;
+    return true;
+}
+
+/* IPv4 in strict dotted-quad form: leading zeros are refused, because some
+ * tools read them as octal. */
+static bool parse_ipv4(const char *s, uint8_t out[4])
+{
+    const char *q = s;
+    for (int i = 0; i < 4; i++) {
+        if (!isdigit((unsigned char)*q))
+            return false;
+        if (q[0] == '0' && isdigit((unsigned char)q[1]))
+            return false;
+        unsigned v = 0;
+        int digits = 0;
+        while (isdigit((unsigned char)*q) && digits < 4) {
+            v = v * 10 + (unsigned)(*q++ - '0');
+            digits++;
+        }
+        if (v > 255 || digits > 3)
+            return false;
+        out[i] = (uint8_t)v;
+        if (i < 3 && *q++ != '.')
+            return false;
+    }
+    return *q == '\0';
+}
+
+/*
+ * An address with an optional port: 1.2.3.4, 1.2.3.4:53, 2001:db8::1,
+ * [2001:db8::1], [2001:db8::1]:53. Returns 1 if `s` parsed, 0 if it is not
+ * an address at all (maybe a hostname), -1 if it is a bad address (reported).
+ */
+static int parse_address(struct parser *p, const char *s, int line, struct config_target *t)
+{
+    char buf[128];
+    size_t n = strlen(s);
+    const char *port = NULL;
+
+    if (n >= sizeof(buf)) {
+        if (strchr(s, ':') || s[0] == '[') {
+            diag_error(p->d, line, "bad address '%.40s...'", s);
+            return -1;
+        }
+        return 0;
+    }
+    memcpy(buf, s, n + 1);
+    t->port = 0;
+
+    if (buf[0] == '[') {
+        char *close = strchr(buf, ']');
+        if (!close) {
+            diag_error(p->d, line, "bad address '%s': missing ']'", s);
+            return -1;
+        }
+        *close = '\0';
+        if (close[1] == ':')
+            port = close + 2;
+        else if (close[1] != '\0') {
+            diag_error(p->d, line, "bad address '%s': expected ':PORT' after ']'", s);
+            return -1;
+        }
+        if (inet_pton(AF_INET6, buf + 1, t->addr) != 1) {
+            diag_error(p->d, line, "bad IPv6 address '%s'", buf + 1);
+            return -1;
+        }
+        t->family = AF_INET6;
+    } else if (strchr(buf, ':')) {
+        char *colon = strchr(buf, ':');
+        if (strchr(colon + 1, ':') == NULL && strspn(buf, "0123456789.") == (size_t)(colon - buf)) {
+            /* a.b.c.d:port */
+            *colon = '\0';
+            port = colon + 1;
+            if (!parse_ipv4(buf, t->addr)) {
+                diag_error(p->d, line, "bad IPv4 address '%s'", buf);
+                return -1;
+            }
+            t->family = AF_INET;
+        } else if (inet_pton(AF_INET6, buf, t->addr) == 1) {
+            t->family = AF_INET6;
+        } else {
+            diag_error(p->d, line,
+                       "bad address '%s' (write an IPv6 address with a port as [ADDR]:PORT)", s);
+            return -1;
+        }
+    } else if (strspn(buf, "0123456789.") == n) {
+        if (!parse_ipv4(buf, t->addr)) {
+            diag_error(p->d, line, "bad IPv4 address '%s'", s);
+            return -1;
+        }
+        t->family = AF_INET;
+    } else {
+        return 0;
+    }
+
+    if (port && !parse_port(p, port, line, &t->port))
+        return -1;
+    t->kind = CONFIG_TARGET_ADDRESS;
+    t->line = line;
+    return 1;
+}
+
+/* ---- [server] options ---- */
+
+static void listen_text(struct config_listen *l)
+{
+    char host[INET6_ADDRSTRLEN];
+    if (l->addr.ss_family == AF_INET) {
+        const struct sockaddr_in *sin = (const struct sockaddr_in *)&l->addr;
+        inet_ntop(AF_INET, &sin->sin_addr, host, sizeof(host));
+        snprintf(l->text, sizeof(l->text), "%s:%u", host, ntohs(sin->sin_port));
+    } else {
+        const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)&l->addr;
+        inet_ntop(AF_INET6, &sin6->sin6_addr, host, sizeof(host));
+        snprintf(l->text, sizeof(l->text), "[%s]:%u", host, ntohs(sin6->sin6_port));
+    }
+}
+
+static bool set_listen(struct parser *p, const struct token *tok, size_t n)
+{
+    struct config *cfg = p->cfg;
+    struct config_listen *list = arena_zalloc(p->a, (n ? n : 1) * sizeof(*list));
+    if (!list) {
+        parser_oom(p);
+        return false;
+    }
+    bool ok = true;
+    size_t count = 0;
+    for (size_t i = 0; i < n; i++) {
+        struct config_target t = {0};
+        int r = parse_address(p, tok[i].text, tok[i].line, &t);
+        if (r == 0) {
+            diag_error(p->d, tok[i].line,
+                       "listen: '%s' is not an IP address (host names are not resolved)",
+                       tok[i].text);
+            ok = false;
+            continue;
+        }
+        if (r < 0) {
+            ok = false;
+            continue;
+        }
+        struct config_listen *l = &list[count];
+        uint16_t port = htons(t.port ? t.port : 53);
+        if (t.family == AF_INET) {
+            struct sockaddr_in *sin = (struct sockaddr_in *)&l->addr;
+            sin->sin_family = AF_INET;
+            sin->sin_port = port;
+            memcpy(&sin->sin_addr, t.addr, 4);
+            l->addrlen = sizeof(*sin);
+        } else {
+            struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&l->addr;
+            sin6->sin6_family = AF_INET6;
+            sin6->sin6_port = port;
+            memcpy(&sin6->sin6_addr, t.addr, 16);
+            l->addrlen = sizeof(*sin6);
+        }
+        l->line = tok[i].line;
+        listen_text(l);
+        for (size_t j = 0; j < count; j++) {
+            if (strcmp(list[j].text, l->text) == 0) {
+                diag_error(p->d, tok[i].line, "listen: %s is given twice", l->text);
+                ok = false;
+                count--;
+                break;
+            }
+        }
+        count++;
+    }
+    if (ok && count == 0) {
+        diag_error(p->d, n ? tok[0].line : p->key_line, "listen: no address given");
+        ok = false;
+    }
+    if (!ok)
+        return false;
+    cfg->listen = list;
+    cfg->nlisten = count;
+    return true;
+}
+
+static bool set_option(struct parser *p, enum config_option_id id, const struct token *tok,
+                       size_t n, int line)
+{
+    const struct config_option *o = &config_options[id];
+    char *field = (char *)p->cfg + o->offset;
+
+    if (o->type == CONFIG_TYPE_LISTEN)
+        return set_listen(p, tok, n);
+
+    if (n != 1) {
+        diag_error(p->d, n ? tok[1].line : line, "%s: expected one value, got %zu", o->name, n);
+        return false;
+    }
+    const char *v = tok[0].text;
+
+    if (o->type == CONFIG_TYPE_UINT) {
+        uint32_t x;
+        if (!parse_u32(v, &x)) {
+            diag_error(p->d, tok[0].line, "%s: '%s' is not a number", o->name, v);
+            return false;
+        }
+        if (x < o->min || x > o->max) {
+            diag_error(p->d, tok[0].line, "%s: %s out of range (%u-%u)", o->name, v, o->min,
+                       o->max);
+            return false;
+        }
+        memcpy(field, &x, sizeof(x));
+        return true;
+    }
+
+    /* CONFIG_TYPE_DOMAIN */
+    size_t len = check_domain(p, v, tok[0].line, o->name);
+    if (len == 0)
+        return false;
+    char *s = arena_strndup(p->a, v, len);
+    if (!s) {
+        parser_oom(p);
+        return false;
+    }
+    for (char *c = s; *c; c++)
+        *c = (char)tolower((unsigned char)*c);
+    const char *cs = s;
+    memcpy(field, &cs, sizeof(cs));
+    return true;
+}
+
+/* ---- [namespace] services ---- */
+
+static bool same_target(const struct config_target *a, const struct config_target *b)
+{
+    return a->family == b->family && a->port == b->port &&
+           memcmp(a->addr, b->addr, a->family == AF_INET ? 4 : 16) == 0;
+}
+
+static void parse_service_option(struct parser *p, struct config_service *svc, const char *tok,
+                                 int line, bool *seen_srv, bool *seen_ttl)
+{
+    const char *eq = strchr(tok, '=');
+    size_t klen = (size_t)(eq - tok);
+    const char *v = eq + 1;
+
+    if (klen == 3 && strncmp(tok, "ttl", 3) == 0) {
+        uint32_t x;
+        if (*seen_ttl) {
+            diag_error(p->d, line, "ttl= is given twice");
+        } else if (!parse_u32(v, &x) || x > 3600) {
+            diag_error(p->d, line, "ttl=%s: expected a number of seconds, 0 to 3600", v);
+        } else {
+            svc->ttl = (int32_t)x;
+        }
+        *seen_ttl = true;
+        return;
+    }
+    if (klen == 3 && strncmp(tok, "srv", 3) == 0) {
+        /* srv=_NAME._PROTO: the SRV owner is _NAME._PROTO.<svc>.<ns>.svc.<zone> */
+        char name[64], proto[8];
+        const char *dot = strchr(v, '.');
+        if (*seen_srv) {
+            diag_error(p->d, line, "srv= is given twice");
+            return;
+        }
+        *seen_srv = true;
+        if (v[0] != '_' || !dot || dot[1] != '_' || (size_t)(dot - v) < 2 ||
+            (size_t)(dot - v) > sizeof(name) || strlen(dot + 2) >= sizeof(proto)) {
+            diag_error(p->d, line, "srv=%s: expected srv=_NAME._PROTO, like srv=_ldap._tcp", v);
+            return;
+        }
+        size_t nlen = (size_t)(dot - v) - 1;
+        memcpy(name, v + 1, nlen);
+        name[nlen] = '\0';
+        strcpy(proto, dot + 2);
+        for (char *c = proto; *c; c++)
+            *c = (char)tolower((unsigned char)*c);
+        if (strcmp(proto, "tcp") != 0 && strcmp(proto, "udp") != 0 && strcmp(proto, "sctp") != 0) {
+            diag_error(p->d, line, "srv=%s: protocol must be _tcp, _udp or _sctp", v);
+            return;
+        }
+        const char *lname = check_dns1123(p, name, line, "srv= port");
+        if (!lname)
+            return;
+        svc->srv_name = lname;
+        svc->srv_proto = arena_strndup(p->a, proto, strlen(proto));
+        return;
+    }
+    diag_error(p->d, line, "unknown option '%.*s=' (known: srv=, ttl=)", (int)klen, tok);
+}
+
+static void add_service(struct parser *p, const char *rawname, int line, const struct token *tok,
+                        size_t n)
+{
+    struct config_namespace *ns = &p->cfg->namespaces[p->ns];
+    const char *name = check_dns1123(p, rawname, line, "service");
+    bool ok = name != NULL;
+
+    if (name) {
+        char key[160];
+        snprintf(key, sizeof(key), "s:%s/%s", ns->name, name);
+        char *k = arena_strndup(p->a, key, strlen(key));
+        int prev = k ? strset_add(&p->names, k, line) : -1;
+        if (prev < 0) {
+            parser_oom(p);
+            return;
+        }
+        if (prev > 0) {
+            diag_error(p->d, line,
+                       "duplicate service '%s' in namespace '%s' (first defined on line %d)", name,
+                       ns->name, prev);
+            ok = false;
+        }
+    }
+
+    struct config_service svc = {.name = name, .line = line, .ttl = -1};
+    struct config_target *targets = arena_zalloc(p->a, (n ? n : 1) * sizeof(*targets));
+    if (!targets) {
+        parser_oom(p);
+        return;
+    }
+    bool seen_srv = false, seen_ttl = false;
+    unsigned errors_before = p->d->errors;
+    size_t nhost = 0, naddr = 0, nport = 0;
+    const struct config_target *host = NULL;
+
+    for (size_t i = 0; i < n; i++) {
+        const char *s = tok[i].text;
+        if (strchr(s, '=')) {
+            parse_service_option(p, &svc, s, tok[i].line, &seen_srv, &seen_ttl);
+            continue;
+        }
+        struct config_target *t = &targets[svc.ntargets];
+        int r = parse_address(p, s, tok[i].line, t);
+        if (r < 0)
+            continue;
+        if (r == 0) {
+            size_t len = check_domain(p, s, tok[i].line, "hostname");
+            if (len == 0)
+                continue;
+            t->kind = CONFIG_TARGET_HOSTNAME;
+            t->line = tok[i].line;
+            t->hostname = arena_strndup(p->a, s, len);
+            if (nhost++ == 1)
+                diag_error(p->d, tok[i].line,
+                           "service '%s' has more than one hostname ('%s' and '%s'); a CNAME has "
+                           "exactly one target",
+                           rawname, host->hostname, t->hostname);
+            host = t;
+        } else {
+            for (uint32_t j = 0; j < svc.ntargets; j++) {
+                if (targets[j].kind == CONFIG_TARGET_ADDRESS && same_target(&targets[j], t)) {
+                    diag_error(p->d, tok[i].line, "address '%s' is given twice for service '%s'", s,
+                               rawname);
+                    r = -1;
+                    break;
+                }
+            }
+            if (r < 0)
+                continue;
+            naddr++;
+            if (t->port)
+                nport++;
+        }
+        if (++svc.ntargets > MAX_TARGETS) {
+            diag_error(p->d, tok[i].line, "service '%s' has more than %d targets", rawname,
+                       MAX_TARGETS);
+            return;
+        }
+    }
+
+    if (p->d->errors == errors_before) {
+        if (svc.ntargets == 0) {
+            diag_error(p->d, line, "service '%s' has no target (expected a hostname or addresses)",
+                       rawname);
+        } else if (nhost && naddr) {
+            diag_error(p->d, host->line,
+                       "service '%s': hostname '%s' cannot be mixed with addresses (a CNAME "
+                       "cannot have other records)",
+                       rawname, host->hostname);
+        } else if (nport && nport != naddr) {
+            diag_error(p->d, line,
+                       "service '%s': either every address has a port or none has (%zu of %zu "
+                       "have one)",
+                       rawname, nport, naddr);
+        } else if (svc.srv_name && nport == 0) {
+            diag_error(p->d, line, "service '%s': srv= needs addresses with ports (IP:PORT)",
+                       rawname);
+        }
+    }
+    if (!ok || p->d->errors != errors_before)
+        return;
+
+    svc.targets = targets;
+    if (ns->nservices == ns->cap) {
+        size_t cap = ns->cap ? ns->cap * 2 : 8;
+        struct config_service *s = realloc(ns->services, cap * sizeof(*s));
+        if (!s) {
+            parser_oom(p);
+            return;
+        }
+        ns->services = s;
+        ns->cap = cap;
+    }
+    ns->services[ns->nservices++] = svc;
+    p->cfg->nservices++;
+}
+
+/* ---- line handling ---- */
+
+/* Splits a value into tokens at commas and whitespace; a '#' after
+ * whitespace starts a comment, as ';' does for inih. */
+static void add_tokens(struct parser *p, const char *value, int line)
+{
+    const char *s = value;
+    while (*s) {
+        while (*s == ',' || isspace((unsigned char)*s))
+            s++;
+        if (!*s || *s == '#')
+            break;
+        const char *start = s;
+        while (*s && *s != ',' && !isspace((unsigned char)*s))
+            s++;
+        if (p->ntokens == p->tokcap) {
+            size_t cap = p->tokcap ? p->tokcap * 2 : 16;
+            struct token *t = realloc(p->tokens, cap * sizeof(*t));
+            if (!t) {
+                parser_oom(p);
+                return;
+            }
+            p->tokens = t;
+            p->tokcap = cap;
+        }
+        p->tokens[p->ntokens].text = arena_strndup(p->a, start, (size_t)(s - start));
+        p->tokens[p->ntokens].line = line;
+        if (!p->tokens[p->ntokens].text) {
+            parser_oom(p);
+            return;
+        }
+        p->ntokens++;
+    }
+}
+
+static void finish_key(struct parser *p)
+{
+    if (!p->key_open)
+        return;
+    p->key_open = false;
+
+    if (p->section == SECTION_SERVER) {
+        int id = -1;
+        for (int i = 0; i < CONFIG_OPTION_COUNT; i++)
+            if (strcmp(config_options[i].name, p->key) == 0)
+                id = i;
+        if (id < 0) {
+            diag_error(p->d, p->key_line,
+                       "unknown key '%s' in [server] (known: zone, listen, ttl, tcp-idle-timeout, "
+                       "tcp-max-connections)",
+                       p->key);
+            return;
+        }
+        if (p->cfg->line[id]) {
+            diag_error(p->d, p->key_line, "'%s' is given twice in [server] (first on line %d)",
+                       p->key, p->cfg->line[id]);
+            return;
+        }
+        if (p->ntokens == 0) {
+            diag_error(p->d, p->key_line, "'%s' has no value", p->key);
+            return;
+        }
+        /* marked as given even when bad, for the duplicate check */
+        p->cfg->line[id] = p->key_line;
+        set_option(p, (enum config_option_id)id, p->tokens, p->ntokens, p->key_line);
+    } else if (p->section == SECTION_NAMESPACE) {
+        add_service(p, p->key, p->key_line, p->tokens, p->ntokens);
+    }
+}
+
+static void begin_section(struct parser *p, const char *hdr, size_t len, int line)
+{
+    finish_key(p);
+    p->section = SECTION_INVALID;
+    p->section_line = line;
+
+    char buf[256];
+    if (len >= sizeof(buf))
+        len = sizeof(buf) - 1;
+    memcpy(buf, hdr, len);
+    buf[len] = '\0';
+
+    char *save = NULL;
+    char *kind = strtok_r(buf, " \t", &save);
+    char *name = kind ? strtok_r(NULL, " \t", &save) : NULL;
+    char *extra = name ? strtok_r(NULL, " \t", &save) : NULL;
+
+    if (kind && strcmp(kind, "server") == 0 && !name) {
+        int prev = strset_add(&p->names, "section:server", line);
+        if (prev > 0) {
+            diag_error(p->d, line, "[server] is given twice (first on line %d)", prev);
+            return;
+        }
+        p->section = SECTION_SERVER;
+        return;
+    }
+    if (kind && strcmp(kind, "namespace") == 0) {
+        if (!name || extra) {
+            diag_error(p->d, line, "expected [namespace NAME]");
+            return;
+        }
+        const char *ns = check_dns1123(p, name, line, "namespace");
+        if (!ns)
+            return;
+        char key[80];
+        snprintf(key, sizeof(key), "n:%s", ns);
+        char *k = arena_strndup(p->a, key, strlen(key));
+        int prev = k ? strset_add(&p->names, k, line) : -1;
+        if (prev < 0) {
+            parser_oom(p);
+            return;
+        }
+        if (prev > 0) {
+            diag_error(p->d, line, "[namespace %s] is given twice (first on line %d)", ns, prev);
+            return;
+        }
+        struct config *cfg = p->cfg;
+        struct config_namespace *list =
+            realloc(cfg->namespaces, (cfg->nnamespaces + 1) * sizeof(*list));
+        if (!list) {
+            parser_oom(p);
+            return;
+        }
+        cfg->namespaces = list;
+        list[cfg->nnamespaces] = (struct config_namespace){.name = ns, .line = line};
+        p->ns = cfg->nnamespaces++;
+        p->section = SECTION_NAMESPACE;
+        return;
+    }
+    diag_error(p->d, line, "unknown section '[%s]' (expected [server] or [namespace NAME])", buf);
+}
+
+/* inih calls this for every key = value line and every continuation line. */
+static int on_value(void *user, const char *section, const char *name, const char *value)
+{
+    struct parser *p = user;
+    (void)section; /* ours is not cut at 50 characters */
+
+    if (p->kind == LINE_CONTINUATION) {
+        if (p->key_open) {
+            /* "  redis = 1.2.3.4" indented by mistake reads as a
+             * continuation of the previous key: say so instead of
+             * complaining about a hostname called '='. */
+            const char *eq = strchr(value, '=');
+            if (eq && eq > value && (eq[-1] == ' ' || eq[-1] == '\t' || eq[1] == ' ')) {
+                diag_error(p->d, p->lineno,
+                           "indented line continues the value of '%s'; remove the leading "
+                           "whitespace to start a new key",
+                           p->key);
+                return 1;
+            }
+            add_tokens(p, value, p->lineno);
+        }
+        return 1;
+    }
+
+    finish_key(p);
+    if (p->section == SECTION_NONE) {
+        diag_error(p->d, p->lineno,
+                   "'%s' is outside any section (start with [server] or [namespace NAME])", name);
+        return 1;
+    }
+    if (p->section == SECTION_INVALID)
+        return 1; /* the section header was reported */
+    if (*name == '\0') {
+        diag_error(p->d, p->lineno, "missing key before '='");
+        return 1;
+    }
+    p->key = arena_strndup(p->a, name, strlen(name));
+    if (!p->key) {
+        parser_oom(p);
+        return 1;
+    }
+    p->key_line = p->lineno;
+    p->key_open = true;
+    p->ntokens = 0;
+    add_tokens(p, value, p->lineno);
+    return 1;
+}
+
+/* The position of the first of `chars` or of an inline ';' comment (a ';'
+ * after whitespace), as inih finds it. */
+static const char *find_chars_or_comment(const char *s, const char *end, const char *chars)
+{
+    bool was_space = false;
+    for (; s < end; s++) {
+        if (strchr(chars, *s) && *s)
+            return s;
+        if (was_space && *s == ';')
+            return end;
+        was_space = isspace((unsigned char)*s);
+    }
+    return end;
+}
+
+/* inih's reader: hands it one physical line, after checking what inih
+ * would not report. A line it must not parse is replaced (or skipped) so
+ * that inih's state, the "previous key" continuation lines attach to,
+ * stays the same as ours. */
+static char *read_line(char *str, int num, void *stream)
+{
+    struct parser *p = stream;
+    for (;;) {
+        if (p->pos >= p->len)
+            return NULL;
+        const char *line = p->text + p->pos;
+        const char *nl = memchr(line, '\n', p->len - p->pos);
+        const char *end = nl ? nl : p->text + p->len;
+        p->pos = (size_t)(end - p->text) + (nl ? 1 : 0);
+        p->lineno++;
+        if (end > line && end[-1] == '\r')
+            end--;
+        if (p->lineno == 1 && end - line >= 3 && memcmp(line, "\xEF\xBB\xBF", 3) == 0)
+            line += 3;
+
+        size_t len = (size_t)(end - line);
+        const char *s = line;
+        while (s < end && isspace((unsigned char)*s))
+            s++;
+        if (s == end || *s == ';' || *s == '#')
+            continue;
+
+        bool continuation = p->have_key && s > line;
+        if (continuation && p->skipping)
+            continue;
+        p->skipping = false;
+
+        const char *bad = NULL;
+        if (memchr(line, '\0', len))
+            bad = "line contains a NUL byte";
+        else if (len > (size_t)num - 2)
+            bad = "line is too long for inih; continue a long value on the next line, indented";
+        if (bad) {
+            diag_error(p->d, p->lineno, "%s", bad);
+            if (continuation)
+                p->key_open = false; /* its value is incomplete: drop it quietly */
+            else
+                finish_key(p);
+            p->skipping = true;
+            continue;
+        }
+
+        if (continuation) {
+            p->kind = LINE_CONTINUATION;
+        } else if (*s == '[') {
+            const char *close = find_chars_or_comment(s + 1, end, "]");
+            p->have_key = false;
+            p->kind = LINE_SECTION;
+            if (close == end) {
+                diag_error(p->d, p->lineno, "section header without ']'");
+                finish_key(p);
+                p->section = SECTION_INVALID;
+                strcpy(str, "[]\n"); /* resets inih's previous key as the header would */
+                return str;
+            }
+            const char *after = close + 1;
+            while (after < end && isspace((unsigned char)*after))
+                after++;
+            if (after < end && *after != ';' && *after != '#')
+                diag_error(p->d, p->lineno, "unexpected text after ']'");
+            begin_section(p, s + 1, (size_t)(close - s - 1), p->lineno);
+        } else if (find_chars_or_comment(s, end, "=:") != end) {
+            p->kind = LINE_KEY;
+            p->have_key = true;
+        } else {
+            diag_error(p->d, p->lineno, "expected 'key = value', a [section] or a comment");
+            finish_key(p);
+            p->skipping = true;
+            continue;
+        }
+        memcpy(str, line, len);
+        str[len] = '\n';
+        str[len + 1] = '\0';
+        return str;
+    }
+}
+
+static struct config *config_new(const char *path)
+{
+    struct config *cfg = calloc(1, sizeof(*cfg));
+    if (!cfg)
+        return NULL;
+    cfg->arena = arena_new();
+    if (!cfg->arena) {
+        free(cfg);
+        return NULL;
+    }
+    cfg->path = arena_strndup(cfg->arena, path, strlen(path));
+    return cfg;
+}
+
+void config_free(struct config *cfg)
+{
+    if (!cfg)
+        return;
+    for (size_t i = 0; i < cfg->nnamespaces; i++)
+        free(cfg->namespaces[i].services);
+    free(cfg->namespaces);
+    arena_free(cfg->arena);
+    free(cfg);
+}
+
+static bool apply_defaults(struct parser *p)
+{
+    for (int i = 0; i < CONFIG_OPTION_COUNT; i++) {
+        if (p->cfg->line[i])
+            continue;
+        /* every default is a single token */
+        struct token t = {config_options[i].default_value, 0};
+        if (!set_option(p, (enum config_option_id)i, &t, 1, 0))
+            return false;
+    }
+    return true;
+}
+
+static struct config *parse_text(const char *text, size_t len, struct diag *d)
+{
+    struct config *cfg = config_new(d->file);
+    if (!cfg) {
+        diag_error(d, 0, "out of memory");
+        return NULL;
+    }
+    struct parser p = {
+        .cfg = cfg,
+        .d = d,
+        .a = cfg->arena,
+        .text = text,
+        .len = len,
+    };
+    unsigned errors_before = d->errors;
+
+    /* inih's own return value only names the first bad line; read_line
+     * has already reported every line inih would reject. */
+    (void)ini_parse_stream(read_line, &p, on_value, &p);
+    finish_key(&p);
+
+    bool ok = !p.oom && d->errors == errors_before;
+    if (ok && !apply_defaults(&p))
+        ok = false;
+    free(p.tokens);
+    free(p.names.slots);
+    if (!ok) {
+        config_free(cfg);
+        return NULL;
+    }
+    return cfg;
+}
+
+struct config *config_parse(const char *text, size_t len, struct diag *d)
+{
+    return parse_text(text, len, d);
+}
+
+struct config *config_load(const char *path, struct diag *d)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        diag_error(d, 0, "cannot open: %s", strerror(errno));
+        return NULL;
+    }
+    char *buf = NULL;
+    size_t len = 0, cap = 0;
+    for (;;) {
+        if (len == cap) {
+            cap = cap ? cap * 2 : 65536;
+            char *nb = realloc(buf, cap);
+            if (!nb) {
+                free(buf);
+                fclose(f);
+                diag_error(d, 0, "out of memory");
+                return NULL;
+            }
+            buf = nb;
+        }
+        size_t n = fread(buf + len, 1, cap - len, f);
+        len += n;
+        if (n == 0)
+            break;
+    }
+    int err = ferror(f) ? errno : 0;
+    fclose(f);
+    if (err) {
+        free(buf);
+        diag_error(d, 0, "cannot read: %s", strerror(err));
+        return NULL;
+    }
+    struct config *cfg = parse_text(buf, len, d);
+    free(buf);
+    return cfg;
+}
+
+bool config_same_listen(const struct config *a, const struct config *b)
+{
+    if (a->nlisten != b->nlisten)
+        return false;
+    for (size_t i = 0; i < a->nlisten; i++) {
+        bool found = false;
+        for (size_t j = 0; j < b->nlisten && !found; j++)
+            found = strcmp(a->listen[i].text, b->listen[j].text) == 0;
+        if (!found)
+            return false;
+    }
+    return true;
+}

@@ -1,0 +1,218 @@
+/* main.c -- the command line (SPEC §5): check, version, or serve until told to stop. */
+#include <event2/event.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "config-build.h"
+#include "svcmapd/config.h"
+#include "svcmapd/diag.h"
+#include "svcmapd/log.h"
+#include "svcmapd/reload.h"
+#include "svcmapd/server.h"
+#include "svcmapd/zone.h"
+
+enum exit_code {
+    EXIT_OK = 0,
+    EXIT_BAD_CONFIG = 1,
+    EXIT_USAGE = 2,
+    EXIT_RUNTIME = 3,
+};
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "Usage: svcmapd [-c FILE] [-t] [-V] [-h]\n"
+            "Authoritative DNS for <service>.<namespace>.svc.<zone> names, mapped in an INI file.\n"
+            "\n"
+            "  -c, --config FILE  the mapping file (default %s)\n"
+            "  -t, --check        check the file and exit: 0 if valid, 1 if not\n"
+            "  -V, --version      print the version and exit\n"
+            "  -h, --help         print this help and exit\n"
+            "\n"
+            "Runs in the foreground and logs to stderr. SIGHUP reloads the mapping file;\n"
+            "SIGTERM and SIGINT stop. Exit status: 0 ok, 1 bad config, 2 bad usage,\n"
+            "3 runtime failure (e.g. a listen address that cannot be bound).\n",
+            SVCMAPD_DEFAULT_CONFIG);
+}
+
+static void print_line(const char *line, void *arg)
+{
+    fprintf(arg, "%s\n", line);
+}
+
+static void log_line(const char *line, void *arg)
+{
+    (void)arg;
+    if (strstr(line, ": warning: "))
+        log_warning("%s", line);
+    else
+        log_error("%s", line);
+}
+
+/* Reads and compiles the mapping file; diagnostics go to `out` (or the log
+ * when `out` is NULL). */
+static struct zone *load(const char *path, struct config **cfg_out, FILE *out)
+{
+    struct diag d;
+    diag_init(&d, path);
+    struct config *cfg = config_load(path, &d);
+    struct zone *z = cfg ? zone_compile(cfg, NULL, time(NULL), &d) : NULL;
+    if (out)
+        diag_each(&d, print_line, out);
+    else
+        diag_each(&d, log_line, NULL);
+    if (!z) {
+        config_free(cfg);
+        cfg = NULL;
+        if (!out)
+            log_error("cannot start: %u error%s in %s", d.errors, d.errors == 1 ? "" : "s", path);
+    }
+    diag_finish(&d);
+    *cfg_out = cfg;
+    return z;
+}
+
+static int check(const char *path)
+{
+    struct config *cfg;
+    struct zone *z = load(path, &cfg, stderr);
+    if (!z)
+        return EXIT_BAD_CONFIG;
+    const struct zone_stats *st = zone_stats(z);
+    printf("%s: ok, zone %s, %zu services, %zu records\n", path, cfg->zone, st->services,
+           st->records);
+    zone_free(z);
+    config_free(cfg);
+    return EXIT_OK;
+}
+
+struct daemon {
+    struct event_base *base;
+    struct server *srv;
+    struct reloader *reloader;
+    struct event *sig[3];
+};
+
+static void on_hup(evutil_socket_t sig, short what, void *arg)
+{
+    struct daemon *dm = arg;
+    (void)sig;
+    (void)what;
+    reload_run(dm->reloader);
+}
+
+static void on_stop(evutil_socket_t sig, short what, void *arg)
+{
+    struct daemon *dm = arg;
+    (void)what;
+    log_info("%s: stopping", strsignal(sig));
+    /* With the signal events gone and the sockets closed, the loop returns
+     * once the last queued TCP reply is written. */
+    for (size_t i = 0; i < 3; i++)
+        event_del(dm->sig[i]);
+    server_stop(dm->srv);
+}
+
+static int serve(const char *path)
+{
+    struct daemon dm = {0};
+    struct config *cfg;
+    struct zone_ref *ref = NULL;
+    int rc = EXIT_RUNTIME;
+
+    struct zone *z = load(path, &cfg, NULL);
+    if (!z)
+        return EXIT_BAD_CONFIG;
+    const struct zone_stats *st = zone_stats(z);
+    log_info("svcmapd %s: zone %s from %s: %zu services, %zu records, serial %u", SVCMAPD_VERSION,
+             cfg->zone, path, st->services, st->records, st->serial);
+
+    signal(SIGPIPE, SIG_IGN);
+    dm.base = event_base_new();
+    ref = dm.base ? zone_ref_new(z, 1) : NULL;
+    if (!ref) {
+        zone_free(z);
+        config_free(cfg);
+        log_error("out of memory");
+        goto out;
+    }
+    dm.srv = server_new(dm.base, cfg, ref);
+    if (!dm.srv || server_start(dm.srv) < 0) {
+        config_free(cfg);
+        goto out;
+    }
+    dm.reloader = reload_new(dm.base, path, cfg, ref, dm.srv);
+    if (!dm.reloader) {
+        config_free(cfg);
+        goto out;
+    }
+    for (size_t i = 0; i < cfg->nlisten; i++)
+        log_info("listening on %s (udp, tcp)", cfg->listen[i].text);
+
+    dm.sig[0] = evsignal_new(dm.base, SIGHUP, on_hup, &dm);
+    dm.sig[1] = evsignal_new(dm.base, SIGTERM, on_stop, &dm);
+    dm.sig[2] = evsignal_new(dm.base, SIGINT, on_stop, &dm);
+    for (size_t i = 0; i < 3; i++)
+        if (!dm.sig[i] || event_add(dm.sig[i], NULL) < 0)
+            goto out;
+
+    if (event_base_dispatch(dm.base) < 0)
+        goto out;
+    log_info("stopped");
+    rc = EXIT_OK;
+
+out:
+    for (size_t i = 0; i < 3; i++)
+        if (dm.sig[i])
+            event_free(dm.sig[i]);
+    reload_free(dm.reloader);
+    server_free(dm.srv);
+    zone_ref_free(ref);
+    if (dm.base)
+        event_base_free(dm.base);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"config", required_argument, NULL, 'c'},
+        {"check", no_argument, NULL, 't'},
+        {"version", no_argument, NULL, 'V'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *path = SVCMAPD_DEFAULT_CONFIG;
+    bool check_only = false;
+    int opt;
+
+    while ((opt = getopt_long(argc, argv, "c:tVh", longopts, NULL)) != -1) {
+        switch (opt) {
+        case 'c':
+            path = optarg;
+            break;
+        case 't':
+            check_only = true;
+            break;
+        case 'V':
+            printf("svcmapd %s\n", SVCMAPD_VERSION);
+            return EXIT_OK;
+        case 'h':
+            usage(stdout);
+            return EXIT_OK;
+        default:
+            fprintf(stderr, "Try 'svcmapd --help' for more information.\n");
+            return EXIT_USAGE;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "svcmapd: unexpected argument '%s'\n", argv[optind]);
+        fprintf(stderr, "Try 'svcmapd --help' for more information.\n");
+        return EXIT_USAGE;
+    }
+    return check_only ? check(path) : serve(path);
+}
