@@ -144,25 +144,26 @@ static bool valid_options(const uint8_t *p, size_t len)
     return true;
 }
 
-/* Reads the additional section: at most one OPT, owned by the root. Other
- * records (a TSIG, say) are skipped. Returns false if malformed. */
-static bool parse_additional(const uint8_t *m, size_t len, size_t pos, uint16_t count,
-                             struct query *q)
+/* Walks `count` records from `pos`. In the additional section (`opt`),
+ * notes the OPT: at most one, owned by the root; other records (a TSIG,
+ * say) are skipped. Returns the offset after them, or 0 if malformed. */
+static size_t parse_records(const uint8_t *m, size_t len, size_t pos, uint16_t count, bool opt,
+                            struct query *q)
 {
     for (uint16_t i = 0; i < count; i++) {
         bool root;
         pos = skip_name(m, len, pos, &root);
         if (pos == 0 || len - pos < 10)
-            return false;
+            return 0;
         uint16_t type = get16(m + pos);
         uint16_t rdlen = get16(m + pos + 8);
         if (len - pos - 10 < rdlen)
-            return false;
-        if (type == LDNS_RR_TYPE_OPT) {
+            return 0;
+        if (opt && type == LDNS_RR_TYPE_OPT) {
             if (q->edns || !root)
-                return false; /* RFC 6891 §6.1.1: one OPT, owner "." */
+                return 0; /* RFC 6891 §6.1.1: one OPT, owner "." */
             if (!valid_options(m + pos + 10, rdlen))
-                return false;
+                return 0;
             q->edns = true;
             q->udp_size = get16(m + pos + 2);
             q->edns_version = m[pos + 5];
@@ -170,7 +171,7 @@ static bool parse_additional(const uint8_t *m, size_t len, size_t pos, uint16_t 
         }
         pos += 10 + (size_t)rdlen;
     }
-    return true;
+    return pos;
 }
 
 /* Header, question and OPT of a reply with no records. */
@@ -280,8 +281,14 @@ size_t answer_query(struct answer_ctx *ctx, const struct zone *z, const uint8_t 
         info->qtype = q.qtype;
     }
     /* The OPT is read even for errors, so they carry one too (RFC 6891 §7). */
-    bool well_formed =
-        question && ancount == 0 && nscount == 0 && parse_additional(m, len, pos, arcount, &q);
+    /* A query has no answers, and authority records only for IXFR, whose
+     * SOA goes there (RFC 1995 §3). */
+    bool well_formed = question && ancount == 0 && (nscount == 0 || q.qtype == LDNS_RR_TYPE_IXFR);
+    if (well_formed)
+        pos = parse_records(m, len, pos, nscount, false, &q);
+    if (well_formed && pos)
+        pos = parse_records(m, len, pos, arcount, true, &q);
+    well_formed = well_formed && pos != 0;
     if (!well_formed)
         q.edns = false;
     info->edns = q.edns;

@@ -339,6 +339,8 @@ static int parse_address(struct parser *p, const char *s, int line, struct confi
             t->family = AF_INET;
         } else if (inet_pton(AF_INET6, buf, t->addr) == 1) {
             t->family = AF_INET6;
+        } else if (strchr(colon + 1, ':') == NULL) {
+            return 0; /* name:port: not an address; the caller says why */
         } else {
             diag_error(p->d, line,
                        "bad address '%s' (write an IPv6 address with a port as [ADDR]:PORT)", s);
@@ -591,6 +593,13 @@ static void add_service(struct parser *p, const char *rawname, int line, const s
         int r = parse_address(p, s, tok[i].line, t);
         if (r < 0)
             continue;
+        if (r == 0 && strchr(s, ':')) {
+            diag_error(p->d, tok[i].line,
+                       "'%s': a hostname cannot carry a port (a CNAME has none; write IP:PORT "
+                       "to publish the port in SRV)",
+                       s);
+            continue;
+        }
         if (r == 0) {
             size_t len = check_domain(p, s, tok[i].line, "hostname");
             if (len == 0)
@@ -641,12 +650,22 @@ static void add_service(struct parser *p, const char *rawname, int line, const s
                        "have one)",
                        rawname, nport, naddr);
         } else if (svc.srv_name && nport == 0) {
-            diag_error(p->d, line, "service '%s': srv= needs addresses with ports (IP:PORT)",
-                       rawname);
+            /* SPEC §1's own example has srv= on portless addresses: valid,
+             * but the operator should know no SRV record comes of it. */
+            diag_warning(p->d, line,
+                         "service '%s': srv= has no effect without ports (write IP:PORT to "
+                         "publish SRV records)",
+                         rawname);
         }
     }
-    if (!ok || p->d->errors != errors_before)
+    if (!ok)
         return;
+    if (p->d->errors != errors_before) {
+        /* Kept without targets, so that a CNAME to it is not reported as
+         * dangling as well: one mistake, one message. */
+        svc.ntargets = 0;
+        svc.invalid = true;
+    }
 
     svc.targets = targets;
     if (ns->nservices == ns->cap) {
@@ -739,11 +758,12 @@ static void begin_section(struct parser *p, const char *hdr, size_t len, int lin
     p->section = SECTION_INVALID;
     p->section_line = line;
 
-    char buf[256];
+    char buf[256], text[256];
     if (len >= sizeof(buf))
         len = sizeof(buf) - 1;
     memcpy(buf, hdr, len);
     buf[len] = '\0';
+    memcpy(text, buf, len + 1); /* strtok_r cuts buf */
 
     char *save = NULL;
     char *kind = strtok_r(buf, " \t", &save);
@@ -792,7 +812,7 @@ static void begin_section(struct parser *p, const char *hdr, size_t len, int lin
         p->section = SECTION_NAMESPACE;
         return;
     }
-    diag_error(p->d, line, "unknown section '[%s]' (expected [server] or [namespace NAME])", buf);
+    diag_error(p->d, line, "unknown section '[%s]' (expected [server] or [namespace NAME])", text);
 }
 
 /* inih calls this for every key = value line and every continuation line. */
@@ -897,10 +917,12 @@ static char *read_line(char *str, int num, void *stream)
             bad = "line is too long for inih; continue a long value on the next line, indented";
         if (bad) {
             diag_error(p->d, p->lineno, "%s", bad);
-            if (continuation)
+            if (continuation) {
                 p->key_open = false; /* its value is incomplete: drop it quietly */
-            else
+            } else {
                 finish_key(p);
+                p->have_key = true; /* its own continuation lines are skipped too */
+            }
             p->skipping = true;
             continue;
         }
@@ -965,17 +987,13 @@ void config_free(struct config *cfg)
     free(cfg);
 }
 
-static bool apply_defaults(struct parser *p)
+static void apply_defaults(struct parser *p)
 {
     for (int i = 0; i < CONFIG_OPTION_COUNT; i++) {
-        if (p->cfg->line[i])
-            continue;
-        /* every default is a single token */
+        /* every default is a single token, and valid */
         struct token t = {config_options[i].default_value, 0};
-        if (!set_option(p, (enum config_option_id)i, &t, 1, 0))
-            return false;
+        set_option(p, (enum config_option_id)i, &t, 1, 0);
     }
-    return true;
 }
 
 static struct config *parse_text(const char *text, size_t len, struct diag *d)
@@ -992,19 +1010,18 @@ static struct config *parse_text(const char *text, size_t len, struct diag *d)
         .text = text,
         .len = len,
     };
-    unsigned errors_before = d->errors;
 
+    /* Defaults first: a bad value in the file then leaves the default,
+     * and the rest of the file is still checked against sane settings. */
+    apply_defaults(&p);
     /* inih's own return value only names the first bad line; read_line
      * has already reported every line inih would reject. */
     (void)ini_parse_stream(read_line, &p, on_value, &p);
     finish_key(&p);
 
-    bool ok = !p.oom && d->errors == errors_before;
-    if (ok && !apply_defaults(&p))
-        ok = false;
     free(p.tokens);
     free(p.names.slots);
-    if (!ok) {
+    if (p.oom) {
         config_free(cfg);
         return NULL;
     }

@@ -60,6 +60,7 @@ static struct zone *load(const char *path, struct config **cfg_out, FILE *out)
     struct diag d;
     diag_init(&d, path);
     struct config *cfg = config_load(path, &d);
+    /* compiled even when the config has errors, to report the zone's too */
     struct zone *z = cfg ? zone_compile(cfg, NULL, time(NULL), &d) : NULL;
     if (out)
         diag_each(&d, print_line, out);

@@ -187,6 +187,7 @@ int reload_run(struct reloader *r)
     struct diag d;
     diag_init(&d, r->path);
     struct config *cfg = config_load(r->path, &d);
+    /* compiled even when the config has errors, to report the zone's too */
     struct zone *z = cfg ? zone_compile(cfg, old, time(NULL), &d) : NULL;
     diag_each(&d, log_diag_line, NULL);
     if (!z) {

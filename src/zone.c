@@ -281,7 +281,8 @@ static const struct zone_plan *new_plan(struct zone *z, uint8_t rcode, bool aa,
 /* Compile-time state.                                                     */
 
 enum info_kind {
-    INFO_EMPTY, /* exists, answers nothing: NODATA */
+    INFO_EMPTY,  /* exists, answers nothing: NODATA */
+    INFO_BROKEN, /* a service config.c rejected: exists so CNAMEs to it resolve */
     INFO_APEX,
     INFO_VERSION, /* dns-version.<zone> TXT */
     INFO_NSDNS,   /* ns.dns.<zone> A/AAAA: the listen addresses */
@@ -973,6 +974,12 @@ static void compile_services(struct compiler *c)
                            ns->name, cfg->zone);
                 continue;
             }
+            if (s->invalid) {
+                /* reported by config.c; exists so references to it resolve */
+                if (!add_node(c, name, len, INFO_BROKEN, NODE_IN_ZONE, 0, NULL))
+                    return;
+                continue;
+            }
             bool host = s->targets[0].kind == CONFIG_TARGET_HOSTNAME;
             struct znode *node = add_node(c, name, len, host ? INFO_HOST : INFO_ADDRESS,
                                           NODE_IN_ZONE | NODE_SERVICE, host ? 4 : 3, NULL);
@@ -1119,10 +1126,11 @@ static void warn_loop(struct compiler *c, struct znode *node)
 static void compile_hosts(struct compiler *c)
 {
     size_t count = c->ninfo;
+    unsigned errors_before = c->d->errors;
     for (size_t i = 0; i < count; i++)
         if (c->info[i].kind == INFO_HOST)
             resolve_host_target(c, c->info[i].node);
-    if (c->d->errors || c->oom)
+    if (c->d->errors != errors_before || c->oom)
         return;
 
     const struct owner q = {OWNER_QNAME, NULL, 0};
@@ -1285,11 +1293,14 @@ struct zone *zone_compile(const struct config *cfg, const struct zone *old, time
     if (!build_fixed(&c))
         goto fail;
     compile_services(&c);
-    if (d->errors == errors_before && !c.oom)
+    if (!c.oom)
         compile_hosts(&c);
-    if (d->errors == errors_before && !c.oom)
-        compile_ptrs(&c);
-    if (d->errors != errors_before || c.oom)
+    if (c.oom)
+        goto fail;
+    if (d->errors)
+        goto reject; /* found here or by config.c: already reported */
+    compile_ptrs(&c);
+    if (c.oom)
         goto fail;
 
     z->settings_fp = settings_fingerprint(&c);
@@ -1315,6 +1326,7 @@ struct zone *zone_compile(const struct config *cfg, const struct zone *old, time
 fail:
     if (d->errors == errors_before)
         diag_error(d, 0, "out of memory while compiling the zone");
+reject:
     free(c.info);
     free(c.b);
     free(c.ns4);

@@ -44,6 +44,7 @@ struct config_service {
     const char *srv_name;  /* "ldap" of srv=_ldap._tcp; NULL: the service name */
     const char *srv_proto; /* "tcp", "udp" or "sctp"; NULL: tcp */
     int32_t ttl;           /* ttl=N, or -1 for the server's ttl */
+    bool invalid;          /* had errors: kept by name only, no targets */
 };
 
 struct config_namespace {
@@ -105,7 +106,10 @@ extern const struct config_option config_options[CONFIG_OPTION_COUNT];
 
 /* Reads and checks the mapping file at `path`. Every problem is added to
  * `d` (which must have been diag_init'ed with the name to print). Returns
- * the config, or NULL if there was any error. Free with config_free(). */
+ * what could be read even when there were errors, so that zone_compile()
+ * can report its own problems in the same pass: the file is valid only if
+ * `d` got no error. NULL only if the file cannot be read or memory runs
+ * out. Free with config_free(). */
 struct config *config_load(const char *path, struct diag *d);
 
 /* Same as config_load() for a text already in memory (tests, fuzzing). */

@@ -65,7 +65,8 @@ struct zone_stats {
  * SOA serial becomes max(now, old serial + 1) if any data changed, and stays
  * the old one otherwise; the change counts are taken against it. Problems
  * the config grammar cannot see (a dangling in-zone target, a name over 255
- * bytes) go to `d` with the line they come from. Returns NULL on any error.
+ * bytes) go to `d` with the line they come from. Returns NULL if `d` holds
+ * any error, from this compile or from reading the config before it.
  * The zone owns all its memory and does not reference `cfg` afterwards. */
 struct zone *zone_compile(const struct config *cfg, const struct zone *old, time_t now,
                           struct diag *d);

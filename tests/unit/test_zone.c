@@ -1,0 +1,254 @@
+/* test_zone.c -- compiling a config: names, plans, compile-time errors, serials, changes. */
+#include <ldns/ldns.h>
+#include <stdlib.h>
+
+#include "svcmapd/zone.h"
+#include "tap.h"
+
+static struct diag d;
+
+static struct config *cfg_of(const char *text)
+{
+    diag_finish(&d);
+    diag_init(&d, "z.ini");
+    struct config *cfg = config_parse(text, strlen(text), &d);
+    if (d.errors)
+        printf("# config errors: %s", d.text);
+    return cfg;
+}
+
+/* Compiles `text` against `old` at time `now`. */
+static struct zone *compile_at(const char *text, const struct zone *old, time_t now)
+{
+    struct config *cfg = cfg_of(text);
+    struct zone *z = cfg ? zone_compile(cfg, old, now, &d) : NULL;
+    config_free(cfg);
+    return z;
+}
+
+static struct zone *compile(const char *text)
+{
+    return compile_at(text, NULL, 1700000000);
+}
+
+/* The plan for `name` (presentation form) and `type`. */
+static const struct zone_plan *find(const struct zone *z, const char *name, uint16_t type)
+{
+    ldns_rdf *rdf = ldns_dname_new_frm_str(name);
+    ldns_dname2canonical(rdf);
+    size_t apex;
+    const struct zone_plan *p = zone_find(z, ldns_rdf_data(rdf), ldns_rdf_size(rdf), type, &apex);
+    ldns_rdf_deep_free(rdf);
+    return p;
+}
+
+static int answers(const struct zone_plan *p)
+{
+    int n = 0;
+    for (int i = 0; i < p->nsets[ZONE_ANSWER]; i++)
+        n += p->sets[i]->count;
+    return n;
+}
+
+static const char *const example = "[server]\n"
+                                   "zone = cluster.local\n"
+                                   "listen = 127.0.0.1:5353, [::1]:5353\n"
+                                   "[namespace test-1]\n"
+                                   "mysql = mysql.test-1.example.com\n"
+                                   "alias = mysql.test-2.svc.cluster.local\n"
+                                   "[namespace test-2]\n"
+                                   "mysql = 192.168.1.10\n"
+                                   "redis = 192.168.1.20, 192.168.1.21\n"
+                                   "pg    = 192.168.1.30:5433\n"
+                                   "ldap  = 10.0.0.5:389 [2001:db8::5]:389 srv=_ldap._tcp\n"
+                                   "[namespace empty]\n";
+
+static void test_names(void)
+{
+    struct zone *z = compile(example);
+    ok(z != NULL, "the example compiles");
+    if (!z)
+        return;
+    const struct zone_stats *st = zone_stats(z);
+    is_int(st->services, 6, "six services");
+    is_int(st->serial, 1700000000, "first serial is the load time");
+
+    struct {
+        const char *name;
+        uint16_t type;
+        int rcode;
+        int answers;
+    } cases[] = {
+        {"mysql.test-2.svc.cluster.local.", LDNS_RR_TYPE_A, LDNS_RCODE_NOERROR, 1},
+        {"mysql.test-2.svc.cluster.local.", LDNS_RR_TYPE_AAAA, LDNS_RCODE_NOERROR, 0},
+        {"redis.test-2.svc.cluster.local.", LDNS_RR_TYPE_A, LDNS_RCODE_NOERROR, 2},
+        {"redis.test-2.svc.cluster.local.", LDNS_RR_TYPE_SRV, LDNS_RCODE_NOERROR, 0},
+        {"192-168-1-20.redis.test-2.svc.cluster.local.", LDNS_RR_TYPE_A, LDNS_RCODE_NOERROR, 1},
+        {"192-168-1-10.mysql.test-2.svc.cluster.local.", LDNS_RR_TYPE_A, LDNS_RCODE_NXDOMAIN, 0},
+        {"pg.test-2.svc.cluster.local.", LDNS_RR_TYPE_SRV, LDNS_RCODE_NOERROR, 1},
+        {"_pg._tcp.pg.test-2.svc.cluster.local.", LDNS_RR_TYPE_SRV, LDNS_RCODE_NOERROR, 1},
+        {"_tcp.pg.test-2.svc.cluster.local.", LDNS_RR_TYPE_SRV, LDNS_RCODE_NXDOMAIN, 0},
+        {"_ldap._tcp.ldap.test-2.svc.cluster.local.", LDNS_RR_TYPE_SRV, LDNS_RCODE_NOERROR, 2},
+        {"_ldap._udp.ldap.test-2.svc.cluster.local.", LDNS_RR_TYPE_SRV, LDNS_RCODE_NXDOMAIN, 0},
+        {"2001-db8--5.ldap.test-2.svc.cluster.local.", LDNS_RR_TYPE_AAAA, LDNS_RCODE_NOERROR, 1},
+        {"mysql.test-1.svc.cluster.local.", LDNS_RR_TYPE_CNAME, LDNS_RCODE_NOERROR, 1},
+        {"mysql.test-1.svc.cluster.local.", LDNS_RR_TYPE_A, LDNS_RCODE_NOERROR, 1},
+        {"mysql.test-1.svc.cluster.local.", LDNS_RR_TYPE_SRV, LDNS_RCODE_NOERROR, 0},
+        {"mysql.test-1.svc.cluster.local.", LDNS_RR_TYPE_ANY, LDNS_RCODE_NOERROR, 1},
+        {"x.mysql.test-1.svc.cluster.local.", LDNS_RR_TYPE_A, LDNS_RCODE_NXDOMAIN, 0},
+        {"alias.test-1.svc.cluster.local.", LDNS_RR_TYPE_A, LDNS_RCODE_NOERROR, 2},
+        {"alias.test-1.svc.cluster.local.", LDNS_RR_TYPE_AAAA, LDNS_RCODE_NOERROR, 1},
+        {"nope.test-2.svc.cluster.local.", LDNS_RR_TYPE_A, LDNS_RCODE_NXDOMAIN, 0},
+        {"nope.svc.cluster.local.", LDNS_RR_TYPE_A, LDNS_RCODE_NXDOMAIN, 0},
+        {"test-2.svc.cluster.local.", LDNS_RR_TYPE_A, LDNS_RCODE_NOERROR, 0},
+        {"empty.svc.cluster.local.", LDNS_RR_TYPE_A, LDNS_RCODE_NOERROR, 0},
+        {"svc.cluster.local.", LDNS_RR_TYPE_A, LDNS_RCODE_NOERROR, 0},
+        {"pod.cluster.local.", LDNS_RR_TYPE_A, LDNS_RCODE_NOERROR, 0},
+        {"foo.cluster.local.", LDNS_RR_TYPE_A, LDNS_RCODE_NXDOMAIN, 0},
+        {"cluster.local.", LDNS_RR_TYPE_SOA, LDNS_RCODE_NOERROR, 1},
+        {"cluster.local.", LDNS_RR_TYPE_NS, LDNS_RCODE_NOERROR, 1},
+        {"cluster.local.", LDNS_RR_TYPE_A, LDNS_RCODE_NOERROR, 0},
+        {"cluster.local.", LDNS_RR_TYPE_AXFR, LDNS_RCODE_REFUSED, 0},
+        {"cluster.local.", LDNS_RR_TYPE_IXFR, LDNS_RCODE_REFUSED, 0},
+        {"ns.dns.cluster.local.", LDNS_RR_TYPE_A, LDNS_RCODE_NOERROR, 1},
+        {"ns.dns.cluster.local.", LDNS_RR_TYPE_AAAA, LDNS_RCODE_NOERROR, 1},
+        {"dns-version.cluster.local.", LDNS_RR_TYPE_TXT, LDNS_RCODE_NOERROR, 1},
+        {"10.1.168.192.in-addr.arpa.", LDNS_RR_TYPE_PTR, LDNS_RCODE_NOERROR, 1},
+        {"10.1.168.192.in-addr.arpa.", LDNS_RR_TYPE_A, LDNS_RCODE_NOERROR, 0},
+        {"11.1.168.192.in-addr.arpa.", LDNS_RR_TYPE_PTR, LDNS_RCODE_REFUSED, 0},
+        {"5.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa.",
+         LDNS_RR_TYPE_PTR, LDNS_RCODE_NOERROR, 1},
+        {".", LDNS_RR_TYPE_NS, LDNS_RCODE_REFUSED, 0},
+        {"example.com.", LDNS_RR_TYPE_A, LDNS_RCODE_REFUSED, 0},
+        {"local.", LDNS_RR_TYPE_A, LDNS_RCODE_REFUSED, 0},
+        {"xcluster.local.", LDNS_RR_TYPE_A, LDNS_RCODE_REFUSED, 0},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        const struct zone_plan *p = find(z, cases[i].name, cases[i].type);
+        char *t = ldns_rr_type2str(cases[i].type);
+        ok(p->rcode == cases[i].rcode && answers(p) == cases[i].answers,
+           "%s %s: rcode %d with %d answers", cases[i].name, t, cases[i].rcode, cases[i].answers);
+        if (p->rcode != cases[i].rcode || answers(p) != cases[i].answers)
+            printf("#   got rcode %d with %d answers\n", p->rcode, answers(p));
+        free(t);
+    }
+
+    const struct zone_plan *p = find(z, "nope.test-2.svc.cluster.local.", LDNS_RR_TYPE_A);
+    ok(p->aa && p->nsets[ZONE_AUTHORITY] == 1, "NXDOMAIN is authoritative with the SOA");
+    p = find(z, "example.com.", LDNS_RR_TYPE_A);
+    ok(!p->aa && p->nsets[ZONE_AUTHORITY] == 0, "REFUSED carries no records and no AA");
+    p = find(z, "pg.test-2.svc.cluster.local.", LDNS_RR_TYPE_SRV);
+    is_int(p->nsets[ZONE_ADDITIONAL], 1, "SRV has the target's address in ADDITIONAL");
+    p = find(z, "alias.test-1.svc.cluster.local.", LDNS_RR_TYPE_AAAA);
+    is_int(p->nsets[ZONE_AUTHORITY], 1, "a chain ending in NODATA carries the SOA");
+    zone_free(z);
+}
+
+static void test_errors(void)
+{
+    struct zone *z = compile("[namespace a]\nx = x.a.svc.cluster.local\n");
+    ok(!z && strstr(d.text, "z.ini:2: error: service 'x' points to itself"), "self-reference");
+    zone_free(z);
+
+    z = compile("[namespace a]\nx = nothing.a.svc.cluster.local\ny = a.svc.Cluster.Local.\n");
+    ok(!z && strstr(d.text, "z.ini:2: error: hostname 'nothing.a.svc.cluster.local' is inside") &&
+           strstr(d.text, "z.ini:3: error: hostname 'a.svc.Cluster.Local' is inside"),
+       "dangling in-zone targets, case-insensitively");
+    zone_free(z);
+
+    z = compile("[namespace a]\nx = y.a.svc.cluster.local\ny = x.a.svc.cluster.local\n");
+    ok(z && d.warnings == 2 && strstr(d.text, "CNAME loop"), "a CNAME loop compiles with warnings");
+    if (z) {
+        const struct zone_plan *p = find(z, "x.a.svc.cluster.local.", LDNS_RR_TYPE_A);
+        is_int(answers(p), 2, "a loop answers each CNAME once");
+    }
+    zone_free(z);
+
+    z = compile("[namespace a]\nx = target.example.com\n");
+    ok(z != NULL, "an out-of-zone target needs nothing in the mapping");
+    if (z)
+        is_int(answers(find(z, "x.a.svc.cluster.local.", LDNS_RR_TYPE_A)), 1,
+               "an out-of-zone target gives the CNAME alone");
+    zone_free(z);
+
+    char text[1024];
+    snprintf(text, sizeof(text), "[server]\nzone = %s\n[namespace %s]\n%s = 10.0.0.1\n",
+             "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa."
+             "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb",
+             "nnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnn",
+             "sssssssssssssssssssssssssssssssssssssssssssssssssssssssssssssss");
+    z = compile(text);
+    ok(!z && strstr(d.text, "z.ini:4: error: name") && strstr(d.text, "longer than 255"),
+       "a service name over 255 bytes");
+    zone_free(z);
+}
+
+static void test_serial_and_changes(void)
+{
+    const char *v1 = "[namespace a]\nx = 10.0.0.1\ny = 10.0.0.2\nz = db.example.com\n";
+    const char *v2 = "[namespace a]\nx = 10.0.0.1\ny = 10.0.0.3\nw = 10.0.0.4\n";
+    struct zone *z1 = compile_at(v1, NULL, 1000);
+    struct zone *same = compile_at(v1, z1, 2000);
+    ok(z1 && same, "both compile");
+    if (!z1 || !same)
+        return;
+    is_int(zone_stats(same)->serial, 1000, "no change: the serial stays");
+    is_int(zone_stats(same)->changed + zone_stats(same)->added + zone_stats(same)->removed, 0,
+           "no change: nothing counted");
+
+    struct zone *z2 = compile_at(v2, same, 3000);
+    ok(z2 != NULL, "v2 compiles");
+    if (z2) {
+        const struct zone_stats *st = zone_stats(z2);
+        is_int(st->serial, 3000, "a change takes the load time");
+        is_int(st->added, 1, "w added");
+        is_int(st->removed, 1, "z removed");
+        is_int(st->changed, 1, "y changed");
+    }
+    struct zone *z3 = compile_at(v1, z2, 2500);
+    ok(z3 && zone_stats(z3)->serial == 3001, "a clock that went back: old serial + 1");
+
+    struct zone *z4 = compile_at("[server]\nttl = 30\n[namespace a]\nx = 10.0.0.1\ny = "
+                                 "10.0.0.2\nz = db.example.com\n",
+                                 z1, 5000);
+    ok(z4 && zone_stats(z4)->changed == 3 && zone_stats(z4)->serial == 5000,
+       "a new server ttl changes every service");
+    zone_free(z1);
+    zone_free(same);
+    zone_free(z2);
+    zone_free(z3);
+    zone_free(z4);
+}
+
+static void test_scale(void)
+{
+    /* 20 000 services through the whole compiler: every one is found. */
+    size_t n = 20000;
+    size_t cap = n * 40 + 64;
+    char *text = malloc(cap);
+    size_t len = (size_t)snprintf(text, cap, "[namespace big]\n");
+    for (size_t i = 0; i < n; i++)
+        len += (size_t)snprintf(text + len, cap - len, "s%zu = 10.%zu.%zu.%zu\n", i, i >> 16,
+                                (i >> 8) & 255, i & 255);
+    struct zone *z = compile(text);
+    free(text);
+    ok(z && zone_stats(z)->services == n, "20000 services compile");
+    size_t found = 0;
+    for (size_t i = 0; z && i < n; i += 7) {
+        char name[64];
+        snprintf(name, sizeof(name), "s%zu.big.svc.cluster.local.", i);
+        found += answers(find(z, name, LDNS_RR_TYPE_A)) == 1;
+    }
+    is_int(found, (n + 6) / 7, "each sampled service answers its A record");
+    zone_free(z);
+}
+
+int main(void)
+{
+    test_names();
+    test_errors();
+    test_serial_and_changes();
+    test_scale();
+    diag_finish(&d);
+    return done_testing();
+}
