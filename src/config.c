@@ -39,6 +39,10 @@ const struct config_option config_options[CONFIG_OPTION_COUNT] = {
     [CONFIG_TCP_MAX_CONNECTIONS] = {"server", "tcp-max-connections", CONFIG_TYPE_UINT, "1024", 1,
                                     65535, offsetof(struct config, tcp_max_connections),
                                     "open TCP connections; more are closed at once"},
+    [CONFIG_WORKERS] = {"server", "workers", CONFIG_TYPE_UINT_AUTO, "auto", 1, 256,
+                        offsetof(struct config, workers),
+                        "threads answering queries, each with its own sockets; auto: one per "
+                        "online CPU"},
 };
 
 /* ---- a small string set, for duplicate sections and services ---- */
@@ -456,10 +460,16 @@ static bool set_option(struct parser *p, enum config_option_id id, const struct 
     }
     const char *v = tok[0].text;
 
-    if (o->type == CONFIG_TYPE_UINT) {
+    if (o->type == CONFIG_TYPE_UINT_AUTO && strcmp(v, "auto") == 0) {
+        uint32_t zero = 0;
+        memcpy(field, &zero, sizeof(zero));
+        return true;
+    }
+    if (o->type == CONFIG_TYPE_UINT || o->type == CONFIG_TYPE_UINT_AUTO) {
         uint32_t x;
         if (!parse_u32(v, &x)) {
-            diag_error(p->d, tok[0].line, "%s: '%s' is not a number", o->name, v);
+            diag_error(p->d, tok[0].line, "%s: '%s' is not a number%s", o->name, v,
+                       o->type == CONFIG_TYPE_UINT_AUTO ? " or 'auto'" : "");
             return false;
         }
         if (x < o->min || x > o->max) {
@@ -729,10 +739,14 @@ static void finish_key(struct parser *p)
             if (strcmp(config_options[i].name, p->key) == 0)
                 id = i;
         if (id < 0) {
-            diag_error(p->d, p->key_line,
-                       "unknown key '%s' in [server] (known: zone, listen, ttl, tcp-idle-timeout, "
-                       "tcp-max-connections)",
-                       p->key);
+            char known[256] = "";
+            for (int i = 0; i < CONFIG_OPTION_COUNT; i++) {
+                if (i)
+                    strcat(known, ", ");
+                strcat(known, config_options[i].name);
+            }
+            diag_error(p->d, p->key_line, "unknown key '%s' in [server] (known: %s)", p->key,
+                       known);
             return;
         }
         if (p->cfg->line[id]) {

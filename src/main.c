@@ -1,6 +1,7 @@
 /* main.c -- the command line (SPEC §5): check, version, or serve until told to stop. */
 #include <event2/event.h>
 #include <getopt.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -111,8 +112,8 @@ static void on_stop(evutil_socket_t sig, short what, void *arg)
     struct daemon *dm = arg;
     (void)what;
     log_info("%s: stopping", strsignal(sig));
-    /* With the signal events gone and the sockets closed, the loop returns
-     * once the last queued TCP reply is written. */
+    /* With its signal events gone the main loop returns; the workers end
+     * once the last queued TCP reply is written, and main joins them. */
     for (size_t i = 0; i < 3; i++)
         event_del(dm->sig[i]);
     server_stop(dm->srv);
@@ -125,6 +126,18 @@ static int serve(const char *path)
     struct zone_ref *ref = NULL;
     int rc = EXIT_RUNTIME;
 
+    /* Until the event loop handles them, SIGHUP and SIGTERM wait (a SIGHUP
+     * sent right after start-up must reload, not kill). Worker threads are
+     * created while they are blocked, so they never receive them: only the
+     * main thread does, once it unblocks them below. */
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGHUP);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
     struct zone *z = load(path, &cfg, NULL);
     if (!z)
         return EXIT_BAD_CONFIG;
@@ -132,16 +145,24 @@ static int serve(const char *path)
     log_info("svcmapd %s: zone %s from %s: %zu services, %zu records, serial %u", SVCMAPD_VERSION,
              cfg->zone, path, st->services, st->records, st->serial);
 
-    signal(SIGPIPE, SIG_IGN);
     dm.base = event_base_new();
-    ref = dm.base ? zone_ref_new(z, 1) : NULL;
+    ref = dm.base ? zone_ref_new(z, server_worker_count(cfg)) : NULL;
     if (!ref) {
         zone_free(z);
         config_free(cfg);
         log_error("out of memory");
         goto out;
     }
-    dm.srv = server_new(dm.base, cfg, ref);
+    dm.sig[0] = evsignal_new(dm.base, SIGHUP, on_hup, &dm);
+    dm.sig[1] = evsignal_new(dm.base, SIGTERM, on_stop, &dm);
+    dm.sig[2] = evsignal_new(dm.base, SIGINT, on_stop, &dm);
+    for (size_t i = 0; i < 3; i++) {
+        if (!dm.sig[i] || event_add(dm.sig[i], NULL) < 0) {
+            config_free(cfg);
+            goto out;
+        }
+    }
+    dm.srv = server_new(cfg, ref);
     if (!dm.srv || server_start(dm.srv) < 0) {
         config_free(cfg);
         goto out;
@@ -152,21 +173,22 @@ static int serve(const char *path)
         goto out;
     }
     for (size_t i = 0; i < cfg->nlisten; i++)
-        log_info("listening on %s (udp, tcp)", cfg->listen[i].text);
+        log_info("listening on %s (udp, tcp), %zu worker%s", cfg->listen[i].text,
+                 server_workers(dm.srv), server_workers(dm.srv) == 1 ? "" : "s");
 
-    dm.sig[0] = evsignal_new(dm.base, SIGHUP, on_hup, &dm);
-    dm.sig[1] = evsignal_new(dm.base, SIGTERM, on_stop, &dm);
-    dm.sig[2] = evsignal_new(dm.base, SIGINT, on_stop, &dm);
-    for (size_t i = 0; i < 3; i++)
-        if (!dm.sig[i] || event_add(dm.sig[i], NULL) < 0)
-            goto out;
-
+    /* The main thread handles signals and reloads; workers answer. */
+    pthread_sigmask(SIG_UNBLOCK, &sigs, NULL);
     if (event_base_dispatch(dm.base) < 0)
         goto out;
+    server_wait(dm.srv);
     log_info("stopped");
     rc = EXIT_OK;
 
 out:
+    if (dm.srv && rc != EXIT_OK) {
+        server_stop(dm.srv);
+        server_wait(dm.srv);
+    }
     for (size_t i = 0; i < 3; i++)
         if (dm.sig[i])
             event_free(dm.sig[i]);

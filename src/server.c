@@ -6,8 +6,10 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/listener.h>
-#include <fcntl.h>
+#include <event2/thread.h>
 #include <netinet/in.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -16,13 +18,22 @@
 #include "svcmapd/answer.h"
 #include "svcmapd/log.h"
 
+/*
+ * Workers: one thread per worker, each with its own event base and its own
+ * UDP socket and TCP listener on every listen address (SO_REUSEPORT: the
+ * kernel spreads queries and connections over them). Workers share nothing
+ * but the zone pointer (reload.c) and the count of open TCP connections, so
+ * they never wait for each other.
+ */
+
 #define UDP_BATCH     32        /* datagrams per recvmmsg/sendmmsg */
 #define UDP_ROUNDS    8         /* batches per wakeup before other sockets get a turn */
 #define UDP_QUERY_MAX 4096      /* larger datagrams are cut, then get FORMERR */
-#define UDP_RCVBUF    (4 << 20) /* NSD does the same: bursts must not be dropped */
+#define UDP_BUFSIZE   (4 << 20) /* as NSD: bursts from a forwarder must not be dropped */
 #define TCP_BACKLOG   1024
 #define TCP_OUT_HIGH  (256 * 1024) /* stop reading a client that does not read */
 #define STOP_GRACE    5            /* seconds for queued TCP replies at shutdown */
+#define MAX_WORKERS   256
 
 union pktinfo_buf {
     char buf[CMSG_SPACE(sizeof(struct in6_pktinfo))];
@@ -45,7 +56,6 @@ struct worker;
 
 struct udp_sock {
     int fd;
-    int family;
     bool wildcard; /* bound to 0.0.0.0 or ::: reply from the query's address */
     struct event *ev;
     struct worker *w;
@@ -61,32 +71,31 @@ struct tcp_conn {
 
 struct worker {
     struct server *srv;
+    size_t slot; /* its index, and its reader slot in the zone_ref */
+    pthread_t thread;
+    bool running;
     struct event_base *base;
-    size_t slot; /* reader slot in the zone_ref */
+    struct event *stop_ev; /* activated from the main thread */
+    struct event *deadline;
+    bool stopping;
     struct answer_ctx actx;
-    struct udp_batch *udp;
+    struct udp_batch udp;
+    struct udp_sock *udps;
+    struct evconnlistener **tcps;
+    struct tcp_conn *conns;
     uint8_t tcp_query[ANSWER_TCP_MAX];
     uint8_t tcp_reply[2 + ANSWER_TCP_MAX];
-    struct tcp_conn *conns;
-    size_t nconns;
 };
 
 struct server {
-    struct event_base *base;
     struct zone_ref *zones;
     struct config_listen *listen;
     size_t nlisten;
-    uint32_t idle_timeout;
-    uint32_t max_connections;
-
-    struct udp_sock *udp;
-    size_t nudp;
-    struct evconnlistener **tcp;
-    size_t ntcp;
-    struct worker worker; /* one event loop for now; workers come later */
-
-    bool stopping;
-    struct event *deadline;
+    _Atomic uint32_t idle_timeout;
+    _Atomic uint32_t max_connections;
+    _Atomic uint32_t tcp_open; /* over all workers */
+    size_t nworkers;
+    struct worker **workers;
 };
 
 static inline void put16(uint8_t *p, uint16_t v)
@@ -133,7 +142,7 @@ static void on_udp(evutil_socket_t fd, short what, void *arg)
 {
     struct udp_sock *u = arg;
     struct worker *w = u->w;
-    struct udp_batch *b = w->udp;
+    struct udp_batch *b = &w->udp;
     (void)what;
 
     const struct zone *z = zone_ref_enter(w->srv->zones, w->slot);
@@ -204,13 +213,12 @@ static void conn_free(struct tcp_conn *c)
         w->conns = c->next;
     if (c->next)
         c->next->prev = c->prev;
-    w->nconns--;
+    atomic_fetch_sub(&w->srv->tcp_open, 1);
     bufferevent_free(c->bev);
     free(c);
 
-    struct server *srv = w->srv;
-    if (srv->stopping && w->nconns == 0 && srv->deadline)
-        event_del(srv->deadline);
+    if (w->stopping && !w->conns && w->deadline)
+        event_del(w->deadline); /* the last reply is out: the loop may end */
 }
 
 static void on_tcp_read(struct bufferevent *bev, void *arg)
@@ -261,7 +269,7 @@ static void on_tcp_read(struct bufferevent *bev, void *arg)
 static void on_tcp_write(struct bufferevent *bev, void *arg)
 {
     struct tcp_conn *c = arg;
-    if (c->draining || c->w->srv->stopping) {
+    if (c->draining || c->w->stopping) {
         conn_free(c); /* its last reply is out */
         return;
     }
@@ -294,8 +302,11 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
     (void)sa;
     (void)salen;
 
-    if (srv->stopping || w->nconns >= srv->max_connections) {
+    uint32_t max = atomic_load_explicit(&srv->max_connections, memory_order_relaxed);
+    if (w->stopping || atomic_fetch_add(&srv->tcp_open, 1) >= max) {
         /* SPEC §3: excess connections are closed, not queued. */
+        if (!w->stopping)
+            atomic_fetch_sub(&srv->tcp_open, 1);
         close(fd);
         return;
     }
@@ -304,6 +315,7 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
     if (!bev) {
         free(c);
         close(fd);
+        atomic_fetch_sub(&srv->tcp_open, 1);
         return;
     }
     c->bev = bev;
@@ -312,23 +324,35 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
     if (w->conns)
         w->conns->prev = c;
     w->conns = c;
-    w->nconns++;
 
-    struct timeval idle = {srv->idle_timeout, 0};
+    struct timeval idle = {atomic_load_explicit(&srv->idle_timeout, memory_order_relaxed), 0};
     bufferevent_setcb(bev, on_tcp_read, on_tcp_write, on_tcp_event, c);
     bufferevent_set_timeouts(bev, &idle, &idle);
     bufferevent_enable(bev, EV_READ | EV_WRITE);
 }
 
 /* ---------------------------------------------------------------------- */
+/* Sockets                                                                 */
 
-static int open_socket(const struct config_listen *l, int type, const char *proto)
+static bool is_wildcard(const struct config_listen *l)
 {
+    if (l->addr.ss_family == AF_INET)
+        return ((const struct sockaddr_in *)&l->addr)->sin_addr.s_addr == htonl(INADDR_ANY);
+    return IN6_IS_ADDR_UNSPECIFIED(&((const struct sockaddr_in6 *)&l->addr)->sin6_addr);
+}
+
+/* A bound socket for `l`, or a negative errno (logged). `shared` sets
+ * SO_REUSEPORT, so that every worker can bind the same address. */
+static int open_socket(const struct config_listen *l, int type, bool shared)
+{
+    const char *proto = type == SOCK_DGRAM ? "udp" : "tcp";
     int fd = socket(l->addr.ss_family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int on = 1;
     if (fd < 0)
         goto fail;
-    int on = 1;
     if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) < 0)
+        goto fail;
+    if (shared && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on)) < 0)
         goto fail;
     if (l->addr.ss_family == AF_INET6 &&
         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof(on)) < 0)
@@ -345,27 +369,41 @@ fail:;
     return -err;
 }
 
-static bool is_wildcard(const struct config_listen *l)
+/* SO_REUSEPORT would let a second svcmapd (a stale one, say) share the
+ * port and take half the queries. Binding once without it first proves
+ * that nobody else holds the address. */
+static int probe_exclusive(const struct config_listen *l)
 {
-    if (l->addr.ss_family == AF_INET)
-        return ((const struct sockaddr_in *)&l->addr)->sin_addr.s_addr == htonl(INADDR_ANY);
-    return IN6_IS_ADDR_UNSPECIFIED(&((const struct sockaddr_in6 *)&l->addr)->sin6_addr);
+    for (int type = SOCK_DGRAM; type >= SOCK_STREAM; type--) {
+        int fd = open_socket(l, type, false);
+        if (fd < 0)
+            return fd;
+        close(fd);
+    }
+    return 0;
 }
 
-static int start_udp(struct server *srv, const struct config_listen *l, struct udp_sock *u)
+static void set_buffer(int fd, int force, int plain)
 {
-    int fd = open_socket(l, SOCK_DGRAM, "udp");
+    /* FORCE passes net.core.[rw]mem_max when privileged; else the kernel caps it */
+    int size = UDP_BUFSIZE;
+    if (setsockopt(fd, SOL_SOCKET, force, &size, sizeof(size)) < 0)
+        setsockopt(fd, SOL_SOCKET, plain, &size, sizeof(size));
+}
+
+static int start_udp(struct worker *w, const struct config_listen *l, struct udp_sock *u)
+{
+    int fd = open_socket(l, SOCK_DGRAM, w->srv->nworkers > 1);
     if (fd < 0)
         return fd;
-    int size = UDP_RCVBUF, on = 1;
-    /* best effort: the kernel caps it at net.core.rmem_max */
-    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof(size));
     u->fd = fd;
-    u->family = l->addr.ss_family;
+    u->w = w;
     u->wildcard = is_wildcard(l);
-    u->w = &srv->worker;
+    set_buffer(fd, SO_RCVBUFFORCE, SO_RCVBUF);
+    set_buffer(fd, SO_SNDBUFFORCE, SO_SNDBUF);
     if (u->wildcard) {
-        int r = u->family == AF_INET
+        int on = 1;
+        int r = l->addr.ss_family == AF_INET
                     ? setsockopt(fd, IPPROTO_IP, IP_PKTINFO, &on, sizeof(on))
                     : setsockopt(fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, &on, sizeof(on));
         if (r < 0) {
@@ -374,15 +412,15 @@ static int start_udp(struct server *srv, const struct config_listen *l, struct u
             return -err;
         }
     }
-    u->ev = event_new(srv->base, fd, EV_READ | EV_PERSIST, on_udp, u);
+    u->ev = event_new(w->base, fd, EV_READ | EV_PERSIST, on_udp, u);
     if (!u->ev || event_add(u->ev, NULL) < 0)
         return -ENOMEM;
     return 0;
 }
 
-static int start_tcp(struct server *srv, const struct config_listen *l, struct evconnlistener **out)
+static int start_tcp(struct worker *w, const struct config_listen *l, struct evconnlistener **out)
 {
-    int fd = open_socket(l, SOCK_STREAM, "tcp");
+    int fd = open_socket(l, SOCK_STREAM, w->srv->nworkers > 1);
     if (fd < 0)
         return fd;
     if (listen(fd, TCP_BACKLOG) < 0) {
@@ -391,7 +429,7 @@ static int start_tcp(struct server *srv, const struct config_listen *l, struct e
         close(fd);
         return -err;
     }
-    *out = evconnlistener_new(srv->base, on_accept, &srv->worker, LEV_OPT_CLOSE_ON_FREE, -1, fd);
+    *out = evconnlistener_new(w->base, on_accept, w, LEV_OPT_CLOSE_ON_FREE, -1, fd);
     if (!*out) {
         close(fd);
         return -ENOMEM;
@@ -399,103 +437,207 @@ static int start_tcp(struct server *srv, const struct config_listen *l, struct e
     return 0;
 }
 
-struct server *server_new(struct event_base *base, const struct config *cfg, struct zone_ref *zones)
+/* ---------------------------------------------------------------------- */
+/* Workers                                                                 */
+
+static void close_sockets(struct worker *w)
+{
+    for (size_t i = 0; w->udps && i < w->srv->nlisten; i++) {
+        struct udp_sock *u = &w->udps[i];
+        if (u->ev)
+            event_free(u->ev);
+        u->ev = NULL;
+        if (u->fd >= 0)
+            close(u->fd);
+        u->fd = -1;
+    }
+    for (size_t i = 0; w->tcps && i < w->srv->nlisten; i++) {
+        if (w->tcps[i])
+            evconnlistener_free(w->tcps[i]);
+        w->tcps[i] = NULL;
+    }
+}
+
+static void on_deadline(evutil_socket_t fd, short what, void *arg)
+{
+    struct worker *w = arg;
+    (void)fd;
+    (void)what;
+    while (w->conns)
+        conn_free(w->conns);
+}
+
+/* Runs in the worker's thread when the main thread asks it to stop. */
+static void on_stop(evutil_socket_t fd, short what, void *arg)
+{
+    struct worker *w = arg;
+    (void)fd;
+    (void)what;
+    w->stopping = true;
+    close_sockets(w);
+
+    struct tcp_conn *next;
+    for (struct tcp_conn *c = w->conns; c; c = next) {
+        next = c->next;
+        bufferevent_disable(c->bev, EV_READ);
+        if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
+            conn_free(c);
+    }
+    if (w->conns) {
+        /* queued replies get a few seconds to go out */
+        struct timeval tv = {STOP_GRACE, 0};
+        evtimer_add(w->deadline, &tv);
+    }
+    /* With no sockets, connections or timers left, the loop returns. */
+}
+
+static void *worker_main(void *arg)
+{
+    struct worker *w = arg;
+    event_base_dispatch(w->base);
+    return NULL;
+}
+
+static struct worker *worker_new(struct server *srv, size_t slot)
+{
+    struct worker *w = calloc(1, sizeof(*w));
+    if (!w)
+        return NULL;
+    w->srv = srv;
+    w->slot = slot;
+    w->base = event_base_new();
+    w->udps = calloc(srv->nlisten, sizeof(*w->udps));
+    w->tcps = calloc(srv->nlisten, sizeof(*w->tcps));
+    if (w->base) {
+        w->stop_ev = event_new(w->base, -1, 0, on_stop, w);
+        w->deadline = evtimer_new(w->base, on_deadline, w);
+    }
+    if (!w->base || !w->udps || !w->tcps || !w->stop_ev || !w->deadline)
+        return w; /* server_start sees the missing parts */
+    for (size_t i = 0; i < srv->nlisten; i++)
+        w->udps[i].fd = -1;
+    answer_init(&w->actx);
+    return w;
+}
+
+static void worker_free(struct worker *w)
+{
+    if (!w)
+        return;
+    close_sockets(w);
+    while (w->conns)
+        conn_free(w->conns);
+    if (w->stop_ev)
+        event_free(w->stop_ev);
+    if (w->deadline)
+        event_free(w->deadline);
+    if (w->base)
+        event_base_free(w->base);
+    free(w->udps);
+    free(w->tcps);
+    free(w);
+}
+
+/* ---------------------------------------------------------------------- */
+
+size_t server_worker_count(const struct config *cfg)
+{
+    if (cfg->workers)
+        return cfg->workers;
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n < 1 ? 1 : n > MAX_WORKERS ? MAX_WORKERS : (size_t)n;
+}
+
+struct server *server_new(const struct config *cfg, struct zone_ref *zones)
 {
     struct server *srv = calloc(1, sizeof(*srv));
     if (!srv)
         return NULL;
-    srv->base = base;
     srv->zones = zones;
+    srv->nworkers = server_worker_count(cfg);
+    srv->nlisten = cfg->nlisten;
     srv->listen = calloc(cfg->nlisten, sizeof(*srv->listen));
-    srv->udp = calloc(cfg->nlisten, sizeof(*srv->udp));
-    srv->tcp = calloc(cfg->nlisten, sizeof(*srv->tcp));
-    srv->worker.udp = malloc(sizeof(*srv->worker.udp));
-    if (!srv->listen || !srv->udp || !srv->tcp || !srv->worker.udp) {
+    srv->workers = calloc(srv->nworkers, sizeof(*srv->workers));
+    if (!srv->listen || !srv->workers) {
         server_free(srv);
         return NULL;
     }
     memcpy(srv->listen, cfg->listen, cfg->nlisten * sizeof(*srv->listen));
-    srv->nlisten = cfg->nlisten;
-    for (size_t i = 0; i < cfg->nlisten; i++)
-        srv->udp[i].fd = -1;
-    server_apply_limits(srv, cfg);
-
-    struct worker *w = &srv->worker;
-    w->srv = srv;
-    w->base = base;
-    w->slot = 0;
-    answer_init(&w->actx);
+    atomic_init(&srv->tcp_open, 0);
+    atomic_init(&srv->idle_timeout, cfg->tcp_idle_timeout);
+    atomic_init(&srv->max_connections, cfg->tcp_max_connections);
     return srv;
+}
+
+size_t server_workers(const struct server *srv)
+{
+    return srv->nworkers;
 }
 
 int server_start(struct server *srv)
 {
+    static bool threads_ready;
+    if (!threads_ready) {
+        /* the main thread wakes workers' bases (event_active on stop_ev) */
+        if (evthread_use_pthreads() < 0)
+            return -ENOMEM;
+        threads_ready = true;
+    }
+
     for (size_t i = 0; i < srv->nlisten; i++) {
-        int r = start_udp(srv, &srv->listen[i], &srv->udp[i]);
-        srv->nudp = i + 1;
+        int r = srv->nworkers > 1 ? probe_exclusive(&srv->listen[i]) : 0;
         if (r < 0)
             return r;
-        r = start_tcp(srv, &srv->listen[i], &srv->tcp[i]);
-        if (r < 0)
-            return r;
-        srv->ntcp = i + 1;
+    }
+    for (size_t k = 0; k < srv->nworkers; k++) {
+        struct worker *w = srv->workers[k] = worker_new(srv, k);
+        if (!w || !w->base || !w->udps || !w->tcps || !w->stop_ev || !w->deadline) {
+            log_error("out of memory");
+            return -ENOMEM;
+        }
+        for (size_t i = 0; i < srv->nlisten; i++) {
+            int r = start_udp(w, &srv->listen[i], &w->udps[i]);
+            if (r == 0)
+                r = start_tcp(w, &srv->listen[i], &w->tcps[i]);
+            if (r < 0)
+                return r;
+        }
+    }
+    for (size_t k = 0; k < srv->nworkers; k++) {
+        struct worker *w = srv->workers[k];
+        int r = pthread_create(&w->thread, NULL, worker_main, w);
+        if (r != 0) {
+            log_error("cannot start worker thread: %s", strerror(r));
+            server_stop(srv);
+            server_wait(srv);
+            return -r;
+        }
+        w->running = true;
     }
     return 0;
 }
 
 void server_apply_limits(struct server *srv, const struct config *cfg)
 {
-    srv->idle_timeout = cfg->tcp_idle_timeout;
-    srv->max_connections = cfg->tcp_max_connections;
-}
-
-static void close_listeners(struct server *srv)
-{
-    for (size_t i = 0; i < srv->nudp; i++) {
-        if (srv->udp[i].ev)
-            event_free(srv->udp[i].ev);
-        srv->udp[i].ev = NULL;
-        if (srv->udp[i].fd >= 0)
-            close(srv->udp[i].fd);
-        srv->udp[i].fd = -1;
-    }
-    srv->nudp = 0;
-    for (size_t i = 0; i < srv->ntcp; i++)
-        if (srv->tcp[i])
-            evconnlistener_free(srv->tcp[i]);
-    srv->ntcp = 0;
-}
-
-static void on_deadline(evutil_socket_t fd, short what, void *arg)
-{
-    struct server *srv = arg;
-    (void)fd;
-    (void)what;
-    while (srv->worker.conns)
-        conn_free(srv->worker.conns);
+    atomic_store(&srv->idle_timeout, cfg->tcp_idle_timeout);
+    atomic_store(&srv->max_connections, cfg->tcp_max_connections);
 }
 
 void server_stop(struct server *srv)
 {
-    if (srv->stopping)
-        return;
-    srv->stopping = true;
-    close_listeners(srv);
+    for (size_t k = 0; k < srv->nworkers; k++)
+        if (srv->workers[k] && srv->workers[k]->running)
+            event_active(srv->workers[k]->stop_ev, 0, 0);
+}
 
-    struct tcp_conn *next;
-    for (struct tcp_conn *c = srv->worker.conns; c; c = next) {
-        next = c->next;
-        bufferevent_disable(c->bev, EV_READ);
-        if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
-            conn_free(c);
-    }
-    if (srv->worker.nconns) {
-        srv->deadline = evtimer_new(srv->base, on_deadline, srv);
-        struct timeval tv = {STOP_GRACE, 0};
-        if (srv->deadline)
-            evtimer_add(srv->deadline, &tv);
-        else
-            on_deadline(-1, 0, srv);
+void server_wait(struct server *srv)
+{
+    for (size_t k = 0; k < srv->nworkers; k++) {
+        struct worker *w = srv->workers[k];
+        if (w && w->running) {
+            pthread_join(w->thread, NULL);
+            w->running = false;
+        }
     }
 }
 
@@ -503,14 +645,9 @@ void server_free(struct server *srv)
 {
     if (!srv)
         return;
-    close_listeners(srv);
-    while (srv->worker.conns)
-        conn_free(srv->worker.conns);
-    if (srv->deadline)
-        event_free(srv->deadline);
-    free(srv->worker.udp);
+    for (size_t k = 0; srv->workers && k < srv->nworkers; k++)
+        worker_free(srv->workers[k]);
+    free(srv->workers);
     free(srv->listen);
-    free(srv->udp);
-    free(srv->tcp);
     free(srv);
 }

@@ -3,8 +3,8 @@
 
 Usage: summary.py BUILDDIR
 Reads BUILDDIR/meson-logs/testlog.json: a TAP test counts each of its
-`ok`/`not ok` lines, a pytest system test each test case of its JUnit file,
-any other test itself. A test that failed without saying which case failed
+`ok`/`not ok` lines, a pytest test (one with --junitxml=) each test case of
+its JUnit file, any other test itself. A test that failed without saying which case failed
 (a crash) counts one failure more. Prints the failures, then one last line
 `N passed, N failed`; exits 1 if anything failed.
 """
@@ -22,8 +22,9 @@ for line in open(os.path.join(builddir, "meson-logs", "testlog.json")):
     t = json.loads(line)
     name = t["name"].split(" / ")[-1]
     ok = t["result"] == "OK"
-    if name.startswith("system/"):
-        junit = os.path.join(builddir, "tests", "junit-" + name[len("system/"):] + ".xml")
+    junits = [a.split("=", 1)[1] for a in t.get("command", []) if a.startswith("--junitxml=")]
+    if junits:
+        junit = junits[0]
         cases_failed = 0
         try:
             root = ET.parse(junit).getroot()

@@ -62,6 +62,7 @@ enum config_option_id {
     CONFIG_TTL,
     CONFIG_TCP_IDLE_TIMEOUT,
     CONFIG_TCP_MAX_CONNECTIONS,
+    CONFIG_WORKERS,
     CONFIG_OPTION_COUNT,
 };
 
@@ -75,6 +76,7 @@ struct config {
     uint32_t ttl;
     uint32_t tcp_idle_timeout; /* seconds */
     uint32_t tcp_max_connections;
+    uint32_t workers;              /* threads answering queries; 0: one per online CPU */
     int line[CONFIG_OPTION_COUNT]; /* where each option was set; 0: default */
 
     struct config_namespace *namespaces;
@@ -88,6 +90,7 @@ enum config_option_type {
     CONFIG_TYPE_DOMAIN,
     CONFIG_TYPE_LISTEN,
     CONFIG_TYPE_UINT,
+    CONFIG_TYPE_UINT_AUTO, /* a number, or "auto" for 0 */
 };
 
 /* One row per setting: the parser, `-t`, the docs test and the README table

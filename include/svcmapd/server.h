@@ -5,33 +5,43 @@
 #include "svcmapd/config.h"
 #include "svcmapd/reload.h"
 
-struct event_base;
-
 /*
  * The server moves bytes and never looks inside a DNS message: each query
  * goes to answer_query() with the zone of the moment, each reply back out.
+ * It runs `workers` threads (config), each with its own sockets.
  */
 struct server;
 
-/* A server on `base` for the listen addresses and limits of `cfg` (copied),
- * answering from `zones`. Opens nothing yet. NULL when out of memory. */
-struct server *server_new(struct event_base *base, const struct config *cfg,
-                          struct zone_ref *zones);
+/* How many workers `cfg` asks for: `workers`, or one per online CPU. */
+size_t server_worker_count(const struct config *cfg);
 
-/* Binds UDP and TCP on every listen address and starts serving. Logs the
- * address that failed; returns 0 or a negative errno. */
+/* A server for the listen addresses and limits of `cfg` (copied),
+ * answering from `zones`, which needs one reader slot per worker. Opens
+ * nothing yet. NULL when out of memory. */
+struct server *server_new(const struct config *cfg, struct zone_ref *zones);
+
+/* The number of worker threads. */
+size_t server_workers(const struct server *srv);
+
+/* Binds UDP and TCP on every listen address for every worker, then starts
+ * the worker threads. Logs the address that failed; returns 0 or a
+ * negative errno (then call server_free, which closes what was opened). */
 int server_start(struct server *srv);
 
-/* Takes the TCP limits of a reloaded config (listen changes need a
- * restart and are ignored here). */
+/* Takes the TCP limits of a reloaded config, for new connections (listen
+ * changes need a restart and are ignored here). Any thread. */
 void server_apply_limits(struct server *srv, const struct config *cfg);
 
-/* Stops taking queries: closes the listening sockets, lets TCP replies
- * already queued drain (for at most a few seconds), then holds no events,
- * so the event loop returns. */
+/* Asks every worker to stop taking queries: listening sockets close, TCP
+ * replies already queued drain (at most a few seconds). Any thread;
+ * returns at once. */
 void server_stop(struct server *srv);
 
-/* Frees the server and closes what is still open. NULL is a no-op. */
+/* Waits until every worker has stopped. */
+void server_wait(struct server *srv);
+
+/* Frees a server whose workers have stopped (or never started). NULL is a
+ * no-op. */
 void server_free(struct server *srv);
 
 #endif

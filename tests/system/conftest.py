@@ -337,6 +337,16 @@ def stop_process(proc, sig=signal.SIGTERM, timeout=STOP_TIMEOUT):
         return proc.wait(timeout)
 
 
+def inject_workers(config):
+    """With SVCMAPD_TEST_WORKERS=N, every server runs N workers: `workers = N` goes on
+    the line after `[server]` (tests that check line numbers of later lines use
+    line_of() instead of constants)."""
+    n = os.environ.get("SVCMAPD_TEST_WORKERS")
+    if not n or "[server]" not in config or re.search(r"^\s*workers\s*=", config, re.M):
+        return config
+    return config.replace("[server]", f"[server]\nworkers = {n}", 1)
+
+
 class Server:
     """One running svcmapd: .port (127.0.0.1), .port6 (::1, if used), .config_path,
     .proc, .log() (stderr so far)."""
@@ -359,7 +369,7 @@ class Server:
         self.exit_status = None
 
     def render(self, config):
-        text = config
+        text = inject_workers(config)
         if self.port is not None:
             text = text.replace("@PORT@", str(self.port))
         if self.port6 is not None:
@@ -371,6 +381,13 @@ class Server:
         tmp = self.config_path.with_suffix(".tmp")
         tmp.write_text(self.render(config))
         os.replace(tmp, self.config_path)
+
+    def line_of(self, text):
+        """The line number of the first line of the written config that contains text."""
+        for i, line in enumerate(self.config_path.read_text().splitlines(), 1):
+            if text in line:
+                return i
+        raise AssertionError(f"{text!r} not in {self.config_path}")
 
     @property
     def host(self):
