@@ -354,9 +354,15 @@ static struct znode *add_node(struct compiler *c, const uint8_t *name, size_t le
     if (n)
         return n;
 
-    n = arena_zalloc(z->arena, sizeof(*n) + cap * sizeof(n->plans[0]));
-    uint8_t *copy = arena_memdup(z->arena, name, len);
-    if (!n || !copy || c->ninfo >= UINT32_MAX) {
+    /* The name right behind the node: a lookup touches one place. */
+    size_t size = sizeof(*n) + cap * sizeof(n->plans[0]);
+    n = arena_alloc(z->arena, size + len);
+    uint8_t *copy = n ? (uint8_t *)n + size : NULL;
+    if (n) {
+        memset(n, 0, size);
+        memcpy(copy, name, len);
+    }
+    if (!n || c->ninfo >= UINT32_MAX) {
         oom(c);
         return NULL;
     }
@@ -1240,13 +1246,18 @@ static bool count_changes(struct compiler *c, const struct zone *old)
            z->settings_fp != old->settings_fp;
 }
 
+/* An upper bound of the names the zone will hold, to size the table once:
+ * the service, an endpoint and a reverse name per address (endpoints only
+ * for several), and the SRV name. */
 static size_t estimate_names(const struct config *cfg)
 {
     size_t n = 16;
     for (size_t i = 0; i < cfg->nnamespaces; i++) {
         n++;
-        for (size_t j = 0; j < cfg->namespaces[i].nservices; j++)
-            n += 2 + 2 * (size_t)cfg->namespaces[i].services[j].ntargets;
+        for (size_t j = 0; j < cfg->namespaces[i].nservices; j++) {
+            size_t t = cfg->namespaces[i].services[j].ntargets;
+            n += 2 + t + (t > 1 ? t : 0);
+        }
     }
     return n;
 }
