@@ -238,7 +238,31 @@ static size_t put_set(struct answer_ctx *ctx, const struct zone_rrset *r, uint8_
     return pos + r->len;
 }
 
+static inline void put32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)(v >> 24);
+    p[1] = (uint8_t)(v >> 16);
+    p[2] = (uint8_t)(v >> 8);
+    p[3] = (uint8_t)v;
+}
+
+/* Copies upstream records, with TTLs no larger than what remains of the
+ * upstream's (RFC 1035 §3.2.1 counts down), and 30 s at most when stale
+ * (RFC 8767 §4). */
+static size_t put_external(const struct upstream_records *r, uint8_t *out, size_t pos)
+{
+    memcpy(out + pos, r->data, r->len);
+    for (uint16_t i = 0; i < r->count; i++) {
+        uint32_t ttl = r->ttl[i] > r->age ? r->ttl[i] - r->age : 0;
+        if (r->stale)
+            ttl = r->ttl[i] < 30 ? r->ttl[i] : 30;
+        put32(out + pos + r->ttl_at[i], ttl);
+    }
+    return pos + r->len;
+}
+
 static size_t set_bytes(const struct zone_plan *p, size_t first, size_t n, uint16_t *count)
+
 {
     size_t bytes = 0;
     *count = 0;
@@ -318,6 +342,24 @@ size_t answer_query(struct answer_ctx *ctx, const struct zone *z, const uint8_t 
     uint16_t ptr = (uint16_t)(0xc000 | (HDR + apex));
     info->rcode = p->rcode;
 
+    /* A hostname target outside the zone: its records from the upstream
+     * cache follow the CNAME, or the query waits for a lookup. */
+    struct upstream_records ext = {0};
+    const struct upstream_settings *set = p->external ? zone_upstream(z) : NULL;
+    if (set && ctx->up) {
+        struct upstream_lookup *wait = NULL;
+        enum upstream_status st =
+            upstream_get(ctx->up, set, p->external->name, p->external->len, q.qtype, ctx->now, &ext,
+                         ctx->no_wait ? NULL : &wait);
+        if (st == UPSTREAM_MISS) {
+            info->deferred = true;
+            info->wait = wait;
+            return 0;
+        }
+        if (st != UPSTREAM_HIT)
+            ext.count = 0;
+    }
+
     size_t limit = cap;
     if (!tcp) {
         size_t udp = ANSWER_UDP_PLAIN;
@@ -335,6 +377,8 @@ size_t answer_query(struct answer_ctx *ctx, const struct zone *z, const uint8_t 
     uint16_t an, ns;
     size_t nan = p->nsets[ZONE_ANSWER], nns = p->nsets[ZONE_AUTHORITY];
     size_t need = set_bytes(p, 0, nan, &an) + set_bytes(p, nan, nns, &ns);
+    if (ext.count)
+        need += ext.len;
     if (pos + need + reserve > limit) {
         /* SPEC §3: header and question only; the client retries over TCP. */
         out[2] |= F_TC;
@@ -342,7 +386,13 @@ size_t answer_query(struct answer_ctx *ctx, const struct zone *z, const uint8_t 
         return put_opt(&q, out, pos, p->rcode);
     }
 
-    for (size_t i = 0; i < nan + nns; i++)
+    for (size_t i = 0; i < nan; i++)
+        pos = put_set(ctx, p->sets[i], out, pos, ptr);
+    if (ext.count) {
+        pos = put_external(&ext, out, pos);
+        an = (uint16_t)(an + ext.count);
+    }
+    for (size_t i = nan; i < nan + nns; i++)
         pos = put_set(ctx, p->sets[i], out, pos, ptr);
     put16(out + 6, an);
     put16(out + 8, ns);

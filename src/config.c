@@ -43,6 +43,24 @@ const struct config_option config_options[CONFIG_OPTION_COUNT] = {
                         offsetof(struct config, workers),
                         "threads answering queries, each with its own sockets; auto: one per "
                         "online CPU"},
+    [CONFIG_UPSTREAM_SERVERS] = {"upstream", "servers", CONFIG_TYPE_SERVERS, "resolv.conf", 0, 0,
+                                 offsetof(struct config, upstream),
+                                 "resolvers for hostname targets outside the zone: addresses, "
+                                 "resolv.conf (its nameservers) or none"},
+    [CONFIG_UPSTREAM_TIMEOUT] = {"upstream", "timeout", CONFIG_TYPE_UINT, "2", 1, 30,
+                                 offsetof(struct config, upstream_timeout),
+                                 "seconds per lookup; then the CNAME alone"},
+    [CONFIG_UPSTREAM_CACHE_SIZE] = {"upstream", "cache-size", CONFIG_TYPE_UINT, "10000", 16,
+                                    10000000, offsetof(struct config, cache_size),
+                                    "answers cached per worker; the least recently used go first"},
+    [CONFIG_UPSTREAM_MAX_STALE] = {"upstream", "max-stale", CONFIG_TYPE_UINT, "3600", 0, 259200,
+                                   offsetof(struct config, max_stale),
+                                   "seconds an expired answer may still be served while the "
+                                   "upstream fails (RFC 8767)"},
+    [CONFIG_UPSTREAM_NEGATIVE_TTL] = {"upstream", "negative-ttl", CONFIG_TYPE_UINT, "5", 0, 300,
+                                      offsetof(struct config, negative_ttl),
+                                      "seconds NXDOMAIN, NODATA and failures are cached, at most"},
+
 };
 
 /* ---- a small string set, for duplicate sections and services ---- */
@@ -105,6 +123,7 @@ enum section_kind {
     SECTION_NONE,    /* before the first section */
     SECTION_INVALID, /* a bad header: its keys are skipped, the header was reported */
     SECTION_SERVER,
+    SECTION_UPSTREAM,
     SECTION_NAMESPACE,
 };
 
@@ -383,9 +402,12 @@ static void listen_text(struct config_listen *l)
     }
 }
 
-static bool set_listen(struct parser *p, const struct token *tok, size_t n)
+/* Addresses with ports (53 when not given), for `listen` and `servers`. */
+static bool set_addresses(struct parser *p, const struct token *tok, size_t n,
+                          enum config_option_id id)
 {
     struct config *cfg = p->cfg;
+    const char *what = config_options[id].name;
     struct config_listen *list = arena_zalloc(p->a, (n ? n : 1) * sizeof(*list));
     if (!list) {
         parser_oom(p);
@@ -398,7 +420,7 @@ static bool set_listen(struct parser *p, const struct token *tok, size_t n)
         int r = parse_address(p, tok[i].text, tok[i].line, &t);
         if (r == 0) {
             diag_error(p->d, tok[i].line,
-                       "listen: '%s' is not an IP address (host names are not resolved)",
+                       "%s: '%s' is not an IP address (host names are not resolved)", what,
                        tok[i].text);
             ok = false;
             continue;
@@ -426,7 +448,7 @@ static bool set_listen(struct parser *p, const struct token *tok, size_t n)
         listen_text(l);
         for (size_t j = 0; j < count; j++) {
             if (strcmp(list[j].text, l->text) == 0) {
-                diag_error(p->d, tok[i].line, "listen: %s is given twice", l->text);
+                diag_error(p->d, tok[i].line, "%s: %s is given twice", what, l->text);
                 ok = false;
                 count--;
                 break;
@@ -434,15 +456,65 @@ static bool set_listen(struct parser *p, const struct token *tok, size_t n)
         }
         count++;
     }
+    if (ok && id == CONFIG_UPSTREAM_SERVERS && count > CONFIG_MAX_UPSTREAMS) {
+        diag_error(p->d, tok[0].line, "%s: at most %d servers", what, CONFIG_MAX_UPSTREAMS);
+        ok = false;
+    }
     if (ok && count == 0) {
-        diag_error(p->d, n ? tok[0].line : p->key_line, "listen: no address given");
+        diag_error(p->d, n ? tok[0].line : p->key_line, "%s: no address given", what);
         ok = false;
     }
     if (!ok)
         return false;
-    cfg->listen = list;
-    cfg->nlisten = count;
+    if (id == CONFIG_LISTEN) {
+        cfg->listen = list;
+        cfg->nlisten = count;
+    } else {
+        cfg->upstream = list;
+        cfg->nupstream = count;
+    }
     return true;
+}
+
+/* The nameservers of /etc/resolv.conf, the default upstream (in a pod: the
+ * cluster's DNS). Problems are warnings: resolution is then off. */
+static bool resolv_conf_servers(struct parser *p, const char *path, int line)
+{
+    struct token tok[8];
+    char addrs[8][INET6_ADDRSTRLEN + 4];
+    size_t n = 0;
+    char buf[512];
+
+    /* No servers is no error: only hostname targets outside the zone need
+     * them, and zone.c warns if there are any. */
+    p->cfg->upstream = NULL;
+    p->cfg->nupstream = 0;
+    p->cfg->upstream_note[0] = '\0';
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        snprintf(p->cfg->upstream_note, sizeof(p->cfg->upstream_note), "cannot read %s: %s", path,
+                 strerror(errno));
+        return true;
+    }
+    while (n < 8 && fgets(buf, sizeof(buf), f)) {
+        char *save = NULL;
+        char *key = strtok_r(buf, " \t\r\n", &save);
+        char *val = key ? strtok_r(NULL, " \t\r\n", &save) : NULL;
+        if (!key || !val || strcmp(key, "nameserver") != 0)
+            continue;
+        char *zone_index = strchr(val, '%');
+        if (zone_index)
+            *zone_index = '\0';
+        snprintf(addrs[n], sizeof(addrs[n]), strchr(val, ':') ? "[%s]" : "%s", val);
+        tok[n] = (struct token){addrs[n], line};
+        n++;
+    }
+    fclose(f);
+    if (n == 0) {
+        snprintf(p->cfg->upstream_note, sizeof(p->cfg->upstream_note), "no nameserver in %s", path);
+        return true;
+    }
+    return set_addresses(p, tok, n, CONFIG_UPSTREAM_SERVERS);
 }
 
 static bool set_option(struct parser *p, enum config_option_id id, const struct token *tok,
@@ -452,7 +524,18 @@ static bool set_option(struct parser *p, enum config_option_id id, const struct 
     char *field = (char *)p->cfg + o->offset;
 
     if (o->type == CONFIG_TYPE_LISTEN)
-        return set_listen(p, tok, n);
+        return set_addresses(p, tok, n, id);
+    if (o->type == CONFIG_TYPE_SERVERS) {
+        p->cfg->upstream_note[0] = '\0';
+        if (n == 1 && strcmp(tok[0].text, "none") == 0) {
+            p->cfg->upstream = NULL;
+            p->cfg->nupstream = 0;
+            return true;
+        }
+        if (n == 1 && strcmp(tok[0].text, "resolv.conf") == 0)
+            return resolv_conf_servers(p, "/etc/resolv.conf", line);
+        return set_addresses(p, tok, n, id);
+    }
 
     if (n != 1) {
         diag_error(p->d, n ? tok[1].line : line, "%s: expected one value, got %zu", o->name, n);
@@ -505,57 +588,73 @@ static bool same_target(const struct config_target *a, const struct config_targe
            memcmp(a->addr, b->addr, a->family == AF_INET ? 4 : 16) == 0;
 }
 
+enum service_option {
+    OPT_TTL = 1,
+    OPT_SRV = 2,
+    OPT_RESOLVE = 4,
+};
+
+/* One `key=value` option of a service line: ttl=, srv= or resolve=. */
 static void parse_service_option(struct parser *p, struct config_service *svc, const char *tok,
-                                 int line, bool *seen_srv, bool *seen_ttl)
+                                 int line, unsigned *seen)
 {
     const char *eq = strchr(tok, '=');
     size_t klen = (size_t)(eq - tok);
     const char *v = eq + 1;
+    unsigned bit = klen == 3 && strncmp(tok, "ttl", 3) == 0       ? OPT_TTL
+                   : klen == 3 && strncmp(tok, "srv", 3) == 0     ? OPT_SRV
+                   : klen == 7 && strncmp(tok, "resolve", 7) == 0 ? OPT_RESOLVE
+                                                                  : 0;
+    if (bit == 0) {
+        diag_error(p->d, line, "unknown option '%.*s=' (known: srv=, ttl=, resolve=)", (int)klen,
+                   tok);
+        return;
+    }
+    if (*seen & bit) {
+        diag_error(p->d, line, "%.*s= is given twice", (int)klen, tok);
+        return;
+    }
+    *seen |= bit;
 
-    if (klen == 3 && strncmp(tok, "ttl", 3) == 0) {
+    if (bit == OPT_TTL) {
         uint32_t x;
-        if (*seen_ttl) {
-            diag_error(p->d, line, "ttl= is given twice");
-        } else if (!parse_u32(v, &x) || x > 3600) {
+        if (!parse_u32(v, &x) || x > 3600)
             diag_error(p->d, line, "ttl=%s: expected a number of seconds, 0 to 3600", v);
-        } else {
+        else
             svc->ttl = (int32_t)x;
-        }
-        *seen_ttl = true;
         return;
     }
-    if (klen == 3 && strncmp(tok, "srv", 3) == 0) {
-        /* srv=_NAME._PROTO: the SRV owner is _NAME._PROTO.<svc>.<ns>.svc.<zone> */
-        char name[64], proto[8];
-        const char *dot = strchr(v, '.');
-        if (*seen_srv) {
-            diag_error(p->d, line, "srv= is given twice");
-            return;
-        }
-        *seen_srv = true;
-        if (v[0] != '_' || !dot || dot[1] != '_' || (size_t)(dot - v) < 2 ||
-            (size_t)(dot - v) > sizeof(name) || strlen(dot + 2) >= sizeof(proto)) {
-            diag_error(p->d, line, "srv=%s: expected srv=_NAME._PROTO, like srv=_ldap._tcp", v);
-            return;
-        }
-        size_t nlen = (size_t)(dot - v) - 1;
-        memcpy(name, v + 1, nlen);
-        name[nlen] = '\0';
-        strcpy(proto, dot + 2);
-        for (char *c = proto; *c; c++)
-            *c = (char)tolower((unsigned char)*c);
-        if (strcmp(proto, "tcp") != 0 && strcmp(proto, "udp") != 0 && strcmp(proto, "sctp") != 0) {
-            diag_error(p->d, line, "srv=%s: protocol must be _tcp, _udp or _sctp", v);
-            return;
-        }
-        const char *lname = check_dns1123(p, name, line, "srv= port");
-        if (!lname)
-            return;
-        svc->srv_name = lname;
-        svc->srv_proto = arena_strndup(p->a, proto, strlen(proto));
+    if (bit == OPT_RESOLVE) {
+        if (strcmp(v, "no") == 0)
+            svc->no_resolve = true;
+        else if (strcmp(v, "yes") != 0)
+            diag_error(p->d, line, "resolve=%s: expected resolve=yes or resolve=no", v);
         return;
     }
-    diag_error(p->d, line, "unknown option '%.*s=' (known: srv=, ttl=)", (int)klen, tok);
+
+    /* srv=_NAME._PROTO: the SRV owner is _NAME._PROTO.<svc>.<ns>.svc.<zone> */
+    char name[64], proto[8];
+    const char *dot = strchr(v, '.');
+    if (v[0] != '_' || !dot || dot[1] != '_' || (size_t)(dot - v) < 2 ||
+        (size_t)(dot - v) > sizeof(name) || strlen(dot + 2) >= sizeof(proto)) {
+        diag_error(p->d, line, "srv=%s: expected srv=_NAME._PROTO, like srv=_ldap._tcp", v);
+        return;
+    }
+    size_t nlen = (size_t)(dot - v) - 1;
+    memcpy(name, v + 1, nlen);
+    name[nlen] = '\0';
+    strcpy(proto, dot + 2);
+    for (char *c = proto; *c; c++)
+        *c = (char)tolower((unsigned char)*c);
+    if (strcmp(proto, "tcp") != 0 && strcmp(proto, "udp") != 0 && strcmp(proto, "sctp") != 0) {
+        diag_error(p->d, line, "srv=%s: protocol must be _tcp, _udp or _sctp", v);
+        return;
+    }
+    const char *lname = check_dns1123(p, name, line, "srv= port");
+    if (!lname)
+        return;
+    svc->srv_name = lname;
+    svc->srv_proto = arena_strndup(p->a, proto, strlen(proto));
 }
 
 static void add_service(struct parser *p, const char *rawname, int line, const struct token *tok,
@@ -588,7 +687,7 @@ static void add_service(struct parser *p, const char *rawname, int line, const s
         parser_oom(p);
         return;
     }
-    bool seen_srv = false, seen_ttl = false;
+    unsigned seen = 0;
     unsigned errors_before = p->d->errors;
     size_t nhost = 0, naddr = 0, nport = 0;
     const struct config_target *host = NULL;
@@ -596,7 +695,7 @@ static void add_service(struct parser *p, const char *rawname, int line, const s
     for (size_t i = 0; i < n; i++) {
         const char *s = tok[i].text;
         if (strchr(s, '=')) {
-            parse_service_option(p, &svc, s, tok[i].line, &seen_srv, &seen_ttl);
+            parse_service_option(p, &svc, s, tok[i].line, &seen);
             continue;
         }
         struct config_target *t = &targets[svc.ntargets];
@@ -733,25 +832,27 @@ static void finish_key(struct parser *p)
         return;
     p->key_open = false;
 
-    if (p->section == SECTION_SERVER) {
+    if (p->section == SECTION_SERVER || p->section == SECTION_UPSTREAM) {
+        const char *section = p->section == SECTION_SERVER ? "server" : "upstream";
         int id = -1;
-        for (int i = 0; i < CONFIG_OPTION_COUNT; i++)
+        char known[512] = "";
+        for (int i = 0; i < CONFIG_OPTION_COUNT; i++) {
+            if (strcmp(config_options[i].section, section) != 0)
+                continue;
             if (strcmp(config_options[i].name, p->key) == 0)
                 id = i;
+            if (known[0])
+                strcat(known, ", ");
+            strcat(known, config_options[i].name);
+        }
         if (id < 0) {
-            char known[256] = "";
-            for (int i = 0; i < CONFIG_OPTION_COUNT; i++) {
-                if (i)
-                    strcat(known, ", ");
-                strcat(known, config_options[i].name);
-            }
-            diag_error(p->d, p->key_line, "unknown key '%s' in [server] (known: %s)", p->key,
+            diag_error(p->d, p->key_line, "unknown key '%s' in [%s] (known: %s)", p->key, section,
                        known);
             return;
         }
         if (p->cfg->line[id]) {
-            diag_error(p->d, p->key_line, "'%s' is given twice in [server] (first on line %d)",
-                       p->key, p->cfg->line[id]);
+            diag_error(p->d, p->key_line, "'%s' is given twice in [%s] (first on line %d)", p->key,
+                       section, p->cfg->line[id]);
             return;
         }
         if (p->ntokens == 0) {
@@ -784,15 +885,17 @@ static void begin_section(struct parser *p, const char *hdr, size_t len, int lin
     char *name = kind ? strtok_r(NULL, " \t", &save) : NULL;
     char *extra = name ? strtok_r(NULL, " \t", &save) : NULL;
 
-    if (kind && strcmp(kind, "server") == 0 && !name) {
-        int prev = strset_add(&p->names, "section:server", line);
+    if (kind && (strcmp(kind, "server") == 0 || strcmp(kind, "upstream") == 0) && !name) {
+        bool server = strcmp(kind, "server") == 0;
+        int prev = strset_add(&p->names, server ? "section:server" : "section:upstream", line);
         if (prev > 0) {
-            diag_error(p->d, line, "[server] is given twice (first on line %d)", prev);
+            diag_error(p->d, line, "[%s] is given twice (first on line %d)", kind, prev);
             return;
         }
-        p->section = SECTION_SERVER;
+        p->section = server ? SECTION_SERVER : SECTION_UPSTREAM;
         return;
     }
+
     if (kind && strcmp(kind, "namespace") == 0) {
         if (!name || extra) {
             diag_error(p->d, line, "expected [namespace NAME]");
@@ -826,7 +929,8 @@ static void begin_section(struct parser *p, const char *hdr, size_t len, int lin
         p->section = SECTION_NAMESPACE;
         return;
     }
-    diag_error(p->d, line, "unknown section '[%s]' (expected [server] or [namespace NAME])", text);
+    diag_error(p->d, line,
+               "unknown section '[%s]' (expected [server], [upstream] or [namespace NAME])", text);
 }
 
 /* inih calls this for every key = value line and every continuation line. */
@@ -855,8 +959,10 @@ static int on_value(void *user, const char *section, const char *name, const cha
 
     finish_key(p);
     if (p->section == SECTION_NONE) {
-        diag_error(p->d, p->lineno,
-                   "'%s' is outside any section (start with [server] or [namespace NAME])", name);
+        diag_error(
+            p->d, p->lineno,
+            "'%s' is outside any section (start with [server], [upstream] or [namespace NAME])",
+            name);
         return 1;
     }
     if (p->section == SECTION_INVALID)

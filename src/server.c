@@ -17,6 +17,7 @@
 
 #include "svcmapd/answer.h"
 #include "svcmapd/log.h"
+#include "svcmapd/upstream.h"
 
 /*
  * Workers: one thread per worker, each with its own event base and its own
@@ -34,6 +35,7 @@
 #define TCP_OUT_HIGH  (256 * 1024) /* stop reading a client that does not read */
 #define STOP_GRACE    5            /* seconds for queued TCP replies at shutdown */
 #define MAX_WORKERS   256
+#define MAX_PENDING   4096 /* queries waiting for upstream lookups, per worker */
 
 union pktinfo_buf {
     char buf[CMSG_SPACE(sizeof(struct in6_pktinfo))];
@@ -69,6 +71,22 @@ struct tcp_conn {
     bool draining;  /* the client has closed its side: close once written */
 };
 
+/* A query waiting for an upstream lookup (upstream.c): what is needed to
+ * answer it again and send the reply where the query came from. */
+struct pending {
+    struct upstream_waiter waiter; /* first: the lookup hands it back */
+    struct worker *w;
+    struct pending *prev, *next;
+    struct tcp_conn *conn; /* TCP; NULL for UDP */
+    int fd;                /* UDP */
+    struct sockaddr_storage peer;
+    socklen_t peerlen;
+    union pktinfo_buf ctl;
+    socklen_t ctllen;
+    size_t len;
+    uint8_t query[];
+};
+
 struct worker {
     struct server *srv;
     size_t slot; /* its index, and its reader slot in the zone_ref */
@@ -79,6 +97,11 @@ struct worker {
     struct event *deadline;
     bool stopping;
     struct answer_ctx actx;
+    struct upstream *up;
+    struct pending *pending;
+    size_t npending;
+    const struct zone *zone; /* held while zone_depth > 0 */
+    unsigned zone_depth;
     struct udp_batch udp;
     struct udp_sock *udps;
     struct evconnlistener **tcps;
@@ -138,6 +161,115 @@ static socklen_t reply_pktinfo(struct msghdr *in, union pktinfo_buf *out)
     return 0;
 }
 
+/* The zone for this worker's current callback. Nested calls (a lookup
+ * that ends while a batch is being answered) share one hazard slot. */
+static const struct zone *worker_enter(struct worker *w)
+{
+    if (w->zone_depth++ == 0)
+        w->zone = zone_ref_enter(w->srv->zones, w->slot);
+    return w->zone;
+}
+
+static void worker_leave(struct worker *w)
+{
+    if (--w->zone_depth == 0) {
+        zone_ref_leave(w->srv->zones, w->slot);
+        w->zone = NULL;
+    }
+}
+
+static void pending_free(struct pending *p)
+{
+    struct worker *w = p->w;
+    upstream_unwait(&p->waiter);
+    if (p->prev)
+        p->prev->next = p->next;
+    else
+        w->pending = p->next;
+    if (p->next)
+        p->next->prev = p->prev;
+    w->npending--;
+    free(p);
+}
+
+/* Answers a query that waited, from the cache or without it, and sends
+ * the reply the way the query came. */
+static void respond(struct pending *p)
+{
+    struct worker *w = p->w;
+    const struct zone *z = worker_enter(w);
+    struct answer_info info;
+    w->actx.no_wait = true;
+    w->actx.now = upstream_now();
+    if (p->conn) {
+        size_t rlen = answer_query(&w->actx, z, p->query, p->len, true, w->tcp_reply + 2,
+                                   ANSWER_TCP_MAX, &info);
+        if (rlen) {
+            put16(w->tcp_reply, (uint16_t)rlen);
+            bufferevent_write(p->conn->bev, w->tcp_reply, rlen + 2);
+        }
+    } else {
+        uint8_t reply[ANSWER_UDP_MAX];
+        size_t rlen =
+            answer_query(&w->actx, z, p->query, p->len, false, reply, sizeof(reply), &info);
+        struct iovec iov = {reply, rlen};
+        struct msghdr m = {
+            .msg_name = &p->peer,
+            .msg_namelen = p->peerlen,
+            .msg_iov = &iov,
+            .msg_iovlen = 1,
+            .msg_control = p->ctllen ? p->ctl.buf : NULL,
+            .msg_controllen = p->ctllen,
+        };
+        if (rlen && sendmsg(p->fd, &m, MSG_DONTWAIT) < 0)
+            log_debug("upstream reply lost: %s", strerror(errno));
+    }
+    w->actx.no_wait = false;
+    worker_leave(w);
+}
+
+static void on_lookup_done(struct upstream_waiter *waiter)
+{
+    struct pending *p = (struct pending *)(void *)waiter;
+    respond(p);
+    pending_free(p);
+}
+
+/* Keeps a query until its lookup ends. False if it cannot wait (too many
+ * already do): then it is answered at once, without the lookup. */
+static bool defer(struct worker *w, const struct answer_info *info, const uint8_t *query,
+                  size_t len, struct tcp_conn *conn, int fd, const struct msghdr *from,
+                  socklen_t ctllen, const union pktinfo_buf *ctl)
+{
+    if (w->npending >= MAX_PENDING)
+        return false;
+    struct pending *p = malloc(sizeof(*p) + len);
+    if (!p)
+        return false;
+    p->waiter.done = on_lookup_done;
+    p->w = w;
+    p->conn = conn;
+    p->fd = fd;
+    p->peerlen = 0;
+    p->ctllen = ctllen;
+    if (from) {
+        memcpy(&p->peer, from->msg_name, from->msg_namelen);
+        p->peerlen = from->msg_namelen;
+    }
+    if (ctllen)
+        memcpy(&p->ctl, ctl, sizeof(p->ctl));
+    p->len = len;
+    memcpy(p->query, query, len);
+    p->prev = NULL;
+    p->next = w->pending;
+    if (w->pending)
+        w->pending->prev = p;
+    w->pending = p;
+    w->npending++;
+    upstream_wait(info->wait, &p->waiter);
+    return true;
+}
+
 static void on_udp(evutil_socket_t fd, short what, void *arg)
 {
     struct udp_sock *u = arg;
@@ -145,7 +277,8 @@ static void on_udp(evutil_socket_t fd, short what, void *arg)
     struct udp_batch *b = &w->udp;
     (void)what;
 
-    const struct zone *z = zone_ref_enter(w->srv->zones, w->slot);
+    const struct zone *z = worker_enter(w);
+    w->actx.now = upstream_now();
     for (int round = 0; round < UDP_ROUNDS; round++) {
         for (int i = 0; i < UDP_BATCH; i++) {
             b->iin[i] = (struct iovec){b->query[i], UDP_QUERY_MAX};
@@ -167,6 +300,18 @@ static void on_udp(evutil_socket_t fd, short what, void *arg)
             struct answer_info info;
             size_t len = answer_query(&w->actx, z, b->query[i], b->in[i].msg_len, false,
                                       b->reply[i], ANSWER_UDP_MAX, &info);
+            socklen_t cl = 0;
+            if (u->wildcard)
+                cl = reply_pktinfo(&b->in[i].msg_hdr, &b->cout[i]);
+            if (info.deferred) {
+                if (defer(w, &info, b->query[i], b->in[i].msg_len, NULL, fd, &b->in[i].msg_hdr, cl,
+                          &b->cout[i]))
+                    continue;
+                w->actx.no_wait = true;
+                len = answer_query(&w->actx, z, b->query[i], b->in[i].msg_len, false, b->reply[i],
+                                   ANSWER_UDP_MAX, &info);
+                w->actx.no_wait = false;
+            }
             if (len == 0)
                 continue;
             struct mmsghdr *o = &b->out[nout++];
@@ -177,12 +322,9 @@ static void on_udp(evutil_socket_t fd, short what, void *arg)
                 .msg_iov = &b->iout[i],
                 .msg_iovlen = 1,
             };
-            if (u->wildcard) {
-                socklen_t cl = reply_pktinfo(&b->in[i].msg_hdr, &b->cout[i]);
-                if (cl) {
-                    o->msg_hdr.msg_control = b->cout[i].buf;
-                    o->msg_hdr.msg_controllen = cl;
-                }
+            if (cl) {
+                o->msg_hdr.msg_control = b->cout[i].buf;
+                o->msg_hdr.msg_controllen = cl;
             }
         }
         for (int sent = 0; sent < nout;) {
@@ -198,7 +340,8 @@ static void on_udp(evutil_socket_t fd, short what, void *arg)
         if (n < UDP_BATCH)
             break;
     }
-    zone_ref_leave(w->srv->zones, w->slot);
+    upstream_flush(w->up); /* lookups for the queries that wait */
+    worker_leave(w);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -207,6 +350,13 @@ static void on_udp(evutil_socket_t fd, short what, void *arg)
 static void conn_free(struct tcp_conn *c)
 {
     struct worker *w = c->w;
+    /* its queries that wait for lookups have nobody to answer to now */
+    struct pending *p = w->pending, *pnext;
+    for (; p; p = pnext) {
+        pnext = p->next;
+        if (p->conn == c)
+            pending_free(p);
+    }
     if (c->prev)
         c->prev->next = c->next;
     else
@@ -228,7 +378,8 @@ static void on_tcp_read(struct bufferevent *bev, void *arg)
     struct evbuffer *in = bufferevent_get_input(bev);
     struct evbuffer *out = bufferevent_get_output(bev);
 
-    const struct zone *z = zone_ref_enter(w->srv->zones, w->slot);
+    const struct zone *z = worker_enter(w);
+    w->actx.now = upstream_now();
     for (;;) {
         uint8_t hdr[2];
         size_t avail = evbuffer_get_length(in);
@@ -238,7 +389,7 @@ static void on_tcp_read(struct bufferevent *bev, void *arg)
         size_t len = (size_t)(hdr[0] << 8 | hdr[1]);
         if (len == 0) {
             /* A zero-length message is a broken client: drop it. */
-            zone_ref_leave(w->srv->zones, w->slot);
+            worker_leave(w);
             conn_free(c);
             return;
         }
@@ -250,6 +401,12 @@ static void on_tcp_read(struct bufferevent *bev, void *arg)
         struct answer_info info;
         size_t rlen = answer_query(&w->actx, z, w->tcp_query, len, true, w->tcp_reply + 2,
                                    ANSWER_TCP_MAX, &info);
+        if (info.deferred && !defer(w, &info, w->tcp_query, len, c, -1, NULL, 0, NULL)) {
+            w->actx.no_wait = true;
+            rlen = answer_query(&w->actx, z, w->tcp_query, len, true, w->tcp_reply + 2,
+                                ANSWER_TCP_MAX, &info);
+            w->actx.no_wait = false;
+        }
         if (rlen) {
             put16(w->tcp_reply, (uint16_t)rlen);
             bufferevent_write(bev, w->tcp_reply, rlen + 2);
@@ -262,7 +419,8 @@ static void on_tcp_read(struct bufferevent *bev, void *arg)
             break;
         }
     }
-    zone_ref_leave(w->srv->zones, w->slot);
+    upstream_flush(w->up);
+    worker_leave(w);
 }
 
 /* Called when the output buffer has drained completely. */
@@ -474,6 +632,13 @@ static void on_stop(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     w->stopping = true;
+    /* queries that wait for lookups are answered now, without them */
+    while (w->pending) {
+        struct pending *p = w->pending;
+        upstream_unwait(&p->waiter);
+        respond(p);
+        pending_free(p);
+    }
     close_sockets(w);
 
     struct tcp_conn *next;
@@ -511,9 +676,11 @@ static struct worker *worker_new(struct server *srv, size_t slot)
     if (w->base) {
         w->stop_ev = event_new(w->base, -1, 0, on_stop, w);
         w->deadline = evtimer_new(w->base, on_deadline, w);
+        w->up = upstream_new(w->base);
     }
-    if (!w->base || !w->udps || !w->tcps || !w->stop_ev || !w->deadline)
+    if (!w->base || !w->udps || !w->tcps || !w->stop_ev || !w->deadline || !w->up)
         return w; /* server_start sees the missing parts */
+    w->actx.up = w->up;
     for (size_t i = 0; i < srv->nlisten; i++)
         w->udps[i].fd = -1;
     answer_init(&w->actx);
@@ -527,6 +694,9 @@ static void worker_free(struct worker *w)
     close_sockets(w);
     while (w->conns)
         conn_free(w->conns);
+    while (w->pending)
+        pending_free(w->pending);
+    upstream_free(w->up);
     if (w->stop_ev)
         event_free(w->stop_ev);
     if (w->deadline)
@@ -591,7 +761,7 @@ int server_start(struct server *srv)
     }
     for (size_t k = 0; k < srv->nworkers; k++) {
         struct worker *w = srv->workers[k] = worker_new(srv, k);
-        if (!w || !w->base || !w->udps || !w->tcps || !w->stop_ev || !w->deadline) {
+        if (!w || !w->base || !w->udps || !w->tcps || !w->stop_ev || !w->deadline || !w->up) {
             log_error("out of memory");
             return -ENOMEM;
         }

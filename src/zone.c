@@ -13,7 +13,10 @@
 
 #include "svcmapd/arena.h"
 
-#define MAX_FIX        4096
+_Static_assert(CONFIG_MAX_UPSTREAMS == UPSTREAM_MAX_SERVERS, "one limit for upstream servers");
+
+#define MAX_FIX 4096
+
 #define MAX_CHAIN      10 /* CNAMEs followed, as CoreDNS's maxCnameChainLength */
 #define VERSION_TTL    28800
 #define SCHEMA_VERSION "1.1.0" /* Kubernetes DNS schema (kubernetes/dns specification §2.2) */
@@ -60,7 +63,11 @@ struct zone {
     const struct zone_plan *nodata_rev6;
     const struct zone_plan *refused;
 
+    struct upstream_settings upstream;
+    bool resolve; /* upstream servers are configured */
+
     uint64_t settings_fp; /* zone, ttl, listen: what is not in a service */
+
     struct zone_stats stats;
 };
 
@@ -264,6 +271,7 @@ static const struct zone_plan *new_plan(struct zone *z, uint8_t rcode, bool aa,
         return NULL;
     p->rcode = rcode;
     p->aa = aa;
+    p->external = NULL;
     p->nsets[ZONE_ANSWER] = (uint8_t)nan;
     p->nsets[ZONE_AUTHORITY] = (uint8_t)nns;
     p->nsets[ZONE_ADDITIONAL] = (uint8_t)nar;
@@ -1069,6 +1077,43 @@ static bool resolve_host_target(struct compiler *c, struct znode *node)
  * through the zone, then the records of the last name. An in-zone name
  * without the type ends the chain with the SOA in AUTHORITY (RFC 2308 §2.2);
  * a target outside the zone ends it with the CNAMEs alone. */
+/* The upstream lookup that completes an A or AAAA answer at a hostname
+ * service whose target is outside the zone; NULL if none is wanted
+ * (resolve=no, or no upstream servers). */
+static const struct zone_external *external_of(struct compiler *c, struct znode *n)
+{
+    struct info *in = info_of(c, n);
+    if (!c->z->resolve || in->svc->no_resolve || in->host_node)
+        return NULL;
+    struct zone_external *ext = arena_alloc(c->z->arena, sizeof(*ext));
+    uint8_t *name = arena_alloc(c->z->arena, in->host_len);
+    if (!ext || !name) {
+        oom(c);
+        return NULL;
+    }
+    for (size_t i = 0; i < in->host_len; i++)
+        name[i] = (uint8_t)tolower(in->host[i]);
+    ext->name = name;
+    ext->len = (uint8_t)in->host_len;
+    return ext;
+}
+
+/* A plan like `p` that continues with the upstream's records. */
+static const struct zone_plan *with_external(struct compiler *c, const struct zone_plan *p,
+                                             const struct zone_external *ext)
+{
+    if (!p || !ext)
+        return p;
+    size_t n = (size_t)p->nsets[0] + p->nsets[1] + p->nsets[2];
+    struct zone_plan *q = arena_memdup(c->z->arena, p, sizeof(*p) + n * sizeof(p->sets[0]));
+    if (!q) {
+        oom(c);
+        return NULL;
+    }
+    q->external = ext;
+    return q;
+}
+
 static const struct zone_plan *chase(struct compiler *c, struct znode *node, uint16_t qtype,
                                      const struct zone_rrset *first)
 {
@@ -1080,6 +1125,7 @@ static const struct zone_plan *chase(struct compiler *c, struct znode *node, uin
 
     struct znode *cur = info_of(c, node)->host_node;
     const struct zone_rrset *ns = NULL;
+    const struct zone_external *ext = NULL;
     while (cur) {
         struct info *in = info_of(c, cur);
         if (in->kind == INFO_HOST) {
@@ -1090,6 +1136,8 @@ static const struct zone_plan *chase(struct compiler *c, struct znode *node, uin
                 break; /* loops and long chains end here, with NOERROR */
             an[nan++] = named_rrset(c, cur, 2);
             seen[nseen++] = cur;
+            if (!in->host_node && (qtype == LDNS_RR_TYPE_A || qtype == LDNS_RR_TYPE_AAAA))
+                ext = external_of(c, cur); /* the chain leaves the zone here */
             cur = in->host_node;
             continue;
         }
@@ -1109,7 +1157,11 @@ static const struct zone_plan *chase(struct compiler *c, struct znode *node, uin
             oom(c);
             return NULL;
         }
-    return new_plan(c->z, LDNS_RCODE_NOERROR, true, an, nan, ns ? &ns : NULL, ns ? 1 : 0, NULL, 0);
+    const struct zone_plan *p =
+        new_plan(c->z, LDNS_RCODE_NOERROR, true, an, nan, ns ? &ns : NULL, ns ? 1 : 0, NULL, 0);
+    if (p)
+        ((struct zone_plan *)(uintptr_t)p)->external = ext;
+    return p;
 }
 
 static void warn_loop(struct compiler *c, struct znode *node)
@@ -1139,11 +1191,29 @@ static void compile_hosts(struct compiler *c)
     if (c->d->errors != errors_before || c->oom)
         return;
 
+    /* Without upstream servers, hostnames outside the zone get their CNAME
+     * alone, which glibc and musl clients cannot use: say so, once. */
+    size_t unresolved = 0;
+    int first_line = 0;
+    for (size_t i = 0; i < count && !c->z->resolve && c->cfg->upstream_note[0]; i++) {
+        const struct info *in = &c->info[i];
+        if (in->kind == INFO_HOST && !in->host_node && !in->svc->no_resolve) {
+            if (unresolved++ == 0)
+                first_line = in->svc->line;
+        }
+    }
+    if (unresolved)
+        diag_warning(c->d, first_line,
+                     "%zu hostname target%s outside the zone will get the CNAME alone: no "
+                     "upstream servers (%s); set [upstream] servers",
+                     unresolved, unresolved == 1 ? "" : "s", c->cfg->upstream_note);
+
     const struct owner q = {OWNER_QNAME, NULL, 0};
     for (size_t i = 0; i < count; i++) {
         struct info *in = &c->info[i];
         if (in->kind != INFO_HOST)
             continue;
+
         struct znode *node = in->node;
         struct builder *b = c->b;
         b_reset(b);
@@ -1166,12 +1236,16 @@ static void compile_hosts(struct compiler *c)
          * follow the chain as CoreDNS does; SRV and other types are NODATA. */
         const struct zone_plan *alone = answer_plan(c, &cname, 1, NULL, 0);
         add_plan(c, node, LDNS_RR_TYPE_CNAME, alone);
-        if (!in->host_node) {
-            add_plan(c, node, LDNS_RR_TYPE_A, alone);
-            add_plan(c, node, LDNS_RR_TYPE_AAAA, alone);
+        if (!in->host_node || in->svc->no_resolve) {
+            /* Outside the zone: A and AAAA go on with the upstream's records
+             * (SPEC §2.3); resolve=no gives the CNAME alone. */
+            const struct zone_external *ext = external_of(c, node);
+            add_plan(c, node, LDNS_RR_TYPE_A, with_external(c, alone, ext));
+            add_plan(c, node, LDNS_RR_TYPE_AAAA, with_external(c, alone, ext));
             add_plan(c, node, LDNS_RR_TYPE_TXT, alone);
             continue;
         }
+
         warn_loop(c, node);
         add_plan(c, node, LDNS_RR_TYPE_A, chase(c, node, LDNS_RR_TYPE_A, cname));
         add_plan(c, node, LDNS_RR_TYPE_AAAA, chase(c, node, LDNS_RR_TYPE_AAAA, cname));
@@ -1301,6 +1375,19 @@ struct zone *zone_compile(const struct config *cfg, const struct zone *old, time
         goto fail;
     }
 
+    /* upstream resolution of hostname targets outside the zone */
+    z->resolve = cfg->nupstream > 0;
+    z->upstream.nservers = 0;
+    for (size_t i = 0; i < cfg->nupstream && i < UPSTREAM_MAX_SERVERS; i++) {
+        z->upstream.servers[i] = cfg->upstream[i].addr;
+        z->upstream.lens[i] = cfg->upstream[i].addrlen;
+        z->upstream.nservers++;
+    }
+    z->upstream.timeout_ms = cfg->upstream_timeout * 1000;
+    z->upstream.cache_size = cfg->cache_size;
+    z->upstream.max_stale = cfg->max_stale;
+    z->upstream.negative_ttl = cfg->negative_ttl;
+
     if (!build_fixed(&c))
         goto fail;
     compile_services(&c);
@@ -1358,6 +1445,11 @@ void zone_free(struct zone *z)
 const struct zone_stats *zone_stats(const struct zone *z)
 {
     return &z->stats;
+}
+
+const struct upstream_settings *zone_upstream(const struct zone *z)
+{
+    return z->resolve ? &z->upstream : NULL;
 }
 
 const struct zone_plan *zone_find(const struct zone *z, const uint8_t *lname, size_t len,

@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "svcmapd/upstream.h"
 #include "svcmapd/zone.h"
 
 /* The largest UDP reply: the client's EDNS buffer size is capped here
@@ -18,7 +19,10 @@
 
 /* Per-thread answering state: no locks, no allocation. */
 struct answer_ctx {
-    uint64_t rng; /* shuffles address RRsets */
+    uint64_t rng;        /* shuffles address RRsets */
+    struct upstream *up; /* this thread's upstream cache; NULL: none */
+    uint64_t now;        /* monotonic seconds, set per batch (upstream_now) */
+    bool no_wait;        /* answer from the cache or without: never defer */
 };
 
 /* What happened to one query, for logs and counters. */
@@ -27,6 +31,10 @@ struct answer_info {
     uint8_t rcode; /* extended: BADVERS is 16 */
     bool edns;
     bool truncated;
+    /* The answer needs an upstream lookup: nothing was written; answer the
+     * same query again once `wait` ends (upstream_wait), with no_wait. */
+    bool deferred;
+    struct upstream_lookup *wait;
 };
 
 /* Seeds the context's random generator. */
@@ -39,7 +47,8 @@ void answer_init(struct answer_ctx *ctx);
  * must be sent: fewer than 12 bytes, or a response (QR=1), which is never
  * answered so that two servers cannot loop. Over UDP (`tcp` false) the reply
  * respects the client's size limit and is truncated (TC=1) when the answer
- * does not fit. Never allocates; `z` is only read.
+ * does not fit. Also returns 0, with info->deferred, when the answer must
+ * wait for an upstream lookup. Never allocates; `z` is only read.
  */
 size_t answer_query(struct answer_ctx *ctx, const struct zone *z, const uint8_t *query, size_t qlen,
                     bool tcp, uint8_t *reply, size_t cap, struct answer_info *info);

@@ -22,7 +22,10 @@ struct config_listen {
     int line;
 };
 
+#define CONFIG_MAX_UPSTREAMS 8
+
 enum config_target_kind {
+
     CONFIG_TARGET_ADDRESS,
     CONFIG_TARGET_HOSTNAME,
 };
@@ -45,6 +48,7 @@ struct config_service {
     const char *srv_proto; /* "tcp", "udp" or "sctp"; NULL: tcp */
     int32_t ttl;           /* ttl=N, or -1 for the server's ttl */
     bool invalid;          /* had errors: kept by name only, no targets */
+    bool no_resolve;       /* resolve=no: a hostname gets its CNAME alone */
 };
 
 struct config_namespace {
@@ -63,6 +67,11 @@ enum config_option_id {
     CONFIG_TCP_IDLE_TIMEOUT,
     CONFIG_TCP_MAX_CONNECTIONS,
     CONFIG_WORKERS,
+    CONFIG_UPSTREAM_SERVERS,
+    CONFIG_UPSTREAM_TIMEOUT,
+    CONFIG_UPSTREAM_CACHE_SIZE,
+    CONFIG_UPSTREAM_MAX_STALE,
+    CONFIG_UPSTREAM_NEGATIVE_TTL,
     CONFIG_OPTION_COUNT,
 };
 
@@ -76,7 +85,18 @@ struct config {
     uint32_t ttl;
     uint32_t tcp_idle_timeout; /* seconds */
     uint32_t tcp_max_connections;
-    uint32_t workers;              /* threads answering queries; 0: one per online CPU */
+    uint32_t workers; /* threads answering queries; 0: one per online CPU */
+
+    /* [upstream]: resolving hostname targets outside the zone (at most
+     * CONFIG_MAX_UPSTREAMS servers) */
+    struct config_listen *upstream; /* servers; NULL: resolution is off */
+    size_t nupstream;
+    uint32_t upstream_timeout; /* seconds per lookup */
+    uint32_t cache_size;       /* entries per worker */
+    uint32_t max_stale;        /* seconds an expired answer may serve (RFC 8767) */
+    uint32_t negative_ttl;     /* at most this long for NXDOMAIN, NODATA, failures */
+    char upstream_note[160];   /* why resolv.conf gave no servers, or empty */
+
     int line[CONFIG_OPTION_COUNT]; /* where each option was set; 0: default */
 
     struct config_namespace *namespaces;
@@ -91,6 +111,8 @@ enum config_option_type {
     CONFIG_TYPE_LISTEN,
     CONFIG_TYPE_UINT,
     CONFIG_TYPE_UINT_AUTO, /* a number, or "auto" for 0 */
+    CONFIG_TYPE_SERVERS,   /* addresses, "none", or "resolv.conf" */
+
 };
 
 /* One row per setting: the parser, `-t`, the docs test and the README table

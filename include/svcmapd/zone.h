@@ -9,6 +9,7 @@
 
 #include "svcmapd/config.h"
 #include "svcmapd/diag.h"
+#include "svcmapd/upstream.h"
 
 /*
  * zone_compile() turns a config into every answer the server can give, in
@@ -44,11 +45,20 @@ enum zone_section {
     ZONE_SECTIONS,
 };
 
+/* A hostname target outside the zone, resolved upstream (upstream.c). */
+struct zone_external {
+    const uint8_t *name; /* wire form, lower case */
+    uint8_t len;
+};
+
 /* Everything needed to answer one name and type. */
 struct zone_plan {
     uint8_t rcode; /* LDNS_RCODE_NOERROR, _NXDOMAIN or _REFUSED */
     bool aa;
     uint8_t nsets[ZONE_SECTIONS];
+    /* When set, the answer section continues with the upstream's records
+     * for this name and the query type. */
+    const struct zone_external *external;
     const struct zone_rrset *sets[]; /* answer sets, then authority, then additional */
 };
 
@@ -75,6 +85,10 @@ struct zone *zone_compile(const struct config *cfg, const struct zone *old, time
 void zone_free(struct zone *z);
 
 const struct zone_stats *zone_stats(const struct zone *z);
+
+/* How hostname targets outside the zone are resolved; NULL when they are
+ * not (`servers = none`, or no resolv.conf nameserver). */
+const struct upstream_settings *zone_upstream(const struct zone *z);
 
 /*
  * Finds the plan for a query. `lname` is the query name in wire form, folded

@@ -337,7 +337,17 @@ def stop_process(proc, sig=signal.SIGTERM, timeout=STOP_TIMEOUT):
         return proc.wait(timeout)
 
 
+def inject_upstream(config):
+    """svcmapd's default upstream is /etc/resolv.conf, which is not on loopback: a test
+    config without an [upstream] section gets `servers = none`, so no test can send a
+    query anywhere but to its own loopback servers."""
+    if re.search(r"^\s*\[upstream\]", config, re.M):
+        return config
+    return config.rstrip("\n") + "\n\n[upstream]\nservers = none\n"
+
+
 def inject_workers(config):
+
     """With SVCMAPD_TEST_WORKERS=N, every server runs N workers: `workers = N` goes on
     the line after `[server]` (tests that check line numbers of later lines use
     line_of() instead of constants)."""
@@ -369,7 +379,7 @@ class Server:
         self.exit_status = None
 
     def render(self, config):
-        text = inject_workers(config)
+        text = inject_upstream(inject_workers(config))
         if self.port is not None:
             text = text.replace("@PORT@", str(self.port))
         if self.port6 is not None:

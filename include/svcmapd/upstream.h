@@ -1,0 +1,105 @@
+/* upstream.h -- hostname targets outside the zone: asynchronous lookups and their cache. */
+#ifndef SVCMAPD_UPSTREAM_H
+#define SVCMAPD_UPSTREAM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+/*
+ * A pod's resolver never chases a CNAME, so an A or AAAA answer for a
+ * hostname service carries the target's addresses, resolved here through
+ * the configured upstream resolvers, as CoreDNS does for ExternalName.
+ *
+ * Each worker has its own `struct upstream`: its own cache, its own lookups,
+ * no locks. The price is one upstream lookup per worker per target and TTL,
+ * which is nothing next to the locking it saves on the answer path.
+ */
+
+struct event_base;
+struct upstream;
+struct upstream_lookup;
+
+#define UPSTREAM_MAX_SERVERS 8
+
+/* Settings, compiled into the zone so that a reload swaps them atomically. */
+struct upstream_settings {
+    struct sockaddr_storage servers[UPSTREAM_MAX_SERVERS];
+    socklen_t lens[UPSTREAM_MAX_SERVERS];
+    size_t nservers;
+    uint32_t timeout_ms;   /* per lookup, all servers together */
+    uint32_t cache_size;   /* entries */
+    uint32_t max_stale;    /* seconds past expiry an answer may serve (RFC 8767) */
+    uint32_t negative_ttl; /* at most this long for NXDOMAIN, NODATA, failures */
+};
+
+/* Counters of one worker, read (summed) by whoever reports them. */
+struct upstream_stats {
+    uint64_t hits;     /* answered from the cache, fresh */
+    uint64_t misses;   /* a query had to wait for a lookup */
+    uint64_t failures; /* lookups that got no usable answer */
+    uint64_t stale;    /* answered with expired records (RFC 8767) */
+    uint64_t lookups;  /* lookups sent, refreshes included */
+};
+
+/* Records to append after the CNAME: owner names uncompressed, TTLs as
+ * received; ttl_at[i] is where record i's TTL sits in data. Valid until
+ * the worker returns to its event loop. */
+struct upstream_records {
+    const uint8_t *data;
+    size_t len;
+    uint16_t count;
+    const uint16_t *ttl_at;
+    const uint32_t *ttl;
+    uint32_t age; /* seconds since they were received: subtract */
+    bool stale;   /* expired: serve with a TTL of at most 30 s (RFC 8767 §4) */
+};
+
+enum upstream_status {
+    UPSTREAM_HIT,  /* records in *out */
+    UPSTREAM_NONE, /* NXDOMAIN, NODATA or a failure: the CNAME alone */
+    UPSTREAM_MISS, /* *wait is a lookup to wait for */
+};
+
+/* Called when a lookup ends: answered, failed or timed out. */
+struct upstream_waiter {
+    struct upstream_waiter *next;
+    struct upstream_waiter **pprev;
+    void (*done)(struct upstream_waiter *w);
+};
+
+/* A resolver and cache for the thread that runs `base`. NULL when out of
+ * memory. */
+struct upstream *upstream_new(struct event_base *base);
+
+/* Ends every lookup (their waiters must be gone) and frees the cache. */
+void upstream_free(struct upstream *up);
+
+/*
+ * The cached answer for `name` (wire form, lower case, `len` bytes) and
+ * `qtype` at time `now` (monotonic seconds), with the settings of the zone
+ * the query is answered from. On a miss, a lookup is queued (or an
+ * existing one joined) and returned in *wait; it is sent by
+ * upstream_flush(). A fresh answer close to its expiry queues a refresh.
+ * Never blocks, never touches a socket.
+ */
+enum upstream_status upstream_get(struct upstream *up, const struct upstream_settings *set,
+                                  const uint8_t *name, size_t len, uint16_t qtype, uint64_t now,
+                                  struct upstream_records *out, struct upstream_lookup **wait);
+
+/* Has w->done(w) called when `l` ends. */
+void upstream_wait(struct upstream_lookup *l, struct upstream_waiter *w);
+
+/* Stops waiting (the client went away). */
+void upstream_unwait(struct upstream_waiter *w);
+
+/* Sends the lookups upstream_get() queued. Call after each batch of queries. */
+void upstream_flush(struct upstream *up);
+
+const struct upstream_stats *upstream_stats(const struct upstream *up);
+
+/* Monotonic seconds, cheaply (CLOCK_MONOTONIC_COARSE). */
+uint64_t upstream_now(void);
+
+#endif

@@ -1,0 +1,752 @@
+/* upstream.c -- hostname targets outside the zone: asynchronous lookups and their cache. */
+#include "svcmapd/upstream.h"
+
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <ldns/ldns.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "svcmapd/log.h"
+
+/*
+ * Queries are built and answers parsed with ldns (this is the miss path,
+ * where allocating is fine); the cache keeps what an answer needs in wire
+ * form, so a hit costs a hash lookup and a copy.
+ *
+ * Answers: the target's CNAME chain as the upstream gives it (at most 10
+ * links, each owned by the name the previous one points to), then the
+ * records of the asked type at the end of the chain. Records that do not
+ * belong to that chain are dropped, whatever the upstream sends.
+ *
+ * Lifetimes (RFC 2308, RFC 8767): a positive answer lives for its smallest
+ * TTL, and is refreshed ahead of expiry when queried (prefetch). Once
+ * expired it may still be served, for at most max-stale seconds, while
+ * refreshing fails; after a failure the stale answer is served at once for
+ * STALE_REFRESH seconds instead of making clients wait again. NXDOMAIN,
+ * NODATA and failures without a stale answer are kept negative-ttl seconds.
+ */
+
+#define MAX_CHAIN      10
+#define MAX_TTL        86400 /* cap what an upstream says */
+#define STALE_TTL      30    /* RFC 8767 §4 */
+#define STALE_REFRESH  30    /* RFC 8767 §5: stale-refresh-time */
+#define MIN_ATTEMPT_MS 250
+#define MAX_LOOKUPS    4096 /* in flight per worker; more get the CNAME alone */
+#define QUERY_MAX      512
+
+struct entry {
+    struct entry *hnext;
+    struct entry *newer, *older; /* LRU list */
+    uint64_t hash;
+    uint16_t qtype;
+    uint8_t len;
+    uint8_t name[LDNS_MAX_DOMAINLEN + 1];
+
+    uint8_t *data; /* records, then ttl_at[count], then ttl[count] */
+    size_t dlen;
+    uint16_t count;
+    uint16_t *ttl_at;
+    uint32_t *ttl;
+    uint64_t fetched;   /* when data arrived */
+    uint64_t expires;   /* fetched + the smallest TTL */
+    uint64_t failed_at; /* last refresh that failed, 0: none since data arrived */
+    uint64_t neg_until; /* no data: the CNAME alone until then */
+    bool has_data;
+    struct upstream_lookup *lookup;
+};
+
+struct upstream_lookup {
+    struct upstream *up;
+    struct entry *e;
+    struct upstream_settings set; /* a copy: the zone may go while we wait */
+    struct upstream_lookup *next; /* queued, then in flight */
+    struct upstream_waiter *waiters;
+
+    uint16_t id;
+    uint8_t query[QUERY_MAX];
+    size_t qlen;
+    size_t server;
+    unsigned attempts;
+    uint64_t deadline_ms;
+    bool started;
+
+    int fd; /* UDP */
+    struct event *ev;
+    struct bufferevent *tcp; /* after TC=1 */
+    struct event *timer;
+};
+
+struct upstream {
+    struct event_base *base;
+    struct entry **buckets;
+    size_t nbuckets;
+    size_t count;
+    struct entry *newest, *oldest;
+    struct upstream_lookup *queued;
+    size_t nlookups;
+    uint64_t seed;
+    struct upstream_stats stats;
+};
+
+uint64_t upstream_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (uint64_t)ts.tv_sec;
+}
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static uint64_t hash_key(uint64_t seed, const uint8_t *name, size_t len, uint16_t qtype)
+{
+    uint64_t h = seed ^ qtype;
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ name[i]) * 0x100000001b3ULL;
+    return h ^ (h >> 29);
+}
+
+struct upstream *upstream_new(struct event_base *base)
+{
+    struct upstream *up = calloc(1, sizeof(*up));
+    if (!up)
+        return NULL;
+    up->base = base;
+    up->nbuckets = 1024;
+    up->buckets = calloc(up->nbuckets, sizeof(*up->buckets));
+    if (!up->buckets) {
+        free(up);
+        return NULL;
+    }
+    if (getrandom(&up->seed, sizeof(up->seed), 0) != sizeof(up->seed))
+        up->seed = (uint64_t)(uintptr_t)up;
+    return up;
+}
+
+const struct upstream_stats *upstream_stats(const struct upstream *up)
+{
+    return &up->stats;
+}
+
+/* ---------------------------------------------------------------------- */
+/* The cache                                                               */
+
+static void lru_unlink(struct upstream *up, struct entry *e)
+{
+    if (e->newer)
+        e->newer->older = e->older;
+    else
+        up->newest = e->older;
+    if (e->older)
+        e->older->newer = e->newer;
+    else
+        up->oldest = e->newer;
+    e->newer = e->older = NULL;
+}
+
+static void lru_front(struct upstream *up, struct entry *e)
+{
+    e->older = up->newest;
+    e->newer = NULL;
+    if (up->newest)
+        up->newest->newer = e;
+    up->newest = e;
+    if (!up->oldest)
+        up->oldest = e;
+}
+
+static void drop_data(struct entry *e)
+{
+    free(e->data);
+    e->data = NULL;
+    e->dlen = 0;
+    e->count = 0;
+    e->has_data = false;
+    e->failed_at = 0;
+}
+
+static void entry_free(struct upstream *up, struct entry *e)
+{
+    struct entry **pp = &up->buckets[e->hash & (up->nbuckets - 1)];
+    while (*pp != e)
+        pp = &(*pp)->hnext;
+    *pp = e->hnext;
+    lru_unlink(up, e);
+    drop_data(e);
+    free(e);
+    up->count--;
+}
+
+static void grow(struct upstream *up)
+{
+    size_t n = up->nbuckets * 2;
+    struct entry **b = calloc(n, sizeof(*b));
+    if (!b)
+        return; /* longer chains, still correct */
+    for (size_t i = 0; i < up->nbuckets; i++) {
+        struct entry *e = up->buckets[i], *next;
+        for (; e; e = next) {
+            next = e->hnext;
+            e->hnext = b[e->hash & (n - 1)];
+            b[e->hash & (n - 1)] = e;
+        }
+    }
+    free(up->buckets);
+    up->buckets = b;
+    up->nbuckets = n;
+}
+
+static struct entry *find(struct upstream *up, const uint8_t *name, size_t len, uint16_t qtype,
+                          uint64_t h)
+{
+    for (struct entry *e = up->buckets[h & (up->nbuckets - 1)]; e; e = e->hnext)
+        if (e->hash == h && e->qtype == qtype && e->len == len && memcmp(e->name, name, len) == 0)
+            return e;
+    return NULL;
+}
+
+/* Keeps the cache within `limit`: the least recently used go first, but
+ * never one a lookup is filling. */
+static void evict(struct upstream *up, size_t limit)
+{
+    struct entry *e = up->oldest;
+    while (up->count > limit && e) {
+        struct entry *newer = e->newer;
+        if (!e->lookup)
+            entry_free(up, e);
+        e = newer;
+    }
+}
+
+static struct entry *insert(struct upstream *up, const struct upstream_settings *set,
+                            const uint8_t *name, size_t len, uint16_t qtype, uint64_t h)
+{
+    evict(up, set->cache_size > 0 ? set->cache_size - 1 : 0);
+    if (up->count >= up->nbuckets)
+        grow(up);
+    struct entry *e = calloc(1, sizeof(*e));
+    if (!e)
+        return NULL;
+    e->hash = h;
+    e->qtype = qtype;
+    e->len = (uint8_t)len;
+    memcpy(e->name, name, len);
+    e->hnext = up->buckets[h & (up->nbuckets - 1)];
+    up->buckets[h & (up->nbuckets - 1)] = e;
+    lru_front(up, e);
+    up->count++;
+    return e;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Lookups                                                                 */
+
+static struct upstream_lookup *lookup_new(struct upstream *up, struct entry *e,
+                                          const struct upstream_settings *set)
+{
+    if (up->nlookups >= MAX_LOOKUPS)
+        return NULL;
+    struct upstream_lookup *l = calloc(1, sizeof(*l));
+    if (!l)
+        return NULL;
+    l->up = up;
+    l->e = e;
+    l->set = *set;
+    l->fd = -1;
+    if (getrandom(&l->id, sizeof(l->id), 0) != sizeof(l->id))
+        l->id = (uint16_t)(uintptr_t)l;
+    l->server = (size_t)l->id % set->nservers; /* spread lookups over the servers */
+
+    /* The question, with EDNS0 so that a few addresses never truncate. */
+    ldns_rdf *qname = ldns_dname_new_frm_data(e->len, e->name);
+    ldns_pkt *q = qname ? ldns_pkt_query_new(qname, e->qtype, LDNS_RR_CLASS_IN, LDNS_RD) : NULL;
+    uint8_t *wire = NULL;
+    size_t wlen = 0;
+    if (q) {
+        ldns_pkt_set_id(q, l->id);
+        ldns_pkt_set_edns_udp_size(q, 1232);
+        if (ldns_pkt2wire(&wire, q, &wlen) != LDNS_STATUS_OK)
+            wire = NULL;
+        ldns_pkt_free(q);
+    }
+    if (!wire || wlen > sizeof(l->query)) {
+        free(wire);
+        free(l);
+        return NULL;
+    }
+    memcpy(l->query, wire, wlen);
+    l->qlen = wlen;
+    free(wire);
+
+    e->lookup = l;
+    l->next = up->queued;
+    up->queued = l;
+    up->nlookups++;
+    return l;
+}
+
+static void close_transport(struct upstream_lookup *l)
+{
+    if (l->ev) {
+        event_free(l->ev);
+        l->ev = NULL;
+    }
+    if (l->fd >= 0) {
+        close(l->fd);
+        l->fd = -1;
+    }
+    if (l->tcp) {
+        bufferevent_free(l->tcp);
+        l->tcp = NULL;
+    }
+}
+
+/* Ends a lookup: the entry gets what was learnt, waiters are told, the
+ * lookup goes. `ok`: the entry's data was replaced or a negative answer
+ * stored; otherwise the lookup failed. */
+static void finish(struct upstream_lookup *l, bool ok)
+{
+    struct upstream *up = l->up;
+    struct entry *e = l->e;
+    uint64_t now = upstream_now();
+
+    close_transport(l);
+    if (l->timer)
+        event_free(l->timer);
+    if (!ok) {
+        up->stats.failures++;
+        if (e->has_data && now <= e->expires + l->set.max_stale) {
+            e->failed_at = now; /* stale answers from now on, at once */
+        } else {
+            drop_data(e);
+            e->neg_until = now + l->set.negative_ttl;
+        }
+    }
+    e->lookup = NULL;
+    up->nlookups--;
+
+    struct upstream_waiter *w = l->waiters;
+    free(l);
+    while (w) {
+        struct upstream_waiter *next = w->next;
+        w->pprev = NULL;
+        w->next = NULL;
+        w->done(w);
+        w = next;
+    }
+}
+
+static bool same_name(const ldns_rdf *rdf, const uint8_t *name, size_t len)
+{
+    if (ldns_rdf_get_type(rdf) != LDNS_RDF_TYPE_DNAME || ldns_rdf_size(rdf) != len)
+        return false;
+    const uint8_t *d = ldns_rdf_data(rdf);
+    for (size_t i = 0; i < len; i++) {
+        uint8_t c = d[i];
+        if (c >= 'A' && c <= 'Z')
+            c = (uint8_t)(c + 32);
+        if (c != name[i])
+            return false;
+    }
+    return true;
+}
+
+static size_t lower_name(const ldns_rdf *rdf, uint8_t *out)
+{
+    size_t len = ldns_rdf_size(rdf);
+    const uint8_t *d = ldns_rdf_data(rdf);
+    for (size_t i = 0; i < len; i++)
+        out[i] = (d[i] >= 'A' && d[i] <= 'Z') ? (uint8_t)(d[i] + 32) : d[i];
+    return len;
+}
+
+/* Stores the answer of `p` to the entry's question. Returns false if it is
+ * no use (then another server is tried). */
+static bool store_answer(struct upstream_lookup *l, const ldns_pkt *p)
+{
+    struct entry *e = l->e;
+    const ldns_rr_list *an = ldns_pkt_answer(p);
+    const ldns_rr *chosen[MAX_CHAIN + 64];
+    size_t n = 0;
+
+    /* Follow the CNAME chain from the question; keep only what hangs on it. */
+    uint8_t cur[LDNS_MAX_DOMAINLEN + 1];
+    size_t clen = e->len;
+    memcpy(cur, e->name, clen);
+    for (int hop = 0; hop < MAX_CHAIN; hop++) {
+        const ldns_rr *next = NULL;
+        for (size_t i = 0; i < ldns_rr_list_rr_count(an) && !next; i++) {
+            const ldns_rr *rr = ldns_rr_list_rr(an, i);
+            if (ldns_rr_get_type(rr) == LDNS_RR_TYPE_CNAME && ldns_rr_rd_count(rr) == 1 &&
+                same_name(ldns_rr_owner(rr), cur, clen))
+                next = rr;
+        }
+        if (!next)
+            break;
+        chosen[n++] = next;
+        clen = lower_name(ldns_rr_rdf(next, 0), cur);
+    }
+    size_t chain = n;
+    for (size_t i = 0; i < ldns_rr_list_rr_count(an) && n < sizeof(chosen) / sizeof(chosen[0]);
+         i++) {
+        const ldns_rr *rr = ldns_rr_list_rr(an, i);
+        if (ldns_rr_get_type(rr) == e->qtype && ldns_rr_get_class(rr) == LDNS_RR_CLASS_IN &&
+            same_name(ldns_rr_owner(rr), cur, clen))
+            chosen[n++] = rr;
+    }
+
+    uint64_t now = upstream_now();
+    if (n == chain) {
+        /* NXDOMAIN or NODATA: negative, as long as the SOA allows (RFC 2308
+         * §5) and no longer than negative-ttl. */
+        uint32_t ttl = l->set.negative_ttl;
+        const ldns_rr_list *ns = ldns_pkt_authority(p);
+        for (size_t i = 0; i < ldns_rr_list_rr_count(ns); i++) {
+            const ldns_rr *rr = ldns_rr_list_rr(ns, i);
+            if (ldns_rr_get_type(rr) == LDNS_RR_TYPE_SOA && ldns_rr_rd_count(rr) == 7) {
+                uint32_t min = ldns_rdf2native_int32(ldns_rr_rdf(rr, 6));
+                uint32_t soa = ldns_rr_ttl(rr) < min ? ldns_rr_ttl(rr) : min;
+                ttl = soa < ttl ? soa : ttl;
+            }
+        }
+        drop_data(e);
+        e->neg_until = now + ttl;
+        return true;
+    }
+
+    ldns_buffer *buf = ldns_buffer_new(512);
+    uint16_t at[MAX_CHAIN + 64];
+    uint32_t ttls[MAX_CHAIN + 64];
+    uint32_t min_ttl = MAX_TTL;
+    for (size_t i = 0; buf && i < n; i++) {
+        size_t start = ldns_buffer_position(buf);
+        if (ldns_rr2buffer_wire(buf, chosen[i], LDNS_SECTION_ANSWER) != LDNS_STATUS_OK) {
+            ldns_buffer_free(buf);
+            return false;
+        }
+        at[i] = (uint16_t)(start + ldns_rdf_size(ldns_rr_owner(chosen[i])) + 4);
+        ttls[i] = ldns_rr_ttl(chosen[i]) < MAX_TTL ? ldns_rr_ttl(chosen[i]) : MAX_TTL;
+        min_ttl = ttls[i] < min_ttl ? ttls[i] : min_ttl;
+    }
+    size_t dlen = buf ? ldns_buffer_position(buf) : 0;
+    uint8_t *data =
+        buf && dlen < 16384 ? malloc(dlen + n * (sizeof(uint16_t) + sizeof(uint32_t))) : NULL;
+    if (!data) {
+        ldns_buffer_free(buf);
+        return false;
+    }
+    memcpy(data, ldns_buffer_begin(buf), dlen);
+    ldns_buffer_free(buf);
+
+    drop_data(e);
+    e->data = data;
+    e->dlen = dlen;
+    e->count = (uint16_t)n;
+    e->ttl_at = (uint16_t *)(void *)(data + dlen);
+    e->ttl = (uint32_t *)(void *)((uint8_t *)e->ttl_at + n * sizeof(uint16_t));
+    memcpy(e->ttl_at, at, n * sizeof(uint16_t));
+    memcpy(e->ttl, ttls, n * sizeof(uint32_t));
+    e->fetched = now;
+    e->expires = now + min_ttl;
+    e->has_data = true;
+    e->neg_until = 0;
+    return true;
+}
+
+enum verdict {
+    V_IGNORE, /* not the answer to our question: keep waiting */
+    V_NEXT,   /* this server could not answer: try another */
+    V_TCP,    /* truncated: ask the same server over TCP */
+    V_DONE,
+};
+
+static enum verdict check_answer(struct upstream_lookup *l, const uint8_t *buf, size_t len)
+{
+    ldns_pkt *p = NULL;
+    if (len < 12 || ldns_wire2pkt(&p, buf, len) != LDNS_STATUS_OK)
+        return V_NEXT;
+    enum verdict v = V_DONE;
+    const ldns_rr_list *q = ldns_pkt_question(p);
+    if (ldns_pkt_id(p) != l->id || !ldns_pkt_qr(p) || ldns_rr_list_rr_count(q) != 1 ||
+        ldns_rr_get_type(ldns_rr_list_rr(q, 0)) != l->e->qtype ||
+        !same_name(ldns_rr_owner(ldns_rr_list_rr(q, 0)), l->e->name, l->e->len)) {
+        v = V_IGNORE; /* a late answer to an earlier attempt, or a forgery */
+    } else if (ldns_pkt_tc(p)) {
+        v = V_TCP;
+    } else if (ldns_pkt_get_rcode(p) != LDNS_RCODE_NOERROR &&
+               ldns_pkt_get_rcode(p) != LDNS_RCODE_NXDOMAIN) {
+        v = V_NEXT; /* SERVFAIL, REFUSED...: maybe another server knows */
+    } else if (!store_answer(l, p)) {
+        v = V_NEXT;
+    }
+    ldns_pkt_free(p);
+    return v;
+}
+
+static void attempt(struct upstream_lookup *l);
+
+static void next_server(struct upstream_lookup *l)
+{
+    close_transport(l);
+    l->server = (l->server + 1) % l->set.nservers;
+    attempt(l);
+}
+
+static void conclude(struct upstream_lookup *l, enum verdict v);
+
+static void on_tcp_read(struct bufferevent *bev, void *arg)
+{
+    struct upstream_lookup *l = arg;
+    struct evbuffer *in = bufferevent_get_input(bev);
+    uint8_t hdr[2];
+    if (evbuffer_copyout(in, hdr, 2) < 2)
+        return;
+    size_t len = (size_t)(hdr[0] << 8 | hdr[1]);
+    if (evbuffer_get_length(in) < 2 + len)
+        return;
+    uint8_t *msg = evbuffer_pullup(in, (ssize_t)(2 + len));
+    enum verdict v = msg ? check_answer(l, msg + 2, len) : V_NEXT;
+    evbuffer_drain(in, 2 + len);
+    conclude(l, v == V_TCP ? V_NEXT : v);
+}
+
+static void on_tcp_event(struct bufferevent *bev, short what, void *arg)
+{
+    struct upstream_lookup *l = arg;
+    (void)bev;
+    if (what & BEV_EVENT_CONNECTED)
+        return;
+    conclude(l, V_NEXT);
+}
+
+static void start_tcp(struct upstream_lookup *l)
+{
+    close_transport(l);
+    const struct sockaddr *sa = (const struct sockaddr *)&l->set.servers[l->server];
+    l->tcp = bufferevent_socket_new(l->up->base, -1, BEV_OPT_CLOSE_ON_FREE);
+    uint8_t len[2] = {(uint8_t)(l->qlen >> 8), (uint8_t)l->qlen};
+    if (!l->tcp || bufferevent_socket_connect(l->tcp, sa, (int)l->set.lens[l->server]) < 0) {
+        next_server(l);
+        return;
+    }
+    bufferevent_setcb(l->tcp, on_tcp_read, NULL, on_tcp_event, l);
+    bufferevent_write(l->tcp, len, 2);
+    bufferevent_write(l->tcp, l->query, l->qlen);
+    bufferevent_enable(l->tcp, EV_READ | EV_WRITE);
+}
+
+static void conclude(struct upstream_lookup *l, enum verdict v)
+{
+    switch (v) {
+    case V_IGNORE:
+        return;
+    case V_TCP:
+        start_tcp(l);
+        return;
+    case V_NEXT:
+        next_server(l);
+        return;
+    case V_DONE:
+        finish(l, true);
+        return;
+    }
+}
+
+static void on_udp_reply(evutil_socket_t fd, short what, void *arg)
+{
+    struct upstream_lookup *l = arg;
+    (void)what;
+    for (;;) {
+        uint8_t buf[4096];
+        ssize_t n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+        if (n < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+                return;
+            conclude(l, V_NEXT); /* ECONNREFUSED: nobody listens there */
+            return;
+        }
+        enum verdict v = check_answer(l, buf, (size_t)n);
+        if (v != V_IGNORE) {
+            conclude(l, v);
+            return;
+        }
+    }
+}
+
+static void on_timer(evutil_socket_t fd, short what, void *arg)
+{
+    struct upstream_lookup *l = arg;
+    (void)fd;
+    (void)what;
+    next_server(l);
+}
+
+/* Asks the current server, over UDP, with a fresh socket: a new random
+ * source port for each attempt, and only that server's replies reach it. */
+static void attempt(struct upstream_lookup *l)
+{
+    uint64_t now = now_ms();
+    if (now >= l->deadline_ms || l->attempts >= 2 * l->set.nservers) {
+        finish(l, false);
+        return;
+    }
+    l->attempts++;
+    l->up->stats.lookups++;
+
+    uint64_t slice = l->set.timeout_ms / l->set.nservers;
+    if (slice < MIN_ATTEMPT_MS)
+        slice = MIN_ATTEMPT_MS;
+    if (slice > l->deadline_ms - now)
+        slice = l->deadline_ms - now;
+    struct timeval tv = {(time_t)(slice / 1000), (suseconds_t)(slice % 1000) * 1000};
+    evtimer_add(l->timer, &tv);
+
+    const struct sockaddr_storage *ss = &l->set.servers[l->server];
+    l->fd = socket(ss->ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (l->fd < 0 || connect(l->fd, (const struct sockaddr *)ss, l->set.lens[l->server]) < 0 ||
+        send(l->fd, l->query, l->qlen, 0) < 0) {
+        /* the timer moves on to the next server */
+        close_transport(l);
+        return;
+    }
+    l->ev = event_new(l->up->base, l->fd, EV_READ | EV_PERSIST, on_udp_reply, l);
+    if (!l->ev || event_add(l->ev, NULL) < 0)
+        close_transport(l);
+}
+
+void upstream_flush(struct upstream *up)
+{
+    while (up->queued) {
+        struct upstream_lookup *l = up->queued;
+        up->queued = l->next;
+        l->next = NULL;
+        l->started = true;
+        l->deadline_ms = now_ms() + l->set.timeout_ms;
+        l->timer = evtimer_new(up->base, on_timer, l);
+        if (!l->timer) {
+            finish(l, false);
+            continue;
+        }
+        attempt(l);
+    }
+}
+
+/* ---------------------------------------------------------------------- */
+
+enum upstream_status upstream_get(struct upstream *up, const struct upstream_settings *set,
+                                  const uint8_t *name, size_t len, uint16_t qtype, uint64_t now,
+                                  struct upstream_records *out, struct upstream_lookup **wait)
+{
+    uint64_t h = hash_key(up->seed, name, len, qtype);
+    struct entry *e = find(up, name, len, qtype, h);
+    if (e) {
+        lru_unlink(up, e);
+        lru_front(up, e);
+    }
+
+    if (e && e->has_data) {
+        bool fresh = now < e->expires;
+        bool stale_ok = !fresh && now <= e->expires + set->max_stale && e->failed_at &&
+                        now - e->failed_at < STALE_REFRESH;
+        if (fresh || stale_ok) {
+            *out = (struct upstream_records){e->data,   e->dlen, e->count,
+                                             e->ttl_at, e->ttl,  (uint32_t)(now - e->fetched),
+                                             !fresh};
+            /* Refresh what is queried before it expires (prefetch), and
+             * retry a failed refresh every STALE_REFRESH seconds. */
+            uint64_t ttl = e->expires - e->fetched;
+            bool due = fresh ? e->expires - now <= (ttl / 10 > 1 ? ttl / 10 : 1)
+                             : now - e->failed_at >= STALE_REFRESH;
+            if (due && !e->lookup && wait)
+                lookup_new(up, e, set);
+            if (fresh)
+                up->stats.hits++;
+            else
+                up->stats.stale++;
+            return UPSTREAM_HIT;
+        }
+        if (now > e->expires + set->max_stale)
+            drop_data(e); /* too old to serve, even stale */
+    }
+    if (e && !e->has_data && now < e->neg_until && !e->lookup)
+        return UPSTREAM_NONE;
+    if (!wait) {
+        /* the waiter of a lookup that just ended: no second wait */
+        if (e && e->has_data && now <= e->expires + set->max_stale) {
+            *out = (struct upstream_records){
+                e->data, e->dlen, e->count, e->ttl_at, e->ttl, (uint32_t)(now - e->fetched), true};
+            up->stats.stale++;
+            return UPSTREAM_HIT;
+        }
+        return UPSTREAM_NONE;
+    }
+
+    if (!e)
+        e = insert(up, set, name, len, qtype, h);
+    if (!e)
+        return UPSTREAM_NONE;
+    if (!e->lookup && !lookup_new(up, e, set))
+        return UPSTREAM_NONE; /* too many lookups in flight: do not queue clients */
+    up->stats.misses++;
+    *wait = e->lookup;
+    return UPSTREAM_MISS;
+}
+
+void upstream_wait(struct upstream_lookup *l, struct upstream_waiter *w)
+{
+    w->next = l->waiters;
+    if (l->waiters)
+        l->waiters->pprev = &w->next;
+    w->pprev = &l->waiters;
+    l->waiters = w;
+}
+
+void upstream_unwait(struct upstream_waiter *w)
+{
+    if (!w->pprev)
+        return;
+    *w->pprev = w->next;
+    if (w->next)
+        w->next->pprev = w->pprev;
+    w->next = NULL;
+    w->pprev = NULL;
+}
+
+void upstream_free(struct upstream *up)
+{
+    if (!up)
+        return;
+    /* lookups still queued or in flight end here, as failures */
+    while (up->queued) {
+        struct upstream_lookup *l = up->queued;
+        up->queued = l->next;
+        l->e->lookup = NULL;
+        free(l);
+    }
+    for (size_t i = 0; i < up->nbuckets; i++) {
+        for (struct entry *e = up->buckets[i]; e; e = e->hnext) {
+            struct upstream_lookup *l = e->lookup;
+            if (l) {
+                close_transport(l);
+                if (l->timer)
+                    event_free(l->timer);
+                free(l);
+                e->lookup = NULL;
+            }
+        }
+    }
+    while (up->oldest)
+        entry_free(up, up->oldest);
+    free(up->buckets);
+    free(up);
+}
