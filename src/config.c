@@ -43,10 +43,11 @@ const struct config_option config_options[CONFIG_OPTION_COUNT] = {
                         offsetof(struct config, workers),
                         "threads answering queries, each with its own sockets; auto: one per "
                         "online CPU"},
-    [CONFIG_UPSTREAM_SERVERS] = {"upstream", "servers", CONFIG_TYPE_SERVERS, "resolv.conf", 0, 0,
-                                 offsetof(struct config, upstream),
+    [CONFIG_UPSTREAM_SERVERS] = {"upstream", "servers", CONFIG_TYPE_SERVERS, "/etc/resolv.conf", 0,
+                                 0, offsetof(struct config, upstream),
                                  "resolvers for hostname targets outside the zone: addresses, "
-                                 "resolv.conf (its nameservers) or none"},
+                                 "a resolv.conf file (its nameservers), or none"},
+
     [CONFIG_UPSTREAM_TIMEOUT] = {"upstream", "timeout", CONFIG_TYPE_UINT, "2", 1, 30,
                                  offsetof(struct config, upstream_timeout),
                                  "seconds per lookup; then the CNAME alone"},
@@ -532,8 +533,8 @@ static bool set_option(struct parser *p, enum config_option_id id, const struct 
             p->cfg->nupstream = 0;
             return true;
         }
-        if (n == 1 && strcmp(tok[0].text, "resolv.conf") == 0)
-            return resolv_conf_servers(p, "/etc/resolv.conf", line);
+        if (n == 1 && tok[0].text[0] == '/') /* as CoreDNS's forward . /etc/resolv.conf */
+            return resolv_conf_servers(p, tok[0].text, line);
         return set_addresses(p, tok, n, id);
     }
 

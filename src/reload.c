@@ -201,6 +201,9 @@ int reload_run(struct reloader *r)
 
     if (!config_same_listen(cfg, r->cfg))
         log_warning("reload: 'listen' changed; it takes effect only after a restart");
+    if (cfg->workers != r->cfg->workers)
+        log_warning("reload: 'workers' changed; it takes effect only after a restart");
+
 
     const struct zone_stats *st = zone_stats(z);
     bool changed = st->serial != old_serial;

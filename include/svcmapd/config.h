@@ -111,7 +111,7 @@ enum config_option_type {
     CONFIG_TYPE_LISTEN,
     CONFIG_TYPE_UINT,
     CONFIG_TYPE_UINT_AUTO, /* a number, or "auto" for 0 */
-    CONFIG_TYPE_SERVERS,   /* addresses, "none", or "resolv.conf" */
+    CONFIG_TYPE_SERVERS,   /* addresses, "none", or a resolv.conf path */
 
 };
 

@@ -271,6 +271,49 @@ static void test_all_errors_reported(void)
     config_free(cfg);
 }
 
+static void test_upstream(void)
+{
+    struct config *cfg =
+        parse("[upstream]\nservers = 10.96.0.10, [fd00::10]:5353\ntimeout = 3\n"
+              "cache-size = 100\nmax-stale = 60\nnegative-ttl = 2\n"
+              "[namespace a]\nx = db.example.com resolve=no\ny = db.example.com\n");
+    ok(cfg != NULL, "[upstream] parses");
+    if (cfg) {
+        is_int(cfg->nupstream, 2, "two servers");
+        is_str(cfg->upstream[0].text, "10.96.0.10:53", "port 53 by default");
+        is_str(cfg->upstream[1].text, "[fd00::10]:5353", "IPv6 server with a port");
+        ok(cfg->upstream_timeout == 3 && cfg->cache_size == 100 && cfg->max_stale == 60 &&
+               cfg->negative_ttl == 2,
+           "timeout, cache-size, max-stale, negative-ttl");
+        ok(find(cfg, "a", "x")->no_resolve && !find(cfg, "a", "y")->no_resolve, "resolve=no");
+    }
+    config_free(cfg);
+
+    cfg = parse("[upstream]\nservers = none\n");
+    ok(cfg && cfg->nupstream == 0 && !cfg->upstream_note[0], "servers = none: off, no note");
+    config_free(cfg);
+
+    cfg = parse("[server]\n");
+    ok(cfg && cfg->upstream_timeout == 2 && cfg->cache_size == 10000 && cfg->max_stale == 3600 &&
+           cfg->negative_ttl == 5,
+       "upstream defaults");
+    config_free(cfg);
+
+    ok(fails_with("[upstream]\nservers = resolver.example\n",
+                  "t.ini:2: error: servers: 'resolver.example' is not an IP address"),
+       "a host name as server");
+    ok(fails_with("[upstream]\nservers = 1.1.1.1 1.1.1.2 1.1.1.3 1.1.1.4 1.1.1.5 1.1.1.6 1.1.1.7 "
+                  "1.1.1.8 1.1.1.9\n",
+                  "servers: at most 8 servers"),
+       "nine servers");
+    ok(fails_with("[upstream]\ntimeout = 0\n", "timeout: 0 out of range (1-30)"), "timeout 0");
+    ok(fails_with("[upstream]\nretries = 3\n", "unknown key 'retries' in [upstream]"),
+       "unknown upstream key");
+    ok(fails_with("[upstream]\n[upstream]\n", "[upstream] is given twice"), "two [upstream]");
+    ok(fails_with("[namespace a]\nx = db.example.com resolve=maybe\n", "resolve=maybe: expected"),
+       "resolve= takes yes or no");
+}
+
 static void test_same_listen(void)
 {
     struct config *a = parse("[server]\nlisten = 127.0.0.1:53, [::1]:53\n");
@@ -294,6 +337,8 @@ int main(void)
     test_errors();
     test_all_errors_reported();
     test_same_listen();
+    test_upstream();
+
     diag_finish(&d);
     return done_testing();
 }
