@@ -38,7 +38,8 @@ struct query {
     uint16_t qtype;
     uint16_t qclass;
     bool edns;
-    uint16_t udp_size;
+    uint16_t udp_size; /* the client's */
+    uint16_t udp_max;  /* ours */
     uint8_t edns_version;
     uint16_t edns_flags;
 };
@@ -198,7 +199,7 @@ static size_t put_opt(const struct query *q, uint8_t *out, size_t pos, uint8_t r
         return pos;
     out[pos] = 0; /* root owner */
     put16(out + pos + 1, LDNS_RR_TYPE_OPT);
-    put16(out + pos + 3, ANSWER_UDP_MAX);
+    put16(out + pos + 3, q->udp_max);              /* what we accept, RFC 6891 §6.2.5 */
     out[pos + 5] = (uint8_t)(rcode >> 4);          /* extended RCODE, upper bits */
     out[pos + 6] = 0;                              /* version 0 */
     put16(out + pos + 7, q->edns_flags & EDNS_DO); /* RFC 3225 §3: copy DO */
@@ -282,6 +283,7 @@ size_t answer_query(struct answer_ctx *ctx, const struct zone *z, const uint8_t 
     if (len < HDR || (m[2] & F_QR))
         return 0; /* no header to answer, or a response: never reply */
 
+    q.udp_max = zone_udp_max(z);
     q.id = get16(m);
     q.opcode = (m[2] >> 3) & 0x0f;
     q.rd_cd[0] = m[2] & F_RD;
@@ -364,7 +366,8 @@ size_t answer_query(struct answer_ctx *ctx, const struct zone *z, const uint8_t 
     if (!tcp) {
         size_t udp = ANSWER_UDP_PLAIN;
         if (q.edns && q.udp_size > udp)
-            udp = q.udp_size < ANSWER_UDP_MAX ? q.udp_size : ANSWER_UDP_MAX;
+            udp = q.udp_size < q.udp_max ? q.udp_size : q.udp_max;
+
         if (udp < limit)
             limit = udp;
     }

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <ini.h>
 #include <netinet/in.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,6 +44,20 @@ const struct config_option config_options[CONFIG_OPTION_COUNT] = {
                         offsetof(struct config, workers),
                         "threads answering queries, each with its own sockets; auto: one per "
                         "online CPU"},
+    [CONFIG_TCP_MESSAGE_TIMEOUT] = {"server", "tcp-message-timeout", CONFIG_TYPE_UINT, "2", 1, 60,
+                                    offsetof(struct config, tcp_message_timeout),
+                                    "seconds to receive the rest of a TCP message once it has "
+                                    "begun"},
+    [CONFIG_TCP_PIPELINE] = {"server", "tcp-pipeline", CONFIG_TYPE_UINT, "100", 1, 1000,
+                             offsetof(struct config, tcp_pipeline),
+                             "queries of one TCP connection answered per turn, and waiting for "
+                             "upstream lookups at once"},
+    [CONFIG_UDP_MAX_SIZE] = {"server", "udp-max-size", CONFIG_TYPE_UINT, "1232", 512, 4096,
+                             offsetof(struct config, udp_max_size),
+                             "largest UDP reply, whatever the client's EDNS buffer size"},
+    [CONFIG_USER] = {"server", "user", CONFIG_TYPE_USER, "", 0, 0, offsetof(struct config, user),
+                     "after binding, run as this user (name or UID[:GID]); empty: stay"},
+
     [CONFIG_UPSTREAM_SERVERS] = {"upstream", "servers", CONFIG_TYPE_SERVERS, "/etc/resolv.conf", 0,
                                  0, offsetof(struct config, upstream),
                                  "resolvers for hostname targets outside the zone: addresses, "
@@ -544,6 +559,31 @@ static bool set_option(struct parser *p, enum config_option_id id, const struct 
     }
     const char *v = tok[0].text;
 
+    if (o->type == CONFIG_TYPE_USER) {
+        /* Checked now so that -t catches a user this machine lacks; the
+         * switch itself happens after binding (main.c). */
+        const char *user = NULL;
+        if (*v) {
+            uint32_t uid, gid;
+            char num[24];
+            const char *colon = strchr(v, ':');
+            size_t ulen = colon ? (size_t)(colon - v) : strlen(v);
+            bool numeric = false;
+            if (ulen < sizeof(num)) {
+                memcpy(num, v, ulen);
+                num[ulen] = '\0';
+                numeric = parse_u32(num, &uid) && (!colon || parse_u32(colon + 1, &gid));
+            }
+
+            if (!numeric && !getpwnam(v)) {
+                diag_error(p->d, tok[0].line, "user: no user '%s' on this system", v);
+                return false;
+            }
+            user = arena_strndup(p->a, v, strlen(v));
+        }
+        memcpy(field, &user, sizeof(user));
+        return true;
+    }
     if (o->type == CONFIG_TYPE_UINT_AUTO && strcmp(v, "auto") == 0) {
         uint32_t zero = 0;
         memcpy(field, &zero, sizeof(zero));

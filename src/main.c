@@ -1,6 +1,11 @@
 /* main.c -- the command line (SPEC §5): check, version, or serve until told to stop. */
 #include <event2/event.h>
+#include <errno.h>
 #include <getopt.h>
+#include <grp.h>
+#include <pwd.h>
+#include <unistd.h>
+
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -92,6 +97,56 @@ static int check(const char *path)
     return EXIT_OK;
 }
 
+/*
+ * Runs as `spec` (a user name, or UID[:GID]) from now on: supplementary
+ * groups, then the group, then the user, in that order (a process that has
+ * dropped its user can no longer change its group), and proves root cannot
+ * be had back. Any failure is fatal: a DNS server facing the network must
+ * not go on with more rights than it was told to keep.
+ */
+static int drop_privileges(const char *spec)
+{
+    uid_t uid;
+    gid_t gid;
+    char *end;
+    errno = 0;
+    unsigned long n = strtoul(spec, &end, 10);
+    if (end != spec && (*end == '\0' || *end == ':') && errno == 0) {
+        uid = (uid_t)n;
+        const struct passwd *pw = getpwuid(uid);
+        gid = *end == ':' ? (gid_t)strtoul(end + 1, NULL, 10) : pw ? pw->pw_gid : (gid_t)uid;
+    } else {
+        const struct passwd *pw = getpwnam(spec);
+        if (!pw) {
+            log_error("user '%s': no such user", spec);
+            return -1;
+        }
+        uid = pw->pw_uid;
+        gid = pw->pw_gid;
+    }
+    if (getuid() == uid && geteuid() == uid && getgid() == gid)
+        return 0; /* already there, e.g. started as that user with CAP_NET_BIND_SERVICE */
+
+    if (setgroups(0, NULL) < 0) {
+        log_error("user '%s': cannot drop supplementary groups: %s", spec, strerror(errno));
+        return -1;
+    }
+    if (setgid(gid) < 0) {
+        log_error("user '%s': cannot set group %u: %s", spec, (unsigned)gid, strerror(errno));
+        return -1;
+    }
+    if (setuid(uid) < 0) {
+        log_error("user '%s': cannot set user %u: %s", spec, (unsigned)uid, strerror(errno));
+        return -1;
+    }
+    if (uid != 0 && setuid(0) == 0) {
+        log_error("user '%s': root could be regained; refusing to run", spec);
+        return -1;
+    }
+    log_info("running as user %s (uid %u, gid %u)", spec, (unsigned)uid, (unsigned)gid);
+    return 0;
+}
+
 struct daemon {
     struct event_base *base;
     struct server *srv;
@@ -164,6 +219,17 @@ static int serve(const char *path)
     }
     dm.srv = server_new(cfg, ref);
     if (!dm.srv || server_start(dm.srv) < 0) {
+        config_free(cfg);
+        goto out;
+    }
+    /* Sockets are bound: the rest needs no privilege. */
+    if (cfg->user && drop_privileges(cfg->user) < 0) {
+        config_free(cfg);
+        goto out;
+    }
+    if (!cfg->user && geteuid() == 0)
+        log_warning("running as root: set [server] user = to drop privileges after binding");
+    if (server_run(dm.srv) < 0) {
         config_free(cfg);
         goto out;
     }

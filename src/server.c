@@ -67,8 +67,10 @@ struct tcp_conn {
     struct bufferevent *bev;
     struct worker *w;
     struct tcp_conn *prev, *next;
-    bool throttled; /* reading paused until the client reads its replies */
-    bool draining;  /* the client has closed its side: close once written */
+    bool throttled;    /* reading paused until the client reads its replies */
+    bool draining;     /* the client has closed its side: close once written */
+    bool waiting;      /* reading paused until its upstream lookups end */
+    uint32_t npending; /* its queries waiting for upstream lookups */
 };
 
 /* A query waiting for an upstream lookup (upstream.c): what is needed to
@@ -115,6 +117,8 @@ struct server {
     struct config_listen *listen;
     size_t nlisten;
     _Atomic uint32_t idle_timeout;
+    _Atomic uint32_t message_timeout;
+    _Atomic uint32_t pipeline;
     _Atomic uint32_t max_connections;
     _Atomic uint32_t tcp_open; /* over all workers */
     size_t nworkers;
@@ -182,6 +186,13 @@ static void pending_free(struct pending *p)
 {
     struct worker *w = p->w;
     upstream_unwait(&p->waiter);
+    struct tcp_conn *c = p->conn;
+    if (c && --c->npending == 0 && c->waiting && !w->stopping) {
+        /* its lookups are done: read its next queries */
+        c->waiting = false;
+        bufferevent_enable(c->bev, EV_READ);
+        bufferevent_trigger(c->bev, EV_READ, BEV_TRIG_DEFER_CALLBACKS);
+    }
     if (p->prev)
         p->prev->next = p->next;
     else
@@ -260,6 +271,8 @@ static bool defer(struct worker *w, const struct answer_info *info, const uint8_
         memcpy(&p->ctl, ctl, sizeof(p->ctl));
     p->len = len;
     memcpy(p->query, query, len);
+    if (conn)
+        conn->npending++;
     p->prev = NULL;
     p->next = w->pending;
     if (w->pending)
@@ -351,7 +364,9 @@ static void conn_free(struct tcp_conn *c)
 {
     struct worker *w = c->w;
     /* its queries that wait for lookups have nobody to answer to now */
+    c->waiting = false;
     struct pending *p = w->pending, *pnext;
+
     for (; p; p = pnext) {
         pnext = p->next;
         if (p->conn == c)
@@ -371,16 +386,32 @@ static void conn_free(struct tcp_conn *c)
         event_del(w->deadline); /* the last reply is out: the loop may end */
 }
 
+/* The read timeout: idle between messages, shorter inside one (a length
+ * prefix followed by silence must not hold a connection for long). */
+static void set_read_timeout(struct tcp_conn *c)
+{
+    struct server *srv = c->w->srv;
+    bool inside = evbuffer_get_length(bufferevent_get_input(c->bev)) > 0;
+    struct timeval idle = {atomic_load_explicit(&srv->idle_timeout, memory_order_relaxed), 0};
+    struct timeval msg = {atomic_load_explicit(&srv->message_timeout, memory_order_relaxed), 0};
+    bufferevent_set_timeouts(c->bev, inside && msg.tv_sec < idle.tv_sec ? &msg : &idle, &idle);
+}
+
+/* RFC 7766: several queries per connection, answered as they come, the
+ * ones that wait for upstream lookups later, in any order. A connection
+ * gets `tcp-pipeline` queries per turn, so that one client streaming
+ * queries cannot starve the others. */
 static void on_tcp_read(struct bufferevent *bev, void *arg)
 {
     struct tcp_conn *c = arg;
     struct worker *w = c->w;
     struct evbuffer *in = bufferevent_get_input(bev);
     struct evbuffer *out = bufferevent_get_output(bev);
+    uint32_t pipeline = atomic_load_explicit(&w->srv->pipeline, memory_order_relaxed);
 
     const struct zone *z = worker_enter(w);
     w->actx.now = upstream_now();
-    for (;;) {
+    for (uint32_t turn = 0;; turn++) {
         uint8_t hdr[2];
         size_t avail = evbuffer_get_length(in);
         if (avail < 2)
@@ -395,6 +426,16 @@ static void on_tcp_read(struct bufferevent *bev, void *arg)
         }
         if (avail < 2 + len)
             break;
+        if (turn == pipeline) {
+            /* the rest is read at the next turn of the loop */
+            bufferevent_trigger(bev, EV_READ, BEV_TRIG_DEFER_CALLBACKS);
+            break;
+        }
+        if (c->npending >= pipeline) {
+            bufferevent_disable(bev, EV_READ);
+            c->waiting = true;
+            break;
+        }
         evbuffer_drain(in, 2);
         evbuffer_remove(in, w->tcp_query, len);
 
@@ -419,6 +460,7 @@ static void on_tcp_read(struct bufferevent *bev, void *arg)
             break;
         }
     }
+    set_read_timeout(c);
     upstream_flush(w->up);
     worker_leave(w);
 }
@@ -735,6 +777,8 @@ struct server *server_new(const struct config *cfg, struct zone_ref *zones)
     memcpy(srv->listen, cfg->listen, cfg->nlisten * sizeof(*srv->listen));
     atomic_init(&srv->tcp_open, 0);
     atomic_init(&srv->idle_timeout, cfg->tcp_idle_timeout);
+    atomic_init(&srv->message_timeout, cfg->tcp_message_timeout);
+    atomic_init(&srv->pipeline, cfg->tcp_pipeline);
     atomic_init(&srv->max_connections, cfg->tcp_max_connections);
     return srv;
 }
@@ -773,6 +817,11 @@ int server_start(struct server *srv)
                 return r;
         }
     }
+    return 0;
+}
+
+int server_run(struct server *srv)
+{
     for (size_t k = 0; k < srv->nworkers; k++) {
         struct worker *w = srv->workers[k];
         int r = pthread_create(&w->thread, NULL, worker_main, w);
@@ -790,6 +839,8 @@ int server_start(struct server *srv)
 void server_apply_limits(struct server *srv, const struct config *cfg)
 {
     atomic_store(&srv->idle_timeout, cfg->tcp_idle_timeout);
+    atomic_store(&srv->message_timeout, cfg->tcp_message_timeout);
+    atomic_store(&srv->pipeline, cfg->tcp_pipeline);
     atomic_store(&srv->max_connections, cfg->tcp_max_connections);
 }
 

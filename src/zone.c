@@ -65,6 +65,7 @@ struct zone {
 
     struct upstream_settings upstream;
     bool resolve; /* upstream servers are configured */
+    uint16_t udp_max;
 
     uint64_t settings_fp; /* zone, ttl, listen: what is not in a service */
 
@@ -1375,6 +1376,8 @@ struct zone *zone_compile(const struct config *cfg, const struct zone *old, time
         goto fail;
     }
 
+    z->udp_max = (uint16_t)cfg->udp_max_size;
+
     /* upstream resolution of hostname targets outside the zone */
     z->resolve = cfg->nupstream > 0;
     z->upstream.nservers = 0;
@@ -1451,6 +1454,12 @@ const struct upstream_settings *zone_upstream(const struct zone *z)
 {
     return z->resolve ? &z->upstream : NULL;
 }
+
+uint16_t zone_udp_max(const struct zone *z)
+{
+    return z->udp_max;
+}
+
 
 const struct zone_plan *zone_find(const struct zone *z, const uint8_t *lname, size_t len,
                                   uint16_t qtype, size_t *apex)

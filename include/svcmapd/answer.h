@@ -9,9 +9,10 @@
 #include "svcmapd/upstream.h"
 #include "svcmapd/zone.h"
 
-/* The largest UDP reply: the client's EDNS buffer size is capped here
- * (DNS Flag Day 2020: 1232 avoids IP fragmentation). */
-#define ANSWER_UDP_MAX 1232
+/* The largest UDP reply `udp-max-size` allows: UDP reply buffers need this
+ * much. Its default, 1232 (DNS Flag Day 2020), avoids IP fragmentation. */
+#define ANSWER_UDP_MAX 4096
+
 /* Without EDNS (RFC 1035 §4.2.1). */
 #define ANSWER_UDP_PLAIN 512
 /* A TCP message (RFC 1035 §4.2.2); reply buffers need this much. */

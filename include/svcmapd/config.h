@@ -67,6 +67,10 @@ enum config_option_id {
     CONFIG_TCP_IDLE_TIMEOUT,
     CONFIG_TCP_MAX_CONNECTIONS,
     CONFIG_WORKERS,
+    CONFIG_TCP_MESSAGE_TIMEOUT,
+    CONFIG_TCP_PIPELINE,
+    CONFIG_UDP_MAX_SIZE,
+    CONFIG_USER,
     CONFIG_UPSTREAM_SERVERS,
     CONFIG_UPSTREAM_TIMEOUT,
     CONFIG_UPSTREAM_CACHE_SIZE,
@@ -85,7 +89,11 @@ struct config {
     uint32_t ttl;
     uint32_t tcp_idle_timeout; /* seconds */
     uint32_t tcp_max_connections;
-    uint32_t workers; /* threads answering queries; 0: one per online CPU */
+    uint32_t workers;             /* threads answering queries; 0: one per online CPU */
+    uint32_t tcp_message_timeout; /* seconds to receive the rest of a started message */
+    uint32_t tcp_pipeline;        /* queries of one connection per turn, or waiting */
+    uint32_t udp_max_size;        /* largest UDP reply, bytes */
+    const char *user;             /* drop to this user after binding; NULL: stay */
 
     /* [upstream]: resolving hostname targets outside the zone (at most
      * CONFIG_MAX_UPSTREAMS servers) */
@@ -112,6 +120,7 @@ enum config_option_type {
     CONFIG_TYPE_UINT,
     CONFIG_TYPE_UINT_AUTO, /* a number, or "auto" for 0 */
     CONFIG_TYPE_SERVERS,   /* addresses, "none", or a resolv.conf path */
+    CONFIG_TYPE_USER,      /* a user name or UID[:GID] that exists */
 
 };
 

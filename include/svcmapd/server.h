@@ -23,10 +23,15 @@ struct server *server_new(const struct config *cfg, struct zone_ref *zones);
 /* The number of worker threads. */
 size_t server_workers(const struct server *srv);
 
-/* Binds UDP and TCP on every listen address for every worker, then starts
- * the worker threads. Logs the address that failed; returns 0 or a
- * negative errno (then call server_free, which closes what was opened). */
+/* Binds UDP and TCP on every listen address for every worker (privileged
+ * ports need root or CAP_NET_BIND_SERVICE here). Logs the address that
+ * failed; returns 0 or a negative errno (then call server_free, which
+ * closes what was opened). */
 int server_start(struct server *srv);
+
+/* Starts the worker threads on the bound sockets (privileges may have been
+ * dropped in between). Returns 0 or a negative errno. */
+int server_run(struct server *srv);
 
 /* Takes the TCP limits of a reloaded config, for new connections (listen
  * changes need a restart and are ignored here). Any thread. */

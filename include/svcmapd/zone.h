@@ -90,6 +90,11 @@ const struct zone_stats *zone_stats(const struct zone *z);
  * not (`servers = none`, or no resolv.conf nameserver). */
 const struct upstream_settings *zone_upstream(const struct zone *z);
 
+/* The largest UDP reply (`udp-max-size`): a client's EDNS buffer size is
+ * capped here, and the OPT of replies announces it. */
+uint16_t zone_udp_max(const struct zone *z);
+
+
 /*
  * Finds the plan for a query. `lname` is the query name in wire form, folded
  * to lower case, `len` bytes including the root label. Returns the plan; a
