@@ -204,7 +204,6 @@ int reload_run(struct reloader *r)
     if (cfg->workers != r->cfg->workers)
         log_warning("reload: 'workers' changed; it takes effect only after a restart");
 
-
     const struct zone_stats *st = zone_stats(z);
     bool changed = st->serial != old_serial;
     zone_ref_publish(r->ref, z);

@@ -67,9 +67,10 @@ struct tcp_conn {
     struct bufferevent *bev;
     struct worker *w;
     struct tcp_conn *prev, *next;
-    bool throttled;    /* reading paused until the client reads its replies */
-    bool draining;     /* the client has closed its side: close once written */
-    bool waiting;      /* reading paused until its upstream lookups end */
+    bool throttled; /* reading paused until the client reads its replies */
+    bool draining;  /* the client has closed its side: close once written */
+    bool waiting;   /* reading paused until its upstream lookups end */
+    struct sockaddr_storage peer;
     uint32_t npending; /* its queries waiting for upstream lookups */
 };
 
@@ -213,7 +214,8 @@ static void respond(struct pending *p)
     w->actx.no_wait = true;
     w->actx.now = upstream_now();
     if (p->conn) {
-        size_t rlen = answer_query(&w->actx, z, p->query, p->len, true, w->tcp_reply + 2,
+        size_t rlen = answer_query(&w->actx, z, p->query, p->len, true,
+                                   (const struct sockaddr *)&p->conn->peer, w->tcp_reply + 2,
                                    ANSWER_TCP_MAX, &info);
         if (rlen) {
             put16(w->tcp_reply, (uint16_t)rlen);
@@ -221,8 +223,8 @@ static void respond(struct pending *p)
         }
     } else {
         uint8_t reply[ANSWER_UDP_MAX];
-        size_t rlen =
-            answer_query(&w->actx, z, p->query, p->len, false, reply, sizeof(reply), &info);
+        size_t rlen = answer_query(&w->actx, z, p->query, p->len, false,
+                                   (const struct sockaddr *)&p->peer, reply, sizeof(reply), &info);
         struct iovec iov = {reply, rlen};
         struct msghdr m = {
             .msg_name = &p->peer,
@@ -312,7 +314,8 @@ static void on_udp(evutil_socket_t fd, short what, void *arg)
         for (int i = 0; i < n; i++) {
             struct answer_info info;
             size_t len = answer_query(&w->actx, z, b->query[i], b->in[i].msg_len, false,
-                                      b->reply[i], ANSWER_UDP_MAX, &info);
+                                      (const struct sockaddr *)&b->peer[i], b->reply[i],
+                                      ANSWER_UDP_MAX, &info);
             socklen_t cl = 0;
             if (u->wildcard)
                 cl = reply_pktinfo(&b->in[i].msg_hdr, &b->cout[i]);
@@ -321,7 +324,8 @@ static void on_udp(evutil_socket_t fd, short what, void *arg)
                           &b->cout[i]))
                     continue;
                 w->actx.no_wait = true;
-                len = answer_query(&w->actx, z, b->query[i], b->in[i].msg_len, false, b->reply[i],
+                len = answer_query(&w->actx, z, b->query[i], b->in[i].msg_len, false,
+                                   (const struct sockaddr *)&b->peer[i], b->reply[i],
                                    ANSWER_UDP_MAX, &info);
                 w->actx.no_wait = false;
             }
@@ -440,12 +444,14 @@ static void on_tcp_read(struct bufferevent *bev, void *arg)
         evbuffer_remove(in, w->tcp_query, len);
 
         struct answer_info info;
-        size_t rlen = answer_query(&w->actx, z, w->tcp_query, len, true, w->tcp_reply + 2,
-                                   ANSWER_TCP_MAX, &info);
+        size_t rlen =
+            answer_query(&w->actx, z, w->tcp_query, len, true, (const struct sockaddr *)&c->peer,
+                         w->tcp_reply + 2, ANSWER_TCP_MAX, &info);
         if (info.deferred && !defer(w, &info, w->tcp_query, len, c, -1, NULL, 0, NULL)) {
             w->actx.no_wait = true;
-            rlen = answer_query(&w->actx, z, w->tcp_query, len, true, w->tcp_reply + 2,
-                                ANSWER_TCP_MAX, &info);
+            rlen = answer_query(&w->actx, z, w->tcp_query, len, true,
+                                (const struct sockaddr *)&c->peer, w->tcp_reply + 2, ANSWER_TCP_MAX,
+                                &info);
             w->actx.no_wait = false;
         }
         if (rlen) {
@@ -499,8 +505,6 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
     struct worker *w = arg;
     struct server *srv = w->srv;
     (void)l;
-    (void)sa;
-    (void)salen;
 
     uint32_t max = atomic_load_explicit(&srv->max_connections, memory_order_relaxed);
     if (w->stopping || atomic_fetch_add(&srv->tcp_open, 1) >= max) {
@@ -520,6 +524,8 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
     }
     c->bev = bev;
     c->w = w;
+    if ((size_t)salen <= sizeof(c->peer))
+        memcpy(&c->peer, sa, (size_t)salen);
     c->next = w->conns;
     if (w->conns)
         w->conns->prev = c;

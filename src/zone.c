@@ -1460,7 +1460,6 @@ uint16_t zone_udp_max(const struct zone *z)
     return z->udp_max;
 }
 
-
 const struct zone_plan *zone_find(const struct zone *z, const uint8_t *lname, size_t len,
                                   uint16_t qtype, size_t *apex)
 {

@@ -5,6 +5,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 #include "svcmapd/upstream.h"
 #include "svcmapd/zone.h"
@@ -21,6 +22,7 @@
 /* Per-thread answering state: no locks, no allocation. */
 struct answer_ctx {
     uint64_t rng;        /* shuffles address RRsets */
+    uint8_t secret[16];  /* for server cookies (RFC 9018) */
     struct upstream *up; /* this thread's upstream cache; NULL: none */
     uint64_t now;        /* monotonic seconds, set per batch (upstream_now) */
     bool no_wait;        /* answer from the cache or without: never defer */
@@ -42,7 +44,8 @@ struct answer_info {
 void answer_init(struct answer_ctx *ctx);
 
 /*
- * Answers one DNS message. `query` is `qlen` bytes as received; the reply is
+ * Answers one DNS message. `query` is `qlen` bytes as received from `peer`
+ * (for its DNS cookie; may be NULL); the reply is
  * written to `reply` (`cap` bytes: at least ANSWER_UDP_MAX for UDP,
  * ANSWER_TCP_MAX for TCP) and its length returned. Returns 0 when nothing
  * must be sent: fewer than 12 bytes, or a response (QR=1), which is never
@@ -52,6 +55,7 @@ void answer_init(struct answer_ctx *ctx);
  * wait for an upstream lookup. Never allocates; `z` is only read.
  */
 size_t answer_query(struct answer_ctx *ctx, const struct zone *z, const uint8_t *query, size_t qlen,
-                    bool tcp, uint8_t *reply, size_t cap, struct answer_info *info);
+                    bool tcp, const struct sockaddr *peer, uint8_t *reply, size_t cap,
+                    struct answer_info *info);
 
 #endif

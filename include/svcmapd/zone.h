@@ -94,7 +94,6 @@ const struct upstream_settings *zone_upstream(const struct zone *z);
  * capped here, and the OPT of replies announces it. */
 uint16_t zone_udp_max(const struct zone *z);
 
-
 /*
  * Finds the plan for a query. `lname` is the query name in wire form, folded
  * to lower case, `len` bytes including the root label. Returns the plan; a

@@ -21,7 +21,7 @@ struct q {
 static ldns_pkt *exchange_raw(const uint8_t *raw, size_t len, bool tcp, size_t *rlen)
 {
     struct answer_info info;
-    size_t n = answer_query(&ctx, zone, raw, len, tcp, reply, sizeof(reply), &info);
+    size_t n = answer_query(&ctx, zone, raw, len, tcp, NULL, reply, sizeof(reply), &info);
     if (rlen)
         *rlen = n;
     if (n == 0)
@@ -345,7 +345,7 @@ static void test_bad_messages(void)
             l = 12 + x % (len - 11);
         c[2] &= 0x7f;
         struct answer_info info;
-        size_t out = answer_query(&ctx, zone, c, l, false, reply, ANSWER_UDP_MAX, &info);
+        size_t out = answer_query(&ctx, zone, c, l, false, NULL, reply, ANSWER_UDP_MAX, &info);
         replies += out > 0;
         too_big += out > ANSWER_UDP_MAX;
     }
