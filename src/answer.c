@@ -467,6 +467,7 @@ size_t answer_query(struct answer_ctx *ctx, const struct zone *z, const uint8_t 
     }
     if (rcode != 0xff) {
         info->rcode = rcode;
+        info->dropped = true;
         return put_opt(&q, out, write_empty(&q, out, rcode, question), rcode);
     }
 
@@ -474,6 +475,7 @@ size_t answer_query(struct answer_ctx *ctx, const struct zone *z, const uint8_t 
     const struct zone_plan *p = zone_find(z, q.lname, q.name_len, q.qtype, &apex);
     uint16_t ptr = (uint16_t)(0xc000 | (HDR + apex));
     info->rcode = p->rcode;
+    info->dropped = !p->aa; /* the REFUSED plan: outside the zone */
 
     /* A hostname target outside the zone: its records from the upstream
      * cache follow the CNAME, or the query waits for a lookup. */

@@ -76,6 +76,19 @@ const struct config_option config_options[CONFIG_OPTION_COUNT] = {
     [CONFIG_UPSTREAM_NEGATIVE_TTL] = {"upstream", "negative-ttl", CONFIG_TYPE_UINT, "5", 0, 300,
                                       offsetof(struct config, negative_ttl),
                                       "seconds NXDOMAIN, NODATA and failures are cached, at most"},
+    [CONFIG_HTTP_HEALTH] = {"http", "health", CONFIG_TYPE_ENDPOINT, "off", 0, 0,
+                            offsetof(struct config, http),
+                            "address:port for /health (200 OK while the process runs); off"},
+    [CONFIG_HTTP_READY] = {"http", "ready", CONFIG_TYPE_ENDPOINT, "off", 0, 0,
+                           offsetof(struct config, http),
+                           "address:port for /ready (200 once serving, 503 before and in "
+                           "lameduck); off"},
+    [CONFIG_HTTP_METRICS] = {"http", "metrics", CONFIG_TYPE_ENDPOINT, "off", 0, 0,
+                             offsetof(struct config, http),
+                             "address:port for /metrics (Prometheus text, CoreDNS's names); off"},
+    [CONFIG_HTTP_LAMEDUCK] = {"http", "lameduck", CONFIG_TYPE_UINT, "0", 0, 60,
+                              offsetof(struct config, lameduck),
+                              "seconds svcmapd keeps answering after SIGTERM, /ready failing"},
 
 };
 
@@ -138,8 +151,7 @@ static int strset_add(struct strset *set, const char *key, int line)
 enum section_kind {
     SECTION_NONE,    /* before the first section */
     SECTION_INVALID, /* a bad header: its keys are skipped, the header was reported */
-    SECTION_SERVER,
-    SECTION_UPSTREAM,
+    SECTION_OPTIONS, /* [server], [upstream], [http]: keys of config_options[] */
     SECTION_NAMESPACE,
 };
 
@@ -169,6 +181,7 @@ struct parser {
     bool skipping;       /* drop continuation lines of a line that was rejected */
 
     enum section_kind section;
+    const char *section_name; /* of SECTION_OPTIONS */
     int section_line;
     size_t ns; /* index of the current namespace */
 
@@ -418,7 +431,27 @@ static void listen_text(struct config_listen *l)
     }
 }
 
+/* The socket address (and its text) of an address target with a port. */
+static void target_sockaddr(const struct config_target *t, struct config_listen *l)
+{
+    if (t->family == AF_INET) {
+        struct sockaddr_in *sin = (struct sockaddr_in *)&l->addr;
+        sin->sin_family = AF_INET;
+        sin->sin_port = htons(t->port);
+        memcpy(&sin->sin_addr, t->addr, 4);
+        l->addrlen = sizeof(*sin);
+    } else {
+        struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&l->addr;
+        sin6->sin6_family = AF_INET6;
+        sin6->sin6_port = htons(t->port);
+        memcpy(&sin6->sin6_addr, t->addr, 16);
+        l->addrlen = sizeof(*sin6);
+    }
+    listen_text(l);
+}
+
 /* Addresses with ports (53 when not given), for `listen` and `servers`. */
+
 static bool set_addresses(struct parser *p, const struct token *tok, size_t n,
                           enum config_option_id id)
 {
@@ -446,22 +479,10 @@ static bool set_addresses(struct parser *p, const struct token *tok, size_t n,
             continue;
         }
         struct config_listen *l = &list[count];
-        uint16_t port = htons(t.port ? t.port : 53);
-        if (t.family == AF_INET) {
-            struct sockaddr_in *sin = (struct sockaddr_in *)&l->addr;
-            sin->sin_family = AF_INET;
-            sin->sin_port = port;
-            memcpy(&sin->sin_addr, t.addr, 4);
-            l->addrlen = sizeof(*sin);
-        } else {
-            struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&l->addr;
-            sin6->sin6_family = AF_INET6;
-            sin6->sin6_port = port;
-            memcpy(&sin6->sin6_addr, t.addr, 16);
-            l->addrlen = sizeof(*sin6);
-        }
+        if (!t.port)
+            t.port = 53;
+        target_sockaddr(&t, l);
         l->line = tok[i].line;
-        listen_text(l);
         for (size_t j = 0; j < count; j++) {
             if (strcmp(list[j].text, l->text) == 0) {
                 diag_error(p->d, tok[i].line, "%s: %s is given twice", what, l->text);
@@ -582,6 +603,28 @@ static bool set_option(struct parser *p, enum config_option_id id, const struct 
             user = arena_strndup(p->a, v, strlen(v));
         }
         memcpy(field, &user, sizeof(user));
+        return true;
+    }
+    if (o->type == CONFIG_TYPE_ENDPOINT) {
+        size_t ep = (size_t)(id - CONFIG_HTTP_HEALTH);
+        if (strcmp(v, "off") == 0) {
+            p->cfg->http_on[ep] = false;
+            return true;
+        }
+        struct config_target t = {0};
+        int r = parse_address(p, v, tok[0].line, &t);
+        if (r == 0 || (r > 0 && t.port == 0)) {
+            diag_error(p->d, tok[0].line, "%s: expected ADDRESS:PORT (like 127.0.0.1:8080) or off",
+                       o->name);
+            return false;
+        }
+        if (r < 0)
+            return false;
+        struct config_listen *l = &p->cfg->http[ep];
+        memset(l, 0, sizeof(*l));
+        target_sockaddr(&t, l);
+        l->line = tok[0].line;
+        p->cfg->http_on[ep] = true;
         return true;
     }
     if (o->type == CONFIG_TYPE_UINT_AUTO && strcmp(v, "auto") == 0) {
@@ -873,8 +916,8 @@ static void finish_key(struct parser *p)
         return;
     p->key_open = false;
 
-    if (p->section == SECTION_SERVER || p->section == SECTION_UPSTREAM) {
-        const char *section = p->section == SECTION_SERVER ? "server" : "upstream";
+    if (p->section == SECTION_OPTIONS) {
+        const char *section = p->section_name;
         int id = -1;
         char known[512] = "";
         for (int i = 0; i < CONFIG_OPTION_COUNT; i++) {
@@ -926,14 +969,23 @@ static void begin_section(struct parser *p, const char *hdr, size_t len, int lin
     char *name = kind ? strtok_r(NULL, " \t", &save) : NULL;
     char *extra = name ? strtok_r(NULL, " \t", &save) : NULL;
 
-    if (kind && (strcmp(kind, "server") == 0 || strcmp(kind, "upstream") == 0) && !name) {
-        bool server = strcmp(kind, "server") == 0;
-        int prev = strset_add(&p->names, server ? "section:server" : "section:upstream", line);
+    for (int i = 0; kind && !name && i < CONFIG_OPTION_COUNT; i++) {
+        if (strcmp(config_options[i].section, kind) != 0)
+            continue;
+        char key[32];
+        snprintf(key, sizeof(key), "section:%s", kind);
+        char *k = arena_strndup(p->a, key, strlen(key));
+        int prev = k ? strset_add(&p->names, k, line) : -1;
+        if (prev < 0) {
+            parser_oom(p);
+            return;
+        }
         if (prev > 0) {
             diag_error(p->d, line, "[%s] is given twice (first on line %d)", kind, prev);
             return;
         }
-        p->section = server ? SECTION_SERVER : SECTION_UPSTREAM;
+        p->section = SECTION_OPTIONS;
+        p->section_name = config_options[i].section;
         return;
     }
 
@@ -971,7 +1023,8 @@ static void begin_section(struct parser *p, const char *hdr, size_t len, int lin
         return;
     }
     diag_error(p->d, line,
-               "unknown section '[%s]' (expected [server], [upstream] or [namespace NAME])", text);
+               "unknown section '[%s]' (expected [server], [upstream], [http] or [namespace NAME])",
+               text);
 }
 
 /* inih calls this for every key = value line and every continuation line. */
@@ -1000,10 +1053,10 @@ static int on_value(void *user, const char *section, const char *name, const cha
 
     finish_key(p);
     if (p->section == SECTION_NONE) {
-        diag_error(
-            p->d, p->lineno,
-            "'%s' is outside any section (start with [server], [upstream] or [namespace NAME])",
-            name);
+        diag_error(p->d, p->lineno,
+                   "'%s' is outside any section (start with [server], [upstream], [http] or "
+                   "[namespace NAME])",
+                   name);
         return 1;
     }
     if (p->section == SECTION_INVALID)

@@ -1,5 +1,6 @@
 /* main.c -- the command line (SPEC §5): check, version, or serve until told to stop. */
 #include <event2/event.h>
+#include <event2/thread.h>
 #include <errno.h>
 #include <getopt.h>
 #include <grp.h>
@@ -16,7 +17,9 @@
 #include "config-build.h"
 #include "svcmapd/config.h"
 #include "svcmapd/diag.h"
+#include "svcmapd/http.h"
 #include "svcmapd/log.h"
+#include "svcmapd/notify.h"
 #include "svcmapd/reload.h"
 #include "svcmapd/server.h"
 #include "svcmapd/zone.h"
@@ -148,122 +151,246 @@ static int drop_privileges(const char *spec)
 }
 
 struct daemon {
+    const char *path;
     struct event_base *base;
+    struct config *cfg; /* until the reloader takes it */
+    struct http *http;
+    struct zone_ref *ref;
     struct server *srv;
     struct reloader *reloader;
     struct event *sig[3];
+    struct event *loaded; /* activated by the loader thread */
+    struct event *lameduck;
+    pthread_t loader;
+    bool loading;
+    struct zone *zone; /* the loader's result */
+    struct diag diag;
+    sigset_t sigs;
+    int rc;
+    bool stopping;
 };
+
+/* Ends the main loop: everything it waits on goes. */
+static void shutdown_main(struct daemon *dm)
+{
+    for (size_t i = 0; i < 3; i++)
+        if (dm->sig[i])
+            event_del(dm->sig[i]);
+    if (dm->lameduck)
+        event_del(dm->lameduck);
+    http_free(dm->http);
+    dm->http = NULL;
+    if (dm->srv)
+        server_stop(dm->srv); /* workers end once queued TCP replies are out */
+    notify("STOPPING=1");
+}
 
 static void on_hup(evutil_socket_t sig, short what, void *arg)
 {
     struct daemon *dm = arg;
     (void)sig;
     (void)what;
+    if (!dm->reloader) {
+        log_warning("SIGHUP: still loading the mapping file; not reloading");
+        return;
+    }
     reload_run(dm->reloader);
+}
+
+static void on_lameduck_over(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    shutdown_main(arg);
 }
 
 static void on_stop(evutil_socket_t sig, short what, void *arg)
 {
     struct daemon *dm = arg;
     (void)what;
+    if (dm->loading) {
+        log_info("%s: stopping once the mapping file is loaded", strsignal(sig));
+        dm->stopping = true;
+        return;
+    }
+    uint32_t lameduck = dm->reloader ? reload_config(dm->reloader)->lameduck : 0;
+    if (lameduck && !dm->stopping) {
+        /* CoreDNS's lameduck: keep answering DNS and /health while /ready
+         * fails, so that load balancers stop sending first. */
+        dm->stopping = true;
+        log_info("%s: going into lameduck mode for %us", strsignal(sig), lameduck);
+        if (dm->http)
+            http_set_ready(dm->http, false, "lameduck");
+        notify("STOPPING=1");
+        struct timeval tv = {lameduck, 0};
+        evtimer_add(dm->lameduck, &tv);
+        return;
+    }
     log_info("%s: stopping", strsignal(sig));
-    /* With its signal events gone the main loop returns; the workers end
-     * once the last queued TCP reply is written, and main joins them. */
-    for (size_t i = 0; i < 3; i++)
-        event_del(dm->sig[i]);
-    server_stop(dm->srv);
+    dm->stopping = true;
+    shutdown_main(dm);
+}
+
+static void *load_zone(void *arg)
+{
+    struct daemon *dm = arg;
+    dm->zone = zone_compile(dm->cfg, NULL, time(NULL), &dm->diag);
+    event_active(dm->loaded, 0, 0);
+    return NULL;
+}
+
+/* The mapping is compiled (main thread): bind, drop privileges, serve. */
+static void on_loaded(evutil_socket_t fd, short what, void *arg)
+{
+    struct daemon *dm = arg;
+    (void)fd;
+    (void)what;
+    pthread_join(dm->loader, NULL);
+    dm->loading = false;
+    diag_each(&dm->diag, log_line, NULL);
+    struct config *cfg = dm->cfg;
+    if (!dm->zone) {
+        log_error("cannot start: %u error%s in %s", dm->diag.errors,
+                  dm->diag.errors == 1 ? "" : "s", dm->path);
+        dm->rc = EXIT_BAD_CONFIG;
+        shutdown_main(dm);
+        return;
+    }
+    if (dm->stopping) {
+        zone_free(dm->zone);
+        dm->rc = EXIT_OK;
+        shutdown_main(dm);
+        return;
+    }
+    const struct zone_stats *st = zone_stats(dm->zone);
+    log_info("svcmapd %s: zone %s from %s: %zu services, %zu records, serial %u", SVCMAPD_VERSION,
+             cfg->zone, dm->path, st->services, st->records, st->serial);
+
+    dm->rc = EXIT_RUNTIME;
+    dm->ref = zone_ref_new(dm->zone, server_worker_count(cfg));
+    if (!dm->ref) {
+        zone_free(dm->zone);
+        goto fail;
+    }
+    dm->srv = server_new(cfg, dm->ref);
+    if (!dm->srv || server_start(dm->srv) < 0)
+        goto fail;
+    /* Sockets are bound: the rest needs no privilege. */
+    if (cfg->user && drop_privileges(cfg->user) < 0)
+        goto fail;
+    if (!cfg->user && geteuid() == 0)
+        log_warning("running as root: set [server] user = to drop privileges after binding");
+    /* workers are created with the signals blocked: only main gets them */
+    pthread_sigmask(SIG_BLOCK, &dm->sigs, NULL);
+    int r = server_run(dm->srv);
+    pthread_sigmask(SIG_UNBLOCK, &dm->sigs, NULL);
+    if (r < 0)
+        goto fail;
+    dm->reloader = reload_new(dm->base, dm->path, cfg, dm->ref, dm->srv);
+    if (!dm->reloader)
+        goto fail;
+    dm->cfg = NULL; /* the reloader's now */
+    for (size_t i = 0; i < cfg->nlisten; i++)
+        log_info("listening on %s (udp, tcp), %zu worker%s", cfg->listen[i].text,
+                 server_workers(dm->srv), server_workers(dm->srv) == 1 ? "" : "s");
+    if (dm->http) {
+        http_set_sources(dm->http, dm->srv, dm->ref, dm->reloader);
+        http_set_ready(dm->http, true, NULL);
+    }
+    dm->rc = EXIT_OK;
+    notify("READY=1\nSTATUS=serving");
+    return;
+
+fail:
+    shutdown_main(dm);
 }
 
 static int serve(const char *path)
 {
-    struct daemon dm = {0};
-    struct config *cfg;
-    struct zone_ref *ref = NULL;
-    int rc = EXIT_RUNTIME;
+    struct daemon dm = {.path = path, .rc = EXIT_RUNTIME};
 
     /* Until the event loop handles them, SIGHUP and SIGTERM wait (a SIGHUP
-     * sent right after start-up must reload, not kill). Worker threads are
-     * created while they are blocked, so they never receive them: only the
-     * main thread does, once it unblocks them below. */
-    sigset_t sigs;
-    sigemptyset(&sigs);
-    sigaddset(&sigs, SIGHUP);
-    sigaddset(&sigs, SIGTERM);
-    sigaddset(&sigs, SIGINT);
-    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+     * sent right after start-up must not kill). Threads are created while
+     * they are blocked, so only the main thread ever receives them. */
+    sigemptyset(&dm.sigs);
+    sigaddset(&dm.sigs, SIGHUP);
+    sigaddset(&dm.sigs, SIGTERM);
+    sigaddset(&dm.sigs, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &dm.sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
+    if (evthread_use_pthreads() < 0) {
+        log_error("libevent has no thread support");
+        return EXIT_RUNTIME;
+    }
 
-    struct zone *z = load(path, &cfg, NULL);
-    if (!z)
+    /* The file is read here; a bad one is reported whole (zone errors too)
+     * before anything starts. */
+    diag_init(&dm.diag, path);
+    dm.cfg = config_load(path, &dm.diag);
+    if (!dm.cfg || dm.diag.errors) {
+        struct zone *z = dm.cfg ? zone_compile(dm.cfg, NULL, time(NULL), &dm.diag) : NULL;
+        zone_free(z);
+        diag_each(&dm.diag, log_line, NULL);
+        log_error("cannot start: %u error%s in %s", dm.diag.errors, dm.diag.errors == 1 ? "" : "s",
+                  path);
+        diag_finish(&dm.diag);
+        config_free(dm.cfg);
         return EXIT_BAD_CONFIG;
-    const struct zone_stats *st = zone_stats(z);
-    log_info("svcmapd %s: zone %s from %s: %zu services, %zu records, serial %u", SVCMAPD_VERSION,
-             cfg->zone, path, st->services, st->records, st->serial);
+    }
 
     dm.base = event_base_new();
-    ref = dm.base ? zone_ref_new(z, server_worker_count(cfg)) : NULL;
-    if (!ref) {
-        zone_free(z);
-        config_free(cfg);
-        log_error("out of memory");
+    if (!dm.base)
         goto out;
-    }
     dm.sig[0] = evsignal_new(dm.base, SIGHUP, on_hup, &dm);
     dm.sig[1] = evsignal_new(dm.base, SIGTERM, on_stop, &dm);
     dm.sig[2] = evsignal_new(dm.base, SIGINT, on_stop, &dm);
-    for (size_t i = 0; i < 3; i++) {
-        if (!dm.sig[i] || event_add(dm.sig[i], NULL) < 0) {
-            config_free(cfg);
+    dm.loaded = event_new(dm.base, -1, 0, on_loaded, &dm);
+    dm.lameduck = evtimer_new(dm.base, on_lameduck_over, &dm);
+    for (size_t i = 0; i < 3; i++)
+        if (!dm.sig[i] || event_add(dm.sig[i], NULL) < 0)
             goto out;
-        }
-    }
-    dm.srv = server_new(cfg, ref);
-    if (!dm.srv || server_start(dm.srv) < 0) {
-        config_free(cfg);
+    if (!dm.loaded || !dm.lameduck)
         goto out;
-    }
-    /* Sockets are bound: the rest needs no privilege. */
-    if (cfg->user && drop_privileges(cfg->user) < 0) {
-        config_free(cfg);
-        goto out;
-    }
-    if (!cfg->user && geteuid() == 0)
-        log_warning("running as root: set [server] user = to drop privileges after binding");
-    if (server_run(dm.srv) < 0) {
-        config_free(cfg);
-        goto out;
-    }
-    dm.reloader = reload_new(dm.base, path, cfg, ref, dm.srv);
-    if (!dm.reloader) {
-        config_free(cfg);
-        goto out;
-    }
-    for (size_t i = 0; i < cfg->nlisten; i++)
-        log_info("listening on %s (udp, tcp), %zu worker%s", cfg->listen[i].text,
-                 server_workers(dm.srv), server_workers(dm.srv) == 1 ? "" : "s");
 
-    /* The main thread handles signals and reloads; workers answer. */
-    pthread_sigmask(SIG_UNBLOCK, &sigs, NULL);
-    if (event_base_dispatch(dm.base) < 0)
+    /* /health and /ready answer while the mapping compiles (a million
+     * services take a moment): 200 and 503. */
+    dm.http = http_new(dm.base, dm.cfg);
+    if (!dm.http)
         goto out;
-    server_wait(dm.srv);
-    log_info("stopped");
-    rc = EXIT_OK;
+    dm.loading = true;
+    if (pthread_create(&dm.loader, NULL, load_zone, &dm) != 0) {
+        log_error("cannot start the loader thread");
+        goto out;
+    }
+
+    pthread_sigmask(SIG_UNBLOCK, &dm.sigs, NULL);
+    event_base_dispatch(dm.base);
+    if (dm.srv)
+        server_wait(dm.srv);
+    if (dm.rc == EXIT_OK)
+        log_info("stopped");
 
 out:
-    if (dm.srv && rc != EXIT_OK) {
-        server_stop(dm.srv);
-        server_wait(dm.srv);
+    if (dm.loading) {
+        pthread_join(dm.loader, NULL);
+        zone_free(dm.zone);
     }
     for (size_t i = 0; i < 3; i++)
         if (dm.sig[i])
             event_free(dm.sig[i]);
+    if (dm.loaded)
+        event_free(dm.loaded);
+    if (dm.lameduck)
+        event_free(dm.lameduck);
+    http_free(dm.http);
     reload_free(dm.reloader);
     server_free(dm.srv);
-    zone_ref_free(ref);
+    zone_ref_free(dm.ref);
+    config_free(dm.cfg);
+    diag_finish(&dm.diag);
     if (dm.base)
         event_base_free(dm.base);
-    return rc;
+    return dm.rc;
 }
 
 int main(int argc, char **argv)

@@ -9,6 +9,8 @@
 #include <time.h>
 
 #include "svcmapd/log.h"
+#include "svcmapd/notify.h"
+
 #include "svcmapd/server.h"
 
 /*
@@ -120,7 +122,18 @@ struct reloader {
     struct zone_ref *ref;
     struct server *srv;
     struct event *collect; /* retries freeing zones still held */
+    struct reload_stats stats;
 };
+
+const struct reload_stats *reload_stats(const struct reloader *r)
+{
+    return &r->stats;
+}
+
+const struct config *reload_config(const struct reloader *r)
+{
+    return r->cfg;
+}
 
 static void on_collect(evutil_socket_t fd, short what, void *arg)
 {
@@ -144,6 +157,7 @@ struct reloader *reload_new(struct event_base *base, const char *path, struct co
     r->cfg = cfg;
     r->ref = ref;
     r->srv = srv;
+    r->stats.last_ok = time(NULL);
     r->collect = evtimer_new(base, on_collect, r);
     if (!r->collect) {
         free(r);
@@ -181,6 +195,7 @@ int reload_run(struct reloader *r)
 {
     struct timespec t0;
     clock_gettime(CLOCK_MONOTONIC, &t0);
+    notify_reloading();
     const struct zone *old = zone_ref_current(r->ref);
     uint32_t old_serial = zone_stats(old)->serial;
 
@@ -191,6 +206,8 @@ int reload_run(struct reloader *r)
     struct zone *z = cfg ? zone_compile(cfg, old, time(NULL), &d) : NULL;
     diag_each(&d, log_diag_line, NULL);
     if (!z) {
+        r->stats.failed++;
+        notify("READY=1\nSTATUS=reload failed, serving the previous mapping");
         log_error("reload: failed (%u error%s in %s), still serving serial %u", d.errors,
                   d.errors == 1 ? "" : "s", r->path, old_serial);
         diag_finish(&d);
@@ -206,6 +223,9 @@ int reload_run(struct reloader *r)
 
     const struct zone_stats *st = zone_stats(z);
     bool changed = st->serial != old_serial;
+    r->stats.ok++;
+    notify("READY=1\nSTATUS=serving");
+    r->stats.last_ok = time(NULL);
     zone_ref_publish(r->ref, z);
     if (r->srv)
         server_apply_limits(r->srv, cfg);

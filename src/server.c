@@ -17,6 +17,7 @@
 
 #include "svcmapd/answer.h"
 #include "svcmapd/log.h"
+#include "svcmapd/metrics.h"
 #include "svcmapd/upstream.h"
 
 /*
@@ -50,6 +51,8 @@ struct udp_batch {
     struct sockaddr_storage peer[UDP_BATCH];
     union pktinfo_buf cin[UDP_BATCH];
     union pktinfo_buf cout[UDP_BATCH];
+    struct answer_info info[UDP_BATCH];
+    size_t rlen[UDP_BATCH];
     uint8_t query[UDP_BATCH][UDP_QUERY_MAX];
     uint8_t reply[UDP_BATCH][ANSWER_UDP_MAX];
 };
@@ -58,6 +61,7 @@ struct worker;
 
 struct udp_sock {
     int fd;
+    size_t index;  /* of its listen address: the metrics' server label */
     bool wildcard; /* bound to 0.0.0.0 or ::: reply from the query's address */
     struct event *ev;
     struct worker *w;
@@ -71,7 +75,14 @@ struct tcp_conn {
     bool draining;  /* the client has closed its side: close once written */
     bool waiting;   /* reading paused until its upstream lookups end */
     struct sockaddr_storage peer;
+    size_t index;      /* of the listen address it came to */
     uint32_t npending; /* its queries waiting for upstream lookups */
+};
+
+struct tcp_listener {
+    struct evconnlistener *l;
+    struct worker *w;
+    size_t index;
 };
 
 /* A query waiting for an upstream lookup (upstream.c): what is needed to
@@ -86,6 +97,8 @@ struct pending {
     socklen_t peerlen;
     union pktinfo_buf ctl;
     socklen_t ctllen;
+    size_t index;      /* of the listen address */
+    uint64_t since_ns; /* when it came, for the duration histogram */
     size_t len;
     uint8_t query[];
 };
@@ -107,7 +120,8 @@ struct worker {
     unsigned zone_depth;
     struct udp_batch udp;
     struct udp_sock *udps;
-    struct evconnlistener **tcps;
+    struct tcp_listener *tcps;
+    struct metrics *metrics;
     struct tcp_conn *conns;
     uint8_t tcp_query[ANSWER_TCP_MAX];
     uint8_t tcp_reply[2 + ANSWER_TCP_MAX];
@@ -125,6 +139,18 @@ struct server {
     size_t nworkers;
     struct worker **workers;
 };
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static bool is_ipv6(const void *sa)
+{
+    return ((const struct sockaddr *)sa)->sa_family == AF_INET6;
+}
 
 static inline void put16(uint8_t *p, uint16_t v)
 {
@@ -183,16 +209,22 @@ static void worker_leave(struct worker *w)
     }
 }
 
+static void set_read_timeout(struct tcp_conn *c);
+
 static void pending_free(struct pending *p)
 {
+
     struct worker *w = p->w;
     upstream_unwait(&p->waiter);
     struct tcp_conn *c = p->conn;
-    if (c && --c->npending == 0 && c->waiting && !w->stopping) {
-        /* its lookups are done: read its next queries */
-        c->waiting = false;
-        bufferevent_enable(c->bev, EV_READ);
-        bufferevent_trigger(c->bev, EV_READ, BEV_TRIG_DEFER_CALLBACKS);
+    if (c && --c->npending == 0) {
+        set_read_timeout(c);
+        if (c->waiting && !c->draining && !w->stopping) {
+            /* its lookups are done: read its next queries */
+            c->waiting = false;
+            bufferevent_enable(c->bev, EV_READ);
+            bufferevent_trigger(c->bev, EV_READ, BEV_TRIG_DEFER_CALLBACKS);
+        }
     }
     if (p->prev)
         p->prev->next = p->next;
@@ -211,20 +243,21 @@ static void respond(struct pending *p)
     struct worker *w = p->w;
     const struct zone *z = worker_enter(w);
     struct answer_info info;
+    size_t rlen;
     w->actx.no_wait = true;
     w->actx.now = upstream_now();
     if (p->conn) {
-        size_t rlen = answer_query(&w->actx, z, p->query, p->len, true,
-                                   (const struct sockaddr *)&p->conn->peer, w->tcp_reply + 2,
-                                   ANSWER_TCP_MAX, &info);
+        rlen = answer_query(&w->actx, z, p->query, p->len, true,
+                            (const struct sockaddr *)&p->conn->peer, w->tcp_reply + 2,
+                            ANSWER_TCP_MAX, &info);
         if (rlen) {
             put16(w->tcp_reply, (uint16_t)rlen);
             bufferevent_write(p->conn->bev, w->tcp_reply, rlen + 2);
         }
     } else {
         uint8_t reply[ANSWER_UDP_MAX];
-        size_t rlen = answer_query(&w->actx, z, p->query, p->len, false,
-                                   (const struct sockaddr *)&p->peer, reply, sizeof(reply), &info);
+        rlen = answer_query(&w->actx, z, p->query, p->len, false, (const struct sockaddr *)&p->peer,
+                            reply, sizeof(reply), &info);
         struct iovec iov = {reply, rlen};
         struct msghdr m = {
             .msg_name = &p->peer,
@@ -238,6 +271,9 @@ static void respond(struct pending *p)
             log_debug("upstream reply lost: %s", strerror(errno));
     }
     w->actx.no_wait = false;
+    const void *peer = p->conn ? (const void *)&p->conn->peer : (const void *)&p->peer;
+    metrics_count(w->metrics, p->index, info.dropped, p->conn != NULL, is_ipv6(peer), info.qtype,
+                  info.rcode, p->len, rlen, now_ns() - p->since_ns);
     worker_leave(w);
 }
 
@@ -251,8 +287,8 @@ static void on_lookup_done(struct upstream_waiter *waiter)
 /* Keeps a query until its lookup ends. False if it cannot wait (too many
  * already do): then it is answered at once, without the lookup. */
 static bool defer(struct worker *w, const struct answer_info *info, const uint8_t *query,
-                  size_t len, struct tcp_conn *conn, int fd, const struct msghdr *from,
-                  socklen_t ctllen, const union pktinfo_buf *ctl)
+                  size_t len, struct tcp_conn *conn, int fd, size_t index,
+                  const struct msghdr *from, socklen_t ctllen, const union pktinfo_buf *ctl)
 {
     if (w->npending >= MAX_PENDING)
         return false;
@@ -271,6 +307,8 @@ static bool defer(struct worker *w, const struct answer_info *info, const uint8_
     }
     if (ctllen)
         memcpy(&p->ctl, ctl, sizeof(p->ctl));
+    p->index = index;
+    p->since_ns = now_ns();
     p->len = len;
     memcpy(p->query, query, len);
     if (conn)
@@ -309,26 +347,28 @@ static void on_udp(evutil_socket_t fd, short what, void *arg)
         int n = recvmmsg(fd, b->in, UDP_BATCH, MSG_DONTWAIT, NULL);
         if (n <= 0)
             break;
+        uint64_t t0 = now_ns();
 
         int nout = 0;
         for (int i = 0; i < n; i++) {
-            struct answer_info info;
+            struct answer_info *info = &b->info[i];
             size_t len = answer_query(&w->actx, z, b->query[i], b->in[i].msg_len, false,
                                       (const struct sockaddr *)&b->peer[i], b->reply[i],
-                                      ANSWER_UDP_MAX, &info);
+                                      ANSWER_UDP_MAX, info);
             socklen_t cl = 0;
             if (u->wildcard)
                 cl = reply_pktinfo(&b->in[i].msg_hdr, &b->cout[i]);
-            if (info.deferred) {
-                if (defer(w, &info, b->query[i], b->in[i].msg_len, NULL, fd, &b->in[i].msg_hdr, cl,
-                          &b->cout[i]))
-                    continue;
+            if (info->deferred) {
+                if (defer(w, info, b->query[i], b->in[i].msg_len, NULL, fd, u->index,
+                          &b->in[i].msg_hdr, cl, &b->cout[i]))
+                    continue; /* counted when answered */
                 w->actx.no_wait = true;
                 len = answer_query(&w->actx, z, b->query[i], b->in[i].msg_len, false,
                                    (const struct sockaddr *)&b->peer[i], b->reply[i],
-                                   ANSWER_UDP_MAX, &info);
+                                   ANSWER_UDP_MAX, info);
                 w->actx.no_wait = false;
             }
+            b->rlen[i] = len;
             if (len == 0)
                 continue;
             struct mmsghdr *o = &b->out[nout++];
@@ -344,6 +384,14 @@ static void on_udp(evutil_socket_t fd, short what, void *arg)
                 o->msg_hdr.msg_controllen = cl;
             }
         }
+        /* One clock read per batch: each query is charged the batch's
+         * average, which is what its answering cost. */
+        uint64_t each = (now_ns() - t0) / (uint64_t)n;
+        for (int i = 0; i < n; i++)
+            if (!b->info[i].deferred)
+                metrics_count(w->metrics, u->index, b->info[i].dropped, false, is_ipv6(&b->peer[i]),
+                              b->info[i].qtype, b->info[i].rcode, b->in[i].msg_len, b->rlen[i],
+                              each);
         for (int sent = 0; sent < nout;) {
             int k = sendmmsg(fd, b->out + sent, (unsigned)(nout - sent), 0);
             if (k > 0) {
@@ -395,6 +443,13 @@ static void conn_free(struct tcp_conn *c)
 static void set_read_timeout(struct tcp_conn *c)
 {
     struct server *srv = c->w->srv;
+    if (c->npending) {
+        /* not idle: its answers wait for lookups, which have their own
+         * timeout; the idle clock starts again when they are sent */
+        struct timeval idle = {atomic_load_explicit(&srv->idle_timeout, memory_order_relaxed), 0};
+        bufferevent_set_timeouts(c->bev, NULL, &idle);
+        return;
+    }
     bool inside = evbuffer_get_length(bufferevent_get_input(c->bev)) > 0;
     struct timeval idle = {atomic_load_explicit(&srv->idle_timeout, memory_order_relaxed), 0};
     struct timeval msg = {atomic_load_explicit(&srv->message_timeout, memory_order_relaxed), 0};
@@ -444,16 +499,21 @@ static void on_tcp_read(struct bufferevent *bev, void *arg)
         evbuffer_remove(in, w->tcp_query, len);
 
         struct answer_info info;
+        uint64_t t0 = now_ns();
         size_t rlen =
             answer_query(&w->actx, z, w->tcp_query, len, true, (const struct sockaddr *)&c->peer,
                          w->tcp_reply + 2, ANSWER_TCP_MAX, &info);
-        if (info.deferred && !defer(w, &info, w->tcp_query, len, c, -1, NULL, 0, NULL)) {
+        if (info.deferred) {
+            if (defer(w, &info, w->tcp_query, len, c, -1, c->index, NULL, 0, NULL))
+                continue; /* counted when answered */
             w->actx.no_wait = true;
             rlen = answer_query(&w->actx, z, w->tcp_query, len, true,
                                 (const struct sockaddr *)&c->peer, w->tcp_reply + 2, ANSWER_TCP_MAX,
                                 &info);
             w->actx.no_wait = false;
         }
+        metrics_count(w->metrics, c->index, info.dropped, true, is_ipv6(&c->peer), info.qtype,
+                      info.rcode, len, rlen, now_ns() - t0);
         if (rlen) {
             put16(w->tcp_reply, (uint16_t)rlen);
             bufferevent_write(bev, w->tcp_reply, rlen + 2);
@@ -489,8 +549,10 @@ static void on_tcp_write(struct bufferevent *bev, void *arg)
 static void on_tcp_event(struct bufferevent *bev, short what, void *arg)
 {
     struct tcp_conn *c = arg;
-    if ((what & BEV_EVENT_EOF) && evbuffer_get_length(bufferevent_get_output(bev)) > 0) {
-        /* The client closed its side after its last query: finish writing. */
+    if ((what & BEV_EVENT_EOF) &&
+        (evbuffer_get_length(bufferevent_get_output(bev)) > 0 || c->npending > 0)) {
+        /* The client closed its side after its last query: finish writing,
+         * the answers that wait for lookups included. */
         bufferevent_disable(bev, EV_READ);
         c->draining = true;
         return;
@@ -502,15 +564,18 @@ static void on_tcp_event(struct bufferevent *bev, short what, void *arg)
 static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen,
                       void *arg)
 {
-    struct worker *w = arg;
+    struct tcp_listener *tl = arg;
+    struct worker *w = tl->w;
     struct server *srv = w->srv;
     (void)l;
 
     uint32_t max = atomic_load_explicit(&srv->max_connections, memory_order_relaxed);
     if (w->stopping || atomic_fetch_add(&srv->tcp_open, 1) >= max) {
         /* SPEC §3: excess connections are closed, not queued. */
-        if (!w->stopping)
+        if (!w->stopping) {
             atomic_fetch_sub(&srv->tcp_open, 1);
+            metrics_inc(&w->metrics->tcp_refused, 1);
+        }
         close(fd);
         return;
     }
@@ -524,6 +589,7 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
     }
     c->bev = bev;
     c->w = w;
+    c->index = tl->index;
     if ((size_t)salen <= sizeof(c->peer))
         memcpy(&c->peer, sa, (size_t)salen);
     c->next = w->conns;
@@ -599,6 +665,7 @@ static void set_buffer(int fd, int force, int plain)
 
 static int start_udp(struct worker *w, const struct config_listen *l, struct udp_sock *u)
 {
+    u->index = (size_t)(l - w->srv->listen);
     int fd = open_socket(l, SOCK_DGRAM, w->srv->nworkers > 1);
     if (fd < 0)
         return fd;
@@ -624,7 +691,7 @@ static int start_udp(struct worker *w, const struct config_listen *l, struct udp
     return 0;
 }
 
-static int start_tcp(struct worker *w, const struct config_listen *l, struct evconnlistener **out)
+static int start_tcp(struct worker *w, const struct config_listen *l, struct tcp_listener *out)
 {
     int fd = open_socket(l, SOCK_STREAM, w->srv->nworkers > 1);
     if (fd < 0)
@@ -635,8 +702,10 @@ static int start_tcp(struct worker *w, const struct config_listen *l, struct evc
         close(fd);
         return -err;
     }
-    *out = evconnlistener_new(w->base, on_accept, w, LEV_OPT_CLOSE_ON_FREE, -1, fd);
-    if (!*out) {
+    out->w = w;
+    out->index = (size_t)(l - w->srv->listen);
+    out->l = evconnlistener_new(w->base, on_accept, out, LEV_OPT_CLOSE_ON_FREE, -1, fd);
+    if (!out->l) {
         close(fd);
         return -ENOMEM;
     }
@@ -658,9 +727,9 @@ static void close_sockets(struct worker *w)
         u->fd = -1;
     }
     for (size_t i = 0; w->tcps && i < w->srv->nlisten; i++) {
-        if (w->tcps[i])
-            evconnlistener_free(w->tcps[i]);
-        w->tcps[i] = NULL;
+        if (w->tcps[i].l)
+            evconnlistener_free(w->tcps[i].l);
+        w->tcps[i].l = NULL;
     }
 }
 
@@ -721,12 +790,13 @@ static struct worker *worker_new(struct server *srv, size_t slot)
     w->base = event_base_new();
     w->udps = calloc(srv->nlisten, sizeof(*w->udps));
     w->tcps = calloc(srv->nlisten, sizeof(*w->tcps));
+    w->metrics = metrics_new(srv->nlisten);
     if (w->base) {
         w->stop_ev = event_new(w->base, -1, 0, on_stop, w);
         w->deadline = evtimer_new(w->base, on_deadline, w);
         w->up = upstream_new(w->base);
     }
-    if (!w->base || !w->udps || !w->tcps || !w->stop_ev || !w->deadline || !w->up)
+    if (!w->base || !w->udps || !w->tcps || !w->stop_ev || !w->deadline || !w->up || !w->metrics)
         return w; /* server_start sees the missing parts */
     w->actx.up = w->up;
     for (size_t i = 0; i < srv->nlisten; i++)
@@ -753,6 +823,7 @@ static void worker_free(struct worker *w)
         event_base_free(w->base);
     free(w->udps);
     free(w->tcps);
+    metrics_free(w->metrics);
     free(w);
 }
 
@@ -794,6 +865,27 @@ size_t server_workers(const struct server *srv)
     return srv->nworkers;
 }
 
+const struct metrics *server_metrics(const struct server *srv, size_t k)
+{
+    return srv->workers[k]->metrics;
+}
+
+const struct upstream_stats *server_upstream_stats(const struct server *srv, size_t k)
+{
+    return upstream_stats(srv->workers[k]->up);
+}
+
+uint32_t server_tcp_open(const struct server *srv)
+{
+    return atomic_load_explicit(&srv->tcp_open, memory_order_relaxed);
+}
+
+const struct config_listen *server_listen(const struct server *srv, size_t *n)
+{
+    *n = srv->nlisten;
+    return srv->listen;
+}
+
 int server_start(struct server *srv)
 {
     static bool threads_ready;
@@ -811,7 +903,8 @@ int server_start(struct server *srv)
     }
     for (size_t k = 0; k < srv->nworkers; k++) {
         struct worker *w = srv->workers[k] = worker_new(srv, k);
-        if (!w || !w->base || !w->udps || !w->tcps || !w->stop_ev || !w->deadline || !w->up) {
+        if (!w || !w->base || !w->udps || !w->tcps || !w->stop_ev || !w->deadline || !w->up ||
+            !w->metrics) {
             log_error("out of memory");
             return -ENOMEM;
         }

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "svcmapd/log.h"
+#include "svcmapd/metrics.h"
 
 /*
  * Queries are built and answers parsed with ldns (this is the miss path,
@@ -324,7 +325,7 @@ static void finish(struct upstream_lookup *l, bool ok)
     if (l->timer)
         event_free(l->timer);
     if (!ok) {
-        up->stats.failures++;
+        metrics_inc(&up->stats.failures, 1);
         if (e->has_data && now <= e->expires + l->set.max_stale) {
             e->failed_at = now; /* stale answers from now on, at once */
         } else {
@@ -601,7 +602,7 @@ static void attempt(struct upstream_lookup *l)
         return;
     }
     l->attempts++;
-    l->up->stats.lookups++;
+    metrics_inc(&l->up->stats.lookups, 1);
 
     uint64_t slice = l->set.timeout_ms / l->set.nservers;
     if (slice < MIN_ATTEMPT_MS)
@@ -670,9 +671,9 @@ enum upstream_status upstream_get(struct upstream *up, const struct upstream_set
             if (due && !e->lookup && wait)
                 lookup_new(up, e, set);
             if (fresh)
-                up->stats.hits++;
+                metrics_inc(&up->stats.hits, 1);
             else
-                up->stats.stale++;
+                metrics_inc(&up->stats.stale, 1);
             return UPSTREAM_HIT;
         }
         if (now > e->expires + set->max_stale)
@@ -685,7 +686,7 @@ enum upstream_status upstream_get(struct upstream *up, const struct upstream_set
         if (e && e->has_data && now <= e->expires + set->max_stale) {
             *out = (struct upstream_records){
                 e->data, e->dlen, e->count, e->ttl_at, e->ttl, (uint32_t)(now - e->fetched), true};
-            up->stats.stale++;
+            metrics_inc(&up->stats.stale, 1);
             return UPSTREAM_HIT;
         }
         return UPSTREAM_NONE;
@@ -697,7 +698,7 @@ enum upstream_status upstream_get(struct upstream *up, const struct upstream_set
         return UPSTREAM_NONE;
     if (!e->lookup && !lookup_new(up, e, set))
         return UPSTREAM_NONE; /* too many lookups in flight: do not queue clients */
-    up->stats.misses++;
+    metrics_inc(&up->stats.misses, 1);
     *wait = e->lookup;
     return UPSTREAM_MISS;
 }

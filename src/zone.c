@@ -66,6 +66,7 @@ struct zone {
     struct upstream_settings upstream;
     bool resolve; /* upstream servers are configured */
     uint16_t udp_max;
+    char name[LDNS_MAX_DOMAINLEN + 1];
 
     uint64_t settings_fp; /* zone, ttl, listen: what is not in a service */
 
@@ -1377,6 +1378,7 @@ struct zone *zone_compile(const struct config *cfg, const struct zone *old, time
     }
 
     z->udp_max = (uint16_t)cfg->udp_max_size;
+    snprintf(z->name, sizeof(z->name), "%s", cfg->zone);
 
     /* upstream resolution of hostname targets outside the zone */
     z->resolve = cfg->nupstream > 0;
@@ -1453,6 +1455,11 @@ const struct zone_stats *zone_stats(const struct zone *z)
 const struct upstream_settings *zone_upstream(const struct zone *z)
 {
     return z->resolve ? &z->upstream : NULL;
+}
+
+const char *zone_name(const struct zone *z)
+{
+    return z->name;
 }
 
 uint16_t zone_udp_max(const struct zone *z)

@@ -34,6 +34,7 @@ struct answer_info {
     uint8_t rcode; /* extended: BADVERS is 16 */
     bool edns;
     bool truncated;
+    bool dropped; /* not answered from the zone: outside it, or malformed */
     /* The answer needs an upstream lookup: nothing was written; answer the
      * same query again once `wait` ends (upstream_wait), with no_wait. */
     bool deferred;

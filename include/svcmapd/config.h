@@ -24,6 +24,12 @@ struct config_listen {
 
 #define CONFIG_MAX_UPSTREAMS 8
 
+enum config_http {
+    CONFIG_HTTP_HEALTH_EP,
+    CONFIG_HTTP_READY_EP,
+    CONFIG_HTTP_METRICS_EP,
+};
+
 enum config_target_kind {
 
     CONFIG_TARGET_ADDRESS,
@@ -76,6 +82,10 @@ enum config_option_id {
     CONFIG_UPSTREAM_CACHE_SIZE,
     CONFIG_UPSTREAM_MAX_STALE,
     CONFIG_UPSTREAM_NEGATIVE_TTL,
+    CONFIG_HTTP_HEALTH,
+    CONFIG_HTTP_READY,
+    CONFIG_HTTP_METRICS,
+    CONFIG_HTTP_LAMEDUCK,
     CONFIG_OPTION_COUNT,
 };
 
@@ -105,6 +115,11 @@ struct config {
     uint32_t negative_ttl;     /* at most this long for NXDOMAIN, NODATA, failures */
     char upstream_note[160];   /* why resolv.conf gave no servers, or empty */
 
+    /* [http]: endpoints, each off unless given an address */
+    struct config_listen http[3]; /* by enum config_http */
+    bool http_on[3];
+    uint32_t lameduck; /* seconds of answering on after SIGTERM */
+
     int line[CONFIG_OPTION_COUNT]; /* where each option was set; 0: default */
 
     struct config_namespace *namespaces;
@@ -121,6 +136,7 @@ enum config_option_type {
     CONFIG_TYPE_UINT_AUTO, /* a number, or "auto" for 0 */
     CONFIG_TYPE_SERVERS,   /* addresses, "none", or a resolv.conf path */
     CONFIG_TYPE_USER,      /* a user name or UID[:GID] that exists */
+    CONFIG_TYPE_ENDPOINT,  /* one address with a port, or "off" */
 
 };
 

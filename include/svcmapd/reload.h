@@ -3,6 +3,8 @@
 #define SVCMAPD_RELOAD_H
 
 #include <stddef.h>
+#include <stdint.h>
+#include <time.h>
 
 #include "svcmapd/config.h"
 #include "svcmapd/zone.h"
@@ -41,11 +43,22 @@ size_t zone_ref_collect(struct zone_ref *ref);
 /* What SIGHUP runs. */
 struct reloader;
 
+struct reload_stats {
+    uint64_t ok, failed;
+    time_t last_ok; /* Unix time of the last good load, the first included */
+};
+
 /* `cfg` is the config the running zone came from; the reloader takes it.
  * `srv` gets the new limits (TCP timeouts) after each good reload. */
 struct reloader *reload_new(struct event_base *base, const char *path, struct config *cfg,
                             struct zone_ref *ref, struct server *srv);
 void reload_free(struct reloader *r);
+
+/* The config of the zone now served (main thread). */
+const struct config *reload_config(const struct reloader *r);
+
+/* Counts of reloads, for the metrics endpoint (main thread). */
+const struct reload_stats *reload_stats(const struct reloader *r);
 
 /* Re-reads the mapping file. On any error the running zone stays and the
  * errors are logged with FILE:LINE; otherwise the new zone is published.

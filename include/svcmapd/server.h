@@ -5,6 +5,9 @@
 #include "svcmapd/config.h"
 #include "svcmapd/reload.h"
 
+struct metrics;
+struct upstream_stats;
+
 /*
  * The server moves bytes and never looks inside a DNS message: each query
  * goes to answer_query() with the zone of the moment, each reply back out.
@@ -22,6 +25,14 @@ struct server *server_new(const struct config *cfg, struct zone_ref *zones);
 
 /* The number of worker threads. */
 size_t server_workers(const struct server *srv);
+
+/* For the metrics endpoint (main thread, once started): worker k's
+ * counters, its upstream counters, the open TCP connections, and the
+ * listen addresses (the `server` label). */
+const struct metrics *server_metrics(const struct server *srv, size_t k);
+const struct upstream_stats *server_upstream_stats(const struct server *srv, size_t k);
+uint32_t server_tcp_open(const struct server *srv);
+const struct config_listen *server_listen(const struct server *srv, size_t *n);
 
 /* Binds UDP and TCP on every listen address for every worker (privileged
  * ports need root or CAP_NET_BIND_SERVICE here). Logs the address that

@@ -2,6 +2,7 @@
 #ifndef SVCMAPD_UPSTREAM_H
 #define SVCMAPD_UPSTREAM_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -35,12 +36,14 @@ struct upstream_settings {
 };
 
 /* Counters of one worker, read (summed) by whoever reports them. */
+/* Counters of one worker: written by it alone, read (summed) by the
+ * metrics endpoint with relaxed loads. */
 struct upstream_stats {
-    uint64_t hits;     /* answered from the cache, fresh */
-    uint64_t misses;   /* a query had to wait for a lookup */
-    uint64_t failures; /* lookups that got no usable answer */
-    uint64_t stale;    /* answered with expired records (RFC 8767) */
-    uint64_t lookups;  /* lookups sent, refreshes included */
+    _Atomic uint64_t hits;     /* answered from the cache, fresh */
+    _Atomic uint64_t misses;   /* a query had to wait for a lookup */
+    _Atomic uint64_t failures; /* lookups that got no usable answer */
+    _Atomic uint64_t stale;    /* answered with expired records (RFC 8767) */
+    _Atomic uint64_t lookups;  /* queries sent, refreshes and retries included */
 };
 
 /* Records to append after the CNAME: owner names uncompressed, TTLs as

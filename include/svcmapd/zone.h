@@ -86,6 +86,9 @@ void zone_free(struct zone *z);
 
 const struct zone_stats *zone_stats(const struct zone *z);
 
+/* The zone's name, lower case, without the trailing dot. */
+const char *zone_name(const struct zone *z);
+
 /* How hostname targets outside the zone are resolved; NULL when they are
  * not (`servers = none`, or no resolv.conf nameserver). */
 const struct upstream_settings *zone_upstream(const struct zone *z);
