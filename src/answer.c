@@ -336,6 +336,8 @@ static size_t put_set(struct answer_ctx *ctx, const struct zone_rrset *r, uint8_
                       uint16_t ptr)
 {
     uint8_t *dst = out + pos;
+    const uint8_t *data = zone_rrset_data(r);
+    const uint16_t *fix = zone_rrset_fix(r);
     if (r->rrlen && r->count > 1) {
         uint16_t order[ANSWER_TCP_MAX / 16];
         uint16_t n = r->count;
@@ -349,14 +351,14 @@ static size_t put_set(struct answer_ctx *ctx, const struct zone_rrset *r, uint8_
         }
         for (uint16_t i = 0; i < n; i++) {
             uint8_t *rec = dst + (size_t)i * r->rrlen;
-            memcpy(rec, r->data + (size_t)order[i] * r->rrlen, r->rrlen);
+            memcpy(rec, data + (size_t)order[i] * r->rrlen, r->rrlen);
             for (uint16_t k = 0; k < r->nfix; k++)
-                put16(rec + r->fix[k], ptr);
+                put16(rec + fix[k], ptr);
         }
     } else {
-        memcpy(dst, r->data, r->len);
+        memcpy(dst, data, r->len);
         for (uint16_t k = 0; k < r->nfix; k++)
-            put16(dst + r->fix[k], ptr);
+            put16(dst + fix[k], ptr);
     }
     return pos + r->len;
 }
@@ -480,12 +482,12 @@ size_t answer_query(struct answer_ctx *ctx, const struct zone *z, const uint8_t 
     /* A hostname target outside the zone: its records from the upstream
      * cache follow the CNAME, or the query waits for a lookup. */
     struct upstream_records ext = {0};
-    const struct upstream_settings *set = p->external ? zone_upstream(z) : NULL;
+    const struct zone_external *external = zone_plan_external(p);
+    const struct upstream_settings *set = external ? zone_upstream(z) : NULL;
     if (set && ctx->up) {
         struct upstream_lookup *wait = NULL;
-        enum upstream_status st =
-            upstream_get(ctx->up, set, p->external->name, p->external->len, q.qtype, ctx->now, &ext,
-                         ctx->no_wait ? NULL : &wait);
+        enum upstream_status st = upstream_get(ctx->up, set, external->name, external->len, q.qtype,
+                                               ctx->now, &ext, ctx->no_wait ? NULL : &wait);
         if (st == UPSTREAM_MISS) {
             info->deferred = true;
             info->wait = wait;

@@ -5,20 +5,42 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
-#define ARENA_CHUNK (256 * 1024)
+#define ARENA_CHUNK (1024 * 1024)
+#define ARENA_ALIGN 8
 
 struct chunk {
     struct chunk *next;
     size_t size;
     size_t used;
-    alignas(max_align_t) unsigned char data[];
+    alignas(ARENA_ALIGN) unsigned char data[];
 };
 
 struct arena {
     struct chunk *head;
     size_t total;
 };
+
+/* Chunks come straight from mmap: freeing a zone of half a gigabyte must
+ * give the memory back to the system at once, which malloc's heap (after
+ * glibc raises its mmap threshold) does not promise. */
+static struct chunk *chunk_new(size_t size)
+{
+    void *p = mmap(NULL, sizeof(struct chunk) + size, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        return NULL;
+    struct chunk *c = p;
+    c->size = size;
+    c->used = 0;
+    return c;
+}
+
+static void chunk_free(struct chunk *c)
+{
+    munmap(c, sizeof(*c) + c->size);
+}
 
 struct arena *arena_new(void)
 {
@@ -32,7 +54,7 @@ void arena_free(struct arena *a)
     struct chunk *c = a->head;
     while (c) {
         struct chunk *next = c->next;
-        free(c);
+        chunk_free(c);
         c = next;
     }
     free(a);
@@ -40,7 +62,9 @@ void arena_free(struct arena *a)
 
 void *arena_alloc(struct arena *a, size_t size)
 {
-    const size_t align = alignof(max_align_t);
+    /* 8, not max_align_t's 16: nothing here holds a long double, and
+     * millions of small objects each save a few bytes */
+    const size_t align = ARENA_ALIGN;
     size = (size + align - 1) & ~(align - 1);
     if (size == 0)
         size = align;
@@ -50,11 +74,9 @@ void *arena_alloc(struct arena *a, size_t size)
         /* Objects larger than a chunk get a chunk of their own, placed
          * behind the current one so its free space is not wasted. */
         size_t csize = size > ARENA_CHUNK / 4 ? size : ARENA_CHUNK;
-        struct chunk *n = malloc(sizeof(*n) + csize);
+        struct chunk *n = chunk_new(csize);
         if (!n)
             return NULL;
-        n->size = csize;
-        n->used = 0;
         a->total += sizeof(*n) + csize;
         if (c && csize != ARENA_CHUNK) {
             n->next = c->next;
@@ -94,6 +116,23 @@ char *arena_strndup(struct arena *a, const char *s, size_t len)
         p[len] = '\0';
     }
     return p;
+}
+
+void arena_reset(struct arena *a)
+{
+    /* keep the newest chunk for what comes next; free the others */
+    struct chunk *keep = a->head;
+    if (!keep)
+        return;
+    struct chunk *c = keep->next;
+    while (c) {
+        struct chunk *next = c->next;
+        a->total -= sizeof(*c) + c->size;
+        chunk_free(c);
+        c = next;
+    }
+    keep->next = NULL;
+    keep->used = 0;
 }
 
 size_t arena_size(const struct arena *a)

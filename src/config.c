@@ -113,6 +113,18 @@ static uint64_t str_hash(const char *s)
     return h;
 }
 
+static void strset_clear(struct strset *set)
+{
+    if (set->cap > 4096) {
+        free(set->slots); /* a big namespace before: start small again */
+        set->slots = NULL;
+        set->cap = 0;
+    } else if (set->slots) {
+        memset(set->slots, 0, set->cap * sizeof(*set->slots));
+    }
+    set->count = 0;
+}
+
 /* Inserts `key` (owned by the caller's arena). Returns 0 if it was new, or
  * the line of the earlier entry; -1 when out of memory. */
 static int strset_add(struct strset *set, const char *key, int line)
@@ -170,7 +182,8 @@ struct token {
 struct parser {
     struct config *cfg;
     struct diag *d;
-    struct arena *a;
+    struct arena *a; /* settings */
+    struct arena *m; /* the mapping: namespaces, services, targets */
 
     const char *text; /* the whole file */
     size_t len;
@@ -193,7 +206,10 @@ struct parser {
     size_t ntokens, tokcap;
     bool key_open;
 
-    struct strset names; /* "n:<ns>" and "s:<ns>/<svc>" */
+    struct strset names;    /* "n:<ns>" and "section:<name>", keys in `keys` */
+    struct strset services; /* of the current namespace */
+    struct arena *keys;     /* freed when parsing ends */
+    struct arena *scratch;  /* the tokens of the key being read */
     bool oom;
 };
 
@@ -233,7 +249,7 @@ static const char *check_dns1123(struct parser *p, const char *s, int line, cons
         diag_error(p->d, line, "%s name '%s' must not start or end with '-'", what, s);
         return NULL;
     }
-    return arena_strndup(p->a, buf, n);
+    return arena_strndup(p->m, buf, n);
 }
 
 /* A domain name in text: labels of letters, digits, '-' and '_', 1-63 long,
@@ -738,7 +754,7 @@ static void parse_service_option(struct parser *p, struct config_service *svc, c
     if (!lname)
         return;
     svc->srv_name = lname;
-    svc->srv_proto = arena_strndup(p->a, proto, strlen(proto));
+    svc->srv_proto = arena_strndup(p->m, proto, strlen(proto));
 }
 
 static void add_service(struct parser *p, const char *rawname, int line, const struct token *tok,
@@ -749,10 +765,8 @@ static void add_service(struct parser *p, const char *rawname, int line, const s
     bool ok = name != NULL;
 
     if (name) {
-        char key[160];
-        snprintf(key, sizeof(key), "s:%s/%s", ns->name, name);
-        char *k = arena_strndup(p->a, key, strlen(key));
-        int prev = k ? strset_add(&p->names, k, line) : -1;
+        /* the names of this namespace only: a small set, in cache */
+        int prev = strset_add(&p->services, name, line);
         if (prev < 0) {
             parser_oom(p);
             return;
@@ -766,7 +780,7 @@ static void add_service(struct parser *p, const char *rawname, int line, const s
     }
 
     struct config_service svc = {.name = name, .line = line, .ttl = -1};
-    struct config_target *targets = arena_zalloc(p->a, (n ? n : 1) * sizeof(*targets));
+    struct config_target *targets = arena_zalloc(p->m, (n ? n : 1) * sizeof(*targets));
     if (!targets) {
         parser_oom(p);
         return;
@@ -799,7 +813,7 @@ static void add_service(struct parser *p, const char *rawname, int line, const s
                 continue;
             t->kind = CONFIG_TARGET_HOSTNAME;
             t->line = tok[i].line;
-            t->hostname = arena_strndup(p->a, s, len);
+            t->hostname = arena_strndup(p->m, s, len);
             if (nhost++ == 1)
                 diag_error(p->d, tok[i].line,
                            "service '%s' has more than one hostname ('%s' and '%s'); a CNAME has "
@@ -900,7 +914,7 @@ static void add_tokens(struct parser *p, const char *value, int line)
             p->tokens = t;
             p->tokcap = cap;
         }
-        p->tokens[p->ntokens].text = arena_strndup(p->a, start, (size_t)(s - start));
+        p->tokens[p->ntokens].text = arena_strndup(p->scratch, start, (size_t)(s - start));
         p->tokens[p->ntokens].line = line;
         if (!p->tokens[p->ntokens].text) {
             parser_oom(p);
@@ -974,7 +988,7 @@ static void begin_section(struct parser *p, const char *hdr, size_t len, int lin
             continue;
         char key[32];
         snprintf(key, sizeof(key), "section:%s", kind);
-        char *k = arena_strndup(p->a, key, strlen(key));
+        char *k = arena_strndup(p->keys, key, strlen(key));
         int prev = k ? strset_add(&p->names, k, line) : -1;
         if (prev < 0) {
             parser_oom(p);
@@ -999,7 +1013,7 @@ static void begin_section(struct parser *p, const char *hdr, size_t len, int lin
             return;
         char key[80];
         snprintf(key, sizeof(key), "n:%s", ns);
-        char *k = arena_strndup(p->a, key, strlen(key));
+        char *k = arena_strndup(p->keys, key, strlen(key));
         int prev = k ? strset_add(&p->names, k, line) : -1;
         if (prev < 0) {
             parser_oom(p);
@@ -1020,6 +1034,7 @@ static void begin_section(struct parser *p, const char *hdr, size_t len, int lin
         list[cfg->nnamespaces] = (struct config_namespace){.name = ns, .line = line};
         p->ns = cfg->nnamespaces++;
         p->section = SECTION_NAMESPACE;
+        strset_clear(&p->services);
         return;
     }
     diag_error(p->d, line,
@@ -1065,7 +1080,9 @@ static int on_value(void *user, const char *section, const char *name, const cha
         diag_error(p->d, p->lineno, "missing key before '='");
         return 1;
     }
-    p->key = arena_strndup(p->a, name, strlen(name));
+    /* the previous key is done with: its name and tokens go */
+    arena_reset(p->scratch);
+    p->key = arena_strndup(p->scratch, name, strlen(name));
     if (!p->key) {
         parser_oom(p);
         return 1;
@@ -1082,8 +1099,9 @@ static int on_value(void *user, const char *section, const char *name, const cha
 static const char *find_chars_or_comment(const char *s, const char *end, const char *chars)
 {
     bool was_space = false;
+    char c0 = chars[0], c1 = chars[1] ? chars[1] : chars[0]; /* one or two chars */
     for (; s < end; s++) {
-        if (strchr(chars, *s) && *s)
+        if (*s == c0 || *s == c1)
             return s;
         if (was_space && *s == ';')
             return end;
@@ -1182,12 +1200,27 @@ static struct config *config_new(const char *path)
     if (!cfg)
         return NULL;
     cfg->arena = arena_new();
-    if (!cfg->arena) {
+    cfg->map = arena_new();
+    if (!cfg->arena || !cfg->map) {
+        arena_free(cfg->arena);
+        arena_free(cfg->map);
         free(cfg);
         return NULL;
     }
     cfg->path = arena_strndup(cfg->arena, path, strlen(path));
     return cfg;
+}
+
+void config_drop_mapping(struct config *cfg)
+{
+    for (size_t i = 0; i < cfg->nnamespaces; i++)
+        free(cfg->namespaces[i].services);
+    free(cfg->namespaces);
+    cfg->namespaces = NULL;
+    cfg->nnamespaces = 0;
+    cfg->nservices = 0;
+    arena_free(cfg->map);
+    cfg->map = arena_new(); /* NULL when out of memory: nothing uses it now */
 }
 
 void config_free(struct config *cfg)
@@ -1198,6 +1231,7 @@ void config_free(struct config *cfg)
         free(cfg->namespaces[i].services);
     free(cfg->namespaces);
     arena_free(cfg->arena);
+    arena_free(cfg->map);
     free(cfg);
 }
 
@@ -1221,9 +1255,19 @@ static struct config *parse_text(const char *text, size_t len, struct diag *d)
         .cfg = cfg,
         .d = d,
         .a = cfg->arena,
+        .m = cfg->map,
         .text = text,
         .len = len,
+        .keys = arena_new(),
+        .scratch = arena_new(),
     };
+    if (!p.keys || !p.scratch) {
+        arena_free(p.keys);
+        arena_free(p.scratch);
+        config_free(cfg);
+        diag_error(d, 0, "out of memory");
+        return NULL;
+    }
 
     /* Defaults first: a bad value in the file then leaves the default,
      * and the rest of the file is still checked against sane settings. */
@@ -1235,6 +1279,9 @@ static struct config *parse_text(const char *text, size_t len, struct diag *d)
 
     free(p.tokens);
     free(p.names.slots);
+    free(p.services.slots);
+    arena_free(p.keys);
+    arena_free(p.scratch);
     if (p.oom) {
         config_free(cfg);
         return NULL;

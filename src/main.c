@@ -235,6 +235,7 @@ static void *load_zone(void *arg)
 {
     struct daemon *dm = arg;
     dm->zone = zone_compile(dm->cfg, NULL, time(NULL), &dm->diag);
+    config_drop_mapping(dm->cfg); /* the zone has what it needs */
     event_active(dm->loaded, 0, 0);
     return NULL;
 }

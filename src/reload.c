@@ -226,6 +226,7 @@ int reload_run(struct reloader *r)
     r->stats.ok++;
     notify("READY=1\nSTATUS=serving");
     r->stats.last_ok = time(NULL);
+    config_drop_mapping(cfg); /* the zone has what it needs */
     zone_ref_publish(r->ref, z);
     if (r->srv)
         server_apply_limits(r->srv, cfg);

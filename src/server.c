@@ -213,7 +213,6 @@ static void set_read_timeout(struct tcp_conn *c);
 
 static void pending_free(struct pending *p)
 {
-
     struct worker *w = p->w;
     upstream_unwait(&p->waiter);
     struct tcp_conn *c = p->conn;

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/random.h>
 
 #include "svcmapd/arena.h"
@@ -28,21 +29,58 @@ enum node_flag {
     NODE_SERVICE = 0x08, /* <svc>.<ns>.svc.<zone>: carries a fingerprint */
 };
 
-struct typed_plan {
-    uint16_t qtype;
-    const struct zone_plan *plan;
+/* The query types a plan answers, as bits of zone_plan.types. */
+enum {
+    TYPE_A = 1,
+    TYPE_AAAA = 2,
+    TYPE_CNAME = 4,
+    TYPE_SRV = 8,
+    TYPE_TXT = 16,
+    TYPE_PTR = 32,
+    TYPE_SOA = 64,
+    TYPE_NS = 128,
 };
 
+static uint8_t type_bit(uint16_t qtype)
+{
+    switch (qtype) {
+    case LDNS_RR_TYPE_A:
+        return TYPE_A;
+    case LDNS_RR_TYPE_AAAA:
+        return TYPE_AAAA;
+    case LDNS_RR_TYPE_CNAME:
+        return TYPE_CNAME;
+    case LDNS_RR_TYPE_SRV:
+        return TYPE_SRV;
+    case LDNS_RR_TYPE_TXT:
+        return TYPE_TXT;
+    case LDNS_RR_TYPE_PTR:
+        return TYPE_PTR;
+    case LDNS_RR_TYPE_SOA:
+        return TYPE_SOA;
+    case LDNS_RR_TYPE_NS:
+        return TYPE_NS;
+    default:
+        return 0;
+    }
+}
+
+/* A name of the zone: its plans, then its name in wire form, in one piece
+ * (millions of them: every byte counts, and a lookup touches one place). */
 struct znode {
-    const uint8_t *name; /* lower-case wire form, root label included */
-    uint64_t fp;         /* services: what they answer, to count changes on reload */
-    uint32_t info;       /* compile time only: index of its struct info */
+    uint64_t fp;   /* services: what they answer, to count changes on reload */
+    uint32_t info; /* compile time only: index of its struct info */
     uint8_t len;
     uint8_t flags;
     uint8_t nplans;
     uint8_t cap;
-    struct typed_plan plans[]; /* the first one also answers ANY (RFC 8482) */
+    const struct zone_plan *plans[]; /* the first one also answers ANY (RFC 8482) */
 };
+
+static inline const uint8_t *node_name(const struct znode *n)
+{
+    return (const uint8_t *)&n->plans[n->cap];
+}
 
 struct slot {
     uint64_t hash;
@@ -101,13 +139,39 @@ static uint64_t hash_bytes(uint64_t seed, const uint8_t *p, size_t n)
     return mix64(h ^ w ^ ((uint64_t)n << 56));
 }
 
+/* The table is read at random by every query: big ones go on huge pages
+ * (where the kernel has them), which cuts TLB misses on lookups and on
+ * the millions of inserts of a large compile. */
+static struct slot *slots_new(size_t n)
+{
+    size_t bytes = n * sizeof(struct slot);
+    if (bytes < (2u << 20))
+        return calloc(n, sizeof(struct slot));
+    void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        return NULL;
+    madvise(p, bytes, MADV_HUGEPAGE);
+    return p;
+}
+
+static void slots_free(struct slot *slots, size_t n)
+{
+    size_t bytes = n * sizeof(struct slot);
+    if (!slots)
+        return;
+    if (bytes < (2u << 20))
+        free(slots);
+    else
+        munmap(slots, bytes);
+}
+
 static struct znode *table_find(const struct zone *z, const uint8_t *name, size_t len, uint64_t h)
 {
     for (size_t i = h & z->mask;; i = (i + 1) & z->mask) {
         const struct slot *s = &z->slots[i];
         if (!s->node)
             return NULL;
-        if (s->hash == h && s->node->len == len && memcmp(s->node->name, name, len) == 0)
+        if (s->hash == h && s->node->len == len && memcmp(node_name(s->node), name, len) == 0)
             return s->node;
     }
 }
@@ -244,17 +308,16 @@ static const struct zone_rrset *b_finish(struct zone *z, struct builder *b, bool
 {
     if (b->overflow || b->count == 0)
         return NULL;
-    struct zone_rrset *r = arena_alloc(z->arena, sizeof(*r));
-    if (!r)
-        return NULL;
     bool rel = shuffle && b->uniform && b->count > 1;
     size_t nfix = rel ? b->first_nfix : b->nfix;
-    uint16_t *fix = arena_memdup(z->arena, b->fix, nfix * sizeof(uint16_t));
-    uint8_t *data = arena_memdup(z->arena, b->buf, b->len);
-    if (!fix || !data)
+    /* one allocation: the set, its slots, its bytes */
+    struct zone_rrset *r = arena_alloc(z->arena, sizeof(*r) + nfix * sizeof(uint16_t) + b->len);
+    if (!r)
         return NULL;
-    r->data = data;
-    r->fix = fix;
+    uint16_t *fix = (uint16_t *)(void *)(r + 1);
+    uint8_t *data = (uint8_t *)(fix + nfix);
+    memcpy(fix, b->fix, nfix * sizeof(uint16_t));
+    memcpy(data, b->buf, b->len);
     r->len = (uint16_t)b->len;
     r->count = b->count;
     r->rrlen = rel ? (uint16_t)b->first_len : 0;
@@ -262,21 +325,24 @@ static const struct zone_rrset *b_finish(struct zone *z, struct builder *b, bool
     return r;
 }
 
-static const struct zone_plan *new_plan(struct zone *z, uint8_t rcode, bool aa,
-                                        const struct zone_rrset *const *an, size_t nan,
-                                        const struct zone_rrset *const *ns, size_t nns,
-                                        const struct zone_rrset *const *ar, size_t nar)
+static const struct zone_plan *new_plan_ext(struct zone *z, uint8_t rcode, bool aa,
+                                            const struct zone_rrset *const *an, size_t nan,
+                                            const struct zone_rrset *const *ns, size_t nns,
+                                            const struct zone_rrset *const *ar, size_t nar,
+                                            const struct zone_external *ext)
 {
     size_t n = nan + nns + nar;
-    struct zone_plan *p = arena_alloc(z->arena, sizeof(*p) + n * sizeof(p->sets[0]));
+    struct zone_plan *p =
+        arena_alloc(z->arena, sizeof(*p) + (n + (ext ? 1 : 0)) * sizeof(p->sets[0]));
     if (!p)
         return NULL;
+    p->types = 0;
     p->rcode = rcode;
     p->aa = aa;
-    p->external = NULL;
     p->nsets[ZONE_ANSWER] = (uint8_t)nan;
     p->nsets[ZONE_AUTHORITY] = (uint8_t)nns;
     p->nsets[ZONE_ADDITIONAL] = (uint8_t)nar;
+    p->has_external = ext != NULL;
     const struct zone_rrset **sets = (const struct zone_rrset **)p->sets;
     for (size_t i = 0; i < nan; i++)
         *sets++ = an[i];
@@ -284,7 +350,17 @@ static const struct zone_plan *new_plan(struct zone *z, uint8_t rcode, bool aa,
         *sets++ = ns[i];
     for (size_t i = 0; i < nar; i++)
         *sets++ = ar[i];
+    if (ext)
+        memcpy(sets, &ext, sizeof(ext));
     return p;
+}
+
+static const struct zone_plan *new_plan(struct zone *z, uint8_t rcode, bool aa,
+                                        const struct zone_rrset *const *an, size_t nan,
+                                        const struct zone_rrset *const *ns, size_t nns,
+                                        const struct zone_rrset *const *ar, size_t nar)
+{
+    return new_plan_ext(z, rcode, aa, an, nan, ns, nns, ar, nar, NULL);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -309,13 +385,21 @@ struct ptr_target {
     uint32_t ttl;
 };
 
+/* What compiling needs to know about a name; 32 bytes, as there is one
+ * per name (millions). The rarely needed parts live in `struct extra`. */
 struct info {
-    enum info_kind kind;
     struct znode *node;
-    const struct config_service *svc;
-    const struct config_target *target; /* endpoints: its address */
+    union {
+        const struct config_service *svc;   /* INFO_ADDRESS, INFO_HOST */
+        const struct config_target *target; /* INFO_ENDPOINT: its address */
+        struct ptr_target *ptrs;            /* INFO_PTR */
+    } u;
+    struct extra *x; /* NULL until needed */
     uint32_t ttl;
-    struct ptr_target *ptrs;
+    uint8_t kind; /* enum info_kind */
+};
+
+struct extra {
     /* RRsets owned by this name written with its own name as owner, for
      * CNAME chains and additional sections; built when first needed. */
     const struct zone_rrset *named[3]; /* A, AAAA, CNAME */
@@ -328,6 +412,8 @@ struct info {
 
 struct compiler {
     struct zone *z;
+    struct arena *scratch;  /* freed when compiling ends */
+    struct extra no_memory; /* what extra_of() gives when out of memory */
     const struct config *cfg;
     struct diag *d;
     struct builder *b;
@@ -358,11 +444,19 @@ static struct znode *add_node(struct compiler *c, const uint8_t *name, size_t le
 {
     struct zone *z = c->z;
     uint64_t h = hash_bytes(z->seed, name, len);
-    struct znode *n = table_find(z, name, len, h);
+    /* one walk of the probe sequence: it ends at the name or where it goes */
+    size_t i = h & z->mask;
+    for (; z->slots[i].node; i = (i + 1) & z->mask) {
+        struct znode *old = z->slots[i].node;
+        if (z->slots[i].hash == h && old->len == len && memcmp(node_name(old), name, len) == 0) {
+            if (existed)
+                *existed = true;
+            return old;
+        }
+    }
     if (existed)
-        *existed = n != NULL;
-    if (n)
-        return n;
+        *existed = false;
+    struct znode *n;
 
     /* The name right behind the node: a lookup touches one place. */
     size_t size = sizeof(*n) + cap * sizeof(n->plans[0]);
@@ -386,16 +480,12 @@ static struct znode *add_node(struct compiler *c, const uint8_t *name, size_t le
         c->info = info;
         c->infocap = ncap;
     }
-    n->name = copy;
     n->len = (uint8_t)len;
     n->flags = flags;
     n->cap = cap;
     n->info = (uint32_t)c->ninfo;
-    c->info[c->ninfo++] = (struct info){.kind = kind, .node = n};
+    c->info[c->ninfo++] = (struct info){.kind = (uint8_t)kind, .node = n};
 
-    size_t i = h & z->mask;
-    while (z->slots[i].node)
-        i = (i + 1) & z->mask;
     z->slots[i].hash = h;
     z->slots[i].node = n;
     z->stats.names++;
@@ -407,14 +497,32 @@ static struct info *info_of(struct compiler *c, const struct znode *n)
     return &c->info[n->info];
 }
 
+static struct extra *extra_of(struct compiler *c, struct info *in)
+{
+    if (!in->x) {
+        in->x = arena_zalloc(c->scratch, sizeof(*in->x));
+        if (!in->x) {
+            oom(c);
+            return &c->no_memory;
+        }
+    }
+    return in->x;
+}
+
 static void add_plan(struct compiler *c, struct znode *n, uint16_t qtype, const struct zone_plan *p)
 {
     if (!p) {
         oom(c);
         return;
     }
+    /* the plan's own, compile-time only, to say which types it answers */
+    struct zone_plan *mp = (struct zone_plan *)(uintptr_t)p;
+    mp->types |= type_bit(qtype);
+    for (uint8_t i = 0; i < n->nplans; i++)
+        if (n->plans[i] == p)
+            return;
     if (n->nplans < n->cap)
-        n->plans[n->nplans++] = (struct typed_plan){qtype, p};
+        n->plans[n->nplans++] = p;
 }
 
 /* A plan whose answer is the given sets, nothing else. */
@@ -434,7 +542,7 @@ static const struct zone_plan *answer_plan(struct compiler *c, const struct zone
 /* The labels of `name` in front of the apex. */
 static struct owner rel_owner(const struct compiler *c, const struct znode *n)
 {
-    return (struct owner){OWNER_REL, n->name, n->len - c->z->apex_len};
+    return (struct owner){OWNER_REL, node_name(n), n->len - c->z->apex_len};
 }
 
 static size_t put_label(uint8_t *out, size_t pos, const char *label, size_t len)
@@ -494,7 +602,8 @@ static const struct zone_rrset *build_soa(struct compiler *c, const struct owner
     b_rr_end(b);
     const struct zone_rrset *r = b_finish(c->z, b, false);
     if (r && c->serial_slot_count < 8)
-        c->serial_slots[c->serial_slot_count++] = (uint8_t *)(uintptr_t)(r->data + serial_at);
+        c->serial_slots[c->serial_slot_count++] =
+            (uint8_t *)(uintptr_t)(zone_rrset_data(r) + serial_at);
     return r;
 }
 
@@ -729,14 +838,14 @@ static const struct zone_rrset *service_addresses(struct compiler *c, const stru
     size_t n = 0;
 
     if (in->kind == INFO_ENDPOINT) {
-        if (in->target->family == family) {
-            memcpy(buf, in->target->addr, size);
+        if (in->u.target->family == family) {
+            memcpy(buf, in->u.target->addr, size);
             n = 1;
         }
     } else if (in->kind == INFO_ADDRESS) {
-        for (uint32_t i = 0; i < in->svc->ntargets && n < 1024; i++)
-            if (in->svc->targets[i].family == family)
-                memcpy(buf + n++ * size, in->svc->targets[i].addr, size);
+        for (uint32_t i = 0; i < in->u.svc->ntargets && n < 1024; i++)
+            if (in->u.svc->targets[i].family == family)
+                memcpy(buf + n++ * size, in->u.svc->targets[i].addr, size);
     } else if (in->kind == INFO_NSDNS) {
         if (family == AF_INET)
             return c->nns4 ? build_addresses(c, o, type, c->cfg->ttl, c->ns4[0], 4, c->nns4) : NULL;
@@ -752,9 +861,9 @@ static const struct zone_rrset *service_addresses(struct compiler *c, const stru
 static const struct zone_rrset *named_rrset(struct compiler *c, struct znode *n, int which)
 {
     struct info *in = info_of(c, n);
-    if (in->named_built[which])
-        return in->named[which];
-    in->named_built[which] = true;
+    if (extra_of(c, in)->named_built[which])
+        return extra_of(c, in)->named[which];
+    extra_of(c, in)->named_built[which] = true;
 
     struct owner o = rel_owner(c, n);
     if (which == 2) {
@@ -763,19 +872,19 @@ static const struct zone_rrset *named_rrset(struct compiler *c, struct znode *n,
         struct builder *b = c->b;
         b_reset(b);
         b_rr_begin(b, &o, LDNS_RR_TYPE_CNAME, in->ttl);
-        if (in->host_node) {
-            struct owner t = rel_owner(c, in->host_node);
+        if (extra_of(c, in)->host_node) {
+            struct owner t = rel_owner(c, extra_of(c, in)->host_node);
             b_name(b, &t);
         } else {
-            b_bytes(b, in->host, in->host_len);
+            b_bytes(b, extra_of(c, in)->host, extra_of(c, in)->host_len);
         }
         b_rr_end(b);
-        in->named[2] = b_finish(c->z, b, false);
+        extra_of(c, in)->named[2] = b_finish(c->z, b, false);
     } else {
-        in->named[which] =
+        extra_of(c, in)->named[which] =
             service_addresses(c, in, &o, which == 0 ? LDNS_RR_TYPE_A : LDNS_RR_TYPE_AAAA);
     }
-    return in->named[which];
+    return extra_of(c, in)->named[which];
 }
 
 static size_t service_rel(const struct config_namespace *ns, const struct config_service *s,
@@ -794,9 +903,15 @@ static void queue_ptr(struct compiler *c, const struct config_target *t, const s
     uint8_t flag;
     if (t->family == AF_INET) {
         for (int i = 3; i >= 0; i--) {
-            char label[4];
-            int l = snprintf(label, sizeof(label), "%u", t->addr[i]);
-            n = put_label(name, n, label, (size_t)l);
+            char label[3];
+            unsigned v = t->addr[i];
+            size_t l = 0;
+            if (v >= 100)
+                label[l++] = (char)('0' + v / 100);
+            if (v >= 10)
+                label[l++] = (char)('0' + v / 10 % 10);
+            label[l++] = (char)('0' + v % 10);
+            n = put_label(name, n, label, l);
         }
         n = put_label(name, n, "in-addr", 7);
         flag = NODE_REV4;
@@ -814,14 +929,14 @@ static void queue_ptr(struct compiler *c, const struct config_target *t, const s
     name[n++] = 0;
 
     struct znode *node = add_node(c, name, n, INFO_PTR, flag, 1, NULL);
-    struct ptr_target *p = arena_alloc(c->z->arena, sizeof(*p));
+    struct ptr_target *p = arena_alloc(c->scratch, sizeof(*p));
     if (!node || !p) {
         oom(c);
         return;
     }
     struct info *in = info_of(c, node);
-    *p = (struct ptr_target){in->ptrs, target, ttl};
-    in->ptrs = p;
+    *p = (struct ptr_target){in->u.ptrs, target, ttl};
+    in->u.ptrs = p;
 }
 
 static void compile_address_service(struct compiler *c, const struct config_namespace *ns,
@@ -878,7 +993,7 @@ static void compile_address_service(struct compiler *c, const struct config_name
             if (!ep)
                 break;
             struct info *ein = info_of(c, ep);
-            ein->target = t;
+            ein->u.target = t;
             ein->ttl = ttl;
             uint16_t type = t->family == AF_INET ? LDNS_RR_TYPE_A : LDNS_RR_TYPE_AAAA;
             const struct zone_rrset *r = service_addresses(c, ein, &q, type);
@@ -945,7 +1060,7 @@ static void compile_address_service(struct compiler *c, const struct config_name
             rl = put_label(name, 0, label, (size_t)pl);
             snprintf(label, sizeof(label), "_%s", s->srv_proto ? s->srv_proto : "tcp");
             rl = put_label(name, rl, label, strlen(label));
-            memcpy(name + rl, node->name, node->len);
+            memcpy(name + rl, node_name(node), node->len);
             len = rl + node->len <= LDNS_MAX_DOMAINLEN ? rl + node->len : 0;
         }
         if (len == 0) {
@@ -1002,7 +1117,7 @@ static void compile_services(struct compiler *c)
             if (!node)
                 return;
             struct info *in = info_of(c, node);
-            in->svc = s;
+            in->u.svc = s;
             in->ttl = s->ttl >= 0 ? (uint32_t)s->ttl : cfg->ttl;
             node->fp = service_fingerprint(s, in->ttl);
             z->stats.services++;
@@ -1022,7 +1137,7 @@ static void compile_services(struct compiler *c)
 static bool resolve_host_target(struct compiler *c, struct znode *node)
 {
     struct info *in = info_of(c, node);
-    const struct config_target *t = &in->svc->targets[0];
+    const struct config_target *t = &in->u.svc->targets[0];
     struct zone *z = c->z;
 
     ldns_rdf *rdf = NULL;
@@ -1039,8 +1154,8 @@ static bool resolve_host_target(struct compiler *c, struct znode *node)
         oom(c);
         return false;
     }
-    in->host = wire;
-    in->host_len = len;
+    extra_of(c, in)->host = wire;
+    extra_of(c, in)->host_len = len;
 
     uint8_t low[LDNS_MAX_DOMAINLEN + 1];
     for (size_t i = 0; i < len; i++)
@@ -1059,7 +1174,7 @@ static bool resolve_host_target(struct compiler *c, struct znode *node)
 
     struct znode *target = node_lookup(z, low, len);
     if (target == node) {
-        diag_error(c->d, t->line, "service '%s' points to itself ('%s')", in->svc->name,
+        diag_error(c->d, t->line, "service '%s' points to itself ('%s')", in->u.svc->name,
                    t->hostname);
         return false;
     }
@@ -1071,7 +1186,7 @@ static bool resolve_host_target(struct compiler *c, struct znode *node)
                    t->hostname, c->cfg->zone);
         return false;
     }
-    in->host_node = target;
+    extra_of(c, in)->host_node = target;
     return true;
 }
 
@@ -1085,18 +1200,18 @@ static bool resolve_host_target(struct compiler *c, struct znode *node)
 static const struct zone_external *external_of(struct compiler *c, struct znode *n)
 {
     struct info *in = info_of(c, n);
-    if (!c->z->resolve || in->svc->no_resolve || in->host_node)
+    if (!c->z->resolve || in->u.svc->no_resolve || extra_of(c, in)->host_node)
         return NULL;
     struct zone_external *ext = arena_alloc(c->z->arena, sizeof(*ext));
-    uint8_t *name = arena_alloc(c->z->arena, in->host_len);
+    uint8_t *name = arena_alloc(c->z->arena, extra_of(c, in)->host_len);
     if (!ext || !name) {
         oom(c);
         return NULL;
     }
-    for (size_t i = 0; i < in->host_len; i++)
-        name[i] = (uint8_t)tolower(in->host[i]);
+    for (size_t i = 0; i < extra_of(c, in)->host_len; i++)
+        name[i] = (uint8_t)tolower(extra_of(c, in)->host[i]);
     ext->name = name;
-    ext->len = (uint8_t)in->host_len;
+    ext->len = (uint8_t)extra_of(c, in)->host_len;
     return ext;
 }
 
@@ -1106,14 +1221,9 @@ static const struct zone_plan *with_external(struct compiler *c, const struct zo
 {
     if (!p || !ext)
         return p;
-    size_t n = (size_t)p->nsets[0] + p->nsets[1] + p->nsets[2];
-    struct zone_plan *q = arena_memdup(c->z->arena, p, sizeof(*p) + n * sizeof(p->sets[0]));
-    if (!q) {
-        oom(c);
-        return NULL;
-    }
-    q->external = ext;
-    return q;
+    size_t nan = p->nsets[0], nns = p->nsets[1], nar = p->nsets[2];
+    return new_plan_ext(c->z, p->rcode, p->aa, p->sets, nan, p->sets + nan, nns,
+                        p->sets + nan + nns, nar, ext);
 }
 
 static const struct zone_plan *chase(struct compiler *c, struct znode *node, uint16_t qtype,
@@ -1125,7 +1235,7 @@ static const struct zone_plan *chase(struct compiler *c, struct znode *node, uin
     an[nan++] = first;
     seen[nseen++] = node;
 
-    struct znode *cur = info_of(c, node)->host_node;
+    struct znode *cur = extra_of(c, info_of(c, node))->host_node;
     const struct zone_rrset *ns = NULL;
     const struct zone_external *ext = NULL;
     while (cur) {
@@ -1138,9 +1248,10 @@ static const struct zone_plan *chase(struct compiler *c, struct znode *node, uin
                 break; /* loops and long chains end here, with NOERROR */
             an[nan++] = named_rrset(c, cur, 2);
             seen[nseen++] = cur;
-            if (!in->host_node && (qtype == LDNS_RR_TYPE_A || qtype == LDNS_RR_TYPE_AAAA))
+            if (!extra_of(c, in)->host_node &&
+                (qtype == LDNS_RR_TYPE_A || qtype == LDNS_RR_TYPE_AAAA))
                 ext = external_of(c, cur); /* the chain leaves the zone here */
-            cur = in->host_node;
+            cur = extra_of(c, in)->host_node;
             continue;
         }
         const struct zone_rrset *r = NULL;
@@ -1159,27 +1270,24 @@ static const struct zone_plan *chase(struct compiler *c, struct znode *node, uin
             oom(c);
             return NULL;
         }
-    const struct zone_plan *p =
-        new_plan(c->z, LDNS_RCODE_NOERROR, true, an, nan, ns ? &ns : NULL, ns ? 1 : 0, NULL, 0);
-    if (p)
-        ((struct zone_plan *)(uintptr_t)p)->external = ext;
-    return p;
+    return new_plan_ext(c->z, LDNS_RCODE_NOERROR, true, an, nan, ns ? &ns : NULL, ns ? 1 : 0, NULL,
+                        0, ext);
 }
 
 static void warn_loop(struct compiler *c, struct znode *node)
 {
-    const struct znode *cur = info_of(c, node)->host_node;
+    const struct znode *cur = extra_of(c, info_of(c, node))->host_node;
     for (int i = 0; cur && i < MAX_CHAIN; i++) {
-        const struct info *in = info_of(c, cur);
+        struct info *in = info_of(c, cur);
         if (in->kind != INFO_HOST)
             return;
         if (cur == node) {
-            diag_warning(c->d, info_of(c, node)->svc->targets[0].line,
+            diag_warning(c->d, info_of(c, node)->u.svc->targets[0].line,
                          "service '%s' is part of a CNAME loop; answers stop after one round",
-                         info_of(c, node)->svc->name);
+                         info_of(c, node)->u.svc->name);
             return;
         }
-        cur = in->host_node;
+        cur = extra_of(c, in)->host_node;
     }
 }
 
@@ -1198,10 +1306,10 @@ static void compile_hosts(struct compiler *c)
     size_t unresolved = 0;
     int first_line = 0;
     for (size_t i = 0; i < count && !c->z->resolve && c->cfg->upstream_note[0]; i++) {
-        const struct info *in = &c->info[i];
-        if (in->kind == INFO_HOST && !in->host_node && !in->svc->no_resolve) {
+        struct info *in = &c->info[i];
+        if (in->kind == INFO_HOST && !extra_of(c, in)->host_node && !in->u.svc->no_resolve) {
             if (unresolved++ == 0)
-                first_line = in->svc->line;
+                first_line = in->u.svc->line;
         }
     }
     if (unresolved)
@@ -1220,11 +1328,11 @@ static void compile_hosts(struct compiler *c)
         struct builder *b = c->b;
         b_reset(b);
         b_rr_begin(b, &q, LDNS_RR_TYPE_CNAME, in->ttl);
-        if (in->host_node) {
-            struct owner t = rel_owner(c, in->host_node);
+        if (extra_of(c, in)->host_node) {
+            struct owner t = rel_owner(c, extra_of(c, in)->host_node);
             b_name(b, &t);
         } else {
-            b_bytes(b, in->host, in->host_len);
+            b_bytes(b, extra_of(c, in)->host, extra_of(c, in)->host_len);
         }
         b_rr_end(b);
         const struct zone_rrset *cname = b_finish(c->z, b, false);
@@ -1238,7 +1346,7 @@ static void compile_hosts(struct compiler *c)
          * follow the chain as CoreDNS does; SRV and other types are NODATA. */
         const struct zone_plan *alone = answer_plan(c, &cname, 1, NULL, 0);
         add_plan(c, node, LDNS_RR_TYPE_CNAME, alone);
-        if (!in->host_node || in->svc->no_resolve) {
+        if (!extra_of(c, in)->host_node || in->u.svc->no_resolve) {
             /* Outside the zone: A and AAAA go on with the upstream's records
              * (SPEC §2.3); resolve=no gives the CNAME alone. */
             const struct zone_external *ext = external_of(c, node);
@@ -1267,12 +1375,12 @@ static void compile_ptrs(struct compiler *c)
             continue;
         /* One RRset, one TTL (RFC 2181 §5.2): the smallest of the services. */
         uint32_t ttl = UINT32_MAX;
-        for (const struct ptr_target *p = in->ptrs; p; p = p->next)
+        for (const struct ptr_target *p = in->u.ptrs; p; p = p->next)
             ttl = p->ttl < ttl ? p->ttl : ttl;
         struct builder *b = c->b;
         b_reset(b);
-        for (const struct ptr_target *p = in->ptrs; p; p = p->next) {
-            struct owner t = {OWNER_ABS, p->target->name, p->target->len};
+        for (const struct ptr_target *p = in->u.ptrs; p; p = p->next) {
+            struct owner t = {OWNER_ABS, node_name(p->target), p->target->len};
             b_rr_begin(b, &q, LDNS_RR_TYPE_PTR, ttl);
             b_name(b, &t);
             b_rr_end(b);
@@ -1308,7 +1416,7 @@ static bool count_changes(struct compiler *c, const struct zone *old)
         const struct znode *n = c->info[i].node;
         if (!(n->flags & NODE_SERVICE))
             continue;
-        const struct znode *o = node_lookup(old, n->name, n->len);
+        const struct znode *o = node_lookup(old, node_name(n), n->len);
         if (o && (o->flags & NODE_SERVICE)) {
             matched++;
             if (o->fp != n->fp)
@@ -1331,8 +1439,12 @@ static size_t estimate_names(const struct config *cfg)
     for (size_t i = 0; i < cfg->nnamespaces; i++) {
         n++;
         for (size_t j = 0; j < cfg->namespaces[i].nservices; j++) {
-            size_t t = cfg->namespaces[i].services[j].ntargets;
-            n += 2 + t + (t > 1 ? t : 0);
+            const struct config_service *s = &cfg->namespaces[i].services[j];
+            size_t t = s->ntargets;
+            if (t == 0 || s->targets[0].kind == CONFIG_TARGET_HOSTNAME)
+                n++;
+            else
+                n += 1 + t + (t > 1 ? t : 0) + (s->targets[0].port ? 1 : 0);
         }
     }
     return n;
@@ -1347,16 +1459,23 @@ struct zone *zone_compile(const struct config *cfg, const struct zone *old, time
     if (!z)
         goto fail;
     z->arena = arena_new();
+    c.scratch = arena_new();
     c.b = malloc(sizeof(*c.b));
-    if (!z->arena || !c.b)
+    if (!z->arena || !c.scratch || !c.b)
         goto fail;
     if (getrandom(&z->seed, sizeof(z->seed), 0) != sizeof(z->seed))
         z->seed = (uint64_t)now ^ (uint64_t)(uintptr_t)z;
 
+    /* at most 70% full: short probe sequences, a table a third smaller
+     * than at 50% */
+    size_t names = estimate_names(cfg);
     size_t cap = 64;
-    while (cap < estimate_names(cfg) * 2)
+    while (cap * 7 < names * 10)
         cap *= 2;
-    z->slots = calloc(cap, sizeof(*z->slots));
+    c.info = malloc(names * sizeof(*c.info)); /* grown if the estimate is short */
+    c.infocap = c.info ? names : 0;
+
+    z->slots = slots_new(cap);
     if (!z->slots)
         goto fail;
     z->mask = cap - 1;
@@ -1424,6 +1543,7 @@ struct zone *zone_compile(const struct config *cfg, const struct zone *old, time
     free(c.b);
     free(c.ns4);
     free(c.ns6);
+    arena_free(c.scratch);
     return z;
 
 fail:
@@ -1434,6 +1554,7 @@ reject:
     free(c.b);
     free(c.ns4);
     free(c.ns6);
+    arena_free(c.scratch);
     zone_free(z);
     return NULL;
 }
@@ -1443,7 +1564,7 @@ void zone_free(struct zone *z)
     if (!z)
         return;
     arena_free(z->arena);
-    free(z->slots);
+    slots_free(z->slots, z->mask + 1);
     free(z);
 }
 
@@ -1490,11 +1611,12 @@ const struct zone_plan *zone_find(const struct zone *z, const uint8_t *lname, si
     /* zone transfers are not offered (SPEC §2.1) */
     if (qtype == LDNS_RR_TYPE_AXFR || qtype == LDNS_RR_TYPE_IXFR)
         return z->refused;
+    uint8_t bit = type_bit(qtype);
     if (qtype == LDNS_RR_TYPE_ANY && n->nplans)
-        return n->plans[0].plan; /* RFC 8482 §4.1: one RRset */
+        return n->plans[0]; /* RFC 8482 §4.1: one RRset */
     for (uint8_t i = 0; i < n->nplans; i++)
-        if (n->plans[i].qtype == qtype)
-            return n->plans[i].plan;
+        if (n->plans[i]->types & bit)
+            return n->plans[i];
     if (n->flags & NODE_REV4)
         return z->nodata_rev4;
     if (n->flags & NODE_REV6)

@@ -9,6 +9,8 @@
 
 #include "svcmapd/diag.h"
 
+struct arena;
+
 /*
  * config.c knows INI syntax, value grammar and line numbers, and nothing of
  * DNS wire format: zone.c compiles what it produces. Everything here is
@@ -126,7 +128,8 @@ struct config {
     size_t nnamespaces;
     size_t nservices;
 
-    struct arena *arena;
+    struct arena *arena; /* the settings */
+    struct arena *map;   /* namespaces and services: config_drop_mapping() */
 };
 
 enum config_option_type {
@@ -164,6 +167,10 @@ struct config *config_load(const char *path, struct diag *d);
 
 /* Same as config_load() for a text already in memory (tests, fuzzing). */
 struct config *config_parse(const char *text, size_t len, struct diag *d);
+
+/* Frees the namespaces and services, keeping the settings: once compiled
+ * into a zone, the mapping is not needed, and it is most of the memory. */
+void config_drop_mapping(struct config *cfg);
 
 /* Frees everything config_load() returned. NULL is a no-op. */
 void config_free(struct config *cfg);

@@ -26,17 +26,26 @@
 struct zone;
 
 /* Records copied together into one section: one RRset, or the additional
- * records of an SRV answer. */
+ * records of an SRV answer. The header is followed by `nfix` slot offsets,
+ * then `len` bytes of records (zone_rrset_fix(), zone_rrset_data()). */
 struct zone_rrset {
-    const uint8_t *data;
-    const uint16_t *fix; /* offsets of 2-byte apex-pointer slots in data */
-    uint16_t len;        /* bytes of data */
-    uint16_t count;      /* records */
-    uint16_t rrlen;      /* when non-zero: every record has this length and
-                          * the same slots, `fix` is relative to each record,
-                          * and the records are shuffled per query */
-    uint16_t nfix;
+    uint16_t len;   /* bytes of data */
+    uint16_t count; /* records */
+    uint16_t rrlen; /* when non-zero: every record has this length and the
+                     * same slots, the slots are relative to each record,
+                     * and the records are shuffled per query */
+    uint16_t nfix;  /* 2-byte apex-pointer slots in the data */
 };
+
+static inline const uint16_t *zone_rrset_fix(const struct zone_rrset *r)
+{
+    return (const uint16_t *)(const void *)(r + 1);
+}
+
+static inline const uint8_t *zone_rrset_data(const struct zone_rrset *r)
+{
+    return (const uint8_t *)(zone_rrset_fix(r) + r->nfix);
+}
 
 enum zone_section {
     ZONE_ANSWER,
@@ -53,14 +62,24 @@ struct zone_external {
 
 /* Everything needed to answer one name and type. */
 struct zone_plan {
+    uint8_t types; /* the query types it answers at its name (zone.c's TYPE_*) */
     uint8_t rcode; /* LDNS_RCODE_NOERROR, _NXDOMAIN or _REFUSED */
     bool aa;
     uint8_t nsets[ZONE_SECTIONS];
-    /* When set, the answer section continues with the upstream's records
-     * for this name and the query type. */
-    const struct zone_external *external;
+    bool has_external;               /* see zone_plan_external() */
     const struct zone_rrset *sets[]; /* answer sets, then authority, then additional */
 };
+
+/* When not NULL, the answer section continues with the upstream's records
+ * for this name and the query type. (Kept behind the sets: most plans have
+ * none, and there are millions of plans.) */
+static inline const struct zone_external *zone_plan_external(const struct zone_plan *p)
+{
+    if (!p->has_external)
+        return NULL;
+    const void *slot = &p->sets[p->nsets[0] + p->nsets[1] + p->nsets[2]];
+    return *(const struct zone_external *const *)slot;
+}
 
 struct zone_stats {
     size_t services;
