@@ -89,6 +89,18 @@ const struct config_option config_options[CONFIG_OPTION_COUNT] = {
     [CONFIG_HTTP_LAMEDUCK] = {"http", "lameduck", CONFIG_TYPE_UINT, "0", 0, 60,
                               offsetof(struct config, lameduck),
                               "seconds svcmapd keeps answering after SIGTERM, /ready failing"},
+    [CONFIG_LOG_LEVEL] = {"log", "level", CONFIG_TYPE_CHOICE, "info", 0, 0,
+                          offsetof(struct config, log_level),
+                          "least severe level logged: debug, info, warning or error",
+                          (const char *const[]){"debug", "info", "warning", "error", NULL}},
+    [CONFIG_LOG_FORMAT] = {"log", "format", CONFIG_TYPE_CHOICE, "text", 0, 0,
+                           offsetof(struct config, log_format),
+                           "text (CoreDNS-like lines) or json (one object per line)",
+                           (const char *const[]){"text", "json", NULL}},
+    [CONFIG_LOG_QUERIES] = {"log", "queries", CONFIG_TYPE_CHOICE, "no", 0, 0,
+                            offsetof(struct config, log_queries),
+                            "yes: one line per query, in CoreDNS's log plugin format",
+                            (const char *const[]){"no", "yes", NULL}},
 
 };
 
@@ -621,6 +633,20 @@ static bool set_option(struct parser *p, enum config_option_id id, const struct 
         memcpy(field, &user, sizeof(user));
         return true;
     }
+    if (o->type == CONFIG_TYPE_CHOICE) {
+        char known[128] = "";
+        for (uint32_t i = 0; o->choices[i]; i++) {
+            if (strcmp(o->choices[i], v) == 0) {
+                memcpy(field, &i, sizeof(i));
+                return true;
+            }
+            if (i)
+                strcat(known, ", ");
+            strcat(known, o->choices[i]);
+        }
+        diag_error(p->d, tok[0].line, "%s: '%s' is not one of %s", o->name, v, known);
+        return false;
+    }
     if (o->type == CONFIG_TYPE_ENDPOINT) {
         size_t ep = (size_t)(id - CONFIG_HTTP_HEALTH);
         if (strcmp(v, "off") == 0) {
@@ -1037,9 +1063,10 @@ static void begin_section(struct parser *p, const char *hdr, size_t len, int lin
         strset_clear(&p->services);
         return;
     }
-    diag_error(p->d, line,
-               "unknown section '[%s]' (expected [server], [upstream], [http] or [namespace NAME])",
-               text);
+    diag_error(
+        p->d, line,
+        "unknown section '[%s]' (expected [server], [upstream], [http], [log] or [namespace NAME])",
+        text);
 }
 
 /* inih calls this for every key = value line and every continuation line. */

@@ -755,6 +755,7 @@ static void on_stop(evutil_socket_t fd, short what, void *arg)
         respond(p);
         pending_free(p);
     }
+    upstream_shutdown(w->up); /* nobody waits for them now */
     close_sockets(w);
 
     struct tcp_conn *next;

@@ -29,14 +29,14 @@
  * TTL, and is refreshed ahead of expiry when queried (prefetch). Once
  * expired it may still be served, for at most max-stale seconds, while
  * refreshing fails; after a failure the stale answer is served at once for
- * STALE_REFRESH seconds instead of making clients wait again. NXDOMAIN,
+ * STALE_REFRESH (30 s) instead of making clients wait again. NXDOMAIN,
  * NODATA and failures without a stale answer are kept negative-ttl seconds.
  */
 
 #define MAX_CHAIN      10
 #define MAX_TTL        86400 /* cap what an upstream says */
 #define STALE_TTL      30    /* RFC 8767 §4 */
-#define STALE_REFRESH  30    /* RFC 8767 §5: stale-refresh-time */
+#define STALE_REFRESH  30000 /* ms; RFC 8767 §5: stale-refresh-time */
 #define MIN_ATTEMPT_MS 250
 #define MAX_LOOKUPS    4096 /* in flight per worker; more get the CNAME alone */
 #define QUERY_MAX      512
@@ -54,6 +54,8 @@ struct entry {
     uint16_t count;
     uint16_t *ttl_at;
     uint32_t *ttl;
+    /* monotonic milliseconds: a TTL of 4 s lasts 4 s, whenever in a second
+     * the answer came */
     uint64_t fetched;   /* when data arrived */
     uint64_t expires;   /* fetched + the smallest TTL */
     uint64_t failed_at; /* last refresh that failed, 0: none since data arrived */
@@ -99,7 +101,7 @@ uint64_t upstream_now(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-    return (uint64_t)ts.tv_sec;
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
 static uint64_t now_ms(void)
@@ -326,11 +328,11 @@ static void finish(struct upstream_lookup *l, bool ok)
         event_free(l->timer);
     if (!ok) {
         metrics_inc(&up->stats.failures, 1);
-        if (e->has_data && now <= e->expires + l->set.max_stale) {
+        if (e->has_data && now <= e->expires + l->set.max_stale * 1000ULL) {
             e->failed_at = now; /* stale answers from now on, at once */
         } else {
             drop_data(e);
-            e->neg_until = now + l->set.negative_ttl;
+            e->neg_until = now + l->set.negative_ttl * 1000ULL;
         }
     }
     e->lookup = NULL;
@@ -421,7 +423,7 @@ static bool store_answer(struct upstream_lookup *l, const ldns_pkt *p)
             }
         }
         drop_data(e);
-        e->neg_until = now + ttl;
+        e->neg_until = now + ttl * 1000ULL;
         return true;
     }
 
@@ -458,7 +460,7 @@ static bool store_answer(struct upstream_lookup *l, const ldns_pkt *p)
     memcpy(e->ttl_at, at, n * sizeof(uint16_t));
     memcpy(e->ttl, ttls, n * sizeof(uint32_t));
     e->fetched = now;
-    e->expires = now + min_ttl;
+    e->expires = now + min_ttl * 1000ULL;
     e->has_data = true;
     e->neg_until = 0;
     return true;
@@ -656,17 +658,19 @@ enum upstream_status upstream_get(struct upstream *up, const struct upstream_set
     }
 
     if (e && e->has_data) {
+        uint64_t max_stale = set->max_stale * 1000ULL;
         bool fresh = now < e->expires;
-        bool stale_ok = !fresh && now <= e->expires + set->max_stale && e->failed_at &&
+        bool stale_ok = !fresh && now <= e->expires + max_stale && e->failed_at &&
                         now - e->failed_at < STALE_REFRESH;
         if (fresh || stale_ok) {
-            *out = (struct upstream_records){e->data,   e->dlen, e->count,
-                                             e->ttl_at, e->ttl,  (uint32_t)(now - e->fetched),
-                                             !fresh};
+            *out =
+                (struct upstream_records){e->data,   e->dlen, e->count,
+                                          e->ttl_at, e->ttl,  (uint32_t)((now - e->fetched) / 1000),
+                                          !fresh};
             /* Refresh what is queried before it expires (prefetch), and
              * retry a failed refresh every STALE_REFRESH seconds. */
             uint64_t ttl = e->expires - e->fetched;
-            bool due = fresh ? e->expires - now <= (ttl / 10 > 1 ? ttl / 10 : 1)
+            bool due = fresh ? e->expires - now <= (ttl / 10 > 1000 ? ttl / 10 : 1000)
                              : now - e->failed_at >= STALE_REFRESH;
             if (due && !e->lookup && wait)
                 lookup_new(up, e, set);
@@ -676,16 +680,18 @@ enum upstream_status upstream_get(struct upstream *up, const struct upstream_set
                 metrics_inc(&up->stats.stale, 1);
             return UPSTREAM_HIT;
         }
-        if (now > e->expires + set->max_stale)
+        if (now > e->expires + max_stale)
             drop_data(e); /* too old to serve, even stale */
     }
     if (e && !e->has_data && now < e->neg_until && !e->lookup)
         return UPSTREAM_NONE;
     if (!wait) {
         /* the waiter of a lookup that just ended: no second wait */
-        if (e && e->has_data && now <= e->expires + set->max_stale) {
-            *out = (struct upstream_records){
-                e->data, e->dlen, e->count, e->ttl_at, e->ttl, (uint32_t)(now - e->fetched), true};
+        if (e && e->has_data && now <= e->expires + set->max_stale * 1000ULL) {
+            *out =
+                (struct upstream_records){e->data,   e->dlen, e->count,
+                                          e->ttl_at, e->ttl,  (uint32_t)((now - e->fetched) / 1000),
+                                          true};
             metrics_inc(&up->stats.stale, 1);
             return UPSTREAM_HIT;
         }
@@ -723,29 +729,35 @@ void upstream_unwait(struct upstream_waiter *w)
     w->pprev = NULL;
 }
 
-void upstream_free(struct upstream *up)
+void upstream_shutdown(struct upstream *up)
 {
-    if (!up)
-        return;
-    /* lookups still queued or in flight end here, as failures */
     while (up->queued) {
         struct upstream_lookup *l = up->queued;
         up->queued = l->next;
         l->e->lookup = NULL;
+        up->nlookups--;
         free(l);
     }
     for (size_t i = 0; i < up->nbuckets; i++) {
         for (struct entry *e = up->buckets[i]; e; e = e->hnext) {
             struct upstream_lookup *l = e->lookup;
-            if (l) {
-                close_transport(l);
-                if (l->timer)
-                    event_free(l->timer);
-                free(l);
-                e->lookup = NULL;
-            }
+            if (!l)
+                continue;
+            close_transport(l);
+            if (l->timer)
+                event_free(l->timer);
+            free(l);
+            e->lookup = NULL;
+            up->nlookups--;
         }
     }
+}
+
+void upstream_free(struct upstream *up)
+{
+    if (!up)
+        return;
+    upstream_shutdown(up);
     while (up->oldest)
         entry_free(up, up->oldest);
     free(up->buckets);

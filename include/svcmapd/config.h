@@ -88,6 +88,9 @@ enum config_option_id {
     CONFIG_HTTP_READY,
     CONFIG_HTTP_METRICS,
     CONFIG_HTTP_LAMEDUCK,
+    CONFIG_LOG_LEVEL,
+    CONFIG_LOG_FORMAT,
+    CONFIG_LOG_QUERIES,
     CONFIG_OPTION_COUNT,
 };
 
@@ -122,6 +125,11 @@ struct config {
     bool http_on[3];
     uint32_t lameduck; /* seconds of answering on after SIGTERM */
 
+    /* [log] */
+    uint32_t log_level;   /* enum log_level */
+    uint32_t log_format;  /* enum log_format */
+    uint32_t log_queries; /* 1: one line per query */
+
     int line[CONFIG_OPTION_COUNT]; /* where each option was set; 0: default */
 
     struct config_namespace *namespaces;
@@ -140,6 +148,7 @@ enum config_option_type {
     CONFIG_TYPE_SERVERS,   /* addresses, "none", or a resolv.conf path */
     CONFIG_TYPE_USER,      /* a user name or UID[:GID] that exists */
     CONFIG_TYPE_ENDPOINT,  /* one address with a port, or "off" */
+    CONFIG_TYPE_CHOICE,    /* one of `choices`, stored as its index */
 
 };
 
@@ -153,6 +162,7 @@ struct config_option {
     uint32_t min, max;         /* CONFIG_TYPE_UINT bounds */
     size_t offset;             /* of the field in struct config */
     const char *help;
+    const char *const *choices; /* CONFIG_TYPE_CHOICE: NULL-terminated */
 };
 
 extern const struct config_option config_options[CONFIG_OPTION_COUNT];

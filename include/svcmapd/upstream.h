@@ -81,7 +81,7 @@ void upstream_free(struct upstream *up);
 
 /*
  * The cached answer for `name` (wire form, lower case, `len` bytes) and
- * `qtype` at time `now` (monotonic seconds), with the settings of the zone
+ * `qtype` at time `now` (upstream_now()), with the settings of the zone
  * the query is answered from. On a miss, a lookup is queued (or an
  * existing one joined) and returned in *wait; it is sent by
  * upstream_flush(). A fresh answer close to its expiry queues a refresh.
@@ -100,9 +100,13 @@ void upstream_unwait(struct upstream_waiter *w);
 /* Sends the lookups upstream_get() queued. Call after each batch of queries. */
 void upstream_flush(struct upstream *up);
 
+/* Ends every lookup at once, without telling their waiters (which must be
+ * gone): for a worker that stops. The cache stays. */
+void upstream_shutdown(struct upstream *up);
+
 const struct upstream_stats *upstream_stats(const struct upstream *up);
 
-/* Monotonic seconds, cheaply (CLOCK_MONOTONIC_COARSE). */
+/* Monotonic milliseconds, cheaply (CLOCK_MONOTONIC_COARSE). */
 uint64_t upstream_now(void);
 
 #endif

@@ -9,6 +9,7 @@ Helpers here are plain functions so the test modules can `from conftest import`
 them; fixtures wrap the processes.
 """
 
+import heapq
 import os
 import re
 import select
@@ -28,6 +29,7 @@ import dns.opcode
 import dns.rcode
 import dns.rdataclass
 import dns.rdatatype
+import dns.rrset
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
@@ -681,3 +683,457 @@ ZONE = "cluster.local."
 def svc(name):
     """'mysql.test-2' -> 'mysql.test-2.svc.cluster.local.'"""
     return f"{name}.svc.{ZONE}"
+
+
+# --------------------------------------------------------------------------- upstream
+
+
+class UpstreamQuery:
+    """One query the fake upstream received."""
+
+    __slots__ = ("t", "name", "rdtype", "transport", "id", "payload", "rd", "src", "answered")
+
+    def __init__(self, t, name, rdtype, transport, qid, payload, rd, src):
+        self.t, self.name, self.rdtype, self.transport = t, name, rdtype, transport
+        self.id, self.payload, self.rd, self.src = qid, payload, rd, src
+        self.answered = None    # time.monotonic() when the reply went out (None: not sent)
+
+    def __repr__(self):
+        return (f"<{self.transport} {self.name} {self.rdtype} id={self.id} src={self.src} "
+                f"edns={self.payload} t={self.t:.3f} answered={self.answered}>")
+
+
+class FakeUpstream:
+    """A small authoritative DNS server on loopback (UDP and TCP on one free port),
+    run by one thread, serving records from a dict the test may change at any time.
+
+    Data: add(name, type, rdata..., ttl=) / replace(...) / remove(name).  A name with a
+    CNAME is followed inside the data (as an authoritative server does for its own
+    zone); a missing name is NXDOMAIN, a name without the type NODATA, both with the
+    SOA of the name's last two labels in AUTHORITY.
+
+    Behaviour per query name (rule(name, ...)): mode = answer | nxdomain | nodata |
+    servfail | refused | drop (never answer) | tc (TC=1 over UDP, full answer over
+    TCP); delay = seconds before the reply (other names are answered meanwhile);
+    extra = RR lines appended to the ANSWER section (unrelated records).
+
+    Every query received is logged (.log: UpstreamQuery, with .answered set when the
+    reply is sent); queries(), count() and wait_count() read it."""
+
+    SOA_TTL = 60
+
+    def __init__(self, host="127.0.0.1"):
+        self.host = host
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        for _ in range(20):
+            port = free_port(host)
+            self.udp = socket.socket(family, socket.SOCK_DGRAM)
+            self.tcp = socket.socket(family, socket.SOCK_STREAM)
+            try:
+                self.udp.bind((host, port))
+                self.tcp.bind((host, port))
+                self.tcp.listen(16)
+                break
+            except OSError:
+                self.udp.close()
+                self.tcp.close()
+        else:
+            raise RuntimeError("no free port for the fake upstream")
+        self.port = port
+        self.lock = threading.Lock()
+        self.data = {}      # lower-case name (absolute text) -> list of [rdtype, ttl, rdata text]
+        self.rules = {}     # lower-case name -> dict(mode=, delay=, extra=)
+        self.log = []
+        self._pending = []  # (due, seq, wire, addr, entry): delayed UDP replies
+        self._seq = 0
+        self._stop = threading.Event()
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._conns = []
+        self._threads = []
+        self.thread = threading.Thread(target=self._run, name=f"upstream:{port}", daemon=True)
+        self.thread.start()
+
+    # ---- data
+
+    @property
+    def addr(self):
+        """The address for `[upstream] servers` (127.0.0.1:P or [::1]:P)."""
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+    @staticmethod
+    def _key(name):
+        return dns.name.from_text(name).to_text().lower()
+
+    def add(self, name, rdtype, *rdatas, ttl=300):
+        with self.lock:
+            rrs = self.data.setdefault(self._key(name), [])
+            for rd in rdatas:
+                rrs.append([dns.rdatatype.from_text(rdtype), ttl, rd])
+
+    def replace(self, name, rdtype, *rdatas, ttl=300):
+        """The records of one type at name become exactly rdatas."""
+        t = dns.rdatatype.from_text(rdtype)
+        with self.lock:
+            rrs = [r for r in self.data.get(self._key(name), []) if r[0] != t]
+            rrs += [[t, ttl, rd] for rd in rdatas]
+            self.data[self._key(name)] = rrs
+
+    def remove(self, name):
+        with self.lock:
+            self.data.pop(self._key(name), None)
+
+    def rule(self, name, mode="answer", delay=0.0, extra=()):
+        with self.lock:
+            self.rules[self._key(name)] = {"mode": mode, "delay": delay, "extra": list(extra)}
+
+    # ---- the log
+
+    def queries(self, name=None, rdtype=None, transport=None):
+        key = self._key(name) if name is not None else None
+        with self.lock:
+            return [q for q in self.log
+                    if (key is None or q.name == key) and (rdtype is None or q.rdtype == rdtype)
+                    and (transport is None or q.transport == transport)]
+
+    def count(self, name=None, rdtype=None, transport=None):
+        return len(self.queries(name, rdtype, transport))
+
+    def wait_count(self, n, name=None, rdtype=None, transport=None, timeout=5.0):
+        """Wait until at least n matching queries were received; return them."""
+        deadline = time.monotonic() + timeout
+        while True:
+            got = self.queries(name, rdtype, transport)
+            if len(got) >= n or time.monotonic() > deadline:
+                return got
+            time.sleep(0.01)
+
+    def clear_log(self):
+        with self.lock:
+            self.log.clear()
+
+    # ---- answers
+
+    def _soa(self, name):
+        labels = dns.name.from_text(name).labels
+        zone = dns.name.Name(labels[-3:]) if len(labels) >= 3 else dns.name.root
+        rrset = dns.rrset.from_text(zone, self.SOA_TTL, "IN", "SOA",
+                                    f"ns.{zone} hostmaster.{zone} 1 7200 1800 86400 "
+                                    f"{self.SOA_TTL}")
+        return rrset
+
+    def _answer(self, query, transport):
+        """(reply wire or None, delay) for one parsed query; logs it."""
+        qname = query.question[0].name.to_text().lower()
+        qtype = query.question[0].rdtype
+        with self.lock:
+            rule = dict(self.rules.get(qname, {}))
+            data = {k: [list(r) for r in v] for k, v in self.data.items()}
+        mode = rule.get("mode", "answer")
+        if mode == "drop":
+            return None, 0.0
+        r = dns.message.make_response(query)
+        r.flags |= dns.flags.AA
+        if mode in ("servfail", "refused"):
+            r.flags &= ~dns.flags.AA
+            r.set_rcode(dns.rcode.SERVFAIL if mode == "servfail" else dns.rcode.REFUSED)
+            return r.to_wire(), rule.get("delay", 0.0)
+        if mode == "tc" and transport == "udp":
+            r.flags |= dns.flags.TC
+            return r.to_wire(), rule.get("delay", 0.0)
+        name, rcode, negative = qname, dns.rcode.NOERROR, False
+        for _ in range(16):
+            rrs = data.get(name)
+            if mode == "nxdomain" or rrs is None:
+                rcode, negative = dns.rcode.NXDOMAIN, True
+                break
+            if mode == "nodata":
+                negative = True
+                break
+            cname = [rd for t, ttl, rd in rrs if t == dns.rdatatype.CNAME]
+            if cname and qtype != dns.rdatatype.CNAME:
+                ttl = [ttl for t, ttl, rd in rrs if t == dns.rdatatype.CNAME][0]
+                r.answer.append(dns.rrset.from_text(name, ttl, "IN", "CNAME", cname[0]))
+                name = dns.name.from_text(cname[0]).to_text().lower()
+                mode = "answer"     # rules apply to the question's name only
+                continue
+            match = [(ttl, rd) for t, ttl, rd in rrs if t == qtype]
+            if match:
+                r.answer.append(dns.rrset.from_text_list(name, match[0][0], "IN", qtype,
+                                                         [rd for _, rd in match]))
+            else:
+                negative = True
+            break
+        if negative:
+            r.authority.append(self._soa(name))
+        r.set_rcode(rcode)
+        for line in rule.get("extra", []):
+            owner, ttl, rdclass, rdtype, rdata = line.split(None, 4)
+            r.answer.append(dns.rrset.from_text(owner, int(ttl), rdclass, rdtype, rdata))
+        return r.to_wire(), rule.get("delay", 0.0)
+
+    def _log(self, query, transport, src):
+        q = query.question[0]
+        entry = UpstreamQuery(time.monotonic(), q.name.to_text().lower(),
+                              dns.rdatatype.to_text(q.rdtype), transport, query.id,
+                              query.payload if query.edns >= 0 else None,
+                              bool(query.flags & dns.flags.RD), src)
+        with self.lock:
+            self.log.append(entry)
+        return entry
+
+    # ---- transport
+
+    def _run(self):
+        while not self._stop.is_set():
+            now = time.monotonic()
+            while self._pending and self._pending[0][0] <= now:
+                _, _, wire, addr, entry = heapq.heappop(self._pending)
+                try:
+                    self.udp.sendto(wire, addr)
+                    entry.answered = time.monotonic()
+                except OSError:
+                    pass
+            timeout = max(0.0, self._pending[0][0] - now) if self._pending else 1.0
+            try:
+                ready, _, _ = select.select([self.udp, self.tcp, self._wake_r], [], [], timeout)
+            except (OSError, ValueError):
+                return
+            if self.udp in ready:
+                try:
+                    wire, addr = self.udp.recvfrom(65535)
+                except OSError:
+                    wire = None
+                if wire:
+                    try:
+                        query = dns.message.from_wire(wire)
+                    except Exception:
+                        query = None
+                    if query is not None and query.question:
+                        entry = self._log(query, "udp", addr)
+                        reply, delay = self._answer(query, "udp")
+                        if reply is not None:
+                            self._seq += 1
+                            heapq.heappush(self._pending, (time.monotonic() + delay, self._seq,
+                                                           reply, addr, entry))
+            if self.tcp in ready:
+                try:
+                    conn, addr = self.tcp.accept()
+                except OSError:
+                    continue
+                conn.settimeout(10)
+                with self.lock:
+                    self._conns.append(conn)
+                t = threading.Thread(target=self._serve_tcp, args=(conn, addr), daemon=True)
+                self._threads.append(t)
+                t.start()
+
+    def _serve_tcp(self, conn, addr):
+        try:
+            while not self._stop.is_set():
+                try:
+                    wire = tcp_read_msg(conn)
+                except (EOFError, OSError):
+                    return
+                try:
+                    query = dns.message.from_wire(wire)
+                except Exception:
+                    return
+                entry = self._log(query, "tcp", addr)
+                reply, delay = self._answer(query, "tcp")
+                if reply is None:
+                    continue
+                if delay and self._stop.wait(delay):
+                    return
+                conn.sendall(struct.pack("!H", len(reply)) + reply)
+                entry.answered = time.monotonic()
+        except OSError:
+            return
+        finally:
+            conn.close()
+
+    def close(self):
+        self._stop.set()
+        try:
+            self._wake_w.send(b"x")
+        except OSError:
+            pass
+        self.thread.join(5)
+        with self.lock:
+            conns = list(self._conns)
+        for c in conns:
+            try:
+                c.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        for t in self._threads:
+            t.join(5)
+        for s in (self.udp, self.tcp, self._wake_r, self._wake_w):
+            s.close()
+        assert not self.thread.is_alive(), "the fake upstream thread did not stop"
+
+
+@pytest.fixture
+def upstream():
+    """Factory: upstream(host='127.0.0.1') -> a running FakeUpstream; all are closed
+    (sockets closed, threads joined) at teardown."""
+    made = []
+
+    def make(host="127.0.0.1"):
+        u = FakeUpstream(host)
+        made.append(u)
+        return u
+
+    yield make
+    for u in made:
+        u.close()
+
+
+def udp_send(port, qname, rdtype="A", host="127.0.0.1", **kw):
+    """Send one UDP query now, answer later with udp_collect(): (socket, query, t0)."""
+    q = make_query(qname, rdtype, **kw)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    s = socket.socket(family, socket.SOCK_DGRAM)
+    s.connect((host, port))
+    t0 = time.monotonic()
+    s.send(q.to_wire())
+    return s, q, t0
+
+
+def udp_collect(pending, timeout):
+    """The reply to a udp_send() query (parsed, with .query/.wire/.elapsed), or None
+    if none came within timeout seconds of sending.  Closes the socket."""
+    s, q, t0 = pending
+    qw = q.to_wire()
+    try:
+        while True:
+            left = t0 + timeout - time.monotonic()
+            if left <= 0:
+                return None
+            s.settimeout(left)
+            try:
+                w = s.recv(65535)
+            except (socket.timeout, ConnectionRefusedError):
+                return None
+            if w[:2] == qw[:2]:
+                break
+        elapsed = time.monotonic() - t0
+    finally:
+        s.close()
+    r = parse(w, True)
+    r.query, r.query_wire, r.wire, r.elapsed = q, qw, w, elapsed
+    return r
+
+
+class Daemon:
+    """A helper process (dnsmasq, unbound...) we started; stopped by its PID."""
+
+    def __init__(self, argv, workdir, name):
+        self.name = name
+        self.log_path = Path(workdir) / f"{name}.log"
+        self._log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self._log,
+                                     stderr=subprocess.STDOUT, cwd=workdir)
+
+    def log(self):
+        self._log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def wait_ready(self, port, probe, timeout=10.0):
+        """Poll with a UDP query (wire) until any reply comes."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                pytest.fail(f"{self.name} exited with status {self.proc.returncode}; "
+                            f"log:\n{self.log()}")
+            if udp_exchange(probe, port, "127.0.0.1", 0.2) is not None:
+                return self
+            time.sleep(0.05)
+        pytest.fail(f"{self.name} did not answer within {timeout}s; log:\n{self.log()}")
+
+    def stop(self):
+        stop_process(self.proc)
+        self._log.close()
+
+
+@pytest.fixture
+def daemons(tmp_path):
+    """Factory: daemons(argv, name) -> a started Daemon; each is stopped by PID at
+    teardown (SIGTERM, then SIGKILL)."""
+    started = []
+
+    def start(argv, name):
+        d = Daemon(argv, tmp_path, name)
+        started.append(d)
+        return d
+
+    yield start
+    for d in started:
+        d.stop()
+
+
+class UdpClient:
+    """One UDP socket for a series of queries.  SO_REUSEPORT spreads clients over the
+    workers by address and port, so every query from one socket reaches the same
+    worker, and with it the same upstream cache.  send() + receive() keep several
+    queries in flight on the socket (replies are matched by ID)."""
+
+    def __init__(self, port, host="127.0.0.1"):
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.sock = socket.socket(family, socket.SOCK_DGRAM)
+        self.sock.connect((host, port))
+        self.sport = self.sock.getsockname()[1]
+        self.sent = {}      # id -> (query, wire, t0)
+        self.inbox = {}     # id -> (reply wire, arrival time)
+        self.ids = iter(range(1 + (os.getpid() * 7919) % 50000, 65536))
+
+    def send(self, qname, rdtype="A", **kw):
+        """Send a query now; returns its ID for receive()."""
+        kw.setdefault("qid", next(self.ids))
+        q = make_query(qname, rdtype, **kw)
+        qw = q.to_wire()
+        self.sent[q.id] = (q, qw, time.monotonic())
+        self.sock.send(qw)
+        return q.id
+
+    def receive(self, qid, timeout=5.0):
+        """The reply to query qid (parsed one RR per rrset, with .query/.query_wire/
+        .wire/.elapsed); fails the test if none comes within timeout of sending."""
+        q, qw, t0 = self.sent[qid]
+        while qid not in self.inbox:
+            left = t0 + timeout - time.monotonic()
+            if left <= 0:
+                pytest.fail(f"no UDP reply to {q.question[0].to_text()} (id {qid}) within "
+                            f"{timeout}s")
+            self.sock.settimeout(left)
+            try:
+                w = self.sock.recv(65535)
+            except socket.timeout:
+                continue
+            if len(w) >= 2:
+                self.inbox.setdefault(struct.unpack("!H", w[:2])[0], (w, time.monotonic()))
+        w, t1 = self.inbox.pop(qid)
+        del self.sent[qid]
+        r = parse(w, True)
+        r.query, r.query_wire, r.wire, r.elapsed = q, qw, w, t1 - t0
+        return r
+
+    def ask(self, qname, rdtype="A", timeout=5.0, **kw):
+        return self.receive(self.send(qname, rdtype, **kw), timeout)
+
+    def close(self):
+        self.sock.close()
+
+
+@pytest.fixture
+def udp_client():
+    """Factory: udp_client(port, host='127.0.0.1') -> UdpClient; closed at teardown."""
+    made = []
+
+    def make(port, host="127.0.0.1"):
+        c = UdpClient(port, host)
+        made.append(c)
+        return c
+
+    yield make
+    for c in made:
+        c.close()
