@@ -434,6 +434,8 @@ size_t answer_query(struct answer_ctx *ctx, const struct zone *z, const uint8_t 
         q.question = m + HDR;
         q.question_len = pos - HDR;
         info->qtype = q.qtype;
+        info->qclass = q.qclass;
+        info->question = true;
     }
     /* The OPT is read even for errors, so they carry one too (RFC 6891 §7). */
     /* A query has no answers, and authority records only for IXFR, whose
@@ -449,6 +451,9 @@ size_t answer_query(struct answer_ctx *ctx, const struct zone *z, const uint8_t 
         q.cookie = NULL;
     }
     info->edns = q.edns;
+    info->id = q.id;
+    info->do_bit = q.edns && (q.edns_flags & EDNS_DO);
+    info->bufsize = q.edns ? q.udp_size : ANSWER_UDP_PLAIN;
 
     uint8_t rcode;
     if (q.opcode != LDNS_PACKET_QUERY) {

@@ -44,6 +44,10 @@ const struct config_option config_options[CONFIG_OPTION_COUNT] = {
                         offsetof(struct config, workers),
                         "threads answering queries, each with its own sockets; auto: one per "
                         "online CPU"},
+    [CONFIG_RELOAD] = {"server", "reload", CONFIG_TYPE_DURATION, "off", 1, 86400,
+                       offsetof(struct config, reload),
+                       "how often to look for a changed mapping file (30s, 2m...); off: only "
+                       "on SIGHUP"},
     [CONFIG_TCP_MESSAGE_TIMEOUT] = {"server", "tcp-message-timeout", CONFIG_TYPE_UINT, "2", 1, 60,
                                     offsetof(struct config, tcp_message_timeout),
                                     "seconds to receive the rest of a TCP message once it has "
@@ -631,6 +635,35 @@ static bool set_option(struct parser *p, enum config_option_id id, const struct 
             user = arena_strndup(p->a, v, strlen(v));
         }
         memcpy(field, &user, sizeof(user));
+        return true;
+    }
+    if (o->type == CONFIG_TYPE_DURATION) {
+        /* N, Ns, Nm or Nh; "off" is 0 */
+        uint32_t x = 0, unit = 1;
+        char num[16];
+        size_t l = strlen(v);
+        if (strcmp(v, "off") == 0) {
+            memcpy(field, &x, sizeof(x));
+            return true;
+        }
+        if (l > 1 && strchr("smh", v[l - 1])) {
+            unit = v[l - 1] == 's' ? 1 : v[l - 1] == 'm' ? 60 : 3600;
+            l--;
+        }
+        if (l == 0 || l >= sizeof(num)) {
+            diag_error(p->d, tok[0].line, "%s: '%s' is not a duration (like 30s, 2m) or off",
+                       o->name, v);
+            return false;
+        }
+        memcpy(num, v, l);
+        num[l] = '\0';
+        if (!parse_u32(num, &x) || x > o->max / unit || x * unit < o->min) {
+            diag_error(p->d, tok[0].line, "%s: '%s' is not a duration from %us to %uh, or off",
+                       o->name, v, o->min, o->max / 3600);
+            return false;
+        }
+        x *= unit;
+        memcpy(field, &x, sizeof(x));
         return true;
     }
     if (o->type == CONFIG_TYPE_CHOICE) {
@@ -1321,7 +1354,7 @@ struct config *config_parse(const char *text, size_t len, struct diag *d)
     return parse_text(text, len, d);
 }
 
-struct config *config_load(const char *path, struct diag *d)
+char *config_read(const char *path, size_t *lenp, struct diag *d)
 {
     FILE *f = fopen(path, "rb");
     if (!f) {
@@ -1354,6 +1387,16 @@ struct config *config_load(const char *path, struct diag *d)
         diag_error(d, 0, "cannot read: %s", strerror(err));
         return NULL;
     }
+    *lenp = len;
+    return buf;
+}
+
+struct config *config_load(const char *path, struct diag *d)
+{
+    size_t len;
+    char *buf = config_read(path, &len, d);
+    if (!buf)
+        return NULL;
     struct config *cfg = parse_text(buf, len, d);
     free(buf);
     return cfg;

@@ -178,6 +178,7 @@ static void shutdown_main(struct daemon *dm)
             event_del(dm->sig[i]);
     if (dm->lameduck)
         event_del(dm->lameduck);
+    reload_unwatch(dm->reloader);
     http_free(dm->http);
     dm->http = NULL;
     if (dm->srv)
@@ -291,6 +292,7 @@ static void on_loaded(evutil_socket_t fd, short what, void *arg)
     if (!dm->reloader)
         goto fail;
     dm->cfg = NULL; /* the reloader's now */
+    reload_watch(dm->reloader);
     for (size_t i = 0; i < cfg->nlisten; i++)
         log_info("listening on %s (udp, tcp), %zu worker%s", cfg->listen[i].text,
                  server_workers(dm->srv), server_workers(dm->srv) == 1 ? "" : "s");
@@ -328,6 +330,8 @@ static int serve(const char *path)
      * before anything starts. */
     diag_init(&dm.diag, path);
     dm.cfg = config_load(path, &dm.diag);
+    if (dm.cfg && !dm.diag.errors)
+        log_configure(dm.cfg);
     if (!dm.cfg || dm.diag.errors) {
         struct zone *z = dm.cfg ? zone_compile(dm.cfg, NULL, time(NULL), &dm.diag) : NULL;
         zone_free(z);

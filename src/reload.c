@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <event2/event.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -115,6 +116,22 @@ void zone_ref_publish(struct zone_ref *ref, struct zone *z)
 
 /* ---------------------------------------------------------------------- */
 
+/* A fingerprint of the file's bytes (not cryptographic: it only has to
+ * notice that the file changed). */
+static uint64_t content_hash(const char *p, size_t n)
+{
+    uint64_t h = 0x84222325cbf29ce4ULL ^ n;
+    for (; n >= 8; p += 8, n -= 8) {
+        uint64_t w;
+        memcpy(&w, p, 8);
+        h = (h ^ w) * 0x100000001b3ULL;
+        h ^= h >> 31;
+    }
+    for (; n; p++, n--)
+        h = (h ^ (uint8_t)*p) * 0x100000001b3ULL;
+    return h;
+}
+
 struct reloader {
     struct event_base *base;
     const char *path;
@@ -123,6 +140,12 @@ struct reloader {
     struct server *srv;
     struct event *collect; /* retries freeing zones still held */
     struct reload_stats stats;
+
+    /* auto reload (`reload = INTERVAL`): the file is looked at on a timer */
+    struct event *watch;
+    uint32_t interval;     /* seconds; 0: off */
+    uint64_t seen_hash;    /* of the bytes last loaded or tried */
+    uint64_t pending_hash; /* a change seen once, to be seen again */
 };
 
 const struct reload_stats *reload_stats(const struct reloader *r)
@@ -146,6 +169,8 @@ static void on_collect(evutil_socket_t fd, short what, void *arg)
     }
 }
 
+static void on_watch(evutil_socket_t fd, short what, void *arg);
+
 struct reloader *reload_new(struct event_base *base, const char *path, struct config *cfg,
                             struct zone_ref *ref, struct server *srv)
 {
@@ -159,7 +184,20 @@ struct reloader *reload_new(struct event_base *base, const char *path, struct co
     r->srv = srv;
     r->stats.last_ok = time(NULL);
     r->collect = evtimer_new(base, on_collect, r);
-    if (!r->collect) {
+    r->watch = evtimer_new(base, on_watch, r);
+    /* what was loaded at start-up (read again: a change since then is
+     * taken at the first look) */
+    struct diag d;
+    diag_init(&d, path);
+    size_t len;
+    char *text = config_read(path, &len, &d);
+    if (text)
+        r->seen_hash = content_hash(text, len);
+    free(text);
+    diag_finish(&d);
+    if (!r->collect || !r->watch) {
+        if (r->collect)
+            event_free(r->collect);
         free(r);
         return NULL;
     }
@@ -171,6 +209,7 @@ void reload_free(struct reloader *r)
     if (!r)
         return;
     event_free(r->collect);
+    event_free(r->watch);
     config_free(r->cfg);
     free(r);
 }
@@ -191,7 +230,8 @@ static double ms_since(const struct timespec *t0)
     return (double)(t1.tv_sec - t0->tv_sec) * 1e3 + (double)(t1.tv_nsec - t0->tv_nsec) / 1e6;
 }
 
-int reload_run(struct reloader *r)
+/* Loads `text` (the file's bytes; NULL: read the file now). */
+static int reload_text(struct reloader *r, char *text, size_t len)
 {
     struct timespec t0;
     clock_gettime(CLOCK_MONOTONIC, &t0);
@@ -201,7 +241,15 @@ int reload_run(struct reloader *r)
 
     struct diag d;
     diag_init(&d, r->path);
-    struct config *cfg = config_load(r->path, &d);
+    char *owned = NULL;
+    if (!text)
+        text = owned = config_read(r->path, &len, &d);
+    struct config *cfg = NULL;
+    if (text) {
+        r->seen_hash = content_hash(text, len);
+        cfg = config_parse(text, len, &d);
+    }
+    free(owned);
     /* compiled even when the config has errors, to report the zone's too */
     struct zone *z = cfg ? zone_compile(cfg, old, time(NULL), &d) : NULL;
     diag_each(&d, log_diag_line, NULL);
@@ -227,11 +275,13 @@ int reload_run(struct reloader *r)
     notify("READY=1\nSTATUS=serving");
     r->stats.last_ok = time(NULL);
     config_drop_mapping(cfg); /* the zone has what it needs */
+    log_configure(cfg);
     zone_ref_publish(r->ref, z);
     if (r->srv)
         server_apply_limits(r->srv, cfg);
     config_free(r->cfg);
     r->cfg = cfg;
+    reload_watch(r);
 
     if (zone_ref_collect(r->ref) > 0) {
         struct timeval tv = {0, 20000};
@@ -242,4 +292,76 @@ int reload_run(struct reloader *r)
              st->services, st->records, st->added, st->removed, st->changed, st->serial,
              changed ? "" : " (unchanged)", ms_since(&t0));
     return 0;
+}
+
+int reload_run(struct reloader *r)
+{
+    return reload_text(r, NULL, 0);
+}
+
+static void arm_watch(struct reloader *r, uint32_t ms)
+{
+    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
+    event_add(r->watch, &tv);
+}
+
+/* Auto reload. Kubernetes updates a mounted ConfigMap by swapping the
+ * `..data` symlink, editors write a new file and rename it: both change
+ * the bytes read at the path, which is all that is compared, so symlinks,
+ * renames and inode changes need no special care. A changed file must read
+ * the same twice, a second apart, before it is loaded: a file being copied
+ * in place is not loaded half-written. A file that cannot be read (the
+ * moment of a swap) is looked at again later, never taken as empty. */
+static void on_watch(evutil_socket_t fd, short what, void *arg)
+{
+    struct reloader *r = arg;
+    (void)fd;
+    (void)what;
+    struct diag d;
+    diag_init(&d, r->path);
+    size_t len;
+    char *text = config_read(r->path, &len, &d);
+    diag_finish(&d);
+    uint32_t next = r->interval * 1000;
+    next = next - next / 10 + (uint32_t)(random() % (next / 5 + 1)); /* +-10% jitter */
+    if (!text) {
+        arm_watch(r, next);
+        return;
+    }
+    uint64_t h = content_hash(text, len);
+    if (h == r->seen_hash) {
+        r->pending_hash = 0;
+    } else if (h != r->pending_hash) {
+        r->pending_hash = h; /* changed: it must hold still for a second */
+        next = 1000;
+    } else {
+        r->pending_hash = 0;
+        log_info("reload: %s changed", r->path);
+        reload_text(r, text, len); /* re-arms the watch */
+        free(text);
+        return;
+    }
+    free(text);
+    arm_watch(r, next);
+}
+
+void reload_unwatch(struct reloader *r)
+{
+    if (r)
+        event_del(r->watch);
+}
+
+void reload_watch(struct reloader *r)
+{
+    uint32_t interval = r->cfg->reload;
+    if (interval == r->interval && (interval == 0 || event_pending(r->watch, EV_TIMEOUT, NULL)))
+        return;
+    if (interval != r->interval && interval)
+        log_info("reload: looking at %s every %us", r->path, interval);
+    else if (interval != r->interval)
+        log_info("reload: %s is reloaded on SIGHUP only", r->path);
+    r->interval = interval;
+    event_del(r->watch);
+    if (interval)
+        arm_watch(r, interval * 1000);
 }

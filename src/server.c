@@ -211,6 +211,33 @@ static void worker_leave(struct worker *w)
 
 static void set_read_timeout(struct tcp_conn *c);
 
+/* Counts a query and its reply, and logs it when query logging is on. */
+static void account(struct worker *w, size_t index, const struct answer_info *info,
+                    const void *peer, bool tcp, const uint8_t *query, size_t qlen,
+                    const uint8_t *reply, size_t rlen, uint64_t ns)
+{
+    metrics_count(w->metrics, index, info->dropped, tcp, is_ipv6(peer), info->qtype, info->rcode,
+                  qlen, rlen, ns);
+    if (!log_queries() || rlen == 0)
+        return;
+    struct log_query q = {
+        .peer = peer,
+        .tcp = tcp,
+        .id = info->id,
+        .qtype = info->qtype,
+        .qclass = info->qclass,
+        .qname = info->question ? query + 12 : NULL,
+        .size = qlen,
+        .do_bit = info->do_bit,
+        .bufsize = info->bufsize,
+        .rcode = info->rcode,
+        .reply = reply,
+        .rsize = rlen,
+        .ns = ns,
+    };
+    log_query(&q);
+}
+
 static void pending_free(struct pending *p)
 {
     struct worker *w = p->w;
@@ -253,6 +280,8 @@ static void respond(struct pending *p)
             put16(w->tcp_reply, (uint16_t)rlen);
             bufferevent_write(p->conn->bev, w->tcp_reply, rlen + 2);
         }
+        account(w, p->index, &info, &p->conn->peer, true, p->query, p->len, w->tcp_reply + 2, rlen,
+                now_ns() - p->since_ns);
     } else {
         uint8_t reply[ANSWER_UDP_MAX];
         rlen = answer_query(&w->actx, z, p->query, p->len, false, (const struct sockaddr *)&p->peer,
@@ -268,11 +297,10 @@ static void respond(struct pending *p)
         };
         if (rlen && sendmsg(p->fd, &m, MSG_DONTWAIT) < 0)
             log_debug("upstream reply lost: %s", strerror(errno));
+        account(w, p->index, &info, &p->peer, false, p->query, p->len, reply, rlen,
+                now_ns() - p->since_ns);
     }
     w->actx.no_wait = false;
-    const void *peer = p->conn ? (const void *)&p->conn->peer : (const void *)&p->peer;
-    metrics_count(w->metrics, p->index, info.dropped, p->conn != NULL, is_ipv6(peer), info.qtype,
-                  info.rcode, p->len, rlen, now_ns() - p->since_ns);
     worker_leave(w);
 }
 
@@ -388,9 +416,8 @@ static void on_udp(evutil_socket_t fd, short what, void *arg)
         uint64_t each = (now_ns() - t0) / (uint64_t)n;
         for (int i = 0; i < n; i++)
             if (!b->info[i].deferred)
-                metrics_count(w->metrics, u->index, b->info[i].dropped, false, is_ipv6(&b->peer[i]),
-                              b->info[i].qtype, b->info[i].rcode, b->in[i].msg_len, b->rlen[i],
-                              each);
+                account(w, u->index, &b->info[i], &b->peer[i], false, b->query[i], b->in[i].msg_len,
+                        b->reply[i], b->rlen[i], each);
         for (int sent = 0; sent < nout;) {
             int k = sendmmsg(fd, b->out + sent, (unsigned)(nout - sent), 0);
             if (k > 0) {
@@ -511,8 +538,8 @@ static void on_tcp_read(struct bufferevent *bev, void *arg)
                                 &info);
             w->actx.no_wait = false;
         }
-        metrics_count(w->metrics, c->index, info.dropped, true, is_ipv6(&c->peer), info.qtype,
-                      info.rcode, len, rlen, now_ns() - t0);
+        account(w, c->index, &info, &c->peer, true, w->tcp_query, len, w->tcp_reply + 2, rlen,
+                now_ns() - t0);
         if (rlen) {
             put16(w->tcp_reply, (uint16_t)rlen);
             bufferevent_write(bev, w->tcp_reply, rlen + 2);

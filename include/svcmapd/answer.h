@@ -30,7 +30,12 @@ struct answer_ctx {
 
 /* What happened to one query, for logs and counters. */
 struct answer_info {
+    uint16_t id;
     uint16_t qtype;
+    uint16_t qclass;
+    uint16_t bufsize; /* the client's EDNS UDP size, 512 without EDNS */
+    bool question;    /* the query has a question: its name at offset 12 */
+    bool do_bit;
     uint8_t rcode; /* extended: BADVERS is 16 */
     bool edns;
     bool truncated;

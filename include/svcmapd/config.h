@@ -75,6 +75,7 @@ enum config_option_id {
     CONFIG_TCP_IDLE_TIMEOUT,
     CONFIG_TCP_MAX_CONNECTIONS,
     CONFIG_WORKERS,
+    CONFIG_RELOAD,
     CONFIG_TCP_MESSAGE_TIMEOUT,
     CONFIG_TCP_PIPELINE,
     CONFIG_UDP_MAX_SIZE,
@@ -105,6 +106,7 @@ struct config {
     uint32_t tcp_idle_timeout; /* seconds */
     uint32_t tcp_max_connections;
     uint32_t workers;             /* threads answering queries; 0: one per online CPU */
+    uint32_t reload;              /* seconds between looks at the file; 0: off */
     uint32_t tcp_message_timeout; /* seconds to receive the rest of a started message */
     uint32_t tcp_pipeline;        /* queries of one connection per turn, or waiting */
     uint32_t udp_max_size;        /* largest UDP reply, bytes */
@@ -149,6 +151,7 @@ enum config_option_type {
     CONFIG_TYPE_USER,      /* a user name or UID[:GID] that exists */
     CONFIG_TYPE_ENDPOINT,  /* one address with a port, or "off" */
     CONFIG_TYPE_CHOICE,    /* one of `choices`, stored as its index */
+    CONFIG_TYPE_DURATION,  /* seconds: N, Ns, Nm, Nh, or off (0) */
 
 };
 
@@ -166,6 +169,10 @@ struct config_option {
 };
 
 extern const struct config_option config_options[CONFIG_OPTION_COUNT];
+
+/* The bytes of the file at `path` (malloc'ed, `*len` of them), or NULL
+ * after adding why to `d`. */
+char *config_read(const char *path, size_t *len, struct diag *d);
 
 /* Reads and checks the mapping file at `path`. Every problem is added to
  * `d` (which must have been diag_init'ed with the name to print). Returns

@@ -3,6 +3,10 @@
 #define SVCMAPD_LOG_H
 
 #include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
 
 enum log_level {
     LOG_LEVEL_DEBUG,
@@ -11,8 +15,47 @@ enum log_level {
     LOG_LEVEL_ERROR,
 };
 
+enum log_format {
+    LOG_FORMAT_TEXT, /* 2026-11-26T10:00:00Z [INFO] message */
+    LOG_FORMAT_JSON, /* {"time":"...","level":"info","msg":"..."} */
+};
+
 /* Lines below `level` are discarded. The default is LOG_LEVEL_INFO. */
 void log_set_level(enum log_level level);
+
+/* Text (the default) or one JSON object per line. */
+void log_set_format(enum log_format format);
+
+struct config;
+
+/* Takes the [log] settings of `cfg`: level, format, queries. */
+void log_configure(const struct config *cfg);
+
+/* Query logging: off by default; cheap to test per query. */
+void log_set_queries(bool on);
+bool log_queries(void);
+
+/* One answered query, in the fields of CoreDNS's `log` plugin. */
+struct log_query {
+    const struct sockaddr *peer;
+    bool tcp;
+    uint16_t id;
+    uint16_t qtype;
+    uint16_t qclass;
+    const uint8_t *qname; /* wire form as received, or NULL */
+    size_t size;          /* of the query */
+    bool do_bit;
+    uint16_t bufsize;     /* the client's EDNS size, 512 without */
+    unsigned rcode;       /* extended */
+    const uint8_t *reply; /* its header gives the flags; NULL: none sent */
+    size_t rsize;
+    uint64_t ns; /* time to answer */
+};
+
+/* Writes a query line (at info level), as CoreDNS's log plugin does:
+ * `127.0.0.1:50759 - 29008 "A IN example.org. udp 41 false 4096" NOERROR
+ * qr,aa,rd 68 0.000037990s`, or its JSON object. */
+void log_query(const struct log_query *q);
 
 /* Writes one line `2026-11-26T10:00:00Z [LEVEL] message` to stderr with a
  * single write(2), so lines from several threads never interleave. Nothing

@@ -57,6 +57,14 @@ void reload_free(struct reloader *r);
 /* The config of the zone now served (main thread). */
 const struct config *reload_config(const struct reloader *r);
 
+/* Starts (or changes, or stops) looking at the file every `reload`
+ * seconds of the current config; a file that changed is reloaded as by
+ * SIGHUP. Called after start-up and after each reload. */
+void reload_watch(struct reloader *r);
+
+/* Stops looking at the file (shutting down). */
+void reload_unwatch(struct reloader *r);
+
 /* Counts of reloads, for the metrics endpoint (main thread). */
 const struct reload_stats *reload_stats(const struct reloader *r);
 
