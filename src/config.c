@@ -1024,6 +1024,23 @@ static void finish_key(struct parser *p)
     }
 }
 
+/* "[server], [upstream], ... or [namespace NAME]", from the options table. */
+static const char *section_list(char *out, size_t cap)
+{
+    size_t n = 0;
+    out[0] = '\0';
+    for (int i = 0; i < CONFIG_OPTION_COUNT; i++) {
+        const char *sec = config_options[i].section;
+        if (i > 0 && strcmp(sec, config_options[i - 1].section) == 0)
+            continue;
+        n += (size_t)snprintf(out + n, cap - n, "[%s], ", sec);
+    }
+    if (n >= 2)
+        out[n - 2] = '\0';
+    snprintf(out + strlen(out), cap - strlen(out), " or [namespace NAME]");
+    return out;
+}
+
 static void begin_section(struct parser *p, const char *hdr, size_t len, int line)
 {
     finish_key(p);
@@ -1096,10 +1113,9 @@ static void begin_section(struct parser *p, const char *hdr, size_t len, int lin
         strset_clear(&p->services);
         return;
     }
-    diag_error(
-        p->d, line,
-        "unknown section '[%s]' (expected [server], [upstream], [http], [log] or [namespace NAME])",
-        text);
+    char known[128];
+    diag_error(p->d, line, "unknown section '[%s]' (expected %s)", text,
+               section_list(known, sizeof(known)));
 }
 
 /* inih calls this for every key = value line and every continuation line. */
@@ -1128,10 +1144,11 @@ static int on_value(void *user, const char *section, const char *name, const cha
 
     finish_key(p);
     if (p->section == SECTION_NONE) {
+        char known[128];
         diag_error(p->d, p->lineno,
-                   "'%s' is outside any section (start with [server], [upstream], [http] or "
-                   "[namespace NAME])",
-                   name);
+
+                   "'%s' is outside any section (start with %s)", name,
+                   section_list(known, sizeof(known)));
         return 1;
     }
     if (p->section == SECTION_INVALID)

@@ -20,6 +20,7 @@
 #include "svcmapd/http.h"
 #include "svcmapd/log.h"
 #include "svcmapd/notify.h"
+#include "svcmapd/print.h"
 #include "svcmapd/reload.h"
 #include "svcmapd/server.h"
 #include "svcmapd/zone.h"
@@ -35,10 +36,15 @@ static void usage(FILE *out)
 {
     fprintf(out,
             "Usage: svcmapd [-c FILE] [-t] [-V] [-h]\n"
+            "       svcmapd [-c FILE] --print FORM SERVER\n"
             "Authoritative DNS for <service>.<namespace>.svc.<zone> names, mapped in an INI file.\n"
             "\n"
             "  -c, --config FILE  the mapping file (default %s)\n"
             "  -t, --check        check the file and exit: 0 if valid, 1 if not\n"
+            "  -p, --print FORM SERVER\n"
+            "                     print what to paste to send the mapped names to svcmapd at\n"
+            "                     SERVER (IP[:PORT]), and exit; FORM is corefile-names,\n"
+            "                     corefile-namespaces, corefile-zone or stubdomains\n"
             "  -V, --version      print the version and exit\n"
             "  -h, --help         print this help and exit\n"
             "\n"
@@ -148,6 +154,23 @@ static int drop_privileges(const char *spec)
     }
     log_info("running as user %s (uid %u, gid %u)", spec, (unsigned)uid, (unsigned)gid);
     return 0;
+}
+
+/* --print: the file must be valid; the snippet goes to stdout. */
+static int print_form(const char *path, const char *form, const char *server)
+{
+    struct diag d;
+    diag_init(&d, path);
+    struct config *cfg = config_load(path, &d);
+    struct zone *z = cfg ? zone_compile(cfg, NULL, time(NULL), &d) : NULL;
+    diag_each(&d, print_line, stderr);
+    diag_finish(&d);
+    int rc = EXIT_BAD_CONFIG;
+    if (z)
+        rc = print_snippet(stdout, cfg, form, server) == 0 ? EXIT_OK : EXIT_USAGE;
+    zone_free(z);
+    config_free(cfg);
+    return rc;
 }
 
 struct daemon {
@@ -401,23 +424,25 @@ out:
 int main(int argc, char **argv)
 {
     static const struct option longopts[] = {
-        {"config", required_argument, NULL, 'c'},
-        {"check", no_argument, NULL, 't'},
-        {"version", no_argument, NULL, 'V'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
+        {"config", required_argument, NULL, 'c'}, {"check", no_argument, NULL, 't'},
+        {"print", required_argument, NULL, 'p'},  {"version", no_argument, NULL, 'V'},
+        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
     };
     const char *path = SVCMAPD_DEFAULT_CONFIG;
     bool check_only = false;
+    const char *form = NULL;
     int opt;
 
-    while ((opt = getopt_long(argc, argv, "c:tVh", longopts, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, "c:tp:Vh", longopts, NULL)) != -1) {
         switch (opt) {
         case 'c':
             path = optarg;
             break;
         case 't':
             check_only = true;
+            break;
+        case 'p':
+            form = optarg;
             break;
         case 'V':
             printf("svcmapd %s\n", SVCMAPD_VERSION);
@@ -429,6 +454,14 @@ int main(int argc, char **argv)
             fprintf(stderr, "Try 'svcmapd --help' for more information.\n");
             return EXIT_USAGE;
         }
+    }
+    if (form) {
+        if (optind + 1 != argc) {
+            fprintf(stderr, "svcmapd: --print %s needs one SERVER (IP[:PORT])\n", form);
+            fprintf(stderr, "Try 'svcmapd --help' for more information.\n");
+            return EXIT_USAGE;
+        }
+        return print_form(path, form, argv[optind]);
     }
     if (optind < argc) {
         fprintf(stderr, "svcmapd: unexpected argument '%s'\n", argv[optind]);
