@@ -19,7 +19,8 @@ void diag_finish(struct diag *d)
     d->len = d->cap = 0;
 }
 
-static void diag_add(struct diag *d, int line, const char *kind, const char *fmt, va_list ap)
+__attribute__((format(printf, 4, 0))) static void
+diag_add(struct diag *d, int line, const char *kind, const char *fmt, va_list ap)
 {
     if (d->errors + d->warnings >= DIAG_MAX_STORED) {
         d->dropped++;

@@ -140,7 +140,14 @@ static void test_continuation(void)
     ok(cfg && find(cfg, "big", "other"), "the next key starts a new service");
     config_free(cfg);
 
+    cfg = parse(
+        "[namespace a]\nx = 10.0.0.1, ; first\n    10.0.0.2 ; second\n    10.0.0.3 # third\n");
+    s = cfg ? find(cfg, "a", "x") : NULL;
+    is_int(s ? s->ntargets : 0, 3, "comments on continuation lines are comments too");
+    config_free(cfg);
+
     ok(fails_with("[namespace a]\nx = 1.2.3.4\n  y = 1.2.3.5\n",
+
                   "t.ini:3: error: indented line continues the value of 'x'"),
        "an indented key = value line is reported, not taken as targets");
 }
