@@ -5,6 +5,7 @@
 #include <getopt.h>
 #include <grp.h>
 #include <pwd.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <pthread.h>
@@ -171,6 +172,26 @@ static int print_form(const char *path, const char *form, const char *server)
     zone_free(z);
     config_free(cfg);
     return rc;
+}
+
+/* Every TCP connection is a descriptor: the soft limit goes up to the
+ * hard one (systemd and shells often leave it at 1024), as NSD does. */
+static void raise_file_limit(const struct config *cfg)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+        return;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+    /* per worker: a UDP socket and a listener per address, an upstream
+     * socket or two, libevent's own; then the connections */
+    rlim_t need = (rlim_t)cfg->tcp_max_connections + 64 + 8 * (rlim_t)cfg->nlisten * 16;
+    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < need)
+        log_warning("open files limited to %llu, fewer than tcp-max-connections = %u needs; "
+                    "raise the limit (LimitNOFILE=) or lower tcp-max-connections",
+                    (unsigned long long)rl.rlim_cur, cfg->tcp_max_connections);
 }
 
 struct daemon {
@@ -366,6 +387,7 @@ static int serve(const char *path)
         return EXIT_BAD_CONFIG;
     }
 
+    raise_file_limit(dm.cfg);
     dm.base = event_base_new();
     if (!dm.base)
         goto out;

@@ -268,6 +268,17 @@ static int reload_text(struct reloader *r, char *text, size_t len)
         log_warning("reload: 'listen' changed; it takes effect only after a restart");
     if (cfg->workers != r->cfg->workers)
         log_warning("reload: 'workers' changed; it takes effect only after a restart");
+    if ((cfg->user == NULL) != (r->cfg->user == NULL) ||
+        (cfg->user && strcmp(cfg->user, r->cfg->user) != 0))
+        log_warning("reload: 'user' changed; it takes effect only after a restart");
+    for (int i = 0; i < 3; i++) {
+        bool same = cfg->http_on[i] == r->cfg->http_on[i] &&
+                    (!cfg->http_on[i] || strcmp(cfg->http[i].text, r->cfg->http[i].text) == 0);
+        if (!same) {
+            log_warning("reload: [http] endpoints changed; they take effect only after a restart");
+            break;
+        }
+    }
 
     const struct zone_stats *st = zone_stats(z);
     bool changed = st->serial != old_serial;

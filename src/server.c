@@ -9,6 +9,7 @@
 #include <event2/thread.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -860,7 +861,11 @@ size_t server_worker_count(const struct config *cfg)
 {
     if (cfg->workers)
         return cfg->workers;
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    /* the CPUs this process may run on (a container's cpuset), not all
+     * the host has */
+    cpu_set_t set;
+    long n = sched_getaffinity(0, sizeof(set), &set) == 0 ? CPU_COUNT(&set)
+                                                          : sysconf(_SC_NPROCESSORS_ONLN);
     return n < 1 ? 1 : n > MAX_WORKERS ? MAX_WORKERS : (size_t)n;
 }
 

@@ -2,6 +2,7 @@
 #include "svcmapd/zone.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <ctype.h>
 #include <ifaddrs.h>
 #include <ldns/ldns.h>
@@ -649,9 +650,13 @@ static bool collect_ns_addresses(struct compiler *c)
         else
             any6 |= IN6_IS_ADDR_UNSPECIFIED(&((const struct sockaddr_in6 *)ss)->sin6_addr);
     }
-    if ((any4 || any6) && getifaddrs(&ifs) == 0)
-        for (struct ifaddrs *i = ifs; i; i = i->ifa_next)
-            max++;
+    if ((any4 || any6) && getifaddrs(&ifs) < 0)
+        diag_warning(c->d, cfg->line[CONFIG_LISTEN],
+                     "cannot list the interfaces' addresses (%s): ns.dns.%s gets none for a "
+                     "wildcard listen address",
+                     strerror(errno), cfg->zone);
+    for (struct ifaddrs *i = ifs; i; i = i->ifa_next)
+        max++;
 
     c->ns4 = calloc(max + 1, 4);
     c->ns6 = calloc(max + 1, 16);
