@@ -181,6 +181,8 @@ static const char *rcode_text(unsigned rcode, char *buf, size_t cap)
 
 void log_query(const struct log_query *q)
 {
+    if (atomic_load_explicit(&min_level, memory_order_relaxed) > LOG_LEVEL_INFO)
+        return; /* query lines are info lines */
     char host[INET6_ADDRSTRLEN + 2] = "-";
     unsigned port = 0;
     if (q->peer && q->peer->sa_family == AF_INET) {
@@ -224,11 +226,21 @@ void log_query(const struct log_query *q)
     const char *rcode = rcode_text(q->rcode, rbuf, sizeof(rbuf));
     double secs = (double)q->ns / 1e9;
 
+    /* The CoreDNS line: all of a text line, and the JSON object's msg. */
+    char msg[1400];
+    bool v6 = strchr(host, ':') != NULL;
+    snprintf(msg, sizeof(msg), "%s%s%s:%u - %u \"%s %s %s %s %zu %s %u\" %s %s %zu %.9fs",
+             v6 ? "[" : "", host, v6 ? "]" : "", port, q->id, type, klass, name,
+             q->tcp ? "tcp" : "udp", q->size, q->do_bit ? "true" : "false", q->bufsize, rcode,
+             flags[0] ? flags : "-", q->rsize, secs);
+
     struct line l = {.n = 0};
     if (atomic_load_explicit(&format, memory_order_relaxed) == LOG_FORMAT_JSON) {
         add_time(&l, true);
+        add(&l, ",\"level\":\"info\",\"msg\":\"");
+        add_json(&l, msg);
         add(&l,
-            ",\"level\":\"info\",\"type\":\"query\",\"remote\":\"%s\",\"port\":%u,\"id\":%u,"
+            "\",\"type\":\"query\",\"remote\":\"%s\",\"port\":%u,\"id\":%u,"
             "\"qtype\":\"%s\",\"qclass\":\"%s\",\"name\":\"",
             host, port, q->id, type, klass);
         add_json(&l, name);
@@ -239,11 +251,7 @@ void log_query(const struct log_query *q)
             q->rsize, secs);
     } else {
         add_time(&l, false);
-        bool v6 = strchr(host, ':') != NULL;
-        add(&l, "[INFO] %s%s%s:%u - %u \"%s %s %s %s %zu %s %u\" %s %s %zu %.9fs", v6 ? "[" : "",
-            host, v6 ? "]" : "", port, q->id, type, klass, name, q->tcp ? "tcp" : "udp", q->size,
-            q->do_bit ? "true" : "false", q->bufsize, rcode, flags[0] ? flags : "-", q->rsize,
-            secs);
+        add(&l, "[INFO] %s", msg);
     }
     emit(&l);
 }

@@ -260,9 +260,11 @@ static int reload_text(struct reloader *r, char *text, size_t len)
                   d.errors == 1 ? "" : "s", r->path, old_serial);
         diag_finish(&d);
         config_free(cfg);
+        reload_watch(r); /* keep looking: the next good file is taken */
         return -EINVAL;
     }
     diag_finish(&d);
+    log_configure(cfg); /* the lines below already in the new [log] format */
 
     if (!config_same_listen(cfg, r->cfg))
         log_warning("reload: 'listen' changed; it takes effect only after a restart");
@@ -286,7 +288,6 @@ static int reload_text(struct reloader *r, char *text, size_t len)
     notify("READY=1\nSTATUS=serving");
     r->stats.last_ok = time(NULL);
     config_drop_mapping(cfg); /* the zone has what it needs */
-    log_configure(cfg);
     zone_ref_publish(r->ref, z);
     if (r->srv)
         server_apply_limits(r->srv, cfg);

@@ -674,10 +674,12 @@ enum upstream_status upstream_get(struct upstream *up, const struct upstream_set
                              : now - e->failed_at >= STALE_REFRESH;
             if (due && !e->lookup && wait)
                 lookup_new(up, e, set);
-            if (fresh)
-                metrics_inc(&up->stats.hits, 1);
-            else
+            /* A query answered after waiting for its lookup was a miss,
+             * not also a hit: hits / (hits + misses) is the hit ratio. */
+            if (!fresh)
                 metrics_inc(&up->stats.stale, 1);
+            else if (wait)
+                metrics_inc(&up->stats.hits, 1);
             return UPSTREAM_HIT;
         }
         if (now > e->expires + max_stale)
