@@ -76,8 +76,9 @@ struct tcp_conn {
     bool draining;  /* the client has closed its side: close once written */
     bool waiting;   /* reading paused until its upstream lookups end */
     struct sockaddr_storage peer;
-    size_t index;      /* of the listen address it came to */
-    uint32_t npending; /* its queries waiting for upstream lookups */
+    size_t index;       /* of the listen address it came to */
+    uint32_t npending;  /* its queries waiting for upstream lookups */
+    uint64_t msg_start; /* when the message being received began (ms); 0: none */
 };
 
 struct tcp_listener {
@@ -470,17 +471,28 @@ static void conn_free(struct tcp_conn *c)
 static void set_read_timeout(struct tcp_conn *c)
 {
     struct server *srv = c->w->srv;
+    struct timeval idle = {atomic_load_explicit(&srv->idle_timeout, memory_order_relaxed), 0};
     if (c->npending) {
         /* not idle: its answers wait for lookups, which have their own
          * timeout; the idle clock starts again when they are sent */
-        struct timeval idle = {atomic_load_explicit(&srv->idle_timeout, memory_order_relaxed), 0};
         bufferevent_set_timeouts(c->bev, NULL, &idle);
         return;
     }
-    bool inside = evbuffer_get_length(bufferevent_get_input(c->bev)) > 0;
-    struct timeval idle = {atomic_load_explicit(&srv->idle_timeout, memory_order_relaxed), 0};
-    struct timeval msg = {atomic_load_explicit(&srv->message_timeout, memory_order_relaxed), 0};
-    bufferevent_set_timeouts(c->bev, inside && msg.tv_sec < idle.tv_sec ? &msg : &idle, &idle);
+    if (evbuffer_get_length(bufferevent_get_input(c->bev)) == 0) {
+        c->msg_start = 0;
+        bufferevent_set_timeouts(c->bev, &idle, &idle);
+        return;
+    }
+    /* Inside a message: what is left of tcp-message-timeout since its first
+     * byte, a deadline that trickling bytes do not push back. */
+    uint64_t now = upstream_now();
+    if (c->msg_start == 0)
+        c->msg_start = now;
+    uint64_t limit = atomic_load_explicit(&srv->message_timeout, memory_order_relaxed) * 1000ULL;
+    uint64_t spent = now - c->msg_start;
+    uint64_t left = spent < limit ? limit - spent : 1;
+    struct timeval msg = {(time_t)(left / 1000), (suseconds_t)(left % 1000) * 1000};
+    bufferevent_set_timeouts(c->bev, &msg, &idle);
 }
 
 /* RFC 7766: several queries per connection, answered as they come, the
@@ -524,6 +536,7 @@ static void on_tcp_read(struct bufferevent *bev, void *arg)
         }
         evbuffer_drain(in, 2);
         evbuffer_remove(in, w->tcp_query, len);
+        c->msg_start = 0; /* a whole message: the next one starts its own clock */
 
         struct answer_info info;
         uint64_t t0 = now_ns();

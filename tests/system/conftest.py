@@ -39,8 +39,18 @@ DATA = Path(__file__).resolve().parent / "data"
 QR, AA, TC, RD, RA, Z, AD, CD = 0x8000, 0x0400, 0x0200, 0x0100, 0x0080, 0x0040, 0x0020, 0x0010
 FLAG_MASK = QR | AA | TC | RD | RA | Z | AD | CD
 
-START_TIMEOUT = 5.0
-STOP_TIMEOUT = 5.0
+# SVCMAPD_VALGRIND=1: every svcmapd the fixtures start runs under valgrind's memcheck
+# (see VALGRIND below); it is 20-50x slower, so start-up, stop and query waits stretch
+# by SLOW.  Without it SLOW is 1 and nothing changes.
+VALGRIND = os.environ.get("SVCMAPD_VALGRIND") == "1"
+VALGRIND_ARGV = ["valgrind", "--error-exitcode=99", "--leak-check=full",
+                 "--show-leak-kinds=definite,indirect",
+                 "--errors-for-leak-kinds=definite,indirect", "--track-fds=no", "-q"]
+VALGRIND_EXIT = 99
+SLOW = 10.0 if VALGRIND else 1.0
+
+START_TIMEOUT = 5.0 * (12 if VALGRIND else 1)
+STOP_TIMEOUT = 5.0 * (6 if VALGRIND else 1)
 
 
 def svcmapd_path():
@@ -140,6 +150,7 @@ def udp_exchange(wire, port, host="127.0.0.1", timeout=1.0):
     """Send wire over UDP; return the first reply with the same ID, or None."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     qid = wire[:2]
+    timeout *= SLOW
     with socket.socket(family, socket.SOCK_DGRAM) as s:
         s.connect((host, port))
         s.send(wire)
@@ -176,7 +187,7 @@ def tcp_read_msg(sock):
 def tcp_connect(port, host="127.0.0.1", timeout=2.0):
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     s = socket.socket(family, socket.SOCK_STREAM)
-    s.settimeout(timeout)
+    s.settimeout(timeout * SLOW)
     s.connect((host, port))
     return s
 
@@ -203,7 +214,8 @@ def ask(port, qname, rdtype="A", *, tcp=False, host="127.0.0.1", timeout=None, o
         w = tcp_exchange(qw, port, host, timeout or 2.0)
     else:
         w = udp_exchange(qw, port, host, timeout or 1.0)
-        assert w is not None, f"no UDP reply to {qname} {rdtype} within {timeout or 1.0}s"
+        assert w is not None, (f"no UDP reply to {qname} {rdtype} within "
+                               f"{(timeout or 1.0) * SLOW}s")
     r = parse(w, one_rr)
     r.query, r.query_wire, r.wire = q, qw, w
     return r
@@ -361,10 +373,11 @@ def inject_workers(config):
 
 class Server:
     """One running svcmapd: .port (127.0.0.1), .port6 (::1, if used), .config_path,
-    .proc, .log() (stderr so far)."""
+    .proc, .log() (stderr so far).  prefix: a command that runs svcmapd (setpriv ...);
+    under SVCMAPD_VALGRIND=1 svcmapd runs under valgrind (VALGRIND_ARGV)."""
 
     def __init__(self, binary, workdir, config, *, name="svcmapd.ini", zone="cluster.local",
-                 ipv6=False, ipv4=True, args=()):
+                 ipv6=False, ipv4=True, args=(), prefix=()):
         self.workdir = Path(workdir)
         self.zone = zone
         self.port = free_port("127.0.0.1") if ipv4 else None
@@ -375,8 +388,11 @@ class Server:
         self.out_path = self.workdir / (name + ".stdout")
         self._err = open(self.log_path, "wb")
         self._out = open(self.out_path, "wb")
+        argv = [str(binary), *args, "-c", str(self.config_path)]
+        if VALGRIND:
+            argv = VALGRIND_ARGV + argv
         self.proc = subprocess.Popen(
-            [str(binary), *args, "-c", str(self.config_path)],
+            [*prefix, *argv],
             stdin=subprocess.DEVNULL, stdout=self._out, stderr=self._err, cwd=self.workdir)
         self.exit_status = None
 
@@ -446,7 +462,7 @@ class Server:
 
     def wait_log(self, needle, count=1, timeout=5.0):
         """Wait until stderr holds needle at least count times; return the log."""
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + timeout * SLOW
         while True:
             text = self.log()
             if text.count(needle) >= count:
@@ -468,8 +484,16 @@ class Server:
         n = before.count("reload:")
         os.kill(self.proc.pid, signal.SIGHUP)
         text = self.wait_log("reload:", n + 1, timeout)
-        new = text[len(before):]
-        ok, failed = new.count("reload: ok"), new.count("reload: failed")
+        # Warnings ("reload: 'listen' changed...") come before the outcome line: wait
+        # for the outcome itself (a slow server, under valgrind say, shows the gap).
+        deadline = time.monotonic() + timeout * SLOW
+        while True:
+            new = text[len(before):]
+            ok, failed = new.count("reload: ok"), new.count("reload: failed")
+            if ok + failed or time.monotonic() > deadline or self.proc.poll() is not None:
+                break
+            time.sleep(0.005)
+            text = self.log()
         assert ok + failed == 1, f"expected one reload outcome line, got:\n{new}"
         return ("ok" if ok else "failed"), new
 
@@ -486,11 +510,46 @@ SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime
 
 
 def sanitizer_report(text):
-    """The first sanitizer report in a stderr text, or None (for ASan/UBSan builds)."""
+    """The first sanitizer report in a stderr text, or None (for ASan/UBSan builds);
+    under SVCMAPD_VALGRIND=1 also the first valgrind error report."""
     for marker in SANITIZER_MARKERS:
         i = text.find(marker)
         if i >= 0:
             return text[max(0, i - 200):i + 2000]
+    if VALGRIND:
+        return valgrind_report(text)
+    return None
+
+
+# What memcheck prints for an error (with -q it prints nothing else but warnings).
+VALGRIND_MARKERS = re.compile(
+    r"ERROR SUMMARY: [1-9]|definitely lost: [1-9]|indirectly lost: [1-9]"
+    r"|are definitely lost|are indirectly lost|Invalid read|Invalid write|Invalid free"
+    r"|uninitialised|Mismatched free|Syscall param|Source and destination overlap"
+    r"|Process terminating with default action")
+
+
+def valgrind_report(text):
+    """The first valgrind error report in a stderr text (with the lines of the same
+    ==PID== block after it), or None."""
+    m = VALGRIND_MARKERS.search(text)
+    if not m:
+        return None
+    start = text.rfind("\n", 0, max(0, m.start() - 1500)) + 1
+    return text[start:m.start() + 6000]
+
+
+def server_report(s):
+    """A failure message for a stopped Server: a sanitizer or valgrind report in its
+    stderr, or valgrind's error exit status; None if clean."""
+    text = s.log_path.read_text(errors="replace")
+    report = sanitizer_report(text)
+    if report:
+        what = "sanitizer or valgrind" if VALGRIND else "sanitizer"
+        return f"{what} report from svcmapd ({s.config_path.name}):\n{report}"
+    if VALGRIND and s.exit_status == VALGRIND_EXIT:
+        return (f"valgrind exit status {VALGRIND_EXIT} from svcmapd ({s.config_path.name}); "
+                f"stderr tail:\n" + "\n".join(text.splitlines()[-60:]))
     return None
 
 
@@ -623,9 +682,9 @@ def svcmapd(svcmapd_bin, tmp_path):
     for s in servers:
         s.stop()
     for s in servers:
-        report = sanitizer_report(s.log_path.read_text(errors="replace"))
+        report = server_report(s)
         if report:
-            pytest.fail(f"sanitizer report from svcmapd ({s.config_path.name}):\n{report}")
+            pytest.fail(report)
 
 
 @pytest.fixture
@@ -643,9 +702,9 @@ def _std_holder(svcmapd_bin, tmp_path_factory):
     s = holder["server"]
     if s is not None:
         s.stop()
-        report = sanitizer_report(s.log_path.read_text(errors="replace"))
+        report = server_report(s)
         if report:
-            pytest.fail(f"sanitizer report from the shared svcmapd:\n{report}")
+            pytest.fail(f"from the shared svcmapd: {report}")
 
 
 @pytest.fixture
