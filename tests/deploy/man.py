@@ -1,0 +1,189 @@
+#!/usr/bin/python3
+"""man.py -- the man pages against the code: every key of config_options[]
+(src/config.c) is documented in svcmapd.ini.5 in its section, with its
+default and range; every option, --print form, signal and exit status of
+`svcmapd --help` is in svcmapd.8, and nothing there that --help lacks; and
+the examples that run svcmapd -t or --print print what the pages say.
+
+Usage: man.py MAN_DIR CONFIG_C SVCMAPD REPO_ROOT
+"""
+import os
+import re
+import shlex
+import subprocess
+import sys
+import tempfile
+
+failed = passed = 0
+
+
+def check(ok, what, detail=""):
+    global failed, passed
+    if ok:
+        passed += 1
+        print(f"ok {passed + failed} - {what}")
+    else:
+        failed += 1
+        print(f"not ok {passed + failed} - {what}" + (f": {detail}" if detail else ""))
+
+
+def options_table(config_c):
+    """(section, name, type, default, min, max, choices) of each row of
+    config_options[], written with designated initializers or positionally."""
+    src = open(config_c, encoding="utf-8").read()
+    start = src.index("{", src.index("config_options[")) + 1
+    table = src[start:src.index("\n};", start)]
+    rows = []
+    for m in re.finditer(r"\[CONFIG_\w+\]\s*=\s*\{", table):
+        depth, i = 1, m.end()
+        while depth and i < len(table):  # the row's closing brace; choices nest one
+            depth += {"{": 1, "}": -1}.get(table[i], 0)
+            i += 1
+        body = table[m.end():i - 1]
+        choices = re.search(r"\(const char \*const\[\]\)\s*\{([^}]*)\}", body)
+        choices = re.findall(r'"([^"]*)"', choices.group(1)) if choices else []
+        if re.search(r"^\s*\.section\s*=", body):
+            def field(name, pattern, default=None):
+                f = re.search(rf"\.{name}\s*=\s*{pattern}", body)
+                return f.group(1) if f else default
+            rows.append((field("section", r'"([^"]*)"'), field("name", r'"([^"]*)"'),
+                         field("type", r"(CONFIG_TYPE_\w+)"), field("default_value", r'"([^"]*)"', ""),
+                         int(field("min", r"(\d+)", "0")), int(field("max", r"(\d+)", "0")), choices))
+            continue
+        head = re.match(r'\s*"(\w+)",\s*"([\w-]+)",\s*(CONFIG_TYPE_\w+),\s*"([^"]*)",\s*(\d+),\s*(\d+)',
+                        body)
+        if head:
+            rows.append(head.groups()[:4] + (int(head.group(5)), int(head.group(6)), choices))
+    return rows
+
+
+def blocks(text, macro):
+    """{header line: body} for each .Ss or .Sh block."""
+    out = {}
+    parts = re.split(rf"^\.{macro} (.*)$", text, flags=re.M)
+    for i in range(1, len(parts), 2):
+        out[parts[i]] = parts[i + 1]
+    return out
+
+
+def literal_blocks(text):
+    return [b.replace("\\&", "").replace("\\e", "\\")
+            for b in re.findall(r"^\.Bd -literal[^\n]*\n(.*?)^\.Ed$", text, re.M | re.S)]
+
+
+def main():
+    man_dir, config_c, svcmapd, root = sys.argv[1:5]
+    svcmapd = os.path.abspath(svcmapd)
+    page8 = open(os.path.join(man_dir, "svcmapd.8"), encoding="utf-8").read()
+    page5 = open(os.path.join(man_dir, "svcmapd.ini.5"), encoding="utf-8").read()
+
+    # ---- svcmapd.ini.5: every key, in its section, with default and range ----
+    rows = options_table(config_c)
+    check(len(rows) >= 19, f"read {len(rows)} rows of config_options[] from {config_c}")
+    subsections = blocks(page5, "Ss")
+    documented = {}
+    for header, body in subsections.items():
+        m = re.search(r"\[(\w+)\]", header)
+        if m:
+            documented[m.group(1)] = body
+    for section, name, typ, default, lo, hi, choices in rows:
+        body = documented.get(section)
+        if body is None:
+            check(False, f"[{section}] has a subsection in svcmapd.ini.5")
+            documented[section] = ""
+            continue
+        m = re.search(rf"^\.It Cm {re.escape(name)}\b(.*?)(?=^\.It Cm |^\.El)", body, re.M | re.S)
+        check(m is not None, f"[{section}] {name}: documented")
+        if not m:
+            continue
+        entry = m.group(0)
+        check("Default" in entry or (typ == "CONFIG_TYPE_CHOICE" and "default" in entry),
+              f"[{section}] {name}: gives its default")
+        want = default if default else "none"
+        check(re.search(rf"(Default:\s*\n?\.(Li|Pa) {re.escape(want)}\b|Default: {want}\b)", entry)
+              is not None, f"[{section}] {name}: default {want!r}")
+        if typ in ("CONFIG_TYPE_UINT", "CONFIG_TYPE_UINT_AUTO"):
+            check(re.search(rf"\b{lo} to {hi}\b", entry) is not None, f"[{section}] {name}: range {lo} to {hi}")
+        elif typ == "CONFIG_TYPE_DURATION":
+            rng = f"{lo}s to {hi // 3600}h"
+            check(rng in entry, f"[{section}] {name}: range {rng}")
+        for c in choices:
+            check(re.search(rf"\b{re.escape(c)}\b", entry) is not None, f"[{section}] {name}: choice {c}")
+    known = {(s, n) for s, n, *_ in rows}
+    for section, body in documented.items():
+        if section == "namespace":
+            continue
+        for name in re.findall(r"^\.It Cm ([\w-]+)", body, re.M):
+            check((section, name) in known, f"[{section}] {name}: documented key exists in config.c")
+
+    # ---- svcmapd.8 against --help ----
+    help_text = subprocess.run([svcmapd, "--help"], capture_output=True, text=True, check=True).stdout
+    longs = sorted(set(re.findall(r"(?<![\w-])--([a-z][a-z-]+)", help_text)))
+    shorts = sorted(set(re.findall(r"^\s+-([A-Za-z]),", help_text, re.M)))
+    check(len(longs) >= 4, f"--help lists long options: {', '.join(longs)}")
+    for o in longs:
+        check(re.search(rf"\bFl \\-{re.escape(o)}\b", page8) is not None, f"svcmapd.8 documents --{o}")
+    for o in shorts:
+        check(re.search(rf"^\.It Fl {o}\b", page8, re.M) is not None, f"svcmapd.8 documents -{o}")
+    for o in re.findall(r"\bFl \\-([a-z][a-z-]+)", page8):
+        check(o in longs, f"svcmapd.8's --{o} exists in --help")
+    forms = re.search(r"FORM is ((?:[\w-]+, )*[\w-]+ or [\w-]+)", re.sub(r"\s+", " ", help_text))
+    if forms:
+        for f in re.split(r", | or ", forms.group(1)):
+            check(re.search(rf"^\.It Cm {re.escape(f)}$", page8, re.M) is not None,
+                  f"svcmapd.8 documents --print {f}")
+    sections8 = blocks(page8, "Sh")
+    for sig in sorted(set(re.findall(r"\bSIG[A-Z]+\b", help_text))):
+        check(f"Dv {sig}" in sections8.get("SIGNALS", ""), f"svcmapd.8 SIGNALS has {sig}")
+    status = re.search(r"Exit status: (.*?)\.\n\n?", help_text, re.S)
+    codes = re.findall(r"(\d+) [a-z]", status.group(1)) if status else []
+    check(len(codes) >= 4, f"--help gives exit statuses {', '.join(codes)}")
+    for code in codes:
+        check(re.search(rf"^\.It {code}$", sections8.get("EXIT STATUS", ""), re.M) is not None,
+              f"svcmapd.8 EXIT STATUS has {code}")
+
+    # ---- examples that only read files: they print what the pages say ----
+    with tempfile.TemporaryDirectory() as tmp:
+        for page, text in (("svcmapd.8", page8), ("svcmapd.ini.5", page5)):
+            for block in literal_blocks(text):
+                lines = block.split("\n")
+                i = 0
+                while i < len(lines):
+                    cmd = lines[i]
+                    j = i + 1
+                    while j < len(lines) and not lines[j].startswith("$ ") and lines[j] != "...":
+                        j += 1
+                    expected = [l for l in lines[i + 1:j] if l != ""]
+                    i = j + (1 if j < len(lines) and lines[j] == "..." else 0)
+                    if cmd.startswith("$ cat "):
+                        with open(os.path.join(tmp, cmd[6:].strip()), "w", encoding="utf-8") as f:
+                            f.write("\n".join(expected) + "\n")
+                        continue
+                    if not cmd.startswith("$ svcmapd ") or re.search(r"[|&;<>$]", cmd[2:]):
+                        continue
+                    argv = shlex.split(cmd[2:])
+                    if "-t" not in argv and "--print" not in argv and "-p" not in argv:
+                        continue
+                    cfg = argv[argv.index("-c") + 1] if "-c" in argv else None
+                    cwd = root if cfg and os.path.exists(os.path.join(root, cfg)) else tmp
+                    r = subprocess.run([svcmapd] + argv[1:], capture_output=True, text=True, cwd=cwd)
+                    got = [l for l in (r.stdout + r.stderr).split("\n") if l != ""]
+                    check(got[:len(expected)] == expected, f"{page}: `{cmd[2:]}` prints what the page shows",
+                          "\n  page: " + "\n  page: ".join(expected) + "\n  real: " + "\n  real: ".join(got[:len(expected)]))
+
+        # The example file of svcmapd.ini.5 is a valid file.
+        ex = blocks(page5, "Sh").get("EXAMPLES", "")
+        first = literal_blocks(ex)[0] if literal_blocks(ex) else ""
+        path = os.path.join(tmp, "example.ini")
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(first)
+        r = subprocess.run([svcmapd, "-t", "-c", path], capture_output=True, text=True)
+        check(first.startswith("[server]") and r.returncode == 0 and ": warning:" not in r.stderr,
+              "svcmapd.ini.5: the example file passes svcmapd -t without warnings", (r.stdout + r.stderr).strip())
+
+    print(f"man.py: {passed} checks passed, {failed} failed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,32 @@
+/* fuzz.h -- the libFuzzer entry points, and the reply checks the targets share. */
+#ifndef SVCMAPD_FUZZ_H
+#define SVCMAPD_FUZZ_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "svcmapd/answer.h"
+
+/* What every target defines: one input, any bytes. Returns 0, or -1 to
+ * keep an input out of libFuzzer's corpus. Must not keep state between
+ * calls that changes what the next input does. */
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+/* Optional, once before the first input: libFuzzer calls it when a target
+ * defines it, and so does driver.c (a weak reference there). */
+int LLVMFuzzerInitialize(int *argc, char ***argv);
+
+/*
+ * Answers `query` (`qlen` bytes) from `z` over UDP (`tcp` false) or TCP,
+ * into a reply buffer of exactly the size the server uses, and abort()s
+ * with a message on stderr if the reply breaks a rule every reply must
+ * keep: never over the buffer or the UDP limit, the query's ID and QR=1,
+ * at most one question and the query's own, and readable by ldns whenever
+ * ldns can read the query as a message with one question. Returns the
+ * length of the reply (0: nothing sent).
+ */
+size_t fuzz_answer_checked(struct answer_ctx *ctx, const struct zone *z, const uint8_t *query,
+                           size_t qlen, bool tcp, const struct sockaddr *peer);
+
+#endif

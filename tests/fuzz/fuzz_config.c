@@ -1,0 +1,175 @@
+/* fuzz_config.c -- libFuzzer target: any text as a mapping file, parsed and compiled. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fuzz.h"
+#include "svcmapd/config.h"
+#include "svcmapd/zone.h"
+
+/*
+ * The whole reading path of a reload, without the file: parse, and if the
+ * text had no error, compile, then compile again against the first zone
+ * as a reload of an unchanged file would. Everything is freed, so
+ * LeakSanitizer checks the error paths too. Each diagnostic line must start
+ * with the file name: that is how `svcmapd -t` and the reload log show them,
+ * and a message that smuggles a newline in would break it.
+ *
+ * A few answers are then asked of each compiled zone, under the same
+ * checks as fuzz_answer: strange but valid files make strange zones.
+ */
+
+#define FILE_NAME "fuzz.ini"
+#define NOW       1700000000
+
+/* Paths the config may open as a resolv.conf (`servers = /PATH`) that
+ * never end or block (/dev/zero, /dev/stdin, /proc/kmsg, FIFOs under
+ * /run): the fuzzer would report them as timeouts of its own making. */
+static bool opens_device(const uint8_t *data, size_t size)
+{
+    static const char *const bad[] = {"/dev", "/proc", "/sys", "/run"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        if (memmem(data, size, bad[i], strlen(bad[i])))
+            return true;
+    return false;
+}
+
+static void check_diag(const struct diag *d)
+{
+    size_t flen = strlen(FILE_NAME);
+    size_t lines = 0;
+    for (size_t pos = 0; pos < d->len;) {
+        const char *line = d->text + pos;
+        const char *nl = memchr(line, '\n', d->len - pos);
+        if (!nl) {
+            fprintf(stderr, "fuzz: diagnostics do not end in a newline\n");
+            abort();
+        }
+        if ((size_t)(nl - line) <= flen || memcmp(line, FILE_NAME ":", flen + 1) != 0) {
+            fprintf(stderr, "fuzz: diagnostic line %zu does not start with '%s:': %.*s\n",
+                    lines + 1, FILE_NAME, (int)(nl - line), line);
+            abort();
+        }
+        lines++;
+        pos = (size_t)(nl - d->text) + 1;
+    }
+    /* diag.c keeps the first DIAG_MAX_STORED and counts the rest */
+    if (lines + d->dropped != d->errors + d->warnings) {
+        fprintf(stderr, "fuzz: %zu lines and %u dropped for %u errors and %u warnings\n", lines,
+                d->dropped, d->errors, d->warnings);
+        abort();
+    }
+}
+
+/* Appends `label` to a wire name; false if it would not fit. */
+static bool put_label(uint8_t *q, size_t *pos, size_t cap, const char *label, size_t len)
+{
+    if (len == 0 || len > 63 || *pos + 1 + len > cap)
+        return false;
+    q[(*pos)++] = (uint8_t)len;
+    memcpy(q + *pos, label, len);
+    *pos += len;
+    return true;
+}
+
+/* A query for `svc`.`ns`.svc.`zone`, or `ns`.svc.`zone` when svc is NULL:
+ * header, question, and an OPT of 4096 bytes when `edns`. */
+static size_t make_query(uint8_t *q, size_t cap, const char *zone, const char *ns, const char *svc,
+                         uint16_t qtype, bool edns)
+{
+    /* ID 0x1234, RD, one question, one additional record with EDNS */
+    static const uint8_t header[12] = {0x12, 0x34, 0x01, 0, 0, 1, 0, 0, 0, 0, 0, 0};
+    memcpy(q, header, sizeof(header));
+    q[11] = edns ? 1 : 0;
+    size_t pos = 12;
+    if ((svc && !put_label(q, &pos, cap, svc, strlen(svc))) ||
+        !put_label(q, &pos, cap, ns, strlen(ns)) || !put_label(q, &pos, cap, "svc", 3))
+        return 0;
+    for (const char *p = zone; *p;) {
+        const char *dot = strchr(p, '.');
+        size_t l = dot ? (size_t)(dot - p) : strlen(p);
+        if (!put_label(q, &pos, cap, p, l))
+            return 0;
+        p += l + (dot ? 1 : 0);
+    }
+    if (pos - 12 + 1 > 255 || pos + 1 + 4 + 11 > cap)
+        return 0;
+    q[pos++] = 0;
+    q[pos++] = (uint8_t)(qtype >> 8);
+    q[pos++] = (uint8_t)qtype;
+    q[pos++] = 0; /* class IN */
+    q[pos++] = 1;
+    if (edns) {
+        static const uint8_t opt[11] = {0, 0, 41, 0x10, 0, 0, 0, 0, 0, 0, 0};
+        memcpy(q + pos, opt, sizeof(opt));
+        pos += sizeof(opt);
+    }
+    return pos;
+}
+
+static void ask(const struct zone *z, const struct config *cfg)
+{
+    static const uint16_t types[] = {1, 28, 33, 5, 255};
+    struct answer_ctx ctx = {.rng = 0x9e3779b97f4a7c15ULL, .no_wait = true};
+    uint8_t q[512];
+    /* the first services of the first namespaces, and each namespace's own
+     * name (no records: NODATA): enough shapes, bounded time */
+    for (size_t i = 0; i < cfg->nnamespaces && i < 2; i++) {
+        const struct config_namespace *ns = &cfg->namespaces[i];
+        size_t nsvc = ns->nservices < 3 ? ns->nservices : 3;
+        for (size_t j = 0; j <= nsvc; j++) {
+            const char *svc = j < nsvc ? ns->services[j].name : NULL;
+            for (size_t t = 0; t < sizeof(types) / sizeof(types[0]); t++) {
+                bool edns = t & 1;
+                size_t n = make_query(q, sizeof(q), cfg->zone, ns->name, svc, types[t], edns);
+                if (n) {
+                    fuzz_answer_checked(&ctx, z, q, n, false, NULL);
+                    fuzz_answer_checked(&ctx, z, q, n, true, NULL);
+                }
+            }
+        }
+    }
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    if (opens_device(data, size))
+        return -1;
+
+    struct diag d;
+    diag_init(&d, FILE_NAME);
+    struct config *cfg = config_parse((const char *)data, size, &d);
+    if (cfg && d.errors == 0) {
+        unsigned before = d.errors;
+        struct zone *z = zone_compile(cfg, NULL, NOW, &d);
+        /* zone.h: NULL exactly when an error was reported */
+        if ((z == NULL) != (d.errors > before)) {
+            fprintf(stderr, "fuzz: zone_compile gave %s with %u new errors\n",
+                    z ? "a zone" : "NULL", d.errors - before);
+            abort();
+        }
+        if (z) {
+            /* the same file again, later: nothing changed, the serial stays */
+            struct zone *again = zone_compile(cfg, z, NOW + 60, &d);
+            if (!again) {
+                fprintf(stderr, "fuzz: a zone that compiled once does not compile again\n");
+                abort();
+            }
+            const struct zone_stats *a = zone_stats(z), *b = zone_stats(again);
+            if (a->serial != b->serial || b->added || b->removed || b->changed) {
+                fprintf(stderr,
+                        "fuzz: unchanged file, serial %u -> %u, %zu added, %zu removed, "
+                        "%zu changed\n",
+                        a->serial, b->serial, b->added, b->removed, b->changed);
+                abort();
+            }
+            ask(again, cfg);
+            zone_free(again);
+        }
+        zone_free(z);
+    }
+    check_diag(&d);
+    config_free(cfg);
+    diag_finish(&d);
+    return 0;
+}

@@ -1,0 +1,279 @@
+#!/usr/bin/python3
+"""make_corpus.py -- writes the seed corpora of tests/fuzz/corpus/ (answer and config).
+
+Run it from anywhere with Debian's python3 (it needs python3-dnspython):
+
+    /usr/bin/python3 tests/fuzz/make_corpus.py
+
+It replaces the files it writes and leaves others alone. Seeds are small on
+purpose: libFuzzer mutates from them, it does not need many.
+
+answer/: `fuzz_answer` inputs, one byte for the transport (bit 0: TCP), one
+for the peer address (0 none, 1 IPv4, 2 IPv6), then the DNS message. The
+names are those of the fixed zone in fuzz_answer.c.
+
+config/: the shipped conf/svcmapd.ini, every tests/data/bad/*.ini, and the
+handcrafted files below.
+"""
+
+import os
+import shutil
+import struct
+import sys
+
+import dns.edns
+import dns.message
+import dns.reversename
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+ZONE = "cluster.local."
+
+UDP, TCP = 0, 1
+NO_PEER, PEER4, PEER6 = 0, 1, 2
+
+
+def svc(name, ns="test-2"):
+    return f"{name}.{ns}.svc.{ZONE}"
+
+
+def query(name, rdtype="A", edns=None, payload=1232, dnssec=False, options=None, qid=0x1234,
+          rdclass="IN"):
+    """A query as a stub resolver sends it; edns=0 adds an OPT, None sends none."""
+    if edns is None:
+        m = dns.message.make_query(name, rdtype, rdclass=rdclass, use_edns=False)
+    else:
+        m = dns.message.make_query(name, rdtype, rdclass=rdclass, use_edns=edns, payload=payload,
+                                   want_dnssec=dnssec, options=options or [])
+    m.id = qid
+    return m.to_wire()
+
+
+def cookie(client, server=b""):
+    return dns.edns.GenericOption(10, client + server)
+
+
+def header(qid=0x1234, flags=0x0100, qd=1, an=0, ns=0, ar=0):
+    return struct.pack("!6H", qid, flags, qd, an, ns, ar)
+
+
+def wire_name(name):
+    out = b""
+    for label in name.rstrip(".").split("."):
+        out += bytes([len(label)]) + label.encode()
+    return out + b"\0"
+
+
+def opt(udp=1232, version=0, flags=0, rdata=b"", owner=b"\0"):
+    return owner + struct.pack("!HHBBHH", 41, udp, 0, version, flags, len(rdata)) + rdata
+
+
+QNAME = wire_name(svc("mysql"))
+QUESTION = QNAME + struct.pack("!HH", 1, 1)
+
+
+def answer_seeds():
+    """(file name, transport, peer, message) for each seed."""
+    s = []
+
+    def add(name, msg, transport=UDP, peer=NO_PEER):
+        s.append((name, transport, peer, msg))
+
+    # Every answer shape of the fixed zone, as real clients ask.
+    add("a-ipv4", query(svc("mysql")))
+    add("a-ipv4-edns", query(svc("mysql"), edns=0))
+    add("a-ipv4-edns-do-tcp", query(svc("mysql"), edns=0, dnssec=True), TCP)
+    add("aaaa-ipv6", query(svc("v6"), "AAAA", edns=0))
+    add("aaaa-mixed", query(svc("dual"), "AAAA"))
+    add("a-several", query(svc("redis"), edns=0))
+    add("a-0x20-case", query("MySQL.TEST-2.svc.Cluster.LOCAL.", edns=0))
+    add("srv-port", query("_pg._tcp." + svc("pg"), "SRV", edns=0))
+    add("srv-service-name", query(svc("pg"), "SRV"))
+    add("srv-named-udp", query("_ldap._udp." + svc("ldap"), "SRV", edns=0, payload=4096))
+    add("a-endpoint", query("10-0-0-5." + svc("ldap")))
+    add("aaaa-endpoint", query("2001-db8--5." + svc("ldap"), "AAAA", edns=0))
+    add("srv-big-udp-512", query(svc("farm"), "SRV"))
+    add("srv-big-udp-4096", query(svc("farm"), "SRV", edns=0, payload=4096))
+    add("srv-big-tcp", query(svc("farm"), "SRV"), TCP)
+    add("a-big-udp", query(svc("farm")))
+    add("srv-long-names", query("_a-long-service-name-that-pushes-names-toward-dns-limits-abcdef._tcp."
+                                "a-long-service-name-that-pushes-names-toward-dns-limits-abcdef."
+                                "a-long-namespace-name-that-pushes-names-toward-dns-limits-abcde.svc."
+                                + ZONE, "SRV", edns=0))
+    add("cname-in-zone", query(svc("db"), "CNAME"))
+    add("a-chained", query(svc("db"), edns=0))
+    add("a-chained-twice", query(svc("chain"), edns=0), TCP)
+    add("srv-via-cname", query(svc("srvalias"), "SRV", edns=0))
+    add("a-outside-zone-target", query(svc("mysql", "test-1"), edns=0))
+    add("aaaa-resolve-no", query(svc("web", "test-1"), "AAAA"))
+    add("a-cname-to-outside", query(svc("outside"), edns=0))
+    add("ptr-ipv4", query(dns.reversename.from_address("192.168.1.21").to_text(), "PTR"))
+    add("ptr-ipv6", query(dns.reversename.from_address("2001:db8::5").to_text(), "PTR", edns=0))
+    add("ptr-unknown", query(dns.reversename.from_address("192.168.9.9").to_text(), "PTR"))
+    add("any", query(svc("mysql"), "ANY", edns=0))
+    add("soa-apex", query(ZONE, "SOA", edns=0))
+    add("ns-apex", query(ZONE, "NS", edns=0))
+    add("a-ns-dns", query("ns.dns." + ZONE))
+    add("txt-dns-version", query("dns-version." + ZONE, "TXT"))
+    add("a-nxdomain", query(svc("nope"), edns=0))
+    add("mx-nodata", query(svc("mysql"), "MX"))
+    add("ns-root-refused", query(".", "NS"))
+    add("a-outside-refused", query("example.com."))
+    add("axfr", query(ZONE, "AXFR"), TCP)
+    add("class-ch", query(svc("mysql"), rdclass="CH"))
+    add("qtype-opt", query(svc("mysql"), "OPT", edns=0))
+
+    # EDNS and COOKIEs (RFC 6891, RFC 7873)
+    add("edns-version-1", header(ar=1) + QUESTION + opt(version=1))
+    add("edns-small-buffer", query(svc("farm"), "SRV", edns=0, payload=100))
+    add("edns-unknown-option", query(svc("mysql"), edns=0,
+                                     options=[dns.edns.GenericOption(65001, b"xyz")]))
+    add("cookie-client", query(svc("mysql"), edns=0, options=[cookie(b"\x01" * 8)]), UDP, PEER4)
+    add("cookie-client-server",
+        query(svc("mysql"), edns=0, options=[cookie(b"\x01" * 8, b"\x01\0\0\0" + b"\x02" * 12)]),
+        TCP, PEER6)
+    add("cookie-bad-length", query(svc("mysql"), edns=0, options=[cookie(b"\x01" * 5)]), UDP, PEER4)
+    add("cookie-twice", header(ar=1) + QUESTION
+        + opt(rdata=struct.pack("!HH", 10, 8) + b"\x03" * 8 + struct.pack("!HH", 10, 8) + b"\x04" * 8))
+    add("opt-truncated-option", header(ar=1) + QUESTION + opt(rdata=struct.pack("!HH", 10, 8) + b"\x01"))
+    add("opt-not-root", header(ar=1) + QUESTION + opt(owner=wire_name("x.")))
+    add("opt-twice", header(ar=2) + QUESTION + opt() + opt())
+    add("opt-compressed-owner", header(ar=1) + QUESTION + opt(owner=b"\xc0\x0c"))
+    add("ixfr-with-soa", header(ns=1) + QNAME + struct.pack("!HH", 251, 1)
+        + b"\xc0\x0c" + struct.pack("!HHIH", 6, 1, 0, 22) + b"\0\0" + struct.pack("!5I", 1, 2, 3, 4, 5))
+
+    # Malformed messages
+    add("compression-loop-qname", header() + b"\xc0\x0c" + struct.pack("!HH", 1, 1))
+    # the additional record's owner points at itself
+    add("compression-loop-additional", header(ar=1) + QUESTION + struct.pack("!H", 0xc000 | (12 + len(QUESTION)))
+        + struct.pack("!HHIH", 1, 1, 0, 4) + b"\x7f\0\0\1")
+    add("qr-set", header(flags=0x8100) + QUESTION)
+    add("opcode-5-update", header(flags=5 << 11) + QUESTION)
+    add("opcode-2-status", header(flags=2 << 11, qd=0))
+    add("qdcount-2", header(qd=2) + QUESTION + QUESTION)
+    add("qdcount-0", header(qd=0, ar=1) + opt())
+    add("ancount-1", header(an=1) + QUESTION + b"\xc0\x0c" + struct.pack("!HHIH", 1, 1, 0, 4) + b"\1\2\3\4")
+    add("truncated-header", header()[:11])
+    add("header-only", header())
+    add("truncated-qname", header() + QNAME[:9])
+    add("truncated-qtype", header() + QNAME + b"\0")
+    add("truncated-opt", (header(ar=1) + QUESTION + opt(rdata=struct.pack("!HH", 10, 8) + b"\x01" * 8))[:-5])
+    add("trailing-garbage", query(svc("mysql"), edns=0) + b"\xde\xad\xbe\xef")
+    add("label-too-long", header() + b"\x40" + b"a" * 64 + b"\0" + struct.pack("!HH", 1, 1))
+    add("name-255", header() + b"\x3f" + b"a" * 63 + b"\x3f" + b"b" * 63 + b"\x3f" + b"c" * 63
+        + b"\x3d" + b"d" * 61 + b"\0" + struct.pack("!HH", 1, 1))
+    add("tsig-like-additional", header(ar=1) + QUESTION + wire_name("key.")
+        + struct.pack("!HHIH", 250, 255, 0, 3) + b"\0\0\0", TCP)
+    return s
+
+
+# Handcrafted mapping files: valid corners the other seeds lack.
+CONFIGS = {
+    "every-option.ini": """[server]
+zone = Example.Internal.
+listen = 127.0.0.1:5353, [::1]:5353, 0.0.0.0
+ttl = 0
+tcp-idle-timeout = 3600
+tcp-max-connections = 65535
+workers = 2
+tcp-message-timeout = 60
+tcp-pipeline = 1000
+udp-max-size = 4096
+user = 0:0
+
+[upstream]
+servers = 10.96.0.10, [fd00::10]:5353
+timeout = 30
+cache-size = 16
+max-stale = 0
+negative-ttl = 300
+
+[http]
+health = 127.0.0.1:8080
+ready = [::1]:8081
+metrics = off
+lameduck = 5
+
+[namespace a]
+b = 10.0.0.1
+""",
+    "shapes.ini": """[upstream]
+servers = none
+[namespace test-1]
+mysql = mysql.test-1.example.com
+web = web.example.com. resolve=no
+[namespace test-2]
+mysql = 192.168.1.10
+v6 = 2001:db8::10
+redis = 192.168.1.20 192.168.1.21,192.168.1.22
+pg = 192.168.1.30:5433
+ldap = 10.0.0.5:389, [2001:db8::5]:389 srv=_ldap._udp ttl=30
+sip = 10.0.0.9:5060 srv=_sip._sctp
+db = mysql.test-2.svc.cluster.local
+chain = db.test-2.svc.cluster.local
+""",
+    "continuation.ini": """; a value over several lines; written with a BOM and CRLF line ends
+[namespace ns]
+many = 10.0.0.1:1, 10.0.0.2:1,
+       10.0.0.3:1
+\t10.0.0.4:1
+# comment
+other = [2001:db8::1]:2 [2001:db8::2]:2
+""",
+    "cname-loop.ini": """[upstream]
+servers = none
+[namespace a]
+x = y.a.svc.cluster.local
+y = x.a.svc.cluster.local
+z = 10.0.0.1
+""",
+    "endpoints.ini": """[upstream]
+servers = none
+[namespace a]
+pg = 10.0.0.1:5432 10.0.0.2:5432
+alias = 10-0-0-1.pg.a.svc.cluster.local
+rev = 2001:db8::
+""",
+    "warnings.ini": """[upstream]
+servers = /nonexistent/resolv.conf
+[namespace a]
+b = 10.0.0.1 srv=_x._tcp
+c = c.example.com
+[namespace b]
+""",
+    "empty.ini": "",
+}
+
+
+def write(path, data):
+    with open(path, "wb") as f:
+        f.write(data)
+
+
+def main():
+    answer = os.path.join(HERE, "corpus", "answer")
+    config = os.path.join(HERE, "corpus", "config")
+    os.makedirs(answer, exist_ok=True)
+    os.makedirs(config, exist_ok=True)
+
+    names = set()
+    for name, transport, peer, msg in answer_seeds():
+        assert name not in names, name
+        names.add(name)
+        write(os.path.join(answer, name), bytes([transport, peer]) + msg)
+
+    shutil.copyfile(os.path.join(ROOT, "conf", "svcmapd.ini"), os.path.join(config, "svcmapd.ini"))
+    bad = os.path.join(ROOT, "tests", "data", "bad")
+    for f in sorted(os.listdir(bad)):
+        if f.endswith(".ini"):
+            shutil.copyfile(os.path.join(bad, f), os.path.join(config, "golden-" + f))
+    for name, text in CONFIGS.items():
+        data = text.encode()
+        if name == "continuation.ini":
+            data = b"\xef\xbb\xbf" + data.replace(b"\n", b"\r\n")  # BOM, CRLF
+        write(os.path.join(config, name), data)
+    print(f"{len(names)} answer seeds, {len(os.listdir(config))} config seeds", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

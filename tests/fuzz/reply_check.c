@@ -1,0 +1,132 @@
+/* reply_check.c -- the rules every reply of answer_query() keeps, checked for the fuzz targets. */
+#include <ldns/ldns.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fuzz.h"
+
+/*
+ * A fuzz target finds only what it checks: ASan and UBSan catch memory and
+ * arithmetic errors, these checks catch replies that are wrong on the wire.
+ * ldns is the independent decoder, as in the unit tests. A failed check
+ * prints what broke and abort()s, which libFuzzer saves as a crash input.
+ */
+
+#define HDR 12
+
+#define FAIL(...)                                                                                  \
+    do {                                                                                           \
+        fprintf(stderr, "fuzz: reply check failed: " __VA_ARGS__);                                 \
+        fputc('\n', stderr);                                                                       \
+        abort();                                                                                   \
+    } while (0)
+
+static uint16_t get16(const uint8_t *p)
+{
+    return (uint16_t)(p[0] << 8 | p[1]);
+}
+
+/* Length of the question at `m`+HDR (an uncompressed name, type, class),
+ * or 0 if it does not fit in `len` bytes. */
+static size_t question_len(const uint8_t *m, size_t len)
+{
+    size_t pos = HDR;
+    for (;;) {
+        if (pos >= len || m[pos] > 63)
+            return 0;
+        uint8_t l = m[pos];
+        pos += (size_t)l + 1;
+        if (l == 0)
+            break;
+    }
+    return pos + 4 <= len ? pos + 4 - HDR : 0;
+}
+
+static void check_parsed(const uint8_t *query, size_t qlen, const uint8_t *reply, size_t n,
+                         bool tcp, const struct zone *z)
+{
+    ldns_pkt *qp = NULL, *rp = NULL;
+    bool must_parse = get16(reply + 4) == 0; /* no question: every byte is ours */
+    if (ldns_wire2pkt(&qp, query, qlen) == LDNS_STATUS_OK && ldns_pkt_qdcount(qp) == 1)
+        must_parse = true;
+
+    ldns_status st = ldns_wire2pkt(&rp, reply, n);
+    if (st != LDNS_STATUS_OK) {
+        if (must_parse)
+            FAIL("ldns cannot parse the reply (%zu bytes): %s", n, ldns_get_errorstr_by_id(st));
+        goto done;
+    }
+    /* Without an OPT, a UDP reply fits 512 bytes (RFC 1035 §4.2.1). */
+    if (!tcp && !ldns_pkt_edns(rp) && n > ANSWER_UDP_PLAIN)
+        FAIL("UDP reply of %zu bytes without EDNS", n);
+    /* With one, at most what the client offered, capped at ours
+     * (RFC 6891 §6.2.5), never under 512. */
+    if (!tcp && qp && ldns_pkt_edns(qp) && ldns_pkt_edns(rp)) {
+        size_t limit = ldns_pkt_edns_udp_size(qp);
+        if (limit > zone_udp_max(z))
+            limit = zone_udp_max(z);
+        if (limit < ANSWER_UDP_PLAIN)
+            limit = ANSWER_UDP_PLAIN;
+        if (n > limit)
+            FAIL("UDP reply of %zu bytes, over the %zu the client and we allow", n, limit);
+    }
+done:
+    ldns_pkt_free(qp);
+    ldns_pkt_free(rp);
+}
+
+size_t fuzz_answer_checked(struct answer_ctx *ctx, const struct zone *z, const uint8_t *query,
+                           size_t qlen, bool tcp, const struct sockaddr *peer)
+{
+    /* Exactly the buffer the server gives: ASan then sees one byte over. */
+    size_t cap = tcp ? ANSWER_TCP_MAX : ANSWER_UDP_MAX;
+    uint8_t *reply = malloc(cap);
+    if (!reply)
+        abort();
+    struct answer_info info;
+    size_t n = answer_query(ctx, z, query, qlen, tcp, peer, reply, cap, &info);
+
+    /* No upstream in the context: nothing may wait for a lookup. */
+    if (info.deferred)
+        FAIL("deferred without an upstream");
+    /* answer.h: nothing is sent exactly for a short message or a response. */
+    bool silent = qlen < HDR || (query[2] & 0x80);
+    if (silent != (n == 0))
+        FAIL("%zu-byte reply to a %zu-byte message with QR=%d", n, qlen,
+             qlen >= 3 ? query[2] >> 7 : -1);
+    if (n == 0)
+        goto done;
+
+    if (n > cap)
+        FAIL("reply of %zu bytes in a %zu-byte buffer", n, cap);
+    if (!tcp && n > zone_udp_max(z))
+        FAIL("UDP reply of %zu bytes, over udp-max-size %u", n, zone_udp_max(z));
+    if (n < HDR)
+        FAIL("reply of %zu bytes, shorter than a header", n);
+    if (get16(reply) != get16(query))
+        FAIL("reply ID %u, query ID %u", get16(reply), get16(query));
+    if (!(reply[2] & 0x80))
+        FAIL("reply without QR");
+    if ((reply[2] & 0x78) != (query[2] & 0x78))
+        FAIL("reply opcode %u, query opcode %u", (reply[2] >> 3) & 15, (query[2] >> 3) & 15);
+    if (tcp && (reply[2] & 0x02))
+        FAIL("TC=1 over TCP");
+
+    uint16_t qd = get16(reply + 4);
+    if (qd > 1)
+        FAIL("QDCOUNT %u", qd);
+    if (qd == 1) {
+        /* the query's own question, byte for byte (0x20 case included) */
+        size_t rq = question_len(reply, n);
+        if (rq == 0)
+            FAIL("QDCOUNT 1 but no whole question in the reply");
+        if (get16(query + 4) != 1 || qlen < HDR + rq || memcmp(reply + HDR, query + HDR, rq) != 0)
+            FAIL("the reply's question is not the query's");
+    }
+
+    check_parsed(query, qlen, reply, n, tcp, z);
+done:
+    free(reply);
+    return n;
+}
