@@ -386,6 +386,23 @@ static size_t put_external(const struct upstream_records *r, uint8_t *out, size_
     return pos + r->len;
 }
 
+/* PTR records of a mapped address (SPEC §2.5), owned by the question's
+ * name. */
+static size_t put_ptrs(const struct zone_ptr *v, size_t n, uint8_t *out, size_t pos)
+{
+    for (size_t i = 0; i < n; i++) {
+        uint8_t *rr = out + pos;
+        put16(rr, 0xc000 | HDR);
+        put16(rr + 2, LDNS_RR_TYPE_PTR);
+        put16(rr + 4, LDNS_RR_CLASS_IN);
+        put32(rr + 6, v[i].ttl);
+        put16(rr + 10, v[i].target_len);
+        memcpy(rr + 12, v[i].target, v[i].target_len);
+        pos += 12 + (size_t)v[i].target_len;
+    }
+    return pos;
+}
+
 static size_t set_bytes(const struct zone_plan *p, size_t first, size_t n, uint16_t *count)
 
 {
@@ -478,9 +495,10 @@ size_t answer_query(struct answer_ctx *ctx, const struct zone *z, const uint8_t 
         return put_opt(&q, out, write_empty(&q, out, rcode, question), rcode);
     }
 
-    size_t apex;
-    const struct zone_plan *p = zone_find(z, q.lname, q.name_len, q.qtype, &apex);
-    uint16_t ptr = (uint16_t)(0xc000 | (HDR + apex));
+    struct zone_found found;
+    zone_find(z, q.lname, q.name_len, q.qtype, &found);
+    const struct zone_plan *p = found.plan;
+    uint16_t ptr = (uint16_t)(0xc000 | (HDR + found.apex));
     info->rcode = p->rcode;
     info->dropped = !p->aa; /* the REFUSED plan: outside the zone */
 
@@ -522,6 +540,8 @@ size_t answer_query(struct answer_ctx *ctx, const struct zone *z, const uint8_t 
     size_t need = set_bytes(p, 0, nan, &an) + set_bytes(p, nan, nns, &ns);
     if (ext.count)
         need += ext.len;
+    for (size_t i = 0; i < found.nptr; i++)
+        need += 12 + found.ptr[i].target_len;
     if (pos + need + reserve > limit) {
         /* SPEC §3: header and question only; the client retries over TCP. */
         out[2] |= F_TC;
@@ -534,6 +554,10 @@ size_t answer_query(struct answer_ctx *ctx, const struct zone *z, const uint8_t 
     if (ext.count) {
         pos = put_external(&ext, out, pos);
         an = (uint16_t)(an + ext.count);
+    }
+    if (found.nptr) {
+        pos = put_ptrs(found.ptr, found.nptr, out, pos);
+        an = (uint16_t)(an + found.nptr);
     }
     for (size_t i = nan; i < nan + nns; i++)
         pos = put_set(ctx, p->sets[i], out, pos, ptr);

@@ -25,8 +25,6 @@ _Static_assert(CONFIG_MAX_UPSTREAMS == UPSTREAM_MAX_SERVERS, "one limit for upst
 
 enum node_flag {
     NODE_IN_ZONE = 0x01, /* below the apex: plans may hold apex slots */
-    NODE_REV4 = 0x02,    /* a mapped name under in-addr.arpa */
-    NODE_REV6 = 0x04,    /* a mapped name under ip6.arpa */
     NODE_SERVICE = 0x08, /* <svc>.<ns>.svc.<zone>: carries a fingerprint */
 };
 
@@ -100,6 +98,9 @@ struct zone {
     const struct zone_plan *nodata;      /* in the zone */
     const struct zone_plan *nodata_rev4; /* at a mapped in-addr.arpa name */
     const struct zone_plan *nodata_rev6;
+    const struct zone_plan *ptr_plan; /* its PTRs, rendered per query */
+    struct zone_ptr *rev4, *rev6;     /* sorted by address */
+    size_t nrev4, nrev6;
     const struct zone_plan *refused;
 
     struct upstream_settings upstream;
@@ -377,13 +378,6 @@ enum info_kind {
     INFO_HOST,    /* a service with a hostname: CNAME */
     INFO_ENDPOINT,
     INFO_PORT, /* _<port>._<proto>.<svc>: SRV */
-    INFO_PTR,
-};
-
-struct ptr_target {
-    struct ptr_target *next;
-    const struct znode *target;
-    uint32_t ttl;
 };
 
 /* What compiling needs to know about a name; 32 bytes, as there is one
@@ -393,7 +387,6 @@ struct info {
     union {
         const struct config_service *svc;   /* INFO_ADDRESS, INFO_HOST */
         const struct config_target *target; /* INFO_ENDPOINT: its address */
-        struct ptr_target *ptrs;            /* INFO_PTR */
     } u;
     struct extra *x; /* NULL until needed */
     uint32_t ttl;
@@ -409,6 +402,12 @@ struct extra {
     const uint8_t *host;
     size_t host_len;
     struct znode *host_node; /* in-zone target */
+};
+
+/* A growing array of PTRs, one per family. */
+struct ptr_list {
+    struct zone_ptr *v;
+    size_t n, cap;
 };
 
 struct compiler {
@@ -428,6 +427,7 @@ struct compiler {
     uint32_t serial_slot_count;
     uint8_t *serial_slots[8];
     const struct zone_rrset *soa, *soa_rev4, *soa_rev6;
+    struct ptr_list ptrs[2]; /* IPv4, IPv6 */
     bool oom;
 };
 
@@ -715,8 +715,10 @@ static bool build_fixed(struct compiler *c)
     z->nodata = new_plan(z, LDNS_RCODE_NOERROR, true, NULL, 0, &c->soa, 1, NULL, 0);
     z->nodata_rev4 = new_plan(z, LDNS_RCODE_NOERROR, true, NULL, 0, &c->soa_rev4, 1, NULL, 0);
     z->nodata_rev6 = new_plan(z, LDNS_RCODE_NOERROR, true, NULL, 0, &c->soa_rev6, 1, NULL, 0);
+    z->ptr_plan = new_plan(z, LDNS_RCODE_NOERROR, true, NULL, 0, NULL, 0, NULL, 0);
     z->refused = new_plan(z, LDNS_RCODE_REFUSED, false, NULL, 0, NULL, 0, NULL, 0);
-    if (!z->nxdomain || !z->nodata || !z->nodata_rev4 || !z->nodata_rev6 || !z->refused)
+    if (!z->nxdomain || !z->nodata || !z->nodata_rev4 || !z->nodata_rev6 || !z->refused ||
+        !z->ptr_plan)
         return false;
 
     /* apex: SOA and NS (with ns.dns glue); everything else NODATA */
@@ -900,48 +902,27 @@ static size_t service_rel(const struct config_namespace *ns, const struct config
     return put_label(out, n, "svc", 3);
 }
 
+/* Keeps the PTR of address `t` to `target` for compile_ptrs(). */
 static void queue_ptr(struct compiler *c, const struct config_target *t, const struct znode *target,
                       uint32_t ttl)
 {
-    uint8_t name[LDNS_MAX_DOMAINLEN + 1];
-    size_t n = 0;
-    uint8_t flag;
-    if (t->family == AF_INET) {
-        for (int i = 3; i >= 0; i--) {
-            char label[3];
-            unsigned v = t->addr[i];
-            size_t l = 0;
-            if (v >= 100)
-                label[l++] = (char)('0' + v / 100);
-            if (v >= 10)
-                label[l++] = (char)('0' + v / 10 % 10);
-            label[l++] = (char)('0' + v % 10);
-            n = put_label(name, n, label, l);
+    struct ptr_list *l = &c->ptrs[t->family == AF_INET ? 0 : 1];
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 1024;
+        struct zone_ptr *v = realloc(l->v, cap * sizeof(*v));
+        if (!v) {
+            oom(c);
+            return;
         }
-        n = put_label(name, n, "in-addr", 7);
-        flag = NODE_REV4;
-    } else {
-        static const char hex[] = "0123456789abcdef";
-        for (int i = 15; i >= 0; i--) {
-            char lo = hex[t->addr[i] & 0xf], hi = hex[t->addr[i] >> 4];
-            n = put_label(name, n, &lo, 1);
-            n = put_label(name, n, &hi, 1);
-        }
-        n = put_label(name, n, "ip6", 3);
-        flag = NODE_REV6;
+        l->v = v;
+        l->cap = cap;
     }
-    n = put_label(name, n, "arpa", 4);
-    name[n++] = 0;
-
-    struct znode *node = add_node(c, name, n, INFO_PTR, flag, 1, NULL);
-    struct ptr_target *p = arena_alloc(c->scratch, sizeof(*p));
-    if (!node || !p) {
-        oom(c);
-        return;
-    }
-    struct info *in = info_of(c, node);
-    *p = (struct ptr_target){in->u.ptrs, target, ttl};
-    in->u.ptrs = p;
+    struct zone_ptr *p = &l->v[l->n++];
+    memset(p->addr, 0, sizeof(p->addr));
+    memcpy(p->addr, t->addr, t->family == AF_INET ? 4 : 16);
+    p->target = node_name(target);
+    p->target_len = target->len;
+    p->ttl = ttl;
 }
 
 static void compile_address_service(struct compiler *c, const struct config_namespace *ns,
@@ -1371,27 +1352,42 @@ static void compile_hosts(struct compiler *c)
 /* ---------------------------------------------------------------------- */
 /* Reverse names (SPEC §2.5).                                              */
 
+static int ptr_cmp(const void *a, const void *b)
+{
+    return memcmp(((const struct zone_ptr *)a)->addr, ((const struct zone_ptr *)b)->addr, 16);
+}
+
+/* Sorts each family's PTRs by address into the zone; the PTRs of one
+ * address are one RRset, so they share one TTL (RFC 2181 §5.2): the
+ * smallest of their services'. */
 static void compile_ptrs(struct compiler *c)
 {
-    const struct owner q = {OWNER_QNAME, NULL, 0};
-    for (size_t i = 0; i < c->ninfo; i++) {
-        struct info *in = &c->info[i];
-        if (in->kind != INFO_PTR)
+    struct zone *z = c->z;
+    for (int f = 0; f < 2; f++) {
+        struct ptr_list *l = &c->ptrs[f];
+        if (l->n == 0)
             continue;
-        /* One RRset, one TTL (RFC 2181 §5.2): the smallest of the services. */
-        uint32_t ttl = UINT32_MAX;
-        for (const struct ptr_target *p = in->u.ptrs; p; p = p->next)
-            ttl = p->ttl < ttl ? p->ttl : ttl;
-        struct builder *b = c->b;
-        b_reset(b);
-        for (const struct ptr_target *p = in->u.ptrs; p; p = p->next) {
-            struct owner t = {OWNER_ABS, node_name(p->target), p->target->len};
-            b_rr_begin(b, &q, LDNS_RR_TYPE_PTR, ttl);
-            b_name(b, &t);
-            b_rr_end(b);
+        struct zone_ptr *v = arena_memdup(z->arena, l->v, l->n * sizeof(*v));
+        if (!v) {
+            oom(c);
+            return;
         }
-        const struct zone_rrset *r = b_finish(c->z, b, false);
-        add_plan(c, in->node, LDNS_RR_TYPE_PTR, answer_plan(c, &r, 1, NULL, 0));
+        qsort(v, l->n, sizeof(*v), ptr_cmp);
+        for (size_t i = 0; i < l->n;) {
+            size_t k = i;
+            uint32_t ttl = UINT32_MAX;
+            for (; k < l->n && memcmp(v[k].addr, v[i].addr, 16) == 0; k++)
+                ttl = v[k].ttl < ttl ? v[k].ttl : ttl;
+            for (; i < k; i++)
+                v[i].ttl = ttl;
+        }
+        if (f == 0) {
+            z->rev4 = v;
+            z->nrev4 = l->n;
+        } else {
+            z->rev6 = v;
+            z->nrev6 = l->n;
+        }
     }
 }
 
@@ -1436,8 +1432,8 @@ static bool count_changes(struct compiler *c, const struct zone *old)
 }
 
 /* An upper bound of the names the zone will hold, to size the table once:
- * the service, an endpoint and a reverse name per address (endpoints only
- * for several), and the SRV name. */
+ * the service, an endpoint per address (when several), the SRV name.
+ * Reverse names are not names of the table. */
 static size_t estimate_names(const struct config *cfg)
 {
     size_t n = 16;
@@ -1449,7 +1445,7 @@ static size_t estimate_names(const struct config *cfg)
             if (t == 0 || s->targets[0].kind == CONFIG_TARGET_HOSTNAME)
                 n++;
             else
-                n += 1 + t + (t > 1 ? t : 0) + (s->targets[0].port ? 1 : 0);
+                n += 1 + (t > 1 ? t : 0) + (s->targets[0].port ? 1 : 0);
         }
     }
     return n;
@@ -1548,6 +1544,8 @@ struct zone *zone_compile(const struct config *cfg, const struct zone *old, time
     free(c.b);
     free(c.ns4);
     free(c.ns6);
+    free(c.ptrs[0].v);
+    free(c.ptrs[1].v);
     arena_free(c.scratch);
     return z;
 
@@ -1559,6 +1557,8 @@ reject:
     free(c.b);
     free(c.ns4);
     free(c.ns6);
+    free(c.ptrs[0].v);
+    free(c.ptrs[1].v);
     arena_free(c.scratch);
     zone_free(z);
     return NULL;
@@ -1593,38 +1593,129 @@ uint16_t zone_udp_max(const struct zone *z)
     return z->udp_max;
 }
 
-const struct zone_plan *zone_find(const struct zone *z, const uint8_t *lname, size_t len,
-                                  uint16_t qtype, size_t *apex)
+/* The address of a reverse name: d.c.b.a.in-addr.arpa (decimal labels
+ * 0-255) or 32 one-nibble labels then ip6.arpa. Returns 4, 16, or 0 if
+ * `lname` is no such name. */
+static int reverse_address(const uint8_t *lname, size_t len, uint8_t addr[16])
+{
+    static const uint8_t in_addr_arpa[] = "\x07in-addr\x04"
+                                          "arpa";
+    static const uint8_t ip6_arpa[] = "\x03ip6\x04"
+                                      "arpa";
+    size_t pos = 0;
+    memset(addr, 0, 16);
+    if (len > sizeof(in_addr_arpa) &&
+        memcmp(lname + len - sizeof(in_addr_arpa), in_addr_arpa, sizeof(in_addr_arpa)) == 0) {
+        for (int i = 3; i >= 0; i--) {
+            uint8_t l = lname[pos];
+            if (l < 1 || l > 3 || pos + 1 + l > len - sizeof(in_addr_arpa))
+                return 0;
+            if (l > 1 && lname[pos + 1] == '0')
+                return 0; /* no leading zeros */
+            unsigned v = 0;
+            for (uint8_t k = 1; k <= l; k++) {
+                uint8_t ch = lname[pos + k];
+                if (ch < '0' || ch > '9')
+                    return 0;
+                v = v * 10 + (unsigned)(ch - '0');
+            }
+            if (v > 255)
+                return 0;
+            addr[i] = (uint8_t)v;
+            pos += 1 + (size_t)l;
+        }
+        return pos == len - sizeof(in_addr_arpa) ? 4 : 0;
+    }
+    if (len == 64 + sizeof(ip6_arpa) &&
+        memcmp(lname + len - sizeof(ip6_arpa), ip6_arpa, sizeof(ip6_arpa)) == 0) {
+        for (int i = 31; i >= 0; i--, pos += 2) {
+            uint8_t ch = lname[pos + 1];
+            if (lname[pos] != 1)
+                return 0;
+            unsigned v = ch >= '0' && ch <= '9'   ? (unsigned)(ch - '0')
+                         : ch >= 'a' && ch <= 'f' ? (unsigned)(ch - 'a' + 10)
+                                                  : 16;
+            if (v > 15)
+                return 0;
+            addr[i / 2] |= (uint8_t)(i % 2 ? v : v << 4);
+        }
+        return 16;
+    }
+    return 0;
+}
+
+/* The PTRs of a reverse name, found by binary search. */
+static void find_ptrs(const struct zone *z, const uint8_t *lname, size_t len, uint16_t qtype,
+                      struct zone_found *out)
+{
+    uint8_t addr[16];
+    int family = reverse_address(lname, len, addr);
+    const struct zone_ptr *v = family == 4 ? z->rev4 : z->rev6;
+    size_t n = family == 4 ? z->nrev4 : z->nrev6;
+    size_t lo = 0, hi = n;
+    while (family && lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (memcmp(v[mid].addr, addr, 16) < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (!family || lo == n || memcmp(v[lo].addr, addr, 16) != 0)
+        return; /* not ours: REFUSED */
+    if (qtype == LDNS_RR_TYPE_AXFR || qtype == LDNS_RR_TYPE_IXFR)
+        return;
+    if (qtype != LDNS_RR_TYPE_PTR && qtype != LDNS_RR_TYPE_ANY) {
+        out->plan = family == 4 ? z->nodata_rev4 : z->nodata_rev6;
+        return;
+    }
+    size_t k = lo;
+    while (k < n && memcmp(v[k].addr, addr, 16) == 0)
+        k++;
+    out->plan = z->ptr_plan;
+    out->ptr = &v[lo];
+    out->nptr = k - lo;
+}
+
+void zone_find(const struct zone *z, const uint8_t *lname, size_t len, uint16_t qtype,
+               struct zone_found *out)
 {
     const struct znode *n = node_lookup(z, lname, len);
-    *apex = len >= z->apex_len ? len - z->apex_len : 0;
+    out->apex = len >= z->apex_len ? len - z->apex_len : 0;
+    out->ptr = NULL;
+    out->nptr = 0;
+    out->plan = z->refused;
 
     if (!n) {
-        /* under the apex at a label boundary: NXDOMAIN; elsewhere REFUSED */
-        if (len < z->apex_len || memcmp(lname + len - z->apex_len, z->apex, z->apex_len) != 0)
-            return z->refused;
+        /* under the apex at a label boundary: NXDOMAIN; elsewhere REFUSED,
+         * but for the reverse names of mapped addresses */
+        if (len < z->apex_len || memcmp(lname + len - z->apex_len, z->apex, z->apex_len) != 0) {
+            find_ptrs(z, lname, len, qtype, out);
+            return;
+        }
         size_t pos = 0;
         while (pos < len - z->apex_len)
             pos += (size_t)lname[pos] + 1;
         if (pos != len - z->apex_len)
-            return z->refused;
+            return;
         if (qtype == LDNS_RR_TYPE_AXFR || qtype == LDNS_RR_TYPE_IXFR)
-            return z->refused;
-        return z->nxdomain;
+            return;
+        out->plan = z->nxdomain;
+        return;
     }
 
     /* zone transfers are not offered (SPEC §2.1) */
     if (qtype == LDNS_RR_TYPE_AXFR || qtype == LDNS_RR_TYPE_IXFR)
-        return z->refused;
+        return;
     uint8_t bit = type_bit(qtype);
-    if (qtype == LDNS_RR_TYPE_ANY && n->nplans)
-        return n->plans[0]; /* RFC 8482 §4.1: one RRset */
-    for (uint8_t i = 0; i < n->nplans; i++)
-        if (n->plans[i]->types & bit)
-            return n->plans[i];
-    if (n->flags & NODE_REV4)
-        return z->nodata_rev4;
-    if (n->flags & NODE_REV6)
-        return z->nodata_rev6;
-    return z->nodata;
+    if (qtype == LDNS_RR_TYPE_ANY && n->nplans) {
+        out->plan = n->plans[0]; /* RFC 8482 §4.1: one RRset */
+        return;
+    }
+    for (uint8_t i = 0; i < n->nplans; i++) {
+        if (n->plans[i]->types & bit) {
+            out->plan = n->plans[i];
+            return;
+        }
+    }
+    out->plan = z->nodata;
 }

@@ -116,14 +116,32 @@ const struct upstream_settings *zone_upstream(const struct zone *z);
  * capped here, and the OPT of replies announces it. */
 uint16_t zone_udp_max(const struct zone *z);
 
+/* A PTR record of a mapped address (SPEC §2.5), rendered per query: the
+ * reverse names are a sorted table of addresses, not names of the zone
+ * (there are as many as addresses, and they answer one type). */
+struct zone_ptr {
+    uint8_t addr[16];      /* network order; IPv4 in the first 4 bytes */
+    const uint8_t *target; /* the service or endpoint name, wire form */
+    uint32_t ttl;          /* the same for all PTRs of an address */
+    uint8_t target_len;
+};
+
+/* What a query finds. */
+struct zone_found {
+    const struct zone_plan *plan;
+    size_t apex;                /* where the zone apex starts in the name: the
+                                 * offset the plan's `fix` slots point to */
+    const struct zone_ptr *ptr; /* PTR records that make up the answer section */
+    size_t nptr;
+};
+
 /*
- * Finds the plan for a query. `lname` is the query name in wire form, folded
- * to lower case, `len` bytes including the root label. Returns the plan; a
- * name outside the zone gets the REFUSED plan. `*apex` is set to the offset
- * in `lname` where the zone apex starts, which the plan's `fix` slots point
- * to (unused by plans without slots).
+ * Finds what answers a query. `lname` is the query name in wire form,
+ * folded to lower case, `len` bytes including the root label. A name
+ * outside the zone (and not a mapped address's reverse name) gets the
+ * REFUSED plan.
  */
-const struct zone_plan *zone_find(const struct zone *z, const uint8_t *lname, size_t len,
-                                  uint16_t qtype, size_t *apex);
+void zone_find(const struct zone *z, const uint8_t *lname, size_t len, uint16_t qtype,
+               struct zone_found *out);
 
 #endif
