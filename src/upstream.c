@@ -49,11 +49,13 @@ struct entry {
     uint8_t len;
     uint8_t name[LDNS_MAX_DOMAINLEN + 1];
 
-    uint8_t *data; /* records, then ttl_at[count], then ttl[count] */
+    /* One allocation, widest first so each array is aligned:
+     * ttl[count], ttl_at[count], then the records. */
+    uint32_t *ttl;
+    uint16_t *ttl_at;
+    uint8_t *data;
     size_t dlen;
     uint16_t count;
-    uint16_t *ttl_at;
-    uint32_t *ttl;
     /* monotonic milliseconds: a TTL of 4 s lasts 4 s, whenever in a second
      * the answer came */
     uint64_t fetched;   /* when data arrived */
@@ -170,7 +172,9 @@ static void lru_front(struct upstream *up, struct entry *e)
 
 static void drop_data(struct entry *e)
 {
-    free(e->data);
+    free(e->ttl);
+    e->ttl = NULL;
+    e->ttl_at = NULL;
     e->data = NULL;
     e->dlen = 0;
     e->count = 0;
@@ -442,23 +446,23 @@ static bool store_answer(struct upstream_lookup *l, const ldns_pkt *p)
         min_ttl = ttls[i] < min_ttl ? ttls[i] : min_ttl;
     }
     size_t dlen = buf ? ldns_buffer_position(buf) : 0;
-    uint8_t *data =
-        buf && dlen < 16384 ? malloc(dlen + n * (sizeof(uint16_t) + sizeof(uint32_t))) : NULL;
-    if (!data) {
+    size_t arrays = n * (sizeof(uint32_t) + sizeof(uint16_t));
+    uint8_t *block = buf && dlen < 16384 ? malloc(arrays + dlen + 1) : NULL;
+    if (!block) {
         ldns_buffer_free(buf);
         return false;
     }
-    memcpy(data, ldns_buffer_begin(buf), dlen);
-    ldns_buffer_free(buf);
-
     drop_data(e);
-    e->data = data;
+    e->ttl = (uint32_t *)(void *)block;
+    e->ttl_at = (uint16_t *)(void *)(block + n * sizeof(uint32_t));
+    e->data = block + arrays;
+    memcpy(e->ttl, ttls, n * sizeof(uint32_t));
+    memcpy(e->ttl_at, at, n * sizeof(uint16_t));
+    memcpy(e->data, ldns_buffer_begin(buf), dlen);
+    ldns_buffer_free(buf);
     e->dlen = dlen;
     e->count = (uint16_t)n;
-    e->ttl_at = (uint16_t *)(void *)(data + dlen);
-    e->ttl = (uint32_t *)(void *)((uint8_t *)e->ttl_at + n * sizeof(uint16_t));
-    memcpy(e->ttl_at, at, n * sizeof(uint16_t));
-    memcpy(e->ttl, ttls, n * sizeof(uint32_t));
+
     e->fetched = now;
     e->expires = now + min_ttl * 1000ULL;
     e->has_data = true;
