@@ -542,6 +542,7 @@ size_t answer_query(struct answer_ctx *ctx, const struct zone *z, const uint8_t 
         need += ext.len;
     for (size_t i = 0; i < found.nptr; i++)
         need += 12 + found.ptr[i].target_len;
+    need += found.rrlen;
     if (pos + need + reserve > limit) {
         /* SPEC §3: header and question only; the client retries over TCP. */
         out[2] |= F_TC;
@@ -559,6 +560,12 @@ size_t answer_query(struct answer_ctx *ctx, const struct zone *z, const uint8_t 
         pos = put_ptrs(found.ptr, found.nptr, out, pos);
         an = (uint16_t)(an + found.nptr);
     }
+    if (found.rr) {
+        memcpy(out + pos, found.rr, found.rrlen);
+        pos += found.rrlen;
+        an++;
+    }
+
     for (size_t i = nan; i < nan + nns; i++)
         pos = put_set(ctx, p->sets[i], out, pos, ptr);
     put16(out + 6, an);

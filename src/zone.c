@@ -26,6 +26,8 @@ _Static_assert(CONFIG_MAX_UPSTREAMS == UPSTREAM_MAX_SERVERS, "one limit for upst
 enum node_flag {
     NODE_IN_ZONE = 0x01, /* below the apex: plans may hold apex slots */
     NODE_SERVICE = 0x08, /* <svc>.<ns>.svc.<zone>: carries a fingerprint */
+    NODE_ENDPOINTS = 0x10, /* a service of several addresses: its endpoint
+                            * names are answered from its own records */
 };
 
 /* The query types a plan answers, as bits of zone_plan.types. */
@@ -98,7 +100,7 @@ struct zone {
     const struct zone_plan *nodata;      /* in the zone */
     const struct zone_plan *nodata_rev4; /* at a mapped in-addr.arpa name */
     const struct zone_plan *nodata_rev6;
-    const struct zone_plan *ptr_plan; /* its PTRs, rendered per query */
+    const struct zone_plan *found_plan; /* NOERROR, its answer in zone_found */
     struct zone_ptr *rev4, *rev6;     /* sorted by address */
     size_t nrev4, nrev6;
     const struct zone_plan *refused;
@@ -715,10 +717,10 @@ static bool build_fixed(struct compiler *c)
     z->nodata = new_plan(z, LDNS_RCODE_NOERROR, true, NULL, 0, &c->soa, 1, NULL, 0);
     z->nodata_rev4 = new_plan(z, LDNS_RCODE_NOERROR, true, NULL, 0, &c->soa_rev4, 1, NULL, 0);
     z->nodata_rev6 = new_plan(z, LDNS_RCODE_NOERROR, true, NULL, 0, &c->soa_rev6, 1, NULL, 0);
-    z->ptr_plan = new_plan(z, LDNS_RCODE_NOERROR, true, NULL, 0, NULL, 0, NULL, 0);
+    z->found_plan = new_plan(z, LDNS_RCODE_NOERROR, true, NULL, 0, NULL, 0, NULL, 0);
     z->refused = new_plan(z, LDNS_RCODE_REFUSED, false, NULL, 0, NULL, 0, NULL, 0);
     if (!z->nxdomain || !z->nodata || !z->nodata_rev4 || !z->nodata_rev6 || !z->refused ||
-        !z->ptr_plan)
+        !z->found_plan)
         return false;
 
     /* apex: SOA and NS (with ns.dns glue); everything else NODATA */
@@ -903,8 +905,8 @@ static size_t service_rel(const struct config_namespace *ns, const struct config
 }
 
 /* Keeps the PTR of address `t` to `target` for compile_ptrs(). */
-static void queue_ptr(struct compiler *c, const struct config_target *t, const struct znode *target,
-                      uint32_t ttl)
+static void queue_ptr(struct compiler *c, const struct config_target *t, const uint8_t *target,
+                      size_t target_len, uint32_t ttl)
 {
     struct ptr_list *l = &c->ptrs[t->family == AF_INET ? 0 : 1];
     if (l->n == l->cap) {
@@ -920,10 +922,25 @@ static void queue_ptr(struct compiler *c, const struct config_target *t, const s
     struct zone_ptr *p = &l->v[l->n++];
     memset(p->addr, 0, sizeof(p->addr));
     memcpy(p->addr, t->addr, t->family == AF_INET ? 4 : 16);
-    p->target = node_name(target);
-    p->target_len = target->len;
+    p->target = target;
+    p->target_len = (uint8_t)target_len;
     p->ttl = ttl;
 }
+
+/* <dashed address>.<svc>.<ns>.svc.<zone> in `name`; its length, or 0 if
+ * longer than 255 bytes. */
+static size_t endpoint_name(const struct znode *service, const struct config_target *t,
+                            uint8_t *name)
+{
+    char label[INET6_ADDRSTRLEN + 2];
+    size_t l = dashed_label(t, label);
+    size_t rl = put_label(name, 0, label, l);
+    if (rl + service->len > LDNS_MAX_DOMAINLEN)
+        return 0;
+    memcpy(name + rl, node_name(service), service->len);
+    return rl + service->len;
+}
+
 
 static void compile_address_service(struct compiler *c, const struct config_namespace *ns,
                                     const struct config_service *s, struct znode *node)
@@ -953,41 +970,40 @@ static void compile_address_service(struct compiler *c, const struct config_name
     z->stats.records += s->ntargets;
 
     /* Several addresses: each gets an endpoint name (Kubernetes DNS spec
-     * §2.4, headless services), the target of its SRV record and of its PTR. */
-    struct znode **targets = calloc(s->ntargets, sizeof(*targets));
+     * §2.4, headless services), the target of its SRV record and of its PTR.
+     * The names are not nodes of the zone: zone_find() answers them from
+     * the service's own A and AAAA records, which already hold everything
+     * (a third of the names of a large mapping, and most of its memory). */
+    struct owner *targets = calloc(s->ntargets, sizeof(*targets));
     if (!targets) {
         oom(c);
         return;
     }
+    if (s->ntargets > 1)
+        node->flags |= NODE_ENDPOINTS;
     for (uint32_t i = 0; i < s->ntargets; i++) {
         const struct config_target *t = &s->targets[i];
-        targets[i] = node;
+        targets[i] = rel_owner(c, node);
         if (s->ntargets > 1) {
             uint8_t name[LDNS_MAX_DOMAINLEN + 1];
-            char label[INET6_ADDRSTRLEN + 2];
-            size_t l = dashed_label(t, label);
-            size_t rl = put_label(name, 0, label, l);
-            rl = service_rel(ns, s, name + rl) + rl;
-            size_t len = with_apex(z, name, rl);
+            size_t len = endpoint_name(node, t, name);
+            const uint8_t *copy = len ? arena_memdup(z->arena, name, len) : NULL;
             if (len == 0) {
+                char label[INET6_ADDRSTRLEN + 2];
+                dashed_label(t, label);
                 diag_error(c->d, t->line, "endpoint name '%s.%s.%s.svc.%s' is too long", label,
                            s->name, ns->name, c->cfg->zone);
                 continue;
             }
-            bool existed;
-            struct znode *ep = add_node(c, name, len, INFO_ENDPOINT, NODE_IN_ZONE, 1, &existed);
-            if (!ep)
+            if (!copy) {
+                oom(c);
                 break;
-            struct info *ein = info_of(c, ep);
-            ein->u.target = t;
-            ein->ttl = ttl;
-            uint16_t type = t->family == AF_INET ? LDNS_RR_TYPE_A : LDNS_RR_TYPE_AAAA;
-            const struct zone_rrset *r = service_addresses(c, ein, &q, type);
-            add_plan(c, ep, type, answer_plan(c, &r, 1, NULL, 0));
+            }
+            targets[i] = (struct owner){OWNER_REL, copy, len - z->apex_len};
+            z->stats.names++;
             z->stats.records++;
-            targets[i] = ep;
         }
-        queue_ptr(c, t, targets[i], ttl);
+        queue_ptr(c, t, targets[i].wire, targets[i].len + z->apex_len, ttl);
         z->stats.records++;
     }
 
@@ -1002,8 +1018,7 @@ static void compile_address_service(struct compiler *c, const struct config_name
             b_u16(b, 0);
             b_u16(b, weight);
             b_u16(b, s->targets[i].port);
-            struct owner t = rel_owner(c, targets[i]);
-            b_name(b, &t);
+            b_name(b, &targets[i]);
             b_rr_end(b);
         }
         const struct zone_rrset *srv = b_finish(z, b, false);
@@ -1019,8 +1034,9 @@ static void compile_address_service(struct compiler *c, const struct config_name
             b_reset(b);
             for (uint32_t i = 0; i < s->ntargets; i++) {
                 const struct config_target *t = &s->targets[i];
-                struct owner o = rel_owner(c, targets[i]);
-                b_rr_begin(b, &o, t->family == AF_INET ? LDNS_RR_TYPE_A : LDNS_RR_TYPE_AAAA, ttl);
+                b_rr_begin(b, &targets[i], t->family == AF_INET ? LDNS_RR_TYPE_A
+                                                                : LDNS_RR_TYPE_AAAA, ttl);
+
                 b_bytes(b, t->addr, t->family == AF_INET ? 4 : 16);
                 b_rr_end(b);
             }
@@ -1118,6 +1134,39 @@ static void compile_services(struct compiler *c)
 /* ---------------------------------------------------------------------- */
 /* Hostname services: CNAME, chased inside the zone (SPEC §2.3).           */
 
+/* The node of an endpoint name, made when a hostname service points at
+ * one (endpoints are otherwise not nodes: see compile_address_service()).
+ * NULL if `name` is no endpoint. */
+static struct znode *endpoint_node(struct compiler *c, const uint8_t *name, size_t len)
+{
+    size_t l = name[0];
+    if (l == 0 || 1 + l >= len)
+        return NULL;
+    struct znode *service = node_lookup(c->z, name + 1 + l, len - 1 - l);
+    if (!service || !(service->flags & NODE_ENDPOINTS))
+        return NULL;
+    struct info *sin = info_of(c, service);
+    for (uint32_t i = 0; i < sin->u.svc->ntargets; i++) {
+        const struct config_target *t = &sin->u.svc->targets[i];
+        uint8_t ep[LDNS_MAX_DOMAINLEN + 1];
+        if (endpoint_name(service, t, ep) != len || memcmp(ep, name, len) != 0)
+            continue;
+        struct znode *n = add_node(c, name, len, INFO_ENDPOINT, NODE_IN_ZONE, 1, NULL);
+        if (!n)
+            return NULL;
+        struct info *in = info_of(c, n);
+        in->u.target = t;
+        in->ttl = sin->ttl;
+        uint16_t type = t->family == AF_INET ? LDNS_RR_TYPE_A : LDNS_RR_TYPE_AAAA;
+        const struct owner q = {OWNER_QNAME, NULL, 0};
+        const struct zone_rrset *r = service_addresses(c, in, &q, type);
+        add_plan(c, n, type, answer_plan(c, &r, 1, NULL, 0));
+        c->z->stats.names--; /* counted with its service */
+        return n;
+    }
+    return NULL;
+}
+
 /* Parses the hostname with ldns and decides whether it is ours. Reports a
  * target that points into the zone at nothing, or at itself. */
 static bool resolve_host_target(struct compiler *c, struct znode *node)
@@ -1159,6 +1208,8 @@ static bool resolve_host_target(struct compiler *c, struct znode *node)
         return true;
 
     struct znode *target = node_lookup(z, low, len);
+    if (!target)
+        target = endpoint_node(c, low, len);
     if (target == node) {
         diag_error(c->d, t->line, "service '%s' points to itself ('%s')", in->u.svc->name,
                    t->hostname);
@@ -1443,9 +1494,11 @@ static size_t estimate_names(const struct config *cfg)
             const struct config_service *s = &cfg->namespaces[i].services[j];
             size_t t = s->ntargets;
             if (t == 0 || s->targets[0].kind == CONFIG_TARGET_HOSTNAME)
-                n++;
+                n += 2; /* and the endpoint it may point at */
             else
-                n += 1 + (t > 1 ? t : 0) + (s->targets[0].port ? 1 : 0);
+                n += 1 + (s->targets[0].port ? 1 : 0); /* and _port._proto */
+
+
         }
     }
     return n;
@@ -1671,9 +1724,80 @@ static void find_ptrs(const struct zone *z, const uint8_t *lname, size_t len, ui
     size_t k = lo;
     while (k < n && memcmp(v[k].addr, addr, 16) == 0)
         k++;
-    out->plan = z->ptr_plan;
+    out->plan = z->found_plan;
     out->ptr = &v[lo];
     out->nptr = k - lo;
+}
+
+/* The address of a dashed endpoint label (dashed_label()), or 0 if the
+ * label is not one, written exactly so. */
+static int dashed_address(const uint8_t *label, uint8_t addr[16])
+{
+    size_t l = label[0];
+    char text[INET6_ADDRSTRLEN + 2];
+    if (l < 3 || l >= sizeof(text))
+        return 0;
+    struct config_target t = {.family = AF_INET};
+    for (size_t i = 0; i < l; i++)
+        text[i] = label[1 + i] == '-' ? '.' : (char)label[1 + i];
+    text[l] = '\0';
+    if (inet_pton(AF_INET, text, t.addr) != 1) {
+        t.family = AF_INET6; /* 1--2-3 is 1::2:3 */
+        for (size_t i = 0; i < l; i++)
+            text[i] = text[i] == '.' ? ':' : text[i];
+        if (inet_pton(AF_INET6, text, t.addr) != 1)
+            return 0;
+    }
+
+    char again[INET6_ADDRSTRLEN + 2];
+    if (dashed_label(&t, again) != l || memcmp(again, label + 1, l) != 0)
+        return 0; /* 010-0-0-1, 2001-0db8--1: not the name of an endpoint */
+    memcpy(addr, t.addr, 16);
+    return t.family == AF_INET ? 4 : 16;
+
+}
+
+/* An endpoint name of a service of several addresses: its record is the
+ * service's record of that address. False if `lname` is none. */
+static bool find_endpoint(const struct zone *z, const uint8_t *lname, size_t len, uint16_t qtype,
+                          struct zone_found *out)
+{
+    size_t l = lname[0];
+    if (1 + l >= len)
+        return false;
+    const struct znode *service = node_lookup(z, lname + 1 + l, len - 1 - l);
+    if (!service || !(service->flags & NODE_ENDPOINTS))
+        return false;
+    uint8_t addr[16];
+    int size = dashed_address(lname, addr);
+    if (size == 0)
+        return false;
+    uint8_t bit = size == 4 ? TYPE_A : TYPE_AAAA;
+    for (uint8_t i = 0; i < service->nplans; i++) {
+        const struct zone_plan *p = service->plans[i];
+        if (!(p->types & bit))
+            continue;
+        /* answer records, owned by the question: pointer, type, class,
+         * TTL, RDLENGTH, address */
+        const struct zone_rrset *r = p->sets[0];
+        const uint8_t *rr = zone_rrset_data(r);
+        size_t rrlen = 12 + (size_t)size;
+        for (uint16_t k = 0; k < r->count; k++, rr += rrlen) {
+            if (memcmp(rr + 12, addr, (size_t)size) != 0)
+                continue;
+            if (qtype == LDNS_RR_TYPE_AXFR || qtype == LDNS_RR_TYPE_IXFR)
+                out->plan = z->refused;
+            else if (qtype != LDNS_RR_TYPE_ANY && type_bit(qtype) != bit)
+                out->plan = z->nodata;
+            else {
+                out->plan = z->found_plan;
+                out->rr = rr;
+                out->rrlen = rrlen;
+            }
+            return true;
+        }
+    }
+    return false;
 }
 
 void zone_find(const struct zone *z, const uint8_t *lname, size_t len, uint16_t qtype,
@@ -1683,6 +1807,8 @@ void zone_find(const struct zone *z, const uint8_t *lname, size_t len, uint16_t 
     out->apex = len >= z->apex_len ? len - z->apex_len : 0;
     out->ptr = NULL;
     out->nptr = 0;
+    out->rr = NULL;
+    out->rrlen = 0;
     out->plan = z->refused;
 
     if (!n) {
@@ -1697,11 +1823,14 @@ void zone_find(const struct zone *z, const uint8_t *lname, size_t len, uint16_t 
             pos += (size_t)lname[pos] + 1;
         if (pos != len - z->apex_len)
             return;
+        if (find_endpoint(z, lname, len, qtype, out))
+            return;
         if (qtype == LDNS_RR_TYPE_AXFR || qtype == LDNS_RR_TYPE_IXFR)
             return;
         out->plan = z->nxdomain;
         return;
     }
+
 
     /* zone transfers are not offered (SPEC §2.1) */
     if (qtype == LDNS_RR_TYPE_AXFR || qtype == LDNS_RR_TYPE_IXFR)

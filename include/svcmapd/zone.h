@@ -133,7 +133,10 @@ struct zone_found {
                                  * offset the plan's `fix` slots point to */
     const struct zone_ptr *ptr; /* PTR records that make up the answer section */
     size_t nptr;
+    const uint8_t *rr; /* or one record, ready to copy (an endpoint's address) */
+    size_t rrlen;
 };
+
 
 /*
  * Finds what answers a query. `lname` is the query name in wire form,

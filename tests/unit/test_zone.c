@@ -31,7 +31,8 @@ static struct zone *compile(const char *text)
     return compile_at(text, NULL, 1700000000);
 }
 
-static size_t last_nptr; /* PTRs the last find() found: they are answers too */
+static size_t last_nptr; /* PTRs and endpoint records the last find() found:
+                          * they are answers too */
 
 /* The plan for `name` (presentation form) and `type`. */
 static const struct zone_plan *find(const struct zone *z, const char *name, uint16_t type)
@@ -41,7 +42,8 @@ static const struct zone_plan *find(const struct zone *z, const char *name, uint
     struct zone_found found;
     zone_find(z, ldns_rdf_data(rdf), ldns_rdf_size(rdf), type, &found);
     ldns_rdf_deep_free(rdf);
-    last_nptr = found.nptr;
+    last_nptr = found.nptr + (found.rr ? 1 : 0);
+
     return found.plan;
 }
 
@@ -147,6 +149,65 @@ static void test_names(void)
     zone_free(z);
 }
 
+/* Endpoint names are answered from their service's records, not stored as
+ * names: only the exact dashed form of a mapped address exists. */
+static void test_endpoints(void)
+{
+    struct zone *z = compile("[server]\nzone = cluster.local\n"
+                             "[namespace a]\n"
+                             "redis = 192.168.1.20, 192.168.1.21\n"
+                             "dual = 10.0.0.5, 2001:db8::5\n"
+                             "short = 1::2:3, 2001:db8::\n"
+                             "one = 10.0.0.9\n"
+                             "to-ep = 1--2-3.short.a.svc.cluster.local\n");
+    ok(z != NULL, "the endpoint example compiles");
+    if (!z)
+        return;
+    struct {
+        const char *name;
+        uint16_t type;
+        int rcode;
+        int answers;
+    } cases[] = {
+        {"192-168-1-21.redis.a.svc.cluster.local.", LDNS_RR_TYPE_A, LDNS_RCODE_NOERROR, 1},
+        {"192-168-1-21.redis.a.svc.cluster.local.", LDNS_RR_TYPE_ANY, LDNS_RCODE_NOERROR, 1},
+        {"192-168-1-21.redis.a.svc.cluster.local.", LDNS_RR_TYPE_AAAA, LDNS_RCODE_NOERROR, 0},
+        {"192-168-1-21.redis.a.svc.cluster.local.", LDNS_RR_TYPE_TXT, LDNS_RCODE_NOERROR, 0},
+        {"192-168-1-21.redis.a.svc.cluster.local.", LDNS_RR_TYPE_AXFR, LDNS_RCODE_REFUSED, 0},
+        {"192-168-1-22.redis.a.svc.cluster.local.", LDNS_RR_TYPE_A, LDNS_RCODE_NXDOMAIN, 0},
+        {"192-168-001-20.redis.a.svc.cluster.local.", LDNS_RR_TYPE_A, LDNS_RCODE_NXDOMAIN, 0},
+        {"192.168.1.20.redis.a.svc.cluster.local.", LDNS_RR_TYPE_A, LDNS_RCODE_NXDOMAIN, 0},
+        {"192-168-1-20.dual.a.svc.cluster.local.", LDNS_RR_TYPE_A, LDNS_RCODE_NXDOMAIN, 0},
+        {"10-0-0-5.dual.a.svc.cluster.local.", LDNS_RR_TYPE_A, LDNS_RCODE_NOERROR, 1},
+        {"2001-db8--5.dual.a.svc.cluster.local.", LDNS_RR_TYPE_AAAA, LDNS_RCODE_NOERROR, 1},
+        {"2001-DB8--5.dual.a.svc.cluster.local.", LDNS_RR_TYPE_AAAA, LDNS_RCODE_NOERROR, 1},
+        {"2001-0db8--5.dual.a.svc.cluster.local.", LDNS_RR_TYPE_AAAA, LDNS_RCODE_NXDOMAIN, 0},
+        {"2001-db8-0-0-0-0-0-5.dual.a.svc.cluster.local.", LDNS_RR_TYPE_AAAA, LDNS_RCODE_NXDOMAIN,
+         0},
+        {"2001-db8--5.dual.a.svc.cluster.local.", LDNS_RR_TYPE_A, LDNS_RCODE_NOERROR, 0},
+        {"1--2-3.short.a.svc.cluster.local.", LDNS_RR_TYPE_AAAA, LDNS_RCODE_NOERROR, 1},
+        {"2001-db8--0.short.a.svc.cluster.local.", LDNS_RR_TYPE_AAAA, LDNS_RCODE_NOERROR, 1},
+        {"2001-db8--.short.a.svc.cluster.local.", LDNS_RR_TYPE_AAAA, LDNS_RCODE_NXDOMAIN, 0},
+        {"10-0-0-9.one.a.svc.cluster.local.", LDNS_RR_TYPE_A, LDNS_RCODE_NXDOMAIN, 0},
+        {"x.192-168-1-21.redis.a.svc.cluster.local.", LDNS_RR_TYPE_A, LDNS_RCODE_NXDOMAIN, 0},
+        {"192-168-1-21.a.svc.cluster.local.", LDNS_RR_TYPE_A, LDNS_RCODE_NXDOMAIN, 0},
+        {"to-ep.a.svc.cluster.local.", LDNS_RR_TYPE_AAAA, LDNS_RCODE_NOERROR, 2},
+        {"to-ep.a.svc.cluster.local.", LDNS_RR_TYPE_A, LDNS_RCODE_NOERROR, 1},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        const struct zone_plan *p = find(z, cases[i].name, cases[i].type);
+        char t[16];
+        snprintf(t, sizeof(t), "%u", cases[i].type);
+        ok(p->rcode == cases[i].rcode && answers(p) == cases[i].answers,
+           "%s %s: rcode %d with %d answers", cases[i].name, t, cases[i].rcode, cases[i].answers);
+        if (p->rcode != cases[i].rcode || answers(p) != cases[i].answers)
+            printf("#   got rcode %d with %d answers\n", p->rcode, answers(p));
+    }
+    /* apex, ns.dns, dns-version, svc, pod; a.svc; five services; six endpoints */
+    is_int(zone_stats(z)->names, 5 + 1 + 5 + 6, "endpoint names count as names, once");
+    zone_free(z);
+}
+
 static void test_errors(void)
 {
     struct zone *z = compile("[namespace a]\nx = x.a.svc.cluster.local\n");
@@ -249,7 +310,9 @@ static void test_scale(void)
 int main(void)
 {
     test_names();
+    test_endpoints();
     test_errors();
+
     test_serial_and_changes();
     test_scale();
     diag_finish(&d);
