@@ -70,7 +70,8 @@ static uint8_t type_bit(uint16_t qtype)
  * (millions of them: every byte counts, and a lookup touches one place). */
 struct znode {
     uint64_t fp;   /* services: what they answer, to count changes on reload */
-    uint32_t info; /* compile time only: index of its struct info */
+    uint32_t info; /* while compiling: index of its struct info; then, of a
+                    * service, its place in zone.services */
     uint8_t len;
     uint8_t flags;
     uint8_t nplans;
@@ -111,6 +112,8 @@ struct zone {
     char name[LDNS_MAX_DOMAINLEN + 1];
 
     uint64_t settings_fp; /* zone, ttl, listen: what is not in a service */
+    struct znode **services; /* in the order of the file, for the next reload */
+    size_t nservices;
 
     struct zone_stats stats;
 };
@@ -1463,14 +1466,20 @@ static bool count_changes(struct compiler *c, const struct zone *old)
         z->stats.added = z->stats.services;
         return true;
     }
-    size_t matched = 0;
-    for (size_t i = 0; i < c->ninfo; i++) {
-        const struct znode *n = c->info[i].node;
-        if (!(n->flags & NODE_SERVICE))
-            continue;
-        const struct znode *o = node_lookup(old, node_name(n), n->len);
-        if (o && (o->flags & NODE_SERVICE)) {
+    /* Both lists are in the order of their file, and a reload changes few
+     * lines: walk them in step, and look a name up only where they part. */
+    size_t matched = 0, j = 0;
+    for (size_t i = 0; i < z->nservices; i++) {
+        const struct znode *n = z->services[i];
+        const struct znode *o = j < old->nservices ? old->services[j] : NULL;
+        if (!o || o->len != n->len || memcmp(node_name(o), node_name(n), n->len) != 0) {
+            o = node_lookup(old, node_name(n), n->len);
+            if (o && !(o->flags & NODE_SERVICE))
+                o = NULL;
+        }
+        if (o) {
             matched++;
+            j = (size_t)o->info + 1;
             if (o->fp != n->fp)
                 z->stats.changed++;
         } else {
@@ -1580,7 +1589,19 @@ struct zone *zone_compile(const struct config *cfg, const struct zone *old, time
         goto fail;
 
     z->settings_fp = settings_fingerprint(&c);
+    z->services = arena_alloc(z->arena, (z->stats.services + 1) * sizeof(*z->services));
+    if (!z->services)
+        goto fail;
+    for (size_t i = 0; i < c.ninfo; i++) {
+        struct znode *node = c.info[i].node;
+        if (node->flags & NODE_SERVICE) {
+            node->info = (uint32_t)z->nservices;
+            z->services[z->nservices++] = node;
+        }
+
+    }
     bool changed = count_changes(&c, old);
+
     uint32_t serial = (uint32_t)now;
     if (old) {
         uint32_t prev = old->stats.serial;

@@ -277,12 +277,29 @@ static void test_serial_and_changes(void)
                                  z1, 5000);
     ok(z4 && zone_stats(z4)->changed == 3 && zone_stats(z4)->serial == 5000,
        "a new server ttl changes every service");
+    /* in a new order, with namespaces swapped, one inserted in front, one
+     * dropped in the middle, one changed at the end */
+    struct zone *o1 = compile_at("[namespace a]\np = 10.0.0.1\nq = 10.0.0.2\nr = 10.0.0.3\n"
+                                 "[namespace b]\ns = 10.0.0.4\nt = 10.0.0.5\n",
+                                 NULL, 6000);
+    struct zone *o2 = compile_at("[namespace b]\nn = 10.0.0.9\ns = 10.0.0.4\nt = 10.0.0.6\n"
+                                 "[namespace a]\nr = 10.0.0.3\np = 10.0.0.1\n",
+                                 o1, 7000);
+    ok(o1 && o2, "reordered mappings compile");
+    if (o2)
+        ok(zone_stats(o2)->added == 1 && zone_stats(o2)->removed == 1 &&
+               zone_stats(o2)->changed == 1,
+           "reordered: n added, q removed, t changed (got %zu, %zu, %zu)", zone_stats(o2)->added,
+           zone_stats(o2)->removed, zone_stats(o2)->changed);
     zone_free(z1);
     zone_free(same);
     zone_free(z2);
     zone_free(z3);
     zone_free(z4);
+    zone_free(o1);
+    zone_free(o2);
 }
+
 
 static void test_scale(void)
 {
