@@ -285,10 +285,11 @@ static int reload_text(struct reloader *r, char *text, size_t len)
     const struct zone_stats *st = zone_stats(z);
     bool changed = st->serial != old_serial;
     r->stats.ok++;
-    notify("READY=1\nSTATUS=serving");
     r->stats.last_ok = time(NULL);
     config_drop_mapping(cfg); /* the zone has what it needs */
     zone_ref_publish(r->ref, z);
+    notify("READY=1\nSTATUS=serving"); /* after: READY means the new answers */
+
     if (r->srv)
         server_apply_limits(r->srv, cfg);
     config_free(r->cfg);

@@ -1406,9 +1406,33 @@ static void compile_hosts(struct compiler *c)
 /* ---------------------------------------------------------------------- */
 /* Reverse names (SPEC §2.5).                                              */
 
-static int ptr_cmp(const void *a, const void *b)
+/* Sorts `v` by the first `size` bytes of the address, keeping the order of
+ * equal ones: a byte-wise radix sort, which for a million IPv4 addresses
+ * is four passes over the array instead of 20 million calls to memcmp. */
+static bool sort_ptrs(struct zone_ptr *v, size_t n, size_t size)
 {
-    return memcmp(((const struct zone_ptr *)a)->addr, ((const struct zone_ptr *)b)->addr, 16);
+    struct zone_ptr *tmp = malloc(n * sizeof(*v));
+    if (!tmp)
+        return false;
+    struct zone_ptr *from = v, *to = tmp;
+    for (size_t byte = size; byte-- > 0;) {
+        size_t count[257] = {0};
+        for (size_t i = 0; i < n; i++)
+            count[from[i].addr[byte] + 1]++;
+        if (count[from[0].addr[byte] + 1] == n)
+            continue; /* all alike in this byte */
+        for (size_t k = 1; k < 257; k++)
+            count[k] += count[k - 1];
+        for (size_t i = 0; i < n; i++)
+            to[count[from[i].addr[byte]]++] = from[i];
+        struct zone_ptr *t = from;
+        from = to;
+        to = t;
+    }
+    if (from != v)
+        memcpy(v, from, n * sizeof(*v));
+    free(tmp);
+    return true;
 }
 
 /* Sorts each family's PTRs by address into the zone; the PTRs of one
@@ -1426,7 +1450,11 @@ static void compile_ptrs(struct compiler *c)
             oom(c);
             return;
         }
-        qsort(v, l->n, sizeof(*v), ptr_cmp);
+        if (!sort_ptrs(v, l->n, f == 0 ? 4 : 16)) {
+            oom(c);
+            return;
+        }
+
         for (size_t i = 0; i < l->n;) {
             size_t k = i;
             uint32_t ttl = UINT32_MAX;

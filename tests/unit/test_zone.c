@@ -307,13 +307,49 @@ static void test_scale(void)
     size_t n = 20000;
     size_t cap = n * 40 + 64;
     char *text = malloc(cap);
+    /* addresses in scrambled order (an odd multiplier permutes 0..65535),
+     * every tenth service with an IPv6 one too, the first 100 addresses
+     * mapped twice: the reverse tables must sort and group them */
     size_t len = (size_t)snprintf(text, cap, "[namespace big]\n");
-    for (size_t i = 0; i < n; i++)
-        len += (size_t)snprintf(text + len, cap - len, "s%zu = 10.%zu.%zu.%zu\n", i, i >> 16,
-                                (i >> 8) & 255, i & 255);
+    for (size_t i = 0; i < n; i++) {
+        size_t p = (i * 40503) & 0xffff;
+        len += (size_t)snprintf(text + len, cap - len, "s%zu = 10.0.%zu.%zu", i, p >> 8, p & 255);
+        if (i % 10 == 0)
+            len += (size_t)snprintf(text + len, cap - len, ", 2001:db8::%zx", p);
+        text[len++] = '\n';
+    }
+    for (size_t i = 0; i < 100; i++) {
+        size_t p = (i * 40503) & 0xffff;
+        len += (size_t)snprintf(text + len, cap - len, "d%zu = 10.0.%zu.%zu\n", i, p >> 8, p & 255);
+    }
     struct zone *z = compile(text);
     free(text);
-    ok(z && zone_stats(z)->services == n, "20000 services compile");
+    ok(z && zone_stats(z)->services == n + 100, "20100 services compile");
+    size_t ptrs = 0, want = 0;
+    for (size_t i = 0; z && i < n; i += 3) {
+        size_t p = (i * 40503) & 0xffff;
+        char name[128];
+        snprintf(name, sizeof(name), "%zu.%zu.0.10.in-addr.arpa.", p & 255, p >> 8);
+        ptrs += (size_t)answers(find(z, name, LDNS_RR_TYPE_PTR));
+        want += i < 100 ? 2 : 1;
+        if (i % 10 == 0) {
+            size_t k = 0;
+            for (int nib = 0; nib < 32; nib++) {
+                unsigned v = nib < 4 ? (unsigned)(p >> (4 * nib)) & 15 : 0;
+                /* 2001:0db8 from the right */
+                static const unsigned top[] = {8, 0xb, 0xd, 0, 1, 0, 0, 2};
+
+                if (nib >= 24)
+                    v = top[nib - 24];
+                k += (size_t)snprintf(name + k, sizeof(name) - k, "%x.", v);
+            }
+            snprintf(name + k, sizeof(name) - k, "ip6.arpa.");
+            ptrs += (size_t)answers(find(z, name, LDNS_RR_TYPE_PTR));
+            want++;
+        }
+    }
+    is_int(ptrs, want, "every sampled address has its PTRs, shared addresses two");
+
     size_t found = 0;
     for (size_t i = 0; z && i < n; i += 7) {
         char name[64];
