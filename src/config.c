@@ -1475,9 +1475,11 @@ static struct config *parse_text(const char *text, size_t len, struct diag *d)
         return NULL;
     }
 
+    cfg->hash = config_hash(text, len);
     /* Defaults first: a bad value in the file then leaves the default,
      * and the rest of the file is still checked against sane settings. */
     apply_defaults(&p);
+
     /* inih's own return value only names the first bad line; read_line
      * has already reported every line inih would reject. */
     (void)ini_parse_stream(read_line, &p, on_value, &p);
@@ -1499,6 +1501,21 @@ struct config *config_parse(const char *text, size_t len, struct diag *d)
 {
     return parse_text(text, len, d);
 }
+
+uint64_t config_hash(const char *p, size_t n)
+{
+    uint64_t h = 0x84222325cbf29ce4ULL ^ n;
+    for (; n >= 8; p += 8, n -= 8) {
+        uint64_t w;
+        memcpy(&w, p, 8);
+        h = (h ^ w) * 0x100000001b3ULL;
+        h ^= h >> 31;
+    }
+    for (; n; p++, n--)
+        h = (h ^ (uint8_t)*p) * 0x100000001b3ULL;
+    return h;
+}
+
 
 char *config_read(const char *path, size_t *lenp, struct diag *d)
 {

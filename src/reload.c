@@ -116,22 +116,6 @@ void zone_ref_publish(struct zone_ref *ref, struct zone *z)
 
 /* ---------------------------------------------------------------------- */
 
-/* A fingerprint of the file's bytes (not cryptographic: it only has to
- * notice that the file changed). */
-static uint64_t content_hash(const char *p, size_t n)
-{
-    uint64_t h = 0x84222325cbf29ce4ULL ^ n;
-    for (; n >= 8; p += 8, n -= 8) {
-        uint64_t w;
-        memcpy(&w, p, 8);
-        h = (h ^ w) * 0x100000001b3ULL;
-        h ^= h >> 31;
-    }
-    for (; n; p++, n--)
-        h = (h ^ (uint8_t)*p) * 0x100000001b3ULL;
-    return h;
-}
-
 struct reloader {
     struct event_base *base;
     const char *path;
@@ -185,16 +169,7 @@ struct reloader *reload_new(struct event_base *base, const char *path, struct co
     r->stats.last_ok = time(NULL);
     r->collect = evtimer_new(base, on_collect, r);
     r->watch = evtimer_new(base, on_watch, r);
-    /* what was loaded at start-up (read again: a change since then is
-     * taken at the first look) */
-    struct diag d;
-    diag_init(&d, path);
-    size_t len;
-    char *text = config_read(path, &len, &d);
-    if (text)
-        r->seen_hash = content_hash(text, len);
-    free(text);
-    diag_finish(&d);
+    r->seen_hash = cfg->hash; /* what was loaded: a later change is taken at the first look */
     if (!r->collect || !r->watch) {
         if (r->collect)
             event_free(r->collect);
@@ -246,7 +221,7 @@ static int reload_text(struct reloader *r, char *text, size_t len)
         text = owned = config_read(r->path, &len, &d);
     struct config *cfg = NULL;
     if (text) {
-        r->seen_hash = content_hash(text, len);
+        r->seen_hash = config_hash(text, len);
         cfg = config_parse(text, len, &d);
     }
     free(owned);
@@ -341,7 +316,7 @@ static void on_watch(evutil_socket_t fd, short what, void *arg)
         arm_watch(r, next);
         return;
     }
-    uint64_t h = content_hash(text, len);
+    uint64_t h = config_hash(text, len);
     if (h == r->seen_hash) {
         r->pending_hash = 0;
     } else if (h != r->pending_hash) {

@@ -97,6 +97,8 @@ enum config_option_id {
 
 struct config {
     const char *path;
+    uint64_t hash; /* config_hash() of the text it was parsed from */
+
 
     /* [server] */
     const char *zone; /* lower case, no trailing dot */
@@ -184,6 +186,11 @@ struct config *config_load(const char *path, struct diag *d);
 
 /* Same as config_load() for a text already in memory (tests, fuzzing). */
 struct config *config_parse(const char *text, size_t len, struct diag *d);
+
+/* A fingerprint of a file's bytes (not cryptographic: it only has to
+ * notice that the file changed); struct config keeps the one it came from. */
+uint64_t config_hash(const char *text, size_t len);
+
 
 /* Frees the namespaces and services, keeping the settings: once compiled
  * into a zone, the mapping is not needed, and it is most of the memory. */
