@@ -1406,15 +1406,13 @@ static void compile_hosts(struct compiler *c)
 /* ---------------------------------------------------------------------- */
 /* Reverse names (SPEC §2.5).                                              */
 
-/* Sorts `v` by the first `size` bytes of the address, keeping the order of
- * equal ones: a byte-wise radix sort, which for a million IPv4 addresses
- * is four passes over the array instead of 20 million calls to memcmp. */
-static bool sort_ptrs(struct zone_ptr *v, size_t n, size_t size)
+/* Sorts `src` into `dst` by the first `size` bytes of the address, keeping
+ * the order of equal ones (`src` is scratch space, left in disorder): a
+ * byte-wise radix sort, which for a million IPv4 addresses is four passes
+ * over the array instead of 20 million calls to memcmp. */
+static void sort_ptrs(struct zone_ptr *src, struct zone_ptr *dst, size_t n, size_t size)
 {
-    struct zone_ptr *tmp = malloc(n * sizeof(*v));
-    if (!tmp)
-        return false;
-    struct zone_ptr *from = v, *to = tmp;
+    struct zone_ptr *from = src, *to = dst;
     for (size_t byte = size; byte-- > 0;) {
         size_t count[257] = {0};
         for (size_t i = 0; i < n; i++)
@@ -1429,10 +1427,8 @@ static bool sort_ptrs(struct zone_ptr *v, size_t n, size_t size)
         from = to;
         to = t;
     }
-    if (from != v)
-        memcpy(v, from, n * sizeof(*v));
-    free(tmp);
-    return true;
+    if (from != dst)
+        memcpy(dst, from, n * sizeof(*dst));
 }
 
 /* Sorts each family's PTRs by address into the zone; the PTRs of one
@@ -1445,15 +1441,13 @@ static void compile_ptrs(struct compiler *c)
         struct ptr_list *l = &c->ptrs[f];
         if (l->n == 0)
             continue;
-        struct zone_ptr *v = arena_memdup(z->arena, l->v, l->n * sizeof(*v));
+        struct zone_ptr *v = arena_alloc(z->arena, l->n * sizeof(*v));
         if (!v) {
             oom(c);
             return;
         }
-        if (!sort_ptrs(v, l->n, f == 0 ? 4 : 16)) {
-            oom(c);
-            return;
-        }
+        sort_ptrs(l->v, v, l->n, f == 0 ? 4 : 16);
+
 
         for (size_t i = 0; i < l->n;) {
             size_t k = i;
