@@ -1516,7 +1516,6 @@ uint64_t config_hash(const char *p, size_t n)
     return h;
 }
 
-
 char *config_read(const char *path, size_t *lenp, struct diag *d)
 {
     FILE *f = fopen(path, "rb");

@@ -24,8 +24,8 @@ _Static_assert(CONFIG_MAX_UPSTREAMS == UPSTREAM_MAX_SERVERS, "one limit for upst
 #define SCHEMA_VERSION "1.1.0" /* Kubernetes DNS schema (kubernetes/dns specification §2.2) */
 
 enum node_flag {
-    NODE_IN_ZONE = 0x01, /* below the apex: plans may hold apex slots */
-    NODE_SERVICE = 0x08, /* <svc>.<ns>.svc.<zone>: carries a fingerprint */
+    NODE_IN_ZONE = 0x01,   /* below the apex: plans may hold apex slots */
+    NODE_SERVICE = 0x08,   /* <svc>.<ns>.svc.<zone>: carries a fingerprint */
     NODE_ENDPOINTS = 0x10, /* a service of several addresses: its endpoint
                             * names are answered from its own records */
 };
@@ -102,7 +102,7 @@ struct zone {
     const struct zone_plan *nodata_rev4; /* at a mapped in-addr.arpa name */
     const struct zone_plan *nodata_rev6;
     const struct zone_plan *found_plan; /* NOERROR, its answer in zone_found */
-    struct zone_ptr *rev4, *rev6;     /* sorted by address */
+    struct zone_ptr *rev4, *rev6;       /* sorted by address */
     size_t nrev4, nrev6;
     const struct zone_plan *refused;
 
@@ -111,7 +111,7 @@ struct zone {
     uint16_t udp_max;
     char name[LDNS_MAX_DOMAINLEN + 1];
 
-    uint64_t settings_fp; /* zone, ttl, listen: what is not in a service */
+    uint64_t settings_fp;    /* zone, ttl, listen: what is not in a service */
     struct znode **services; /* in the order of the file, for the next reload */
     size_t nservices;
 
@@ -944,7 +944,6 @@ static size_t endpoint_name(const struct znode *service, const struct config_tar
     return rl + service->len;
 }
 
-
 static void compile_address_service(struct compiler *c, const struct config_namespace *ns,
                                     const struct config_service *s, struct znode *node)
 {
@@ -1037,8 +1036,8 @@ static void compile_address_service(struct compiler *c, const struct config_name
             b_reset(b);
             for (uint32_t i = 0; i < s->ntargets; i++) {
                 const struct config_target *t = &s->targets[i];
-                b_rr_begin(b, &targets[i], t->family == AF_INET ? LDNS_RR_TYPE_A
-                                                                : LDNS_RR_TYPE_AAAA, ttl);
+                b_rr_begin(b, &targets[i],
+                           t->family == AF_INET ? LDNS_RR_TYPE_A : LDNS_RR_TYPE_AAAA, ttl);
 
                 b_bytes(b, t->addr, t->family == AF_INET ? 4 : 16);
                 b_rr_end(b);
@@ -1448,7 +1447,6 @@ static void compile_ptrs(struct compiler *c)
         }
         sort_ptrs(l->v, v, l->n, f == 0 ? 4 : 16);
 
-
         for (size_t i = 0; i < l->n;) {
             size_t k = i;
             uint32_t ttl = UINT32_MAX;
@@ -1528,8 +1526,6 @@ static size_t estimate_names(const struct config *cfg)
                 n += 2; /* and the endpoint it may point at */
             else
                 n += 1 + (s->targets[0].port ? 1 : 0); /* and _port._proto */
-
-
         }
     }
     return n;
@@ -1620,7 +1616,6 @@ struct zone *zone_compile(const struct config *cfg, const struct zone *old, time
             node->info = (uint32_t)z->nservices;
             z->services[z->nservices++] = node;
         }
-
     }
     bool changed = count_changes(&c, old);
 
@@ -1797,7 +1792,6 @@ static int dashed_address(const uint8_t *label, uint8_t addr[16])
         return 0; /* 010-0-0-1, 2001-0db8--1: not the name of an endpoint */
     memcpy(addr, t.addr, 16);
     return t.family == AF_INET ? 4 : 16;
-
 }
 
 /* An endpoint name of a service of several addresses: its record is the
@@ -1873,7 +1867,6 @@ void zone_find(const struct zone *z, const uint8_t *lname, size_t len, uint16_t 
         out->plan = z->nxdomain;
         return;
     }
-
 
     /* zone transfers are not offered (SPEC §2.1) */
     if (qtype == LDNS_RR_TYPE_AXFR || qtype == LDNS_RR_TYPE_IXFR)

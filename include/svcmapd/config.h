@@ -99,7 +99,6 @@ struct config {
     const char *path;
     uint64_t hash; /* config_hash() of the text it was parsed from */
 
-
     /* [server] */
     const char *zone; /* lower case, no trailing dot */
     struct config_listen *listen;
@@ -190,7 +189,6 @@ struct config *config_parse(const char *text, size_t len, struct diag *d);
 /* A fingerprint of a file's bytes (not cryptographic: it only has to
  * notice that the file changed); struct config keeps the one it came from. */
 uint64_t config_hash(const char *text, size_t len);
-
 
 /* Frees the namespaces and services, keeping the settings: once compiled
  * into a zone, the mapping is not needed, and it is most of the memory. */

@@ -137,7 +137,6 @@ struct zone_found {
     size_t rrlen;
 };
 
-
 /*
  * Finds what answers a query. `lname` is the query name in wire form,
  * folded to lower case, `len` bytes including the root label. A name

@@ -300,7 +300,6 @@ static void test_serial_and_changes(void)
     zone_free(o2);
 }
 
-
 static void test_scale(void)
 {
     /* 20 000 services through the whole compiler: every one is found. */
