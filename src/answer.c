@@ -565,7 +565,6 @@ size_t answer_query(struct answer_ctx *ctx, const struct zone *z, const uint8_t 
         pos += found.rrlen;
         an++;
     }
-
     for (size_t i = nan; i < nan + nns; i++)
         pos = put_set(ctx, p->sets[i], out, pos, ptr);
     put16(out + 6, an);

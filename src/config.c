@@ -1479,7 +1479,6 @@ static struct config *parse_text(const char *text, size_t len, struct diag *d)
     /* Defaults first: a bad value in the file then leaves the default,
      * and the rest of the file is still checked against sane settings. */
     apply_defaults(&p);
-
     /* inih's own return value only names the first bad line; read_line
      * has already reported every line inih would reject. */
     (void)ini_parse_stream(read_line, &p, on_value, &p);

@@ -264,7 +264,6 @@ static int reload_text(struct reloader *r, char *text, size_t len)
     config_drop_mapping(cfg); /* the zone has what it needs */
     zone_ref_publish(r->ref, z);
     notify("READY=1\nSTATUS=serving"); /* after: READY means the new answers */
-
     if (r->srv)
         server_apply_limits(r->srv, cfg);
     config_free(r->cfg);

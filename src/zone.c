@@ -1038,7 +1038,6 @@ static void compile_address_service(struct compiler *c, const struct config_name
                 const struct config_target *t = &s->targets[i];
                 b_rr_begin(b, &targets[i],
                            t->family == AF_INET ? LDNS_RR_TYPE_A : LDNS_RR_TYPE_AAAA, ttl);
-
                 b_bytes(b, t->addr, t->family == AF_INET ? 4 : 16);
                 b_rr_end(b);
             }
@@ -1446,7 +1445,6 @@ static void compile_ptrs(struct compiler *c)
             return;
         }
         sort_ptrs(l->v, v, l->n, f == 0 ? 4 : 16);
-
         for (size_t i = 0; i < l->n;) {
             size_t k = i;
             uint32_t ttl = UINT32_MAX;
@@ -1618,7 +1616,6 @@ struct zone *zone_compile(const struct config *cfg, const struct zone *old, time
         }
     }
     bool changed = count_changes(&c, old);
-
     uint32_t serial = (uint32_t)now;
     if (old) {
         uint32_t prev = old->stats.serial;

@@ -43,7 +43,6 @@ static const struct zone_plan *find(const struct zone *z, const char *name, uint
     zone_find(z, ldns_rdf_data(rdf), ldns_rdf_size(rdf), type, &found);
     ldns_rdf_deep_free(rdf);
     last_nptr = found.nptr + (found.rr ? 1 : 0);
-
     return found.plan;
 }
 
@@ -337,7 +336,6 @@ static void test_scale(void)
                 unsigned v = nib < 4 ? (unsigned)(p >> (4 * nib)) & 15 : 0;
                 /* 2001:0db8 from the right */
                 static const unsigned top[] = {8, 0xb, 0xd, 0, 1, 0, 0, 2};
-
                 if (nib >= 24)
                     v = top[nib - 24];
                 k += (size_t)snprintf(name + k, sizeof(name) - k, "%x.", v);
@@ -348,7 +346,6 @@ static void test_scale(void)
         }
     }
     is_int(ptrs, want, "every sampled address has its PTRs, shared addresses two");
-
     size_t found = 0;
     for (size_t i = 0; z && i < n; i += 7) {
         char name[64];
@@ -364,7 +361,6 @@ int main(void)
     test_names();
     test_endpoints();
     test_errors();
-
     test_serial_and_changes();
     test_scale();
     diag_finish(&d);
