@@ -1240,17 +1240,24 @@ static const struct zone_external *external_of(struct compiler *c, struct znode 
     struct info *in = info_of(c, n);
     if (!c->z->resolve || in->u.svc->no_resolve || extra_of(c, in)->host_node)
         return NULL;
+    const uint8_t *host = extra_of(c, in)->host;
+    size_t len = extra_of(c, in)->host_len;
+    bool lower = true;
+    for (size_t i = 0; i < len && lower; i++)
+        lower = host[i] == (uint8_t)tolower(host[i]);
     struct zone_external *ext = arena_alloc(c->z->arena, sizeof(*ext));
-    uint8_t *name = arena_alloc(c->z->arena, extra_of(c, in)->host_len);
-    if (!ext || !name) {
+    uint8_t *folded = lower ? NULL : arena_alloc(c->z->arena, len);
+    if (!ext || (!lower && !folded)) {
         oom(c);
         return NULL;
     }
-    for (size_t i = 0; i < extra_of(c, in)->host_len; i++)
-        name[i] = (uint8_t)tolower(extra_of(c, in)->host[i]);
-    ext->name = name;
-    ext->len = (uint8_t)extra_of(c, in)->host_len;
+    for (size_t i = 0; folded && i < len; i++)
+        folded[i] = (uint8_t)tolower(host[i]);
+    ext->name = folded ? folded : host; /* the cache's key: lower case */
+
+    ext->len = (uint8_t)len;
     return ext;
+
 }
 
 /* A plan like `p` that continues with the upstream's records. */
@@ -1387,11 +1394,12 @@ static void compile_hosts(struct compiler *c)
         if (!extra_of(c, in)->host_node || in->u.svc->no_resolve) {
             /* Outside the zone: A and AAAA go on with the upstream's records
              * (SPEC §2.3); resolve=no gives the CNAME alone. */
-            const struct zone_external *ext = external_of(c, node);
-            add_plan(c, node, LDNS_RR_TYPE_A, with_external(c, alone, ext));
-            add_plan(c, node, LDNS_RR_TYPE_AAAA, with_external(c, alone, ext));
+            const struct zone_plan *resolved = with_external(c, alone, external_of(c, node));
+            add_plan(c, node, LDNS_RR_TYPE_A, resolved); /* one plan: the query says the type */
+            add_plan(c, node, LDNS_RR_TYPE_AAAA, resolved);
             add_plan(c, node, LDNS_RR_TYPE_TXT, alone);
             continue;
+
         }
 
         warn_loop(c, node);

@@ -155,7 +155,27 @@ def test_cname_then_target_records(svcmapd, upstream, rdtype, rdatas, tcp):
         f"upstream query should be UDP with EDNS payload 1232: {got[0]}")
 
 
+def test_mixed_case_target_is_one_cache_entry(svcmapd, upstream, udp_client):
+    """A hostname written in capitals keeps them in our CNAME (as written, as CoreDNS's
+    ExternalName does), but is looked up and cached in lower case: the same target
+    written two ways is one upstream query."""
+    up = upstream()
+    up.add(T_WEB, "A", "192.0.2.20", ttl=300)
+    s = svcmapd(config(up.addr) + "\n[namespace test-3]\nupper = Web.Example.COM\n"
+                "lower = web.example.com\n")
+    c = udp_client(s.port)
+    upper, lower = svc("upper.test-3"), svc("lower.test-3")
+    r = c.ask(upper, "A")
+    check_header(r, "NOERROR")
+    got = answer_lines(r)
+    assert got[0] == f"{upper} 5 IN CNAME Web.Example.COM.", got
+    assert [x.split()[-1] for x in got[1:]] == ["192.0.2.20"], got
+    check_external(c.ask(lower, "A"), lower, T_WEB, [f"{T_WEB} A 192.0.2.20"], 300)
+    assert [(q.name.lower(), q.rdtype) for q in up.queries()] == [(T_WEB, "A")], up.queries()
+
+
 def test_cname_query_never_goes_upstream(svcmapd, upstream):
+
     up = upstream()
     up.add(T_MYSQL, "A", "192.0.2.10")
     s = svcmapd(config(up.addr))
