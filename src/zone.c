@@ -1257,7 +1257,6 @@ static const struct zone_external *external_of(struct compiler *c, struct znode 
 
     ext->len = (uint8_t)len;
     return ext;
-
 }
 
 /* A plan like `p` that continues with the upstream's records. */
@@ -1399,7 +1398,6 @@ static void compile_hosts(struct compiler *c)
             add_plan(c, node, LDNS_RR_TYPE_AAAA, resolved);
             add_plan(c, node, LDNS_RR_TYPE_TXT, alone);
             continue;
-
         }
 
         warn_loop(c, node);
