@@ -13,35 +13,17 @@ const fs = require('fs');
 const path = require('path');
 const { execFileSync } = require('child_process');
 
-// tests/deploy/node_modules comes from `npm ci --prefix tests/deploy`
-// (package-lock.json pins every version); tests/run does it.
-for (const m of ['dockerfile-utils']) {
-  try {
-    require.resolve(m);
-  } catch (e) {
-    console.log(`not ok - npm package ${m} is missing: run  npm ci --prefix tests/deploy`);
-    process.exit(1);
-  }
-}
+const { requirePackages, tap } = require('./tap');
+
+requirePackages(['dockerfile-utils']);
 const [file, root, svcmapd] = process.argv.slice(2);
 if (!svcmapd) {
   console.error('usage: node containerfile.js CONTAINERFILE REPO_ROOT SVCMAPD');
   process.exit(2);
 }
 
-let failed = 0;
-let passed = 0;
-function check(ok, what, detail) {
-  // numbered, so that tests/summary.py counts each check
-  const n = passed + failed + 1;
-  if (ok) {
-    passed++;
-    console.log(`ok ${n} - ${what}`);
-  } else {
-    failed++;
-    console.log(`not ok ${n} - ${what}${detail ? `: ${detail}` : ''}`);
-  }
-}
+const TAP = tap('containerfile.js');
+const check = TAP.check;
 function run(cmd, args) {
   try {
     return { ok: true, out: execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }) };
@@ -105,8 +87,7 @@ for (const s of stages) {
     `FROM ${s.raw}: Debian 12 (bookworm)`, ref);
 }
 if (stages.length < 2) {
-  console.log(`containerfile.js: ${passed} checks passed, ${failed} failed`);
-  process.exit(1);
+  TAP.finish(true);
 }
 const build = stages[0];
 const final = stages[stages.length - 1];
@@ -227,5 +208,4 @@ for (const k of ['health', 'ready', 'metrics']) {
 const check_ = run(svcmapd, ['-t', '-c', path.join(root, copyIni ? copyIni.arg.split(/\s+/)[0] : 'missing')]);
 check(check_.ok, 'the shipped mapping passes svcmapd -t', check_.out.trim());
 
-console.log(`containerfile.js: ${passed} checks passed, ${failed} failed`);
-process.exit(failed ? 1 : 0);
+TAP.finish();

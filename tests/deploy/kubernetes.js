@@ -13,16 +13,9 @@ const fs = require('fs');
 const os = require('os');
 const path = require('path');
 const { execFileSync } = require('child_process');
-// tests/deploy/node_modules comes from `npm ci --prefix tests/deploy`
-// (package-lock.json pins every version); tests/run does it.
-for (const m of ['yaml', 'kubernetes-models']) {
-  try {
-    require.resolve(m);
-  } catch (e) {
-    console.log(`not ok - npm package ${m} is missing: run  npm ci --prefix tests/deploy`);
-    process.exit(1);
-  }
-}
+const { requirePackages, tap } = require('./tap');
+
+requirePackages(['yaml', 'kubernetes-models']);
 const YAML = require('yaml');
 
 const [dir, containerIni, containerfile, svcmapd] = process.argv.slice(2);
@@ -31,19 +24,8 @@ if (!svcmapd) {
   process.exit(2);
 }
 
-let failed = 0;
-let passed = 0;
-function check(ok, what, detail) {
-  // numbered, so that tests/summary.py counts each check
-  const n = passed + failed + 1;
-  if (ok) {
-    passed++;
-    console.log(`ok ${n} - ${what}`);
-  } else {
-    failed++;
-    console.log(`not ok ${n} - ${what}${detail ? `: ${detail}` : ''}`);
-  }
-}
+const TAP = tap('kubernetes.js');
+const check = TAP.check;
 
 // apiVersion/kind -> the kubernetes-models class that validates it.
 const MODELS = {
@@ -177,8 +159,7 @@ for (const [k, o] of [['Namespace', ns], ['ConfigMap', cm], ['Deployment', dep],
   missing = missing || o === undefined;
 }
 if (missing) {
-  console.log(`kubernetes.js: ${passed} checks passed, ${failed} failed`);
-  process.exit(1);
+  TAP.finish(true);
 }
 
 check(ns.metadata.name === 'svcmapd', 'the Namespace is svcmapd');
@@ -338,5 +319,4 @@ for (const p of c.ports || [])
     ((p.protocol || 'TCP') === 'TCP' && exposed.includes(String(p.containerPort))),
     `the image EXPOSEs ${p.containerPort}/${p.protocol || 'TCP'}`);
 
-console.log(`kubernetes.js: ${passed} checks passed, ${failed} failed`);
-process.exit(failed ? 1 : 0);
+TAP.finish();

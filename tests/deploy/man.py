@@ -14,17 +14,10 @@ import subprocess
 import sys
 import tempfile
 
-failed = passed = 0
+from tap import Tap
 
-
-def check(ok, what, detail=""):
-    global failed, passed
-    if ok:
-        passed += 1
-        print(f"ok {passed + failed} - {what}")
-    else:
-        failed += 1
-        print(f"not ok {passed + failed} - {what}" + (f": {detail}" if detail else ""))
+TAP = Tap("man.py")
+check = TAP.check
 
 
 def options_table(config_c):
@@ -181,8 +174,7 @@ def main():
         check(first.startswith("[server]") and r.returncode == 0 and ": warning:" not in r.stderr,
               "svcmapd.ini.5: the example file passes svcmapd -t without warnings", (r.stdout + r.stderr).strip())
 
-    print(f"man.py: {passed} checks passed, {failed} failed")
-    return 1 if failed else 0
+    return TAP.finish()
 
 
 if __name__ == "__main__":

@@ -24,17 +24,10 @@ import time
 import urllib.error
 import urllib.request
 
-failed = passed = 0
+from tap import Tap
 
-
-def check(ok, what, detail=""):
-    global failed, passed
-    if ok:
-        passed += 1
-        print(f"ok {passed + failed} - {what}")
-    else:
-        failed += 1
-        print(f"not ok {passed + failed} - {what}" + (f": {detail}" if detail else ""))
+TAP = Tap("runtime.py")
+check = TAP.check
 
 
 def free_port():
@@ -186,8 +179,7 @@ def main():
             log.close()
             ns.close()
 
-    print(f"runtime.py: {passed} checks passed, {failed} failed")
-    return 1 if failed else 0
+    return TAP.finish()
 
 
 if __name__ == "__main__":

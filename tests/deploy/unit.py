@@ -15,6 +15,8 @@ import subprocess
 import sys
 import tempfile
 
+from tap import Tap
+
 # systemd-analyze security scores 0 (locked down) to 10 (wide open); the
 # unit scores 1.7 with systemd 252. Fail if hardening is lost.
 MAX_EXPOSURE = 2.5
@@ -22,16 +24,8 @@ MAX_EXPOSURE = 2.5
 
 def main():
     unit, svcmapd = sys.argv[1], os.path.abspath(sys.argv[2])
-    failed = passed = 0
-
-    def check(ok, what, detail=""):
-        nonlocal failed, passed
-        if ok:
-            passed += 1
-            print(f"ok {passed + failed} - {what}")
-        else:
-            failed += 1
-            print(f"not ok {passed + failed} - {what}" + (f": {detail}" if detail else ""))
+    tap = Tap("unit.py")
+    check = tap.check
 
     text = open(unit, encoding="utf-8").read()
     settings = {}
@@ -90,8 +84,7 @@ def main():
     analyze = shutil.which("systemd-analyze")
     if not analyze:
         print("# systemd-analyze not found (package systemd): skipping verify and security")
-        print(f"unit.py: {passed} checks passed, {failed} failed")
-        return 1 if failed else 77
+        return tap.finish(skipped=True)
 
     with tempfile.TemporaryDirectory() as tmp:
         # verify wants the ExecStart binary to exist: use the one just built.
@@ -115,8 +108,7 @@ def main():
         if exposure is not None:
             print(f"# exposure {exposure}")
 
-    print(f"unit.py: {passed} checks passed, {failed} failed")
-    return 1 if failed else 0
+    return tap.finish()
 
 
 if __name__ == "__main__":
