@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 
 #include "fuzz.h"
+#include "svcmapd/config.h"
 
 /*
  * Linked with one target's .c file instead of libFuzzer, so every build
@@ -26,37 +27,15 @@ extern int LLVMFuzzerInitialize(int *argc, char ***argv) __attribute__((weak));
 
 static int run_file(const char *path, size_t *count)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        fprintf(stderr, "%s: %s\n", path, strerror(errno));
+    struct diag d;
+    diag_init(&d, path);
+    size_t len = 0;
+    char *buf = config_read(path, &len, &d); /* the daemon's own file reader */
+    if (!buf)
+        fputs(d.text ? d.text : "cannot read\n", stderr);
+    diag_finish(&d);
+    if (!buf)
         return -1;
-    }
-    uint8_t *buf = NULL;
-    size_t len = 0, cap = 0;
-    for (;;) {
-        if (len == cap) {
-            cap = cap ? cap * 2 : 4096;
-            uint8_t *nb = realloc(buf, cap);
-            if (!nb) {
-                free(buf);
-                fclose(f);
-                fprintf(stderr, "%s: out of memory\n", path);
-                return -1;
-            }
-            buf = nb;
-        }
-        size_t n = fread(buf + len, 1, cap - len, f);
-        len += n;
-        if (n == 0)
-            break;
-    }
-    int err = ferror(f);
-    fclose(f);
-    if (err) {
-        free(buf);
-        fprintf(stderr, "%s: read error\n", path);
-        return -1;
-    }
     /* An exact-size copy, as libFuzzer passes it: ASan then sees a read one
      * byte past the input. */
     uint8_t *input = malloc(len ? len : 1);
