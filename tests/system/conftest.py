@@ -60,22 +60,30 @@ def svcmapd_path():
 # --------------------------------------------------------------------------- ports
 
 
-def free_port(host="127.0.0.1"):
-    """A port that is free for both UDP and TCP on host (both bound to check)."""
+def port_free(host, port):
+    """The port if it is free for both UDP and TCP on host (both bound to
+    check; port 0: any), else None."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    t = socket.socket(family, socket.SOCK_STREAM)
+    u = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        t.bind((host, port))
+        port = t.getsockname()[1]
+        u.bind((host, port))
+        return port
+    except OSError:
+        return None
+    finally:
+        t.close()
+        u.close()
+
+
+def free_port(host="127.0.0.1"):
+    """A port that is free for both UDP and TCP on host."""
     for _ in range(50):
-        t = socket.socket(family, socket.SOCK_STREAM)
-        u = socket.socket(family, socket.SOCK_DGRAM)
-        try:
-            t.bind((host, 0))
-            port = t.getsockname()[1]
-            u.bind((host, port))
+        port = port_free(host, 0)
+        if port:
             return port
-        except OSError:
-            continue
-        finally:
-            t.close()
-            u.close()
     raise RuntimeError(f"no port free for UDP and TCP on {host}")
 
 
@@ -192,9 +200,14 @@ def tcp_connect(port, host="127.0.0.1", timeout=2.0):
     return s
 
 
+def frame(wire):
+    """A DNS message with its TCP length prefix (RFC 1035 4.2.2)."""
+    return struct.pack("!H", len(wire)) + wire
+
+
 def tcp_exchange(wire, port, host="127.0.0.1", timeout=2.0):
     with tcp_connect(port, host, timeout) as s:
-        s.sendall(struct.pack("!H", len(wire)) + wire)
+        s.sendall(frame(wire))
         return tcp_read_msg(s)
 
 
@@ -219,6 +232,13 @@ def ask(port, qname, rdtype="A", *, tcp=False, host="127.0.0.1", timeout=None, o
     r = parse(w, one_rr)
     r.query, r.query_wire, r.wire = q, qw, w
     return r
+
+
+def addresses(prefix, n, per_line=10):
+    """'a.b.c.1, ... a.b.c.n' as continuation lines of 10 (inih reads 198 chars a line)."""
+    addrs = [f"{prefix}.{i // 250}.{i % 250 + 1}" for i in range(n)]
+    lines = [", ".join(addrs[i:i + per_line]) for i in range(0, n, per_line)]
+    return ",\n           ".join(lines)
 
 
 # --------------------------------------------------------------------------- checks
@@ -553,6 +573,17 @@ def server_report(s):
     return None
 
 
+def stop_and_report(servers):
+    """Stops every server, then fails the test if one left a sanitizer or
+    valgrind report (all are stopped first, so none outlives the test)."""
+    for s in servers:
+        s.stop()
+    for s in servers:
+        report = server_report(s)
+        if report:
+            pytest.fail(report)
+
+
 def run_cli(args, cwd=None, timeout=10):
     """Run svcmapd with args to completion (never longer than timeout)."""
     proc = subprocess.Popen([str(svcmapd_path()), *args], stdin=subprocess.DEVNULL,
@@ -679,12 +710,7 @@ def svcmapd(svcmapd_bin, tmp_path):
             s.stop()    # lost a race for the port with another process: new port
 
     yield start
-    for s in servers:
-        s.stop()
-    for s in servers:
-        report = server_report(s)
-        if report:
-            pytest.fail(report)
+    stop_and_report(servers)
 
 
 @pytest.fixture

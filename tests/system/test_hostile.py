@@ -23,23 +23,13 @@ import dns.rcode
 import dns.rdatatype
 import pytest
 
-from conftest import (QR, SLOW, TC, check_answer, check_header, check_refused, flagbits,
-                      make_query, parse, rrlines, svc, tcp_connect, tcp_read_msg)
+from conftest import (QR, SLOW, TC, addresses, check_answer, check_header, check_refused,
+                      flagbits, frame, make_query, parse, rrlines, svc, tcp_connect,
+                      tcp_read_msg)
 
 GOOD = svc("mysql.test-2")
 GOOD_ANSWER = [f"{GOOD} 5 IN A 192.168.1.10"]
 MARKER_ID = 0xBEEF      # the valid query that ends every batch
-
-
-def frame(wire):
-    return struct.pack("!H", len(wire)) + wire
-
-
-def addresses(prefix, n, per_line=10):
-    """'a.b.c.1, ... a.b.c.n' as continuation lines of 10 (inih reads 198 chars a line)."""
-    addrs = [f"{prefix}.{i // 250}.{i % 250 + 1}" for i in range(n)]
-    lines = [", ".join(addrs[i:i + per_line]) for i in range(0, n, per_line)]
-    return ",\n           ".join(lines)
 
 
 def config(server_extra=""):

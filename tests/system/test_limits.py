@@ -12,7 +12,6 @@ import random
 import select
 import shutil
 import socket
-import struct
 import tempfile
 import time
 from pathlib import Path
@@ -20,22 +19,12 @@ from pathlib import Path
 import dns.rcode
 import pytest
 
-from conftest import (SLOW, Server, check_answer, check_header, error_lines,
-                      make_query, parse, rrlines, run_cli, server_report, svc, tcp_connect,
-                      tcp_read_msg)
+from conftest import (SLOW, Server, addresses, check_answer, check_header, error_lines,
+                      frame, make_query, parse, port_free, rrlines, run_cli, stop_and_report,
+                      svc, tcp_connect, tcp_read_msg)
 
 GOOD = svc("mysql.test-2")
 GOOD_ANSWER = [f"{GOOD} 5 IN A 192.168.1.10"]
-
-
-def frame(wire):
-    return struct.pack("!H", len(wire)) + wire
-
-
-def addresses(prefix, n, per_line=10):
-    addrs = [f"{prefix}.{i // 250}.{i % 250 + 1}" for i in range(n)]
-    lines = [", ".join(addrs[i:i + per_line]) for i in range(0, n, per_line)]
-    return ",\n           ".join(lines)
 
 
 def config(server_extra="", listen="127.0.0.1:@PORT@", mysql="192.168.1.10"):
@@ -358,12 +347,7 @@ def servers(svcmapd_bin, privdir):
         return s
 
     yield start
-    for s in started:
-        s.stop()
-    for s in started:
-        report = server_report(s)
-        if report:
-            pytest.fail(report)
+    stop_and_report(started)
 
 
 def proc_ids(pid):
@@ -398,17 +382,8 @@ def low_port():
     ports = list(range(900, 1000))
     random.shuffle(ports)
     for port in ports:
-        t = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        try:
-            t.bind(("127.0.0.1", port))
-            u.bind(("127.0.0.1", port))
+        if port_free("127.0.0.1", port):
             return port
-        except OSError:
-            continue
-        finally:
-            t.close()
-            u.close()
     pytest.fail("no port free in 900-999 on 127.0.0.1")
 
 
