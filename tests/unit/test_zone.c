@@ -54,6 +54,28 @@ static int answers(const struct zone_plan *p)
     return n;
 }
 
+/* What a query for `name` and `type` must get: its rcode and how many
+ * answer records. */
+struct find_case {
+    const char *name;
+    uint16_t type;
+    int rcode;
+    int answers;
+};
+
+static void check_cases(const struct zone *z, const struct find_case *cases, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        const struct zone_plan *p = find(z, cases[i].name, cases[i].type);
+        char *t = ldns_rr_type2str(cases[i].type);
+        ok(p->rcode == cases[i].rcode && answers(p) == cases[i].answers,
+           "%s %s: rcode %d with %d answers", cases[i].name, t, cases[i].rcode, cases[i].answers);
+        if (p->rcode != cases[i].rcode || answers(p) != cases[i].answers)
+            printf("#   got rcode %d with %d answers\n", p->rcode, answers(p));
+        free(t);
+    }
+}
+
 static const char *const example = "[server]\n"
                                    "zone = cluster.local\n"
                                    "listen = 127.0.0.1:5353, [::1]:5353\n"
@@ -77,12 +99,7 @@ static void test_names(void)
     is_int(st->services, 6, "six services");
     is_int(st->serial, 1700000000, "first serial is the load time");
 
-    struct {
-        const char *name;
-        uint16_t type;
-        int rcode;
-        int answers;
-    } cases[] = {
+    const struct find_case cases[] = {
         {"mysql.test-2.svc.cluster.local.", LDNS_RR_TYPE_A, LDNS_RCODE_NOERROR, 1},
         {"mysql.test-2.svc.cluster.local.", LDNS_RR_TYPE_AAAA, LDNS_RCODE_NOERROR, 0},
         {"redis.test-2.svc.cluster.local.", LDNS_RR_TYPE_A, LDNS_RCODE_NOERROR, 2},
@@ -127,15 +144,7 @@ static void test_names(void)
         {"local.", LDNS_RR_TYPE_A, LDNS_RCODE_REFUSED, 0},
         {"xcluster.local.", LDNS_RR_TYPE_A, LDNS_RCODE_REFUSED, 0},
     };
-    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        const struct zone_plan *p = find(z, cases[i].name, cases[i].type);
-        char *t = ldns_rr_type2str(cases[i].type);
-        ok(p->rcode == cases[i].rcode && answers(p) == cases[i].answers,
-           "%s %s: rcode %d with %d answers", cases[i].name, t, cases[i].rcode, cases[i].answers);
-        if (p->rcode != cases[i].rcode || answers(p) != cases[i].answers)
-            printf("#   got rcode %d with %d answers\n", p->rcode, answers(p));
-        free(t);
-    }
+    check_cases(z, cases, sizeof(cases) / sizeof(cases[0]));
 
     const struct zone_plan *p = find(z, "nope.test-2.svc.cluster.local.", LDNS_RR_TYPE_A);
     ok(p->aa && p->nsets[ZONE_AUTHORITY] == 1, "NXDOMAIN is authoritative with the SOA");
@@ -162,12 +171,7 @@ static void test_endpoints(void)
     ok(z != NULL, "the endpoint example compiles");
     if (!z)
         return;
-    struct {
-        const char *name;
-        uint16_t type;
-        int rcode;
-        int answers;
-    } cases[] = {
+    const struct find_case cases[] = {
         {"192-168-1-21.redis.a.svc.cluster.local.", LDNS_RR_TYPE_A, LDNS_RCODE_NOERROR, 1},
         {"192-168-1-21.redis.a.svc.cluster.local.", LDNS_RR_TYPE_ANY, LDNS_RCODE_NOERROR, 1},
         {"192-168-1-21.redis.a.svc.cluster.local.", LDNS_RR_TYPE_AAAA, LDNS_RCODE_NOERROR, 0},
@@ -193,15 +197,7 @@ static void test_endpoints(void)
         {"to-ep.a.svc.cluster.local.", LDNS_RR_TYPE_AAAA, LDNS_RCODE_NOERROR, 2},
         {"to-ep.a.svc.cluster.local.", LDNS_RR_TYPE_A, LDNS_RCODE_NOERROR, 1},
     };
-    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        const struct zone_plan *p = find(z, cases[i].name, cases[i].type);
-        char t[16];
-        snprintf(t, sizeof(t), "%u", cases[i].type);
-        ok(p->rcode == cases[i].rcode && answers(p) == cases[i].answers,
-           "%s %s: rcode %d with %d answers", cases[i].name, t, cases[i].rcode, cases[i].answers);
-        if (p->rcode != cases[i].rcode || answers(p) != cases[i].answers)
-            printf("#   got rcode %d with %d answers\n", p->rcode, answers(p));
-    }
+    check_cases(z, cases, sizeof(cases) / sizeof(cases[0]));
     /* apex, ns.dns, dns-version, svc, pod; a.svc; five services; six endpoints */
     is_int(zone_stats(z)->names, 5 + 1 + 5 + 6, "endpoint names count as names, once");
     zone_free(z);
