@@ -812,6 +812,49 @@ static size_t dashed_label(const struct config_target *t, char *out)
     return n;
 }
 
+/* The address of a dashed endpoint label (dashed_label()), or 0 if the
+ * label is not one, written exactly so. */
+static int dashed_address(const uint8_t *label, uint8_t addr[16])
+{
+    size_t l = label[0];
+    char text[INET6_ADDRSTRLEN + 2];
+    if (l < 3 || l >= sizeof(text))
+        return 0;
+    struct config_target t = {.family = AF_INET};
+    for (size_t i = 0; i < l; i++)
+        text[i] = label[1 + i] == '-' ? '.' : (char)label[1 + i];
+    text[l] = '\0';
+    if (inet_pton(AF_INET, text, t.addr) != 1) {
+        t.family = AF_INET6; /* 1--2-3 is 1::2:3 */
+        for (size_t i = 0; i < l; i++)
+            text[i] = text[i] == '.' ? ':' : text[i];
+        if (inet_pton(AF_INET6, text, t.addr) != 1)
+            return 0;
+    }
+
+    char again[INET6_ADDRSTRLEN + 2];
+    if (dashed_label(&t, again) != l || memcmp(again, label + 1, l) != 0)
+        return 0; /* 010-0-0-1, 2001-0db8--1: not the name of an endpoint */
+    memcpy(addr, t.addr, 16);
+    return t.family == AF_INET ? 4 : 16;
+}
+
+/* If `name` is <dashed address>.<service of several addresses>: that
+ * service, the address in `addr` and its size (4 or 16) in `*size`. Whether
+ * the service maps that address is for the caller to find out. */
+static struct znode *endpoint_service(const struct zone *z, const uint8_t *name, size_t len,
+                                      uint8_t addr[16], int *size)
+{
+    size_t l = name[0];
+    if (l == 0 || 1 + l >= len)
+        return NULL;
+    struct znode *service = node_lookup(z, name + 1 + l, len - 1 - l);
+    if (!service || !(service->flags & NODE_ENDPOINTS))
+        return NULL;
+    *size = dashed_address(name, addr);
+    return *size ? service : NULL;
+}
+
 static uint64_t service_fingerprint(const struct config_service *s, uint32_t ttl)
 {
     uint64_t h = hash_bytes(0, (const uint8_t *)&ttl, sizeof(ttl));
@@ -1140,17 +1183,15 @@ static void compile_services(struct compiler *c)
  * NULL if `name` is no endpoint. */
 static struct znode *endpoint_node(struct compiler *c, const uint8_t *name, size_t len)
 {
-    size_t l = name[0];
-    if (l == 0 || 1 + l >= len)
-        return NULL;
-    struct znode *service = node_lookup(c->z, name + 1 + l, len - 1 - l);
-    if (!service || !(service->flags & NODE_ENDPOINTS))
+    uint8_t addr[16];
+    int size;
+    struct znode *service = endpoint_service(c->z, name, len, addr, &size);
+    if (!service)
         return NULL;
     struct info *sin = info_of(c, service);
     for (uint32_t i = 0; i < sin->u.svc->ntargets; i++) {
         const struct config_target *t = &sin->u.svc->targets[i];
-        uint8_t ep[LDNS_MAX_DOMAINLEN + 1];
-        if (endpoint_name(service, t, ep) != len || memcmp(ep, name, len) != 0)
+        if (t->family != (size == 4 ? AF_INET : AF_INET6) || memcmp(t->addr, addr, (size_t)size))
             continue;
         struct znode *n = add_node(c, name, len, INFO_ENDPOINT, NODE_IN_ZONE, 1, NULL);
         if (!n)
@@ -1770,47 +1811,15 @@ static void find_ptrs(const struct zone *z, const uint8_t *lname, size_t len, ui
     out->nptr = k - lo;
 }
 
-/* The address of a dashed endpoint label (dashed_label()), or 0 if the
- * label is not one, written exactly so. */
-static int dashed_address(const uint8_t *label, uint8_t addr[16])
-{
-    size_t l = label[0];
-    char text[INET6_ADDRSTRLEN + 2];
-    if (l < 3 || l >= sizeof(text))
-        return 0;
-    struct config_target t = {.family = AF_INET};
-    for (size_t i = 0; i < l; i++)
-        text[i] = label[1 + i] == '-' ? '.' : (char)label[1 + i];
-    text[l] = '\0';
-    if (inet_pton(AF_INET, text, t.addr) != 1) {
-        t.family = AF_INET6; /* 1--2-3 is 1::2:3 */
-        for (size_t i = 0; i < l; i++)
-            text[i] = text[i] == '.' ? ':' : text[i];
-        if (inet_pton(AF_INET6, text, t.addr) != 1)
-            return 0;
-    }
-
-    char again[INET6_ADDRSTRLEN + 2];
-    if (dashed_label(&t, again) != l || memcmp(again, label + 1, l) != 0)
-        return 0; /* 010-0-0-1, 2001-0db8--1: not the name of an endpoint */
-    memcpy(addr, t.addr, 16);
-    return t.family == AF_INET ? 4 : 16;
-}
-
 /* An endpoint name of a service of several addresses: its record is the
  * service's record of that address. False if `lname` is none. */
 static bool find_endpoint(const struct zone *z, const uint8_t *lname, size_t len, uint16_t qtype,
                           struct zone_found *out)
 {
-    size_t l = lname[0];
-    if (1 + l >= len)
-        return false;
-    const struct znode *service = node_lookup(z, lname + 1 + l, len - 1 - l);
-    if (!service || !(service->flags & NODE_ENDPOINTS))
-        return false;
     uint8_t addr[16];
-    int size = dashed_address(lname, addr);
-    if (size == 0)
+    int size;
+    const struct znode *service = endpoint_service(z, lname, len, addr, &size);
+    if (!service)
         return false;
     uint8_t bit = size == 4 ? TYPE_A : TYPE_AAAA;
     for (uint8_t i = 0; i < service->nplans; i++) {
