@@ -54,17 +54,6 @@ struct query {
     const uint8_t *secret;
 };
 
-static inline uint16_t get16(const uint8_t *p)
-{
-    return (uint16_t)(p[0] << 8 | p[1]);
-}
-
-static inline void put16(uint8_t *p, uint16_t v)
-{
-    p[0] = (uint8_t)(v >> 8);
-    p[1] = (uint8_t)v;
-}
-
 void answer_init(struct answer_ctx *ctx)
 {
     uint8_t seed[8 + sizeof(ctx->secret)];
@@ -159,8 +148,8 @@ static bool parse_options(const uint8_t *p, size_t len, struct query *q)
     while (pos < len) {
         if (len - pos < 4)
             return false;
-        uint16_t code = get16(p + pos);
-        size_t olen = get16(p + pos + 2);
+        uint16_t code = ldns_read_uint16(p + pos);
+        size_t olen = ldns_read_uint16(p + pos + 2);
         if (len - pos - 4 < olen)
             return false;
         if (code == OPT_COOKIE) {
@@ -186,8 +175,8 @@ static size_t parse_records(const uint8_t *m, size_t len, size_t pos, uint16_t c
         pos = skip_name(m, len, pos, &root);
         if (pos == 0 || len - pos < 10)
             return 0;
-        uint16_t type = get16(m + pos);
-        uint16_t rdlen = get16(m + pos + 8);
+        uint16_t type = ldns_read_uint16(m + pos);
+        uint16_t rdlen = ldns_read_uint16(m + pos + 8);
         if (len - pos - 10 < rdlen)
             return 0;
         if (opt && type == LDNS_RR_TYPE_OPT) {
@@ -196,9 +185,9 @@ static size_t parse_records(const uint8_t *m, size_t len, size_t pos, uint16_t c
             if (!parse_options(m + pos + 10, rdlen, q))
                 return 0;
             q->edns = true;
-            q->udp_size = get16(m + pos + 2);
+            q->udp_size = ldns_read_uint16(m + pos + 2);
             q->edns_version = m[pos + 5];
-            q->edns_flags = get16(m + pos + 6);
+            q->edns_flags = ldns_read_uint16(m + pos + 6);
         }
         pos += 10 + (size_t)rdlen;
     }
@@ -208,13 +197,13 @@ static size_t parse_records(const uint8_t *m, size_t len, size_t pos, uint16_t c
 /* Header, question and OPT of a reply with no records. */
 static size_t write_empty(const struct query *q, uint8_t *out, uint8_t rcode, bool question)
 {
-    put16(out, q->id);
+    ldns_write_uint16(out, q->id);
     out[2] = (uint8_t)(F_QR | q->opcode << 3 | q->rd_cd[0]);
     out[3] = (uint8_t)(q->rd_cd[1] | (rcode & 0x0f));
-    put16(out + 4, question ? 1 : 0);
-    put16(out + 6, 0);
-    put16(out + 8, 0);
-    put16(out + 10, 0);
+    ldns_write_uint16(out + 4, question ? 1 : 0);
+    ldns_write_uint16(out + 6, 0);
+    ldns_write_uint16(out + 8, 0);
+    ldns_write_uint16(out + 10, 0);
     size_t pos = HDR;
     if (question) {
         memcpy(out + pos, q->question, q->question_len);
@@ -311,22 +300,23 @@ static size_t put_opt(const struct query *q, uint8_t *out, size_t pos, uint8_t r
     if (!q->edns)
         return pos;
     out[pos] = 0; /* root owner */
-    put16(out + pos + 1, LDNS_RR_TYPE_OPT);
-    put16(out + pos + 3, q->udp_max);     /* what we accept, RFC 6891 §6.2.5 */
-    out[pos + 5] = (uint8_t)(rcode >> 4); /* extended RCODE, upper bits */
-    out[pos + 6] = 0;                     /* version 0 */
-    put16(out + pos + 7, (uint16_t)(q->edns_flags & EDNS_DO)); /* RFC 3225 §3: copy DO */
+    ldns_write_uint16(out + pos + 1, LDNS_RR_TYPE_OPT);
+    ldns_write_uint16(out + pos + 3, q->udp_max); /* what we accept, RFC 6891 §6.2.5 */
+    out[pos + 5] = (uint8_t)(rcode >> 4);         /* extended RCODE, upper bits */
+    out[pos + 6] = 0;                             /* version 0 */
+    ldns_write_uint16(out + pos + 7,
+                      (uint16_t)(q->edns_flags & EDNS_DO)); /* RFC 3225 §3: copy DO */
     size_t rdlen = 0;
     if (q->cookie) {
         uint8_t *o = out + pos + OPT_LEN;
-        put16(o, OPT_COOKIE);
-        put16(o + 2, CLIENT_COOKIE + SERVER_COOKIE);
+        ldns_write_uint16(o, OPT_COOKIE);
+        ldns_write_uint16(o + 2, CLIENT_COOKIE + SERVER_COOKIE);
         memcpy(o + 4, q->cookie, CLIENT_COOKIE);
         put_server_cookie(q, o + 4 + CLIENT_COOKIE);
         rdlen = COOKIE_OPT;
     }
-    put16(out + pos + 9, (uint16_t)rdlen);
-    put16(out + 10, (uint16_t)(get16(out + 10) + 1));
+    ldns_write_uint16(out + pos + 9, (uint16_t)rdlen);
+    ldns_write_uint16(out + 10, (uint16_t)(ldns_read_uint16(out + 10) + 1));
     return pos + OPT_LEN + rdlen;
 }
 
@@ -353,22 +343,14 @@ static size_t put_set(struct answer_ctx *ctx, const struct zone_rrset *r, uint8_
             uint8_t *rec = dst + (size_t)i * r->rrlen;
             memcpy(rec, data + (size_t)order[i] * r->rrlen, r->rrlen);
             for (uint16_t k = 0; k < r->nfix; k++)
-                put16(rec + fix[k], ptr);
+                ldns_write_uint16(rec + fix[k], ptr);
         }
     } else {
         memcpy(dst, data, r->len);
         for (uint16_t k = 0; k < r->nfix; k++)
-            put16(dst + fix[k], ptr);
+            ldns_write_uint16(dst + fix[k], ptr);
     }
     return pos + r->len;
-}
-
-static inline void put32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)(v >> 24);
-    p[1] = (uint8_t)(v >> 16);
-    p[2] = (uint8_t)(v >> 8);
-    p[3] = (uint8_t)v;
 }
 
 /* Copies upstream records, with TTLs no larger than what remains of the
@@ -381,7 +363,7 @@ static size_t put_external(const struct upstream_records *r, uint8_t *out, size_
         uint32_t ttl = r->ttl[i] > r->age ? r->ttl[i] - r->age : 0;
         if (r->stale)
             ttl = r->ttl[i] < 30 ? r->ttl[i] : 30;
-        put32(out + pos + r->ttl_at[i], ttl);
+        ldns_write_uint32(out + pos + r->ttl_at[i], ttl);
     }
     return pos + r->len;
 }
@@ -392,11 +374,11 @@ static size_t put_ptrs(const struct zone_ptr *v, size_t n, uint8_t *out, size_t 
 {
     for (size_t i = 0; i < n; i++) {
         uint8_t *rr = out + pos;
-        put16(rr, 0xc000 | HDR);
-        put16(rr + 2, LDNS_RR_TYPE_PTR);
-        put16(rr + 4, LDNS_RR_CLASS_IN);
-        put32(rr + 6, v[i].ttl);
-        put16(rr + 10, v[i].target_len);
+        ldns_write_uint16(rr, 0xc000 | HDR);
+        ldns_write_uint16(rr + 2, LDNS_RR_TYPE_PTR);
+        ldns_write_uint16(rr + 4, LDNS_RR_CLASS_IN);
+        ldns_write_uint32(rr + 6, v[i].ttl);
+        ldns_write_uint16(rr + 10, v[i].target_len);
         memcpy(rr + 12, v[i].target, v[i].target_len);
         pos += 12 + (size_t)v[i].target_len;
     }
@@ -426,7 +408,7 @@ size_t answer_query(struct answer_ctx *ctx, const struct zone *z, const uint8_t 
         return 0; /* no header to answer, or a response: never reply */
 
     q.udp_max = zone_udp_max(z);
-    q.id = get16(m);
+    q.id = ldns_read_uint16(m);
     q.opcode = (m[2] >> 3) & 0x0f;
     q.rd_cd[0] = m[2] & F_RD;
     q.rd_cd[1] = m[3] & F_CD;
@@ -435,18 +417,18 @@ size_t answer_query(struct answer_ctx *ctx, const struct zone *z, const uint8_t 
     q.bad_cookie = false;
     q.peer = peer;
     q.secret = ctx->secret;
-    uint16_t qdcount = get16(m + 4);
-    uint16_t ancount = get16(m + 6);
-    uint16_t nscount = get16(m + 8);
-    uint16_t arcount = get16(m + 10);
+    uint16_t qdcount = ldns_read_uint16(m + 4);
+    uint16_t ancount = ldns_read_uint16(m + 6);
+    uint16_t nscount = ldns_read_uint16(m + 8);
+    uint16_t arcount = ldns_read_uint16(m + 10);
 
     size_t pos = 0;
     if (qdcount == 1)
         pos = parse_qname(m, len, HDR, &q);
     bool question = pos != 0 && len - pos >= 4;
     if (question) {
-        q.qtype = get16(m + pos);
-        q.qclass = get16(m + pos + 2);
+        q.qtype = ldns_read_uint16(m + pos);
+        q.qclass = ldns_read_uint16(m + pos + 2);
         pos += 4;
         q.question = m + HDR;
         q.question_len = pos - HDR;
@@ -567,8 +549,8 @@ size_t answer_query(struct answer_ctx *ctx, const struct zone *z, const uint8_t 
     }
     for (size_t i = nan; i < nan + nns; i++)
         pos = put_set(ctx, p->sets[i], out, pos, ptr);
-    put16(out + 6, an);
-    put16(out + 8, ns);
+    ldns_write_uint16(out + 6, an);
+    ldns_write_uint16(out + 8, ns);
 
     /* Additional records are a courtesy: drop whole sets that do not fit,
      * without TC (RFC 2181 §9). */
@@ -580,6 +562,6 @@ size_t answer_query(struct answer_ctx *ctx, const struct zone *z, const uint8_t 
         pos = put_set(ctx, r, out, pos, ptr);
         ar = (uint16_t)(ar + r->count);
     }
-    put16(out + 10, ar);
+    ldns_write_uint16(out + 10, ar);
     return put_opt(&q, out, pos, p->rcode);
 }

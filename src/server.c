@@ -7,6 +7,7 @@
 #include <event2/event.h>
 #include <event2/listener.h>
 #include <event2/thread.h>
+#include <ldns/util.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <sched.h>
@@ -154,12 +155,6 @@ static bool is_ipv6(const void *sa)
     return ((const struct sockaddr *)sa)->sa_family == AF_INET6;
 }
 
-static inline void put16(uint8_t *p, uint16_t v)
-{
-    p[0] = (uint8_t)(v >> 8);
-    p[1] = (uint8_t)v;
-}
-
 /* ---------------------------------------------------------------------- */
 /* UDP                                                                     */
 
@@ -279,7 +274,7 @@ static void respond(struct pending *p)
                             (const struct sockaddr *)&p->conn->peer, w->tcp_reply + 2,
                             ANSWER_TCP_MAX, &info);
         if (rlen) {
-            put16(w->tcp_reply, (uint16_t)rlen);
+            ldns_write_uint16(w->tcp_reply, (uint16_t)rlen);
             bufferevent_write(p->conn->bev, w->tcp_reply, rlen + 2);
         }
         account(w, p->index, &info, &p->conn->peer, true, p->query, p->len, w->tcp_reply + 2, rlen,
@@ -515,7 +510,7 @@ static void on_tcp_read(struct bufferevent *bev, void *arg)
         if (avail < 2)
             break;
         evbuffer_copyout(in, hdr, 2);
-        size_t len = (size_t)(hdr[0] << 8 | hdr[1]);
+        size_t len = ldns_read_uint16(hdr);
         if (len == 0) {
             /* A zero-length message is a broken client: drop it. */
             worker_leave(w);
@@ -555,7 +550,7 @@ static void on_tcp_read(struct bufferevent *bev, void *arg)
         account(w, c->index, &info, &c->peer, true, w->tcp_query, len, w->tcp_reply + 2, rlen,
                 now_ns() - t0);
         if (rlen) {
-            put16(w->tcp_reply, (uint16_t)rlen);
+            ldns_write_uint16(w->tcp_reply, (uint16_t)rlen);
             bufferevent_write(bev, w->tcp_reply, rlen + 2);
         }
         if (evbuffer_get_length(out) > TCP_OUT_HIGH) {

@@ -518,7 +518,7 @@ static void on_tcp_read(struct bufferevent *bev, void *arg)
     uint8_t hdr[2];
     if (evbuffer_copyout(in, hdr, 2) < 2)
         return;
-    size_t len = (size_t)(hdr[0] << 8 | hdr[1]);
+    size_t len = ldns_read_uint16(hdr);
     if (evbuffer_get_length(in) < 2 + len)
         return;
     uint8_t *msg = evbuffer_pullup(in, (ssize_t)(2 + len));

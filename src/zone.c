@@ -238,13 +238,15 @@ static void b_bytes(struct builder *b, const void *p, size_t n)
 
 static void b_u16(struct builder *b, uint16_t v)
 {
-    uint8_t x[2] = {(uint8_t)(v >> 8), (uint8_t)v};
+    uint8_t x[2];
+    ldns_write_uint16(x, v);
     b_bytes(b, x, 2);
 }
 
 static void b_u32(struct builder *b, uint32_t v)
 {
-    uint8_t x[4] = {(uint8_t)(v >> 24), (uint8_t)(v >> 16), (uint8_t)(v >> 8), (uint8_t)v};
+    uint8_t x[4];
+    ldns_write_uint32(x, v);
     b_bytes(b, x, 4);
 }
 
@@ -292,8 +294,7 @@ static void b_rr_end(struct builder *b)
     if (b->overflow)
         return;
     size_t rdlen = b->len - b->rdata;
-    b->buf[b->rdata - 2] = (uint8_t)(rdlen >> 8);
-    b->buf[b->rdata - 1] = (uint8_t)rdlen;
+    ldns_write_uint16(b->buf + b->rdata - 2, (uint16_t)rdlen);
 
     size_t rrlen = b->len - b->rr_start;
     size_t nfix = b->nfix - b->rr_fix;
@@ -616,11 +617,7 @@ static const struct zone_rrset *build_soa(struct compiler *c, const struct owner
 static void set_serial(struct compiler *c, uint32_t serial)
 {
     for (uint32_t i = 0; i < c->serial_slot_count; i++) {
-        uint8_t *p = c->serial_slots[i];
-        p[0] = (uint8_t)(serial >> 24);
-        p[1] = (uint8_t)(serial >> 16);
-        p[2] = (uint8_t)(serial >> 8);
-        p[3] = (uint8_t)serial;
+        ldns_write_uint32(c->serial_slots[i], serial);
     }
     c->z->stats.serial = serial;
 }
