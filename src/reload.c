@@ -221,8 +221,8 @@ static int reload_text(struct reloader *r, char *text, size_t len)
         text = owned = config_read(r->path, &len, &d);
     struct config *cfg = NULL;
     if (text) {
-        r->seen_hash = config_hash(text, len);
         cfg = config_parse(text, len, &d);
+        r->seen_hash = cfg ? cfg->hash : config_hash(text, len); /* tried, even if bad */
     }
     free(owned);
     /* compiled even when the config has errors, to report the zone's too */
