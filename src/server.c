@@ -9,6 +9,7 @@
 #include <event2/thread.h>
 #include <ldns/util.h>
 #include <netinet/in.h>
+#include <netinet/udp.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
@@ -20,6 +21,7 @@
 #include "svcmapd/answer.h"
 #include "svcmapd/log.h"
 #include "svcmapd/metrics.h"
+#include "svcmapd/udptrain.h"
 #include "svcmapd/upstream.h"
 
 /*
@@ -45,6 +47,15 @@ union pktinfo_buf {
     size_t align; /* cmsghdr's alignment; the header itself has a flexible member */
 };
 
+/* What a train of replies is sent with: the source address, and the
+ * segment size when it carries more than one. */
+union train_ctl {
+    char buf[CMSG_SPACE(sizeof(struct in6_pktinfo)) + CMSG_SPACE(sizeof(uint16_t))];
+    size_t align;
+};
+
+_Static_assert(UDP_BATCH <= UDPTRAIN_BATCH_MAX, "a batch must fit one train");
+
 struct udp_batch {
     struct mmsghdr in[UDP_BATCH];
     struct mmsghdr out[UDP_BATCH];
@@ -55,6 +66,10 @@ struct udp_batch {
     union pktinfo_buf cout[UDP_BATCH];
     struct answer_info info[UDP_BATCH];
     size_t rlen[UDP_BATCH];
+    struct udptrain_reply tr[UDP_BATCH];
+    size_t order[UDP_BATCH];
+    struct udptrain trains[UDP_BATCH];
+    union train_ctl tctl[UDP_BATCH];
     uint8_t query[UDP_BATCH][UDP_QUERY_MAX];
     uint8_t reply[UDP_BATCH][ANSWER_UDP_MAX];
 };
@@ -65,6 +80,7 @@ struct udp_sock {
     int fd;
     size_t index;  /* of its listen address: the metrics' server label */
     bool wildcard; /* bound to 0.0.0.0 or ::: reply from the query's address */
+    bool gso;      /* the kernel takes trains of replies (udptrain.h) */
     struct event *ev;
     struct worker *w;
 };
@@ -347,6 +363,82 @@ static bool defer(struct worker *w, const struct answer_info *info, const uint8_
     return true;
 }
 
+/* The message for one train: its replies in one iovec array, sent with
+ * the reply's source address and, for more than one, the segment size. */
+static void train_message(struct udp_batch *b, const struct udptrain *t, struct msghdr *m,
+                          union train_ctl *ctl)
+{
+    const struct udptrain_reply *r = &b->tr[b->order[t->first]];
+    for (size_t k = 0; k < t->count; k++) {
+        size_t i = b->order[t->first + k];
+        b->iout[t->first + k] = (struct iovec){b->reply[i], b->tr[i].len};
+    }
+    *m = (struct msghdr){
+        .msg_name = (void *)(uintptr_t)r->peer,
+        .msg_namelen = r->peerlen,
+        .msg_iov = &b->iout[t->first],
+        .msg_iovlen = t->count,
+    };
+    size_t cl = r->ctllen;
+    memcpy(ctl->buf, r->ctl, cl);
+#ifdef UDP_SEGMENT
+    if (t->count > 1) {
+        struct cmsghdr *c = (struct cmsghdr *)(void *)(ctl->buf + cl);
+        c->cmsg_level = SOL_UDP;
+        c->cmsg_type = UDP_SEGMENT;
+        c->cmsg_len = CMSG_LEN(sizeof(uint16_t));
+        uint16_t size = (uint16_t)r->len;
+        memcpy(CMSG_DATA(c), &size, sizeof(size));
+        cl += CMSG_SPACE(sizeof(uint16_t));
+    }
+#endif
+    if (cl) {
+        m->msg_control = ctl->buf;
+        m->msg_controllen = cl;
+    }
+}
+
+/* A train the kernel refused: its replies one by one. A kernel or device
+ * that cannot segment (EIO: no checksum offload; ENOPROTOOPT, EOPNOTSUPP,
+ * EINVAL) gets no more trains on this socket. */
+static void train_split(struct udp_sock *u, struct udp_batch *b, const struct udptrain *t, int err)
+{
+    if (err == EIO || err == ENOPROTOOPT || err == EOPNOTSUPP || err == EINVAL) {
+        u->gso = false;
+        log_warning("udp: the kernel refuses segmentation offload (%s): sending replies one by one",
+                    strerror(err));
+    }
+    for (size_t k = 0; k < t->count; k++) {
+        struct udptrain one = {.first = t->first + k, .count = 1};
+        struct msghdr m;
+        union train_ctl ctl;
+        train_message(b, &one, &m, &ctl);
+        while (sendmsg(u->fd, &m, 0) < 0 && errno == EINTR)
+            ;
+    }
+}
+
+/* Sends the n replies of a batch: replies of one size to one client go
+ * out as trains (udptrain.h), the rest one by one, in one sendmmsg. */
+static void udp_send(struct udp_sock *u, struct udp_batch *b, size_t n)
+{
+    size_t ntrains = udptrain_plan(b->tr, n, u->gso, b->order, b->trains);
+    for (size_t t = 0; t < ntrains; t++)
+        train_message(b, &b->trains[t], &b->out[t].msg_hdr, &b->tctl[t]);
+    for (size_t sent = 0; sent < ntrains;) {
+        int k = sendmmsg(u->fd, b->out + sent, (unsigned)(ntrains - sent), 0);
+        if (k > 0) {
+            sent += (size_t)k;
+        } else if (errno != EINTR) {
+            if (b->trains[sent].count > 1)
+                train_split(u, b, &b->trains[sent], errno);
+            /* Otherwise a full send buffer or a peer the kernel refuses:
+             * that reply is lost (the client retries), the rest still go. */
+            sent++;
+        }
+    }
+}
+
 static void on_udp(evutil_socket_t fd, short what, void *arg)
 {
     struct udp_sock *u = arg;
@@ -373,9 +465,9 @@ static void on_udp(evutil_socket_t fd, short what, void *arg)
             break;
         uint64_t t0 = now_ns();
 
-        int nout = 0;
         for (int i = 0; i < n; i++) {
             struct answer_info *info = &b->info[i];
+            b->tr[i].len = 0;
             size_t len = answer_query(&w->actx, z, b->query[i], b->in[i].msg_len, false,
                                       (const struct sockaddr *)&b->peer[i], b->reply[i],
                                       ANSWER_UDP_MAX, info);
@@ -393,20 +485,13 @@ static void on_udp(evutil_socket_t fd, short what, void *arg)
                 w->actx.no_wait = false;
             }
             b->rlen[i] = len;
-            if (len == 0)
-                continue;
-            struct mmsghdr *o = &b->out[nout++];
-            b->iout[i] = (struct iovec){b->reply[i], len};
-            o->msg_hdr = (struct msghdr){
-                .msg_name = &b->peer[i],
-                .msg_namelen = b->in[i].msg_hdr.msg_namelen,
-                .msg_iov = &b->iout[i],
-                .msg_iovlen = 1,
+            b->tr[i] = (struct udptrain_reply){
+                .len = len,
+                .peer = &b->peer[i],
+                .peerlen = b->in[i].msg_hdr.msg_namelen,
+                .ctl = b->cout[i].buf,
+                .ctllen = cl,
             };
-            if (cl) {
-                o->msg_hdr.msg_control = b->cout[i].buf;
-                o->msg_hdr.msg_controllen = cl;
-            }
         }
         /* One clock read per batch: each query is charged the batch's
          * average, which is what its answering cost. */
@@ -415,16 +500,7 @@ static void on_udp(evutil_socket_t fd, short what, void *arg)
             if (!b->info[i].deferred)
                 account(w, u->index, &b->info[i], &b->peer[i], false, b->query[i], b->in[i].msg_len,
                         b->reply[i], b->rlen[i], each);
-        for (int sent = 0; sent < nout;) {
-            int k = sendmmsg(fd, b->out + sent, (unsigned)(nout - sent), 0);
-            if (k > 0) {
-                sent += k;
-            } else if (errno != EINTR) {
-                /* A full send buffer or a peer the kernel refuses: that
-                 * reply is lost (the client retries), the rest still go. */
-                sent++;
-            }
-        }
+        udp_send(u, b, (size_t)n);
         if (n < UDP_BATCH)
             break;
     }
@@ -707,6 +783,12 @@ static int start_udp(struct worker *w, const struct config_listen *l, struct udp
     u->fd = fd;
     u->w = w;
     u->wildcard = is_wildcard(l);
+#ifdef UDP_SEGMENT
+    /* A kernel that knows the option also honours it per message. */
+    int segment;
+    socklen_t seglen = sizeof(segment);
+    u->gso = getsockopt(fd, SOL_UDP, UDP_SEGMENT, &segment, &seglen) == 0;
+#endif
     set_buffer(fd, SO_RCVBUFFORCE, SO_RCVBUF);
     set_buffer(fd, SO_SNDBUFFORCE, SO_SNDBUF);
     if (u->wildcard) {

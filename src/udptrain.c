@@ -1,0 +1,40 @@
+/* udptrain.c -- group a batch of UDP replies for segmentation offload. */
+#include "svcmapd/udptrain.h"
+
+#include <assert.h>
+#include <stdint.h>
+#include <string.h>
+
+static bool same_train(const struct udptrain_reply *a, const struct udptrain_reply *b)
+{
+    return a->len == b->len && a->peerlen == b->peerlen && a->ctllen == b->ctllen &&
+           memcmp(a->peer, b->peer, a->peerlen) == 0 &&
+           (a->ctllen == 0 || memcmp(a->ctl, b->ctl, a->ctllen) == 0);
+}
+
+size_t udptrain_plan(const struct udptrain_reply *r, size_t n, bool gso, size_t *order,
+                     struct udptrain *trains)
+{
+    /* A batch is a few dozen replies: the quadratic scan costs a few
+     * hundred length compares, less than sorting would. */
+    assert(n <= UDPTRAIN_BATCH_MAX);
+    uint64_t taken = 0;
+    size_t norder = 0, ntrains = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (r[i].len == 0 || (taken >> i) & 1)
+            continue;
+        struct udptrain *t = &trains[ntrains++];
+        *t = (struct udptrain){.first = norder, .count = 1};
+        order[norder++] = i;
+        if (!gso || r[i].len > UDPTRAIN_SEGMENT_MAX)
+            continue;
+        for (size_t j = i + 1; j < n; j++) {
+            if ((taken >> j) & 1 || !same_train(&r[i], &r[j]))
+                continue;
+            taken |= UINT64_C(1) << j;
+            order[norder++] = j;
+            t->count++;
+        }
+    }
+    return ntrains;
+}
