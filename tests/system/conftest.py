@@ -78,6 +78,32 @@ def port_free(host, port):
         u.close()
 
 
+def owns_udp_port(pid, port):
+    """Whether process pid has a UDP socket bound to port (any address), from
+    /proc/PID/fd and /proc/net/udp{,6}."""
+    inodes = set()
+    try:
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            try:
+                link = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue
+            if link.startswith("socket:["):
+                inodes.add(link[8:-1])
+    except OSError:
+        return False
+    for table in ("/proc/net/udp", "/proc/net/udp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            f = line.split()
+            if int(f[1].rsplit(":", 1)[1], 16) == port and f[9] in inodes:
+                return True
+    return False
+
+
 def free_port(host="127.0.0.1"):
     """A port that is free for both UDP and TCP on host."""
     for _ in range(50):
@@ -461,7 +487,11 @@ class Server:
                     return False
                 pytest.fail(f"svcmapd exited with status {self.proc.returncode} during start-up; "
                             f"stderr:\n{self.log()}")
-            if udp_exchange(q, self.any_port, self.host, 0.1) is not None:
+            # The answer must come from this svcmapd: until it has bound the
+            # port, another one (a test running in parallel that was given the
+            # same free port) may answer there, and this one then exits with 3.
+            if (udp_exchange(q, self.any_port, self.host, 0.1) is not None
+                    and owns_udp_port(self.proc.pid, self.any_port)):
                 return self
             time.sleep(0.02)
         pytest.fail(f"svcmapd did not answer within {timeout}s; stderr:\n{self.log()}")
