@@ -798,6 +798,23 @@ static bool build_fixed(struct compiler *c)
  * address without a hostname (a trailing '-' gets a '0'). */
 static size_t dashed_label(const struct config_target *t, char *out)
 {
+    if (t->family == AF_INET) {
+        /* the common case, without inet_ntop's printf, which took 4% of a
+         * reload at a million services */
+        size_t n = 0;
+        for (int i = 0; i < 4; i++) {
+            unsigned v = t->addr[i];
+            if (i)
+                out[n++] = '-';
+            if (v >= 100)
+                out[n++] = (char)('0' + v / 100);
+            if (v >= 10)
+                out[n++] = (char)('0' + v / 10 % 10);
+            out[n++] = (char)('0' + v % 10);
+        }
+        out[n] = '\0';
+        return n;
+    }
     char text[INET6_ADDRSTRLEN];
     inet_ntop(t->family, t->addr, text, sizeof(text));
     size_t n = 0;
