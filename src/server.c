@@ -54,7 +54,7 @@ union train_ctl {
     size_t align;
 };
 
-_Static_assert(UDP_BATCH <= UDPTRAIN_BATCH_MAX, "a batch must fit one train");
+_Static_assert(UDP_BATCH <= UDPTRAIN_BATCH_MAX, "udptrain_plan() takes a whole batch");
 
 struct udp_batch {
     struct mmsghdr in[UDP_BATCH];
@@ -403,8 +403,8 @@ static void train_message(struct udp_batch *b, const struct udptrain *t, struct 
  * EINVAL) gets no more trains on this socket. */
 static void train_split(struct udp_sock *u, struct udp_batch *b, const struct udptrain *t, int err)
 {
-    if (err == EIO || err == ENOPROTOOPT || err == EOPNOTSUPP || err == EINVAL) {
-        u->gso = false;
+    if (u->gso && (err == EIO || err == ENOPROTOOPT || err == EOPNOTSUPP || err == EINVAL)) {
+        u->gso = false; /* and warned once: the batch's other trains may fail too */
         log_warning("udp: the kernel refuses segmentation offload (%s): sending replies one by one",
                     strerror(err));
     }

@@ -8,16 +8,19 @@ at once, in full batches. Each datagram that comes back must be one complete rep
 answer: a train cut at the wrong size, or merged across clients, fails here.
 """
 
+import os
 import select
 import signal
 import socket
 import time
+from pathlib import Path
 
 import dns.message
 import dns.rdatatype
 import pytest
 
-from conftest import ZONE, check_answer, check_nxdomain, ipv6_loopback_available, make_query, svc
+from conftest import (ZONE, check_answer, check_nxdomain, ipv6_loopback_available, make_query,
+                      svc, svcmapd_path)
 
 NS = "burst"
 N_SAME = 40  # s00..s39: one A each, replies of one size
@@ -161,3 +164,30 @@ def test_burst_srv_and_soa(svcmapd):
             assert r.to_text().split("\n")[1:] == want.to_text().split("\n")[1:]
     finally:
         sock.close()
+
+
+def nogso_shim():
+    """tests/shim/nogso.c, built by meson next to the tests (SVCMAPD_NOGSO, or
+    found beside the svcmapd binary under test)."""
+    path = Path(os.environ.get("SVCMAPD_NOGSO") or svcmapd_path().parent / "tests" / "libnogso.so")
+    assert path.is_file(), f"the nogso shim is not built: {path}"
+    return path
+
+
+def test_kernel_refuses_trains(svcmapd):
+    """A kernel that fails every train with EIO (the shim): each of its replies
+    goes out alone, nothing is lost, one warning is logged, and no more trains
+    are tried on that socket."""
+    env = [f"LD_PRELOAD={nogso_shim()}",
+           # the sanitizer build: its runtime need not be first any more
+           "ASAN_OPTIONS=" + ":".join(filter(None, [os.environ.get("ASAN_OPTIONS"),
+                                                    "verify_asan_link_order=0"]))]
+    s = svcmapd(CONFIG.format(listen="127.0.0.1:@PORT@"), prefix=("env", *env))
+    for _ in range(3):
+        burst(s, "127.0.0.1", s.port)
+    log = s.log()
+    warning = "the kernel refuses segmentation offload"
+    assert warning in log, log
+    # once per socket: one UDP socket per worker (default: one per CPU)
+    workers = int(os.environ.get("SVCMAPD_TEST_WORKERS") or os.cpu_count())
+    assert 1 <= log.count(warning) <= workers, log
