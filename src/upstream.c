@@ -14,6 +14,7 @@
 
 #include "svcmapd/log.h"
 #include "svcmapd/metrics.h"
+#include "svcmapd/wire.h"
 
 /*
  * Queries are built and answers parsed with ldns (this is the miss path,
@@ -480,7 +481,11 @@ enum verdict {
 static enum verdict check_answer(struct upstream_lookup *l, const uint8_t *buf, size_t len)
 {
     ldns_pkt *p = NULL;
-    if (len < 12 || ldns_wire2pkt(&p, buf, len) != LDNS_STATUS_OK)
+    /* We sign nothing, so a reply with TSIG records is not ours; and
+     * libldns can leak one (wire.h), which a bad upstream or a forger
+     * could repeat until we run out of memory. */
+    if (wire_count_type(buf, len, LDNS_RR_TYPE_TSIG) != 0 ||
+        ldns_wire2pkt(&p, buf, len) != LDNS_STATUS_OK)
         return V_NEXT;
     enum verdict v = V_DONE;
     const ldns_rr_list *q = ldns_pkt_question(p);

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "fuzz.h"
+#include "svcmapd/wire.h"
 
 /*
  * A fuzz target finds only what it checks: ASan and UBSan catch memory and
@@ -48,7 +49,11 @@ static void check_parsed(const uint8_t *query, size_t qlen, const uint8_t *reply
 {
     ldns_pkt *qp = NULL, *rp = NULL;
     bool must_parse = get16(reply + 4) == 0; /* no question: every byte is ours */
-    if (ldns_wire2pkt(&qp, query, qlen) == LDNS_STATUS_OK && ldns_pkt_qdcount(qp) == 1)
+    /* Not a query with two TSIG records, nor one we cannot walk: libldns
+     * can leak a TSIG record there (wire.h). */
+    int tsigs = wire_count_type(query, qlen, LDNS_RR_TYPE_TSIG);
+    if (tsigs >= 0 && tsigs <= 1 && ldns_wire2pkt(&qp, query, qlen) == LDNS_STATUS_OK &&
+        ldns_pkt_qdcount(qp) == 1)
         must_parse = true;
 
     ldns_status st = ldns_wire2pkt(&rp, reply, n);

@@ -829,7 +829,7 @@ class FakeUpstream:
 
     Behaviour per query name (rule(name, ...)): mode = answer | nxdomain | nodata |
     servfail | refused | drop (never answer) | tc (TC=1 over UDP, full answer over
-    TCP); delay = seconds before the reply (other names are answered meanwhile);
+    TCP) | tsig (the answer with two TSIG records added, which we never ask for); delay = seconds before the reply (other names are answered meanwhile);
     extra = RR lines appended to the ANSWER section (unrelated records).
 
     Every query received is logged (.log: UpstreamQuery, with .answered set when the
@@ -984,7 +984,20 @@ class FakeUpstream:
         for line in rule.get("extra", []):
             owner, ttl, rdclass, rdtype, rdata = line.split(None, 4)
             r.answer.append(dns.rrset.from_text(owner, int(ttl), rdclass, rdtype, rdata))
-        return r.to_wire(), rule.get("delay", 0.0)
+        wire = r.to_wire()
+        if rule.get("mode") == "tsig":
+            wire = self._with_tsigs(wire, 2)
+        return wire, rule.get("delay", 0.0)
+
+    @staticmethod
+    def _with_tsigs(wire, n):
+        """wire with n TSIG records (key., hmac-sha256, empty MAC) appended to the
+        additional section, written by hand: dnspython signs only with a real key."""
+        rdata = (b"\x0bhmac-sha256\x00" + struct.pack("!HIHH", 0, 1700000000, 300, 0)
+                 + struct.pack("!HHH", struct.unpack("!H", wire[:2])[0], 0, 0))
+        rr = b"\x03key\x00" + struct.pack("!HHIH", 250, 255, 0, len(rdata)) + rdata
+        arcount = struct.unpack("!H", wire[10:12])[0] + n
+        return wire[:10] + struct.pack("!H", arcount) + wire[12:] + rr * n
 
     def _log(self, query, transport, src):
         q = query.question[0]

@@ -1,0 +1,114 @@
+/* test_wire.c -- counting records by type without parsing them (wire.c). */
+#include <string.h>
+
+#include "svcmapd/wire.h"
+#include "tap.h"
+
+/* A message under construction. */
+struct msg {
+    uint8_t b[512];
+    size_t n;
+};
+
+static void put(struct msg *m, const void *p, size_t n)
+{
+    memcpy(m->b + m->n, p, n);
+    m->n += n;
+}
+
+static void put16(struct msg *m, unsigned v)
+{
+    uint8_t b[2] = {(uint8_t)(v >> 8), (uint8_t)v};
+    put(m, b, 2);
+}
+
+static void header(struct msg *m, unsigned qd, unsigned an, unsigned ns, unsigned ar)
+{
+    m->n = 0;
+    put16(m, 0x1234);
+    put16(m, 0x8400);
+    put16(m, qd);
+    put16(m, an);
+    put16(m, ns);
+    put16(m, ar);
+}
+
+static const uint8_t NAME[] = "\3svc\7cluster\5local"; /* with its final 0 */
+
+static void question(struct msg *m)
+{
+    put(m, NAME, sizeof(NAME));
+    put16(m, 1);
+    put16(m, 1);
+}
+
+/* A record: owner a pointer to the question's name, then type, class,
+ * TTL and rdata of `rdlen` zero bytes. */
+static void record(struct msg *m, unsigned type, unsigned rdlen)
+{
+    put16(m, 0xc00c);
+    put16(m, type);
+    put16(m, type == 250 ? 255 : 1);
+    put16(m, 0);
+    put16(m, 60);
+    put16(m, rdlen);
+    static const uint8_t zero[64];
+    put(m, zero, rdlen);
+}
+
+int main(void)
+{
+    struct msg m;
+
+    header(&m, 1, 0, 0, 0);
+    question(&m);
+    is_int(wire_count_type(m.b, m.n, 250), 0, "a query: no TSIG");
+    is_int(wire_count_type(m.b, m.n, 1), 0, "the question's type is not a record");
+
+    header(&m, 1, 2, 0, 1);
+    question(&m);
+    record(&m, 1, 4);
+    record(&m, 1, 4);
+    record(&m, 41, 0);
+    is_int(wire_count_type(m.b, m.n, 1), 2, "two A records in the answer");
+    is_int(wire_count_type(m.b, m.n, 41), 1, "one OPT in the additional section");
+
+    header(&m, 1, 1, 1, 2);
+    question(&m);
+    record(&m, 250, 20);
+    record(&m, 6, 22);
+    record(&m, 250, 20);
+    record(&m, 250, 0);
+    is_int(wire_count_type(m.b, m.n, 250), 3, "TSIG in every section is counted");
+
+    /* an owner spelled out, not a pointer */
+    header(&m, 0, 1, 0, 0);
+    put(&m, NAME, sizeof(NAME));
+    put16(&m, 250);
+    put16(&m, 255);
+    put16(&m, 0);
+    put16(&m, 0);
+    put16(&m, 0);
+    is_int(wire_count_type(m.b, m.n, 250), 1, "an owner name in full");
+
+    header(&m, 1, 1, 0, 0);
+    question(&m);
+    record(&m, 1, 4);
+    is_int(wire_count_type(m.b, m.n - 1, 1), -1, "rdata cut short");
+    is_int(wire_count_type(m.b, m.n - 8, 1), -1, "record header cut short");
+    header(&m, 1, 1, 0, 0);
+    question(&m);
+    is_int(wire_count_type(m.b, m.n, 1), -1, "fewer records than the header counts");
+    is_int(wire_count_type(m.b, 11, 1), -1, "shorter than a header");
+
+    header(&m, 1, 0, 0, 0);
+    put(&m, "\100abc", 4); /* a label type of 0x40 */
+    is_int(wire_count_type(m.b, m.n, 1), -1, "extended label types are not skipped");
+    header(&m, 1, 0, 0, 0);
+    put(&m, "\3svc", 4);
+    is_int(wire_count_type(m.b, m.n, 1), -1, "a name that does not end");
+    header(&m, 1, 0, 0, 0);
+    put(&m, "\300", 1);
+    is_int(wire_count_type(m.b, m.n, 1), -1, "half a pointer");
+    return done_testing();
+}
