@@ -78,30 +78,32 @@ def port_free(host, port):
         u.close()
 
 
-def owns_udp_port(pid, port):
-    """Whether process pid has a UDP socket bound to port (any address), from
-    /proc/PID/fd and /proc/net/udp{,6}."""
+def socket_ports(pid, proto, state=None):
+    """The local ports of process pid's sockets in /proc/net/{proto}{,6} (proto: tcp,
+    udp), those in `state` only if given (hex, as the table has it: 0A is LISTEN)."""
     inodes = set()
     try:
-        for fd in os.listdir(f"/proc/{pid}/fd"):
-            try:
-                link = os.readlink(f"/proc/{pid}/fd/{fd}")
-            except OSError:
-                continue
-            if link.startswith("socket:["):
-                inodes.add(link[8:-1])
+        fds = os.listdir(f"/proc/{pid}/fd")
     except OSError:
-        return False
-    for table in ("/proc/net/udp", "/proc/net/udp6"):
+        return set()
+    for fd in fds:
+        try:
+            link = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if link.startswith("socket:["):
+            inodes.add(link[8:-1])
+    ports = set()
+    for table in (f"/proc/net/{proto}", f"/proc/net/{proto}6"):
         try:
             lines = Path(table).read_text().splitlines()[1:]
         except OSError:
             continue
         for line in lines:
             f = line.split()
-            if int(f[1].rsplit(":", 1)[1], 16) == port and f[9] in inodes:
-                return True
-    return False
+            if f[9] in inodes and (state is None or f[3] == state):
+                ports.add(int(f[1].rsplit(":", 1)[1], 16))
+    return ports
 
 
 def free_port(host="127.0.0.1"):
@@ -491,7 +493,7 @@ class Server:
             # port, another one (a test running in parallel that was given the
             # same free port) may answer there, and this one then exits with 3.
             if (udp_exchange(q, self.any_port, self.host, 0.1) is not None
-                    and owns_udp_port(self.proc.pid, self.any_port)):
+                    and self.any_port in socket_ports(self.proc.pid, "udp")):
                 return self
             time.sleep(0.02)
         pytest.fail(f"svcmapd did not answer within {timeout}s; stderr:\n{self.log()}")

@@ -23,7 +23,6 @@ import struct
 import subprocess
 import threading
 import time
-from pathlib import Path
 
 import dns.message
 import dns.rcode
@@ -33,7 +32,7 @@ import pytest
 import conftest
 from conftest import (Server, check_answer, error_lines, free_port, ipv6_loopback_available,
                       make_query, parse, run_cli, sanitizer_report, svc, tcp_connect,
-                      tcp_exchange, tcp_read_msg, udp_exchange)
+                      tcp_exchange, tcp_read_msg, socket_ports, udp_exchange)
 
 ZONE_LABEL = "cluster.local."
 X, Y, MYSQL = svc("x.a"), svc("y.a"), svc("mysql.a")
@@ -94,27 +93,8 @@ def connection_refused(port, host="127.0.0.1"):
 
 
 def listening_tcp_ports(pid):
-    """The TCP ports process pid has sockets listening on (its fds x /proc/net/tcp*)."""
-    inodes = set()
-    for fd in os.listdir(f"/proc/{pid}/fd"):
-        try:
-            link = os.readlink(f"/proc/{pid}/fd/{fd}")
-        except OSError:
-            continue
-        m = re.fullmatch(r"socket:\[(\d+)\]", link)
-        if m:
-            inodes.add(m.group(1))
-    ports = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            lines = Path(table).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            f = line.split()
-            if f[3] == "0A" and f[9] in inodes:     # 0A: TCP_LISTEN
-                ports.add(int(f[1].rsplit(":", 1)[1], 16))
-    return ports
+    """The TCP ports process pid has sockets listening on."""
+    return socket_ports(pid, "tcp", state="0A")
 
 
 # --------------------------------------------------------------------------- metrics
