@@ -56,6 +56,18 @@ def closed_within(sock, timeout):
     return time.monotonic() - t0
 
 
+def close_times(conns, t0, limit):
+    """{label: seconds from t0 until the peer closed it} for the connections of
+    conns ({socket: label}) that close within limit seconds of t0."""
+    left, closed = dict(conns), {}
+    while left and time.monotonic() - t0 < limit:
+        ready, _, _ = select.select(list(left), [], [], 0.1)
+        for c in ready:
+            assert closed_within(c, 0.1) is not None, "readable but neither data nor close"
+            closed[left.pop(c)] = time.monotonic() - t0
+    return closed
+
+
 def query_on(sock, qname, rdtype="A", **kw):
     q = make_query(qname, rdtype, **kw)
     sock.sendall(frame(q.to_wire()))
@@ -107,13 +119,7 @@ def test_idle_timeout_not_message_timeout(svcmapd):
     with used, unused:
         check_answer(query_on(used, GOOD), GOOD_ANSWER)
         t0 = time.monotonic()
-        left = {used: "after a query", unused: "never used"}
-        closed = {}
-        while left and time.monotonic() - t0 < 9.0:
-            ready, _, _ = select.select(list(left), [], [], 0.1)
-            for c in ready:
-                assert closed_within(c, 0.1) is not None, "readable but neither data nor close"
-                closed[left.pop(c)] = time.monotonic() - t0
+        closed = close_times({used: "after a query", unused: "never used"}, t0, 9.0)
         for what in ("after a query", "never used"):
             assert what in closed, f"idle connection ({what}) still open 9 s later (idle 4 s)"
             assert 2.5 <= closed[what] <= 7.5, (
@@ -132,13 +138,7 @@ def test_message_timeout_not_idle_timeout(svcmapd):
         fresh.sendall(partial)
         used.sendall(partial)
         t0 = time.monotonic()
-        left = {fresh: "new connection", used: "after a query"}
-        closed = {}
-        while left and time.monotonic() - t0 < 6.0:
-            ready, _, _ = select.select(list(left), [], [], 0.1)
-            for c in ready:
-                assert closed_within(c, 0.1) is not None
-                closed[left.pop(c)] = time.monotonic() - t0
+        closed = close_times({fresh: "new connection", used: "after a query"}, t0, 6.0)
         for what in ("new connection", "after a query"):
             assert what in closed, f"connection stuck mid-message ({what}) still open 6 s later"
             assert 0.5 <= closed[what] <= 2.8, (
