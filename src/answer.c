@@ -1,5 +1,6 @@
 /* answer.c -- query bytes plus a compiled zone to reply bytes. */
 #include "svcmapd/answer.h"
+#include "svcmapd/wire.h"
 
 #include <ldns/ldns.h>
 #include <netinet/in.h>
@@ -114,30 +115,6 @@ static size_t parse_qname(const uint8_t *m, size_t len, size_t pos, struct query
     return pos;
 }
 
-/* Skips a name that may end in a compression pointer. Returns the offset
- * after it, or 0 if malformed. The name is not followed: only the OPT's
- * root owner matters here. */
-static size_t skip_name(const uint8_t *m, size_t len, size_t pos, bool *root)
-{
-    size_t total = 0;
-    *root = pos < len && m[pos] == 0;
-    for (;;) {
-        if (pos >= len)
-            return 0;
-        uint8_t l = m[pos];
-        if ((l & 0xc0) == 0xc0)
-            return pos + 2 <= len ? pos + 2 : 0;
-        if (l > 63)
-            return 0;
-        total += (size_t)l + 1;
-        if (total > LDNS_MAX_DOMAINLEN || pos + 1 + l > len)
-            return 0;
-        pos += (size_t)l + 1;
-        if (l == 0)
-            return pos;
-    }
-}
-
 /* Checks the OPT RDATA, a sequence of {code, length, data} (RFC 6891
  * §6.1.2), and finds a COOKIE option: 8 bytes of client cookie, optionally
  * followed by 8 to 32 of server cookie; any other length is malformed
@@ -172,7 +149,7 @@ static size_t parse_records(const uint8_t *m, size_t len, size_t pos, uint16_t c
 {
     for (uint16_t i = 0; i < count; i++) {
         bool root;
-        pos = skip_name(m, len, pos, &root);
+        pos = wire_skip_name(m, len, pos, &root);
         if (pos == 0 || len - pos < 10)
             return 0;
         uint16_t type = ldns_read_uint16(m + pos);

@@ -2,8 +2,15 @@
 #ifndef SVCMAPD_WIRE_H
 #define SVCMAPD_WIRE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+/* Skips the name at m[pos] (`len` bytes in all), which may end in a
+ * compression pointer; the pointer is not followed. Returns the offset
+ * after the name, or 0 if it is malformed or runs off the end. *root:
+ * whether it is the root name (a single zero byte); NULL if not wanted. */
+size_t wire_skip_name(const uint8_t *m, size_t len, size_t pos, bool *root);
 
 /* The number of records of `type` in all sections of the message `m`
  * (`len` bytes, header included), or -1 if the message ends before its
