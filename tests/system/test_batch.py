@@ -93,6 +93,17 @@ def check_replies(datagrams, sent):
     assert not missing, f"{len(missing)} of {len(sent)} queries unanswered: IDs {missing[:10]}"
 
 
+def send_stopped(s, datagrams):
+    """Send every (socket, wire, address) while s is stopped, then let it go: it
+    finds them all queued at once."""
+    s.proc.send_signal(signal.SIGSTOP)
+    try:
+        for sock, wire, addr in datagrams:
+            sock.sendto(wire, addr)
+    finally:
+        s.proc.send_signal(signal.SIGCONT)
+
+
 def burst(s, host, port, clients=2):
     """Stop s, queue every query from each of `clients` sockets, continue s;
     check what each socket gets back."""
@@ -108,13 +119,8 @@ def burst(s, host, port, clients=2):
             for k, (q, _) in enumerate(qs):
                 q.id = (len(sent) * 1000 + k) & 0xFFFF
             sent.append(qs)
-        s.proc.send_signal(signal.SIGSTOP)
-        try:
-            for c, qs in zip(socks, sent):
-                for q, _ in qs:
-                    c.sendto(q.to_wire(), (host, port))
-        finally:
-            s.proc.send_signal(signal.SIGCONT)
+        send_stopped(s, [(c, q.to_wire(), (host, port))
+                         for c, qs in zip(socks, sent) for q, _ in qs])
         for c, qs in zip(socks, sent):
             check_replies(collect(c, len(qs)), qs)
     finally:
@@ -150,12 +156,7 @@ def test_burst_srv_and_soa(svcmapd):
                                                               for _ in range(20)]
         for k, q in enumerate(qs):
             q.id = k
-        s.proc.send_signal(signal.SIGSTOP)
-        try:
-            for q in qs:
-                sock.sendto(q.to_wire(), ("127.0.0.1", s.port))
-        finally:
-            s.proc.send_signal(signal.SIGCONT)
+        send_stopped(s, [(sock, q.to_wire(), ("127.0.0.1", s.port)) for q in qs])
         replies = [dns.message.from_wire(w) for w in collect(sock, len(qs))]
         assert sorted(r.id for r in replies) == list(range(len(qs)))
         for r in replies:
