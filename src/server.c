@@ -47,13 +47,6 @@ union pktinfo_buf {
     size_t align; /* cmsghdr's alignment; the header itself has a flexible member */
 };
 
-/* What a train of replies is sent with: the source address, and the
- * segment size when it carries more than one. */
-union train_ctl {
-    char buf[CMSG_SPACE(sizeof(struct in6_pktinfo)) + CMSG_SPACE(sizeof(uint16_t))];
-    size_t align;
-};
-
 _Static_assert(UDP_BATCH <= UDPTRAIN_BATCH_MAX, "udptrain_plan() takes a whole batch");
 
 struct udp_batch {
@@ -65,11 +58,10 @@ struct udp_batch {
     union pktinfo_buf cin[UDP_BATCH];
     union pktinfo_buf cout[UDP_BATCH];
     struct answer_info info[UDP_BATCH];
-    size_t rlen[UDP_BATCH];
     struct udptrain_reply tr[UDP_BATCH];
     size_t order[UDP_BATCH];
     struct udptrain trains[UDP_BATCH];
-    union train_ctl tctl[UDP_BATCH];
+    union udptrain_ctl tctl[UDP_BATCH];
     uint8_t query[UDP_BATCH][UDP_QUERY_MAX];
     uint8_t reply[UDP_BATCH][ANSWER_UDP_MAX];
 };
@@ -363,41 +355,6 @@ static bool defer(struct worker *w, const struct answer_info *info, const uint8_
     return true;
 }
 
-/* The message for one train: its replies in one iovec array, sent with
- * the reply's source address and, for more than one, the segment size. */
-static void train_message(struct udp_batch *b, const struct udptrain *t, struct msghdr *m,
-                          union train_ctl *ctl)
-{
-    const struct udptrain_reply *r = &b->tr[b->order[t->first]];
-    for (size_t k = 0; k < t->count; k++) {
-        size_t i = b->order[t->first + k];
-        b->iout[t->first + k] = (struct iovec){b->reply[i], b->tr[i].len};
-    }
-    *m = (struct msghdr){
-        .msg_name = (void *)(uintptr_t)r->peer,
-        .msg_namelen = r->peerlen,
-        .msg_iov = &b->iout[t->first],
-        .msg_iovlen = t->count,
-    };
-    size_t cl = r->ctllen;
-    memcpy(ctl->buf, r->ctl, cl);
-#ifdef UDP_SEGMENT
-    if (t->count > 1) {
-        struct cmsghdr *c = (struct cmsghdr *)(void *)(ctl->buf + cl);
-        c->cmsg_level = SOL_UDP;
-        c->cmsg_type = UDP_SEGMENT;
-        c->cmsg_len = CMSG_LEN(sizeof(uint16_t));
-        uint16_t size = (uint16_t)r->len;
-        memcpy(CMSG_DATA(c), &size, sizeof(size));
-        cl += CMSG_SPACE(sizeof(uint16_t));
-    }
-#endif
-    if (cl) {
-        m->msg_control = ctl->buf;
-        m->msg_controllen = cl;
-    }
-}
-
 /* A train the kernel refused: its replies one by one. A kernel or device
  * that cannot segment (EIO: no checksum offload; ENOPROTOOPT, EOPNOTSUPP,
  * EINVAL) gets no more trains on this socket. */
@@ -411,8 +368,8 @@ static void train_split(struct udp_sock *u, struct udp_batch *b, const struct ud
     for (size_t k = 0; k < t->count; k++) {
         struct udptrain one = {.first = t->first + k, .count = 1};
         struct msghdr m;
-        union train_ctl ctl;
-        train_message(b, &one, &m, &ctl);
+        union udptrain_ctl ctl;
+        udptrain_message(b->tr, b->order, &one, b->iout, &m, &ctl);
         while (sendmsg(u->fd, &m, 0) < 0 && errno == EINTR)
             ;
     }
@@ -424,7 +381,7 @@ static void udp_send(struct udp_sock *u, struct udp_batch *b, size_t n)
 {
     size_t ntrains = udptrain_plan(b->tr, n, u->gso, b->order, b->trains);
     for (size_t t = 0; t < ntrains; t++)
-        train_message(b, &b->trains[t], &b->out[t].msg_hdr, &b->tctl[t]);
+        udptrain_message(b->tr, b->order, &b->trains[t], b->iout, &b->out[t].msg_hdr, &b->tctl[t]);
     for (size_t sent = 0; sent < ntrains;) {
         int k = sendmmsg(u->fd, b->out + sent, (unsigned)(ntrains - sent), 0);
         if (k > 0) {
@@ -484,8 +441,8 @@ static void on_udp(evutil_socket_t fd, short what, void *arg)
                                    ANSWER_UDP_MAX, info);
                 w->actx.no_wait = false;
             }
-            b->rlen[i] = len;
             b->tr[i] = (struct udptrain_reply){
+                .data = b->reply[i],
                 .len = len,
                 .peer = &b->peer[i],
                 .peerlen = b->in[i].msg_hdr.msg_namelen,
@@ -499,7 +456,7 @@ static void on_udp(evutil_socket_t fd, short what, void *arg)
         for (int i = 0; i < n; i++)
             if (!b->info[i].deferred)
                 account(w, u->index, &b->info[i], &b->peer[i], false, b->query[i], b->in[i].msg_len,
-                        b->reply[i], b->rlen[i], each);
+                        b->reply[i], b->tr[i].len, each);
         udp_send(u, b, (size_t)n);
         if (n < UDP_BATCH)
             break;

@@ -2,6 +2,7 @@
 #include "svcmapd/udptrain.h"
 
 #include <assert.h>
+#include <netinet/udp.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -37,4 +38,39 @@ size_t udptrain_plan(const struct udptrain_reply *r, size_t n, bool gso, size_t 
         }
     }
     return ntrains;
+}
+
+void udptrain_message(const struct udptrain_reply *r, const size_t *order,
+                      const struct udptrain *t, struct iovec *iov, struct msghdr *m,
+                      union udptrain_ctl *ctl)
+{
+    const struct udptrain_reply *first = &r[order[t->first]];
+    for (size_t k = 0; k < t->count; k++) {
+        const struct udptrain_reply *one = &r[order[t->first + k]];
+        iov[t->first + k] = (struct iovec){(void *)(uintptr_t)one->data, one->len};
+    }
+    *m = (struct msghdr){
+        .msg_name = (void *)(uintptr_t)first->peer,
+        .msg_namelen = first->peerlen,
+        .msg_iov = &iov[t->first],
+        .msg_iovlen = t->count,
+    };
+    size_t cl = first->ctllen;
+    assert(cl <= CMSG_SPACE(sizeof(struct in6_pktinfo)));
+    memcpy(ctl->buf, first->ctl, cl);
+#ifdef UDP_SEGMENT
+    if (t->count > 1) {
+        struct cmsghdr *c = (struct cmsghdr *)(void *)(ctl->buf + cl);
+        c->cmsg_level = SOL_UDP;
+        c->cmsg_type = UDP_SEGMENT;
+        c->cmsg_len = CMSG_LEN(sizeof(uint16_t));
+        uint16_t size = (uint16_t)first->len;
+        memcpy(CMSG_DATA(c), &size, sizeof(size));
+        cl += CMSG_SPACE(sizeof(uint16_t));
+    }
+#endif
+    if (cl) {
+        m->msg_control = ctl->buf;
+        m->msg_controllen = cl;
+    }
 }

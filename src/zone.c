@@ -1309,7 +1309,6 @@ static const struct zone_external *external_of(struct compiler *c, struct znode 
     for (size_t i = 0; folded && i < len; i++)
         folded[i] = (uint8_t)tolower(host[i]);
     ext->name = folded ? folded : host; /* the cache's key: lower case */
-
     ext->len = (uint8_t)len;
     return ext;
 }

@@ -2,9 +2,11 @@
 #ifndef SVCMAPD_UDPTRAIN_H
 #define SVCMAPD_UDPTRAIN_H
 
+#include <netinet/in.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 
 /*
  * Most of the kernel's cost of a UDP reply is per datagram: an skb, a route
@@ -28,10 +30,12 @@
 
 /* One reply of the batch; len 0: none (dropped query, or one that waits). */
 struct udptrain_reply {
+    const void *data;
     size_t len;
     const void *peer; /* destination */
     socklen_t peerlen;
-    const void *ctl; /* control data it must be sent with (source address) */
+    const void *ctl; /* control data it must be sent with: at most one
+                      * IP_PKTINFO or IPV6_PKTINFO (its source address) */
     socklen_t ctllen;
 };
 
@@ -49,5 +53,20 @@ struct udptrain {
  * and a train keeps its replies in their original order. */
 size_t udptrain_plan(const struct udptrain_reply *r, size_t n, bool gso, size_t *order,
                      struct udptrain *trains);
+
+/* What a train is sent with: its replies' control data and, for more than
+ * one reply, the segment size. */
+union udptrain_ctl {
+    char buf[CMSG_SPACE(sizeof(struct in6_pktinfo)) + CMSG_SPACE(sizeof(uint16_t))];
+    size_t align; /* cmsghdr's */
+};
+
+/* Fills `m` to send train `t` of a plan (r, order as udptrain_plan() left
+ * them) in one sendmsg: iov[t->first ..] point at its replies, `ctl` holds
+ * its control data and, for more than one reply, UDP_SEGMENT. `iov` has as
+ * many entries as `order`. */
+void udptrain_message(const struct udptrain_reply *r, const size_t *order,
+                      const struct udptrain *t, struct iovec *iov, struct msghdr *m,
+                      union udptrain_ctl *ctl);
 
 #endif

@@ -4,8 +4,8 @@
  *
  * Answers every datagram with itself, the QR bit set, the way svcmapd's
  * worker moves its replies: epoll, recvmmsg in batches, replies of one
- * size to one client as one segmentation-offload train (udptrain_plan(),
- * the same code), sendmmsg. What a server spends per query beyond this
+ * size to one client as one segmentation-offload train (udptrain_plan()
+ * and udptrain_message(), the same code), sendmmsg. What a server spends per query beyond this
  * program is the price of its DNS work; what this program spends is what
  * the kernel charges for the datagrams alone on this machine.
  *
@@ -17,7 +17,6 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
-#include <netinet/udp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -88,7 +87,7 @@ int main(int argc, char **argv)
     static struct udptrain_reply r[BATCH];
     static struct udptrain trains[BATCH];
     static size_t order[BATCH];
-    static char ctl[BATCH][CMSG_SPACE(sizeof(uint16_t))];
+    static union udptrain_ctl ctl[BATCH];
 
     while (!stop) {
         struct epoll_event e;
@@ -109,33 +108,14 @@ int main(int argc, char **argv)
                 size_t len = in[i].msg_len;
                 if (len > 2)
                     buf[i][2] |= 0x80; /* QR */
-                r[i] = (struct udptrain_reply){.len = len > 512 ? 0 : len,
+                r[i] = (struct udptrain_reply){.data = buf[i],
+                                               .len = len > 512 ? 0 : len,
                                                .peer = &peer[i],
                                                .peerlen = in[i].msg_hdr.msg_namelen};
             }
             size_t nt = udptrain_plan(r, (size_t)n, true, order, trains);
-            for (size_t t = 0; t < nt; t++) {
-                for (size_t k = 0; k < trains[t].count; k++) {
-                    size_t i = order[trains[t].first + k];
-                    iout[trains[t].first + k] = (struct iovec){buf[i], r[i].len};
-                }
-                size_t first = order[trains[t].first];
-                out[t].msg_hdr = (struct msghdr){.msg_name = &peer[first],
-                                                 .msg_namelen = r[first].peerlen,
-                                                 .msg_iov = &iout[trains[t].first],
-                                                 .msg_iovlen = trains[t].count};
-                if (trains[t].count > 1) {
-                    struct msghdr *m = &out[t].msg_hdr;
-                    m->msg_control = ctl[t];
-                    m->msg_controllen = sizeof(ctl[t]);
-                    struct cmsghdr *c = CMSG_FIRSTHDR(m);
-                    c->cmsg_level = SOL_UDP;
-                    c->cmsg_type = UDP_SEGMENT;
-                    c->cmsg_len = CMSG_LEN(sizeof(uint16_t));
-                    uint16_t size = (uint16_t)r[first].len;
-                    memcpy(CMSG_DATA(c), &size, sizeof(size));
-                }
-            }
+            for (size_t t = 0; t < nt; t++)
+                udptrain_message(r, order, &trains[t], iout, &out[t].msg_hdr, &ctl[t]);
             /* a reply the kernel refuses is lost, as in svcmapd */
             for (size_t sent = 0; sent < nt;) {
                 int k = sendmmsg(fd, out + sent, (unsigned)(nt - sent), 0);

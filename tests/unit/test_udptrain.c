@@ -1,5 +1,6 @@
 /* test_udptrain.c -- which replies of a batch travel together. */
 #include <netinet/in.h>
+#include <netinet/udp.h>
 #include <stdbool.h>
 #include <string.h>
 
@@ -95,5 +96,46 @@ int main(void)
     is_int(total, UDPTRAIN_BATCH_MAX, "every reply in a train");
     is_int(twice, 0, "none twice");
     is_int(trains[0].count, UDPTRAIN_BATCH_MAX / 2, "32 in the first train");
+
+    /* The message of a train: its replies in order, the reply's source
+     * address, the segment size only when there is more than one. */
+    static const char data[4][4] = {"r0", "r1", "r2", "r3"};
+    union {
+        char buf[CMSG_SPACE(sizeof(struct in_pktinfo))];
+        struct cmsghdr align;
+    } src = {0};
+    src.align = (struct cmsghdr){.cmsg_len = CMSG_LEN(sizeof(struct in_pktinfo)),
+                                 .cmsg_level = IPPROTO_IP,
+                                 .cmsg_type = IP_PKTINFO};
+    struct udptrain_reply msgs[] = {reply(60, 1, NULL), reply(72, 1, NULL), reply(60, 1, NULL),
+                                    reply(60, 2, NULL)};
+    for (size_t i = 0; i < 4; i++) {
+        msgs[i].data = data[i];
+        msgs[i].ctl = i < 3 ? src.buf : NULL;
+        msgs[i].ctllen = i < 3 ? sizeof(src.buf) : 0;
+    }
+    nt = udptrain_plan(msgs, 4, true, order, trains);
+    struct iovec iov[4];
+    struct msghdr m;
+    union udptrain_ctl ctl;
+    udptrain_message(msgs, order, &trains[0], iov, &m, &ctl);
+    ok(m.msg_iovlen == 2 && m.msg_iov[0].iov_base == data[0] && m.msg_iov[1].iov_base == data[2] &&
+           m.msg_iov[1].iov_len == 60,
+       "a train's iovecs are its replies, in order");
+    ok(m.msg_name == &peers[1] && m.msg_namelen == sizeof(peers[1]), "sent to their client");
+    struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+    ok(c && c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_PKTINFO,
+       "with their source address first");
+    c = c ? CMSG_NXTHDR(&m, c) : NULL;
+    uint16_t size = 0;
+    if (c && c->cmsg_level == SOL_UDP)
+        memcpy(&size, CMSG_DATA(c), sizeof(size));
+    is_int(size, 60, "then the segment size");
+    ok(c && !CMSG_NXTHDR(&m, c), "and nothing else");
+
+    udptrain_message(msgs, order, &trains[2], iov, &m, &ctl);
+    ok(m.msg_iovlen == 1 && m.msg_iov[0].iov_base == data[3] && !m.msg_control &&
+           m.msg_controllen == 0,
+       "a lone reply without control data: no control message at all");
     return done_testing();
 }
