@@ -831,8 +831,9 @@ class FakeUpstream:
 
     Behaviour per query name (rule(name, ...)): mode = answer | nxdomain | nodata |
     servfail | refused | drop (never answer) | tc (TC=1 over UDP, full answer over
-    TCP) | tsig (the answer with two TSIG records added, which we never ask for); delay = seconds before the reply (other names are answered meanwhile);
-    extra = RR lines appended to the ANSWER section (unrelated records).
+    TCP) | tsig (the answer with two TSIG records added, which we never ask for);
+    delay = seconds before the reply (other names are answered meanwhile); extra =
+    RR lines appended to the ANSWER section (unrelated records).
 
     Every query received is logged (.log: UpstreamQuery, with .answered set when the
     reply is sent); queries(), count() and wait_count() read it."""
