@@ -1,4 +1,4 @@
-/* wire.c -- walking a DNS message's records without building them. */
+/* wire.c -- walking a DNS message: skipping names, counting records as libldns reads them. */
 #include "svcmapd/wire.h"
 
 #include <ldns/ldns.h>
@@ -27,29 +27,21 @@ size_t wire_skip_name(const uint8_t *m, size_t len, size_t pos, bool *root)
 
 int wire_count_type(const uint8_t *m, size_t len, uint16_t type)
 {
+    static const ldns_pkt_section sections[] = {LDNS_SECTION_QUESTION, LDNS_SECTION_ANSWER,
+                                                LDNS_SECTION_AUTHORITY, LDNS_SECTION_ADDITIONAL};
     if (len < LDNS_HEADER_SIZE)
         return -1;
     size_t pos = LDNS_HEADER_SIZE;
-    for (unsigned q = ldns_read_uint16(m + 4); q > 0; q--) {
-        pos = wire_skip_name(m, len, pos, NULL);
-        if (pos == 0 || len - pos < 4)
-            return -1;
-        pos += 4; /* type, class */
-    }
-    unsigned rrs =
-        (unsigned)ldns_read_uint16(m + 6) + ldns_read_uint16(m + 8) + ldns_read_uint16(m + 10);
     int count = 0;
-    for (; rrs > 0; rrs--) {
-        pos = wire_skip_name(m, len, pos, NULL);
-        if (pos == 0 || len - pos < 10)
-            return -1;
-        if (ldns_read_uint16(m + pos) == type)
-            count++;
-        size_t rdlen = ldns_read_uint16(m + pos + 8);
-        pos += 10;
-        if (len - pos < rdlen)
-            return -1;
-        pos += rdlen;
+    for (size_t s = 0; s < sizeof(sections) / sizeof(sections[0]); s++) {
+        for (unsigned n = ldns_read_uint16(m + 4 + 2 * s); n > 0; n--) {
+            ldns_rr *rr = NULL;
+            if (ldns_wire2rr(&rr, m, len, &pos, sections[s]) != LDNS_STATUS_OK)
+                return -1;
+            if (sections[s] != LDNS_SECTION_QUESTION && ldns_rr_get_type(rr) == type)
+                count++;
+            ldns_rr_free(rr);
+        }
     }
     return count;
 }

@@ -1,4 +1,4 @@
-/* wire.h -- walking a DNS message's records without building them. */
+/* wire.h -- walking a DNS message: skipping names, counting records as libldns reads them. */
 #ifndef SVCMAPD_WIRE_H
 #define SVCMAPD_WIRE_H
 
@@ -12,14 +12,18 @@
  * whether it is the root name (a single zero byte); NULL if not wanted. */
 size_t wire_skip_name(const uint8_t *m, size_t len, size_t pos, bool *root);
 
-/* The number of records of `type` in all sections of the message `m`
- * (`len` bytes, header included), or -1 if the message ends before its
- * counts say it should. Names are skipped, never followed: no pointer is
- * dereferenced, so no loop can hold it.
+/* The number of records of `type` in the answer, authority and additional
+ * sections of the message `m` (`len` bytes, header included), each read
+ * as ldns_wire2pkt() reads it; -1 if libldns cannot read one of them. All
+ * the records the header counts are read: ldns_wire2pkt() stops one short
+ * for each TSIG it meets, so it never sees more than are counted here.
  *
- * Used before ldns_wire2pkt(): libldns 1.8.3 leaks a TSIG record when a
- * message carries two and fails to parse after them, so a message with
- * TSIG records must not reach it. */
+ * Used before ldns_wire2pkt(), which keeps the last TSIG record of a
+ * message and leaks any before it. Its walk is not one by RDLENGTH: when
+ * a record's fields end before its RDLENGTH does (a CNAME target of one
+ * byte in twelve), it reads the rest as the next record. So a TSIG can
+ * hide inside another record's rdata, and only libldns's own reading of
+ * each record (ldns_wire2rr()) counts what ldns_wire2pkt() will see. */
 int wire_count_type(const uint8_t *m, size_t len, uint16_t type);
 
 #endif

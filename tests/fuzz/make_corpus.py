@@ -164,6 +164,14 @@ def answer_seeds():
         + b"\x3d" + b"d" * 61 + b"\0" + struct.pack("!HH", 1, 1))
     add("tsig-like-additional", header(ar=1) + QUESTION + wire_name("key.")
         + struct.pack("!HHIH", 250, 255, 0, 3) + b"\0\0\0", TCP)
+    # A CNAME whose target ends before its RDLENGTH does: libldns reads the
+    # rest as a record of its own, here a TSIG, and then a second TSIG.
+    hidden_tsig = b"\0" + struct.pack("!HHIH", 250, 255, 0, 0)
+    add("tsig-hidden-in-rdata", header(ar=4) + QUESTION
+        + b"\0" + struct.pack("!HHIH", 5, 1, 0, 1 + len(hidden_tsig)) + b"\0" + hidden_tsig
+        + b"\0" + struct.pack("!HHIH", 250, 255, 0, 0)
+        + b"\xc0\x0c" + struct.pack("!HHIH", 1, 1, 0, 4) + b"\1\2\3\4"
+        + b"\xc0\x0c" + struct.pack("!HHIH", 1, 1, 0, 4) + b"\1\2\3\5")
     return s
 
 

@@ -831,7 +831,8 @@ class FakeUpstream:
 
     Behaviour per query name (rule(name, ...)): mode = answer | nxdomain | nodata |
     servfail | refused | drop (never answer) | tc (TC=1 over UDP, full answer over
-    TCP) | tsig (the answer with two TSIG records added, which we never ask for);
+    TCP) | tsig (the answer with two TSIG records added, which we never ask for) |
+    tsig-hidden (the same two inside a CNAME's rdata, seen only by libldns);
     delay = seconds before the reply (other names are answered meanwhile); extra =
     RR lines appended to the ANSWER section (unrelated records).
 
@@ -990,6 +991,8 @@ class FakeUpstream:
         wire = r.to_wire()
         if rule.get("mode") == "tsig":
             wire = self._with_tsigs(wire, 2)
+        elif rule.get("mode") == "tsig-hidden":
+            wire = self._with_hidden_tsigs(wire)
         return wire, rule.get("delay", 0.0)
 
     @staticmethod
@@ -1001,6 +1004,19 @@ class FakeUpstream:
         rr = b"\x03key\x00" + struct.pack("!HHIH", 250, 255, 0, len(rdata)) + rdata
         arcount = struct.unpack("!H", wire[10:12])[0] + n
         return wire[:10] + struct.pack("!H", arcount) + wire[12:] + rr * n
+
+    @staticmethod
+    def _with_hidden_tsigs(wire):
+        """wire with five records appended to the additional section: a CNAME whose
+        rdata is the root name and then two TSIG records, and four A records. Read
+        by RDLENGTH it holds no TSIG; libldns reads the CNAME's one-byte target and
+        then the rest of its rdata as records of their own, two TSIGs (wire.h)."""
+        tsig = b"\x00" + struct.pack("!HHIH", 250, 255, 0, 0)
+        cname = (b"\x00" + struct.pack("!HHIH", 5, 1, 0, 1 + 2 * len(tsig)) + b"\x00"
+                 + tsig * 2)
+        a = b"\x00" + struct.pack("!HHIH", 1, 1, 0, 4) + bytes([192, 0, 2, 1])
+        arcount = struct.unpack("!H", wire[10:12])[0] + 5
+        return wire[:10] + struct.pack("!H", arcount) + wire[12:] + cname + a * 4
 
     def _log(self, query, transport, src):
         q = query.question[0]

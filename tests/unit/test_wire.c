@@ -1,4 +1,4 @@
-/* test_wire.c -- counting records by type without parsing them (wire.c). */
+/* test_wire.c -- counting records by type the way libldns reads them (wire.c). */
 #include <string.h>
 
 #include "svcmapd/wire.h"
@@ -73,11 +73,14 @@ int main(void)
     is_int(wire_count_type(m.b, m.n, 1), 2, "two A records in the answer");
     is_int(wire_count_type(m.b, m.n, 41), 1, "one OPT in the additional section");
 
+    /* All-zero rdata that libldns reads to its end: a TSIG takes 17 bytes
+     * (root algorithm, time, fudge, empty MAC, ID, error, empty other), an
+     * SOA 22 (two root names, five numbers). */
     header(&m, 1, 1, 1, 2);
     question(&m);
-    record(&m, 250, 20);
+    record(&m, 250, 17);
     record(&m, 6, 22);
-    record(&m, 250, 20);
+    record(&m, 250, 17);
     record(&m, 250, 0);
     is_int(wire_count_type(m.b, m.n, 250), 3, "TSIG in every section is counted");
 
@@ -110,5 +113,27 @@ int main(void)
     header(&m, 1, 0, 0, 0);
     put(&m, "\300", 1);
     is_int(wire_count_type(m.b, m.n, 1), -1, "half a pointer");
+    header(&m, 1, 0, 0, 0);
+    put(&m, "\300\014", 2); /* a name that points at itself */
+    put16(&m, 1);
+    put16(&m, 1);
+    is_int(wire_count_type(m.b, m.n, 1), -1, "a pointer loop");
+
+    /* A CNAME of RDLENGTH 12 whose target, the root, takes one byte:
+     * libldns reads the other eleven as a TSIG record of its own. With the
+     * TSIG after it, ldns_wire2pkt() sees two and leaks one. */
+    header(&m, 1, 0, 0, 4);
+    question(&m);
+    record(&m, 5, 0);
+    m.n -= 2; /* its RDLENGTH, rewritten */
+    put16(&m, 12);
+    /* the target, then a root owner, TSIG, ANY, TTL 0, RDLENGTH 0 */
+    static const uint8_t hidden[12] = {0, 0, 0, 250, 0, 255, 0, 0, 0, 0, 0, 0};
+    put(&m, hidden, sizeof(hidden));
+    record(&m, 250, 0);
+    record(&m, 1, 4);
+    record(&m, 1, 4);
+    is_int(wire_count_type(m.b, m.n, 250), 2, "a TSIG inside a CNAME's rdata is counted");
+    is_int(wire_count_type(m.b, m.n, 1), 1, "four records read, the last A left over");
     return done_testing();
 }
