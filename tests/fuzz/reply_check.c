@@ -1,10 +1,11 @@
 /* reply_check.c -- the rules every reply of answer_query() keeps, checked for the fuzz targets. */
+#include "fuzz.h"
+
 #include <ldns/ldns.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "fuzz.h"
 #include "svcmapd/wire.h"
 
 /*

@@ -1,8 +1,9 @@
 /* test_answer.c -- answer_query() against a compiled zone, decoded independently by ldns. */
+#include "svcmapd/answer.h"
+
 #include <ldns/ldns.h>
 #include <stdlib.h>
 
-#include "svcmapd/answer.h"
 #include "tap.h"
 
 static struct zone *zone;

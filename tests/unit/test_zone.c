@@ -1,8 +1,9 @@
 /* test_zone.c -- compiling a config: names, plans, compile-time errors, serials, changes. */
+#include "svcmapd/zone.h"
+
 #include <ldns/ldns.h>
 #include <stdlib.h>
 
-#include "svcmapd/zone.h"
 #include "tap.h"
 
 static struct diag d;
