@@ -653,6 +653,25 @@ void upstream_flush(struct upstream *up)
     }
 }
 
+const uint8_t *upstream_lookup_query(const struct upstream_lookup *l, size_t *len)
+{
+    *len = l->qlen;
+    return l->query;
+}
+
+bool upstream_take_reply(struct upstream_lookup *l, const uint8_t *reply, size_t len)
+{
+    for (struct upstream_lookup **pp = &l->up->queued; *pp; pp = &(*pp)->next) {
+        if (*pp == l) {
+            *pp = l->next; /* never sent */
+            break;
+        }
+    }
+    bool used = check_answer(l, reply, len) == V_DONE;
+    finish(l, used);
+    return used;
+}
+
 /* ---------------------------------------------------------------------- */
 
 enum upstream_status upstream_get(struct upstream *up, const struct upstream_settings *set,

@@ -106,6 +106,19 @@ void upstream_shutdown(struct upstream *up);
 
 const struct upstream_stats *upstream_stats(const struct upstream *up);
 
+/*
+ * Without a socket, for tests and fuzzing. upstream_lookup_query() is the
+ * query `l` sends (`*len` bytes; its ID is random). upstream_take_reply()
+ * reads `reply` (`len` bytes) as the last reply `l` will get, with the code
+ * a reply from the network goes through, and ends the lookup: the entry
+ * keeps the records or the negative answer, or, if the reply is of no use
+ * (another ID or question, TC=1, an error rcode, TSIG records, unreadable),
+ * the lookup fails as if every server had. Its waiters are told; `l` is
+ * gone. Returns whether the reply was used.
+ */
+const uint8_t *upstream_lookup_query(const struct upstream_lookup *l, size_t *len);
+bool upstream_take_reply(struct upstream_lookup *l, const uint8_t *reply, size_t len);
+
 /* Monotonic milliseconds, cheaply (CLOCK_MONOTONIC_COARSE). */
 uint64_t upstream_now(void);
 

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""make_corpus.py -- writes the seed corpora of tests/fuzz/corpus/ (answer and config).
+"""make_corpus.py -- writes the seed corpora of tests/fuzz/corpus/ (answer, config, upstream).
 
 Run it from anywhere with Debian's python3 (it needs python3-dnspython):
 
@@ -14,6 +14,10 @@ names are those of the fixed zone in fuzz_answer.c.
 
 config/: the shipped conf/svcmapd.ini, every tests/data/bad/*.ini, and the
 handcrafted files below.
+
+upstream/: `fuzz_upstream` inputs, one byte of flags for the client's query
+(bit 0: TCP, bit 1: AAAA, bit 2: EDNS), then an upstream's reply to the
+lookup of mysql.test-1.example.com (its ID is replaced by the target).
 """
 
 import os
@@ -22,7 +26,10 @@ import struct
 import sys
 
 import dns.edns
+import dns.flags
 import dns.message
+import dns.rcode
+import dns.rrset
 import dns.reversename
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -175,6 +182,76 @@ def answer_seeds():
     return s
 
 
+TARGET = "mysql.test-1.example.com."
+C_TCP, C_AAAA, C_EDNS = 1, 2, 4
+
+
+def upstream_seeds():
+    """(file name, flags, reply) for each seed: replies as a resolver sends them."""
+    s = []
+
+    def reply(rdtype="A", answer=(), authority=(), rcode="NOERROR", flags=0, edns=True):
+        q = dns.message.make_query(TARGET, rdtype, use_edns=0 if edns else False)
+        r = dns.message.make_response(q)
+        r.flags |= dns.flags.RA | flags
+        r.set_rcode(dns.rcode.from_text(rcode))
+        for owner, ttl, t, *rdata in answer:
+            r.answer.append(dns.rrset.from_text(owner, ttl, "IN", t, *rdata))
+        for owner, ttl, t, *rdata in authority:
+            r.authority.append(dns.rrset.from_text(owner, ttl, "IN", t, *rdata))
+        return r.to_wire(max_size=65535)
+
+    def add(name, msg, flags=C_EDNS):
+        s.append((name, flags, msg))
+
+    soa = ("example.com.", 300, "SOA", "ns.example.com. admin.example.com. 1 3600 600 86400 60")
+    add("a-one", reply(answer=[(TARGET, 300, "A", "192.0.2.1")]))
+    add("a-one-no-edns", reply(answer=[(TARGET, 300, "A", "192.0.2.1")], edns=False), 0)
+    add("a-one-tcp", reply(answer=[(TARGET, 300, "A", "192.0.2.1")]), C_TCP)
+    add("a-several", reply(answer=[(TARGET, 60, "A", *[f"192.0.2.{i}" for i in range(1, 9)])]))
+    add("aaaa-two", reply("AAAA", answer=[(TARGET, 300, "AAAA", "2001:db8::1", "2001:db8::2")]),
+        C_EDNS | C_AAAA)
+    add("cname-chain", reply(answer=[(TARGET, 30, "CNAME", "db.example.net."),
+                                     ("db.example.net.", 20, "CNAME", "db1.example.org."),
+                                     ("db1.example.org.", 10, "A", "198.51.100.7")]))
+    chain = [(f"h{i}.example.com." if i else TARGET, 60, "CNAME", f"h{i + 1}.example.com.")
+             for i in range(12)]
+    add("cname-chain-too-long", reply(answer=chain + [("h12.example.com.", 60, "A", "192.0.2.12")]))
+    add("cname-loop", reply(answer=[(TARGET, 60, "CNAME", "x.example.com."),
+                                    ("x.example.com.", 60, "CNAME", TARGET)]))
+    add("unrelated-records", reply(answer=[("other.example.com.", 60, "A", "203.0.113.1"),
+                                           (TARGET, 60, "A", "192.0.2.1"),
+                                           (TARGET, 60, "TXT", "\"not asked\"")]))
+    add("mixed-case-owner", reply(answer=[("MySQL.Test-1.Example.COM.", 60, "A", "192.0.2.1")]))
+    add("ttl-huge", reply(answer=[(TARGET, 2**31 - 1, "A", "192.0.2.1")]))
+    add("ttl-zero", reply(answer=[(TARGET, 0, "A", "192.0.2.1")]))
+    add("many-records-udp-512", reply(answer=[(TARGET, 60, "A", *[f"10.0.{i // 250}.{i % 250}"
+                                                                  for i in range(120)])]), 0)
+    add("nxdomain-soa", reply(rcode="NXDOMAIN", authority=[soa]))
+    add("nodata-soa", reply("AAAA", authority=[soa]), C_EDNS | C_AAAA)
+    add("nxdomain-no-soa", reply(rcode="NXDOMAIN"))
+    add("servfail", reply(rcode="SERVFAIL"))
+    add("refused", reply(rcode="REFUSED"))
+    add("truncated", reply(flags=dns.flags.TC))
+    add("wrong-question", reply("AAAA", answer=[(TARGET, 60, "AAAA", "2001:db8::1")]))
+    add("not-a-response", reply(answer=[(TARGET, 60, "A", "192.0.2.1")])[:2] + b"\x01\x00"
+        + reply(answer=[(TARGET, 60, "A", "192.0.2.1")])[4:])
+    one = reply(answer=[(TARGET, 60, "A", "192.0.2.1")])
+    add("header-only", one[:12])
+    add("cut-in-rdata", one[:-3])
+    add("empty", b"")
+    # TSIG records, which svcmapd never asks for: plain, and hidden in the
+    # rdata of a CNAME whose target ends before its RDLENGTH does.
+    tsig = b"\0" + struct.pack("!HHIH", 250, 255, 0, 0)
+    add("tsig", one[:10] + struct.pack("!H", struct.unpack("!H", one[10:12])[0] + 1) + one[12:]
+        + tsig)
+    hidden = (b"\0" + struct.pack("!HHIH", 5, 1, 0, 1 + 2 * len(tsig)) + b"\0" + tsig * 2
+              + (b"\0" + struct.pack("!HHIH", 1, 1, 0, 4) + b"\1\2\3\4") * 4)
+    add("tsig-hidden", one[:10] + struct.pack("!H", struct.unpack("!H", one[10:12])[0] + 5)
+        + one[12:] + hidden)
+    return s
+
+
 # Handcrafted mapping files: valid corners the other seeds lack.
 CONFIGS = {
     "every-option.ini": """[server]
@@ -270,6 +347,11 @@ def main():
         names.add(name)
         write(os.path.join(answer, name), bytes([transport, peer]) + msg)
 
+    upstream = os.path.join(HERE, "corpus", "upstream")
+    os.makedirs(upstream, exist_ok=True)
+    for name, flags, msg in upstream_seeds():
+        write(os.path.join(upstream, name), bytes([flags]) + msg)
+
     shutil.copyfile(os.path.join(ROOT, "conf", "svcmapd.ini"), os.path.join(config, "svcmapd.ini"))
     bad = os.path.join(ROOT, "tests", "data", "bad")
     for f in sorted(os.listdir(bad)):
@@ -280,7 +362,8 @@ def main():
         if name == "continuation.ini":
             data = b"\xef\xbb\xbf" + data.replace(b"\n", b"\r\n")  # BOM, CRLF
         write(os.path.join(config, name), data)
-    print(f"{len(names)} answer seeds, {len(os.listdir(config))} config seeds", file=sys.stderr)
+    print(f"{len(answer_seeds())} answer seeds, {len(os.listdir(config))} config seeds, "
+          f"{len(upstream_seeds())} upstream seeds", file=sys.stderr)
 
 
 if __name__ == "__main__":

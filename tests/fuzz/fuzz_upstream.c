@@ -1,0 +1,171 @@
+/* fuzz_upstream.c -- libFuzzer target: any bytes as an upstream reply, and the answer built on it.
+ */
+#include "fuzz.h"
+
+#include <ldns/ldns.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "svcmapd/config.h"
+#include "svcmapd/upstream.h"
+#include "svcmapd/zone.h"
+
+/*
+ * Input: one byte of flags for the client's query (bit 0: over TCP, bit 1:
+ * AAAA instead of A, bit 2: with EDNS, 1232 bytes), then the reply an
+ * upstream resolver sends to svcmapd's lookup of mysql.test-1.example.com,
+ * exactly as it would arrive. Its first two bytes, the ID, are replaced by
+ * the lookup's (which is random), so that the fuzzer gets past that check.
+ * tests/fuzz/make_corpus.py writes seeds in this layout.
+ *
+ * Each input runs the path of a real miss without its sockets: the client's
+ * query for mysql.test-1.svc.cluster.local waits for a lookup, the reply
+ * ends it (upstream_take_reply(), where upstream.c's parsing and caching
+ * run), and the query is answered again from the cache, as the server does
+ * when the lookup ends. That answer keeps the rules of every reply
+ * (reply_check.c), and starts with the service's CNAME. A fresh cache per
+ * input: nothing carries over.
+ */
+
+static const char zone_text[] = "[server]\n"
+                                "zone = cluster.local\n"
+                                "listen = 127.0.0.1:5353\n"
+                                "[upstream]\n"
+                                /* never contacted: the target hands replies over itself */
+                                "servers = 127.0.0.1:53\n"
+                                "[namespace test-1]\n"
+                                "mysql = mysql.test-1.example.com\n";
+
+static const uint8_t QNAME[] = "\5mysql\6test-1\3svc\7cluster\5local";
+static const uint8_t TARGET[] = "\5mysql\6test-1\7example\3com";
+
+#define FAIL(...)                                                                                  \
+    do {                                                                                           \
+        fprintf(stderr, "fuzz_upstream: " __VA_ARGS__);                                            \
+        fputc('\n', stderr);                                                                       \
+        abort();                                                                                   \
+    } while (0)
+
+static struct zone *zone;
+
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+    (void)argc;
+    (void)argv;
+    struct diag d;
+    diag_init(&d, "fuzz_upstream");
+    struct config *cfg = config_parse(zone_text, sizeof(zone_text) - 1, &d);
+    if (cfg)
+        zone = zone_compile(cfg, NULL, 1700000000, &d);
+    if (!zone || d.errors || d.warnings) {
+        fprintf(stderr, "fuzz_upstream: the fixed zone does not compile cleanly:\n%.*s", (int)d.len,
+                d.text ? d.text : "");
+        abort();
+    }
+    config_free(cfg);
+    diag_finish(&d);
+    return 0;
+}
+
+/* The client's query: the service's name, A or AAAA, with or without an
+ * OPT record. Returns its length. */
+static size_t client_query(uint8_t *q, uint16_t qtype, bool edns)
+{
+    static const uint8_t opt[] = {0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0, 0, 0};
+    uint8_t hdr[12] = {0xab, 0xcd, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, edns ? 1 : 0};
+    size_t n = 0;
+    memcpy(q, hdr, sizeof(hdr));
+    n += sizeof(hdr);
+    memcpy(q + n, QNAME, sizeof(QNAME));
+    n += sizeof(QNAME);
+    q[n++] = (uint8_t)(qtype >> 8);
+    q[n++] = (uint8_t)qtype;
+    q[n++] = 0;
+    q[n++] = LDNS_RR_CLASS_IN;
+    if (edns) {
+        memcpy(q + n, opt, sizeof(opt));
+        n += sizeof(opt);
+    }
+    return n;
+}
+
+/* An answer that is not truncated begins with the service's CNAME. */
+static void check_cname_first(const uint8_t *reply, size_t n)
+{
+    ldns_pkt *p = NULL;
+    if (ldns_wire2pkt(&p, reply, n) != LDNS_STATUS_OK)
+        FAIL("ldns cannot parse the answer"); /* reply_check.c has said so already */
+    if (!ldns_pkt_tc(p)) {
+        const ldns_rr_list *an = ldns_pkt_answer(p);
+        const ldns_rr *rr = ldns_rr_list_rr_count(an) ? ldns_rr_list_rr(an, 0) : NULL;
+        const ldns_rdf *target = rr && ldns_rr_rd_count(rr) == 1 ? ldns_rr_rdf(rr, 0) : NULL;
+        if (!target || ldns_rr_get_type(rr) != LDNS_RR_TYPE_CNAME ||
+            ldns_rdf_size(ldns_rr_owner(rr)) != sizeof(QNAME) ||
+            memcmp(ldns_rdf_data(ldns_rr_owner(rr)), QNAME, sizeof(QNAME)) != 0 ||
+            ldns_rdf_size(target) != sizeof(TARGET) ||
+            memcmp(ldns_rdf_data(target), TARGET, sizeof(TARGET)) != 0)
+            FAIL("the answer does not start with the service's CNAME");
+    }
+    ldns_pkt_free(p);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    if (size < 1)
+        return -1;
+    bool tcp = data[0] & 1;
+    uint16_t qtype = data[0] & 2 ? LDNS_RR_TYPE_AAAA : LDNS_RR_TYPE_A;
+
+    struct answer_ctx ctx;
+    answer_init(&ctx);
+    memset(ctx.secret, 0x5a, sizeof(ctx.secret));
+    ctx.up = upstream_new(NULL); /* no event base: nothing is ever sent */
+    if (!ctx.up)
+        abort();
+
+    uint8_t query[128];
+    size_t qlen = client_query(query, qtype, (data[0] & 4) != 0);
+    uint8_t *reply = malloc(ANSWER_TCP_MAX);
+    if (!reply)
+        abort();
+    struct answer_info info;
+    ctx.now = upstream_now();
+    ctx.no_wait = false;
+    if (answer_query(&ctx, zone, query, qlen, tcp, NULL, reply, ANSWER_TCP_MAX, &info) != 0 ||
+        !info.deferred || !info.wait)
+        FAIL("a hostname service answered before its lookup");
+
+    /* The upstream's reply, with the ID of the query it answers. */
+    size_t rlen = size - 1;
+    uint8_t *r = malloc(rlen ? rlen : 1); /* exact size: ASan sees a read past it */
+    if (!r)
+        abort();
+    memcpy(r, data + 1, rlen);
+    size_t sent_len;
+    const uint8_t *sent = upstream_lookup_query(info.wait, &sent_len);
+    if (sent_len < 12)
+        FAIL("a lookup's query of %zu bytes", sent_len);
+    if (rlen >= 2)
+        memcpy(r, sent, 2);
+    bool used = upstream_take_reply(info.wait, r, rlen);
+    free(r);
+    if (!used && upstream_stats(ctx.up)->failures != 1)
+        FAIL("a reply of no use, but the lookup did not fail");
+
+    /* The query again, as the server answers its waiters. Twice, from the
+     * same cache with the same shuffle: fuzz_answer_checked() checks its
+     * reply and frees it, and this target looks inside the second. */
+    ctx.now = upstream_now();
+    ctx.no_wait = true;
+    ctx.rng = 0x9e3779b97f4a7c15ULL;
+    fuzz_answer_checked(&ctx, zone, query, qlen, tcp, NULL);
+    ctx.rng = 0x9e3779b97f4a7c15ULL;
+    size_t n = answer_query(&ctx, zone, query, qlen, tcp, NULL, reply,
+                            tcp ? ANSWER_TCP_MAX : ANSWER_UDP_MAX, &info);
+    check_cname_first(reply, n);
+
+    free(reply);
+    upstream_free(ctx.up);
+    return 0;
+}
