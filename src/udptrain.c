@@ -40,9 +40,8 @@ size_t udptrain_plan(const struct udptrain_reply *r, size_t n, bool gso, size_t 
     return ntrains;
 }
 
-void udptrain_message(const struct udptrain_reply *r, const size_t *order,
-                      const struct udptrain *t, struct iovec *iov, struct msghdr *m,
-                      union udptrain_ctl *ctl)
+void udptrain_message(const struct udptrain_reply *r, const size_t *order, const struct udptrain *t,
+                      struct iovec *iov, struct msghdr *m, union udptrain_ctl *ctl)
 {
     const struct udptrain_reply *first = &r[order[t->first]];
     for (size_t k = 0; k < t->count; k++) {

@@ -65,8 +65,7 @@ union udptrain_ctl {
  * them) in one sendmsg: iov[t->first ..] point at its replies, `ctl` holds
  * its control data and, for more than one reply, UDP_SEGMENT. `iov` has as
  * many entries as `order`. */
-void udptrain_message(const struct udptrain_reply *r, const size_t *order,
-                      const struct udptrain *t, struct iovec *iov, struct msghdr *m,
-                      union udptrain_ctl *ctl);
+void udptrain_message(const struct udptrain_reply *r, const size_t *order, const struct udptrain *t,
+                      struct iovec *iov, struct msghdr *m, union udptrain_ctl *ctl);
 
 #endif
