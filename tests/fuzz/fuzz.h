@@ -1,4 +1,4 @@
-/* fuzz.h -- the libFuzzer entry points, and the reply checks the targets share. */
+/* fuzz.h -- the libFuzzer entry points, and the checks and set-up the targets share. */
 #ifndef SVCMAPD_FUZZ_H
 #define SVCMAPD_FUZZ_H
 
@@ -16,6 +16,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 /* Optional, once before the first input: libFuzzer calls it when a target
  * defines it, and so does driver.c (a weak reference there). */
 int LLVMFuzzerInitialize(int *argc, char ***argv);
+
+/* A failed check: prints "fuzz: " and the message on stderr, then
+ * abort()s, which libFuzzer saves as a crash input. */
+void fuzz_fail(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
+
+/* The zone a target answers from, compiled from its fixed mapping `text`
+ * (`len` bytes); a text that does not compile without a diagnostic is a
+ * mistake in the target, not a finding, and fails at once. */
+struct zone *fuzz_fixed_zone(const char *text, size_t len);
 
 /*
  * Answers `query` (`qlen` bytes) from `z` over UDP (`tcp` false) or TCP,

@@ -1,6 +1,4 @@
 /* fuzz_config.c -- libFuzzer target: any text as a mapping file, parsed and compiled. */
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "fuzz.h"
@@ -41,24 +39,18 @@ static void check_diag(const struct diag *d)
     for (size_t pos = 0; pos < d->len;) {
         const char *line = d->text + pos;
         const char *nl = memchr(line, '\n', d->len - pos);
-        if (!nl) {
-            fprintf(stderr, "fuzz: diagnostics do not end in a newline\n");
-            abort();
-        }
-        if ((size_t)(nl - line) <= flen || memcmp(line, FILE_NAME ":", flen + 1) != 0) {
-            fprintf(stderr, "fuzz: diagnostic line %zu does not start with '%s:': %.*s\n",
-                    lines + 1, FILE_NAME, (int)(nl - line), line);
-            abort();
-        }
+        if (!nl)
+            fuzz_fail("diagnostics do not end in a newline");
+        if ((size_t)(nl - line) <= flen || memcmp(line, FILE_NAME ":", flen + 1) != 0)
+            fuzz_fail("diagnostic line %zu does not start with '%s:': %.*s", lines + 1, FILE_NAME,
+                      (int)(nl - line), line);
         lines++;
         pos = (size_t)(nl - d->text) + 1;
     }
     /* diag.c keeps the first DIAG_MAX_STORED and counts the rest */
-    if (lines + d->dropped != d->errors + d->warnings) {
-        fprintf(stderr, "fuzz: %zu lines and %u dropped for %u errors and %u warnings\n", lines,
-                d->dropped, d->errors, d->warnings);
-        abort();
-    }
+    if (lines + d->dropped != d->errors + d->warnings)
+        fuzz_fail("%zu lines and %u dropped for %u errors and %u warnings", lines, d->dropped,
+                  d->errors, d->warnings);
 }
 
 /* Appends `label` to a wire name; false if it would not fit. */
@@ -143,26 +135,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         unsigned before = d.errors;
         struct zone *z = zone_compile(cfg, NULL, NOW, &d);
         /* zone.h: NULL exactly when an error was reported */
-        if ((z == NULL) != (d.errors > before)) {
-            fprintf(stderr, "fuzz: zone_compile gave %s with %u new errors\n",
-                    z ? "a zone" : "NULL", d.errors - before);
-            abort();
-        }
+        if ((z == NULL) != (d.errors > before))
+            fuzz_fail("zone_compile gave %s with %u new errors", z ? "a zone" : "NULL",
+                      d.errors - before);
         if (z) {
             /* the same file again, later: nothing changed, the serial stays */
             struct zone *again = zone_compile(cfg, z, NOW + 60, &d);
-            if (!again) {
-                fprintf(stderr, "fuzz: a zone that compiled once does not compile again\n");
-                abort();
-            }
+            if (!again)
+                fuzz_fail("a zone that compiled once does not compile again");
             const struct zone_stats *a = zone_stats(z), *b = zone_stats(again);
-            if (a->serial != b->serial || b->added || b->removed || b->changed) {
-                fprintf(stderr,
-                        "fuzz: unchanged file, serial %u -> %u, %zu added, %zu removed, "
-                        "%zu changed\n",
-                        a->serial, b->serial, b->added, b->removed, b->changed);
-                abort();
-            }
+            if (a->serial != b->serial || b->added || b->removed || b->changed)
+                fuzz_fail("unchanged file, serial %u -> %u, %zu added, %zu removed, %zu changed",
+                          a->serial, b->serial, b->added, b->removed, b->changed);
             ask(again, cfg);
             zone_free(again);
         }

@@ -1,13 +1,10 @@
-/* fuzz_upstream.c -- libFuzzer target: any bytes as an upstream reply, and the answer built on it.
- */
+/* fuzz_upstream.c -- libFuzzer target: any bytes as an upstream reply, then the answer from it. */
 #include "fuzz.h"
 
 #include <ldns/ldns.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "svcmapd/config.h"
 #include "svcmapd/upstream.h"
 #include "svcmapd/zone.h"
 
@@ -40,31 +37,13 @@ static const char zone_text[] = "[server]\n"
 static const uint8_t QNAME[] = "\5mysql\6test-1\3svc\7cluster\5local";
 static const uint8_t TARGET[] = "\5mysql\6test-1\7example\3com";
 
-#define FAIL(...)                                                                                  \
-    do {                                                                                           \
-        fprintf(stderr, "fuzz_upstream: " __VA_ARGS__);                                            \
-        fputc('\n', stderr);                                                                       \
-        abort();                                                                                   \
-    } while (0)
-
 static struct zone *zone;
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc;
     (void)argv;
-    struct diag d;
-    diag_init(&d, "fuzz_upstream");
-    struct config *cfg = config_parse(zone_text, sizeof(zone_text) - 1, &d);
-    if (cfg)
-        zone = zone_compile(cfg, NULL, 1700000000, &d);
-    if (!zone || d.errors || d.warnings) {
-        fprintf(stderr, "fuzz_upstream: the fixed zone does not compile cleanly:\n%.*s", (int)d.len,
-                d.text ? d.text : "");
-        abort();
-    }
-    config_free(cfg);
-    diag_finish(&d);
+    zone = fuzz_fixed_zone(zone_text, sizeof(zone_text) - 1);
     return 0;
 }
 
@@ -95,7 +74,7 @@ static void check_cname_first(const uint8_t *reply, size_t n)
 {
     ldns_pkt *p = NULL;
     if (ldns_wire2pkt(&p, reply, n) != LDNS_STATUS_OK)
-        FAIL("ldns cannot parse the answer"); /* reply_check.c has said so already */
+        fuzz_fail("ldns cannot parse the answer"); /* reply_check.c has said so already */
     if (!ldns_pkt_tc(p)) {
         const ldns_rr_list *an = ldns_pkt_answer(p);
         const ldns_rr *rr = ldns_rr_list_rr_count(an) ? ldns_rr_list_rr(an, 0) : NULL;
@@ -105,7 +84,7 @@ static void check_cname_first(const uint8_t *reply, size_t n)
             memcmp(ldns_rdf_data(ldns_rr_owner(rr)), QNAME, sizeof(QNAME)) != 0 ||
             ldns_rdf_size(target) != sizeof(TARGET) ||
             memcmp(ldns_rdf_data(target), TARGET, sizeof(TARGET)) != 0)
-            FAIL("the answer does not start with the service's CNAME");
+            fuzz_fail("the answer does not start with the service's CNAME");
     }
     ldns_pkt_free(p);
 }
@@ -134,7 +113,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     ctx.no_wait = false;
     if (answer_query(&ctx, zone, query, qlen, tcp, NULL, reply, ANSWER_TCP_MAX, &info) != 0 ||
         !info.deferred || !info.wait)
-        FAIL("a hostname service answered before its lookup");
+        fuzz_fail("a hostname service answered before its lookup");
 
     /* The upstream's reply, with the ID of the query it answers. */
     size_t rlen = size - 1;
@@ -145,13 +124,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t sent_len;
     const uint8_t *sent = upstream_lookup_query(info.wait, &sent_len);
     if (sent_len < 12)
-        FAIL("a lookup's query of %zu bytes", sent_len);
+        fuzz_fail("a lookup's query of %zu bytes", sent_len);
     if (rlen >= 2)
         memcpy(r, sent, 2);
     bool used = upstream_take_reply(info.wait, r, rlen);
     free(r);
     if (!used && upstream_stats(ctx.up)->failures != 1)
-        FAIL("a reply of no use, but the lookup did not fail");
+        fuzz_fail("a reply of no use, but the lookup did not fail");
 
     /* The query again, as the server answers its waiters. Twice, from the
      * same cache with the same shuffle: fuzz_answer_checked() checks its

@@ -1,12 +1,16 @@
-/* reply_check.c -- the rules every reply of answer_query() keeps, checked for the fuzz targets. */
+/* reply_check.c -- the rules every reply of answer_query() keeps, and what the fuzz targets share.
+ */
 #include "fuzz.h"
 
 #include <ldns/ldns.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "svcmapd/config.h"
 #include "svcmapd/wire.h"
+#include "svcmapd/zone.h"
 
 /*
  * A fuzz target finds only what it checks: ASan and UBSan catch memory and
@@ -17,12 +21,32 @@
 
 #define HDR 12
 
-#define FAIL(...)                                                                                  \
-    do {                                                                                           \
-        fprintf(stderr, "fuzz: reply check failed: " __VA_ARGS__);                                 \
-        fputc('\n', stderr);                                                                       \
-        abort();                                                                                   \
-    } while (0)
+#define FAIL(...) fuzz_fail("reply check failed: " __VA_ARGS__)
+
+void fuzz_fail(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("fuzz: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    abort();
+}
+
+struct zone *fuzz_fixed_zone(const char *text, size_t len)
+{
+    struct diag d;
+    diag_init(&d, "fixed zone");
+    struct config *cfg = config_parse(text, len, &d);
+    struct zone *z = cfg ? zone_compile(cfg, NULL, 1700000000, &d) : NULL;
+    if (!z || d.errors || d.warnings)
+        fuzz_fail("the fixed zone does not compile cleanly:\n%.*s", (int)d.len,
+                  d.text ? d.text : "");
+    config_free(cfg);
+    diag_finish(&d);
+    return z;
+}
 
 static uint16_t get16(const uint8_t *p)
 {
