@@ -71,6 +71,24 @@ def wire_name(name):
     return out + b"\0"
 
 
+# An empty TSIG record owned by the root: svcmapd never asks for one.
+TSIG = b"\0" + struct.pack("!HHIH", 250, 255, 0, 0)
+
+
+def hiding_cname(rdata_after_target):
+    """A CNAME owned by the root whose target (the root) ends before its RDLENGTH
+    does: libldns reads `rdata_after_target` as records of their own (wire.h)."""
+    return (b"\0" + struct.pack("!HHIH", 5, 1, 0, 1 + len(rdata_after_target)) + b"\0"
+            + rdata_after_target)
+
+
+def with_additional(msg, records, n):
+    """msg with `records`, n of them in wire form, appended to its additional
+    section (the last one), and ARCOUNT raised by n."""
+    arcount = struct.unpack("!H", msg[10:12])[0] + n
+    return msg[:10] + struct.pack("!H", arcount) + msg[12:] + records
+
+
 def opt(udp=1232, version=0, flags=0, rdata=b"", owner=b"\0"):
     return owner + struct.pack("!HHBBHH", 41, udp, 0, version, flags, len(rdata)) + rdata
 
@@ -171,12 +189,8 @@ def answer_seeds():
         + b"\x3d" + b"d" * 61 + b"\0" + struct.pack("!HH", 1, 1))
     add("tsig-like-additional", header(ar=1) + QUESTION + wire_name("key.")
         + struct.pack("!HHIH", 250, 255, 0, 3) + b"\0\0\0", TCP)
-    # A CNAME whose target ends before its RDLENGTH does: libldns reads the
-    # rest as a record of its own, here a TSIG, and then a second TSIG.
-    hidden_tsig = b"\0" + struct.pack("!HHIH", 250, 255, 0, 0)
-    add("tsig-hidden-in-rdata", header(ar=4) + QUESTION
-        + b"\0" + struct.pack("!HHIH", 5, 1, 0, 1 + len(hidden_tsig)) + b"\0" + hidden_tsig
-        + b"\0" + struct.pack("!HHIH", 250, 255, 0, 0)
+    # A TSIG hidden in a CNAME's rdata, then a second TSIG.
+    add("tsig-hidden-in-rdata", header(ar=4) + QUESTION + hiding_cname(TSIG) + TSIG
         + b"\xc0\x0c" + struct.pack("!HHIH", 1, 1, 0, 4) + b"\1\2\3\4"
         + b"\xc0\x0c" + struct.pack("!HHIH", 1, 1, 0, 4) + b"\1\2\3\5")
     return s
@@ -192,13 +206,15 @@ def upstream_seeds():
 
     def reply(rdtype="A", answer=(), authority=(), rcode="NOERROR", flags=0, edns=True):
         q = dns.message.make_query(TARGET, rdtype, use_edns=0 if edns else False)
+        q.id = 0x1234  # the target puts the lookup's ID in; a fixed one keeps seeds stable
         r = dns.message.make_response(q)
         r.flags |= dns.flags.RA | flags
         r.set_rcode(dns.rcode.from_text(rcode))
+        # one rrset per record: an rdataset's order varies from run to run
         for owner, ttl, t, *rdata in answer:
-            r.answer.append(dns.rrset.from_text(owner, ttl, "IN", t, *rdata))
+            r.answer.extend(dns.rrset.from_text(owner, ttl, "IN", t, rd) for rd in rdata)
         for owner, ttl, t, *rdata in authority:
-            r.authority.append(dns.rrset.from_text(owner, ttl, "IN", t, *rdata))
+            r.authority.extend(dns.rrset.from_text(owner, ttl, "IN", t, rd) for rd in rdata)
         return r.to_wire(max_size=65535)
 
     def add(name, msg, flags=C_EDNS):
@@ -240,15 +256,11 @@ def upstream_seeds():
     add("header-only", one[:12])
     add("cut-in-rdata", one[:-3])
     add("empty", b"")
-    # TSIG records, which svcmapd never asks for: plain, and hidden in the
-    # rdata of a CNAME whose target ends before its RDLENGTH does.
-    tsig = b"\0" + struct.pack("!HHIH", 250, 255, 0, 0)
-    add("tsig", one[:10] + struct.pack("!H", struct.unpack("!H", one[10:12])[0] + 1) + one[12:]
-        + tsig)
-    hidden = (b"\0" + struct.pack("!HHIH", 5, 1, 0, 1 + 2 * len(tsig)) + b"\0" + tsig * 2
-              + (b"\0" + struct.pack("!HHIH", 1, 1, 0, 4) + b"\1\2\3\4") * 4)
-    add("tsig-hidden", one[:10] + struct.pack("!H", struct.unpack("!H", one[10:12])[0] + 5)
-        + one[12:] + hidden)
+    # TSIG records: plain, and two hidden in a CNAME's rdata, where a walk
+    # by RDLENGTH sees none.
+    add("tsig", with_additional(one, TSIG, 1))
+    a = b"\0" + struct.pack("!HHIH", 1, 1, 0, 4) + b"\1\2\3\4"
+    add("tsig-hidden", with_additional(one, hiding_cname(TSIG * 2) + a * 4, 5))
     return s
 
 

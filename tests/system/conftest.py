@@ -1002,8 +1002,7 @@ class FakeUpstream:
         rdata = (b"\x0bhmac-sha256\x00" + struct.pack("!HIHH", 0, 1700000000, 300, 0)
                  + struct.pack("!HHH", struct.unpack("!H", wire[:2])[0], 0, 0))
         rr = b"\x03key\x00" + struct.pack("!HHIH", 250, 255, 0, len(rdata)) + rdata
-        arcount = struct.unpack("!H", wire[10:12])[0] + n
-        return wire[:10] + struct.pack("!H", arcount) + wire[12:] + rr * n
+        return FakeUpstream._with_additional(wire, rr * n, n)
 
     @staticmethod
     def _with_hidden_tsigs(wire):
@@ -1015,8 +1014,14 @@ class FakeUpstream:
         cname = (b"\x00" + struct.pack("!HHIH", 5, 1, 0, 1 + 2 * len(tsig)) + b"\x00"
                  + tsig * 2)
         a = b"\x00" + struct.pack("!HHIH", 1, 1, 0, 4) + bytes([192, 0, 2, 1])
-        arcount = struct.unpack("!H", wire[10:12])[0] + 5
-        return wire[:10] + struct.pack("!H", arcount) + wire[12:] + cname + a * 4
+        return FakeUpstream._with_additional(wire, cname + a * 4, 5)
+
+    @staticmethod
+    def _with_additional(wire, records, n):
+        """wire with `records`, n of them in wire form, appended to its additional
+        section (the last one), and ARCOUNT raised by n."""
+        arcount = struct.unpack("!H", wire[10:12])[0] + n
+        return wire[:10] + struct.pack("!H", arcount) + wire[12:] + records
 
     def _log(self, query, transport, src):
         q = query.question[0]
