@@ -42,9 +42,9 @@ static void question(struct msg *m)
     put16(m, 1);
 }
 
-/* A record: owner a pointer to the question's name, then type, class,
- * TTL and rdata of `rdlen` zero bytes. */
-static void record(struct msg *m, unsigned type, unsigned rdlen)
+/* A record up to its RDLENGTH: owner a pointer to the question's name,
+ * then type, class, TTL and `rdlen`; the rdata is the caller's. */
+static void record_head(struct msg *m, unsigned type, unsigned rdlen)
 {
     put16(m, 0xc00c);
     put16(m, type);
@@ -52,7 +52,13 @@ static void record(struct msg *m, unsigned type, unsigned rdlen)
     put16(m, 0);
     put16(m, 60);
     put16(m, rdlen);
+}
+
+/* A record with rdata of `rdlen` zero bytes. */
+static void record(struct msg *m, unsigned type, unsigned rdlen)
+{
     static const uint8_t zero[64];
+    record_head(m, type, rdlen);
     put(m, zero, rdlen);
 }
 
@@ -124,9 +130,7 @@ int main(void)
      * TSIG after it, ldns_wire2pkt() sees two and leaks one. */
     header(&m, 1, 0, 0, 4);
     question(&m);
-    record(&m, 5, 0);
-    m.n -= 2; /* its RDLENGTH, rewritten */
-    put16(&m, 12);
+    record_head(&m, 5, 12);
     /* the target, then a root owner, TSIG, ANY, TTL 0, RDLENGTH 0 */
     static const uint8_t hidden[12] = {0, 0, 0, 250, 0, 255, 0, 0, 0, 0, 0, 0};
     put(&m, hidden, sizeof(hidden));
