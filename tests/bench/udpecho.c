@@ -5,9 +5,10 @@
  * Answers every datagram with itself, the QR bit set, the way svcmapd's
  * worker moves its replies: epoll, recvmmsg in batches, replies of one
  * size to one client as one segmentation-offload train (udptrain_plan()
- * and udptrain_message(), the same code), sendmmsg. What a server spends per query beyond this
- * program is the price of its DNS work; what this program spends is what
- * the kernel charges for the datagrams alone on this machine.
+ * and udptrain_message(), the same code), sendmmsg. What a server spends
+ * per query beyond this program is the price of its DNS work; what this
+ * program spends is what the kernel charges for the datagrams alone on
+ * this machine.
  *
  * Not a DNS server: it answers anything, even garbage, with itself. For
  * tests/bench/run only, on loopback; stops on SIGTERM or SIGINT.
