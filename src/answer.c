@@ -297,6 +297,19 @@ static size_t put_opt(const struct query *q, uint8_t *out, size_t pos, uint8_t r
     return pos + OPT_LEN + rdlen;
 }
 
+/* order[0..n) becomes a random permutation of 0..n-1 (Fisher-Yates). */
+static void shuffle(struct answer_ctx *ctx, uint16_t *order, uint16_t n)
+{
+    for (uint16_t i = 0; i < n; i++)
+        order[i] = i;
+    for (uint16_t i = n; i > 1; i--) {
+        uint16_t j = (uint16_t)rng_below(ctx, i);
+        uint16_t t = order[i - 1];
+        order[i - 1] = order[j];
+        order[j] = t;
+    }
+}
+
 /* Copies one set of records at out+pos, shuffling uniform ones, and points
  * the apex slots at `ptr`. Returns the new position. */
 static size_t put_set(struct answer_ctx *ctx, const struct zone_rrset *r, uint8_t *out, size_t pos,
@@ -308,14 +321,7 @@ static size_t put_set(struct answer_ctx *ctx, const struct zone_rrset *r, uint8_
     if (r->rrlen && r->count > 1) {
         uint16_t order[ANSWER_TCP_MAX / 16];
         uint16_t n = r->count;
-        for (uint16_t i = 0; i < n; i++)
-            order[i] = i;
-        for (uint16_t i = n - 1; i > 0; i--) {
-            uint16_t j = (uint16_t)rng_below(ctx, (uint32_t)i + 1);
-            uint16_t t = order[i];
-            order[i] = order[j];
-            order[j] = t;
-        }
+        shuffle(ctx, order, n);
         for (uint16_t i = 0; i < n; i++) {
             uint8_t *rec = dst + (size_t)i * r->rrlen;
             memcpy(rec, data + (size_t)order[i] * r->rrlen, r->rrlen);
@@ -372,6 +378,104 @@ static size_t set_bytes(const struct zone_plan *p, size_t first, size_t n, uint1
         *count = (uint16_t)(*count + p->sets[i]->count);
     }
     return bytes;
+}
+
+/* The records of `r` that fit before `end`, whole, in the order put_set()
+ * would give them (uniform sets shuffled): copied at out+pos with their
+ * apex slots pointed at `ptr`. Adds them to *count; sets *full when one did
+ * not fit. Returns the new position. */
+static size_t put_set_part(struct answer_ctx *ctx, const struct zone_rrset *r, uint8_t *out,
+                           size_t pos, size_t end, uint16_t ptr, uint16_t *count, bool *full)
+{
+    const uint8_t *data = zone_rrset_data(r);
+    const uint16_t *fix = zone_rrset_fix(r);
+    if (r->rrlen) {
+        uint16_t order[ANSWER_TCP_MAX / 16];
+        shuffle(ctx, order, r->count);
+        for (uint16_t i = 0; i < r->count; i++) {
+            if (end - pos < r->rrlen) {
+                *full = true;
+                break;
+            }
+            uint8_t *rec = out + pos;
+            memcpy(rec, data + (size_t)order[i] * r->rrlen, r->rrlen);
+            for (uint16_t k = 0; k < r->nfix; k++)
+                ldns_write_uint16(rec + fix[k], ptr);
+            pos += r->rrlen;
+            (*count)++;
+        }
+        return pos;
+    }
+    /* Records of different lengths, in their order: walk them. The slots
+     * are in increasing order, as the builder wrote them. */
+    size_t at = 0, k = 0;
+    for (uint16_t i = 0; i < r->count; i++) {
+        size_t next = wire_skip_name(data, r->len, at, NULL);
+        next += 10 + (size_t)ldns_read_uint16(data + next + 8);
+        if (end - pos < next - at) {
+            *full = true;
+            break;
+        }
+        memcpy(out + pos, data + at, next - at);
+        for (; k < r->nfix && fix[k] < next; k++)
+            ldns_write_uint16(out + pos + (fix[k] - at), ptr);
+        pos += next - at;
+        at = next;
+        (*count)++;
+    }
+    return pos;
+}
+
+/*
+ * SPEC §3: an answer that does not fit goes out with TC=1 and as many whole
+ * answer records as fit before `end`, in the order of the full answer: the
+ * CNAMEs first, address RRsets shuffled per query, so a random subset of
+ * them. That is CoreDNS's loadbalance followed by its Truncate (miekg/dns
+ * Msg.Truncate keeps the longest prefix of whole records), and it gives
+ * resolvers that never retry over TCP (musl before 1.2.4) addresses. The
+ * authority and additional sections stay empty. Returns the new position,
+ * the answer count in *an.
+ */
+static size_t put_truncated(struct answer_ctx *ctx, const struct zone_plan *p,
+                            const struct zone_found *f, const struct upstream_records *ext,
+                            uint8_t *out, size_t pos, size_t end, uint16_t ptr, uint16_t *an)
+{
+    bool full = false;
+    *an = 0;
+    for (size_t i = 0; i < p->nsets[ZONE_ANSWER] && !full; i++)
+        pos = put_set_part(ctx, p->sets[i], out, pos, end, ptr, an, &full);
+    if (ext->count && !full) {
+        /* records of the upstream, as many as fit: cut the copy there */
+        struct upstream_records part = *ext;
+        size_t len = 0;
+        for (part.count = 0; part.count < ext->count; part.count++) {
+            size_t at = ext->ttl_at[part.count];
+            size_t next = at + 6 + ldns_read_uint16(ext->data + at + 4);
+            if (end - pos < next)
+                break;
+            len = next;
+        }
+        part.len = len;
+        full = part.count < ext->count;
+        pos = put_external(&part, out, pos);
+        *an = (uint16_t)(*an + part.count);
+    }
+    size_t nptr = 0, bytes = 0;
+    for (; nptr < f->nptr && !full; nptr++) {
+        size_t need = 12 + (size_t)f->ptr[nptr].target_len;
+        full = end - pos - bytes < need;
+        if (full)
+            break;
+        bytes += need;
+    }
+    pos = put_ptrs(f->ptr, nptr, out, pos);
+    *an = (uint16_t)(*an + nptr);
+    if (f->rr && !full && end - pos >= f->rrlen) {
+        memcpy(out + pos, f->rr, f->rrlen);
+        pos += f->rrlen;
+        (*an)++;
+    }
+    return pos;
 }
 
 size_t answer_query(struct answer_ctx *ctx, const struct zone *z, const uint8_t *m, size_t len,
@@ -503,7 +607,8 @@ size_t answer_query(struct answer_ctx *ctx, const struct zone *z, const uint8_t 
         need += 12 + found.ptr[i].target_len;
     need += found.rrlen;
     if (pos + need + reserve > limit) {
-        /* SPEC §3: header and question only; the client retries over TCP. */
+        pos = put_truncated(ctx, p, &found, &ext, out, pos, limit - reserve, ptr, &an);
+        ldns_write_uint16(out + 6, an);
         out[2] |= F_TC;
         info->truncated = true;
         return put_opt(&q, out, pos, p->rcode);

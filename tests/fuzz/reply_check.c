@@ -106,6 +106,63 @@ done:
     ldns_pkt_free(rp);
 }
 
+/*
+ * A UDP reply with TC=1 (SPEC §3): as many whole answer records as fit, each
+ * one of the full answer (the same query over TCP), the leading CNAMEs
+ * those of the full answer in its order; nothing in authority or
+ * additional but the OPT. ldns reads the records by their RDLENGTH, so a
+ * record cut short fails to parse.
+ */
+static void check_truncated(struct answer_ctx *ctx, const struct zone *z, const uint8_t *query,
+                            size_t qlen, const struct sockaddr *peer, const uint8_t *reply,
+                            size_t n)
+{
+    ldns_pkt *tc = NULL, *all = NULL;
+    uint8_t *full = malloc(ANSWER_TCP_MAX);
+    if (!full)
+        abort();
+    if (ldns_wire2pkt(&tc, reply, n) != LDNS_STATUS_OK)
+        goto done; /* check_parsed() has judged that */
+    if (ldns_pkt_nscount(tc) || ldns_pkt_arcount(tc))
+        FAIL("TC reply with %u authority and %u additional records", ldns_pkt_nscount(tc),
+             ldns_pkt_arcount(tc));
+
+    uint64_t rng = ctx->rng; /* the caller's shuffle stays as it was */
+    struct answer_info info;
+    size_t fn = answer_query(ctx, z, query, qlen, true, peer, full, ANSWER_TCP_MAX, &info);
+    ctx->rng = rng;
+    if (ldns_wire2pkt(&all, full, fn) != LDNS_STATUS_OK)
+        FAIL("the full answer (over TCP) to a truncated one does not parse");
+    if (ldns_pkt_get_rcode(all) != ldns_pkt_get_rcode(tc))
+        FAIL("TC reply with rcode %d, the full answer %d", ldns_pkt_get_rcode(tc),
+             ldns_pkt_get_rcode(all));
+
+    const ldns_rr_list *part = ldns_pkt_answer(tc), *whole = ldns_pkt_answer(all);
+    size_t np = ldns_rr_list_rr_count(part), nw = ldns_rr_list_rr_count(whole);
+    /* all of them only when the authority section did not fit */
+    if (np > nw || (np == nw && ldns_pkt_nscount(all) == 0 && !ldns_pkt_tc(all)))
+        FAIL("TC reply with %zu of %zu answer records", np, nw);
+    bool used[1024] = {false};
+    bool leading = true; /* still in the full answer's leading CNAMEs */
+    for (size_t i = 0; i < np && i < sizeof(used); i++) {
+        const ldns_rr *rr = ldns_rr_list_rr(part, i);
+        leading = leading && ldns_rr_get_type(ldns_rr_list_rr(whole, i)) == LDNS_RR_TYPE_CNAME;
+        if (leading && ldns_rr_compare(rr, ldns_rr_list_rr(whole, i)) != 0)
+            FAIL("TC reply: record %zu is not the full answer's CNAME %zu", i, i);
+        size_t k = 0;
+        while (k < nw && k < sizeof(used) &&
+               (used[k] || ldns_rr_compare(rr, ldns_rr_list_rr(whole, k)) != 0))
+            k++;
+        if (k == nw || k == sizeof(used))
+            FAIL("TC reply: answer record %zu is not one of the full answer", i);
+        used[k] = true;
+    }
+done:
+    ldns_pkt_free(tc);
+    ldns_pkt_free(all);
+    free(full);
+}
+
 size_t fuzz_answer_checked(struct answer_ctx *ctx, const struct zone *z, const uint8_t *query,
                            size_t qlen, bool tcp, const struct sockaddr *peer)
 {
@@ -156,6 +213,8 @@ size_t fuzz_answer_checked(struct answer_ctx *ctx, const struct zone *z, const u
     }
 
     check_parsed(query, qlen, reply, n, tcp, z);
+    if (reply[2] & 0x02)
+        check_truncated(ctx, z, query, qlen, peer, reply, n);
 done:
     free(reply);
     return n;

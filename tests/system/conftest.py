@@ -13,6 +13,7 @@ import heapq
 import os
 import re
 import select
+import shutil
 import signal
 import socket
 import struct
@@ -372,6 +373,19 @@ def check_answer(r, answer, additional=(), *, rcode="NOERROR"):
     assert r.authority == [], f"AUTHORITY should be empty, got {rrlines(r.authority)}"
     assert rrlines(r.additional) == sorted(additional), (
         f"ADDITIONAL:\n  expected {sorted(additional)}\n  got      {rrlines(r.additional)}")
+
+
+def check_truncated(r, full):
+    """SPEC 3: a UDP reply `r` with TC=1 carries whole records of the answer section of
+    `full` (the same query over TCP), fewer than all of them, and nothing in AUTHORITY or
+    ADDITIONAL. dnspython reads each record by its RDLENGTH: a cut one would not parse."""
+    check_header(r, rcode_text(full), tc=True)
+    assert r.authority == [] and r.additional == [], rrlines(r.authority + r.additional)
+    part, whole = rrlines(r.answer), rrlines(full.answer)
+    for line in part:
+        assert line in whole, f"TC reply: {line!r} is not in the full answer {whole}"
+        whole.remove(line)
+    assert whole or full.authority, "TC reply with the whole answer"
 
 
 def check_refused(r):
@@ -1289,3 +1303,61 @@ def udp_client():
     yield make
     for c in made:
         c.close()
+
+
+# --------------------------------------------------------------------------- stub resolvers
+
+
+NETNS_WRAPPER = r"""
+set -u
+ip link set lo up || exit 90
+mount --bind "$NETNS_RESOLV" /etc/resolv.conf || exit 91
+"$SVCMAPD_BIN" -c "$NETNS_CONFIG" 2>"$NETNS_LOG" &
+pid=$!
+i=0
+# ready once the UDP and TCP sockets of 127.0.0.1:53 are bound (after the compile)
+until grep -q " 0100007F:0035 " /proc/net/udp && grep -q " 0100007F:0035 " /proc/net/tcp; do
+    i=$((i + 1))
+    if [ $i -gt 200 ] || ! kill -0 $pid 2>/dev/null; then kill $pid 2>/dev/null; exit 92; fi
+    sleep 0.05
+done
+sh -c "$NETNS_SCRIPT"
+rc=$?
+kill $pid
+wait $pid
+exit $rc
+"""
+
+
+def in_private_netns(svcmapd_bin, tmp_path, config, script, timeout=30):
+    """Runs the shell `script` where a real stub resolver (glibc's, musl's) asks svcmapd:
+    in private network and mount namespaces (`unshare -mn`, as root) holding only a
+    loopback interface, svcmapd serves `config` on 127.0.0.1:53 and /etc/resolv.conf is
+    bind-mounted over with one that names 127.0.0.1 alone. Nothing outside the
+    namespaces is reachable, and the host's resolv.conf is untouched. svcmapd is stopped
+    by its PID when the script ends. Returns the CompletedProcess (stdout, stderr as
+    text) of the script; exit statuses 90-92 mean the namespace could not be set up.
+    Skips the test unless run as root with unshare."""
+    if os.geteuid() != 0 or not shutil.which("unshare") or not shutil.which("ip"):
+        pytest.skip("needs root, unshare and ip for a private network namespace")
+    cfg = tmp_path / "netns.ini"
+    cfg.write_text(config)
+    resolv = tmp_path / "resolv.conf"
+    resolv.write_text("nameserver 127.0.0.1\noptions attempts:1 timeout:2\n")
+    env = dict(os.environ, SVCMAPD_BIN=str(svcmapd_bin), NETNS_CONFIG=str(cfg),
+               NETNS_RESOLV=str(resolv), NETNS_LOG=str(tmp_path / "netns.log"),
+               NETNS_SCRIPT=script)
+    proc = subprocess.Popen(["unshare", "-mn", "sh", "-c", NETNS_WRAPPER], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout * SLOW)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)   # the session this call started, svcmapd in it
+        proc.communicate()
+        pytest.fail(f"the script in the private namespace did not end in {timeout}s: {script}")
+    log = (tmp_path / "netns.log").read_text() if (tmp_path / "netns.log").exists() else ""
+    assert proc.returncode not in (90, 91, 92), (
+        f"private namespace not set up (exit {proc.returncode}): {err}\nsvcmapd: {log}")
+    assert "ERROR" not in log and sanitizer_report(log) is None, log
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)

@@ -1,20 +1,23 @@
 """test_protocol.py -- SPEC 2.1 rows for out-of-zone, AXFR/IXFR, FORMERR, NOTIMP, BADVERS;
 SPEC 3: EDNS0 and the UDP size limits with TC=1 then the full answer over TCP."""
 
+import shutil
 import socket
 import struct
+import subprocess
 
 import dns.edns
 import dns.flags
 import dns.message
 import dns.opcode
 import dns.rcode
+import dns.rdatatype
 import dns.rrset
 import pytest
 
-from conftest import (AA, QR, RD, ZONE, check_answer, check_header, check_nxdomain,
-                      check_refused, flagbits, make_query, parse, rrlines, svc, tcp_connect,
-                      tcp_exchange, udp_exchange)
+from conftest import (AA, QR, RD, ZONE, addresses, check_answer, check_header,
+                      check_nxdomain, check_refused, flagbits, in_private_netns, make_query, parse,
+                      rrlines, svc, tcp_connect, tcp_exchange, udp_exchange)
 
 
 def exchange(std, wire, tcp=False, timeout=1.0):
@@ -205,18 +208,34 @@ BIG100 = svc("big100.test-2")     # 100 A records: about 1660 bytes
 MID = svc("mid.test-2")           # 15 A records: about 300 bytes
 
 
-def check_truncated(std, qname, **kw):
-    r = std.ask(qname, "A", **kw)
+def check_truncated(std, qname, limit, prefix, count, **kw):
+    """SPEC 3: TC=1 with as many whole A records as fit in `limit` bytes, each a different
+    one of the service's `count` addresses (prefix.1 ... prefix.count); nothing in
+    AUTHORITY or ADDITIONAL. dnspython reads each record by its RDLENGTH, so a cut one
+    would not parse."""
+    r = std.ask(qname, "A", one_rr=True, **kw)
     check_header(r, "NOERROR", tc=True)
-    assert r.answer == [] and r.authority == [] and r.additional == [], (
-        f"TC reply must be header + question only, got {rrlines(r.answer + r.authority + r.additional)}")
+    assert r.authority == [] and r.additional == [], rrlines(r.authority + r.additional)
+    assert all(rrset.rdtype == dns.rdatatype.A and rrset.name == r.question[0].name
+               and rrset.ttl == 5 for rrset in r.answer), rrlines(r.answer)
+    got = [rrset[0].address for rrset in r.answer]
+    assert len(set(got)) == len(got), f"an address twice: {sorted(got)}"
+    assert set(got) <= {f"{prefix}.{i}" for i in range(1, count + 1)}, sorted(got)
+    fit = (limit - len(r.query_wire)) // 16   # header, question and OPT as in the query
+    assert len(got) == fit, f"{len(got)} A records in a TC reply, {fit} fit in {limit} bytes"
+    assert len(r.wire) <= limit < len(r.wire) + 16, len(r.wire)
     return r
 
 
 def test_tc_without_edns_then_full_over_tcp(std):
-    """512 bytes without EDNS: 60 records do not fit -> TC=1, then all 60 over TCP."""
-    r = check_truncated(std, BIG60)
-    assert len(r.wire) <= 512
+    """512 bytes without EDNS: 60 records do not fit -> TC=1 with the 29 that fit (a
+    shuffled subset: resolvers without TCP, musl before 1.2.4, still get addresses),
+    then all 60 over TCP."""
+    seen = set()
+    for _ in range(5):
+        r = check_truncated(std, BIG60, 512, "10.60.0", 60)
+        seen |= {rrset[0].address for rrset in r.answer}
+    assert len(seen) > 29, f"always the same {len(seen)} of 60 addresses: not shuffled"
     r = std.ask(BIG60, "A", tcp=True)
     check_answer(r, [f"{BIG60} 5 IN A 10.60.0.{i}" for i in range(1, 61)])
     assert len(r.wire) > 512
@@ -237,14 +256,13 @@ def test_edns_large_enough(std, payload):
 
 @pytest.mark.parametrize("payload", [512, 1000])
 def test_edns_small_size_tc(std, payload):
-    r = check_truncated(std, BIG60, edns=0, payload=payload)
-    assert len(r.wire) <= payload
+    check_truncated(std, BIG60, payload, "10.60.0", 60, edns=0, payload=payload)
 
 
-@pytest.mark.parametrize("payload", [4096, 65535])
+@pytest.mark.parametrize("payload", [1232, 4096, 65535])
 def test_edns_size_capped_at_1232(std, payload):
     """The client may advertise 4096; replies over UDP never exceed 1232."""
-    check_truncated(std, BIG100, edns=0, payload=payload)
+    check_truncated(std, BIG100, 1232, "10.100.0", 100, edns=0, payload=payload)
     r = std.ask(BIG100, "A", tcp=True, edns=0, payload=payload)
     check_answer(r, [f"{BIG100} 5 IN A 10.100.0.{i}" for i in range(1, 101)])
 
@@ -259,5 +277,65 @@ def test_edns_size_below_512_counts_as_512(std, payload):
 
 def test_tc_keeps_question_case_and_do(std):
     q = "BIG60.Test-2.SVC.cluster.local."
-    r = check_truncated(std, q, edns=0, payload=512, do=True)
+    r = check_truncated(std, q, 512, "10.60.0", 60, edns=0, payload=512, do=True)
     assert r.question[0].name.to_text() == q
+    assert all(rrset.name.to_text() == q for rrset in r.answer), rrlines(r.answer)
+
+
+def test_tc_cname_first(svcmapd):
+    """A CNAME to a big service: the TC reply keeps the CNAME first, then as many of the
+    target's records as fit (SPEC 3)."""
+    s = svcmapd("[server]\nlisten = 127.0.0.1:@PORT@\n[namespace a]\n"
+                f"big = {addresses('10.7', 60)}\nalias = big.a.svc.cluster.local\n")
+    r = s.ask(svc("alias.a"), "A")
+    check_header(r, "NOERROR", tc=True)
+    assert r.answer and r.answer[0].rdtype == dns.rdatatype.CNAME, rrlines(r.answer)
+    assert r.answer[0].to_text() == f"{svc('alias.a')} 5 IN CNAME {svc('big.a')}"
+    addrs = [rd.address for rrset in r.answer[1:] for rd in rrset]
+    assert len(addrs) >= 10 and set(addrs) <= {f"10.7.0.{i}" for i in range(1, 61)}, addrs
+    assert r.authority == [] and r.additional == [] and len(r.wire) <= 512
+    r = s.ask(svc("alias.a"), "A", tcp=True)
+    check_header(r, "NOERROR")
+    assert sum(len(rrset) for rrset in r.answer) == 61
+
+
+GAI_C = r"""
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <stdio.h>
+int main(int argc, char **argv)
+{
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *res, *p;
+    int e = argc == 2 ? getaddrinfo(argv[1], NULL, &hints, &res) : EAI_FAIL;
+    if (e) {
+        printf("error: %s\n", gai_strerror(e));
+        return 2;
+    }
+    for (p = res; p; p = p->ai_next) {
+        char text[64];
+        inet_ntop(AF_INET, &((struct sockaddr_in *)p->ai_addr)->sin_addr, text, sizeof(text));
+        printf("%s\n", text);
+    }
+    return 0;
+}
+"""
+
+
+def test_musl_without_tcp_fallback_gets_addresses(svcmapd_bin, tmp_path):
+    """Issue 12: musl before 1.2.4 (Alpine 3.17 and older) never retries a TC reply over
+    TCP. Its getaddrinfo, asked for a service of 60 addresses in a private network
+    namespace where svcmapd is the only nameserver, must now return addresses (the
+    whole records of the TC reply) instead of failing."""
+    musl_gcc = shutil.which("musl-gcc")
+    if not musl_gcc:
+        pytest.skip("musl-gcc (Debian's musl-tools) is not installed")
+    (tmp_path / "gai.c").write_text(GAI_C)
+    subprocess.run([musl_gcc, "-static", "-O1", "-o", str(tmp_path / "gai"),
+                    str(tmp_path / "gai.c")], check=True, capture_output=True, timeout=60)
+    config = ("[server]\nlisten = 127.0.0.1:53\n[upstream]\nservers = none\n"
+              f"[namespace a]\nbig = {addresses('10.7', 60)}\n")
+    r = in_private_netns(svcmapd_bin, tmp_path, config,
+                         f"{tmp_path / 'gai'} big.a.svc.cluster.local")
+    assert r.returncode == 0, f"musl's getaddrinfo failed: {r.stdout}{r.stderr}"
+    got = r.stdout.split()
+    assert 10 <= len(got) <= 60 and set(got) <= {f"10.7.0.{i}" for i in range(1, 61)}, got

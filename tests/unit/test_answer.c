@@ -199,8 +199,31 @@ static void test_edns_and_truncation(void)
 
     size_t n;
     r = exchange((struct q){.name = "big.test-2.svc.cluster.local.", .type = LDNS_RR_TYPE_A}, &n);
-    ok(ldns_pkt_tc(r) && ldns_pkt_ancount(r) == 0 && ldns_pkt_qdcount(r) == 1 && n <= 512,
-       "60 addresses without EDNS: TC, header and question only");
+    /* SPEC §3: as many whole records as fit (a 34-byte question, 16 bytes a record),
+     * a shuffled subset, so that clients without TCP still get addresses */
+    ok(ldns_pkt_tc(r) && ldns_pkt_ancount(r) == (512 - 12 - 34) / 16 && ldns_pkt_nscount(r) == 0 &&
+           ldns_pkt_arcount(r) == 0 && n <= 512 && n + 16 > 512,
+       "60 addresses without EDNS: TC, 29 whole A records (%zu bytes)", n);
+    bool unique = true, mapped = true;
+    const ldns_rr_list *an = ldns_pkt_answer(r);
+    for (size_t i = 0; r && i < ldns_rr_list_rr_count(an); i++) {
+        const ldns_rdf *a = ldns_rr_rdf(ldns_rr_list_rr(an, i), 0);
+        const uint8_t *b = ldns_rdf_data(a);
+        mapped = mapped && b[0] == 10 && b[1] == 9 && b[2] == 0 && b[3] >= 1 && b[3] <= 60;
+        for (size_t k = 0; k < i; k++)
+            unique = unique && ldns_rdf_compare(a, ldns_rr_rdf(ldns_rr_list_rr(an, k), 0));
+    }
+    ok(mapped && unique, "each of them a different address of the service");
+    ldns_pkt_free(r);
+
+    /* a CNAME to it: the CNAME first, then what fits of the target's */
+    r = exchange((struct q){.name = "to-big.test-1.svc.cluster.local.", .type = LDNS_RR_TYPE_A},
+                 &n);
+    ok(r && ldns_pkt_tc(r) && ldns_pkt_ancount(r) > 10 && n <= 512 &&
+           ldns_rr_get_type(ldns_rr_list_rr(ldns_pkt_answer(r), 0)) == LDNS_RR_TYPE_CNAME &&
+           ldns_rr_get_type(ldns_rr_list_rr(ldns_pkt_answer(r), 1)) == LDNS_RR_TYPE_A,
+       "a CNAME to 60 addresses without EDNS: TC, the CNAME, then %u A records",
+       r ? (unsigned)ldns_pkt_ancount(r) - 1 : 0);
     ldns_pkt_free(r);
 
     r = exchange((struct q){.name = "big.test-2.svc.cluster.local.",
@@ -214,8 +237,10 @@ static void test_edns_and_truncation(void)
                             .type = LDNS_RR_TYPE_A,
                             .edns_size = 65000},
                  &n);
-    ok(ldns_pkt_tc(r) && ldns_pkt_edns(r) && n <= 1232,
-       "a client size over 1232 is capped at 1232 (TC, OPT kept)");
+    ok(ldns_pkt_tc(r) && ldns_pkt_edns(r) && n <= 1232 && n + 16 > 1232 &&
+           ldns_pkt_ancount(r) == (1232 - 12 - 35 - 11) / 16,
+       "a client size over 1232 is capped at 1232 (TC, OPT kept, %u A records)",
+       r ? (unsigned)ldns_pkt_ancount(r) : 0);
     ldns_pkt_free(r);
 
     r = exchange((struct q){.name = "big.test-2.svc.cluster.local.",
@@ -357,6 +382,7 @@ int main(void)
 {
     char text[8192] = "[namespace test-1]\n"
                       "alias = mysql.test-2.svc.cluster.local\n"
+                      "to-big = big.test-2.svc.cluster.local\n"
                       "[namespace test-2]\n"
                       "mysql  = 192.168.1.10\n"
                       "redis  = 192.168.1.20, 192.168.1.21\n"
