@@ -28,7 +28,24 @@ enum node_flag {
     NODE_SERVICE = 0x08,   /* <svc>.<ns>.svc.<zone>: carries a fingerprint */
     NODE_ENDPOINTS = 0x10, /* a service of several addresses: its endpoint
                             * names are answered from its own records */
+    /* A service whose SRV name is _<name>._tcp (_udp, _sctp).<svc>: then
+     * _tcp.<svc> exists, empty (find_empty_parent()) */
+    NODE_SRV_TCP = 0x02,
+    NODE_SRV_UDP = 0x04,
+    NODE_SRV_SCTP = 0x20,
 };
+
+/* The flag of an SRV protocol label ("tcp", 3 bytes), or 0. */
+static uint8_t proto_flag(const uint8_t *label, size_t len)
+{
+    if (len == 3 && memcmp(label, "tcp", 3) == 0)
+        return NODE_SRV_TCP;
+    if (len == 3 && memcmp(label, "udp", 3) == 0)
+        return NODE_SRV_UDP;
+    if (len == 4 && memcmp(label, "sctp", 4) == 0)
+        return NODE_SRV_SCTP;
+    return 0;
+}
 
 /* The query types a plan answers, as bits of zone_plan.types. */
 enum {
@@ -781,6 +798,12 @@ static bool build_fixed(struct compiler *c)
     const struct zone_rrset *t = b_finish(z, b, false);
     add_plan(c, version, LDNS_RR_TYPE_TXT, answer_plan(c, &t, 1, NULL, 0));
 
+    /* dns.<zone> exists, empty, above ns.dns.<zone> (RFC 8020: NXDOMAIN
+     * there would deny ns.dns) */
+    n = with_apex(z, name, put_label(name, 0, "dns", 3));
+    if (!add_node(c, name, n, INFO_EMPTY, NODE_IN_ZONE, 0, &existed))
+        return false;
+
     /* svc.<zone> and pod.<zone> exist and are empty (SPEC §2.1) */
     n = with_apex(z, name, put_label(name, 0, "svc", 3));
     if (!add_node(c, name, n, INFO_EMPTY, NODE_IN_ZONE, 0, &existed))
@@ -1132,6 +1155,10 @@ static void compile_address_service(struct compiler *c, const struct config_name
             struct znode *port = add_node(c, name, len, INFO_PORT, NODE_IN_ZONE, 1, NULL);
             if (port)
                 add_plan(c, port, LDNS_RR_TYPE_SRV, plan);
+            /* _<proto>.<svc> is an empty non-terminal: a flag, not a node,
+             * as there may be a million of them */
+            const uint8_t *proto = name + 1 + name[0];
+            node->flags |= proto_flag(proto + 2, (size_t)proto[0] - 1);
         }
     }
     free(targets);
@@ -1862,6 +1889,24 @@ static bool find_endpoint(const struct zone *z, const uint8_t *lname, size_t len
     return false;
 }
 
+/* _tcp.<svc> (or _udp, _sctp) of a service with that SRV protocol: a name
+ * with names below it and no records of its own, NODATA (SPEC §2.1; RFC
+ * 8020 §2: NXDOMAIN would deny the SRV name below). False if `lname` is
+ * none. */
+static bool find_empty_parent(const struct zone *z, const uint8_t *lname, size_t len,
+                              uint16_t qtype, struct zone_found *out)
+{
+    size_t l = lname[0];
+    if (l < 4 || l > 5 || lname[1] != '_' || 1 + l >= len)
+        return false;
+    uint8_t flag = proto_flag(lname + 2, l - 1);
+    const struct znode *service = node_lookup(z, lname + 1 + l, len - 1 - l);
+    if (!flag || !service || !(service->flags & NODE_SERVICE) || !(service->flags & flag))
+        return false;
+    out->plan = qtype == LDNS_RR_TYPE_AXFR || qtype == LDNS_RR_TYPE_IXFR ? z->refused : z->nodata;
+    return true;
+}
+
 void zone_find(const struct zone *z, const uint8_t *lname, size_t len, uint16_t qtype,
                struct zone_found *out)
 {
@@ -1885,7 +1930,8 @@ void zone_find(const struct zone *z, const uint8_t *lname, size_t len, uint16_t 
             pos += (size_t)lname[pos] + 1;
         if (pos != len - z->apex_len)
             return;
-        if (find_endpoint(z, lname, len, qtype, out))
+        if (find_endpoint(z, lname, len, qtype, out) ||
+            find_empty_parent(z, lname, len, qtype, out))
             return;
         if (qtype == LDNS_RR_TYPE_AXFR || qtype == LDNS_RR_TYPE_IXFR)
             return;

@@ -75,7 +75,6 @@ def test_existing_name_type_absent_is_nodata(std, name, rdtype):
     svc("nothing.nope"),                           # V11: no such namespace
     "nope.svc." + ZONE,                            # namespace that does not exist
     "foo." + ZONE,                                 # last label neither svc nor pod
-    "dns." + ZONE,                                 # exists only as a parent of ns.dns
     "x.ns.dns." + ZONE,
     "x.dns-version." + ZONE,
     "1-2-3-4.test-2.pod." + ZONE,                  # no pod records
@@ -86,7 +85,13 @@ def test_existing_name_type_absent_is_nodata(std, name, rdtype):
     "192-168-1-30." + svc("pg.test-2"),            # single address with port: none either
     "a.b." + svc("redis.test-2"),                  # three labels left of the service
     "a.192-168-1-20." + svc("redis.test-2"),       # below an endpoint name
-    "_tcp." + svc("pg.test-2"),                    # parent of the SRV name: not in the table
+    "_udp." + svc("pg.test-2"),                    # pg's SRV name is _pg._tcp
+    "_tcp." + svc("dnsd.test-2"),                  # dnsd's is _dns._udp
+    "_tcp." + svc("mysql.test-2"),                 # no ports, no SRV name
+    "_tcp." + svc("mysql.test-1"),                 # under an ExternalName
+    "_tcp." + svc("nothing.test-2"),
+    "x._tcp." + svc("pg.test-2"),
+    "_tcp.x." + svc("web.test-2"),
     "_pg._udp." + svc("pg.test-2"),                # wrong protocol
     "_redis._tcp." + svc("redis.test-2"),          # no ports, no SRV name
     "_p._tcp." + svc("mysql.test-1"),              # V29/V30: under an ExternalName
@@ -114,6 +119,22 @@ TYPES = ["A", "AAAA", "SRV", "TXT", "NS", "SOA", "PTR", "MX", "CNAME"]
                          + [(ZONE, t) for t in TYPES if t not in ("NS", "SOA")])
 def test_structural_names_are_nodata(std, qname, rdtype):
     """Row 4 (V20-V23, V41): svc., pod., existing namespaces, apex (except SOA/NS)."""
+    check_nodata(std.ask(qname, rdtype), serial=std.soa_serial)
+
+
+ENTS = ["dns." + ZONE,                       # above ns.dns.<zone>
+        "_tcp." + svc("pg.test-2"),           # above _pg._tcp.pg..., one address
+        "_tcp." + svc("web.test-2"),          # several addresses with ports
+        "_udp." + svc("dnsd.test-2"),         # srv=_dns._udp
+        "_UDP." + svc("DNSD.Test-2"),         # matched without case
+        "_tcp." + svc("v6port.test-2")]
+
+
+@pytest.mark.parametrize("qname", ENTS)
+@pytest.mark.parametrize("rdtype", ["A", "AAAA", "SRV", "TXT", "ANY"])
+def test_empty_non_terminals_are_nodata(std, qname, rdtype):
+    """SPEC 2.1: a name that exists only because names below it do is NODATA, not
+    NXDOMAIN, which would deny the names below (RFC 8020)."""
     check_nodata(std.ask(qname, rdtype), serial=std.soa_serial)
 
 

@@ -109,7 +109,13 @@ static void test_names(void)
         {"192-168-1-10.mysql.test-2.svc.cluster.local.", LDNS_RR_TYPE_A, LDNS_RCODE_NXDOMAIN, 0},
         {"pg.test-2.svc.cluster.local.", LDNS_RR_TYPE_SRV, LDNS_RCODE_NOERROR, 1},
         {"_pg._tcp.pg.test-2.svc.cluster.local.", LDNS_RR_TYPE_SRV, LDNS_RCODE_NOERROR, 1},
-        {"_tcp.pg.test-2.svc.cluster.local.", LDNS_RR_TYPE_SRV, LDNS_RCODE_NXDOMAIN, 0},
+        {"_tcp.pg.test-2.svc.cluster.local.", LDNS_RR_TYPE_SRV, LDNS_RCODE_NOERROR, 0},
+        {"_tcp.pg.test-2.svc.cluster.local.", LDNS_RR_TYPE_AXFR, LDNS_RCODE_REFUSED, 0},
+        {"_udp.pg.test-2.svc.cluster.local.", LDNS_RR_TYPE_SRV, LDNS_RCODE_NXDOMAIN, 0},
+        {"_tcp.ldap.test-2.svc.cluster.local.", LDNS_RR_TYPE_A, LDNS_RCODE_NOERROR, 0},
+        {"_tcp.mysql.test-2.svc.cluster.local.", LDNS_RR_TYPE_SRV, LDNS_RCODE_NXDOMAIN, 0},
+        {"_tcp.mysql.test-1.svc.cluster.local.", LDNS_RR_TYPE_SRV, LDNS_RCODE_NXDOMAIN, 0},
+        {"dns.cluster.local.", LDNS_RR_TYPE_A, LDNS_RCODE_NOERROR, 0},
         {"_ldap._tcp.ldap.test-2.svc.cluster.local.", LDNS_RR_TYPE_SRV, LDNS_RCODE_NOERROR, 2},
         {"_ldap._udp.ldap.test-2.svc.cluster.local.", LDNS_RR_TYPE_SRV, LDNS_RCODE_NXDOMAIN, 0},
         {"2001-db8--5.ldap.test-2.svc.cluster.local.", LDNS_RR_TYPE_AAAA, LDNS_RCODE_NOERROR, 1},
@@ -199,8 +205,8 @@ static void test_endpoints(void)
         {"to-ep.a.svc.cluster.local.", LDNS_RR_TYPE_A, LDNS_RCODE_NOERROR, 1},
     };
     check_cases(z, cases, sizeof(cases) / sizeof(cases[0]));
-    /* apex, ns.dns, dns-version, svc, pod; a.svc; five services; six endpoints */
-    is_int(zone_stats(z)->names, 5 + 1 + 5 + 6, "endpoint names count as names, once");
+    /* apex, dns, ns.dns, dns-version, svc, pod; a.svc; five services; six endpoints */
+    is_int(zone_stats(z)->names, 6 + 1 + 5 + 6, "endpoint names count as names, once");
     zone_free(z);
 }
 
