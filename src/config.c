@@ -123,6 +123,15 @@ const struct config_option config_options[CONFIG_OPTION_COUNT] = {
                      .max = 0,
                      .offset = offsetof(struct config, user),
                      .help = "after binding, run as this user (name or UID[:GID]); empty: stay"},
+    [CONFIG_REVERSE] = {.section = "server",
+                        .name = "reverse",
+                        .type = CONFIG_TYPE_REVERSE,
+                        .default_value = "",
+                        .min = 0,
+                        .max = 0,
+                        .offset = offsetof(struct config, reverse),
+                        .help = "reverse zones to answer for, as ADDRESS/PREFIX (192.168.0.0/16, "
+                                "2001:db8::/32); empty: none"},
     [CONFIG_UPSTREAM_SERVERS] = {.section = "upstream",
                                  .name = "servers",
                                  .type = CONFIG_TYPE_SERVERS,
@@ -713,6 +722,144 @@ static bool resolv_conf_servers(struct parser *p, const char *path, int line)
     return set_addresses(p, tok, n, CONFIG_UPSTREAM_SERVERS);
 }
 
+/* The name of the reverse zone of `r` (RFC 1035 §3.5, RFC 3596 §2.5): its
+ * octets or nibbles, last first, then in-addr.arpa or ip6.arpa. */
+static void reverse_zone_name(struct config_reverse *r)
+{
+    size_t n = 0;
+    if (r->family == AF_INET) {
+        for (int i = r->bits / 8 - 1; i >= 0; i--)
+            n += (size_t)snprintf(r->zone + n, sizeof(r->zone) - n, "%u.", r->addr[i]);
+        snprintf(r->zone + n, sizeof(r->zone) - n, "in-addr.arpa");
+        return;
+    }
+    for (int i = r->bits / 4 - 1; i >= 0; i--)
+        n += (size_t)snprintf(r->zone + n, sizeof(r->zone) - n, "%x.",
+                              i % 2 ? r->addr[i / 2] & 15 : r->addr[i / 2] >> 4);
+    snprintf(r->zone + n, sizeof(r->zone) - n, "ip6.arpa");
+}
+
+/* One ADDRESS/PREFIX of `reverse`; reports and returns false if bad. */
+static bool parse_reverse(struct parser *p, const struct token *tok, struct config_reverse *r)
+{
+    const char *slash = strchr(tok->text, '/');
+    char addr[INET6_ADDRSTRLEN + 1];
+    size_t alen = slash ? (size_t)(slash - tok->text) : 0;
+    uint32_t bits;
+    if (!slash || alen == 0 || alen >= sizeof(addr) || !parse_u32(slash + 1, &bits)) {
+        diag_error(p->d, tok->line, "reverse: '%s' is not ADDRESS/PREFIX (like 192.168.0.0/16)",
+                   tok->text);
+        return false;
+    }
+    memcpy(addr, tok->text, alen);
+    addr[alen] = '\0';
+    memset(r, 0, sizeof(*r));
+    if (parse_ipv4(addr, r->addr))
+        r->family = AF_INET;
+    else if (inet_pton(AF_INET6, addr, r->addr) == 1)
+        r->family = AF_INET6;
+    else {
+        diag_error(p->d, tok->line, "reverse: bad address '%s'", addr);
+        return false;
+    }
+    /* a reverse zone is cut at a label: an octet, or a nibble */
+    if (r->family == AF_INET && (bits < 8 || bits > 32 || bits % 8)) {
+        diag_error(p->d, tok->line,
+                   "reverse: '%s': an IPv4 prefix must be /8, /16, /24 or /32 (a reverse zone "
+                   "ends at an octet)",
+                   tok->text);
+        return false;
+    }
+    if (r->family == AF_INET6 && (bits < 4 || bits > 128 || bits % 4)) {
+        diag_error(p->d, tok->line,
+                   "reverse: '%s': an IPv6 prefix must be a multiple of 4 from /4 to /128 (a "
+                   "reverse zone ends at a nibble)",
+                   tok->text);
+        return false;
+    }
+    r->bits = (uint8_t)bits;
+    r->line = tok->line;
+    uint8_t net[16];
+    memcpy(net, r->addr, 16);
+    if (bits % 8)
+        net[bits / 8] &= 0xf0; /* a nibble boundary */
+    memset(net + (bits + 7) / 8, 0, 16 - (bits + 7) / 8);
+    if (memcmp(net, r->addr, 16) != 0) {
+        inet_ntop(r->family, net, addr, sizeof(addr));
+        diag_error(p->d, tok->line, "reverse: '%s' has address bits past /%u (did you mean %s/%u?)",
+                   tok->text, bits, addr, bits);
+        return false;
+    }
+    reverse_zone_name(r);
+    return true;
+}
+
+/* True if prefix `a` holds `b` (or is it). */
+static bool reverse_holds(const struct config_reverse *a, const struct config_reverse *b)
+{
+    if (a->family != b->family || a->bits > b->bits)
+        return false;
+    size_t whole = a->bits / 8;
+    return memcmp(a->addr, b->addr, whole) == 0 &&
+           (a->bits % 8 == 0 || (a->addr[whole] & 0xf0) == (b->addr[whole] & 0xf0));
+}
+
+/* `reverse`: the reverse zones svcmapd answers for. One may not hold
+ * another: each name has one zone, one SOA. */
+static bool set_reverse(struct parser *p, const struct token *tok, size_t n)
+{
+    struct config *cfg = p->cfg;
+    cfg->reverse = NULL;
+    cfg->nreverse = 0;
+    if (n == 1 && tok[0].text[0] == '\0')
+        return true; /* the default: none */
+    if (n > CONFIG_MAX_REVERSE) {
+        diag_error(p->d, tok[0].line, "reverse: at most %d prefixes", CONFIG_MAX_REVERSE);
+        return false;
+    }
+    struct config_reverse *list = arena_zalloc(p->a, n * sizeof(*list));
+    if (!list) {
+        parser_oom(p);
+        return false;
+    }
+    bool ok = true;
+    size_t count = 0;
+    for (size_t i = 0; i < n; i++) {
+        struct config_reverse *r = &list[count];
+        if (!parse_reverse(p, &tok[i], r)) {
+            ok = false;
+            continue;
+        }
+        bool clash = false;
+        for (size_t j = 0; j < count && !clash; j++) {
+            const struct config_reverse *o = &list[j];
+            clash = reverse_holds(o, r) || reverse_holds(r, o);
+            if (clash && o->bits == r->bits) {
+                diag_error(p->d, tok[i].line, "reverse: %s is given twice", tok[i].text);
+            } else if (clash) {
+                /* nested zones would need a delegation between them */
+                const struct config_reverse *inner = o->bits > r->bits ? o : r;
+                const struct config_reverse *outer = inner == o ? r : o;
+                char a[INET6_ADDRSTRLEN], b[INET6_ADDRSTRLEN];
+                inet_ntop(inner->family, inner->addr, a, sizeof(a));
+                inet_ntop(outer->family, outer->addr, b, sizeof(b));
+                diag_error(p->d, tok[i].line, "reverse: %s/%u is inside %s/%u; give one of them", a,
+                           inner->bits, b, outer->bits);
+            }
+        }
+        if (clash) {
+            ok = false;
+            continue;
+        }
+        count++;
+    }
+    if (!ok)
+        return false;
+    cfg->reverse = list;
+    cfg->nreverse = count;
+    return true;
+}
+
 static bool set_option(struct parser *p, enum config_option_id id, const struct token *tok,
                        size_t n, int line)
 {
@@ -721,6 +868,8 @@ static bool set_option(struct parser *p, enum config_option_id id, const struct 
 
     if (o->type == CONFIG_TYPE_LISTEN)
         return set_addresses(p, tok, n, id);
+    if (o->type == CONFIG_TYPE_REVERSE)
+        return set_reverse(p, tok, n);
     if (o->type == CONFIG_TYPE_SERVERS) {
         p->cfg->upstream_note[0] = '\0';
         if (n == 1 && strcmp(tok[0].text, "none") == 0) {

@@ -73,6 +73,21 @@ static void block(FILE *out, const char *zone, uint32_t ttl, const char *target)
     fprintf(out, "    forward . %s\n}\n", target);
 }
 
+/* A server block for each reverse zone of [server] reverse, after the
+ * forward ones. Being longer, each wins over the kubernetes plugin's
+ * in-addr.arpa and ip6.arpa for the names in it (and takes them all). */
+static void reverse_blocks(FILE *out, const struct config *cfg, const char *target)
+{
+    if (cfg->nreverse == 0)
+        return;
+    fprintf(out,
+            "# And one for each reverse zone of [server] reverse: PTR for the mapped addresses,\n"
+            "# NXDOMAIN for the others. Each takes every reverse name in it from the\n"
+            "# kubernetes plugin: give only ranges that hold no Service or Pod of the cluster.\n");
+    for (size_t i = 0; i < cfg->nreverse; i++)
+        block(out, cfg->reverse[i].zone, cfg->ttl, target);
+}
+
 int print_snippet(FILE *out, const struct config *cfg, const char *form, const char *server)
 {
     char target[INET6_ADDRSTRLEN + 10];
@@ -97,6 +112,7 @@ int print_snippet(FILE *out, const struct config *cfg, const char *form, const c
                 block(out, name, cfg->ttl, target);
             }
         }
+        reverse_blocks(out, cfg, target);
         return 0;
     }
     if (strcmp(form, "corefile-namespaces") == 0) {
@@ -110,6 +126,7 @@ int print_snippet(FILE *out, const struct config *cfg, const char *form, const c
             snprintf(name, sizeof(name), "%s.svc.%s", cfg->namespaces[i].name, zone);
             block(out, name, cfg->ttl, target);
         }
+        reverse_blocks(out, cfg, target);
         return 0;
     }
     if (strcmp(form, "corefile-zone") == 0) {
@@ -119,6 +136,7 @@ int print_snippet(FILE *out, const struct config *cfg, const char *form, const c
                     "# Careful: cluster.local is the cluster's own domain; this block would take\n"
                     "# it from the kubernetes plugin. Use corefile-names, or a zone of its own.\n");
         block(out, zone, cfg->ttl, target);
+        reverse_blocks(out, cfg, target);
         return 0;
     }
     if (strcmp(form, "stubdomains") == 0) {
@@ -131,6 +149,10 @@ int print_snippet(FILE *out, const struct config *cfg, const char *form, const c
                 "# kube-system get configmap kube-dns -o yaml).\n");
         if (cluster)
             fprintf(out, "# The zone is cluster.local: one stub domain per mapped name.\n");
+        if (cfg->nreverse)
+            fprintf(out,
+                    "# The reverse zones of [server] reverse are stub domains too: node-local-dns\n"
+                    "# sends their names to svcmapd instead of CoreDNS.\n");
         fprintf(out, "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: kube-dns\n"
                      "  namespace: kube-system\ndata:\n  stubDomains: |\n    {");
         bool first = true;
@@ -145,6 +167,11 @@ int print_snippet(FILE *out, const struct config *cfg, const char *form, const c
             }
         } else {
             fprintf(out, "\"%s\": [\"%s\"]", zone, target);
+            first = false;
+        }
+        for (size_t i = 0; i < cfg->nreverse; i++) {
+            fprintf(out, "%s\"%s\": [\"%s\"]", first ? "" : ", ", cfg->reverse[i].zone, target);
+            first = false;
         }
         fprintf(out, "}\n");
         return 0;

@@ -106,6 +106,17 @@ struct slot {
     struct znode *node;
 };
 
+/* A reverse zone of [server] reverse (SPEC §2.5): every name in it is
+ * answered, from the table of PTRs. */
+struct zone_rev {
+    uint8_t apex[80]; /* wire form, lower case (74 bytes at most: a /128) */
+    size_t apex_len;
+    int size;           /* of its addresses: 4 or 16 */
+    int units;          /* octets (IPv4) or nibbles (IPv6) of its prefix */
+    uint8_t prefix[16]; /* zero past them */
+    const struct zone_plan *soa, *ns, *nxdomain, *nodata;
+};
+
 struct zone {
     struct arena *arena;
     uint64_t seed;
@@ -121,6 +132,8 @@ struct zone {
     const struct zone_plan *found_plan; /* NOERROR, its answer in zone_found */
     struct zone_ptr *rev4, *rev6;       /* sorted by address */
     size_t nrev4, nrev6;
+    struct zone_rev *revs; /* none holds another */
+    size_t nrevs;
     const struct zone_plan *refused;
 
     struct upstream_settings upstream;
@@ -203,6 +216,35 @@ static struct znode *table_find(const struct zone *z, const uint8_t *name, size_
 static struct znode *node_lookup(const struct zone *z, const uint8_t *name, size_t len)
 {
     return table_find(z, name, len, hash_bytes(z->seed, name, len));
+}
+
+/* True if `name` (`len` bytes, wire form) is `apex` or below it: the apex
+ * is a suffix of it that starts at a label. */
+static bool name_under(const uint8_t *name, size_t len, const uint8_t *apex, size_t apex_len)
+{
+    if (len < apex_len || memcmp(name + len - apex_len, apex, apex_len) != 0)
+        return false;
+    size_t pos = 0;
+    while (pos < len - apex_len)
+        pos += (size_t)name[pos] + 1;
+    return pos == len - apex_len;
+}
+
+/* A name in text, without the trailing dot ("cluster.local"), in wire form
+ * at `out`; its length. The text is a checked domain name (config.c). */
+static size_t wire_name(const char *text, uint8_t *out)
+{
+    size_t n = 0;
+    for (const char *p = text; *p;) {
+        const char *dot = strchr(p, '.');
+        size_t l = dot ? (size_t)(dot - p) : strlen(p);
+        out[n] = (uint8_t)l;
+        memcpy(out + n + 1, p, l);
+        n += 1 + l;
+        p += l + (dot ? 1 : 0);
+    }
+    out[n++] = 0;
+    return n;
 }
 
 /* ---------------------------------------------------------------------- */
@@ -448,7 +490,7 @@ struct compiler {
     uint8_t (*ns6)[16];
     size_t nns6;
     uint32_t serial_slot_count;
-    uint8_t *serial_slots[8];
+    uint8_t *serial_slots[3 + CONFIG_MAX_REVERSE];
     const struct zone_rrset *soa, *soa_rev4, *soa_rev6;
     struct ptr_list ptrs[2]; /* IPv4, IPv6 */
     bool oom;
@@ -589,9 +631,12 @@ static size_t with_apex(const struct zone *z, uint8_t *out, size_t rlen)
 /* ---------------------------------------------------------------------- */
 /* Fixed records (SPEC §2.2).                                              */
 
-/* SOA with `owner` as owner; mname and rname are written the same way, so
- * in the zone they echo the query's case like the owner (CoreDNS does). */
-static const struct zone_rrset *build_soa(struct compiler *c, const struct owner *owner)
+/* SOA with `owner` as owner. In the zone, mname and rname are written the
+ * same way, so they echo the query's case like the owner (CoreDNS does);
+ * `spelled`: outside it, where the question holds no zone apex, they are
+ * written out. */
+static const struct zone_rrset *build_soa(struct compiler *c, const struct owner *owner,
+                                          bool spelled)
 {
     const struct config *cfg = c->cfg;
     struct builder *b = c->b;
@@ -602,8 +647,7 @@ static const struct zone_rrset *build_soa(struct compiler *c, const struct owner
 
     b_reset(b);
     b_rr_begin(b, owner, LDNS_RR_TYPE_SOA, ttl);
-    if (owner->kind == OWNER_ABS) {
-        /* outside the zone: spell out mname and rname */
+    if (spelled) {
         uint8_t name[LDNS_MAX_DOMAINLEN + 1];
         memcpy(name, ns_dns, 7);
         size_t n = with_apex(c->z, name, 7);
@@ -625,7 +669,7 @@ static const struct zone_rrset *build_soa(struct compiler *c, const struct owner
     b_u32(b, cfg->ttl);
     b_rr_end(b);
     const struct zone_rrset *r = b_finish(c->z, b, false);
-    if (r && c->serial_slot_count < 8)
+    if (r && c->serial_slot_count < sizeof(c->serial_slots) / sizeof(c->serial_slots[0]))
         c->serial_slots[c->serial_slot_count++] =
             (uint8_t *)(uintptr_t)(zone_rrset_data(r) + serial_at);
     return r;
@@ -718,15 +762,15 @@ static bool build_fixed(struct compiler *c)
     bool existed;
 
     /* The apex owner is the apex pointer itself: zero labels, then the slot. */
-    c->soa = build_soa(c, &apex_owner);
+    c->soa = build_soa(c, &apex_owner, false);
     static const uint8_t in_addr_arpa[] = "\x07in-addr\x04"
                                           "arpa";
     static const uint8_t ip6_arpa[] = "\x03ip6\x04"
                                       "arpa";
     struct owner rev4 = {OWNER_ABS, in_addr_arpa, sizeof(in_addr_arpa)};
     struct owner rev6 = {OWNER_ABS, ip6_arpa, sizeof(ip6_arpa)};
-    c->soa_rev4 = build_soa(c, &rev4);
-    c->soa_rev6 = build_soa(c, &rev6);
+    c->soa_rev4 = build_soa(c, &rev4, true);
+    c->soa_rev6 = build_soa(c, &rev6, true);
     if (!c->soa || !c->soa_rev4 || !c->soa_rev6)
         return false;
 
@@ -1279,15 +1323,7 @@ static bool resolve_host_target(struct compiler *c, struct znode *node)
     for (size_t i = 0; i < len; i++)
         low[i] = (uint8_t)tolower(wire[i]);
 
-    /* inside the zone: the apex is a suffix that starts at a label */
-    bool inside = false;
-    if (len >= z->apex_len && memcmp(low + len - z->apex_len, z->apex, z->apex_len) == 0) {
-        size_t pos = 0;
-        while (pos < len - z->apex_len)
-            pos += (size_t)low[pos] + 1;
-        inside = pos == len - z->apex_len;
-    }
-    if (!inside)
+    if (!name_under(low, len, z->apex, z->apex_len))
         return true;
 
     struct znode *target = node_lookup(z, low, len);
@@ -1550,12 +1586,81 @@ static void compile_ptrs(struct compiler *c)
     }
 }
 
+/* The reverse zones of [server] reverse: each answers SOA and NS at its
+ * apex, as the zone does (the same mname, rname, timers and serial), and
+ * every name in it from the table of PTRs (find_reverse()). Returns false
+ * when out of memory; a zone that overlaps the forward zone is an error. */
+static bool compile_reverse_zones(struct compiler *c)
+{
+    struct zone *z = c->z;
+    const struct config *cfg = c->cfg;
+    if (cfg->nreverse == 0)
+        return true;
+    z->revs = arena_alloc(z->arena, cfg->nreverse * sizeof(*z->revs));
+    if (!z->revs)
+        return false;
+
+    /* NS ns.dns.<zone>, with its addresses: names outside the reverse
+     * zone, so written out, not pointers into the question */
+    uint8_t nsname[LDNS_MAX_DOMAINLEN + 1];
+    size_t nslen = with_apex(z, nsname, put_label(nsname, put_label(nsname, 0, "ns", 2), "dns", 3));
+    const struct owner q = {OWNER_QNAME, NULL, 0};
+    const struct owner ns_owner = {OWNER_ABS, nsname, nslen};
+    struct builder *b = c->b;
+    b_reset(b);
+    b_rr_begin(b, &q, LDNS_RR_TYPE_NS, cfg->ttl);
+    b_name(b, &ns_owner);
+    b_rr_end(b);
+    const struct zone_rrset *ns = b_finish(z, b, false);
+    const struct zone_rrset *glue[2];
+    size_t nglue = 0;
+    if (c->nns4)
+        glue[nglue++] =
+            build_addresses(c, &ns_owner, LDNS_RR_TYPE_A, cfg->ttl, c->ns4[0], 4, c->nns4);
+    if (c->nns6)
+        glue[nglue++] =
+            build_addresses(c, &ns_owner, LDNS_RR_TYPE_AAAA, cfg->ttl, c->ns6[0], 16, c->nns6);
+    const struct zone_plan *ns_plan = answer_plan(c, &ns, 1, glue, nglue);
+    if (!ns_plan)
+        return false;
+
+    const struct owner apex_owner = {OWNER_REL, NULL, 0}; /* the apex in the question */
+    for (size_t i = 0; i < cfg->nreverse; i++) {
+        const struct config_reverse *r = &cfg->reverse[i];
+        struct zone_rev *rz = &z->revs[z->nrevs];
+        rz->apex_len = wire_name(r->zone, rz->apex);
+        if (name_under(z->apex, z->apex_len, rz->apex, rz->apex_len) ||
+            name_under(rz->apex, rz->apex_len, z->apex, z->apex_len)) {
+            diag_error(c->d, r->line, "reverse: %s overlaps zone '%s'", r->zone, cfg->zone);
+            continue;
+        }
+        rz->size = r->family == AF_INET ? 4 : 16;
+        rz->units = r->family == AF_INET ? r->bits / 8 : r->bits / 4;
+        memcpy(rz->prefix, r->addr, 16);
+        const struct zone_rrset *soa = build_soa(c, &apex_owner, true);
+        if (!soa)
+            return false;
+        rz->soa = answer_plan(c, &soa, 1, NULL, 0);
+        rz->ns = ns_plan;
+        rz->nxdomain = new_plan(z, LDNS_RCODE_NXDOMAIN, true, NULL, 0, &soa, 1, NULL, 0);
+        rz->nodata = new_plan(z, LDNS_RCODE_NOERROR, true, NULL, 0, &soa, 1, NULL, 0);
+        if (!rz->soa || !rz->nxdomain || !rz->nodata)
+            return false;
+        z->nrevs++;
+        z->stats.names++;
+        z->stats.records += 2; /* SOA, NS */
+    }
+    return true;
+}
+
 /* ---------------------------------------------------------------------- */
 
 static uint64_t settings_fingerprint(const struct compiler *c)
 {
     const struct config *cfg = c->cfg;
     uint64_t h = hash_bytes(5, c->z->apex, c->z->apex_len);
+    for (size_t i = 0; i < c->z->nrevs; i++)
+        h = mix64(h ^ hash_bytes(8, c->z->revs[i].apex, c->z->revs[i].apex_len));
     h = mix64(h ^ cfg->ttl);
     h = mix64(h ^ hash_bytes(6, c->ns4[0], c->nns4 * 4));
     h = mix64(h ^ hash_bytes(7, c->ns6[0], c->nns6 * 16));
@@ -1647,14 +1752,7 @@ struct zone *zone_compile(const struct config *cfg, const struct zone *old, time
     z->mask = cap - 1;
 
     /* the apex, in wire form and lower case (config.c folded it) */
-    size_t n = 0;
-    for (const char *p = cfg->zone; *p;) {
-        const char *dot = strchr(p, '.');
-        size_t l = dot ? (size_t)(dot - p) : strlen(p);
-        n = put_label(z->apex, n, p, l);
-        p += l + (dot ? 1 : 0);
-    }
-    z->apex[n++] = 0;
+    size_t n = wire_name(cfg->zone, z->apex);
     z->apex_len = n;
     if (n > LDNS_MAX_DOMAINLEN - 20) {
         diag_error(d, cfg->line[CONFIG_ZONE], "zone '%s' is too long to hold service names",
@@ -1678,7 +1776,7 @@ struct zone *zone_compile(const struct config *cfg, const struct zone *old, time
     z->upstream.max_stale = cfg->max_stale;
     z->upstream.negative_ttl = cfg->negative_ttl;
 
-    if (!build_fixed(&c))
+    if (!build_fixed(&c) || !compile_reverse_zones(&c))
         goto fail;
     compile_services(&c);
     if (!c.oom)
@@ -1768,87 +1866,143 @@ uint16_t zone_udp_max(const struct zone *z)
     return z->udp_max;
 }
 
-/* The address of a reverse name: d.c.b.a.in-addr.arpa (decimal labels
- * 0-255) or 32 one-nibble labels then ip6.arpa. Returns 4, 16, or 0 if
- * `lname` is no such name. */
-static int reverse_address(const uint8_t *lname, size_t len, uint8_t addr[16])
+/* Reads the labels of `lname` in front of offset `end` as the units of an
+ * address after its first `have`: decimal octets 0-255 without leading
+ * zeros for IPv4 (`size` 4), one hex digit per nibble for IPv6; the labels
+ * come least significant first (RFC 1035 §3.5, RFC 3596 §2.5). `addr`
+ * holds the first units and zeros after them. Returns how many units were
+ * read, or -1 if a label is none, or there are more than an address has. */
+static int reverse_units(const uint8_t *lname, size_t end, int size, int have, uint8_t addr[16])
 {
-    static const uint8_t in_addr_arpa[] = "\x07in-addr\x04"
-                                          "arpa";
-    static const uint8_t ip6_arpa[] = "\x03ip6\x04"
-                                      "arpa";
-    size_t pos = 0;
-    memset(addr, 0, 16);
-    if (len > sizeof(in_addr_arpa) &&
-        memcmp(lname + len - sizeof(in_addr_arpa), in_addr_arpa, sizeof(in_addr_arpa)) == 0) {
-        for (int i = 3; i >= 0; i--) {
-            uint8_t l = lname[pos];
-            if (l < 1 || l > 3 || pos + 1 + l > len - sizeof(in_addr_arpa))
-                return 0;
-            if (l > 1 && lname[pos + 1] == '0')
-                return 0; /* no leading zeros */
-            unsigned v = 0;
-            for (uint8_t k = 1; k <= l; k++) {
-                uint8_t ch = lname[pos + k];
-                if (ch < '0' || ch > '9')
-                    return 0;
-                v = v * 10 + (unsigned)(ch - '0');
-            }
-            if (v > 255)
-                return 0;
-            addr[i] = (uint8_t)v;
-            pos += 1 + (size_t)l;
-        }
-        return pos == len - sizeof(in_addr_arpa) ? 4 : 0;
-    }
-    if (len == 64 + sizeof(ip6_arpa) &&
-        memcmp(lname + len - sizeof(ip6_arpa), ip6_arpa, sizeof(ip6_arpa)) == 0) {
-        for (int i = 31; i >= 0; i--, pos += 2) {
-            uint8_t ch = lname[pos + 1];
-            if (lname[pos] != 1)
-                return 0;
-            unsigned v = ch >= '0' && ch <= '9'   ? (unsigned)(ch - '0')
-                         : ch >= 'a' && ch <= 'f' ? (unsigned)(ch - 'a' + 10)
-                                                  : 16;
-            if (v > 15)
-                return 0;
+    int n = 0, max = (size == 4 ? 4 : 32) - have;
+    for (size_t pos = 0; pos < end; pos += (size_t)lname[pos] + 1)
+        if (++n > max)
+            return -1;
+    const uint8_t *l = lname;
+    for (int i = have + n - 1; i >= have; i--, l += 1 + l[0]) {
+        unsigned v = 0;
+        if (size == 16) {
+            uint8_t ch = l[1];
+            v = ch >= '0' && ch <= '9'   ? (unsigned)(ch - '0')
+                : ch >= 'a' && ch <= 'f' ? (unsigned)(ch - 'a' + 10)
+                                         : 16;
+            if (l[0] != 1 || v > 15)
+                return -1;
             addr[i / 2] |= (uint8_t)(i % 2 ? v : v << 4);
+            continue;
         }
-        return 16;
+        if (l[0] < 1 || l[0] > 3 || (l[0] > 1 && l[1] == '0'))
+            return -1; /* no leading zeros: 010 is not 10 */
+        for (uint8_t k = 1; k <= l[0]; k++) {
+            if (l[k] < '0' || l[k] > '9')
+                return -1;
+            v = v * 10 + (unsigned)(l[k] - '0');
+        }
+        if (v > 255)
+            return -1;
+        addr[i] = (uint8_t)v;
     }
-    return 0;
+    return n;
 }
 
-/* The PTRs of a reverse name, found by binary search. */
-static void find_ptrs(const struct zone *z, const uint8_t *lname, size_t len, uint16_t qtype,
-                      struct zone_found *out)
+/* Whether addresses `a` and `b` share their first `units` octets or
+ * nibbles. */
+static bool same_units(const uint8_t *a, const uint8_t *b, int size, int units)
 {
-    uint8_t addr[16];
-    int family = reverse_address(lname, len, addr);
-    const struct zone_ptr *v = family == 4 ? z->rev4 : z->rev6;
-    size_t n = family == 4 ? z->nrev4 : z->nrev6;
-    size_t lo = 0, hi = n;
-    while (family && lo < hi) {
+    if (size == 4)
+        return memcmp(a, b, (size_t)units) == 0;
+    size_t whole = (size_t)units / 2;
+    return memcmp(a, b, whole) == 0 && (units % 2 == 0 || (a[whole] >> 4) == (b[whole] >> 4));
+}
+
+/* The first PTR of the table of `size`-byte addresses at or after `addr`
+ * (binary search); *end is the end of the table. */
+static const struct zone_ptr *first_ptr(const struct zone *z, int size, const uint8_t addr[16],
+                                        const struct zone_ptr **end)
+{
+    const struct zone_ptr *v = size == 4 ? z->rev4 : z->rev6;
+    size_t lo = 0, hi = size == 4 ? z->nrev4 : z->nrev6;
+    *end = v + hi;
+    while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
         if (memcmp(v[mid].addr, addr, 16) < 0)
             lo = mid + 1;
         else
             hi = mid;
     }
-    if (!family || lo == n || memcmp(v[lo].addr, addr, 16) != 0)
-        return; /* not ours: REFUSED */
+    return v + lo;
+}
+
+/*
+ * A name outside the zone that may be a reverse name (SPEC §2.5). Inside a
+ * reverse zone of [server] reverse every name is ours: a mapped address
+ * answers its PTRs, an unmapped one NXDOMAIN, a name above mapped ones
+ * (1.168.192.in-addr.arpa) NODATA (RFC 8020), the apex SOA and NS, each
+ * negative answer with that zone's SOA. Elsewhere only the names of mapped
+ * addresses are answered, and the rest is REFUSED (the plan `out` has).
+ */
+static void find_reverse(const struct zone *z, const uint8_t *lname, size_t len, uint16_t qtype,
+                         struct zone_found *out)
+{
+    static const uint8_t in_addr_arpa[] = "\x07in-addr\x04"
+                                          "arpa";
+    static const uint8_t ip6_arpa[] = "\x03ip6\x04"
+                                      "arpa";
+    const struct zone_rev *rz = NULL;
+    for (size_t i = 0; i < z->nrevs && !rz; i++)
+        if (name_under(lname, len, z->revs[i].apex, z->revs[i].apex_len))
+            rz = &z->revs[i];
+
+    uint8_t addr[16] = {0};
+    int size, units;
+    if (rz) {
+        size = rz->size;
+        memcpy(addr, rz->prefix, 16);
+        units = reverse_units(lname, len - rz->apex_len, size, rz->units, addr);
+        units = units < 0 ? -1 : rz->units + units;
+        out->apex = len - rz->apex_len; /* where the SOA's owner points */
+    } else {
+        size = name_under(lname, len, in_addr_arpa, sizeof(in_addr_arpa)) ? 4
+               : name_under(lname, len, ip6_arpa, sizeof(ip6_arpa))       ? 16
+                                                                          : 0;
+        units =
+            size ? reverse_units(lname, len - (size == 4 ? sizeof(in_addr_arpa) : sizeof(ip6_arpa)),
+                                 size, 0, addr)
+                 : -1;
+        if (units != (size == 4 ? 4 : 32))
+            return; /* not the name of an address: REFUSED */
+    }
     if (qtype == LDNS_RR_TYPE_AXFR || qtype == LDNS_RR_TYPE_IXFR)
-        return;
-    if (qtype != LDNS_RR_TYPE_PTR && qtype != LDNS_RR_TYPE_ANY) {
-        out->plan = family == 4 ? z->nodata_rev4 : z->nodata_rev6;
+        return; /* REFUSED, as in the zone */
+    if (units < 0) {
+        out->plan = rz->nxdomain; /* no name of an address: nothing there */
         return;
     }
-    size_t k = lo;
-    while (k < n && memcmp(v[k].addr, addr, 16) == 0)
-        k++;
-    out->plan = z->found_plan;
-    out->ptr = &v[lo];
-    out->nptr = k - lo;
+
+    bool apex = rz && units == rz->units;
+    if (apex &&
+        (qtype == LDNS_RR_TYPE_SOA || qtype == LDNS_RR_TYPE_NS || qtype == LDNS_RR_TYPE_ANY)) {
+        out->plan = qtype == LDNS_RR_TYPE_NS ? rz->ns : rz->soa; /* ANY: one RRset */
+        return;
+    }
+    const struct zone_ptr *end, *p = first_ptr(z, size, addr, &end);
+    bool below = p < end && same_units(p->addr, addr, size, units); /* mapped at or under */
+    if (below && units == (size == 4 ? 4 : 32) &&
+        (qtype == LDNS_RR_TYPE_PTR || qtype == LDNS_RR_TYPE_ANY)) {
+        const struct zone_ptr *k = p;
+        while (k < end && memcmp(k->addr, addr, 16) == 0)
+            k++;
+        out->plan = z->found_plan;
+        out->ptr = p;
+        out->nptr = (size_t)(k - p);
+        return;
+    }
+    if (!below && !apex) {
+        if (rz)
+            out->plan = rz->nxdomain;
+        return; /* outside every reverse zone: REFUSED */
+    }
+    out->plan = rz ? rz->nodata : size == 4 ? z->nodata_rev4 : z->nodata_rev6;
 }
 
 /* An endpoint name of a service of several addresses: its record is the
@@ -1919,17 +2073,12 @@ void zone_find(const struct zone *z, const uint8_t *lname, size_t len, uint16_t 
     out->plan = z->refused;
 
     if (!n) {
-        /* under the apex at a label boundary: NXDOMAIN; elsewhere REFUSED,
-         * but for the reverse names of mapped addresses */
-        if (len < z->apex_len || memcmp(lname + len - z->apex_len, z->apex, z->apex_len) != 0) {
-            find_ptrs(z, lname, len, qtype, out);
+        /* under the apex: NXDOMAIN; elsewhere REFUSED, but for reverse
+         * names */
+        if (!name_under(lname, len, z->apex, z->apex_len)) {
+            find_reverse(z, lname, len, qtype, out);
             return;
         }
-        size_t pos = 0;
-        while (pos < len - z->apex_len)
-            pos += (size_t)lname[pos] + 1;
-        if (pos != len - z->apex_len)
-            return;
         if (find_endpoint(z, lname, len, qtype, out) ||
             find_empty_parent(z, lname, len, qtype, out))
             return;

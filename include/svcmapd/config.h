@@ -26,6 +26,16 @@ struct config_listen {
 
 #define CONFIG_MAX_UPSTREAMS 8
 
+/* A reverse zone svcmapd is authoritative for ([server] reverse). */
+#define CONFIG_MAX_REVERSE 64
+struct config_reverse {
+    int family;       /* AF_INET or AF_INET6 */
+    uint8_t addr[16]; /* network order, zero past the prefix */
+    uint8_t bits;     /* the prefix: 8, 16, 24 or 32; for IPv6 a multiple of 4 */
+    int line;
+    char zone[80]; /* its name, no trailing dot: "168.192.in-addr.arpa" */
+};
+
 enum config_http {
     CONFIG_HTTP_HEALTH_EP,
     CONFIG_HTTP_READY_EP,
@@ -80,6 +90,7 @@ enum config_option_id {
     CONFIG_TCP_PIPELINE,
     CONFIG_UDP_MAX_SIZE,
     CONFIG_USER,
+    CONFIG_REVERSE,
     CONFIG_UPSTREAM_SERVERS,
     CONFIG_UPSTREAM_TIMEOUT,
     CONFIG_UPSTREAM_CACHE_SIZE,
@@ -106,12 +117,14 @@ struct config {
     uint32_t ttl;
     uint32_t tcp_idle_timeout; /* seconds */
     uint32_t tcp_max_connections;
-    uint32_t workers;             /* threads answering queries; 0: one per online CPU */
-    uint32_t reload;              /* seconds between looks at the file; 0: off */
-    uint32_t tcp_message_timeout; /* seconds to receive the rest of a started message */
-    uint32_t tcp_pipeline;        /* queries of one connection per turn, or waiting */
-    uint32_t udp_max_size;        /* largest UDP reply, bytes */
-    const char *user;             /* drop to this user after binding; NULL: stay */
+    uint32_t workers;               /* threads answering queries; 0: one per online CPU */
+    uint32_t reload;                /* seconds between looks at the file; 0: off */
+    uint32_t tcp_message_timeout;   /* seconds to receive the rest of a started message */
+    uint32_t tcp_pipeline;          /* queries of one connection per turn, or waiting */
+    uint32_t udp_max_size;          /* largest UDP reply, bytes */
+    const char *user;               /* drop to this user after binding; NULL: stay */
+    struct config_reverse *reverse; /* reverse zones answered, none nested in another */
+    size_t nreverse;
 
     /* [upstream]: resolving hostname targets outside the zone (at most
      * CONFIG_MAX_UPSTREAMS servers) */
@@ -153,6 +166,7 @@ enum config_option_type {
     CONFIG_TYPE_ENDPOINT,  /* one address with a port, or "off" */
     CONFIG_TYPE_CHOICE,    /* one of `choices`, stored as its index */
     CONFIG_TYPE_DURATION,  /* seconds: N, Ns, Nm, Nh, or off (0) */
+    CONFIG_TYPE_REVERSE,   /* ADDRESS/PREFIX, ... on octet or nibble boundaries */
 
 };
 

@@ -331,15 +331,18 @@ def soa_parts(rrset):
     return rrset.ttl, rd
 
 
-def check_soa(rrset, zone, ttl, serial=None):
-    """Exact SOA shape of SPEC 2.2 (owner/mname/rname compared case-insensitively)."""
+def check_soa(rrset, zone, ttl, serial=None, names_zone=None):
+    """Exact SOA shape of SPEC 2.2 (owner/mname/rname compared case-insensitively).
+    names_zone: where mname and rname are, when not in `zone` (a reverse zone's SOA
+    names ns.dns and hostmaster of the zone, SPEC 2.5)."""
     zone = dns.name.from_text(zone)
+    names = dns.name.from_text(names_zone) if names_zone else zone
     ttl_rr, rd = soa_parts(rrset)
     assert rrset.name == zone, f"SOA owner {rrset.name} != {zone}"
     assert rrset.rdclass == dns.rdataclass.IN
     assert ttl_rr == min(ttl, 300), f"SOA TTL: expected {min(ttl, 300)}, got {ttl_rr}"
-    assert rd.mname == dns.name.from_text("ns.dns", zone), f"SOA mname {rd.mname}"
-    assert rd.rname == dns.name.from_text("hostmaster", zone), f"SOA rname {rd.rname}"
+    assert rd.mname == dns.name.from_text("ns.dns", names), f"SOA mname {rd.mname}"
+    assert rd.rname == dns.name.from_text("hostmaster", names), f"SOA rname {rd.rname}"
     assert (rd.refresh, rd.retry, rd.expire, rd.minimum) == (7200, 1800, 86400, ttl), (
         f"SOA timers: expected 7200 1800 86400 {ttl}, got "
         f"{rd.refresh} {rd.retry} {rd.expire} {rd.minimum}")
@@ -348,21 +351,21 @@ def check_soa(rrset, zone, ttl, serial=None):
     return rd.serial
 
 
-def check_negative(r, rcode, zone="cluster.local", ttl=5, serial=None):
+def check_negative(r, rcode, zone="cluster.local", ttl=5, serial=None, names_zone=None):
     """NXDOMAIN or NODATA: AA, empty answer, exactly the zone SOA in AUTHORITY."""
     check_header(r, rcode)
     assert r.answer == [], f"{rcode} answer should be empty, got {rrlines(r.answer)}"
     assert len(r.authority) == 1, f"AUTHORITY: expected the zone SOA only, got {rrlines(r.authority)}"
-    check_soa(r.authority[0], zone, ttl, serial)
+    check_soa(r.authority[0], zone, ttl, serial, names_zone)
     assert r.additional == [], f"ADDITIONAL should be empty, got {rrlines(r.additional)}"
 
 
-def check_nodata(r, zone="cluster.local", ttl=5, serial=None):
-    check_negative(r, "NOERROR", zone, ttl, serial)
+def check_nodata(r, zone="cluster.local", ttl=5, serial=None, names_zone=None):
+    check_negative(r, "NOERROR", zone, ttl, serial, names_zone)
 
 
-def check_nxdomain(r, zone="cluster.local", ttl=5, serial=None):
-    check_negative(r, "NXDOMAIN", zone, ttl, serial)
+def check_nxdomain(r, zone="cluster.local", ttl=5, serial=None, names_zone=None):
+    check_negative(r, "NXDOMAIN", zone, ttl, serial, names_zone)
 
 
 def check_answer(r, answer, additional=(), *, rcode="NOERROR"):

@@ -210,6 +210,73 @@ static void test_endpoints(void)
     zone_free(z);
 }
 
+/* [server] reverse (SPEC §2.5): inside a reverse zone every name is
+ * answered; outside, only the names of mapped addresses. */
+static void test_reverse_zones(void)
+{
+    struct zone *z = compile("[server]\nzone = cluster.local\n"
+                             "reverse = 192.168.0.0/16, 2001:db8:a0::/44, 10.9.9.9/32\n"
+                             "[namespace a]\n"
+                             "x = 192.168.1.10\n"
+                             "y = 192.168.1.20, 192.168.1.21\n"
+                             "v6 = 2001:db8:a5::1\n"
+                             "out = 10.0.0.1\n"
+                             "nine = 10.9.9.9\n");
+    ok(z != NULL, "a zone with reverse zones compiles");
+    if (!z)
+        return;
+    const struct find_case cases[] = {
+        {"10.1.168.192.in-addr.arpa.", LDNS_RR_TYPE_PTR, LDNS_RCODE_NOERROR, 1},
+        {"20.1.168.192.in-addr.arpa.", LDNS_RR_TYPE_ANY, LDNS_RCODE_NOERROR, 1},
+        {"10.1.168.192.in-addr.arpa.", LDNS_RR_TYPE_A, LDNS_RCODE_NOERROR, 0},
+        {"99.1.168.192.in-addr.arpa.", LDNS_RR_TYPE_PTR, LDNS_RCODE_NXDOMAIN, 0},
+        {"1.168.192.in-addr.arpa.", LDNS_RR_TYPE_PTR, LDNS_RCODE_NOERROR, 0},
+        {"2.168.192.in-addr.arpa.", LDNS_RR_TYPE_PTR, LDNS_RCODE_NXDOMAIN, 0},
+        {"168.192.in-addr.arpa.", LDNS_RR_TYPE_SOA, LDNS_RCODE_NOERROR, 1},
+        {"168.192.in-addr.arpa.", LDNS_RR_TYPE_NS, LDNS_RCODE_NOERROR, 1},
+        {"168.192.in-addr.arpa.", LDNS_RR_TYPE_ANY, LDNS_RCODE_NOERROR, 1},
+        {"168.192.in-addr.arpa.", LDNS_RR_TYPE_PTR, LDNS_RCODE_NOERROR, 0},
+        {"168.192.in-addr.arpa.", LDNS_RR_TYPE_AXFR, LDNS_RCODE_REFUSED, 0},
+        {"10.1.168.192.in-addr.arpa.", LDNS_RR_TYPE_IXFR, LDNS_RCODE_REFUSED, 0},
+        {"010.1.168.192.in-addr.arpa.", LDNS_RR_TYPE_PTR, LDNS_RCODE_NXDOMAIN, 0},
+        {"256.1.168.192.in-addr.arpa.", LDNS_RR_TYPE_PTR, LDNS_RCODE_NXDOMAIN, 0},
+        {"x.1.168.192.in-addr.arpa.", LDNS_RR_TYPE_PTR, LDNS_RCODE_NXDOMAIN, 0},
+        {"1.10.1.168.192.in-addr.arpa.", LDNS_RR_TYPE_PTR, LDNS_RCODE_NXDOMAIN, 0},
+        {"192.in-addr.arpa.", LDNS_RR_TYPE_SOA, LDNS_RCODE_REFUSED, 0},
+        {"in-addr.arpa.", LDNS_RR_TYPE_SOA, LDNS_RCODE_REFUSED, 0},
+        {"1.0.0.10.in-addr.arpa.", LDNS_RR_TYPE_PTR, LDNS_RCODE_NOERROR, 1},
+        {"1.0.0.10.in-addr.arpa.", LDNS_RR_TYPE_TXT, LDNS_RCODE_NOERROR, 0},
+        {"2.0.0.10.in-addr.arpa.", LDNS_RR_TYPE_PTR, LDNS_RCODE_REFUSED, 0},
+        {"0.0.10.in-addr.arpa.", LDNS_RR_TYPE_PTR, LDNS_RCODE_REFUSED, 0},
+        {"9.9.9.10.in-addr.arpa.", LDNS_RR_TYPE_PTR, LDNS_RCODE_NOERROR, 1},
+        {"9.9.9.10.in-addr.arpa.", LDNS_RR_TYPE_SOA, LDNS_RCODE_NOERROR, 1},
+        {"9.9.9.10.in-addr.arpa.", LDNS_RR_TYPE_A, LDNS_RCODE_NOERROR, 0},
+        {"1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.5.a.0.0.8.b.d.0.1.0.0.2.ip6.arpa.",
+         LDNS_RR_TYPE_PTR, LDNS_RCODE_NOERROR, 1},
+        {"2.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.5.a.0.0.8.b.d.0.1.0.0.2.ip6.arpa.",
+         LDNS_RR_TYPE_PTR, LDNS_RCODE_NXDOMAIN, 0},
+        {"5.a.0.0.8.b.d.0.1.0.0.2.ip6.arpa.", LDNS_RR_TYPE_PTR, LDNS_RCODE_NOERROR, 0},
+        {"6.a.0.0.8.b.d.0.1.0.0.2.ip6.arpa.", LDNS_RR_TYPE_PTR, LDNS_RCODE_NXDOMAIN, 0},
+        {"a.0.0.8.b.d.0.1.0.0.2.ip6.arpa.", LDNS_RR_TYPE_SOA, LDNS_RCODE_NOERROR, 1},
+        {"A.0.0.8.B.D.0.1.0.0.2.IP6.ARPA.", LDNS_RR_TYPE_NS, LDNS_RCODE_NOERROR, 1},
+        {"g.a.0.0.8.b.d.0.1.0.0.2.ip6.arpa.", LDNS_RR_TYPE_PTR, LDNS_RCODE_NXDOMAIN, 0},
+        {"55.a.0.0.8.b.d.0.1.0.0.2.ip6.arpa.", LDNS_RR_TYPE_PTR, LDNS_RCODE_NXDOMAIN, 0},
+        {"b.0.0.8.b.d.0.1.0.0.2.ip6.arpa.", LDNS_RR_TYPE_SOA, LDNS_RCODE_REFUSED, 0},
+    };
+    check_cases(z, cases, sizeof(cases) / sizeof(cases[0]));
+
+    const struct zone_plan *p = find(z, "99.1.168.192.in-addr.arpa.", LDNS_RR_TYPE_PTR);
+    const struct zone_plan *soa = find(z, "168.192.in-addr.arpa.", LDNS_RR_TYPE_SOA);
+    ok(p->aa && p->nsets[ZONE_AUTHORITY] == 1 && p->sets[0] == soa->sets[0],
+       "NXDOMAIN in a reverse zone carries that zone's SOA");
+    p = find(z, "1.168.192.in-addr.arpa.", LDNS_RR_TYPE_A);
+    ok(p->nsets[ZONE_AUTHORITY] == 1 && p->sets[0] == soa->sets[0],
+       "NODATA above mapped addresses too");
+    p = find(z, "168.192.in-addr.arpa.", LDNS_RR_TYPE_NS);
+    is_int(p->nsets[ZONE_ADDITIONAL], 1, "NS at a reverse apex: ns.dns.<zone>'s address too");
+    zone_free(z);
+}
+
 static void test_errors(void)
 {
     struct zone *z = compile("[namespace a]\nx = x.a.svc.cluster.local\n");
@@ -363,6 +430,7 @@ int main(void)
 {
     test_names();
     test_endpoints();
+    test_reverse_zones();
     test_errors();
     test_serial_and_changes();
     test_scale();
