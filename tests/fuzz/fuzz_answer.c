@@ -22,6 +22,8 @@ static const char zone_text[] =
     /* NS glue in A and AAAA; two A records: shuffled with apex slots */
     "listen = 127.0.0.1:5353, 127.0.0.2:5353, [::1]:5353\n"
     "ttl = 5\n"
+    /* reverse zones: every name in them answered; 10.x stays outside */
+    "reverse = 192.168.0.0/16, 2001:db8::/32\n"
     "[upstream]\n"
     "servers = none\n" /* a hostname outside the zone: the CNAME alone */
     "[namespace test-1]\n"
