@@ -297,17 +297,30 @@ static size_t put_opt(const struct query *q, uint8_t *out, size_t pos, uint8_t r
     return pos + OPT_LEN + rdlen;
 }
 
-/* order[0..n) becomes a random permutation of 0..n-1 (Fisher-Yates). */
-static void shuffle(struct answer_ctx *ctx, uint16_t *order, uint16_t n)
+/* Copies `n` of the records of a uniform set (all of one length, slots
+ * relative to each), picked at random: the first `n` of a shuffled order. */
+static size_t put_shuffled(struct answer_ctx *ctx, const struct zone_rrset *r, uint16_t n,
+                           uint8_t *out, size_t pos, uint16_t ptr)
 {
-    for (uint16_t i = 0; i < n; i++)
+    const uint8_t *data = zone_rrset_data(r);
+    const uint16_t *fix = zone_rrset_fix(r);
+    uint16_t order[ANSWER_TCP_MAX / 16];
+    uint16_t count = r->count;
+    for (uint16_t i = 0; i < count; i++)
         order[i] = i;
-    for (uint16_t i = n; i > 1; i--) {
-        uint16_t j = (uint16_t)rng_below(ctx, i);
-        uint16_t t = order[i - 1];
-        order[i - 1] = order[j];
+    for (uint16_t i = count - 1; i > 0; i--) {
+        uint16_t j = (uint16_t)rng_below(ctx, (uint32_t)i + 1);
+        uint16_t t = order[i];
+        order[i] = order[j];
         order[j] = t;
     }
+    for (uint16_t i = 0; i < n; i++) {
+        uint8_t *rec = out + pos + (size_t)i * r->rrlen;
+        memcpy(rec, data + (size_t)order[i] * r->rrlen, r->rrlen);
+        for (uint16_t k = 0; k < r->nfix; k++)
+            ldns_write_uint16(rec + fix[k], ptr);
+    }
+    return pos + (size_t)n * r->rrlen;
 }
 
 /* Copies one set of records at out+pos, shuffling uniform ones, and points
@@ -315,24 +328,13 @@ static void shuffle(struct answer_ctx *ctx, uint16_t *order, uint16_t n)
 static size_t put_set(struct answer_ctx *ctx, const struct zone_rrset *r, uint8_t *out, size_t pos,
                       uint16_t ptr)
 {
+    if (r->rrlen && r->count > 1)
+        return put_shuffled(ctx, r, r->count, out, pos, ptr);
     uint8_t *dst = out + pos;
-    const uint8_t *data = zone_rrset_data(r);
+    memcpy(dst, zone_rrset_data(r), r->len);
     const uint16_t *fix = zone_rrset_fix(r);
-    if (r->rrlen && r->count > 1) {
-        uint16_t order[ANSWER_TCP_MAX / 16];
-        uint16_t n = r->count;
-        shuffle(ctx, order, n);
-        for (uint16_t i = 0; i < n; i++) {
-            uint8_t *rec = dst + (size_t)i * r->rrlen;
-            memcpy(rec, data + (size_t)order[i] * r->rrlen, r->rrlen);
-            for (uint16_t k = 0; k < r->nfix; k++)
-                ldns_write_uint16(rec + fix[k], ptr);
-        }
-    } else {
-        memcpy(dst, data, r->len);
-        for (uint16_t k = 0; k < r->nfix; k++)
-            ldns_write_uint16(dst + fix[k], ptr);
-    }
+    for (uint16_t k = 0; k < r->nfix; k++)
+        ldns_write_uint16(dst + fix[k], ptr);
     return pos + r->len;
 }
 
@@ -380,42 +382,33 @@ static size_t set_bytes(const struct zone_plan *p, size_t first, size_t n, uint1
     return bytes;
 }
 
-/* The records of `r` that fit before `end`, whole, in the order put_set()
- * would give them (uniform sets shuffled): copied at out+pos with their
- * apex slots pointed at `ptr`. Adds them to *count; sets *full when one did
- * not fit. Returns the new position. */
+/* The records of `r` that fit before `end`, whole, as put_set() would give
+ * them: all of them, or a random pick of a uniform set, or the first ones
+ * of another. Adds them to *count; sets *full when one did not fit.
+ * Returns the new position. */
 static size_t put_set_part(struct answer_ctx *ctx, const struct zone_rrset *r, uint8_t *out,
                            size_t pos, size_t end, uint16_t ptr, uint16_t *count, bool *full)
 {
+    if (end - pos >= r->len) {
+        *count = (uint16_t)(*count + r->count);
+        return put_set(ctx, r, out, pos, ptr);
+    }
+    *full = true;
+    if (r->rrlen) {
+        uint16_t n = (uint16_t)((end - pos) / r->rrlen);
+        *count = (uint16_t)(*count + n);
+        return put_shuffled(ctx, r, n, out, pos, ptr);
+    }
+    /* Records of different lengths: walk them. The slots are in
+     * increasing order, as the builder wrote them. */
     const uint8_t *data = zone_rrset_data(r);
     const uint16_t *fix = zone_rrset_fix(r);
-    if (r->rrlen) {
-        uint16_t order[ANSWER_TCP_MAX / 16];
-        shuffle(ctx, order, r->count);
-        for (uint16_t i = 0; i < r->count; i++) {
-            if (end - pos < r->rrlen) {
-                *full = true;
-                break;
-            }
-            uint8_t *rec = out + pos;
-            memcpy(rec, data + (size_t)order[i] * r->rrlen, r->rrlen);
-            for (uint16_t k = 0; k < r->nfix; k++)
-                ldns_write_uint16(rec + fix[k], ptr);
-            pos += r->rrlen;
-            (*count)++;
-        }
-        return pos;
-    }
-    /* Records of different lengths, in their order: walk them. The slots
-     * are in increasing order, as the builder wrote them. */
     size_t at = 0, k = 0;
     for (uint16_t i = 0; i < r->count; i++) {
         size_t next = wire_skip_name(data, r->len, at, NULL);
         next += 10 + (size_t)ldns_read_uint16(data + next + 8);
-        if (end - pos < next - at) {
-            *full = true;
+        if (end - pos < next - at)
             break;
-        }
         memcpy(out + pos, data + at, next - at);
         for (; k < r->nfix && fix[k] < next; k++)
             ldns_write_uint16(out + pos + (fix[k] - at), ptr);

@@ -754,6 +754,27 @@ static bool collect_ns_addresses(struct compiler *c)
     return true;
 }
 
+/* The answer to NS at an apex: NS `nsname`, its addresses in ADDITIONAL
+ * (SPEC §2.2). NULL when out of memory. */
+static const struct zone_plan *ns_plan(struct compiler *c, const struct owner *nsname)
+{
+    const struct owner apex_owner = {OWNER_REL, NULL, 0};
+    uint32_t ttl = c->cfg->ttl;
+    struct builder *b = c->b;
+    b_reset(b);
+    b_rr_begin(b, &apex_owner, LDNS_RR_TYPE_NS, ttl);
+    b_name(b, nsname);
+    b_rr_end(b);
+    const struct zone_rrset *ns = b_finish(c->z, b, false);
+    const struct zone_rrset *glue[2];
+    size_t nglue = 0;
+    if (c->nns4)
+        glue[nglue++] = build_addresses(c, nsname, LDNS_RR_TYPE_A, ttl, c->ns4[0], 4, c->nns4);
+    if (c->nns6)
+        glue[nglue++] = build_addresses(c, nsname, LDNS_RR_TYPE_AAAA, ttl, c->ns6[0], 16, c->nns6);
+    return answer_plan(c, &ns, 1, glue, nglue);
+}
+
 static bool build_fixed(struct compiler *c)
 {
     struct zone *z = c->z;
@@ -798,22 +819,8 @@ static bool build_fixed(struct compiler *c)
     if (!nsdns || !collect_ns_addresses(c))
         return false;
 
-    struct builder *b = c->b;
-    b_reset(b);
-    b_rr_begin(b, &apex_owner, LDNS_RR_TYPE_NS, cfg->ttl);
     struct owner ns_rel = rel_owner(c, nsdns);
-    b_name(b, &ns_rel);
-    b_rr_end(b);
-    const struct zone_rrset *ns = b_finish(z, b, false);
-    const struct zone_rrset *glue[2];
-    size_t nglue = 0;
-    if (c->nns4)
-        glue[nglue++] =
-            build_addresses(c, &ns_rel, LDNS_RR_TYPE_A, cfg->ttl, c->ns4[0], 4, c->nns4);
-    if (c->nns6)
-        glue[nglue++] =
-            build_addresses(c, &ns_rel, LDNS_RR_TYPE_AAAA, cfg->ttl, c->ns6[0], 16, c->nns6);
-    add_plan(c, apex, LDNS_RR_TYPE_NS, answer_plan(c, &ns, 1, glue, nglue));
+    add_plan(c, apex, LDNS_RR_TYPE_NS, ns_plan(c, &ns_rel));
 
     const struct owner q = {OWNER_QNAME, NULL, 0};
     if (c->nns4) {
@@ -833,6 +840,7 @@ static bool build_fixed(struct compiler *c)
     struct znode *version = add_node(c, name, n, INFO_VERSION, NODE_IN_ZONE, 1, NULL);
     if (!version)
         return false;
+    struct builder *b = c->b;
     b_reset(b);
     b_rr_begin(b, &q, LDNS_RR_TYPE_TXT, VERSION_TTL);
     uint8_t txt[] = {(uint8_t)strlen(SCHEMA_VERSION)};
@@ -1604,24 +1612,9 @@ static bool compile_reverse_zones(struct compiler *c)
      * zone, so written out, not pointers into the question */
     uint8_t nsname[LDNS_MAX_DOMAINLEN + 1];
     size_t nslen = with_apex(z, nsname, put_label(nsname, put_label(nsname, 0, "ns", 2), "dns", 3));
-    const struct owner q = {OWNER_QNAME, NULL, 0};
     const struct owner ns_owner = {OWNER_ABS, nsname, nslen};
-    struct builder *b = c->b;
-    b_reset(b);
-    b_rr_begin(b, &q, LDNS_RR_TYPE_NS, cfg->ttl);
-    b_name(b, &ns_owner);
-    b_rr_end(b);
-    const struct zone_rrset *ns = b_finish(z, b, false);
-    const struct zone_rrset *glue[2];
-    size_t nglue = 0;
-    if (c->nns4)
-        glue[nglue++] =
-            build_addresses(c, &ns_owner, LDNS_RR_TYPE_A, cfg->ttl, c->ns4[0], 4, c->nns4);
-    if (c->nns6)
-        glue[nglue++] =
-            build_addresses(c, &ns_owner, LDNS_RR_TYPE_AAAA, cfg->ttl, c->ns6[0], 16, c->nns6);
-    const struct zone_plan *ns_plan = answer_plan(c, &ns, 1, glue, nglue);
-    if (!ns_plan)
+    const struct zone_plan *ns = ns_plan(c, &ns_owner);
+    if (!ns)
         return false;
 
     const struct owner apex_owner = {OWNER_REL, NULL, 0}; /* the apex in the question */
@@ -1641,7 +1634,7 @@ static bool compile_reverse_zones(struct compiler *c)
         if (!soa)
             return false;
         rz->soa = answer_plan(c, &soa, 1, NULL, 0);
-        rz->ns = ns_plan;
+        rz->ns = ns;
         rz->nxdomain = new_plan(z, LDNS_RCODE_NXDOMAIN, true, NULL, 0, &soa, 1, NULL, 0);
         rz->nodata = new_plan(z, LDNS_RCODE_NOERROR, true, NULL, 0, &soa, 1, NULL, 0);
         if (!rz->soa || !rz->nxdomain || !rz->nodata)
