@@ -763,18 +763,14 @@ static bool parse_reverse(struct parser *p, const struct token *tok, struct conf
         return false;
     }
     /* a reverse zone is cut at a label: an octet, or a nibble */
-    if (r->family == AF_INET && (bits < 8 || bits > 32 || bits % 8)) {
+    bool v4 = r->family == AF_INET;
+    unsigned step = v4 ? 8 : 4, max = v4 ? 32 : 128;
+    if (bits < step || bits > max || bits % step) {
         diag_error(p->d, tok->line,
-                   "reverse: '%s': an IPv4 prefix must be /8, /16, /24 or /32 (a reverse zone "
-                   "ends at an octet)",
-                   tok->text);
-        return false;
-    }
-    if (r->family == AF_INET6 && (bits < 4 || bits > 128 || bits % 4)) {
-        diag_error(p->d, tok->line,
-                   "reverse: '%s': an IPv6 prefix must be a multiple of 4 from /4 to /128 (a "
-                   "reverse zone ends at a nibble)",
-                   tok->text);
+                   "reverse: '%s': an %s prefix must be %s (a reverse zone ends at %s)", tok->text,
+                   v4 ? "IPv4" : "IPv6",
+                   v4 ? "/8, /16, /24 or /32" : "a multiple of 4 from /4 to /128",
+                   v4 ? "an octet" : "a nibble");
         return false;
     }
     r->bits = (uint8_t)bits;
