@@ -130,8 +130,8 @@ const struct config_option config_options[CONFIG_OPTION_COUNT] = {
                         .min = 0,
                         .max = 0,
                         .offset = offsetof(struct config, reverse),
-                        .help = "reverse zones to answer for, as ADDRESS/PREFIX (192.168.0.0/16, "
-                                "2001:db8::/32); empty: none"},
+                        .help = "reverse zones answered whole, as ADDRESS/PREFIX (192.168.0.0/16, "
+                                "2001:db8::/32); default none"},
     [CONFIG_UPSTREAM_SERVERS] = {.section = "upstream",
                                  .name = "servers",
                                  .type = CONFIG_TYPE_SERVERS,
