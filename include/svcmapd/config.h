@@ -171,8 +171,13 @@ struct config_option {
 
 extern const struct config_option config_options[CONFIG_OPTION_COUNT];
 
+/* The largest mapping file read: a million services take about 35 MB. */
+#define CONFIG_MAX_MIB 128
+
 /* The bytes of the file at `path` (malloc'ed, `*len` of them), or NULL
- * after adding why to `d`. */
+ * after adding why to `d`. The path may be a symlink, but what it names
+ * must be a regular file of at most CONFIG_MAX_MIB MiB: a FIFO, a device
+ * or a directory is refused without blocking or reading. */
 char *config_read(const char *path, size_t *len, struct diag *d);
 
 /* Reads and checks the mapping file at `path`. Every problem is added to

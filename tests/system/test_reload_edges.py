@@ -1,0 +1,153 @@
+"""test_reload_edges.py -- reloads at the edges (issue 11): SIGHUP storms, what may stand
+at the mapping file's path (a FIFO, a device, a huge file, an empty one), files caught
+while being written (the removal guard), `reload =` polling a file it cannot read, the
+restart warnings, measured against what the process runs.
+
+Each test replays an attack or an operator's mistake on loopback and asserts what a user
+needs: /health and DNS answered promptly, exit on SIGTERM within seconds, memory bounded,
+and no partial mapping served.  Every process is stopped by PID at teardown."""
+
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+import conftest
+from conftest import check_answer, free_port, run_cli, svc
+from test_ops import http_request
+
+SLOW = getattr(conftest, "SLOW", 1.0)
+X = svc("x.a")
+
+
+def mapping(services, server="", sections=""):
+    """[server] on @PORT@ with extra lines, extra sections, then namespace a."""
+    return (f"[server]\nlisten = 127.0.0.1:@PORT@\nttl = 5\n{server}\n{sections}\n"
+            f"[upstream]\nservers = none\n\n[namespace a]\n{services}")
+
+
+def http_section(health=None, metrics=None):
+    lines = ["[http]"]
+    if health:
+        lines.append(f"health = 127.0.0.1:{health}")
+    if metrics:
+        lines.append(f"metrics = 127.0.0.1:{metrics}")
+    return "\n".join(lines) + "\n"
+
+
+def rss_kib(pid):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except FileNotFoundError:
+        pass
+    return 0
+
+
+def exits_within(s, seconds):
+    """SIGTERM; the exit status, or a failure if it takes longer than seconds."""
+    t0 = time.monotonic()
+    os.kill(s.proc.pid, signal.SIGTERM)
+    try:
+        rc = s.proc.wait(seconds * SLOW)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"svcmapd still running {seconds * SLOW:.0f}s after SIGTERM; "
+                    f"log tail:\n{s.log()[-2000:]}")
+    return rc, time.monotonic() - t0
+
+
+# =========================================================================== what is at the path
+
+
+def spawn(path):
+    """svcmapd -c path, not waited for."""
+    return subprocess.Popen([str(conftest.svcmapd_path()), "-c", str(path)],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def test_fifo_at_start_and_check(tmp_path):
+    """A FIFO at the path: `-t` and the start say so and exit 1 at once, instead of
+    waiting in open() for a writer that never comes (deaf to SIGTERM meanwhile)."""
+    fifo = tmp_path / "fifo.ini"
+    os.mkfifo(fifo)
+    for args in (["-t", "-c", str(fifo)], ["-c", str(fifo)]):
+        rc, _, err = run_cli(args, timeout=5)
+        assert rc == 1 and f"{fifo}: error: not a regular file (a FIFO)" in err, (args, rc, err)
+
+
+def test_fifo_at_reload(svcmapd):
+    """SIGHUP with a FIFO at the path: the reload fails at once with the reason, /health
+    and DNS keep answering, SIGTERM stops the process."""
+    ph = free_port()
+    s = svcmapd(mapping("x = 10.0.0.1\n", sections=http_section(health=ph)))
+    tmp = s.config_path.with_suffix(".fifo")
+    os.mkfifo(tmp)
+    os.replace(tmp, s.config_path)
+    os.kill(s.proc.pid, signal.SIGHUP)
+    log = s.wait_log("reload: failed", timeout=3)
+    assert f"{s.config_path}: error: not a regular file (a FIFO)" in log, log
+    assert http_request(ph, "/health", timeout=1.0)[0] == 200
+    check_answer(s.ask(X, "A", timeout=1.0), [f"{X} 5 IN A 10.0.0.1"])
+    rc, _ = exits_within(s, 3)
+    assert rc == 0, rc
+
+
+def watch_rss(proc, seconds, limit_kib):
+    """Until proc exits (or seconds pass): its RSS must stay under limit_kib. Kills it
+    and fails when it does not. Returns the exit status (None: still running)."""
+    t_end = time.monotonic() + seconds * SLOW
+    while time.monotonic() < t_end:
+        rss = rss_kib(proc.pid)
+        if rss > limit_kib:
+            proc.kill()
+            proc.wait()
+            pytest.fail(f"RSS grew to {rss // 1024} MiB reading the mapping file")
+        if proc.poll() is not None:
+            return proc.returncode
+        time.sleep(0.005)
+    return None
+
+
+def test_dev_zero_symlink(svcmapd, tmp_path):
+    """A symlink to /dev/zero at the path: refused at start and at reload with a clear
+    error, never read (memory stays small)."""
+    link = tmp_path / "zero.ini"
+    os.symlink("/dev/zero", link)
+    proc = spawn(link)
+    try:
+        rc = watch_rss(proc, 5, 200 * 1024)
+    finally:
+        conftest.stop_process(proc)
+    err = proc.stderr.read()
+    assert rc == 1 and f"{link}: error: not a regular file (a character device)" in err, (rc, err)
+    s = svcmapd(mapping("x = 10.0.0.1\n"))
+    os.replace(link, s.config_path)
+    os.kill(s.proc.pid, signal.SIGHUP)
+    deadline = time.monotonic() + 5 * SLOW
+    while "reload: " not in s.log() and time.monotonic() < deadline:
+        if rss_kib(s.proc.pid) > 200 * 1024:
+            s.proc.kill()
+            pytest.fail("RSS grew past 200 MiB reloading /dev/zero")
+        time.sleep(0.005)
+    log = s.wait_log("reload: failed", timeout=1)
+    assert "not a regular file (a character device)" in log, log
+    check_answer(s.ask(X, "A"), [f"{X} 5 IN A 10.0.0.1"])
+
+
+def test_too_large_file(svcmapd, tmp_path):
+    """A file over 128 MiB (sparse: no disk used) is refused unread, by -t and reload."""
+    big = tmp_path / "big.ini"
+    with open(big, "wb") as f:
+        f.truncate((128 << 20) + 1)
+    rc, _, err = run_cli(["-t", "-c", str(big)], timeout=10)
+    assert rc == 1 and f"{big}: error: larger than 128 MiB" in err, (rc, err[:500])
+    s = svcmapd(mapping("x = 10.0.0.1\n"))
+    os.replace(big, s.config_path)
+    outcome, new = s.reload()
+    assert outcome == "failed" and "larger than 128 MiB" in new, new
+    check_answer(s.ask(X, "A"), [f"{X} 5 IN A 10.0.0.1"])
