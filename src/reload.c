@@ -1,8 +1,9 @@
 /* reload.c -- SIGHUP: compile a new zone beside the old, publish it, retire the old. */
 #include "svcmapd/reload.h"
 
-#include <errno.h>
 #include <event2/event.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -116,6 +117,22 @@ void zone_ref_publish(struct zone_ref *ref, struct zone *z)
 
 /* ---------------------------------------------------------------------- */
 
+/* One reload: the file read, parsed and compiled off the main thread. */
+struct reload_job {
+    pthread_t thread;
+    bool threaded;
+    char *text; /* the file's bytes; NULL: read them on the thread */
+    size_t len;
+    const struct zone *old; /* only the main thread retires zones: it stays */
+    time_t now;
+    struct timespec t0;
+    struct diag d;
+    bool read;     /* the file was read: `hash` is of its bytes */
+    uint64_t hash; /* the results, for the main thread: */
+    struct config *cfg;
+    struct zone *zone;
+};
+
 struct reloader {
     struct event_base *base;
     const char *path;
@@ -123,7 +140,13 @@ struct reloader {
     struct zone_ref *ref;
     struct server *srv;
     struct event *collect; /* retries freeing zones still held */
+    struct event *done;    /* the job's thread activates it */
     struct reload_stats stats;
+
+    struct reload_job job;
+    bool running; /* a job is under way */
+    bool again;   /* asked for while it was: one more follows */
+    bool stopped;
 
     /* auto reload (`reload = INTERVAL`): the file is looked at on a timer */
     struct event *watch;
@@ -154,6 +177,7 @@ static void on_collect(evutil_socket_t fd, short what, void *arg)
 }
 
 static void on_watch(evutil_socket_t fd, short what, void *arg);
+static void on_done(evutil_socket_t fd, short what, void *arg);
 
 struct reloader *reload_new(struct event_base *base, const char *path, struct config *cfg,
                             struct zone_ref *ref, struct server *srv)
@@ -169,22 +193,39 @@ struct reloader *reload_new(struct event_base *base, const char *path, struct co
     r->stats.last_ok = time(NULL);
     r->collect = evtimer_new(base, on_collect, r);
     r->watch = evtimer_new(base, on_watch, r);
+    r->done = event_new(base, -1, 0, on_done, r);
     r->seen_hash = cfg->hash; /* what was loaded: a later change is taken at the first look */
-    if (!r->collect || !r->watch) {
+    if (!r->collect || !r->watch || !r->done) {
         if (r->collect)
             event_free(r->collect);
+        if (r->watch)
+            event_free(r->watch);
         free(r);
         return NULL;
     }
     return r;
 }
 
+static void job_finish(struct reload_job *j)
+{
+    free(j->text);
+    zone_free(j->zone);
+    config_free(j->cfg);
+    diag_finish(&j->d);
+    memset(j, 0, sizeof(*j));
+}
+
 void reload_free(struct reloader *r)
 {
     if (!r)
         return;
+    if (r->running && r->job.threaded)
+        pthread_join(r->job.thread, NULL); /* one compile at most */
+    if (r->running)
+        job_finish(&r->job);
     event_free(r->collect);
     event_free(r->watch);
+    event_free(r->done);
     config_free(r->cfg);
     free(r);
 }
@@ -205,40 +246,81 @@ static double ms_since(const struct timespec *t0)
     return (double)(t1.tv_sec - t0->tv_sec) * 1e3 + (double)(t1.tv_nsec - t0->tv_nsec) / 1e6;
 }
 
-/* Loads `text` (the file's bytes; NULL: read the file now). */
-static int reload_text(struct reloader *r, char *text, size_t len)
+/* The job's thread: everything slow, touching nothing the main thread
+ * uses but the old zone, which cannot go while the job runs. */
+static void *run_job(void *arg)
 {
-    struct timespec t0;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
+    struct reloader *r = arg;
+    struct reload_job *j = &r->job;
+    if (!j->text)
+        j->text = config_read(r->path, &j->len, &j->d);
+    if (j->text) {
+        j->cfg = config_parse(j->text, j->len, &j->d);
+        j->hash = j->cfg ? j->cfg->hash : config_hash(j->text, j->len);
+        j->read = true;
+        free(j->text);
+        j->text = NULL;
+    }
+    /* compiled even when the config has errors, to report the zone's too */
+    j->zone = j->cfg ? zone_compile(j->cfg, j->old, j->now, &j->d) : NULL;
+    event_active(r->done, 0, 0);
+    return NULL;
+}
+
+/* Starts a job on `text` (taking it; NULL: the file is read by the job),
+ * or, while one runs, asks for one more after it. */
+static void start(struct reloader *r, char *text, size_t len)
+{
+    if (r->stopped) {
+        free(text);
+        return;
+    }
+    if (r->running) {
+        if (!r->again)
+            log_info("reload: asked for while one is under way; one more follows it");
+        r->again = true;
+        free(text);
+        return;
+    }
+    struct reload_job *j = &r->job;
+    *j = (struct reload_job){.text = text, .len = len, .now = time(NULL)};
+    j->old = zone_ref_current(r->ref);
+    clock_gettime(CLOCK_MONOTONIC, &j->t0);
+    diag_init(&j->d, r->path);
     notify_reloading();
+    r->running = true;
+    /* the signals stay with the main thread */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    j->threaded = pthread_create(&j->thread, NULL, run_job, r) == 0;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (!j->threaded)
+        run_job(r); /* no thread to be had: here, as before */
+}
+
+/* The job's results, on the main thread: applied or rejected. */
+static void conclude(struct reloader *r, struct reload_job *j)
+{
     const struct zone *old = zone_ref_current(r->ref);
     uint32_t old_serial = zone_stats(old)->serial;
-
-    struct diag d;
-    diag_init(&d, r->path);
-    char *owned = NULL;
-    if (!text)
-        text = owned = config_read(r->path, &len, &d);
-    struct config *cfg = NULL;
-    if (text) {
-        cfg = config_parse(text, len, &d);
-        r->seen_hash = cfg ? cfg->hash : config_hash(text, len); /* tried, even if bad */
-    }
-    free(owned);
-    /* compiled even when the config has errors, to report the zone's too */
-    struct zone *z = cfg ? zone_compile(cfg, old, time(NULL), &d) : NULL;
-    diag_each(&d, log_diag_line, NULL);
-    if (!z) {
+    if (j->read)
+        r->seen_hash = j->hash; /* tried, even if bad */
+    diag_each(&j->d, log_diag_line, NULL);
+    if (!j->zone) {
         r->stats.failed++;
         notify("READY=1\nSTATUS=reload failed, serving the previous mapping");
-        log_error("reload: failed (%u error%s in %s), still serving serial %u", d.errors,
-                  d.errors == 1 ? "" : "s", r->path, old_serial);
-        diag_finish(&d);
-        config_free(cfg);
+        log_error("reload: failed (%u error%s in %s), still serving serial %u", j->d.errors,
+                  j->d.errors == 1 ? "" : "s", r->path, old_serial);
         reload_watch(r); /* keep looking: the next good file is taken */
-        return -EINVAL;
+        return;
     }
-    diag_finish(&d);
+    const struct zone_stats *st = zone_stats(j->zone);
+
+    struct config *cfg = j->cfg;
+    struct zone *z = j->zone;
+    j->cfg = NULL;
+    j->zone = NULL;
     log_configure(cfg); /* the lines below already in the new [log] format */
 
     if (!config_same_listen(cfg, r->cfg))
@@ -257,7 +339,6 @@ static int reload_text(struct reloader *r, char *text, size_t len)
         }
     }
 
-    const struct zone_stats *st = zone_stats(z);
     bool changed = st->serial != old_serial;
     r->stats.ok++;
     r->stats.last_ok = time(NULL);
@@ -277,13 +358,38 @@ static int reload_text(struct reloader *r, char *text, size_t len)
     log_info("reload: ok, %zu services, %zu records, %zu added, %zu removed, %zu changed, serial "
              "%u%s, %.1f ms",
              st->services, st->records, st->added, st->removed, st->changed, st->serial,
-             changed ? "" : " (unchanged)", ms_since(&t0));
-    return 0;
+             changed ? "" : " (unchanged)", ms_since(&j->t0));
 }
 
-int reload_run(struct reloader *r)
+static void on_done(evutil_socket_t fd, short what, void *arg)
 {
-    return reload_text(r, NULL, 0);
+    struct reloader *r = arg;
+    (void)fd;
+    (void)what;
+    if (r->job.threaded)
+        pthread_join(r->job.thread, NULL);
+    if (!r->stopped)
+        conclude(r, &r->job);
+    job_finish(&r->job);
+    r->running = false;
+    if (r->again) {
+        r->again = false;
+        start(r, NULL, 0);
+    }
+}
+
+void reload_run(struct reloader *r)
+{
+    start(r, NULL, 0);
+}
+
+void reload_stop(struct reloader *r)
+{
+    if (!r)
+        return;
+    r->stopped = true; /* a job under way is joined by reload_free(), its result dropped */
+    r->again = false;
+    event_del(r->watch);
 }
 
 static void arm_watch(struct reloader *r, uint32_t ms)
@@ -298,19 +404,25 @@ static void arm_watch(struct reloader *r, uint32_t ms)
  * renames and inode changes need no special care. A changed file must read
  * the same twice, a second apart, before it is loaded: a file being copied
  * in place is not loaded half-written. A file that cannot be read (the
- * moment of a swap) is looked at again later, never taken as empty. */
+ * moment of a swap) is looked at again later, never taken as empty. A
+ * look while a reload runs is skipped: that reload reads the file, and
+ * the next look sees what changed after it. */
 static void on_watch(evutil_socket_t fd, short what, void *arg)
 {
     struct reloader *r = arg;
     (void)fd;
     (void)what;
+    uint32_t next = r->interval * 1000;
+    next = next - next / 10 + (uint32_t)(random() % (next / 5 + 1)); /* +-10% jitter */
+    if (r->running) {
+        arm_watch(r, next);
+        return;
+    }
     struct diag d;
     diag_init(&d, r->path);
     size_t len;
     char *text = config_read(r->path, &len, &d);
     diag_finish(&d);
-    uint32_t next = r->interval * 1000;
-    next = next - next / 10 + (uint32_t)(random() % (next / 5 + 1)); /* +-10% jitter */
     if (!text) {
         arm_watch(r, next);
         return;
@@ -324,22 +436,17 @@ static void on_watch(evutil_socket_t fd, short what, void *arg)
     } else {
         r->pending_hash = 0;
         log_info("reload: %s changed", r->path);
-        reload_text(r, text, len); /* re-arms the watch */
-        free(text);
+        start(r, text, len); /* the watch is armed again when it is done */
         return;
     }
     free(text);
     arm_watch(r, next);
 }
 
-void reload_unwatch(struct reloader *r)
-{
-    if (r)
-        event_del(r->watch);
-}
-
 void reload_watch(struct reloader *r)
 {
+    if (r->stopped)
+        return;
     uint32_t interval = r->cfg->reload;
     if (interval == r->interval && (interval == 0 || event_pending(r->watch, EV_TIMEOUT, NULL)))
         return;

@@ -52,6 +52,8 @@ struct reload_stats {
  * `srv` gets the new limits (TCP timeouts) after each good reload. */
 struct reloader *reload_new(struct event_base *base, const char *path, struct config *cfg,
                             struct zone_ref *ref, struct server *srv);
+
+/* Waits for a reload under way (one compile at most), then frees. */
 void reload_free(struct reloader *r);
 
 /* The config of the zone now served (main thread). */
@@ -62,15 +64,18 @@ const struct config *reload_config(const struct reloader *r);
  * SIGHUP. Called after start-up and after each reload. */
 void reload_watch(struct reloader *r);
 
-/* Stops looking at the file (shutting down). */
-void reload_unwatch(struct reloader *r);
+/* Shutting down: no more looks at the file, no more reloads, and the
+ * result of one under way is dropped. NULL is a no-op. */
+void reload_stop(struct reloader *r);
 
 /* Counts of reloads, for the metrics endpoint (main thread). */
 const struct reload_stats *reload_stats(const struct reloader *r);
 
-/* Re-reads the mapping file. On any error the running zone stays and the
- * errors are logged with FILE:LINE; otherwise the new zone is published.
- * Logs one summary line either way. Returns 0 or -EINVAL. */
-int reload_run(struct reloader *r);
+/* Re-reads the mapping file: read, parsed and compiled on a thread of its
+ * own while the main loop goes on, then applied on the main thread (the
+ * new zone published) or rejected, the old zone serving on; one summary
+ * line either way, with every error's FILE:LINE. Asked for while a reload
+ * runs, it makes one more follow that one, however often it is asked. */
+void reload_run(struct reloader *r);
 
 #endif

@@ -8,15 +8,17 @@ needs: /health and DNS answered promptly, exit on SIGTERM within seconds, memory
 and no partial mapping served.  Every process is stopped by PID at teardown."""
 
 import os
+import re
 import signal
 import subprocess
+import threading
 import time
 
 import pytest
 
 import conftest
-from conftest import check_answer, free_port, run_cli, svc
-from test_ops import http_request
+from conftest import check_answer, free_port, make_query, run_cli, svc, udp_exchange
+from test_ops import http_request, wait_answer
 
 SLOW = getattr(conftest, "SLOW", 1.0)
 X = svc("x.a")
@@ -28,6 +30,11 @@ def mapping(services, server="", sections=""):
             f"[upstream]\nservers = none\n\n[namespace a]\n{services}")
 
 
+def many(n, first=1):
+    """n services s<i> = 10.1.x.y, one line each."""
+    return "".join(f"s{i} = 10.1.{i // 250}.{i % 250 + 1}\n" for i in range(first, first + n))
+
+
 def http_section(health=None, metrics=None):
     lines = ["[http]"]
     if health:
@@ -35,6 +42,10 @@ def http_section(health=None, metrics=None):
     if metrics:
         lines.append(f"metrics = 127.0.0.1:{metrics}")
     return "\n".join(lines) + "\n"
+
+
+def outcomes(log):
+    return re.findall(r"reload: (ok|failed|held)\b", log)
 
 
 def rss_kib(pid):
@@ -48,6 +59,50 @@ def rss_kib(pid):
     return 0
 
 
+class Prober(threading.Thread):
+    """Asks /health (and a DNS name) every 20 ms until stopped, each with a 1 s timeout;
+    keeps the slowest answer and the failures."""
+
+    def __init__(self, health_port, dns_port, qname):
+        super().__init__(daemon=True)
+        self.health_port, self.dns_port, self.qname = health_port, dns_port, qname
+        self.stop_flag = threading.Event()
+        self.rounds = 0
+        self.slowest = 0.0
+        self.failures = []
+
+    def run(self):
+        q = make_query(self.qname, "A").to_wire()
+        while not self.stop_flag.is_set():
+            t0 = time.monotonic()
+            try:
+                status = http_request(self.health_port, "/health", timeout=1.0)[0]
+            except OSError as e:
+                status = repr(e)
+            answered = udp_exchange(q, self.dns_port, timeout=1.0) is not None
+            if self.stop_flag.is_set():
+                break                   # stopping: the process may be gone
+            if status != 200:
+                self.failures.append(("health", status))
+            if not answered:
+                self.failures.append(("dns", "no answer within 1 s"))
+            self.slowest = max(self.slowest, time.monotonic() - t0)
+            self.rounds += 1
+            time.sleep(0.02)
+
+    def finish(self):
+        self.stop_flag.set()
+        self.join(5)
+
+
+def sighups(pid, n):
+    """n SIGHUPs, a little apart, as a shell loop of `kill -HUP` sends them: each is
+    delivered (signals sent faster merge in the kernel before anyone sees them)."""
+    for _ in range(n):
+        os.kill(pid, signal.SIGHUP)
+        time.sleep(0.002)
+
+
 def exits_within(s, seconds):
     """SIGTERM; the exit status, or a failure if it takes longer than seconds."""
     t0 = time.monotonic()
@@ -58,6 +113,48 @@ def exits_within(s, seconds):
         pytest.fail(f"svcmapd still running {seconds * SLOW:.0f}s after SIGTERM; "
                     f"log tail:\n{s.log()[-2000:]}")
     return rc, time.monotonic() - t0
+
+
+# =========================================================================== SIGHUP storms
+
+
+STORM_SERVICES = 50_000
+
+
+def test_sighup_storm_collapses(svcmapd):
+    """200 SIGHUPs on a 50 000-service file: those that arrive while a reload runs
+    collapse into one more, so at most two reloads follow the storm; /health and DNS
+    answer promptly throughout; the last file written is what is served. Then 200 more
+    and SIGTERM right behind them: exit within a few seconds."""
+    ph = free_port()
+    text = mapping("x = 10.0.0.1\n" + many(STORM_SERVICES), sections=http_section(health=ph))
+    s = svcmapd(text)
+    prober = Prober(ph, s.port, svc("s7.a"))
+    prober.start()
+    try:
+        s.write_config(text.replace("x = 10.0.0.1", "x = 10.0.0.2"))
+        sighups(s.proc.pid, 200)
+        during = len(outcomes(s.log()))
+        wait_answer(s, X, ["10.0.0.2"], 10)
+        time.sleep(1.0)                 # let anything still queued show
+        done = outcomes(s.log())
+        assert set(done) == {"ok"}, done
+        assert len(done) - during <= 2, (
+            f"{len(done) - during} reloads ran after the storm ({len(done)} in all for 200 "
+            f"SIGHUPs): those sent during a reload must collapse into one more")
+        # a second storm, and SIGTERM right behind it
+        sighups(s.proc.pid, 200)
+        prober.stop_flag.set()
+        rc, took = exits_within(s, 3)
+    finally:
+        prober.finish()
+    assert rc == 0, f"exit status {rc}; log tail:\n{s.log()[-2000:]}"
+    assert prober.rounds >= 10, f"only {prober.rounds} probes"
+    assert not prober.failures, (
+        f"{len(prober.failures)} of {prober.rounds} probes failed during the storm: "
+        f"{prober.failures[:5]}")
+    assert prober.slowest < 0.5 * SLOW, (
+        f"a /health + DNS probe took {prober.slowest:.2f}s during the storm")
 
 
 # =========================================================================== what is at the path
