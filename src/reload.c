@@ -117,6 +117,25 @@ void zone_ref_publish(struct zone_ref *ref, struct zone *z)
 
 /* ---------------------------------------------------------------------- */
 
+/* Settings bound at start (sockets, threads, the user), one bit each. */
+static const char *const restart_names[] = {"'listen'", "'workers'", "'user'", "[http]"};
+
+static unsigned restart_settings(const struct config *a, const struct config *b)
+{
+    unsigned bits = 0;
+    if (!config_same_listen(a, b))
+        bits |= 1u << 0;
+    if (a->workers != b->workers)
+        bits |= 1u << 1;
+    if ((a->user == NULL) != (b->user == NULL) || (a->user && strcmp(a->user, b->user) != 0))
+        bits |= 1u << 2;
+    for (int i = 0; i < 3; i++)
+        if (a->http_on[i] != b->http_on[i] ||
+            (a->http_on[i] && strcmp(a->http[i].text, b->http[i].text) != 0))
+            bits |= 1u << 3;
+    return bits;
+}
+
 /* One reload: the file read, parsed and compiled off the main thread. */
 struct reload_job {
     pthread_t thread;
@@ -136,7 +155,8 @@ struct reload_job {
 struct reloader {
     struct event_base *base;
     const char *path;
-    struct config *cfg;
+    struct config *boot; /* the settings the process started with */
+    struct config *cfg;  /* of the zone now served; boot until a reload */
     struct zone_ref *ref;
     struct server *srv;
     struct event *collect; /* retries freeing zones still held */
@@ -147,6 +167,7 @@ struct reloader {
     bool running; /* a job is under way */
     bool again;   /* asked for while it was: one more follows */
     bool stopped;
+    unsigned restart; /* settings that differ from boot (restart_names) */
 
     /* auto reload (`reload = INTERVAL`): the file is looked at on a timer */
     struct event *watch;
@@ -187,6 +208,7 @@ struct reloader *reload_new(struct event_base *base, const char *path, struct co
         return NULL;
     r->base = base;
     r->path = path;
+    r->boot = cfg;
     r->cfg = cfg;
     r->ref = ref;
     r->srv = srv;
@@ -226,7 +248,9 @@ void reload_free(struct reloader *r)
     event_free(r->collect);
     event_free(r->watch);
     event_free(r->done);
-    config_free(r->cfg);
+    if (r->cfg != r->boot)
+        config_free(r->cfg);
+    config_free(r->boot);
     free(r);
 }
 
@@ -322,22 +346,16 @@ static void conclude(struct reloader *r, struct reload_job *j)
     j->cfg = NULL;
     j->zone = NULL;
     log_configure(cfg); /* the lines below already in the new [log] format */
-
-    if (!config_same_listen(cfg, r->cfg))
-        log_warning("reload: 'listen' changed; it takes effect only after a restart");
-    if (cfg->workers != r->cfg->workers)
-        log_warning("reload: 'workers' changed; it takes effect only after a restart");
-    if ((cfg->user == NULL) != (r->cfg->user == NULL) ||
-        (cfg->user && strcmp(cfg->user, r->cfg->user) != 0))
-        log_warning("reload: 'user' changed; it takes effect only after a restart");
-    for (int i = 0; i < 3; i++) {
-        bool same = cfg->http_on[i] == r->cfg->http_on[i] &&
-                    (!cfg->http_on[i] || strcmp(cfg->http[i].text, r->cfg->http[i].text) == 0);
-        if (!same) {
-            log_warning("reload: [http] endpoints changed; they take effect only after a restart");
-            break;
-        }
+    unsigned restart = restart_settings(cfg, r->boot);
+    for (unsigned i = 0; i < sizeof(restart_names) / sizeof(restart_names[0]); i++) {
+        if (restart & (1u << i))
+            log_warning("reload: %s changed; it takes effect only after a restart",
+                        restart_names[i]);
+        else if (r->restart & (1u << i))
+            log_info("reload: %s matches what is running again; no restart needed",
+                     restart_names[i]);
     }
+    r->restart = restart;
 
     bool changed = st->serial != old_serial;
     r->stats.ok++;
@@ -347,7 +365,8 @@ static void conclude(struct reloader *r, struct reload_job *j)
     notify("READY=1\nSTATUS=serving"); /* after: READY means the new answers */
     if (r->srv)
         server_apply_limits(r->srv, cfg);
-    config_free(r->cfg);
+    if (r->cfg != r->boot)
+        config_free(r->cfg);
     r->cfg = cfg;
     reload_watch(r);
 

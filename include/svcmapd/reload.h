@@ -48,8 +48,10 @@ struct reload_stats {
     time_t last_ok; /* Unix time of the last good load, the first included */
 };
 
-/* `cfg` is the config the running zone came from; the reloader takes it.
- * `srv` gets the new limits (TCP timeouts) after each good reload. */
+/* `cfg` is the config the running zone came from; the reloader takes it,
+ * and keeps its listen, workers, user and [http] as what the process
+ * runs with. `srv` gets the new limits (TCP timeouts) after each good
+ * reload. */
 struct reloader *reload_new(struct event_base *base, const char *path, struct config *cfg,
                             struct zone_ref *ref, struct server *srv);
 

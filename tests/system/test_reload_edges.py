@@ -248,3 +248,30 @@ def test_too_large_file(svcmapd, tmp_path):
     outcome, new = s.reload()
     assert outcome == "failed" and "larger than 128 MiB" in new, new
     check_answer(s.ask(X, "A"), [f"{X} 5 IN A 10.0.0.1"])
+
+
+# =========================================================================== restart warnings
+
+
+def test_restart_warnings_follow_what_runs(svcmapd):
+    """The needs-a-restart warnings compare with the running process, not the previous
+    file: repeated while the file differs, gone (and said so) once it matches again;
+    `user` and [http] included."""
+    other, ph = free_port(), free_port()
+    base = mapping("x = 10.0.0.1\n")
+    s = svcmapd(base)
+    moved = base.replace("listen = 127.0.0.1:@PORT@", f"listen = 127.0.0.1:{other}")
+    for i in range(2):
+        outcome, new = s.reload(moved.replace("10.0.0.1", f"10.0.0.{i + 2}"))
+        assert outcome == "ok", new
+        assert "'listen' changed; it takes effect only after a restart" in new, (i, new)
+    outcome, new = s.reload(base)
+    assert outcome == "ok" and "changed;" not in new, new
+    assert "'listen' matches what is running again" in new, new
+    extra = base.replace("ttl = 5", "ttl = 5\nuser = 0").replace(
+        "[upstream]", http_section(health=ph) + "[upstream]")
+    outcome, new = s.reload(extra)
+    assert outcome == "ok", new
+    assert "'user' changed" in new and "[http] changed" in new, new
+    outcome, new = s.reload(base)
+    assert "'user' matches" in new and "[http] matches" in new, new
