@@ -174,6 +174,7 @@ struct reloader {
     uint32_t interval;     /* seconds; 0: off */
     uint64_t seen_hash;    /* of the bytes last loaded or tried */
     uint64_t pending_hash; /* a change seen once, to be seen again */
+    unsigned read_fails;   /* looks in a row that could not read the file */
 };
 
 const struct reload_stats *reload_stats(const struct reloader *r)
@@ -417,15 +418,41 @@ static void arm_watch(struct reloader *r, uint32_t ms)
     event_add(r->watch, &tv);
 }
 
+/* The first line of `d`, without its newline. */
+static int first_line(const struct diag *d, const char **line)
+{
+    const char *nl = d->text ? memchr(d->text, '\n', d->len) : NULL;
+    *line = d->text ? d->text : "";
+    return nl ? (int)(nl - d->text) : 0;
+}
+
+/* A look that could not read the file. The moment of a ConfigMap swap or
+ * an editor's save can miss it: a second look a second later that fails
+ * too is reported, once, until the file can be read again. */
+static uint32_t watch_failed(struct reloader *r, const struct diag *d, uint32_t next)
+{
+    if (r->stats.read_failing)
+        return next; /* said already */
+    if (r->read_fails++ == 0)
+        return 1000;
+    r->stats.read_failing = true;
+    r->stats.read_failures++;
+    const char *why;
+    int n = first_line(d, &why);
+    log_error("reload: %.*s; still serving serial %u, looking again every %us", n, why,
+              zone_stats(zone_ref_current(r->ref))->serial, r->interval);
+    return next;
+}
+
 /* Auto reload. Kubernetes updates a mounted ConfigMap by swapping the
  * `..data` symlink, editors write a new file and rename it: both change
  * the bytes read at the path, which is all that is compared, so symlinks,
  * renames and inode changes need no special care. A changed file must read
  * the same twice, a second apart, before it is loaded: a file being copied
- * in place is not loaded half-written. A file that cannot be read (the
- * moment of a swap) is looked at again later, never taken as empty. A
- * look while a reload runs is skipped: that reload reads the file, and
- * the next look sees what changed after it. */
+ * in place is not loaded half-written. A file that cannot be read is
+ * looked at again later, never taken as empty. A look while a reload
+ * runs is skipped: that reload reads the file, and the next look sees
+ * what changed after it. */
 static void on_watch(evutil_socket_t fd, short what, void *arg)
 {
     struct reloader *r = arg;
@@ -441,10 +468,16 @@ static void on_watch(evutil_socket_t fd, short what, void *arg)
     diag_init(&d, r->path);
     size_t len;
     char *text = config_read(r->path, &len, &d);
-    diag_finish(&d);
     if (!text) {
-        arm_watch(r, next);
+        arm_watch(r, watch_failed(r, &d, next));
+        diag_finish(&d);
         return;
+    }
+    diag_finish(&d);
+    r->read_fails = 0;
+    if (r->stats.read_failing) {
+        r->stats.read_failing = false;
+        log_info("reload: %s can be read again", r->path);
     }
     uint64_t h = config_hash(text, len);
     if (h == r->seen_hash) {

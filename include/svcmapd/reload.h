@@ -2,6 +2,7 @@
 #ifndef SVCMAPD_RELOAD_H
 #define SVCMAPD_RELOAD_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <time.h>
@@ -45,7 +46,9 @@ struct reloader;
 
 struct reload_stats {
     uint64_t ok, failed;
-    time_t last_ok; /* Unix time of the last good load, the first included */
+    uint64_t read_failures; /* times `reload =` found the file unreadable */
+    bool read_failing;      /* and it still is */
+    time_t last_ok;         /* Unix time of the last good load, the first included */
 };
 
 /* `cfg` is the config the running zone came from; the reloader takes it,

@@ -18,7 +18,7 @@ import pytest
 
 import conftest
 from conftest import check_answer, free_port, make_query, run_cli, svc, udp_exchange
-from test_ops import http_request, wait_answer
+from test_ops import hold_answer, http_request, scrape, wait_answer
 
 SLOW = getattr(conftest, "SLOW", 1.0)
 X = svc("x.a")
@@ -194,6 +194,26 @@ def test_fifo_at_reload(svcmapd):
     assert rc == 0, rc
 
 
+def test_fifo_under_polling(svcmapd):
+    """`reload = 1s` with a FIFO at the path: reported once as unreadable, counted in
+    /metrics, /health and DNS answer, SIGTERM stops."""
+    ph, pm = free_port(), free_port()
+    s = svcmapd(mapping("x = 10.0.0.1\n", server="reload = 1s",
+                        sections=http_section(health=ph, metrics=pm)))
+    tmp = s.config_path.with_suffix(".fifo")
+    os.mkfifo(tmp)
+    os.replace(tmp, s.config_path)
+    s.wait_log("not a regular file (a FIFO)", timeout=5)
+    hold_answer(s, X, ["10.0.0.1"], 3.0)
+    assert s.count("not a regular file") == 1, s.log()
+    assert http_request(ph, "/health", timeout=1.0)[0] == 200
+    m = scrape(pm)
+    assert m.get("svcmapd_config_unreadable") == 1
+    assert m.get("svcmapd_config_read_failures_total") == 1
+    rc, _ = exits_within(s, 3)
+    assert rc == 0, rc
+
+
 def watch_rss(proc, seconds, limit_kib):
     """Until proc exits (or seconds pass): its RSS must stay under limit_kib. Kills it
     and fails when it does not. Returns the exit status (None: still running)."""
@@ -248,6 +268,38 @@ def test_too_large_file(svcmapd, tmp_path):
     outcome, new = s.reload()
     assert outcome == "failed" and "larger than 128 MiB" in new, new
     check_answer(s.ask(X, "A"), [f"{X} 5 IN A 10.0.0.1"])
+
+
+# =========================================================================== polling
+
+
+def test_polling_reports_an_unreadable_file_once(svcmapd):
+    """`reload = 1s` while the path is a symlink to nowhere (a ConfigMap's `..data`
+    gone), for good: one error line with the reason, counted; one line when it can be
+    read again; nothing per look."""
+    pm = free_port()
+    text = mapping("x = 10.0.0.1\n", server="reload = 1s", sections=http_section(metrics=pm))
+    s = svcmapd(text)
+    saved = s.config_path.read_text()
+    link = s.config_path.with_suffix(".link")
+    os.symlink("..data/gone.ini", link)
+    os.replace(link, s.config_path)
+    s.wait_log("cannot open: No such file or directory", timeout=5)
+    hold_answer(s, X, ["10.0.0.1"], 3.5)
+    log = s.log()
+    lines = [ln for ln in log.splitlines() if "cannot open" in ln]
+    assert len(lines) == 1 and "still serving" in lines[0], log
+    m = scrape(pm)
+    assert m.get("svcmapd_config_unreadable") == 1
+    assert m.get("svcmapd_config_read_failures_total") == 1
+    os.remove(s.config_path)
+    s.config_path.write_text(saved)
+    s.wait_log("can be read again", timeout=5)
+    m = scrape(pm)
+    assert m.get("svcmapd_config_unreadable") == 0
+    assert m.get("svcmapd_config_read_failures_total") == 1
+    s.write_config(text.replace("10.0.0.1", "10.0.0.3"))
+    wait_answer(s, X, ["10.0.0.3"], 10)
 
 
 # =========================================================================== restart warnings
