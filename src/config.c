@@ -126,6 +126,24 @@ const struct config_option config_options[CONFIG_OPTION_COUNT] = {
                      .max = 0,
                      .offset = offsetof(struct config, user),
                      .help = "after binding, run as this user (name or UID[:GID]); empty: stay"},
+    [CONFIG_MAX_REMOVAL] = {.section = "server",
+                            .name = "max-removal",
+                            .type = CONFIG_TYPE_UINT,
+                            .default_value = "50",
+                            .min = 0,
+                            .max = 100,
+                            .offset = offsetof(struct config, max_removal),
+                            .help = "percent of the running services one reload may remove; more "
+                                    "is held until confirmed; 100: no limit"},
+    [CONFIG_CONFIRM_REMOVAL] = {.section = "server",
+                                .name = "confirm-removal",
+                                .type = CONFIG_TYPE_UINT,
+                                .default_value = "0",
+                                .min = 0,
+                                .max = 10000000,
+                                .offset = offsetof(struct config, confirm_removal),
+                                .help = "apply a held reload that removes exactly this many "
+                                        "services (the count its log line gives)"},
     [CONFIG_UPSTREAM_SERVERS] = {.section = "upstream",
                                  .name = "servers",
                                  .type = CONFIG_TYPE_SERVERS,
@@ -1479,6 +1497,7 @@ static struct config *parse_text(const char *text, size_t len, struct diag *d)
     }
 
     cfg->hash = config_hash(text, len);
+    unsigned errors_before = d->errors;
     /* Defaults first: a bad value in the file then leaves the default,
      * and the rest of the file is still checked against sane settings. */
     apply_defaults(&p);
@@ -1486,6 +1505,11 @@ static struct config *parse_text(const char *text, size_t len, struct diag *d)
      * has already reported every line inih would reject. */
     (void)ini_parse_stream(read_line, &p, on_value, &p);
     finish_key(&p);
+    /* No section at all: nothing but blanks and comments, or no byte.
+     * Never a mapping to serve: a file being rewritten in place (cp, a
+     * shell's >) is empty for a moment. */
+    if (p.section_line == 0 && d->errors == errors_before)
+        diag_error(d, 0, "the file is empty (no [server] or [namespace] section)");
 
     free(p.tokens);
     free(p.names.slots);

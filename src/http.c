@@ -234,6 +234,8 @@ static void render(struct http *h, struct evbuffer *b)
                         (unsigned long long)rs->ok);
     evbuffer_add_printf(b, "svcmapd_reloads_total{result=\"failed\"} %llu\n",
                         (unsigned long long)rs->failed);
+    evbuffer_add_printf(b, "svcmapd_reloads_total{result=\"held\"} %llu\n",
+                        (unsigned long long)rs->held);
     head(b, "svcmapd_config_read_failures_total", "counter",
          "Times `reload =` found the mapping file unreadable.");
     evbuffer_add_printf(b, "svcmapd_config_read_failures_total %llu\n",

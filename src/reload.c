@@ -117,6 +117,23 @@ void zone_ref_publish(struct zone_ref *ref, struct zone *z)
 
 /* ---------------------------------------------------------------------- */
 
+enum reload_verdict reload_decide(const struct config *cfg, const struct zone *z,
+                                  const struct zone *old)
+{
+    if (!z)
+        return RELOAD_REJECT;
+    if (!old)
+        return RELOAD_APPLY;
+    size_t running = zone_stats(old)->services;
+    size_t removed = zone_stats(z)->removed;
+    /* A prefix of a file being written removes what its missing tail
+     * held: most of the services, while the writer is early on. */
+    if (removed <= RELOAD_REMOVAL_FLOOR || removed * 100 <= (size_t)cfg->max_removal * running)
+        return RELOAD_APPLY;
+    /* an exact count: a torn copy of the confirming file removes more */
+    return removed == cfg->confirm_removal ? RELOAD_APPLY : RELOAD_HOLD;
+}
+
 /* Settings bound at start (sockets, threads, the user), one bit each. */
 static const char *const restart_names[] = {"'listen'", "'workers'", "'user'", "[http]"};
 
@@ -324,15 +341,16 @@ static void start(struct reloader *r, char *text, size_t len)
         run_job(r); /* no thread to be had: here, as before */
 }
 
-/* The job's results, on the main thread: applied or rejected. */
+/* The job's results, on the main thread: applied, held or rejected. */
 static void conclude(struct reloader *r, struct reload_job *j)
 {
     const struct zone *old = zone_ref_current(r->ref);
     uint32_t old_serial = zone_stats(old)->serial;
     if (j->read)
-        r->seen_hash = j->hash; /* tried, even if bad */
+        r->seen_hash = j->hash; /* tried, even if bad or held */
     diag_each(&j->d, log_diag_line, NULL);
-    if (!j->zone) {
+    enum reload_verdict v = reload_decide(j->cfg, j->zone, old);
+    if (v == RELOAD_REJECT) {
         r->stats.failed++;
         notify("READY=1\nSTATUS=reload failed, serving the previous mapping");
         log_error("reload: failed (%u error%s in %s), still serving serial %u", j->d.errors,
@@ -341,6 +359,17 @@ static void conclude(struct reloader *r, struct reload_job *j)
         return;
     }
     const struct zone_stats *st = zone_stats(j->zone);
+    if (v == RELOAD_HOLD) {
+        r->stats.held++;
+        notify("READY=1\nSTATUS=reload held, serving the previous mapping");
+        log_warning("reload: held: would remove %zu of %zu services (more than max-removal = "
+                    "%u%%), still serving serial %u; if that is meant, add confirm-removal = %zu "
+                    "to [server] and reload",
+                    st->removed, zone_stats(old)->services, j->cfg->max_removal, old_serial,
+                    st->removed);
+        reload_watch(r);
+        return;
+    }
 
     struct config *cfg = j->cfg;
     struct zone *z = j->zone;
@@ -449,10 +478,11 @@ static uint32_t watch_failed(struct reloader *r, const struct diag *d, uint32_t 
  * the bytes read at the path, which is all that is compared, so symlinks,
  * renames and inode changes need no special care. A changed file must read
  * the same twice, a second apart, before it is loaded: a file being copied
- * in place is not loaded half-written. A file that cannot be read is
- * looked at again later, never taken as empty. A look while a reload
- * runs is skipped: that reload reads the file, and the next look sees
- * what changed after it. */
+ * in place is not loaded half-written (unless its writer pauses: the
+ * removal guard of reload_decide() catches the early part of that). A
+ * file that cannot be read is looked at again later, never taken as
+ * empty. A look while a reload runs is skipped: that reload reads the
+ * file, and the next look sees what changed after it. */
 static void on_watch(evutil_socket_t fd, short what, void *arg)
 {
     struct reloader *r = arg;

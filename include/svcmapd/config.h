@@ -80,6 +80,8 @@ enum config_option_id {
     CONFIG_TCP_PIPELINE,
     CONFIG_UDP_MAX_SIZE,
     CONFIG_USER,
+    CONFIG_MAX_REMOVAL,
+    CONFIG_CONFIRM_REMOVAL,
     CONFIG_UPSTREAM_SERVERS,
     CONFIG_UPSTREAM_TIMEOUT,
     CONFIG_UPSTREAM_CACHE_SIZE,
@@ -112,6 +114,8 @@ struct config {
     uint32_t tcp_pipeline;        /* queries of one connection per turn, or waiting */
     uint32_t udp_max_size;        /* largest UDP reply, bytes */
     const char *user;             /* drop to this user after binding; NULL: stay */
+    uint32_t max_removal;         /* percent of the running services a reload may remove */
+    uint32_t confirm_removal;     /* a reload removing exactly this many is applied; 0: none */
 
     /* [upstream]: resolving hostname targets outside the zone (at most
      * CONFIG_MAX_UPSTREAMS servers) */

@@ -46,6 +46,7 @@ struct reloader;
 
 struct reload_stats {
     uint64_t ok, failed;
+    uint64_t held;          /* not applied: they removed too many services */
     uint64_t read_failures; /* times `reload =` found the file unreadable */
     bool read_failing;      /* and it still is */
     time_t last_ok;         /* Unix time of the last good load, the first included */
@@ -76,11 +77,28 @@ void reload_stop(struct reloader *r);
 /* Counts of reloads, for the metrics endpoint (main thread). */
 const struct reload_stats *reload_stats(const struct reloader *r);
 
+/* Reloads of fewer removed services than this are never held. */
+#define RELOAD_REMOVAL_FLOOR 10
+
+enum reload_verdict {
+    RELOAD_APPLY,
+    RELOAD_HOLD,  /* it compiled, but removes too many services */
+    RELOAD_REJECT /* it did not compile (z is NULL) */
+};
+
+/* What a reload does with `z`, compiled from `cfg` against `old`, the
+ * zone served (NULL at start: always applied). Held when it removes more
+ * than RELOAD_REMOVAL_FLOOR services and more than `max-removal` percent
+ * of old's, unless exactly `confirm-removal` of them. No side effects. */
+enum reload_verdict reload_decide(const struct config *cfg, const struct zone *z,
+                                  const struct zone *old);
+
 /* Re-reads the mapping file: read, parsed and compiled on a thread of its
  * own while the main loop goes on, then applied on the main thread (the
- * new zone published) or rejected, the old zone serving on; one summary
- * line either way, with every error's FILE:LINE. Asked for while a reload
- * runs, it makes one more follow that one, however often it is asked. */
+ * new zone published), held (reload_decide()) or rejected, the old zone
+ * serving on; one summary line either way, with every error's FILE:LINE.
+ * Asked for while a reload runs, it makes one more follow that one, however
+ * often it is asked. */
 void reload_run(struct reloader *r);
 
 #endif

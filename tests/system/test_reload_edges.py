@@ -14,11 +14,12 @@ import subprocess
 import threading
 import time
 
+import dns.rcode
 import pytest
 
 import conftest
-from conftest import check_answer, free_port, make_query, run_cli, svc, udp_exchange
-from test_ops import hold_answer, http_request, scrape, wait_answer
+from conftest import check_answer, free_port, make_query, parse, run_cli, svc, udp_exchange
+from test_ops import addresses, hold_answer, http_request, scrape, wait_answer
 
 SLOW = getattr(conftest, "SLOW", 1.0)
 X = svc("x.a")
@@ -268,6 +269,143 @@ def test_too_large_file(svcmapd, tmp_path):
     outcome, new = s.reload()
     assert outcome == "failed" and "larger than 128 MiB" in new, new
     check_answer(s.ask(X, "A"), [f"{X} 5 IN A 10.0.0.1"])
+
+
+# =========================================================================== torn files
+
+
+TORN_SERVICES = 400
+
+
+def test_torn_copy_is_held(svcmapd):
+    """`cp big.ini m.ini` caught half-way by a SIGHUP: the half file would remove 200 of
+    the 400 services and more: held, counted, the old mapping answers; the whole file
+    then is applied. An emptied file is rejected."""
+    pm = free_port()
+    full = mapping("x = 10.0.0.1\n" + many(TORN_SERVICES), sections=http_section(metrics=pm))
+    s = svcmapd(full)
+    last = svc(f"s{TORN_SERVICES}.a")
+    new = s.render(full.replace("x = 10.0.0.1", "x = 10.0.0.2"))
+    cut = new.index(f"s{TORN_SERVICES // 3} =")
+    with open(s.config_path, "w") as f:         # in place, as cp does
+        f.write(new[:cut])
+    outcome, log = s.reload()
+    assert outcome == "held", log
+    m = re.search(r"reload: held: would remove (\d+) of (\d+) services", log)
+    assert m and int(m.group(2)) == TORN_SERVICES + 1, log
+    assert f"confirm-removal = {m.group(1)}" in log, log
+    check_answer(s.ask(last, "A"), [f"{last} 5 IN A 10.1.1.151"])
+    check_answer(s.ask(X, "A"), [f"{X} 5 IN A 10.0.0.1"])
+    assert scrape(pm).get("svcmapd_reloads_total", result="held") == 1
+    # the copy completes
+    with open(s.config_path, "w") as f:
+        f.write(new)
+    outcome, log = s.reload()
+    assert outcome == "ok", log
+    check_answer(s.ask(X, "A"), [f"{X} 5 IN A 10.0.0.2"])
+    check_answer(s.ask(last, "A"), [f"{last} 5 IN A 10.1.1.151"])
+    # emptied (a shell's `> m.ini`, cp's first moment): rejected, nothing changes
+    open(s.config_path, "w").close()
+    outcome, log = s.reload()
+    assert outcome == "failed" and f"{s.config_path}: error: the file is empty" in log, log
+    with open(s.config_path, "w") as f:
+        f.write("; only a comment\n\n")
+    outcome, log = s.reload()
+    assert outcome == "failed" and "the file is empty" in log, log
+    check_answer(s.ask(last, "A"), [f"{last} 5 IN A 10.1.1.151"])
+
+
+def test_mass_removal_confirmed(svcmapd):
+    """Removing most services on purpose: held, then applied once the file confirms the
+    exact count; a file that removes more than it confirms stays held. max-removal = 100
+    turns the guard off."""
+    s = svcmapd(mapping("x = 10.0.0.1\n" + many(40)))
+    small = mapping("x = 10.0.0.1\ny = 10.0.0.9\n")
+    outcome, log = s.reload(small)
+    assert outcome == "held" and "would remove 40 of 41 services" in log, log
+    # a torn copy of the confirming file removes one more: still held
+    outcome, log = s.reload(mapping("y = 10.0.0.9\n", server="confirm-removal = 40"))
+    assert outcome == "held" and "would remove 41 of 41" in log, log
+    outcome, log = s.reload(mapping("x = 10.0.0.1\ny = 10.0.0.9\n",
+                                    server="confirm-removal = 40"))
+    assert outcome == "ok" and "40 removed" in log, log
+    check_answer(s.ask(svc("y.a"), "A"), [f"{svc('y.a')} 5 IN A 10.0.0.9"])
+    # back to 41, then all but one at once with the guard off
+    outcome, log = s.reload(mapping("x = 10.0.0.1\n" + many(40)))
+    assert outcome == "ok", log
+    outcome, log = s.reload(mapping("x = 10.0.0.1\n", server="max-removal = 100"))
+    assert outcome == "ok" and "40 removed" in log, log
+
+
+def test_small_mappings_edit_freely(svcmapd):
+    """Below the floor (10 services removed) nothing is held: removing 2 of 3 services,
+    or 10 of 12, is an ordinary edit."""
+    s = svcmapd(mapping("x = 10.0.0.1\ny = 10.0.0.2\nz = 10.0.0.3\n"))
+    outcome, log = s.reload(mapping("x = 10.0.0.1\n"))
+    assert outcome == "ok" and "2 removed" in log, log
+    outcome, log = s.reload(mapping("x = 10.0.0.1\ny = 10.0.0.2\n" + many(10)))
+    assert outcome == "ok", log
+    outcome, log = s.reload(mapping("x = 10.0.0.1\ny = 10.0.0.2\n"))
+    assert outcome == "ok" and "10 removed" in log, log
+
+
+def test_paused_writer_under_polling(svcmapd):
+    """`reload = 1s`, and a writer rewriting the file in place that pauses 2.5 s twice:
+    each prefix holds still long enough to be loaded, but would remove most services:
+    held. The service at the end of the file never stops answering; the whole file is
+    applied when it is complete."""
+    n = 200
+    base = mapping("x = 10.0.0.1\n" + many(n), server="reload = 1s")
+    s = svcmapd(base)
+    last = svc(f"s{n}.a")
+    seen = []
+    stop = threading.Event()
+
+    def watch():
+        q = make_query(last, "A").to_wire()
+        while not stop.is_set():
+            w = udp_exchange(q, s.port, timeout=1.0)
+            if w is not None:
+                r = parse(w)
+                seen.append((dns.rcode.to_text(r.rcode()), addresses(r)))
+            time.sleep(0.02)
+
+    t = threading.Thread(target=watch, daemon=True)
+    t.start()
+    try:
+        new = s.render(base.replace("x = 10.0.0.1", "x = 10.0.0.2"))
+        # chunks end at line ends, as the issue's writer's did: each prefix is valid
+        cuts = [new.index("\n", len(new) * k // 10) + 1 for k in (1, 4)] + [len(new)]
+        with open(s.config_path, "w") as f:
+            done = 0
+            for cut in cuts:
+                f.write(new[done:cut])
+                f.flush()
+                done = cut
+                if cut < len(new):
+                    time.sleep(2.5)
+        wait_answer(s, X, ["10.0.0.2"], 10)
+    finally:
+        stop.set()
+        t.join(5)
+    want = ("NOERROR", ["10.1.0.201"])
+    bad = [x for x in seen if x != want]
+    assert not bad, f"{len(bad)} of {len(seen)} answers were not {want}: {bad[:3]}\n{s.log()}"
+    assert len(seen) > 100, len(seen)
+    log = s.log()
+    assert log.count("reload: held") >= 1, log
+    assert re.findall(r"reload: ok, (\d+) services", log) == [str(n + 1)], log
+
+
+def test_empty_file_at_start(tmp_path):
+    """An empty file (or one of blanks and comments) is never a mapping: -t and the start
+    refuse it."""
+    empty = tmp_path / "empty.ini"
+    for text in ("", "\n; nothing yet\n\n"):
+        empty.write_text(text)
+        for args in (["-t", "-c", str(empty)], ["-c", str(empty)]):
+            rc, _, err = run_cli(args, timeout=5)
+            assert rc == 1 and f"{empty}: error: the file is empty" in err, (args, rc, err)
 
 
 # =========================================================================== polling
