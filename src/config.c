@@ -4,12 +4,15 @@
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <ini.h>
 #include <netinet/in.h>
 #include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "svcmapd/arena.h"
 
@@ -132,6 +135,24 @@ const struct config_option config_options[CONFIG_OPTION_COUNT] = {
                         .offset = offsetof(struct config, reverse),
                         .help = "reverse zones answered whole, as ADDRESS/PREFIX (192.168.0.0/16, "
                                 "2001:db8::/32); default none"},
+    [CONFIG_MAX_REMOVAL] = {.section = "server",
+                            .name = "max-removal",
+                            .type = CONFIG_TYPE_UINT,
+                            .default_value = "50",
+                            .min = 0,
+                            .max = 100,
+                            .offset = offsetof(struct config, max_removal),
+                            .help = "percent of the running services one reload may remove; more "
+                                    "is held until confirmed; 100: no limit"},
+    [CONFIG_CONFIRM_REMOVAL] = {.section = "server",
+                                .name = "confirm-removal",
+                                .type = CONFIG_TYPE_UINT,
+                                .default_value = "0",
+                                .min = 0,
+                                .max = 10000000,
+                                .offset = offsetof(struct config, confirm_removal),
+                                .help = "apply a held reload that removes exactly this many "
+                                        "services (the count its log line gives)"},
     [CONFIG_UPSTREAM_SERVERS] = {.section = "upstream",
                                  .name = "servers",
                                  .type = CONFIG_TYPE_SERVERS,
@@ -1621,6 +1642,7 @@ static struct config *parse_text(const char *text, size_t len, struct diag *d)
     }
 
     cfg->hash = config_hash(text, len);
+    unsigned errors_before = d->errors;
     /* Defaults first: a bad value in the file then leaves the default,
      * and the rest of the file is still checked against sane settings. */
     apply_defaults(&p);
@@ -1628,6 +1650,11 @@ static struct config *parse_text(const char *text, size_t len, struct diag *d)
      * has already reported every line inih would reject. */
     (void)ini_parse_stream(read_line, &p, on_value, &p);
     finish_key(&p);
+    /* No section at all: nothing but blanks and comments, or no byte.
+     * Never a mapping to serve: a file being rewritten in place (cp, a
+     * shell's >) is empty for a moment. */
+    if (p.section_line == 0 && d->errors == errors_before)
+        diag_error(d, 0, "the file is empty (no [server] or [namespace] section)");
 
     free(p.tokens);
     free(p.names.slots);
@@ -1660,41 +1687,81 @@ uint64_t config_hash(const char *p, size_t n)
     return h;
 }
 
+static const char *file_kind(mode_t mode)
+{
+    return S_ISFIFO(mode)   ? "a FIFO"
+           : S_ISDIR(mode)  ? "a directory"
+           : S_ISCHR(mode)  ? "a character device"
+           : S_ISBLK(mode)  ? "a block device"
+           : S_ISSOCK(mode) ? "a socket"
+                            : "a special file";
+}
+
 char *config_read(const char *path, size_t *lenp, struct diag *d)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
+    /* Non-blocking: opening a FIFO for reading waits for a writer
+     * otherwise, and the main thread with it. Symlinks are followed: a
+     * ConfigMap's file is one. */
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) {
         diag_error(d, 0, "cannot open: %s", strerror(errno));
         return NULL;
     }
+    const size_t max = (size_t)CONFIG_MAX_MIB << 20;
     char *buf = NULL;
-    size_t len = 0, cap = 0;
+    struct stat st;
+    if (fstat(fd, &st) < 0) {
+        diag_error(d, 0, "cannot read: %s", strerror(errno));
+        goto fail;
+    }
+    /* a device such as /dev/zero never ends: refused before any read */
+    if (!S_ISREG(st.st_mode)) {
+        diag_error(d, 0, "not a regular file (%s)", file_kind(st.st_mode));
+        goto fail;
+    }
+    if ((uint64_t)st.st_size > max)
+        goto too_big;
+    /* One byte more than the file holds: a read that fills it means the
+     * file grew, and it is read on, up to one byte over the limit. */
+    size_t len = 0, cap = (size_t)st.st_size + 1;
+    buf = malloc(cap);
+    if (!buf) {
+        diag_error(d, 0, "out of memory");
+        goto fail;
+    }
     for (;;) {
+        ssize_t n = read(fd, buf + len, cap - len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            diag_error(d, 0, "cannot read: %s", strerror(errno));
+            goto fail;
+        }
+        if (n == 0)
+            break;
+        len += (size_t)n;
+        if (len > max)
+            goto too_big;
         if (len == cap) {
-            cap = cap ? cap * 2 : 65536;
+            cap = cap > max / 2 ? max + 1 : cap * 2;
             char *nb = realloc(buf, cap);
             if (!nb) {
-                free(buf);
-                fclose(f);
                 diag_error(d, 0, "out of memory");
-                return NULL;
+                goto fail;
             }
             buf = nb;
         }
-        size_t n = fread(buf + len, 1, cap - len, f);
-        len += n;
-        if (n == 0)
-            break;
     }
-    int err = ferror(f) ? errno : 0;
-    fclose(f);
-    if (err) {
-        free(buf);
-        diag_error(d, 0, "cannot read: %s", strerror(err));
-        return NULL;
-    }
+    close(fd);
     *lenp = len;
     return buf;
+
+too_big:
+    diag_error(d, 0, "larger than %d MiB, the most a mapping file may hold", CONFIG_MAX_MIB);
+fail:
+    free(buf);
+    close(fd);
+    return NULL;
 }
 
 struct config *config_load(const char *path, struct diag *d)

@@ -234,6 +234,14 @@ static void render(struct http *h, struct evbuffer *b)
                         (unsigned long long)rs->ok);
     evbuffer_add_printf(b, "svcmapd_reloads_total{result=\"failed\"} %llu\n",
                         (unsigned long long)rs->failed);
+    evbuffer_add_printf(b, "svcmapd_reloads_total{result=\"held\"} %llu\n",
+                        (unsigned long long)rs->held);
+    head(b, "svcmapd_config_read_failures_total", "counter",
+         "Times `reload =` found the mapping file unreadable.");
+    evbuffer_add_printf(b, "svcmapd_config_read_failures_total %llu\n",
+                        (unsigned long long)rs->read_failures);
+    head(b, "svcmapd_config_unreadable", "gauge", "1 while `reload =` cannot read the file.");
+    evbuffer_add_printf(b, "svcmapd_config_unreadable %d\n", rs->read_failing ? 1 : 0);
     head(b, "svcmapd_last_reload_success_timestamp_seconds", "gauge",
          "Unix time of the last successful load of the mapping file.");
     evbuffer_add_printf(b, "svcmapd_last_reload_success_timestamp_seconds %lld\n",

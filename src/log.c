@@ -179,10 +179,11 @@ static const char *rcode_text(unsigned rcode, char *buf, size_t cap)
     return buf;
 }
 
+/* Written whatever `level` is: `queries = yes` asks for these lines, and
+ * `level = warning` for fewer event lines (CoreDNS's log plugin does not
+ * depend on its error level either). */
 void log_query(const struct log_query *q)
 {
-    if (atomic_load_explicit(&min_level, memory_order_relaxed) > LOG_LEVEL_INFO)
-        return; /* query lines are info lines */
     char host[INET6_ADDRSTRLEN + 2] = "-";
     unsigned port = 0;
     if (q->peer && q->peer->sa_family == AF_INET) {

@@ -222,7 +222,7 @@ static void shutdown_main(struct daemon *dm)
             event_del(dm->sig[i]);
     if (dm->lameduck)
         event_del(dm->lameduck);
-    reload_unwatch(dm->reloader);
+    reload_stop(dm->reloader);
     http_free(dm->http);
     dm->http = NULL;
     if (dm->srv)
@@ -239,7 +239,8 @@ static void on_hup(evutil_socket_t sig, short what, void *arg)
         log_warning("SIGHUP: still loading the mapping file; not reloading");
         return;
     }
-    reload_run(dm->reloader);
+    if (!dm->stopping)
+        reload_run(dm->reloader);
 }
 
 static void on_lameduck_over(evutil_socket_t fd, short what, void *arg)
@@ -263,6 +264,7 @@ static void on_stop(evutil_socket_t sig, short what, void *arg)
         /* CoreDNS's lameduck: keep answering DNS and /health while /ready
          * fails, so that load balancers stop sending first. */
         dm->stopping = true;
+        reload_stop(dm->reloader); /* a reload under way is dropped */
         log_info("%s: going into lameduck mode for %us", strsignal(sig), lameduck);
         if (dm->http)
             http_set_ready(dm->http, false, "lameduck");

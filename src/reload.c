@@ -1,8 +1,9 @@
 /* reload.c -- SIGHUP: compile a new zone beside the old, publish it, retire the old. */
 #include "svcmapd/reload.h"
 
-#include <errno.h>
 #include <event2/event.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -116,20 +117,81 @@ void zone_ref_publish(struct zone_ref *ref, struct zone *z)
 
 /* ---------------------------------------------------------------------- */
 
+enum reload_verdict reload_decide(const struct config *cfg, const struct zone *z,
+                                  const struct zone *old)
+{
+    if (!z)
+        return RELOAD_REJECT;
+    if (!old)
+        return RELOAD_APPLY;
+    size_t running = zone_stats(old)->services;
+    size_t removed = zone_stats(z)->removed;
+    /* A prefix of a file being written removes what its missing tail
+     * held: most of the services, while the writer is early on. */
+    if (removed <= RELOAD_REMOVAL_FLOOR || removed * 100 <= (size_t)cfg->max_removal * running)
+        return RELOAD_APPLY;
+    /* an exact count: a torn copy of the confirming file removes more */
+    return removed == cfg->confirm_removal ? RELOAD_APPLY : RELOAD_HOLD;
+}
+
+/* Settings bound at start (sockets, threads, the user), one bit each. */
+static const char *const restart_names[] = {"'listen'", "'workers'", "'user'", "[http]"};
+
+static unsigned restart_settings(const struct config *a, const struct config *b)
+{
+    unsigned bits = 0;
+    if (!config_same_listen(a, b))
+        bits |= 1u << 0;
+    if (a->workers != b->workers)
+        bits |= 1u << 1;
+    if ((a->user == NULL) != (b->user == NULL) || (a->user && strcmp(a->user, b->user) != 0))
+        bits |= 1u << 2;
+    for (int i = 0; i < 3; i++)
+        if (a->http_on[i] != b->http_on[i] ||
+            (a->http_on[i] && strcmp(a->http[i].text, b->http[i].text) != 0))
+            bits |= 1u << 3;
+    return bits;
+}
+
+/* One reload: the file read, parsed and compiled off the main thread. */
+struct reload_job {
+    pthread_t thread;
+    bool threaded;
+    char *text; /* the file's bytes; NULL: read them on the thread */
+    size_t len;
+    const struct zone *old; /* only the main thread retires zones: it stays */
+    time_t now;
+    struct timespec t0;
+    struct diag d;
+    bool read;     /* the file was read: `hash` is of its bytes */
+    uint64_t hash; /* the results, for the main thread: */
+    struct config *cfg;
+    struct zone *zone;
+};
+
 struct reloader {
     struct event_base *base;
     const char *path;
-    struct config *cfg;
+    struct config *boot; /* the settings the process started with */
+    struct config *cfg;  /* of the zone now served; boot until a reload */
     struct zone_ref *ref;
     struct server *srv;
     struct event *collect; /* retries freeing zones still held */
+    struct event *done;    /* the job's thread activates it */
     struct reload_stats stats;
+
+    struct reload_job job;
+    bool running; /* a job is under way */
+    bool again;   /* asked for while it was: one more follows */
+    bool stopped;
+    unsigned restart; /* settings that differ from boot (restart_names) */
 
     /* auto reload (`reload = INTERVAL`): the file is looked at on a timer */
     struct event *watch;
     uint32_t interval;     /* seconds; 0: off */
     uint64_t seen_hash;    /* of the bytes last loaded or tried */
     uint64_t pending_hash; /* a change seen once, to be seen again */
+    unsigned read_fails;   /* looks in a row that could not read the file */
 };
 
 const struct reload_stats *reload_stats(const struct reloader *r)
@@ -154,6 +216,7 @@ static void on_collect(evutil_socket_t fd, short what, void *arg)
 }
 
 static void on_watch(evutil_socket_t fd, short what, void *arg);
+static void on_done(evutil_socket_t fd, short what, void *arg);
 
 struct reloader *reload_new(struct event_base *base, const char *path, struct config *cfg,
                             struct zone_ref *ref, struct server *srv)
@@ -163,29 +226,49 @@ struct reloader *reload_new(struct event_base *base, const char *path, struct co
         return NULL;
     r->base = base;
     r->path = path;
+    r->boot = cfg;
     r->cfg = cfg;
     r->ref = ref;
     r->srv = srv;
     r->stats.last_ok = time(NULL);
     r->collect = evtimer_new(base, on_collect, r);
     r->watch = evtimer_new(base, on_watch, r);
+    r->done = event_new(base, -1, 0, on_done, r);
     r->seen_hash = cfg->hash; /* what was loaded: a later change is taken at the first look */
-    if (!r->collect || !r->watch) {
+    if (!r->collect || !r->watch || !r->done) {
         if (r->collect)
             event_free(r->collect);
+        if (r->watch)
+            event_free(r->watch);
         free(r);
         return NULL;
     }
     return r;
 }
 
+static void job_finish(struct reload_job *j)
+{
+    free(j->text);
+    zone_free(j->zone);
+    config_free(j->cfg);
+    diag_finish(&j->d);
+    memset(j, 0, sizeof(*j));
+}
+
 void reload_free(struct reloader *r)
 {
     if (!r)
         return;
+    if (r->running && r->job.threaded)
+        pthread_join(r->job.thread, NULL); /* one compile at most */
+    if (r->running)
+        job_finish(&r->job);
     event_free(r->collect);
     event_free(r->watch);
-    config_free(r->cfg);
+    event_free(r->done);
+    if (r->cfg != r->boot)
+        config_free(r->cfg);
+    config_free(r->boot);
     free(r);
 }
 
@@ -205,59 +288,105 @@ static double ms_since(const struct timespec *t0)
     return (double)(t1.tv_sec - t0->tv_sec) * 1e3 + (double)(t1.tv_nsec - t0->tv_nsec) / 1e6;
 }
 
-/* Loads `text` (the file's bytes; NULL: read the file now). */
-static int reload_text(struct reloader *r, char *text, size_t len)
+/* The job's thread: everything slow, touching nothing the main thread
+ * uses but the old zone, which cannot go while the job runs. */
+static void *run_job(void *arg)
 {
-    struct timespec t0;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
+    struct reloader *r = arg;
+    struct reload_job *j = &r->job;
+    if (!j->text)
+        j->text = config_read(r->path, &j->len, &j->d);
+    if (j->text) {
+        j->cfg = config_parse(j->text, j->len, &j->d);
+        j->hash = j->cfg ? j->cfg->hash : config_hash(j->text, j->len);
+        j->read = true;
+        free(j->text);
+        j->text = NULL;
+    }
+    /* compiled even when the config has errors, to report the zone's too */
+    j->zone = j->cfg ? zone_compile(j->cfg, j->old, j->now, &j->d) : NULL;
+    event_active(r->done, 0, 0);
+    return NULL;
+}
+
+/* Starts a job on `text` (taking it; NULL: the file is read by the job),
+ * or, while one runs, asks for one more after it. */
+static void start(struct reloader *r, char *text, size_t len)
+{
+    if (r->stopped) {
+        free(text);
+        return;
+    }
+    if (r->running) {
+        if (!r->again)
+            log_info("reload: asked for while one is under way; one more follows it");
+        r->again = true;
+        free(text);
+        return;
+    }
+    struct reload_job *j = &r->job;
+    *j = (struct reload_job){.text = text, .len = len, .now = time(NULL)};
+    j->old = zone_ref_current(r->ref);
+    clock_gettime(CLOCK_MONOTONIC, &j->t0);
+    diag_init(&j->d, r->path);
     notify_reloading();
+    r->running = true;
+    /* the signals stay with the main thread */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    j->threaded = pthread_create(&j->thread, NULL, run_job, r) == 0;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (!j->threaded)
+        run_job(r); /* no thread to be had: here, as before */
+}
+
+/* The job's results, on the main thread: applied, held or rejected. */
+static void conclude(struct reloader *r, struct reload_job *j)
+{
     const struct zone *old = zone_ref_current(r->ref);
     uint32_t old_serial = zone_stats(old)->serial;
-
-    struct diag d;
-    diag_init(&d, r->path);
-    char *owned = NULL;
-    if (!text)
-        text = owned = config_read(r->path, &len, &d);
-    struct config *cfg = NULL;
-    if (text) {
-        cfg = config_parse(text, len, &d);
-        r->seen_hash = cfg ? cfg->hash : config_hash(text, len); /* tried, even if bad */
-    }
-    free(owned);
-    /* compiled even when the config has errors, to report the zone's too */
-    struct zone *z = cfg ? zone_compile(cfg, old, time(NULL), &d) : NULL;
-    diag_each(&d, log_diag_line, NULL);
-    if (!z) {
+    if (j->read)
+        r->seen_hash = j->hash; /* tried, even if bad or held */
+    diag_each(&j->d, log_diag_line, NULL);
+    enum reload_verdict v = reload_decide(j->cfg, j->zone, old);
+    if (v == RELOAD_REJECT) {
         r->stats.failed++;
         notify("READY=1\nSTATUS=reload failed, serving the previous mapping");
-        log_error("reload: failed (%u error%s in %s), still serving serial %u", d.errors,
-                  d.errors == 1 ? "" : "s", r->path, old_serial);
-        diag_finish(&d);
-        config_free(cfg);
+        log_error("reload: failed (%u error%s in %s), still serving serial %u", j->d.errors,
+                  j->d.errors == 1 ? "" : "s", r->path, old_serial);
         reload_watch(r); /* keep looking: the next good file is taken */
-        return -EINVAL;
+        return;
     }
-    diag_finish(&d);
+    const struct zone_stats *st = zone_stats(j->zone);
+    if (v == RELOAD_HOLD) {
+        r->stats.held++;
+        notify("READY=1\nSTATUS=reload held, serving the previous mapping");
+        log_warning("reload: held: would remove %zu of %zu services (more than max-removal = "
+                    "%u%%), still serving serial %u; if that is meant, add confirm-removal = %zu "
+                    "to [server] and reload",
+                    st->removed, zone_stats(old)->services, j->cfg->max_removal, old_serial,
+                    st->removed);
+        reload_watch(r);
+        return;
+    }
+
+    struct config *cfg = j->cfg;
+    struct zone *z = j->zone;
+    j->cfg = NULL;
+    j->zone = NULL;
     log_configure(cfg); /* the lines below already in the new [log] format */
-
-    if (!config_same_listen(cfg, r->cfg))
-        log_warning("reload: 'listen' changed; it takes effect only after a restart");
-    if (cfg->workers != r->cfg->workers)
-        log_warning("reload: 'workers' changed; it takes effect only after a restart");
-    if ((cfg->user == NULL) != (r->cfg->user == NULL) ||
-        (cfg->user && strcmp(cfg->user, r->cfg->user) != 0))
-        log_warning("reload: 'user' changed; it takes effect only after a restart");
-    for (int i = 0; i < 3; i++) {
-        bool same = cfg->http_on[i] == r->cfg->http_on[i] &&
-                    (!cfg->http_on[i] || strcmp(cfg->http[i].text, r->cfg->http[i].text) == 0);
-        if (!same) {
-            log_warning("reload: [http] endpoints changed; they take effect only after a restart");
-            break;
-        }
+    unsigned restart = restart_settings(cfg, r->boot);
+    for (unsigned i = 0; i < sizeof(restart_names) / sizeof(restart_names[0]); i++) {
+        if (restart & (1u << i))
+            log_warning("reload: %s changed; it takes effect only after a restart",
+                        restart_names[i]);
+        else if (r->restart & (1u << i))
+            log_info("reload: %s matches what is running again; no restart needed",
+                     restart_names[i]);
     }
+    r->restart = restart;
 
-    const struct zone_stats *st = zone_stats(z);
     bool changed = st->serial != old_serial;
     r->stats.ok++;
     r->stats.last_ok = time(NULL);
@@ -266,7 +395,8 @@ static int reload_text(struct reloader *r, char *text, size_t len)
     notify("READY=1\nSTATUS=serving"); /* after: READY means the new answers */
     if (r->srv)
         server_apply_limits(r->srv, cfg);
-    config_free(r->cfg);
+    if (r->cfg != r->boot)
+        config_free(r->cfg);
     r->cfg = cfg;
     reload_watch(r);
 
@@ -277,13 +407,38 @@ static int reload_text(struct reloader *r, char *text, size_t len)
     log_info("reload: ok, %zu services, %zu records, %zu added, %zu removed, %zu changed, serial "
              "%u%s, %.1f ms",
              st->services, st->records, st->added, st->removed, st->changed, st->serial,
-             changed ? "" : " (unchanged)", ms_since(&t0));
-    return 0;
+             changed ? "" : " (unchanged)", ms_since(&j->t0));
 }
 
-int reload_run(struct reloader *r)
+static void on_done(evutil_socket_t fd, short what, void *arg)
 {
-    return reload_text(r, NULL, 0);
+    struct reloader *r = arg;
+    (void)fd;
+    (void)what;
+    if (r->job.threaded)
+        pthread_join(r->job.thread, NULL);
+    if (!r->stopped)
+        conclude(r, &r->job);
+    job_finish(&r->job);
+    r->running = false;
+    if (r->again) {
+        r->again = false;
+        start(r, NULL, 0);
+    }
+}
+
+void reload_run(struct reloader *r)
+{
+    start(r, NULL, 0);
+}
+
+void reload_stop(struct reloader *r)
+{
+    if (!r)
+        return;
+    r->stopped = true; /* a job under way is joined by reload_free(), its result dropped */
+    r->again = false;
+    event_del(r->watch);
 }
 
 static void arm_watch(struct reloader *r, uint32_t ms)
@@ -292,28 +447,67 @@ static void arm_watch(struct reloader *r, uint32_t ms)
     event_add(r->watch, &tv);
 }
 
+/* The first line of `d`, without its newline. */
+static int first_line(const struct diag *d, const char **line)
+{
+    const char *nl = d->text ? memchr(d->text, '\n', d->len) : NULL;
+    *line = d->text ? d->text : "";
+    return nl ? (int)(nl - d->text) : 0;
+}
+
+/* A look that could not read the file. The moment of a ConfigMap swap or
+ * an editor's save can miss it: a second look a second later that fails
+ * too is reported, once, until the file can be read again. */
+static uint32_t watch_failed(struct reloader *r, const struct diag *d, uint32_t next)
+{
+    if (r->stats.read_failing)
+        return next; /* said already */
+    if (r->read_fails++ == 0)
+        return 1000;
+    r->stats.read_failing = true;
+    r->stats.read_failures++;
+    const char *why;
+    int n = first_line(d, &why);
+    log_error("reload: %.*s; still serving serial %u, looking again every %us", n, why,
+              zone_stats(zone_ref_current(r->ref))->serial, r->interval);
+    return next;
+}
+
 /* Auto reload. Kubernetes updates a mounted ConfigMap by swapping the
  * `..data` symlink, editors write a new file and rename it: both change
  * the bytes read at the path, which is all that is compared, so symlinks,
  * renames and inode changes need no special care. A changed file must read
  * the same twice, a second apart, before it is loaded: a file being copied
- * in place is not loaded half-written. A file that cannot be read (the
- * moment of a swap) is looked at again later, never taken as empty. */
+ * in place is not loaded half-written (unless its writer pauses: the
+ * removal guard of reload_decide() catches the early part of that). A
+ * file that cannot be read is looked at again later, never taken as
+ * empty. A look while a reload runs is skipped: that reload reads the
+ * file, and the next look sees what changed after it. */
 static void on_watch(evutil_socket_t fd, short what, void *arg)
 {
     struct reloader *r = arg;
     (void)fd;
     (void)what;
+    uint32_t next = r->interval * 1000;
+    next = next - next / 10 + (uint32_t)(random() % (next / 5 + 1)); /* +-10% jitter */
+    if (r->running) {
+        arm_watch(r, next);
+        return;
+    }
     struct diag d;
     diag_init(&d, r->path);
     size_t len;
     char *text = config_read(r->path, &len, &d);
-    diag_finish(&d);
-    uint32_t next = r->interval * 1000;
-    next = next - next / 10 + (uint32_t)(random() % (next / 5 + 1)); /* +-10% jitter */
     if (!text) {
-        arm_watch(r, next);
+        arm_watch(r, watch_failed(r, &d, next));
+        diag_finish(&d);
         return;
+    }
+    diag_finish(&d);
+    r->read_fails = 0;
+    if (r->stats.read_failing) {
+        r->stats.read_failing = false;
+        log_info("reload: %s can be read again", r->path);
     }
     uint64_t h = config_hash(text, len);
     if (h == r->seen_hash) {
@@ -324,22 +518,17 @@ static void on_watch(evutil_socket_t fd, short what, void *arg)
     } else {
         r->pending_hash = 0;
         log_info("reload: %s changed", r->path);
-        reload_text(r, text, len); /* re-arms the watch */
-        free(text);
+        start(r, text, len); /* the watch is armed again when it is done */
         return;
     }
     free(text);
     arm_watch(r, next);
 }
 
-void reload_unwatch(struct reloader *r)
-{
-    if (r)
-        event_del(r->watch);
-}
-
 void reload_watch(struct reloader *r)
 {
+    if (r->stopped)
+        return;
     uint32_t interval = r->cfg->reload;
     if (interval == r->interval && (interval == 0 || event_pending(r->watch, EV_TIMEOUT, NULL)))
         return;

@@ -91,6 +91,8 @@ enum config_option_id {
     CONFIG_UDP_MAX_SIZE,
     CONFIG_USER,
     CONFIG_REVERSE,
+    CONFIG_MAX_REMOVAL,
+    CONFIG_CONFIRM_REMOVAL,
     CONFIG_UPSTREAM_SERVERS,
     CONFIG_UPSTREAM_TIMEOUT,
     CONFIG_UPSTREAM_CACHE_SIZE,
@@ -125,6 +127,8 @@ struct config {
     const char *user;               /* drop to this user after binding; NULL: stay */
     struct config_reverse *reverse; /* reverse zones answered, none nested in another */
     size_t nreverse;
+    uint32_t max_removal;     /* percent of the running services a reload may remove */
+    uint32_t confirm_removal; /* a reload removing exactly this many is applied; 0: none */
 
     /* [upstream]: resolving hostname targets outside the zone (at most
      * CONFIG_MAX_UPSTREAMS servers) */
@@ -185,8 +189,13 @@ struct config_option {
 
 extern const struct config_option config_options[CONFIG_OPTION_COUNT];
 
+/* The largest mapping file read: a million services take about 35 MB. */
+#define CONFIG_MAX_MIB 128
+
 /* The bytes of the file at `path` (malloc'ed, `*len` of them), or NULL
- * after adding why to `d`. */
+ * after adding why to `d`. The path may be a symlink, but what it names
+ * must be a regular file of at most CONFIG_MAX_MIB MiB: a FIFO, a device
+ * or a directory is refused without blocking or reading. */
 char *config_read(const char *path, size_t *len, struct diag *d);
 
 /* Reads and checks the mapping file at `path`. Every problem is added to

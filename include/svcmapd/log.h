@@ -52,7 +52,8 @@ struct log_query {
     uint64_t ns; /* time to answer */
 };
 
-/* Writes a query line (at info level), as CoreDNS's log plugin does:
+/* Writes a query line (marked info, written at any `level`), as CoreDNS's
+ * log plugin does:
  * `127.0.0.1:50759 - 29008 "A IN example.org. udp 41 false 4096" NOERROR
  * qr,aa,rd 68 0.000037990s`, or its JSON object. */
 void log_query(const struct log_query *q);

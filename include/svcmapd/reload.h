@@ -2,6 +2,7 @@
 #ifndef SVCMAPD_RELOAD_H
 #define SVCMAPD_RELOAD_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <time.h>
@@ -45,13 +46,20 @@ struct reloader;
 
 struct reload_stats {
     uint64_t ok, failed;
-    time_t last_ok; /* Unix time of the last good load, the first included */
+    uint64_t held;          /* not applied: they removed too many services */
+    uint64_t read_failures; /* times `reload =` found the file unreadable */
+    bool read_failing;      /* and it still is */
+    time_t last_ok;         /* Unix time of the last good load, the first included */
 };
 
-/* `cfg` is the config the running zone came from; the reloader takes it.
- * `srv` gets the new limits (TCP timeouts) after each good reload. */
+/* `cfg` is the config the running zone came from; the reloader takes it,
+ * and keeps its listen, workers, user and [http] as what the process
+ * runs with. `srv` gets the new limits (TCP timeouts) after each good
+ * reload. */
 struct reloader *reload_new(struct event_base *base, const char *path, struct config *cfg,
                             struct zone_ref *ref, struct server *srv);
+
+/* Waits for a reload under way (one compile at most), then frees. */
 void reload_free(struct reloader *r);
 
 /* The config of the zone now served (main thread). */
@@ -62,15 +70,35 @@ const struct config *reload_config(const struct reloader *r);
  * SIGHUP. Called after start-up and after each reload. */
 void reload_watch(struct reloader *r);
 
-/* Stops looking at the file (shutting down). */
-void reload_unwatch(struct reloader *r);
+/* Shutting down: no more looks at the file, no more reloads, and the
+ * result of one under way is dropped. NULL is a no-op. */
+void reload_stop(struct reloader *r);
 
 /* Counts of reloads, for the metrics endpoint (main thread). */
 const struct reload_stats *reload_stats(const struct reloader *r);
 
-/* Re-reads the mapping file. On any error the running zone stays and the
- * errors are logged with FILE:LINE; otherwise the new zone is published.
- * Logs one summary line either way. Returns 0 or -EINVAL. */
-int reload_run(struct reloader *r);
+/* Reloads of fewer removed services than this are never held. */
+#define RELOAD_REMOVAL_FLOOR 10
+
+enum reload_verdict {
+    RELOAD_APPLY,
+    RELOAD_HOLD,  /* it compiled, but removes too many services */
+    RELOAD_REJECT /* it did not compile (z is NULL) */
+};
+
+/* What a reload does with `z`, compiled from `cfg` against `old`, the
+ * zone served (NULL at start: always applied). Held when it removes more
+ * than RELOAD_REMOVAL_FLOOR services and more than `max-removal` percent
+ * of old's, unless exactly `confirm-removal` of them. No side effects. */
+enum reload_verdict reload_decide(const struct config *cfg, const struct zone *z,
+                                  const struct zone *old);
+
+/* Re-reads the mapping file: read, parsed and compiled on a thread of its
+ * own while the main loop goes on, then applied on the main thread (the
+ * new zone published), held (reload_decide()) or rejected, the old zone
+ * serving on; one summary line either way, with every error's FILE:LINE.
+ * Asked for while a reload runs, it makes one more follow that one, however
+ * often it is asked. */
+void reload_run(struct reloader *r);
 
 #endif

@@ -26,6 +26,19 @@ void fuzz_fail(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 
  * mistake in the target, not a finding, and fails at once. */
 struct zone *fuzz_fixed_zone(const char *text, size_t len);
 
+/* True if the text names a path that a config could open (`servers =
+ * /PATH` reads a resolv.conf) and that may never end or block: /dev,
+ * /proc, /sys, /run. A target skips such inputs: /dev/zero would be a
+ * hang of the fuzzer's own making. */
+bool fuzz_opens_device(const uint8_t *data, size_t size);
+
+struct diag;
+
+/* Fails unless every diagnostic line of `d` starts with `file` and a
+ * colon (as `svcmapd -t` and the reload log show them: a message that
+ * smuggles a newline in would break that), one per error or warning. */
+void fuzz_check_diag(const struct diag *d, const char *file);
+
 /*
  * Answers `query` (`qlen` bytes) from `z` over UDP (`tcp` false) or TCP,
  * into a reply buffer of exactly the size the server uses, and abort()s

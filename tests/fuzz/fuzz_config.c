@@ -20,39 +20,6 @@
 #define FILE_NAME "fuzz.ini"
 #define NOW       1700000000
 
-/* Paths the config may open as a resolv.conf (`servers = /PATH`) that
- * never end or block (/dev/zero, /dev/stdin, /proc/kmsg, FIFOs under
- * /run): the fuzzer would report them as timeouts of its own making. */
-static bool opens_device(const uint8_t *data, size_t size)
-{
-    static const char *const bad[] = {"/dev", "/proc", "/sys", "/run"};
-    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
-        if (memmem(data, size, bad[i], strlen(bad[i])))
-            return true;
-    return false;
-}
-
-static void check_diag(const struct diag *d)
-{
-    size_t flen = strlen(FILE_NAME);
-    size_t lines = 0;
-    for (size_t pos = 0; pos < d->len;) {
-        const char *line = d->text + pos;
-        const char *nl = memchr(line, '\n', d->len - pos);
-        if (!nl)
-            fuzz_fail("diagnostics do not end in a newline");
-        if ((size_t)(nl - line) <= flen || memcmp(line, FILE_NAME ":", flen + 1) != 0)
-            fuzz_fail("diagnostic line %zu does not start with '%s:': %.*s", lines + 1, FILE_NAME,
-                      (int)(nl - line), line);
-        lines++;
-        pos = (size_t)(nl - d->text) + 1;
-    }
-    /* diag.c keeps the first DIAG_MAX_STORED and counts the rest */
-    if (lines + d->dropped != d->errors + d->warnings)
-        fuzz_fail("%zu lines and %u dropped for %u errors and %u warnings", lines, d->dropped,
-                  d->errors, d->warnings);
-}
-
 /* Appends `label` to a wire name; false if it would not fit. */
 static bool put_label(uint8_t *q, size_t *pos, size_t cap, const char *label, size_t len)
 {
@@ -125,7 +92,7 @@ static void ask(const struct zone *z, const struct config *cfg)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    if (opens_device(data, size))
+    if (fuzz_opens_device(data, size))
         return -1;
 
     struct diag d;
@@ -152,7 +119,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
         zone_free(z);
     }
-    check_diag(&d);
+    fuzz_check_diag(&d, FILE_NAME);
     config_free(cfg);
     diag_finish(&d);
     return 0;

@@ -1,5 +1,6 @@
 #!/usr/bin/python3
-"""make_corpus.py -- writes the seed corpora of tests/fuzz/corpus/ (answer, config, upstream).
+"""make_corpus.py -- writes the seed corpora of tests/fuzz/corpus/ (answer, config, upstream,
+reload).
 
 Run it from anywhere with Debian's python3 (it needs python3-dnspython):
 
@@ -18,6 +19,11 @@ handcrafted files below.
 upstream/: `fuzz_upstream` inputs, one byte of flags for the client's query
 (bit 0: TCP, bit 1: AAAA, bit 2: EDNS), then an upstream's reply to the
 lookup of mysql.test-1.example.com (its ID is replaced by the target).
+
+reload/: `fuzz_reload` inputs, one byte of flags (bit 0: the new file is
+read back through config_read(); bit 1: grown past its limit first), then
+the running file, "\n===\n" and the new file: reloads that are applied,
+held (most services gone, a torn copy), confirmed, or rejected (empty).
 """
 
 import os
@@ -350,6 +356,40 @@ c = c.example.com
 }
 
 
+RELOAD_READ, RELOAD_HUGE = 1, 2
+
+
+def reload_seeds():
+    """(name, flags, running text, new text or None for the same)."""
+    def services(n, first=1, ns="a"):
+        return f"[namespace {ns}]\n" + "".join(
+            f"s{i} = 10.0.{i // 250}.{i % 250 + 1}\n" for i in range(first, first + n))
+
+    full = "[server]\nttl = 5\n" + services(40) + services(4, ns="b")
+    torn = full[:full.index("s13 =")]
+    return [
+        ("unchanged", 0, full, None),
+        ("unchanged-read", RELOAD_READ, full, None),
+        ("edit", RELOAD_READ, full, full.replace("s7 = 10.0.0.8", "s7 = 10.0.0.99")),
+        ("torn", RELOAD_READ, full, torn),
+        ("torn-mid-line", RELOAD_READ, full, full[:full.index("s13 =") + 7]),
+        ("emptied", RELOAD_READ, full, ""),
+        ("comments-only", 0, full, "; nothing here yet\n\n# nor here\n"),
+        ("server-only", 0, full, "[server]\nttl = 5\n"),
+        ("confirmed", 0, full, "[server]\nconfirm-removal = 43\n" + services(1)),
+        ("confirmed-torn", 0, full, "[server]\nconfirm-removal = 43\n[namespace a]\n"),
+        ("guard-off", 0, full, "[server]\nmax-removal = 100\n" + services(2)),
+        ("guard-zero", 0, full, "[server]\nmax-removal = 0\n" + services(29)),
+        ("renamed", 0, full, services(44, first=100)),
+        ("half", 0, full, services(22)),            # 22 of 44: exactly max-removal
+        ("half-and-one", 0, full, services(21)),
+        ("small", 0, "[namespace a]\nx = 10.0.0.1\ny = 10.0.0.2\nz = 10.0.0.3\n",
+         "[namespace a]\nx = 10.0.0.1\n"),
+        ("bad-running", 0, "[namespace a]\nx = 10.0.0.300\n", services(3)),
+        ("too-large", RELOAD_READ | RELOAD_HUGE, full, full),
+    ]
+
+
 def write(path, data):
     with open(path, "wb") as f:
         f.write(data)
@@ -372,6 +412,12 @@ def main():
     for name, flags, msg in upstream_seeds():
         write(os.path.join(upstream, name), bytes([flags]) + msg)
 
+    reload = os.path.join(HERE, "corpus", "reload")
+    os.makedirs(reload, exist_ok=True)
+    for name, flags, running, new in reload_seeds():
+        text = running if new is None else running + "\n===\n" + new
+        write(os.path.join(reload, name), bytes([flags]) + text.encode())
+
     shutil.copyfile(os.path.join(ROOT, "conf", "svcmapd.ini"), os.path.join(config, "svcmapd.ini"))
     bad = os.path.join(ROOT, "tests", "data", "bad")
     for f in sorted(os.listdir(bad)):
@@ -383,7 +429,8 @@ def main():
             data = b"\xef\xbb\xbf" + data.replace(b"\n", b"\r\n")  # BOM, CRLF
         write(os.path.join(config, name), data)
     print(f"{len(answer_seeds())} answer seeds, {len(os.listdir(config))} config seeds, "
-          f"{len(upstream_seeds())} upstream seeds", file=sys.stderr)
+          f"{len(upstream_seeds())} upstream seeds, {len(reload_seeds())} reload seeds",
+          file=sys.stderr)
 
 
 if __name__ == "__main__":

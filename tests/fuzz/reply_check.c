@@ -48,6 +48,36 @@ struct zone *fuzz_fixed_zone(const char *text, size_t len)
     return z;
 }
 
+bool fuzz_opens_device(const uint8_t *data, size_t size)
+{
+    static const char *const bad[] = {"/dev", "/proc", "/sys", "/run"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        if (memmem(data, size, bad[i], strlen(bad[i])))
+            return true;
+    return false;
+}
+
+void fuzz_check_diag(const struct diag *d, const char *file)
+{
+    size_t flen = strlen(file);
+    size_t lines = 0;
+    for (size_t pos = 0; pos < d->len;) {
+        const char *line = d->text + pos;
+        const char *nl = memchr(line, '\n', d->len - pos);
+        if (!nl)
+            fuzz_fail("diagnostics do not end in a newline");
+        if ((size_t)(nl - line) <= flen || memcmp(line, file, flen) != 0 || line[flen] != ':')
+            fuzz_fail("diagnostic line %zu does not start with '%s:': %.*s", lines + 1, file,
+                      (int)(nl - line), line);
+        lines++;
+        pos = (size_t)(nl - d->text) + 1;
+    }
+    /* diag.c keeps the first DIAG_MAX_STORED and counts the rest */
+    if (lines + d->dropped != d->errors + d->warnings)
+        fuzz_fail("%zu lines and %u dropped for %u errors and %u warnings", lines, d->dropped,
+                  d->errors, d->warnings);
+}
+
 static uint16_t get16(const uint8_t *p)
 {
     return (uint16_t)(p[0] << 8 | p[1]);

@@ -546,7 +546,7 @@ class Server:
     def reload(self, config=None, timeout=5.0):
         """Optionally rewrite the config, send SIGHUP, wait for its `reload:` line.
 
-        Returns (outcome, new_log_text) where outcome is 'ok' or 'failed'."""
+        Returns (outcome, new_log_text) where outcome is 'ok', 'failed' or 'held'."""
         if config is not None:
             self.write_config(config)
         before = self.log()
@@ -558,13 +558,13 @@ class Server:
         deadline = time.monotonic() + timeout * SLOW
         while True:
             new = text[len(before):]
-            ok, failed = new.count("reload: ok"), new.count("reload: failed")
-            if ok + failed or time.monotonic() > deadline or self.proc.poll() is not None:
+            outcomes = [o for o in ("ok", "failed", "held") for _ in range(new.count(f"reload: {o}"))]
+            if outcomes or time.monotonic() > deadline or self.proc.poll() is not None:
                 break
             time.sleep(0.005)
             text = self.log()
-        assert ok + failed == 1, f"expected one reload outcome line, got:\n{new}"
-        return ("ok" if ok else "failed"), new
+        assert len(outcomes) == 1, f"expected one reload outcome line, got:\n{new}"
+        return outcomes[0], new
 
     def stop(self, sig=signal.SIGTERM):
         if self.exit_status is None:

@@ -884,6 +884,18 @@ def test_log_level_warning(svcmapd):
     assert "reload: ok" not in new and "[INFO]" not in new, new
 
 
+def test_query_log_whatever_the_level(svcmapd):
+    """queries = yes logs queries at level = warning (and error) too: the level filters
+    event lines, the switch asks for query lines (as CoreDNS's log plugin does)."""
+    for level in ("warning", "error"):
+        s = svcmapd(QLOG_MAPPING.format(listen="127.0.0.1:@PORT@",
+                                        log=f"level = {level}\nqueries = yes"))
+        _, _, port = sent_udp(s.port, X, "A", qid=4242)
+        lines = wait_lines(s, rf":{port} - 4242 ", 1)
+        assert len(lines) == 1 and QLOG_RE.match(lines[0]), f"level = {level}:\n{s.log()}"
+        assert "listening on" not in s.log(), s.log()
+
+
 def test_reload_changes_log_settings(svcmapd):
     """A reload applies [log] at once: its own `reload: ok` line is already in the new
     format, and so is everything after it."""
