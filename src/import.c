@@ -185,15 +185,15 @@ static void json_budget_free(void *p)
 /* ---- strings ---- */
 
 /* `s` for a message or a comment, in `out` (CLEAN_MAX bytes): printable
- * ASCII but '\' as it is, other bytes as \xNN, at most 64 characters of
- * it; a longer one ends in "...". */
+ * ASCII as it is, other bytes as \xNN, at most 64 characters of it; a
+ * longer one ends in "...". */
 static const char *clean(char *out, const char *s)
 {
     size_t o = 0;
     size_t i = 0;
     for (; s[i] && i < 64; i++) {
         unsigned char c = (unsigned char)s[i];
-        if (c >= 0x20 && c < 0x7f && c != '\\')
+        if (c >= 0x20 && c < 0x7f)
             out[o++] = (char)c;
         else
             o += (size_t)snprintf(out + o, CLEAN_MAX - o, "\\x%02x", c);
@@ -359,27 +359,27 @@ static void read_item(struct import *im, json_t *item, size_t i, int list_kind)
     json_t *meta = member(im, item, "", "metadata", JSON_OBJECT);
     const char *ns = member_string(im, meta, "metadata", "namespace", NULL);
     const char *name = member_string(im, meta, "metadata", "name", NULL);
-    char a[CLEAN_MAX], b[CLEAN_MAX], c[CLEAN_MAX];
-    if (k == KIND_COUNT || (list_kind >= 0 && k != list_kind)) {
-        object_error(im,
-                     "a %s (%s/%s): svcmapd import reads Services, Endpoints and EndpointSlices, "
-                     "as kubectl get services,endpoints,endpointslices -A -o json prints them",
-                     clean(a, kind), clean(b, ns ? ns : "?"), clean(c, name ? name : "?"));
-        return;
-    }
     const char *version = member_string(im, item, "", "apiVersion", NULL);
-    if (version && !version_ok((enum kind)k, version)) {
-        object_error(im, "a %s of apiVersion %s, which svcmapd import does not read", kinds[k].name,
-                     clean(a, version));
+    char a[CLEAN_MAX], b[CLEAN_MAX], c[CLEAN_MAX], v[CLEAN_MAX], head[4 * CLEAN_MAX];
+    snprintf(head, sizeof(head), "items[%zu] (%s %s/%s)", i,
+             clean(a, k < KIND_COUNT ? kinds[k].name : kind), clean(b, ns ? ns : "?"),
+             clean(c, name ? name : "?"));
+    bool ok = false;
+    if (k == KIND_COUNT || (list_kind >= 0 && k != list_kind))
+        diag_error(im->d, 0,
+                   "%s: svcmapd import reads Services, Endpoints and EndpointSlices, as kubectl "
+                   "get services,endpoints,endpointslices -A -o json prints them",
+                   head);
+    else if (version && !version_ok((enum kind)k, version))
+        diag_error(im->d, 0, "%s: apiVersion %s, which svcmapd import does not read", head,
+                   clean(v, version));
+    else if (!name || !ns)
+        diag_error(im->d, 0, "%s: no metadata.%s (kubectl get -A prints it for every object)", head,
+                   name ? "namespace" : "name");
+    else
+        ok = true;
+    if (!ok)
         return;
-    }
-    if (!name || !ns) {
-        object_error(im,
-                     "a %s without metadata.%s (kubectl get -A prints the namespace of every "
-                     "object)",
-                     kinds[k].name, name ? "namespace" : "name");
-        return;
-    }
 
     struct object o = {(enum kind)k, i, ns, name, name, item};
     im->cur = &o;
@@ -390,8 +390,8 @@ static void read_item(struct import *im, json_t *item, size_t i, int list_kind)
     }
     im->cur = NULL;
     size_t n = im->nobjs[k];
-    if ((n & (n - 1)) == 0) { /* grows at powers of two */
-        struct object *list = realloc(im->objs[k], (n ? 2 * n : 16) * sizeof(*list));
+    if ((n & (n - 1)) == 0) { /* full at 0 and at each power of two */
+        struct object *list = realloc(im->objs[k], (n ? 2 * n : 1) * sizeof(*list));
         if (!list) {
             im->oom = true;
             return;
@@ -618,13 +618,16 @@ static void endpoints_targets(struct import *im, struct object *ep, const struct
                 object_error(im, "%s: expected an object, not %s", ad, type_names[json_typeof(a)]);
                 continue;
             }
+            unsigned errors = im->d->errors;
             const char *ip = member_string(im, a, ad, "ip", NULL);
-            if (!ip)
-                object_error(im, "%s: no ip", ad);
-            else if (want->any && !port)
+            if (!ip) {
+                if (im->d->errors == errors)
+                    object_error(im, "%s: no ip", ad);
+            } else if (want->any && !port) {
                 ts->portless++;
-            else
+            } else {
                 add_target(im, ts, ip, port);
+            }
         }
     }
     im->cur = NULL;
@@ -647,6 +650,7 @@ static void slice_targets(struct import *im, struct object *sl, const struct por
             object_error(im, "%s: expected an object, not %s", at, type_names[json_typeof(e)]);
             continue;
         }
+        unsigned errors = im->d->errors;
         json_t *addrs = member(im, e, at, "addresses", JSON_ARRAY);
         json_t *cond = member(im, e, at, "conditions", JSON_OBJECT);
         char cat[96];
@@ -656,7 +660,8 @@ static void slice_targets(struct import *im, struct object *sl, const struct por
          * no other); a ready condition that is not set means ready. */
         json_t *first = json_array_get(addrs, 0);
         if (!json_is_string(first)) {
-            object_error(im, "%s.addresses: expected an array of strings", at);
+            if (im->d->errors == errors)
+                object_error(im, "%s.addresses: expected an array of strings", at);
             continue;
         }
         if (ready && json_is_false(ready))
@@ -889,7 +894,7 @@ static void endpoint_targets(struct import *im, struct entry *e, struct object *
     if (ts.bad) {
         skip(im, e, "address '%s' is not an IP address", clean(a, ts.bad));
     } else if (!used && !neps) {
-        skip(im, e, "no Endpoints or EndpointSlices");
+        skip(im, e, "no Endpoints, no IPv4 or IPv6 EndpointSlice");
     } else if (ts.n == 0) {
         char with[CLEAN_MAX + 16] = "", unready[32] = "";
         if (ts.portless)
@@ -1065,8 +1070,8 @@ static struct ref *link_targets(struct import *im, size_t *count)
             skip(im, e, "externalName '%s' names %s/%s, which this mapping does not serve",
                  clean(a, e->host), clean(b, e->target_ns), clean(c, e->target_svc));
         } else {
-            if ((n & (n - 1)) == 0) {
-                struct ref *r = realloc(refs, (n ? 2 * n : 16) * sizeof(*r));
+            if ((n & (n - 1)) == 0) { /* as the objects grow */
+                struct ref *r = realloc(refs, (n ? 2 * n : 1) * sizeof(*r));
                 if (!r) {
                     im->oom = true;
                     break;
@@ -1369,6 +1374,11 @@ int import_convert(const char *json, size_t len, const char *zone, struct diag *
         if (code == json_error_out_of_memory || json_refused)
             diag_error(d, 0, "reading this JSON takes more than %u MiB of memory",
                        IMPORT_MAX_MEMORY >> 20);
+        else if (code == json_error_null_character)
+            diag_error(d, jerr.line,
+                       "a JSON string holds \\u0000, which no Kubernetes object has "
+                       "(column %d)",
+                       jerr.column);
         else
             diag_error(d, jerr.line, "%s: %s (column %d)",
                        code == json_error_premature_end_of_input
