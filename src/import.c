@@ -206,9 +206,8 @@ static const char *clean(char *out, const char *s)
 
 /*
  * Appends the comment `; KIND NS/NAME: WHY` to `t` (`; KIND NS: WHY` when
- * `name` is NULL), on two lines when one would be longer than MAX_LINE
- * characters; a line still too long is cut and ends in "...". The strings
- * are clean() already.
+ * `name` is NULL). When it is longer than MAX_LINE characters, WHY goes on
+ * the lines below, indented. The strings are clean() already.
  */
 static void put_comment(struct text *t, const char *kind, const char *ns, const char *name,
                         const char *why)
@@ -225,10 +224,22 @@ static void put_comment(struct text *t, const char *kind, const char *ns, const 
     }
     if (hl > MAX_LINE)
         memcpy(head + MAX_LINE - 3, "...", 4);
-    if (4 + wl <= MAX_LINE)
-        text_printf(t, "%s\n;   %s\n", head, why);
-    else
-        text_printf(t, "%s\n;   %.*s...\n", head, MAX_LINE - 7, why);
+    text_printf(t, "%s\n", head);
+    /* then `why` in lines of DEFAULT_WRAP columns, at spaces where it can */
+    while (*why) {
+        size_t n = strlen(why);
+        if (4 + n > DEFAULT_WRAP) {
+            n = DEFAULT_WRAP - 4;
+            while (n > DEFAULT_WRAP / 2 && why[n] != ' ')
+                n--;
+            if (why[n] != ' ')
+                n = DEFAULT_WRAP - 4;
+        }
+        text_printf(t, ";   %.*s\n", (int)n, why);
+        why += n;
+        while (*why == ' ')
+            why++;
+    }
 }
 
 /* A DNS-1123 label as Kubernetes means it: 1 to 63 of a-z, 0-9 and '-',
@@ -462,6 +473,8 @@ static bool read_list(struct import *im, json_t *root)
     for (int k = 0; k < KIND_COUNT; k++) {
         struct object *o = im->objs[k];
         size_t n = im->nobjs[k];
+        if (n == 0)
+            continue; /* and no qsort() of NULL */
         qsort(o, n, sizeof(*o), cmp_name);
         for (size_t i = 1; i < n; i++) {
             if (strcmp(o[i].ns, o[i - 1].ns) == 0 && strcmp(o[i].name, o[i - 1].name) == 0) {
@@ -1186,27 +1199,27 @@ struct check_error {
  * Parses and compiles `text` as `svcmapd -t` does, with upstream
  * resolution off (it changes no error, and the machine's resolv.conf has
  * no say), and calls `fn` with the line and message of each error.
- * Returns the number of errors; at least 1 if memory runs out.
+ * Returns the number of errors, or -ENOMEM.
  */
-static unsigned check_text(const char *text, size_t len,
-                           void (*fn)(void *arg, const struct check_error *err), void *arg)
+static int check_text(const char *text, size_t len,
+                      void (*fn)(void *arg, const struct check_error *err), void *arg)
 {
     static const char tail[] = "\n[upstream]\nservers = none\n";
     char *all = malloc(len + sizeof(tail));
     if (!all)
-        return 1;
+        return -ENOMEM;
     memcpy(all, text, len);
     memcpy(all + len, tail, sizeof(tail));
     struct diag d;
     diag_init(&d, CHECK_FILE);
     struct config *cfg = config_parse(all, len + sizeof(tail) - 1, &d);
     struct zone *z = cfg ? zone_compile(cfg, NULL, 1, &d) : NULL;
-    unsigned errors = d.errors ? d.errors : cfg ? 0 : 1;
+    int errors = !cfg && !d.errors ? -ENOMEM : (int)d.errors;
     zone_free(z);
     config_free(cfg);
     free(all);
     /* "import:LINE: error: message" or "import: error: message" */
-    for (char *p = d.text, *end = d.text + d.len; p && p < end;) {
+    for (char *p = d.text, *end = p ? p + d.len : NULL; p && p < end;) {
         char *nl = memchr(p, '\n', (size_t)(end - p));
         if (!nl)
             break;
@@ -1229,7 +1242,8 @@ static unsigned check_text(const char *text, size_t len,
 
 struct check_round {
     struct import *im;
-    size_t skipped;       /* entries this round */
+    size_t skipped; /* entries this round */
+    bool oom;
     const char *unplaced; /* the first error on no service's line */
     char unplaced_msg[400];
 };
@@ -1249,7 +1263,9 @@ static void skip_failed(void *arg, const struct check_error *err)
             return;
         }
     }
-    if (!r->unplaced) {
+    if (strcmp(err->msg, "out of memory") == 0)
+        r->oom = true;
+    else if (!r->unplaced) {
         snprintf(r->unplaced_msg, sizeof(r->unplaced_msg), "line %d: %.300s", err->line, err->msg);
         r->unplaced = r->unplaced_msg;
     }
@@ -1329,7 +1345,10 @@ int import_check_zone(const char *zone, struct diag *d)
     }
     char text[300];
     int n = snprintf(text, sizeof(text), "[server]\nzone = %s\n", zone);
-    return check_text(text, (size_t)n, report_zone_error, d) ? -1 : 0;
+    int errors = check_text(text, (size_t)n, report_zone_error, d);
+    if (errors < 0)
+        diag_error(d, 0, "out of memory");
+    return errors ? -1 : 0;
 }
 
 int import_convert(const char *json, size_t len, const char *zone, struct diag *d, char **out,
@@ -1343,7 +1362,7 @@ int import_convert(const char *json, size_t len, const char *zone, struct diag *
         zl--;
     if (zl >= sizeof(lzone)) {
         diag_error(d, 0, "the zone is too long");
-        return -1;
+        return -EINVAL;
     }
     for (size_t i = 0; i < zl; i++)
         lzone[i] = (char)tolower((unsigned char)zone[i]);
@@ -1357,11 +1376,11 @@ int import_convert(const char *json, size_t len, const char *zone, struct diag *
         diag_error(d, 0,
                    "no input: expected the JSON List that kubectl get "
                    "services,endpoints,endpointslices -A -o json prints");
-        return -1;
+        return -EINVAL;
     }
     if (len > IMPORT_MAX_INPUT) {
         diag_error(d, 0, "larger than %u MiB, what svcmapd import reads", IMPORT_MAX_INPUT >> 20);
-        return -1;
+        return -EINVAL;
     }
 
     json_set_alloc_funcs(json_budget_malloc, json_budget_free);
@@ -1386,10 +1405,10 @@ int import_convert(const char *json, size_t len, const char *zone, struct diag *
                        : code == json_error_stack_overflow ? "the JSON is nested too deep"
                                                            : "not JSON",
                        clean(a, jerr.text), jerr.column);
-        return -1;
+        return -EINVAL;
     }
 
-    int rc = -1;
+    int rc = -EINVAL;
     struct text t = {0};
     struct ref *refs = NULL;
     size_t nrefs = 0;
@@ -1398,7 +1417,8 @@ int import_convert(const char *json, size_t len, const char *zone, struct diag *
     make_entries(&im);
     if (d->errors || im.oom)
         goto done;
-    qsort(im.entries, im.nentries, sizeof(*im.entries), cmp_entry);
+    if (im.nentries)
+        qsort(im.entries, im.nentries, sizeof(*im.entries), cmp_entry);
     refs = link_targets(&im, &nrefs);
 
     /* Each round skips at least one service, or ends. */
@@ -1410,14 +1430,15 @@ int import_convert(const char *json, size_t len, const char *zone, struct diag *
         if (im.oom || t.oom)
             goto done;
         struct check_round r = {.im = &im};
-        unsigned errors = check_text(t.p, t.len, skip_failed, &r);
+        int errors = check_text(t.p, t.len, skip_failed, &r);
         if (errors == 0)
             break;
-        if (im.oom)
+        if (im.oom || errors < 0 || r.oom)
             goto done;
         if (r.skipped == 0) {
             diag_error(d, 0, "internal error: the mapping made does not pass svcmapd's check: %s",
-                       r.unplaced ? r.unplaced : "out of memory?");
+                       r.unplaced ? r.unplaced : "?");
+            rc = -EPROTO;
             goto done;
         }
     }
@@ -1427,8 +1448,10 @@ int import_convert(const char *json, size_t len, const char *zone, struct diag *
     rc = 0;
 
 done:
-    if (im.oom || t.oom)
+    if (rc != 0 && rc != -EPROTO && (im.oom || t.oom || d->errors == 0)) {
         diag_error(d, 0, "out of memory");
+        rc = -ENOMEM;
+    }
     free(t.p);
     free(refs);
     for (size_t i = 0; i < im.nentries; i++) {

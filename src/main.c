@@ -183,8 +183,9 @@ static int print_form(const char *path, const char *form, const char *server)
 /*
  * `svcmapd import [--zone ZONE] [FILE|-]` (SPEC §8): Kubernetes objects in,
  * a mapping file out. The file is built whole before any of it is written,
- * so a failure leaves stdout empty; a failed write (a full disk, a closed
- * pipe) is a runtime failure, exit 3.
+ * so a failure leaves stdout empty. Bad input is exit 1, as a bad config
+ * is; a failed write (a full disk), no memory or a bug of import's is a
+ * runtime failure, exit 3.
  */
 static int import_command(int argc, char **argv)
 {
@@ -230,8 +231,8 @@ static int import_command(int argc, char **argv)
     size_t len = 0, out_len = 0;
     char *out = NULL;
     char *json = import_read(path, &len, &d);
-    int rc = json && import_convert(json, len, zone, &d, &out, &out_len) == 0 ? EXIT_OK
-                                                                              : EXIT_BAD_CONFIG;
+    int r = json ? import_convert(json, len, zone, &d, &out, &out_len) : -EINVAL;
+    int rc = r == 0 ? EXIT_OK : r == -EINVAL ? EXIT_BAD_CONFIG : EXIT_RUNTIME;
     free(json);
     diag_each(&d, print_line, stderr);
     diag_finish(&d);

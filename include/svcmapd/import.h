@@ -35,11 +35,16 @@ int import_check_zone(const char *zone, struct diag *d);
  * mapping file for `zone` (checked with import_check_zone() first). On
  * success returns 0 and sets `*out` to the text (malloc'ed, NUL-terminated,
  * `*out_len` bytes, the caller frees it), which config_parse() and
- * zone_compile() accept without an error. Otherwise returns -1 with `*out`
- * NULL after adding every reason to `d`: input that is not JSON, not a List
- * of Services, Endpoints and EndpointSlices, or objects of the wrong shape;
- * or out of memory. Objects svcmapd cannot serve are no error: each becomes
- * a `;` comment in the text that names it and says why.
+ * zone_compile() accept without an error. Otherwise `*out` is NULL, every
+ * reason is in `d`, and it returns
+ *   -EINVAL  bad input: not JSON, not a List of Services, Endpoints and
+ *            EndpointSlices, objects of the wrong shape, or JSON that
+ *            would take more than IMPORT_MAX_MEMORY to read;
+ *   -ENOMEM  out of memory;
+ *   -EPROTO  a bug: a text svcmapd's own check refuses in a way no
+ *            service can be left out for.
+ * Objects svcmapd cannot serve are no error: each becomes a `;` comment in
+ * the text that names it and says why.
  */
 int import_convert(const char *json, size_t len, const char *zone, struct diag *d, char **out,
                    size_t *out_len);
