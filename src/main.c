@@ -51,13 +51,14 @@ static void usage(FILE *out)
             "  -V, --version      print the version and exit\n"
             "  -h, --help         print this help and exit\n"
             "\n"
-            "import reads the Kubernetes objects that `kubectl get services,endpoints,\n"
-            "endpointslices -A -o json` prints (from FILE, or standard input) and prints\n"
-            "a mapping file for them, for zone ZONE (--zone; default cluster.local).\n"
+            "import reads Kubernetes Services, Endpoints and EndpointSlices, as\n"
+            "  kubectl get services,endpoints,endpointslices -A -o json\n"
+            "prints them, from FILE or standard input (-), and prints the mapping file\n"
+            "that serves them; --zone ZONE sets its zone (default cluster.local).\n"
             "\n"
             "Runs in the foreground and logs to stderr. SIGHUP reloads the mapping file;\n"
-            "SIGTERM and SIGINT stop. Exit status: 0 ok, 1 bad config, 2 bad usage,\n"
-            "3 runtime failure (e.g. a listen address that cannot be bound).\n",
+            "SIGTERM and SIGINT stop. Exit status: 0 ok, 1 bad config or input, 2 bad\n"
+            "usage, 3 runtime failure (e.g. a listen address that cannot be bound).\n",
             SVCMAPD_DEFAULT_CONFIG);
 }
 
