@@ -262,17 +262,6 @@ static bool is_host_text(const char *s)
            strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_") == n;
 }
 
-__attribute__((format(printf, 1, 2))) static char *str_printf(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    char *s = NULL;
-    if (vasprintf(&s, fmt, ap) < 0)
-        s = NULL;
-    va_end(ap);
-    return s;
-}
-
 /* ---- reading the objects ---- */
 
 static const char *const type_names[] = {
@@ -772,12 +761,11 @@ static void host_target(struct import *im, struct entry *e, const char *host)
     for (size_t i = 0; i < n; i++)
         low[i] = (char)tolower((unsigned char)host[i]);
     low[n] = '\0';
-    char *value = str_printf("%.*s", (int)n, host);
-    if (!value) {
+    e->value = strndup(host, n);
+    if (!e->value) {
         im->oom = true;
         return;
     }
-    e->value = value;
 
     size_t zl = strlen(im->zone);
     if (n < zl || strcmp(low + n - zl, im->zone) != 0 || (n > zl && low[n - zl - 1] != '.'))
@@ -1390,7 +1378,11 @@ int import_convert(const char *json, size_t len, const char *zone, struct diag *
     if (!root) {
         char a[CLEAN_MAX];
         enum json_error_code code = json_error_code(&jerr);
-        if (code == json_error_out_of_memory || json_refused)
+        if (code == json_error_out_of_memory && !json_refused) {
+            diag_error(d, 0, "out of memory");
+            return -ENOMEM;
+        }
+        if (json_refused)
             diag_error(d, 0, "reading this JSON takes more than %u MiB of memory",
                        IMPORT_MAX_MEMORY >> 20);
         else if (code == json_error_null_character)
