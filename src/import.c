@@ -567,6 +567,38 @@ static int cmp_target(const void *pa, const void *pb)
     return c != 0 ? c : (int)a->port - (int)b->port;
 }
 
+/* arr[i] if it is an object, its path `name`[i] written to `at` (`cap`
+ * bytes); NULL after reporting what it is instead. */
+static json_t *object_at(struct import *im, json_t *arr, size_t i, const char *name, char *at,
+                         size_t cap)
+{
+    json_t *o = json_array_get(arr, i);
+    snprintf(at, cap, "%s[%zu]", name, i);
+    if (json_is_object(o))
+        return o;
+    object_error(im, "%s: expected an object, not %s", at, type_names[json_typeof(o)]);
+    return NULL;
+}
+
+/*
+ * ports[i] (`path`[i]) of a Service, an Endpoints subset or an
+ * EndpointSlice: its name ("" when it has none), protocol (TCP when not
+ * given) and number (0 when not given). False after reporting that it is
+ * no object.
+ */
+static bool port_at(struct import *im, json_t *ports, size_t i, const char *path, const char **name,
+                    const char **proto, uint16_t *number)
+{
+    char at[64];
+    json_t *p = object_at(im, ports, i, path, at, sizeof(at));
+    if (!p)
+        return false;
+    *name = member_string(im, p, at, "name", "");
+    *proto = member_string(im, p, at, "protocol", "TCP");
+    *number = member_port(im, p, at, "port");
+    return true;
+}
+
 /*
  * The endpoint port that serves the Service port `want`, in `ports` (of an
  * EndpointSlice or an Endpoints subset): the one of the same name and
@@ -576,18 +608,11 @@ static int cmp_target(const void *pa, const void *pb)
 static uint16_t endpoint_port(struct import *im, json_t *ports, const char *path,
                               const struct port *want)
 {
-    char at[64];
     for (size_t i = 0; i < json_array_size(ports); i++) {
-        json_t *p = json_array_get(ports, i);
-        snprintf(at, sizeof(at), "%s[%zu]", path, i);
-        if (!json_is_object(p)) {
-            object_error(im, "%s: expected an object, not %s", at, type_names[json_typeof(p)]);
-            continue;
-        }
-        const char *name = member_string(im, p, at, "name", "");
-        const char *proto = member_string(im, p, at, "protocol", "TCP");
-        uint16_t port = member_port(im, p, at, "port");
-        if (strcmp(name, want->name) == 0 && strcmp(proto, want->proto) == 0)
+        const char *name, *proto;
+        uint16_t port;
+        if (port_at(im, ports, i, path, &name, &proto, &port) && strcmp(name, want->name) == 0 &&
+            strcmp(proto, want->proto) == 0)
             return port;
     }
     return 0;
@@ -599,27 +624,22 @@ static void endpoints_targets(struct import *im, struct object *ep, const struct
 {
     im->cur = ep;
     json_t *subsets = member(im, ep->json, "", "subsets", JSON_ARRAY);
-    char at[64], ad[96];
+    char at[64], ad[96], list[80];
     for (size_t i = 0; i < json_array_size(subsets); i++) {
-        json_t *s = json_array_get(subsets, i);
-        snprintf(at, sizeof(at), "subsets[%zu]", i);
-        if (!json_is_object(s)) {
-            object_error(im, "%s: expected an object, not %s", at, type_names[json_typeof(s)]);
+        json_t *s = object_at(im, subsets, i, "subsets", at, sizeof(at));
+        if (!s)
             continue;
-        }
         snprintf(ad, sizeof(ad), "%s.ports", at);
         uint16_t port =
             want->any ? endpoint_port(im, member(im, s, at, "ports", JSON_ARRAY), ad, want) : 0;
         json_t *addrs = member(im, s, at, "addresses", JSON_ARRAY);
         json_t *notready = member(im, s, at, "notReadyAddresses", JSON_ARRAY);
         ts->not_ready += (unsigned)json_array_size(notready);
+        snprintf(list, sizeof(list), "%s.addresses", at);
         for (size_t j = 0; j < json_array_size(addrs); j++) {
-            json_t *a = json_array_get(addrs, j);
-            snprintf(ad, sizeof(ad), "%s.addresses[%zu]", at, j);
-            if (!json_is_object(a)) {
-                object_error(im, "%s: expected an object, not %s", ad, type_names[json_typeof(a)]);
+            json_t *a = object_at(im, addrs, j, list, ad, sizeof(ad));
+            if (!a)
                 continue;
-            }
             unsigned errors = im->d->errors;
             const char *ip = member_string(im, a, ad, "ip", NULL);
             if (!ip) {
@@ -646,12 +666,9 @@ static void slice_targets(struct import *im, struct object *sl, const struct por
     json_t *eps = member(im, sl->json, "", "endpoints", JSON_ARRAY);
     char at[64];
     for (size_t i = 0; i < json_array_size(eps); i++) {
-        json_t *e = json_array_get(eps, i);
-        snprintf(at, sizeof(at), "endpoints[%zu]", i);
-        if (!json_is_object(e)) {
-            object_error(im, "%s: expected an object, not %s", at, type_names[json_typeof(e)]);
+        json_t *e = object_at(im, eps, i, "endpoints", at, sizeof(at));
+        if (!e)
             continue;
-        }
         unsigned errors = im->d->errors;
         json_t *addrs = member(im, e, at, "addresses", JSON_ARRAY);
         json_t *cond = member(im, e, at, "conditions", JSON_OBJECT);
@@ -819,20 +836,15 @@ static bool service_port(struct import *im, struct entry *e, struct object *svc,
                          struct port *p)
 {
     json_t *ports = member(im, spec, "spec", "ports", JSON_ARRAY);
-    char at[64], a[CLEAN_MAX], first[CLEAN_MAX + 16];
+    char a[CLEAN_MAX], first[CLEAN_MAX + 16];
     struct text others = {0};
     *p = (struct port){false, "", "TCP"};
     im->cur = svc;
     for (size_t i = 0; i < json_array_size(ports); i++) {
-        json_t *port = json_array_get(ports, i);
-        snprintf(at, sizeof(at), "spec.ports[%zu]", i);
-        if (!json_is_object(port)) {
-            object_error(im, "%s: expected an object, not %s", at, type_names[json_typeof(port)]);
+        const char *name, *proto;
+        uint16_t number;
+        if (!port_at(im, ports, i, "spec.ports", &name, &proto, &number))
             continue;
-        }
-        const char *name = member_string(im, port, at, "name", "");
-        const char *proto = member_string(im, port, at, "protocol", "TCP");
-        uint16_t number = member_port(im, port, at, "port");
         char label[CLEAN_MAX + 16];
         if (*name) /* else by its number */
             clean(label, name);
