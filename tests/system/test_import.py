@@ -19,7 +19,7 @@ import time
 
 import pytest
 
-from conftest import check_answer, check_nxdomain, rcode_text, run_cli, svc, svcmapd_path
+from conftest import REPO, check_answer, check_nxdomain, rcode_text, run_cli, svc, svcmapd_path
 
 KUBECTL = shutil.which("kubectl")
 needs_kubectl = pytest.mark.skipif(KUBECTL is None,
@@ -172,6 +172,17 @@ def test_kubectl_objects_become_the_mapping(tmp_path):
     assert "; Service test-3/ldap: 1 address not ready, left out" in out, out
     assert "; 5 of 6 Services mapped" in out, out
     assert check_file(tmp_path, out).startswith(f"{tmp_path}/check.ini: ok, zone cluster.local, 5 services")
+
+
+@needs_kubectl
+def test_readme_shows_this_import(tmp_path):
+    """The example of README's "Importing from Kubernetes" is this cluster's import."""
+    readme = (REPO / "README.md").read_text()
+    section = readme[readme.index("## Importing from Kubernetes"):]
+    shown = section[section.index("```ini\n") + 7:section.index("```\n", section.index("```ini\n") + 7)]
+    rc, out, err = run_import(tmp_path, cluster())
+    assert rc == 0, err
+    assert out == shown, "README shows:\n" + shown + "\nimport prints:\n" + out
 
 
 @needs_kubectl
