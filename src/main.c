@@ -19,6 +19,7 @@
 #include "svcmapd/config.h"
 #include "svcmapd/diag.h"
 #include "svcmapd/http.h"
+#include "svcmapd/import.h"
 #include "svcmapd/log.h"
 #include "svcmapd/notify.h"
 #include "svcmapd/print.h"
@@ -38,6 +39,7 @@ static void usage(FILE *out)
     fprintf(out,
             "Usage: svcmapd [-c FILE] [-t] [-V] [-h]\n"
             "       svcmapd [-c FILE] --print FORM SERVER\n"
+            "       svcmapd import [--zone ZONE] [FILE|-]\n"
             "Authoritative DNS for <service>.<namespace>.svc.<zone> names, mapped in an INI file.\n"
             "\n"
             "  -c, --config FILE  the mapping file (default %s)\n"
@@ -49,9 +51,14 @@ static void usage(FILE *out)
             "  -V, --version      print the version and exit\n"
             "  -h, --help         print this help and exit\n"
             "\n"
+            "import reads Kubernetes Services, Endpoints and EndpointSlices, as\n"
+            "  kubectl get services,endpoints,endpointslices -A -o json\n"
+            "prints them, from FILE or standard input (-), and prints the mapping file\n"
+            "that serves them; --zone ZONE sets its zone (default cluster.local).\n"
+            "\n"
             "Runs in the foreground and logs to stderr. SIGHUP reloads the mapping file;\n"
-            "SIGTERM and SIGINT stop. Exit status: 0 ok, 1 bad config, 2 bad usage,\n"
-            "3 runtime failure (e.g. a listen address that cannot be bound).\n",
+            "SIGTERM and SIGINT stop. Exit status: 0 ok, 1 bad config or input, 2 bad\n"
+            "usage, 3 runtime failure (e.g. a listen address that cannot be bound).\n",
             SVCMAPD_DEFAULT_CONFIG);
 }
 
@@ -171,6 +178,70 @@ static int print_form(const char *path, const char *form, const char *server)
         rc = print_snippet(stdout, cfg, form, server) == 0 ? EXIT_OK : EXIT_USAGE;
     zone_free(z);
     config_free(cfg);
+    return rc;
+}
+
+/*
+ * `svcmapd import [--zone ZONE] [FILE|-]` (SPEC §8): Kubernetes objects in,
+ * a mapping file out. The file is built whole before any of it is written,
+ * so a failure leaves stdout empty. Bad input is exit 1, as a bad config
+ * is; a failed write (a full disk), no memory or a bug of import's is a
+ * runtime failure, exit 3.
+ */
+static int import_command(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"zone", required_argument, NULL, 'z'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *zone = "cluster.local";
+    int opt;
+    opterr = 0; /* getopt would name "import" as the program */
+    while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+        switch (opt) {
+        case 'z':
+            zone = optarg;
+            break;
+        case 'h':
+            usage(stdout);
+            return EXIT_OK;
+        default:
+            fprintf(stderr, "svcmapd import: %s '%s'\n",
+                    optopt == 'z' ? "missing ZONE after" : "unknown option", argv[optind - 1]);
+            fprintf(stderr, "Try 'svcmapd --help' for more information.\n");
+            return EXIT_USAGE;
+        }
+    }
+    if (argc - optind > 1) {
+        fprintf(stderr, "svcmapd import: one FILE at most, got '%s' too\n", argv[optind + 1]);
+        fprintf(stderr, "Try 'svcmapd --help' for more information.\n");
+        return EXIT_USAGE;
+    }
+    const char *path = optind < argc ? argv[optind] : "-";
+
+    struct diag d;
+    diag_init(&d, "--zone");
+    if (import_check_zone(zone, &d) < 0) {
+        diag_each(&d, print_line, stderr);
+        diag_finish(&d);
+        return EXIT_USAGE;
+    }
+    diag_finish(&d);
+    diag_init(&d, strcmp(path, "-") == 0 ? "stdin" : path);
+    size_t len = 0, out_len = 0;
+    char *out = NULL;
+    char *json = import_read(path, &len, &d);
+    int r = json ? import_convert(json, len, zone, &d, &out, &out_len) : -EINVAL;
+    int rc = r == 0 ? EXIT_OK : r == -EINVAL ? EXIT_BAD_CONFIG : EXIT_RUNTIME;
+    free(json);
+    diag_each(&d, print_line, stderr);
+    diag_finish(&d);
+    if (rc == EXIT_OK && (fwrite(out, 1, out_len, stdout) != out_len || fflush(stdout) != 0)) {
+        fprintf(stderr, "svcmapd import: cannot write the mapping: %s\n", strerror(errno));
+        rc = EXIT_RUNTIME;
+    }
+    free(out);
     return rc;
 }
 
@@ -456,6 +527,9 @@ int main(int argc, char **argv)
     bool check_only = false;
     const char *form = NULL;
     int opt;
+
+    if (argc > 1 && strcmp(argv[1], "import") == 0)
+        return import_command(argc - 1, argv + 1);
 
     while ((opt = getopt_long(argc, argv, "c:tp:Vh", longopts, NULL)) != -1) {
         switch (opt) {

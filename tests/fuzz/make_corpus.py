@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """make_corpus.py -- writes the seed corpora of tests/fuzz/corpus/ (answer, config, upstream,
-reload).
+reload, import).
 
 Run it from anywhere with Debian's python3 (it needs python3-dnspython):
 
@@ -24,6 +24,9 @@ reload/: `fuzz_reload` inputs, one byte of flags (bit 0: the new file is
 read back through config_read(); bit 1: grown past its limit first), then
 the running file, "\n===\n" and the new file: reloads that are applied,
 held (most services gone, a torn copy), confirmed, or rejected (empty).
+
+import/: `fuzz_import` inputs: every tests/data/import/*.json and bad/*.json,
+and the small Lists below.
 """
 
 import os
@@ -395,6 +398,24 @@ def write(path, data):
         f.write(data)
 
 
+# import/: small Lists in the shapes of the API, compact as the API server
+# writes them, beside the golden files of tests/data/import.
+IMPORTS = {
+    "typed-endpoints.json": '{"kind":"EndpointsList","apiVersion":"v1","items":[{"metadata":'
+                            '{"name":"pg","namespace":"db"},"subsets":[{"addresses":[{"ip":"10.0.0.1"}],'
+                            '"ports":[{"name":"pg","port":5432}]}]}]}',
+    "slice-v6.json": '{"kind":"List","apiVersion":"v1","items":[{"kind":"Service","apiVersion":"v1",'
+                     '"metadata":{"name":"web","namespace":"a"},"spec":{"ports":[{"name":"h","port":80,'
+                     '"protocol":"UDP"}]}},{"kind":"EndpointSlice","apiVersion":"discovery.k8s.io/v1",'
+                     '"metadata":{"name":"web-1","namespace":"a","labels":{"kubernetes.io/service-name":'
+                     '"web"}},"addressType":"IPv6","endpoints":[{"addresses":["fd00::1"],"conditions":'
+                     '{"ready":true}}],"ports":[{"name":"h","port":8080,"protocol":"UDP"}]}]}',
+    "cname-chain.json": '{"kind":"List","items":[' + ",".join(
+        '{"kind":"Service","metadata":{"name":"s%d","namespace":"n"},"spec":{"type":"ExternalName",'
+        '"externalName":"s%d.n.svc.cluster.local"}}' % (i, i + 1) for i in range(5)) + "]}",
+}
+
+
 def main():
     answer = os.path.join(HERE, "corpus", "answer")
     config = os.path.join(HERE, "corpus", "config")
@@ -428,8 +449,19 @@ def main():
         if name == "continuation.ini":
             data = b"\xef\xbb\xbf" + data.replace(b"\n", b"\r\n")  # BOM, CRLF
         write(os.path.join(config, name), data)
+
+    imp = os.path.join(HERE, "corpus", "import")
+    os.makedirs(imp, exist_ok=True)
+    data = os.path.join(ROOT, "tests", "data", "import")
+    for sub, prefix in (("", "golden-"), ("bad", "bad-")):
+        for f in sorted(os.listdir(os.path.join(data, sub))):
+            if f.endswith(".json"):
+                shutil.copyfile(os.path.join(data, sub, f), os.path.join(imp, prefix + f))
+    for name, text in IMPORTS.items():
+        write(os.path.join(imp, name), text.encode())
     print(f"{len(answer_seeds())} answer seeds, {len(os.listdir(config))} config seeds, "
-          f"{len(upstream_seeds())} upstream seeds, {len(reload_seeds())} reload seeds",
+          f"{len(upstream_seeds())} upstream seeds, {len(reload_seeds())} reload seeds, "
+          f"{len(os.listdir(imp))} import seeds",
           file=sys.stderr)
 
 
