@@ -424,12 +424,14 @@ static const struct zone_plan *ns_plan(struct compiler *c, const struct owner *n
     return answer_plan(c, &ns, 1, glue, nglue);
 }
 
-static bool build_fixed(struct compiler *c)
+/* The SOAs, and the plans many names share: NXDOMAIN and NODATA (in the
+ * zone, and at reverse names outside the reverse zones of [server]
+ * reverse), REFUSED, and the plan whose answer zone_find() hands over in
+ * zone_found (PTRs, an endpoint's record). */
+static bool build_shared_plans(struct compiler *c)
 {
     struct zone *z = c->z;
-    const struct config *cfg = c->cfg;
     const struct owner apex_owner = {OWNER_REL, NULL, 0};
-    bool existed;
 
     /* The apex owner is the apex pointer itself: zero labels, then the slot. */
     c->soa = build_soa(c, &apex_owner, false);
@@ -450,11 +452,17 @@ static bool build_fixed(struct compiler *c)
     z->nodata_rev6 = new_plan(z, LDNS_RCODE_NOERROR, true, NULL, 0, &c->soa_rev6, 1, NULL, 0);
     z->found_plan = new_plan(z, LDNS_RCODE_NOERROR, true, NULL, 0, NULL, 0, NULL, 0);
     z->refused = new_plan(z, LDNS_RCODE_REFUSED, false, NULL, 0, NULL, 0, NULL, 0);
-    if (!z->nxdomain || !z->nodata || !z->nodata_rev4 || !z->nodata_rev6 || !z->refused ||
-        !z->found_plan)
-        return false;
+    return z->nxdomain && z->nodata && z->nodata_rev4 && z->nodata_rev6 && z->refused &&
+           z->found_plan;
+}
 
-    /* apex: SOA and NS (with ns.dns glue); everything else NODATA */
+/* The apex: SOA and NS (with ns.dns glue), everything else NODATA; and
+ * ns.dns.<zone>, A and AAAA. */
+static bool build_apex(struct compiler *c)
+{
+    struct zone *z = c->z;
+    const struct config *cfg = c->cfg;
+
     struct znode *apex = add_node(c, z->apex, z->apex_len, INFO_APEX, NODE_IN_ZONE, 2, NULL);
     if (!apex)
         return false;
@@ -482,10 +490,16 @@ static bool build_fixed(struct compiler *c)
             build_addresses(c, &q, LDNS_RR_TYPE_AAAA, cfg->ttl, c->ns6[0], 16, c->nns6);
         add_plan(c, nsdns, LDNS_RR_TYPE_AAAA, answer_plan(c, &a, 1, NULL, 0));
     }
+    return true;
+}
 
-    /* dns-version.<zone> TXT "1.1.0", TTL 28800 whatever the zone's ttl */
-    n = put_label(name, 0, "dns-version", 11);
-    n = with_apex(z, name, n);
+/* dns-version.<zone> TXT "1.1.0", TTL 28800 whatever the zone's ttl */
+static bool build_version(struct compiler *c)
+{
+    struct zone *z = c->z;
+    const struct owner q = {OWNER_QNAME, NULL, 0};
+    uint8_t name[LDNS_MAX_DOMAINLEN + 1];
+    size_t n = with_apex(z, name, put_label(name, 0, "dns-version", 11));
     struct znode *version = add_node(c, name, n, INFO_VERSION, NODE_IN_ZONE, 1, NULL);
     if (!version)
         return false;
@@ -498,21 +512,29 @@ static bool build_fixed(struct compiler *c)
     b_rr_end(b);
     const struct zone_rrset *t = b_finish(z, b, false);
     add_plan(c, version, LDNS_RR_TYPE_TXT, answer_plan(c, &t, 1, NULL, 0));
+    return true;
+}
 
-    /* dns.<zone> exists, empty, above ns.dns.<zone> (RFC 8020: NXDOMAIN
-     * there would deny ns.dns) */
-    n = with_apex(z, name, put_label(name, 0, "dns", 3));
-    if (!add_node(c, name, n, INFO_EMPTY, NODE_IN_ZONE, 0, &existed))
-        return false;
+/* Names that exist and are empty: dns.<zone>, above ns.dns.<zone> (RFC
+ * 8020: NXDOMAIN there would deny ns.dns); svc.<zone> and pod.<zone>
+ * (SPEC §2.1). */
+static bool add_empty_names(struct compiler *c)
+{
+    static const char *const labels[] = {"dns", "svc", "pod"};
+    uint8_t name[LDNS_MAX_DOMAINLEN + 1];
+    for (size_t i = 0; i < sizeof(labels) / sizeof(labels[0]); i++) {
+        size_t n = with_apex(c->z, name, put_label(name, 0, labels[i], 3));
+        if (!add_node(c, name, n, INFO_EMPTY, NODE_IN_ZONE, 0, NULL))
+            return false;
+    }
+    return true;
+}
 
-    /* svc.<zone> and pod.<zone> exist and are empty (SPEC §2.1) */
-    n = with_apex(z, name, put_label(name, 0, "svc", 3));
-    if (!add_node(c, name, n, INFO_EMPTY, NODE_IN_ZONE, 0, &existed))
-        return false;
-    n = with_apex(z, name, put_label(name, 0, "pod", 3));
-    if (!add_node(c, name, n, INFO_EMPTY, NODE_IN_ZONE, 0, &existed))
-        return false;
-    return !c->oom;
+/* The records that are not of a service (SPEC §2.2). */
+static bool build_fixed(struct compiler *c)
+{
+    return build_shared_plans(c) && build_apex(c) && build_version(c) && add_empty_names(c) &&
+           !c->oom;
 }
 
 /* ---------------------------------------------------------------------- */
