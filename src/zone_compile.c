@@ -672,13 +672,13 @@ static size_t endpoint_name(const struct znode *service, const struct config_tar
     return rl + service->len;
 }
 
-static void compile_address_service(struct compiler *c, const struct config_namespace *ns,
-                                    const struct config_service *s, struct znode *node)
+/* A and AAAA at a service of addresses. False if they do not fit in one
+ * DNS message (reported). */
+static bool compile_addresses(struct compiler *c, const struct config_service *s,
+                              struct znode *node)
 {
-    struct zone *z = c->z;
     struct info *in = info_of(c, node);
     const struct owner q = {OWNER_QNAME, NULL, 0};
-    uint32_t ttl = in->ttl;
     size_t n4 = 0, n6 = 0;
     for (uint32_t i = 0; i < s->ntargets; i++) {
         if (s->targets[i].family == AF_INET)
@@ -691,24 +691,29 @@ static void compile_address_service(struct compiler *c, const struct config_name
     const struct zone_rrset *aaaa = n6 ? service_addresses(c, in, &q, LDNS_RR_TYPE_AAAA) : NULL;
     if ((n4 && !a) || (n6 && !aaaa)) {
         diag_error(c->d, s->line, "service '%s': too many addresses for one DNS message", s->name);
-        return;
+        return false;
     }
     if (a)
         add_plan(c, node, LDNS_RR_TYPE_A, answer_plan(c, &a, 1, NULL, 0));
     if (aaaa)
         add_plan(c, node, LDNS_RR_TYPE_AAAA, answer_plan(c, &aaaa, 1, NULL, 0));
-    z->stats.records += s->ntargets;
+    c->z->stats.records += s->ntargets;
+    return true;
+}
 
-    /* Several addresses: each gets an endpoint name (Kubernetes DNS spec
-     * §2.4, headless services), the target of its SRV record and of its PTR.
-     * The names are not nodes of the zone: zone_find() answers them from
-     * the service's own A and AAAA records, which already hold everything
-     * (a third of the names of a large mapping, and most of its memory). */
-    struct owner *targets = calloc(s->ntargets, sizeof(*targets));
-    if (!targets) {
-        oom(c);
-        return;
-    }
+/* Several addresses: each gets an endpoint name (Kubernetes DNS spec
+ * §2.4, headless services), the target of its SRV record and of its PTR.
+ * The names are not nodes of the zone: zone_find() answers them from
+ * the service's own A and AAAA records, which already hold everything
+ * (a third of the names of a large mapping, and most of its memory).
+ * `targets[i]` becomes the name of address i: its endpoint's, or with one
+ * address the service's own. Queues the PTR of every address. */
+static void compile_endpoints(struct compiler *c, const struct config_namespace *ns,
+                              const struct config_service *s, struct znode *node,
+                              struct owner *targets)
+{
+    struct zone *z = c->z;
+    uint32_t ttl = info_of(c, node)->ttl;
     if (s->ntargets > 1)
         node->flags |= NODE_ENDPOINTS;
     for (uint32_t i = 0; i < s->ntargets; i++) {
@@ -736,79 +741,104 @@ static void compile_address_service(struct compiler *c, const struct config_name
         queue_ptr(c, t, targets[i].wire, targets[i].len + z->apex_len, ttl);
         z->stats.records++;
     }
+}
 
-    if (s->targets[0].port) {
-        /* SRV (SPEC §2.4): priority 0, weights share 100, the target's
-         * addresses in ADDITIONAL. */
-        struct builder *b = c->b;
-        uint16_t weight = (uint16_t)(s->ntargets >= 100 ? 1 : 100 / s->ntargets);
+/* _<port>._<proto>.<svc>.<ns>.svc.<zone>: the SRV name of a service,
+ * answering `plan`. */
+static void add_srv_name(struct compiler *c, const struct config_service *s, struct znode *node,
+                         const struct zone_plan *plan)
+{
+    const char *pname = s->srv_name ? s->srv_name : s->name;
+    char label[66];
+    int pl = snprintf(label, sizeof(label), "_%s", pname);
+    uint8_t name[LDNS_MAX_DOMAINLEN + 1];
+    size_t rl = 0;
+    size_t len = 0;
+    if (pl <= 63) {
+        rl = put_label(name, 0, label, (size_t)pl);
+        snprintf(label, sizeof(label), "_%s", s->srv_proto ? s->srv_proto : "tcp");
+        rl = put_label(name, rl, label, strlen(label));
+        memcpy(name + rl, node_name(node), node->len);
+        len = rl + node->len <= LDNS_MAX_DOMAINLEN ? rl + node->len : 0;
+    }
+    if (len == 0) {
+        diag_error(c->d, s->line,
+                   "service '%s': SRV name '_%s._%s.%s...' is too long; set a shorter "
+                   "srv=_NAME._PROTO",
+                   s->name, pname, s->srv_proto ? s->srv_proto : "tcp", s->name);
+        return;
+    }
+    struct znode *port = add_node(c, name, len, INFO_PORT, NODE_IN_ZONE, 1, NULL);
+    if (port)
+        add_plan(c, port, LDNS_RR_TYPE_SRV, plan);
+    /* _<proto>.<svc> is an empty non-terminal: a flag, not a node,
+     * as there may be a million of them */
+    const uint8_t *proto = name + 1 + name[0];
+    node->flags |= proto_flag(proto + 2, (size_t)proto[0] - 1);
+}
+
+/* SRV (SPEC §2.4): priority 0, weights share 100, the targets' addresses
+ * in ADDITIONAL; at the service's name and at its SRV name. */
+static void compile_srv(struct compiler *c, const struct config_service *s, struct znode *node,
+                        const struct owner *targets)
+{
+    struct zone *z = c->z;
+    const struct owner q = {OWNER_QNAME, NULL, 0};
+    uint32_t ttl = info_of(c, node)->ttl;
+    struct builder *b = c->b;
+    uint16_t weight = (uint16_t)(s->ntargets >= 100 ? 1 : 100 / s->ntargets);
+    b_reset(b);
+    for (uint32_t i = 0; i < s->ntargets; i++) {
+        b_rr_begin(b, &q, LDNS_RR_TYPE_SRV, ttl);
+        b_u16(b, 0);
+        b_u16(b, weight);
+        b_u16(b, s->targets[i].port);
+        b_name(b, &targets[i]);
+        b_rr_end(b);
+    }
+    const struct zone_rrset *srv = b_finish(z, b, false);
+    z->stats.records += s->ntargets * 2; /* bare name and _port._proto */
+
+    const struct zone_rrset *extra[2];
+    size_t nextra = 0;
+    if (s->ntargets == 1) {
+        int which = s->targets[0].family == AF_INET ? 0 : 1;
+        extra[nextra++] = named_rrset(c, node, which);
+    } else {
+        /* one record per endpoint, each its own name */
         b_reset(b);
         for (uint32_t i = 0; i < s->ntargets; i++) {
-            b_rr_begin(b, &q, LDNS_RR_TYPE_SRV, ttl);
-            b_u16(b, 0);
-            b_u16(b, weight);
-            b_u16(b, s->targets[i].port);
-            b_name(b, &targets[i]);
+            const struct config_target *t = &s->targets[i];
+            b_rr_begin(b, &targets[i], t->family == AF_INET ? LDNS_RR_TYPE_A : LDNS_RR_TYPE_AAAA,
+                       ttl);
+            b_bytes(b, t->addr, t->family == AF_INET ? 4 : 16);
             b_rr_end(b);
         }
-        const struct zone_rrset *srv = b_finish(z, b, false);
-        z->stats.records += s->ntargets * 2; /* bare name and _port._proto */
-
-        const struct zone_rrset *extra[2];
-        size_t nextra = 0;
-        if (s->ntargets == 1) {
-            int which = s->targets[0].family == AF_INET ? 0 : 1;
-            extra[nextra++] = named_rrset(c, node, which);
-        } else {
-            /* one record per endpoint, each its own name */
-            b_reset(b);
-            for (uint32_t i = 0; i < s->ntargets; i++) {
-                const struct config_target *t = &s->targets[i];
-                b_rr_begin(b, &targets[i],
-                           t->family == AF_INET ? LDNS_RR_TYPE_A : LDNS_RR_TYPE_AAAA, ttl);
-                b_bytes(b, t->addr, t->family == AF_INET ? 4 : 16);
-                b_rr_end(b);
-            }
-            extra[nextra++] = b_finish(z, b, false);
-        }
-        if (!srv || !extra[0]) {
-            diag_error(c->d, s->line,
-                       "service '%s': its SRV answer is too large for one DNS message", s->name);
-            free(targets);
-            return;
-        }
-        const struct zone_plan *plan = answer_plan(c, &srv, 1, extra, nextra);
-        add_plan(c, node, LDNS_RR_TYPE_SRV, plan);
-
-        /* _<port>._<proto>.<svc>.<ns>.svc.<zone> */
-        const char *pname = s->srv_name ? s->srv_name : s->name;
-        char label[66];
-        int pl = snprintf(label, sizeof(label), "_%s", pname);
-        uint8_t name[LDNS_MAX_DOMAINLEN + 1];
-        size_t rl = 0;
-        size_t len = 0;
-        if (pl <= 63) {
-            rl = put_label(name, 0, label, (size_t)pl);
-            snprintf(label, sizeof(label), "_%s", s->srv_proto ? s->srv_proto : "tcp");
-            rl = put_label(name, rl, label, strlen(label));
-            memcpy(name + rl, node_name(node), node->len);
-            len = rl + node->len <= LDNS_MAX_DOMAINLEN ? rl + node->len : 0;
-        }
-        if (len == 0) {
-            diag_error(c->d, s->line,
-                       "service '%s': SRV name '_%s._%s.%s...' is too long; set a shorter "
-                       "srv=_NAME._PROTO",
-                       s->name, pname, s->srv_proto ? s->srv_proto : "tcp", s->name);
-        } else {
-            struct znode *port = add_node(c, name, len, INFO_PORT, NODE_IN_ZONE, 1, NULL);
-            if (port)
-                add_plan(c, port, LDNS_RR_TYPE_SRV, plan);
-            /* _<proto>.<svc> is an empty non-terminal: a flag, not a node,
-             * as there may be a million of them */
-            const uint8_t *proto = name + 1 + name[0];
-            node->flags |= proto_flag(proto + 2, (size_t)proto[0] - 1);
-        }
+        extra[nextra++] = b_finish(z, b, false);
     }
+    if (!srv || !extra[0]) {
+        diag_error(c->d, s->line, "service '%s': its SRV answer is too large for one DNS message",
+                   s->name);
+        return;
+    }
+    const struct zone_plan *plan = answer_plan(c, &srv, 1, extra, nextra);
+    add_plan(c, node, LDNS_RR_TYPE_SRV, plan);
+    add_srv_name(c, s, node, plan);
+}
+
+static void compile_address_service(struct compiler *c, const struct config_namespace *ns,
+                                    const struct config_service *s, struct znode *node)
+{
+    if (!compile_addresses(c, s, node))
+        return;
+    struct owner *targets = calloc(s->ntargets, sizeof(*targets));
+    if (!targets) {
+        oom(c);
+        return;
+    }
+    compile_endpoints(c, ns, s, node, targets);
+    if (s->targets[0].port)
+        compile_srv(c, s, node, targets);
     free(targets);
 }
 
