@@ -1340,49 +1340,70 @@ static size_t estimate_names(const struct config *cfg)
     return n;
 }
 
-struct zone *zone_compile(const struct config *cfg, const struct zone *old, time_t now,
-                          struct diag *d)
+/* The zone's arena and its table, sized once for the names of the config,
+ * and the compiler's own memory. False when out of memory. */
+static bool compiler_init(struct compiler *c, time_t now)
 {
-    struct zone *z = calloc(1, sizeof(*z));
-    struct compiler c = {.z = z, .cfg = cfg, .d = d};
-    unsigned errors_before = d->errors;
-    if (!z)
-        goto fail;
+    struct zone *z = c->z;
     z->arena = arena_new();
-    c.scratch = arena_new();
-    c.b = malloc(sizeof(*c.b));
-    if (!z->arena || !c.scratch || !c.b)
-        goto fail;
+    c->scratch = arena_new();
+    c->b = malloc(sizeof(*c->b));
+    if (!z->arena || !c->scratch || !c->b)
+        return false;
     if (getrandom(&z->seed, sizeof(z->seed), 0) != sizeof(z->seed))
         z->seed = (uint64_t)now ^ (uint64_t)(uintptr_t)z;
 
     /* at most 70% full: short probe sequences, a table a third smaller
      * than at 50% */
-    size_t names = estimate_names(cfg);
+    size_t names = estimate_names(c->cfg);
     size_t cap = 64;
     while (cap * 7 < names * 10)
         cap *= 2;
-    c.info = malloc(names * sizeof(*c.info)); /* grown if the estimate is short */
-    c.infocap = c.info ? names : 0;
+    c->info = malloc(names * sizeof(*c->info)); /* grown if the estimate is short */
+    c->infocap = c->info ? names : 0;
 
     z->slots = slots_new(cap);
     if (!z->slots)
-        goto fail;
+        return false;
     z->mask = cap - 1;
+    return true;
+}
 
-    /* the apex, in wire form and lower case (config.c folded it) */
+/* Frees what compiling needed and the zone keeps none of. */
+static void compiler_finish(struct compiler *c)
+{
+    free(c->info);
+    free(c->b);
+    free(c->ns4);
+    free(c->ns6);
+    free(c->ptrs[0].v);
+    free(c->ptrs[1].v);
+    arena_free(c->scratch);
+}
+
+/* The apex, in wire form and lower case (config.c folded it), and the
+ * zone's name. False if the name leaves no room for service names
+ * (reported). */
+static bool set_apex(struct compiler *c)
+{
+    struct zone *z = c->z;
+    const struct config *cfg = c->cfg;
     size_t n = wire_name(cfg->zone, z->apex);
     z->apex_len = n;
     if (n > LDNS_MAX_DOMAINLEN - 20) {
-        diag_error(d, cfg->line[CONFIG_ZONE], "zone '%s' is too long to hold service names",
+        diag_error(c->d, cfg->line[CONFIG_ZONE], "zone '%s' is too long to hold service names",
                    cfg->zone);
-        goto fail;
+        return false;
     }
-
-    z->udp_max = (uint16_t)cfg->udp_max_size;
     snprintf(z->name, sizeof(z->name), "%s", cfg->zone);
+    return true;
+}
 
-    /* upstream resolution of hostname targets outside the zone */
+/* The settings the server reads from the zone: the UDP reply size, and
+ * how hostname targets outside the zone are resolved upstream. */
+static void copy_settings(struct zone *z, const struct config *cfg)
+{
+    z->udp_max = (uint16_t)cfg->udp_max_size;
     z->resolve = cfg->nupstream > 0;
     z->upstream.nservers = 0;
     for (size_t i = 0; i < cfg->nupstream && i < UPSTREAM_MAX_SERVERS; i++) {
@@ -1394,6 +1415,51 @@ struct zone *zone_compile(const struct config *cfg, const struct zone *old, time
     z->upstream.cache_size = cfg->cache_size;
     z->upstream.max_stale = cfg->max_stale;
     z->upstream.negative_ttl = cfg->negative_ttl;
+}
+
+/* zone.services: the services in the order of the file, for the next
+ * reload's count_changes(); a service's `info` becomes its place there.
+ * False when out of memory. */
+static bool list_services(struct compiler *c)
+{
+    struct zone *z = c->z;
+    z->services = arena_alloc(z->arena, (z->stats.services + 1) * sizeof(*z->services));
+    if (!z->services)
+        return false;
+    for (size_t i = 0; i < c->ninfo; i++) {
+        struct znode *node = c->info[i].node;
+        if (node->flags & NODE_SERVICE) {
+            node->info = (uint32_t)z->nservices;
+            z->services[z->nservices++] = node;
+        }
+    }
+    return true;
+}
+
+/* The SOA serial: `now`, or the old zone's if nothing `changed`, and never
+ * behind the old one. */
+static uint32_t next_serial(const struct zone *old, bool changed, time_t now)
+{
+    uint32_t serial = (uint32_t)now;
+    if (old) {
+        uint32_t prev = old->stats.serial;
+        if (!changed)
+            serial = prev;
+        else if ((int32_t)(serial - prev) <= 0) /* RFC 1982: never go back */
+            serial = prev + 1;
+    }
+    return serial;
+}
+
+struct zone *zone_compile(const struct config *cfg, const struct zone *old, time_t now,
+                          struct diag *d)
+{
+    struct zone *z = calloc(1, sizeof(*z));
+    struct compiler c = {.z = z, .cfg = cfg, .d = d};
+    unsigned errors_before = d->errors;
+    if (!z || !compiler_init(&c, now) || !set_apex(&c))
+        goto fail;
+    copy_settings(z, cfg);
 
     if (!build_fixed(&c) || !compile_reverse_zones(&c))
         goto fail;
@@ -1409,49 +1475,19 @@ struct zone *zone_compile(const struct config *cfg, const struct zone *old, time
         goto fail;
 
     z->settings_fp = settings_fingerprint(&c);
-    z->services = arena_alloc(z->arena, (z->stats.services + 1) * sizeof(*z->services));
-    if (!z->services)
+    if (!list_services(&c))
         goto fail;
-    for (size_t i = 0; i < c.ninfo; i++) {
-        struct znode *node = c.info[i].node;
-        if (node->flags & NODE_SERVICE) {
-            node->info = (uint32_t)z->nservices;
-            z->services[z->nservices++] = node;
-        }
-    }
-    bool changed = count_changes(&c, old);
-    uint32_t serial = (uint32_t)now;
-    if (old) {
-        uint32_t prev = old->stats.serial;
-        if (!changed)
-            serial = prev;
-        else if ((int32_t)(serial - prev) <= 0) /* RFC 1982: never go back */
-            serial = prev + 1;
-    }
-    set_serial(&c, serial);
+    set_serial(&c, next_serial(old, count_changes(&c, old), now));
     z->stats.records += 5; /* SOA, NS, TXT, ns.dns A/AAAA */
-    z->stats.bytes = arena_size(z->arena) + cap * sizeof(*z->slots);
-
-    free(c.info);
-    free(c.b);
-    free(c.ns4);
-    free(c.ns6);
-    free(c.ptrs[0].v);
-    free(c.ptrs[1].v);
-    arena_free(c.scratch);
+    z->stats.bytes = arena_size(z->arena) + (z->mask + 1) * sizeof(*z->slots);
+    compiler_finish(&c);
     return z;
 
 fail:
     if (d->errors == errors_before)
         diag_error(d, 0, "out of memory while compiling the zone");
 reject:
-    free(c.info);
-    free(c.b);
-    free(c.ns4);
-    free(c.ns6);
-    free(c.ptrs[0].v);
-    free(c.ptrs[1].v);
-    arena_free(c.scratch);
+    compiler_finish(&c);
     zone_free(z);
     return NULL;
 }
