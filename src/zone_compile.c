@@ -1086,21 +1086,15 @@ static void warn_loop(struct compiler *c, struct znode *node)
     }
 }
 
-static void compile_hosts(struct compiler *c)
+/* Without upstream servers, hostnames outside the zone get their CNAME
+ * alone, which glibc and musl clients cannot use: say so, once. */
+static void warn_unresolved(struct compiler *c)
 {
-    size_t count = c->ninfo;
-    unsigned errors_before = c->d->errors;
-    for (size_t i = 0; i < count; i++)
-        if (c->info[i].kind == INFO_HOST)
-            resolve_host_target(c, c->info[i].node);
-    if (c->d->errors != errors_before || c->oom)
+    if (c->z->resolve || !c->cfg->upstream_note[0])
         return;
-
-    /* Without upstream servers, hostnames outside the zone get their CNAME
-     * alone, which glibc and musl clients cannot use: say so, once. */
     size_t unresolved = 0;
     int first_line = 0;
-    for (size_t i = 0; i < count && !c->z->resolve && c->cfg->upstream_note[0]; i++) {
+    for (size_t i = 0; i < c->ninfo; i++) {
         struct info *in = &c->info[i];
         if (in->kind == INFO_HOST && !extra_of(c, in)->host_node && !in->u.svc->no_resolve) {
             if (unresolved++ == 0)
@@ -1112,50 +1106,68 @@ static void compile_hosts(struct compiler *c)
                      "%zu hostname target%s outside the zone will get the CNAME alone: no "
                      "upstream servers (%s); set [upstream] servers",
                      unresolved, unresolved == 1 ? "" : "s", c->cfg->upstream_note);
+}
 
+/* The plans of a hostname service whose target is resolved. False when out
+ * of memory. */
+static bool compile_host(struct compiler *c, struct info *in)
+{
     const struct owner q = {OWNER_QNAME, NULL, 0};
-    for (size_t i = 0; i < count; i++) {
-        struct info *in = &c->info[i];
-        if (in->kind != INFO_HOST)
-            continue;
-
-        struct znode *node = in->node;
-        struct builder *b = c->b;
-        b_reset(b);
-        b_rr_begin(b, &q, LDNS_RR_TYPE_CNAME, in->ttl);
-        if (extra_of(c, in)->host_node) {
-            struct owner t = rel_owner(c, extra_of(c, in)->host_node);
-            b_name(b, &t);
-        } else {
-            b_bytes(b, extra_of(c, in)->host, extra_of(c, in)->host_len);
-        }
-        b_rr_end(b);
-        const struct zone_rrset *cname = b_finish(c->z, b, false);
-        if (!cname) {
-            oom(c);
-            return;
-        }
-        c->z->stats.records++;
-
-        /* CNAME first: it also answers ANY (RFC 8482 §4.2). A, AAAA and TXT
-         * follow the chain as CoreDNS does; SRV and other types are NODATA. */
-        const struct zone_plan *alone = answer_plan(c, &cname, 1, NULL, 0);
-        add_plan(c, node, LDNS_RR_TYPE_CNAME, alone);
-        if (!extra_of(c, in)->host_node || in->u.svc->no_resolve) {
-            /* Outside the zone: A and AAAA go on with the upstream's records
-             * (SPEC §2.3); resolve=no gives the CNAME alone. */
-            const struct zone_plan *resolved = with_external(c, alone, external_of(c, node));
-            add_plan(c, node, LDNS_RR_TYPE_A, resolved); /* one plan: the query says the type */
-            add_plan(c, node, LDNS_RR_TYPE_AAAA, resolved);
-            add_plan(c, node, LDNS_RR_TYPE_TXT, alone);
-            continue;
-        }
-
-        warn_loop(c, node);
-        add_plan(c, node, LDNS_RR_TYPE_A, chase(c, node, LDNS_RR_TYPE_A, cname));
-        add_plan(c, node, LDNS_RR_TYPE_AAAA, chase(c, node, LDNS_RR_TYPE_AAAA, cname));
-        add_plan(c, node, LDNS_RR_TYPE_TXT, chase(c, node, LDNS_RR_TYPE_TXT, cname));
+    struct znode *node = in->node;
+    struct builder *b = c->b;
+    b_reset(b);
+    b_rr_begin(b, &q, LDNS_RR_TYPE_CNAME, in->ttl);
+    if (extra_of(c, in)->host_node) {
+        struct owner t = rel_owner(c, extra_of(c, in)->host_node);
+        b_name(b, &t);
+    } else {
+        b_bytes(b, extra_of(c, in)->host, extra_of(c, in)->host_len);
     }
+    b_rr_end(b);
+    const struct zone_rrset *cname = b_finish(c->z, b, false);
+    if (!cname) {
+        oom(c);
+        return false;
+    }
+    c->z->stats.records++;
+
+    /* CNAME first: it also answers ANY (RFC 8482 §4.2). A, AAAA and TXT
+     * follow the chain as CoreDNS does; SRV and other types are NODATA. */
+    const struct zone_plan *alone = answer_plan(c, &cname, 1, NULL, 0);
+    add_plan(c, node, LDNS_RR_TYPE_CNAME, alone);
+    if (!extra_of(c, in)->host_node || in->u.svc->no_resolve) {
+        /* Outside the zone: A and AAAA go on with the upstream's records
+         * (SPEC §2.3); resolve=no gives the CNAME alone. */
+        const struct zone_plan *resolved = with_external(c, alone, external_of(c, node));
+        add_plan(c, node, LDNS_RR_TYPE_A, resolved); /* one plan: the query says the type */
+        add_plan(c, node, LDNS_RR_TYPE_AAAA, resolved);
+        add_plan(c, node, LDNS_RR_TYPE_TXT, alone);
+        return true;
+    }
+
+    warn_loop(c, node);
+    add_plan(c, node, LDNS_RR_TYPE_A, chase(c, node, LDNS_RR_TYPE_A, cname));
+    add_plan(c, node, LDNS_RR_TYPE_AAAA, chase(c, node, LDNS_RR_TYPE_AAAA, cname));
+    add_plan(c, node, LDNS_RR_TYPE_TXT, chase(c, node, LDNS_RR_TYPE_TXT, cname));
+    return true;
+}
+
+static void compile_hosts(struct compiler *c)
+{
+    /* the targets of hostname services are resolved (and endpoint nodes
+     * added) first: a chain may pass through any of them */
+    size_t count = c->ninfo;
+    unsigned errors_before = c->d->errors;
+    for (size_t i = 0; i < count; i++)
+        if (c->info[i].kind == INFO_HOST)
+            resolve_host_target(c, c->info[i].node);
+    if (c->d->errors != errors_before || c->oom)
+        return;
+
+    warn_unresolved(c);
+    for (size_t i = 0; i < count; i++)
+        if (c->info[i].kind == INFO_HOST && !compile_host(c, &c->info[i]))
+            return;
 }
 
 /* ---------------------------------------------------------------------- */
