@@ -596,6 +596,27 @@ static const struct zone_rrset *service_addresses(struct compiler *c, const stru
     return build_addresses(c, o, type, in->ttl, buf, size, n);
 }
 
+/* The CNAME of hostname service `in`, owned by `o`: to its target in the
+ * zone, written as labels before the apex in the question, or to a
+ * hostname outside it as written (resolve_host_target()). The one builder
+ * of the CNAME a query for the service gets, and of the one a chain
+ * through it shows. NULL when out of memory. */
+static const struct zone_rrset *build_cname(struct compiler *c, struct info *in,
+                                            const struct owner *o)
+{
+    struct builder *b = c->b;
+    b_reset(b);
+    b_rr_begin(b, o, LDNS_RR_TYPE_CNAME, in->ttl);
+    if (extra_of(c, in)->host_node) {
+        struct owner t = rel_owner(c, extra_of(c, in)->host_node);
+        b_name(b, &t);
+    } else {
+        b_bytes(b, extra_of(c, in)->host, extra_of(c, in)->host_len);
+    }
+    b_rr_end(b);
+    return b_finish(c->z, b, false);
+}
+
 /* The A (0), AAAA (1) or CNAME (2) RRset of `n` with its own name as owner:
  * for CNAME chains and additional sections. NULL if it has none. */
 static const struct zone_rrset *named_rrset(struct compiler *c, struct znode *n, int which)
@@ -609,17 +630,7 @@ static const struct zone_rrset *named_rrset(struct compiler *c, struct znode *n,
     if (which == 2) {
         if (in->kind != INFO_HOST)
             return NULL;
-        struct builder *b = c->b;
-        b_reset(b);
-        b_rr_begin(b, &o, LDNS_RR_TYPE_CNAME, in->ttl);
-        if (extra_of(c, in)->host_node) {
-            struct owner t = rel_owner(c, extra_of(c, in)->host_node);
-            b_name(b, &t);
-        } else {
-            b_bytes(b, extra_of(c, in)->host, extra_of(c, in)->host_len);
-        }
-        b_rr_end(b);
-        extra_of(c, in)->named[2] = b_finish(c->z, b, false);
+        extra_of(c, in)->named[2] = build_cname(c, in, &o);
     } else {
         extra_of(c, in)->named[which] =
             service_addresses(c, in, &o, which == 0 ? LDNS_RR_TYPE_A : LDNS_RR_TYPE_AAAA);
@@ -1114,17 +1125,7 @@ static bool compile_host(struct compiler *c, struct info *in)
 {
     const struct owner q = {OWNER_QNAME, NULL, 0};
     struct znode *node = in->node;
-    struct builder *b = c->b;
-    b_reset(b);
-    b_rr_begin(b, &q, LDNS_RR_TYPE_CNAME, in->ttl);
-    if (extra_of(c, in)->host_node) {
-        struct owner t = rel_owner(c, extra_of(c, in)->host_node);
-        b_name(b, &t);
-    } else {
-        b_bytes(b, extra_of(c, in)->host, extra_of(c, in)->host_len);
-    }
-    b_rr_end(b);
-    const struct zone_rrset *cname = b_finish(c->z, b, false);
+    const struct zone_rrset *cname = build_cname(c, in, &q);
     if (!cname) {
         oom(c);
         return false;
