@@ -107,11 +107,19 @@ struct info {
     uint8_t kind; /* enum info_kind */
 };
 
+/* Which of a name's own RRsets named_rrset() gives. */
+enum named {
+    NAMED_A,
+    NAMED_AAAA,
+    NAMED_CNAME,
+    NAMED_SETS,
+};
+
 struct extra {
     /* RRsets owned by this name written with its own name as owner, for
      * CNAME chains and additional sections; built when first needed. */
-    const struct zone_rrset *named[3]; /* A, AAAA, CNAME */
-    bool named_built[3];
+    const struct zone_rrset *named[NAMED_SETS];
+    bool named_built[NAMED_SETS];
     /* hostname services: the target, in wire form */
     const uint8_t *host;
     size_t host_len;
@@ -617,9 +625,9 @@ static const struct zone_rrset *build_cname(struct compiler *c, struct info *in,
     return b_finish(c->z, b, false);
 }
 
-/* The A (0), AAAA (1) or CNAME (2) RRset of `n` with its own name as owner:
- * for CNAME chains and additional sections. NULL if it has none. */
-static const struct zone_rrset *named_rrset(struct compiler *c, struct znode *n, int which)
+/* The A, AAAA or CNAME RRset of `n` with its own name as owner: for CNAME
+ * chains and additional sections. NULL if it has none. */
+static const struct zone_rrset *named_rrset(struct compiler *c, struct znode *n, enum named which)
 {
     struct info *in = info_of(c, n);
     if (extra_of(c, in)->named_built[which])
@@ -627,13 +635,13 @@ static const struct zone_rrset *named_rrset(struct compiler *c, struct znode *n,
     extra_of(c, in)->named_built[which] = true;
 
     struct owner o = rel_owner(c, n);
-    if (which == 2) {
+    if (which == NAMED_CNAME) {
         if (in->kind != INFO_HOST)
             return NULL;
-        extra_of(c, in)->named[2] = build_cname(c, in, &o);
+        extra_of(c, in)->named[NAMED_CNAME] = build_cname(c, in, &o);
     } else {
         extra_of(c, in)->named[which] =
-            service_addresses(c, in, &o, which == 0 ? LDNS_RR_TYPE_A : LDNS_RR_TYPE_AAAA);
+            service_addresses(c, in, &o, which == NAMED_A ? LDNS_RR_TYPE_A : LDNS_RR_TYPE_AAAA);
     }
     return extra_of(c, in)->named[which];
 }
@@ -813,7 +821,7 @@ static void compile_srv(struct compiler *c, const struct config_service *s, stru
     const struct zone_rrset *extra[2];
     size_t nextra = 0;
     if (s->ntargets == 1) {
-        int which = s->targets[0].family == AF_INET ? 0 : 1;
+        enum named which = s->targets[0].family == AF_INET ? NAMED_A : NAMED_AAAA;
         extra[nextra++] = named_rrset(c, node, which);
     } else {
         /* one record per endpoint, each its own name */
@@ -1027,7 +1035,8 @@ static const struct zone_plan *with_external(struct compiler *c, const struct zo
 {
     if (!p || !ext)
         return p;
-    size_t nan = p->nsets[0], nns = p->nsets[1], nar = p->nsets[2];
+    size_t nan = p->nsets[ZONE_ANSWER], nns = p->nsets[ZONE_AUTHORITY];
+    size_t nar = p->nsets[ZONE_ADDITIONAL];
     return new_plan_ext(c->z, p->rcode, p->aa, p->sets, nan, p->sets + nan, nns,
                         p->sets + nan + nns, nar, ext);
 }
@@ -1052,7 +1061,7 @@ static const struct zone_plan *chase(struct compiler *c, struct znode *node, uin
                 loop |= seen[i] == cur;
             if (loop || nan >= MAX_CHAIN)
                 break; /* loops and long chains end here, with NOERROR */
-            an[nan++] = named_rrset(c, cur, 2);
+            an[nan++] = named_rrset(c, cur, NAMED_CNAME);
             seen[nseen++] = cur;
             if (!extra_of(c, in)->host_node &&
                 (qtype == LDNS_RR_TYPE_A || qtype == LDNS_RR_TYPE_AAAA))
@@ -1062,9 +1071,9 @@ static const struct zone_plan *chase(struct compiler *c, struct znode *node, uin
         }
         const struct zone_rrset *r = NULL;
         if (qtype == LDNS_RR_TYPE_A)
-            r = named_rrset(c, cur, 0);
+            r = named_rrset(c, cur, NAMED_A);
         else if (qtype == LDNS_RR_TYPE_AAAA)
-            r = named_rrset(c, cur, 1);
+            r = named_rrset(c, cur, NAMED_AAAA);
         if (r)
             an[nan++] = r;
         else
