@@ -1,10 +1,11 @@
-/* zone_impl.h -- the zone's insides, shared by zone.c, zone_compile.c and zone_rrset.c. */
+/* zone_impl.h -- the zone's insides, shared by the files that find, compile and write it. */
 #ifndef SVCMAPD_ZONE_IMPL_H
 #define SVCMAPD_ZONE_IMPL_H
 
 /*
  * Private to the zone: answer.c and the rest see only svcmapd/zone.h.
- * zone.c finds names, zone_compile.c builds the zone, zone_rrset.c writes
+ * zone.c finds names; zone_compile.c builds the zone, with zone_services.c
+ * for the services (the compiler's state in zone_compile.h); zone_rrset.c writes
  * its records. What a query or the compiler's millions of inserts call
  * (hashing, the table's probe walk, name_under, the builder's smallest
  * writers) is static inline here, so splitting the file cost no call.
