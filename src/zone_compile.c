@@ -49,7 +49,7 @@ void oom(struct compiler *c)
 /* Creates a node for `name` with room for `cap` plans. Returns the existing
  * node if the name is already there. */
 struct znode *add_node(struct compiler *c, const uint8_t *name, size_t len, enum info_kind kind,
-                       uint8_t flags, uint8_t cap, bool *existed)
+                       uint8_t flags, uint8_t cap)
 {
     struct zone *z = c->z;
     uint64_t h = hash_bytes(z->seed, name, len);
@@ -57,14 +57,9 @@ struct znode *add_node(struct compiler *c, const uint8_t *name, size_t len, enum
     size_t i = h & z->mask;
     for (; z->slots[i].node; i = (i + 1) & z->mask) {
         struct znode *old = z->slots[i].node;
-        if (z->slots[i].hash == h && old->len == len && memcmp(node_name(old), name, len) == 0) {
-            if (existed)
-                *existed = true;
+        if (z->slots[i].hash == h && old->len == len && memcmp(node_name(old), name, len) == 0)
             return old;
-        }
     }
-    if (existed)
-        *existed = false;
     struct znode *n;
 
     /* The name right behind the node: a lookup touches one place. */
@@ -303,7 +298,7 @@ static bool build_apex(struct compiler *c)
     struct zone *z = c->z;
     const struct config *cfg = c->cfg;
 
-    struct znode *apex = add_node(c, z->apex, z->apex_len, INFO_APEX, NODE_IN_ZONE, 2, NULL);
+    struct znode *apex = add_node(c, z->apex, z->apex_len, INFO_APEX, NODE_IN_ZONE, 2);
     if (!apex)
         return false;
     add_plan(c, apex, LDNS_RR_TYPE_SOA, answer_plan(c, &c->soa, 1, NULL, 0));
@@ -312,7 +307,7 @@ static bool build_apex(struct compiler *c)
     size_t n = put_label(name, 0, "ns", 2);
     n = put_label(name, n, "dns", 3);
     n = with_apex(z, name, n);
-    struct znode *nsdns = add_node(c, name, n, INFO_NSDNS, NODE_IN_ZONE, 2, NULL);
+    struct znode *nsdns = add_node(c, name, n, INFO_NSDNS, NODE_IN_ZONE, 2);
     if (!nsdns || !collect_ns_addresses(c))
         return false;
 
@@ -340,7 +335,7 @@ static bool build_version(struct compiler *c)
     const struct owner q = {OWNER_QNAME, NULL, 0};
     uint8_t name[LDNS_MAX_DOMAINLEN + 1];
     size_t n = with_apex(z, name, put_label(name, 0, "dns-version", 11));
-    struct znode *version = add_node(c, name, n, INFO_VERSION, NODE_IN_ZONE, 1, NULL);
+    struct znode *version = add_node(c, name, n, INFO_VERSION, NODE_IN_ZONE, 1);
     if (!version)
         return false;
     struct builder *b = c->b;
@@ -364,7 +359,7 @@ static bool add_empty_names(struct compiler *c)
     uint8_t name[LDNS_MAX_DOMAINLEN + 1];
     for (size_t i = 0; i < sizeof(labels) / sizeof(labels[0]); i++) {
         size_t n = with_apex(c->z, name, put_label(name, 0, labels[i], 3));
-        if (!add_node(c, name, n, INFO_EMPTY, NODE_IN_ZONE, 0, NULL))
+        if (!add_node(c, name, n, INFO_EMPTY, NODE_IN_ZONE, 0))
             return false;
     }
     return true;

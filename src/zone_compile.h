@@ -86,7 +86,7 @@ struct compiler {
 
 void oom(struct compiler *c);
 struct znode *add_node(struct compiler *c, const uint8_t *name, size_t len, enum info_kind kind,
-                       uint8_t flags, uint8_t cap, bool *existed);
+                       uint8_t flags, uint8_t cap);
 void add_plan(struct compiler *c, struct znode *n, uint16_t qtype, const struct zone_plan *p);
 const struct zone_rrset *build_addresses(struct compiler *c, const struct owner *o, uint16_t type,
                                          uint32_t ttl, const uint8_t *addrs, size_t stride,

@@ -254,7 +254,7 @@ static void add_srv_name(struct compiler *c, const struct config_service *s, str
                    s->name, pname, s->srv_proto ? s->srv_proto : "tcp", s->name);
         return;
     }
-    struct znode *port = add_node(c, name, len, INFO_PORT, NODE_IN_ZONE, 1, NULL);
+    struct znode *port = add_node(c, name, len, INFO_PORT, NODE_IN_ZONE, 1);
     if (port)
         add_plan(c, port, LDNS_RR_TYPE_SRV, plan);
     /* _<proto>.<svc> is an empty non-terminal: a flag, not a node,
@@ -344,7 +344,7 @@ void compile_services(struct compiler *c)
                        cfg->zone);
             continue;
         }
-        if (!add_node(c, name, len, INFO_EMPTY, NODE_IN_ZONE, 0, NULL))
+        if (!add_node(c, name, len, INFO_EMPTY, NODE_IN_ZONE, 0))
             return;
 
         for (size_t j = 0; j < ns->nservices; j++) {
@@ -358,13 +358,13 @@ void compile_services(struct compiler *c)
             }
             if (s->invalid) {
                 /* reported by config.c; exists so references to it resolve */
-                if (!add_node(c, name, len, INFO_BROKEN, NODE_IN_ZONE, 0, NULL))
+                if (!add_node(c, name, len, INFO_BROKEN, NODE_IN_ZONE, 0))
                     return;
                 continue;
             }
             bool host = s->targets[0].kind == CONFIG_TARGET_HOSTNAME;
             struct znode *node = add_node(c, name, len, host ? INFO_HOST : INFO_ADDRESS,
-                                          NODE_IN_ZONE | NODE_SERVICE, host ? 4 : 3, NULL);
+                                          NODE_IN_ZONE | NODE_SERVICE, host ? 4 : 3);
             if (!node)
                 return;
             struct info *in = info_of(c, node);
@@ -398,7 +398,7 @@ static struct znode *endpoint_node(struct compiler *c, const uint8_t *name, size
         const struct config_target *t = &sin->u.svc->targets[i];
         if (t->family != (size == 4 ? AF_INET : AF_INET6) || memcmp(t->addr, addr, (size_t)size))
             continue;
-        struct znode *n = add_node(c, name, len, INFO_ENDPOINT, NODE_IN_ZONE, 1, NULL);
+        struct znode *n = add_node(c, name, len, INFO_ENDPOINT, NODE_IN_ZONE, 1);
         if (!n)
             return NULL;
         struct info *in = info_of(c, n);
