@@ -53,13 +53,9 @@ struct znode *add_node(struct compiler *c, const uint8_t *name, size_t len, enum
 {
     struct zone *z = c->z;
     uint64_t h = hash_bytes(z->seed, name, len);
-    /* one walk of the probe sequence: it ends at the name or where it goes */
-    size_t i = h & z->mask;
-    for (; z->slots[i].node; i = (i + 1) & z->mask) {
-        struct znode *old = z->slots[i].node;
-        if (z->slots[i].hash == h && old->len == len && memcmp(node_name(old), name, len) == 0)
-            return old;
-    }
+    struct slot *slot = table_slot(z, name, len, h);
+    if (slot->node)
+        return slot->node;
     struct znode *n;
 
     /* The name right behind the node: a lookup touches one place. */
@@ -90,8 +86,8 @@ struct znode *add_node(struct compiler *c, const uint8_t *name, size_t len, enum
     n->info = (uint32_t)c->ninfo;
     c->info[c->ninfo++] = (struct info){.kind = (uint8_t)kind, .node = n};
 
-    z->slots[i].hash = h;
-    z->slots[i].node = n;
+    slot->hash = h;
+    slot->node = n;
     z->stats.names++;
     return n;
 }

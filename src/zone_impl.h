@@ -186,21 +186,22 @@ static inline uint64_t hash_bytes(uint64_t seed, const uint8_t *p, size_t n)
 struct slot *slots_new(size_t n);
 void slots_free(struct slot *slots, size_t n);
 
-static inline struct znode *table_find(const struct zone *z, const uint8_t *name, size_t len,
-                                       uint64_t h)
+/* The slot of `name` (`h` its hash), or the empty one where it would go:
+ * one walk of the probe sequence, for lookups and inserts alike. */
+static inline struct slot *table_slot(const struct zone *z, const uint8_t *name, size_t len,
+                                      uint64_t h)
 {
     for (size_t i = h & z->mask;; i = (i + 1) & z->mask) {
-        const struct slot *s = &z->slots[i];
-        if (!s->node)
-            return NULL;
-        if (s->hash == h && s->node->len == len && memcmp(node_name(s->node), name, len) == 0)
-            return s->node;
+        struct slot *s = &z->slots[i];
+        if (!s->node ||
+            (s->hash == h && s->node->len == len && memcmp(node_name(s->node), name, len) == 0))
+            return s;
     }
 }
 
 static inline struct znode *node_lookup(const struct zone *z, const uint8_t *name, size_t len)
 {
-    return table_find(z, name, len, hash_bytes(z->seed, name, len));
+    return table_slot(z, name, len, hash_bytes(z->seed, name, len))->node;
 }
 
 /* True if `name` (`len` bytes, wire form) is `apex` or below it: the apex
