@@ -4,11 +4,12 @@
 
 /*
  * Private to the zone: answer.c and the rest see only svcmapd/zone.h.
- * zone.c finds names; zone_compile.c builds the zone, with zone_services.c
- * for the services (the compiler's state in zone_compile.h); zone_rrset.c writes
- * its records. What a query or the compiler's millions of inserts call
- * (hashing, the table's probe walk, name_under, the builder's smallest
- * writers) is static inline here, so splitting the file cost no call.
+ * zone.c finds names; zone_compile.c builds the zone, zone_services.c its
+ * services (the compiler's own state is in zone_compile.h); zone_rrset.c
+ * writes its records. What a query or the compiler's millions of inserts
+ * call (hashing, the table's probe walk, name_under, the builder's
+ * smallest writers) is static inline here, so splitting the file cost no
+ * call.
  */
 
 #include <stdbool.h>
@@ -224,6 +225,14 @@ struct znode *endpoint_service(const struct zone *z, const uint8_t *name, size_t
 
 /* ---------------------------------------------------------------------- */
 /* Building records in wire form (zone_rrset.c).                           */
+
+/*
+ * One RRset at a time: b_reset(), then for each record b_rr_begin(), its
+ * RDATA (b_bytes(), b_u16(), b_u32(), b_name()) and b_rr_end(); then
+ * b_finish() copies the set into the zone. A set larger than a message
+ * or with more than MAX_FIX apex slots overflows, and b_finish() gives
+ * NULL for it.
+ */
 
 #define MAX_FIX 4096
 
