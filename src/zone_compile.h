@@ -94,6 +94,9 @@ const struct zone_rrset *build_addresses(struct compiler *c, const struct owner 
 
 /* zone_services.c: the services of the mapping (SPEC §2.3, §2.4) */
 
+/* Adds the names and plans of every namespace and service; a hostname
+ * service gets its node, and its CNAME from compile_hosts(), called once
+ * every name a target may be exists. Errors go to c->d. */
 void compile_services(struct compiler *c);
 void compile_hosts(struct compiler *c);
 

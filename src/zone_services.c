@@ -466,10 +466,6 @@ static bool resolve_host_target(struct compiler *c, struct znode *node)
     return true;
 }
 
-/* The answer to `qtype` at a hostname service: its CNAME, then the chain
- * through the zone, then the records of the last name. An in-zone name
- * without the type ends the chain with the SOA in AUTHORITY (RFC 2308 §2.2);
- * a target outside the zone ends it with the CNAMEs alone. */
 /* The upstream lookup that completes an A or AAAA answer at a hostname
  * service whose target is outside the zone; NULL if none is wanted
  * (resolve=no, or no upstream servers). */
@@ -508,6 +504,11 @@ static const struct zone_plan *with_external(struct compiler *c, const struct zo
                         p->sets + nan + nns, nar, ext);
 }
 
+/* The answer to `qtype` at a hostname service: its CNAME `first`, then the
+ * chain through the zone, then the records of the last name. An in-zone
+ * name without the type ends the chain with the SOA in AUTHORITY (RFC 2308
+ * §2.2); a target outside the zone ends it with the CNAMEs, which for A and
+ * AAAA the upstream's records complete (external_of()). */
 static const struct zone_plan *chase(struct compiler *c, struct znode *node, uint16_t qtype,
                                      const struct zone_rrset *first)
 {
