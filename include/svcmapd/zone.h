@@ -62,7 +62,7 @@ struct zone_external {
 
 /* Everything needed to answer one name and type. */
 struct zone_plan {
-    uint8_t types; /* the query types it answers at its name (zone.c's TYPE_*) */
+    uint8_t types; /* the query types it answers at its name (src/zone_impl.h's TYPE_*) */
     uint8_t rcode; /* LDNS_RCODE_NOERROR, _NXDOMAIN or _REFUSED */
     bool aa;
     uint8_t nsets[ZONE_SECTIONS];

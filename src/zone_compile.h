@@ -1,0 +1,205 @@
+/* zone_compile.h -- the compiler's state, shared by zone_compile.c and zone_services.c. */
+#ifndef SVCMAPD_ZONE_COMPILE_H
+#define SVCMAPD_ZONE_COMPILE_H
+
+#include "svcmapd/arena.h"
+#include "zone_impl.h"
+
+/* ---------------------------------------------------------------------- */
+/* Compile-time state.                                                     */
+
+enum info_kind {
+    INFO_EMPTY,  /* exists, answers nothing: NODATA */
+    INFO_BROKEN, /* a service config.c rejected: exists so CNAMEs to it resolve */
+    INFO_APEX,
+    INFO_VERSION, /* dns-version.<zone> TXT */
+    INFO_NSDNS,   /* ns.dns.<zone> A/AAAA: the listen addresses */
+    INFO_ADDRESS, /* a service with addresses */
+    INFO_HOST,    /* a service with a hostname: CNAME */
+    INFO_ENDPOINT,
+    INFO_PORT, /* _<port>._<proto>.<svc>: SRV */
+};
+
+/* What compiling needs to know about a name; 32 bytes, as there is one
+ * per name (millions). The rarely needed parts live in `struct extra`. */
+struct info {
+    struct znode *node;
+    union {
+        const struct config_service *svc;   /* INFO_ADDRESS, INFO_HOST */
+        const struct config_target *target; /* INFO_ENDPOINT: its address */
+    } u;
+    struct extra *x; /* NULL until needed */
+    uint32_t ttl;
+    uint8_t kind; /* enum info_kind */
+};
+
+/* Which of a name's own RRsets named_rrset() gives. */
+enum named {
+    NAMED_A,
+    NAMED_AAAA,
+    NAMED_CNAME,
+    NAMED_SETS,
+};
+
+struct extra {
+    /* RRsets owned by this name written with its own name as owner, for
+     * CNAME chains and additional sections; built when first needed. */
+    const struct zone_rrset *named[NAMED_SETS];
+    bool named_built[NAMED_SETS];
+    /* hostname services: the target, in wire form */
+    const uint8_t *host;
+    size_t host_len;
+    struct znode *host_node; /* in-zone target */
+};
+
+/* A growing array of PTRs, one per family. */
+struct ptr_list {
+    struct zone_ptr *v;
+    size_t n, cap;
+};
+
+struct compiler {
+    struct zone *z;
+    struct arena *scratch;  /* freed when compiling ends */
+    struct extra no_memory; /* what extra_of() gives when out of memory */
+    const struct config *cfg;
+    struct diag *d;
+    struct builder *b;
+    struct info *info;
+    size_t ninfo, infocap;
+    /* ns.dns addresses */
+    uint8_t (*ns4)[4];
+    size_t nns4;
+    uint8_t (*ns6)[16];
+    size_t nns6;
+    uint32_t serial_slot_count;
+    uint8_t *serial_slots[3 + CONFIG_MAX_REVERSE];
+    const struct zone_rrset *soa, *soa_rev4, *soa_rev6;
+    struct ptr_list ptrs[2]; /* IPv4, IPv6 */
+    bool oom;
+};
+
+/* ---------------------------------------------------------------------- */
+/* What the compiler's files call of each other.                           */
+
+/* zone_compile.c: names, plans and the zone-wide records */
+
+void oom(struct compiler *c);
+struct znode *add_node(struct compiler *c, const uint8_t *name, size_t len, enum info_kind kind,
+                       uint8_t flags, uint8_t cap);
+void add_plan(struct compiler *c, struct znode *n, uint16_t qtype, const struct zone_plan *p);
+const struct zone_rrset *build_addresses(struct compiler *c, const struct owner *o, uint16_t type,
+                                         uint32_t ttl, const uint8_t *addrs, size_t stride,
+                                         size_t n);
+
+/* zone_services.c: the services of the mapping (SPEC §2.3, §2.4) */
+
+/* Adds the names and plans of every namespace and service; a hostname
+ * service gets its node, and its CNAME from compile_hosts(), called once
+ * every name a target may be exists. Errors go to c->d. */
+void compile_services(struct compiler *c);
+void compile_hosts(struct compiler *c);
+
+/* ---------------------------------------------------------------------- */
+/* Names.                                                                  */
+
+static inline struct info *info_of(struct compiler *c, const struct znode *n)
+{
+    return &c->info[n->info];
+}
+
+static inline struct extra *extra_of(struct compiler *c, struct info *in)
+{
+    if (!in->x) {
+        in->x = arena_zalloc(c->scratch, sizeof(*in->x));
+        if (!in->x) {
+            oom(c);
+            return &c->no_memory;
+        }
+    }
+    return in->x;
+}
+
+/* The labels of `name` in front of the apex. */
+static inline struct owner rel_owner(const struct compiler *c, const struct znode *n)
+{
+    return (struct owner){OWNER_REL, node_name(n), n->len - c->z->apex_len};
+}
+
+static inline size_t put_label(uint8_t *out, size_t pos, const char *label, size_t len)
+{
+    out[pos] = (uint8_t)len;
+    memcpy(out + pos + 1, label, len);
+    return pos + 1 + len;
+}
+
+/* Appends the apex to `rel` (labels, `rlen` bytes) in `out`. Returns the
+ * name's length, or 0 if it would exceed 255 bytes. */
+static inline size_t with_apex(const struct zone *z, uint8_t *out, size_t rlen)
+{
+    if (rlen + z->apex_len > LDNS_MAX_DOMAINLEN)
+        return 0;
+    memcpy(out + rlen, z->apex, z->apex_len);
+    return rlen + z->apex_len;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Plans, allocated in the zone: what answers one name and type.           */
+
+/* Inline, as they were in one file: a million services make millions of
+ * plans, and at most calls the numbers of sets are constants (2% of a
+ * compile when they were calls). */
+
+static inline const struct zone_plan *new_plan_ext(struct zone *z, uint8_t rcode, bool aa,
+                                                   const struct zone_rrset *const *an, size_t nan,
+                                                   const struct zone_rrset *const *ns, size_t nns,
+                                                   const struct zone_rrset *const *ar, size_t nar,
+                                                   const struct zone_external *ext)
+{
+    size_t n = nan + nns + nar;
+    struct zone_plan *p =
+        arena_alloc(z->arena, sizeof(*p) + (n + (ext ? 1 : 0)) * sizeof(p->sets[0]));
+    if (!p)
+        return NULL;
+    p->types = 0;
+    p->rcode = rcode;
+    p->aa = aa;
+    p->nsets[ZONE_ANSWER] = (uint8_t)nan;
+    p->nsets[ZONE_AUTHORITY] = (uint8_t)nns;
+    p->nsets[ZONE_ADDITIONAL] = (uint8_t)nar;
+    p->has_external = ext != NULL;
+    const struct zone_rrset **sets = (const struct zone_rrset **)p->sets;
+    for (size_t i = 0; i < nan; i++)
+        *sets++ = an[i];
+    for (size_t i = 0; i < nns; i++)
+        *sets++ = ns[i];
+    for (size_t i = 0; i < nar; i++)
+        *sets++ = ar[i];
+    if (ext)
+        memcpy(sets, &ext, sizeof(ext));
+    return p;
+}
+
+static inline const struct zone_plan *new_plan(struct zone *z, uint8_t rcode, bool aa,
+                                               const struct zone_rrset *const *an, size_t nan,
+                                               const struct zone_rrset *const *ns, size_t nns,
+                                               const struct zone_rrset *const *ar, size_t nar)
+{
+    return new_plan_ext(z, rcode, aa, an, nan, ns, nns, ar, nar, NULL);
+}
+
+/* A plan whose answer is the given sets, nothing else. */
+static inline const struct zone_plan *answer_plan(struct compiler *c,
+                                                  const struct zone_rrset *const *an, size_t nan,
+                                                  const struct zone_rrset *const *ar, size_t nar)
+{
+    for (size_t i = 0; i < nan; i++)
+        if (!an[i])
+            return NULL;
+    for (size_t i = 0; i < nar; i++)
+        if (!ar[i])
+            return NULL;
+    return new_plan(c->z, LDNS_RCODE_NOERROR, true, an, nan, NULL, 0, ar, nar);
+}
+
+#endif

@@ -1,0 +1,305 @@
+/* zone_impl.h -- the zone's insides, shared by the files that find, compile and write it. */
+#ifndef SVCMAPD_ZONE_IMPL_H
+#define SVCMAPD_ZONE_IMPL_H
+
+/*
+ * Private to the zone: answer.c and the rest see only svcmapd/zone.h.
+ * zone.c finds names; zone_compile.c builds the zone, zone_services.c its
+ * services (the compiler's own state is in zone_compile.h); zone_rrset.c
+ * writes its records. What a query or the compiler's millions of inserts
+ * call (hashing, the table's probe walk, name_under, the builder's
+ * smallest writers) is static inline here, so splitting the file cost no
+ * call.
+ */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <ldns/ldns.h>
+
+#include "svcmapd/config.h"
+#include "svcmapd/zone.h"
+
+struct arena;
+
+/* ---------------------------------------------------------------------- */
+/* The zone's layout.                                                      */
+
+enum node_flag {
+    NODE_IN_ZONE = 0x01,   /* below the apex: plans may hold apex slots */
+    NODE_SERVICE = 0x08,   /* <svc>.<ns>.svc.<zone>: carries a fingerprint */
+    NODE_ENDPOINTS = 0x10, /* a service of several addresses: its endpoint
+                            * names are answered from its own records */
+    /* A service whose SRV name is _<name>._tcp (_udp, _sctp).<svc>: then
+     * _tcp.<svc> exists, empty (find_empty_parent()) */
+    NODE_SRV_TCP = 0x02,
+    NODE_SRV_UDP = 0x04,
+    NODE_SRV_SCTP = 0x20,
+};
+
+/* The flag of an SRV protocol label ("tcp", 3 bytes), or 0. */
+static inline uint8_t proto_flag(const uint8_t *label, size_t len)
+{
+    if (len == 3 && memcmp(label, "tcp", 3) == 0)
+        return NODE_SRV_TCP;
+    if (len == 3 && memcmp(label, "udp", 3) == 0)
+        return NODE_SRV_UDP;
+    if (len == 4 && memcmp(label, "sctp", 4) == 0)
+        return NODE_SRV_SCTP;
+    return 0;
+}
+
+/* The query types a plan answers, as bits of zone_plan.types. */
+enum {
+    TYPE_A = 1,
+    TYPE_AAAA = 2,
+    TYPE_CNAME = 4,
+    TYPE_SRV = 8,
+    TYPE_TXT = 16,
+    TYPE_PTR = 32,
+    TYPE_SOA = 64,
+    TYPE_NS = 128,
+};
+
+static inline uint8_t type_bit(uint16_t qtype)
+{
+    switch (qtype) {
+    case LDNS_RR_TYPE_A:
+        return TYPE_A;
+    case LDNS_RR_TYPE_AAAA:
+        return TYPE_AAAA;
+    case LDNS_RR_TYPE_CNAME:
+        return TYPE_CNAME;
+    case LDNS_RR_TYPE_SRV:
+        return TYPE_SRV;
+    case LDNS_RR_TYPE_TXT:
+        return TYPE_TXT;
+    case LDNS_RR_TYPE_PTR:
+        return TYPE_PTR;
+    case LDNS_RR_TYPE_SOA:
+        return TYPE_SOA;
+    case LDNS_RR_TYPE_NS:
+        return TYPE_NS;
+    default:
+        return 0;
+    }
+}
+
+/* A name of the zone: its plans, then its name in wire form, in one piece
+ * (millions of them: every byte counts, and a lookup touches one place). */
+struct znode {
+    uint64_t fp;   /* services: what they answer, to count changes on reload */
+    uint32_t info; /* while compiling: index of its struct info; then, of a
+                    * service, its place in zone.services */
+    uint8_t len;
+    uint8_t flags;
+    uint8_t nplans;
+    uint8_t cap;
+    const struct zone_plan *plans[]; /* the first one also answers ANY (RFC 8482) */
+};
+
+static inline const uint8_t *node_name(const struct znode *n)
+{
+    return (const uint8_t *)&n->plans[n->cap];
+}
+
+struct slot {
+    uint64_t hash;
+    struct znode *node;
+};
+
+/* A reverse zone of [server] reverse (SPEC §2.5): every name in it is
+ * answered, from the table of PTRs. */
+struct zone_rev {
+    uint8_t apex[80]; /* wire form, lower case (74 bytes at most: a /128) */
+    size_t apex_len;
+    int size;           /* of its addresses: 4 or 16 */
+    int units;          /* octets (IPv4) or nibbles (IPv6) of its prefix */
+    uint8_t prefix[16]; /* zero past them */
+    const struct zone_plan *soa, *ns, *nxdomain, *nodata;
+};
+
+struct zone {
+    struct arena *arena;
+    uint64_t seed;
+    struct slot *slots;
+    size_t mask;
+    uint8_t apex[LDNS_MAX_DOMAINLEN + 1];
+    size_t apex_len;
+
+    const struct zone_plan *nxdomain;
+    const struct zone_plan *nodata;      /* in the zone */
+    const struct zone_plan *nodata_rev4; /* at a mapped in-addr.arpa name */
+    const struct zone_plan *nodata_rev6;
+    const struct zone_plan *found_plan; /* NOERROR, its answer in zone_found */
+    struct zone_ptr *rev4, *rev6;       /* sorted by address */
+    size_t nrev4, nrev6;
+    struct zone_rev *revs; /* none holds another */
+    size_t nrevs;
+    const struct zone_plan *refused;
+
+    struct upstream_settings upstream;
+    bool resolve; /* upstream servers are configured */
+    uint16_t udp_max;
+    char name[LDNS_MAX_DOMAINLEN + 1];
+
+    uint64_t settings_fp;    /* zone, ttl, listen: what is not in a service */
+    struct znode **services; /* in the order of the file, for the next reload */
+    size_t nservices;
+
+    struct zone_stats stats;
+};
+
+/* ---------------------------------------------------------------------- */
+/* Hashing: names come from the network, so the hash is seeded per zone.   */
+
+static inline uint64_t mix64(uint64_t x)
+{
+    x ^= x >> 32;
+    x *= 0xd6e8feb86659fd93ULL;
+    x ^= x >> 32;
+    x *= 0xd6e8feb86659fd93ULL;
+    x ^= x >> 32;
+    return x;
+}
+
+static inline uint64_t hash_bytes(uint64_t seed, const uint8_t *p, size_t n)
+{
+    uint64_t h = seed ^ (n * 0x9e3779b97f4a7c15ULL);
+    while (n >= 8) {
+        uint64_t w;
+        memcpy(&w, p, 8);
+        h = mix64(h ^ w) + 0x9e3779b97f4a7c15ULL;
+        p += 8;
+        n -= 8;
+    }
+    uint64_t w = 0;
+    memcpy(&w, p, n);
+    return mix64(h ^ w ^ ((uint64_t)n << 56));
+}
+
+/* ---------------------------------------------------------------------- */
+/* The table of names (zone.c).                                            */
+
+/* `n` zeroed slots; NULL when out of memory. Free with slots_free(). */
+struct slot *slots_new(size_t n);
+void slots_free(struct slot *slots, size_t n);
+
+/* The slot of `name` (`h` its hash), or the empty one where it would go:
+ * one walk of the probe sequence, for lookups and inserts alike. */
+static inline struct slot *table_slot(const struct zone *z, const uint8_t *name, size_t len,
+                                      uint64_t h)
+{
+    for (size_t i = h & z->mask;; i = (i + 1) & z->mask) {
+        struct slot *s = &z->slots[i];
+        if (!s->node ||
+            (s->hash == h && s->node->len == len && memcmp(node_name(s->node), name, len) == 0))
+            return s;
+    }
+}
+
+static inline struct znode *node_lookup(const struct zone *z, const uint8_t *name, size_t len)
+{
+    return table_slot(z, name, len, hash_bytes(z->seed, name, len))->node;
+}
+
+/* True if `name` (`len` bytes, wire form) is `apex` or below it: the apex
+ * is a suffix of it that starts at a label. */
+static inline bool name_under(const uint8_t *name, size_t len, const uint8_t *apex, size_t apex_len)
+{
+    if (len < apex_len || memcmp(name + len - apex_len, apex, apex_len) != 0)
+        return false;
+    size_t pos = 0;
+    while (pos < len - apex_len)
+        pos += (size_t)name[pos] + 1;
+    return pos == len - apex_len;
+}
+
+/* Endpoint names (zone.c): the label of an address, and the service whose
+ * endpoint a name is. */
+size_t dashed_label(const struct config_target *t, char *out);
+struct znode *endpoint_service(const struct zone *z, const uint8_t *name, size_t len,
+                               uint8_t addr[16], int *size);
+
+/* ---------------------------------------------------------------------- */
+/* Building records in wire form (zone_rrset.c).                           */
+
+/*
+ * One RRset at a time: b_reset(), then for each record b_rr_begin(), its
+ * RDATA (b_bytes(), b_u16(), b_u32(), b_name()) and b_rr_end(); then
+ * b_finish() copies the set into the zone. A set larger than a message
+ * or with more than MAX_FIX apex slots overflows, and b_finish() gives
+ * NULL for it.
+ */
+
+#define MAX_FIX 4096
+
+enum owner_kind {
+    OWNER_QNAME, /* pointer to the question name: echoes its case */
+    OWNER_REL,   /* labels, then a pointer to the apex in the question */
+    OWNER_ABS,   /* a whole name, uncompressed */
+};
+
+struct owner {
+    enum owner_kind kind;
+    const uint8_t *wire; /* REL: labels without the apex; ABS: whole name */
+    size_t len;
+};
+
+struct builder {
+    uint8_t buf[65535];
+    size_t len;
+    uint16_t fix[MAX_FIX];
+    size_t nfix;
+    uint16_t count;
+    size_t rr_start, rr_fix, rdata;
+    size_t first_len, first_nfix;
+    bool uniform;
+    bool overflow;
+};
+
+/* The smallest writers are inline: the compiler calls them for every field
+ * of millions of records. */
+static inline void b_reset(struct builder *b)
+{
+    b->len = 0;
+    b->nfix = 0;
+    b->count = 0;
+    b->uniform = true;
+    b->overflow = false;
+}
+
+static inline void b_bytes(struct builder *b, const void *p, size_t n)
+{
+    if (n == 0)
+        return;
+    if (b->overflow || b->len + n > sizeof(b->buf)) {
+        b->overflow = true;
+        return;
+    }
+    memcpy(b->buf + b->len, p, n);
+    b->len += n;
+}
+
+static inline void b_u16(struct builder *b, uint16_t v)
+{
+    uint8_t x[2];
+    ldns_write_uint16(x, v);
+    b_bytes(b, x, 2);
+}
+
+static inline void b_u32(struct builder *b, uint32_t v)
+{
+    uint8_t x[4];
+    ldns_write_uint32(x, v);
+    b_bytes(b, x, 4);
+}
+
+void b_name(struct builder *b, const struct owner *o);
+void b_rr_begin(struct builder *b, const struct owner *o, uint16_t type, uint32_t ttl);
+void b_rr_end(struct builder *b);
+const struct zone_rrset *b_finish(struct zone *z, struct builder *b, bool shuffle);
+
+#endif
