@@ -1,7 +1,8 @@
-/* wire.c -- walking a DNS message: skipping names, counting records as libldns reads them. */
+/* wire.c -- DNS wire form: skipping names, names in a zone, records as libldns reads them. */
 #include "svcmapd/wire.h"
 
 #include <ldns/ldns.h>
+#include <string.h>
 
 size_t wire_skip_name(const uint8_t *m, size_t len, size_t pos, bool *root)
 {
@@ -23,6 +24,16 @@ size_t wire_skip_name(const uint8_t *m, size_t len, size_t pos, bool *root)
         if (l == 0)
             return pos;
     }
+}
+
+bool wire_name_in(const uint8_t *name, size_t len, const uint8_t *apex, size_t apex_len)
+{
+    if (apex_len == 0 || len < apex_len || memcmp(name + len - apex_len, apex, apex_len) != 0)
+        return false;
+    size_t pos = 0;
+    while (pos < len - apex_len)
+        pos += (size_t)name[pos] + 1;
+    return pos == len - apex_len; /* the apex starts at a label */
 }
 
 int wire_count_type(const uint8_t *m, size_t len, uint16_t type)

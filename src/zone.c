@@ -14,6 +14,7 @@
 #include <sys/random.h>
 
 #include "svcmapd/arena.h"
+#include "svcmapd/wire.h"
 
 _Static_assert(CONFIG_MAX_UPSTREAMS == UPSTREAM_MAX_SERVERS, "one limit for upstream servers");
 
@@ -1252,15 +1253,7 @@ static bool resolve_host_target(struct compiler *c, struct znode *node)
     for (size_t i = 0; i < len; i++)
         low[i] = (uint8_t)tolower(wire[i]);
 
-    /* inside the zone: the apex is a suffix that starts at a label */
-    bool inside = false;
-    if (len >= z->apex_len && memcmp(low + len - z->apex_len, z->apex, z->apex_len) == 0) {
-        size_t pos = 0;
-        while (pos < len - z->apex_len)
-            pos += (size_t)low[pos] + 1;
-        inside = pos == len - z->apex_len;
-    }
-    if (!inside)
+    if (!wire_name_in(low, len, z->apex, z->apex_len))
         return true;
 
     struct znode *target = node_lookup(z, low, len);
