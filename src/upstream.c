@@ -26,6 +26,10 @@
  * records of the asked type at the end of the chain. Records that do not
  * belong to that chain are dropped, whatever the upstream sends.
  *
+ * Every lookup in which a server failed is logged at warning level with the
+ * servers and what each did, at most once per target and type every 10 s
+ * per worker (the next line counts those held back).
+ *
  * Lifetimes (RFC 2308, RFC 8767): a positive answer lives for its smallest
  * TTL, and is refreshed ahead of expiry when queried (prefetch). Once
  * expired it may still be served, for at most max-stale seconds, while
@@ -41,6 +45,22 @@
 #define MIN_ATTEMPT_MS 250
 #define MAX_LOOKUPS    4096 /* in flight per worker; more get the CNAME alone */
 #define QUERY_MAX      512
+#define LOG_EVERY      10000 /* ms between two failure lines of one target and type */
+#define MAX_FAILS      32    /* remembered per lookup: 2 attempts per server, TCP too */
+
+/* Why a server's reply was of no use, for the log. */
+enum why {
+    WHY_TIMEOUT,
+    WHY_RCODE,      /* detail: the rcode */
+    WHY_UNREADABLE, /* not a message libldns reads */
+    WHY_TSIG,       /* TSIG records: not a reply to our unsigned query */
+    WHY_TRUNCATED,  /* TC=1 over TCP */
+    WHY_NETWORK,    /* detail: errno */
+    WHY_CLOSED,     /* the TCP connection ended without a reply */
+    WHY_TOO_BIG,    /* detail: the most we keep, in bytes */
+    WHY_MEMORY,
+    WHY_FOREIGN, /* another ID or question (upstream_take_reply() only) */
+};
 
 struct entry {
     struct entry *hnext;
@@ -65,6 +85,14 @@ struct entry {
     uint64_t neg_until; /* no data: the CNAME alone until then */
     bool has_data;
     struct upstream_lookup *lookup;
+    uint64_t logged_at;  /* the last failure line, 0: none yet */
+    uint32_t suppressed; /* failure lines held back since */
+};
+
+struct failure {
+    uint8_t server;
+    uint8_t why; /* enum why */
+    uint32_t detail;
 };
 
 struct upstream_lookup {
@@ -86,6 +114,13 @@ struct upstream_lookup {
     struct event *ev;
     struct bufferevent *tcp; /* after TC=1 */
     struct event *timer;
+
+    struct failure fails[MAX_FAILS]; /* for the log */
+    unsigned nfails;
+    bool noted; /* this attempt's failure is in fails[] already */
+    /* why check_answer() said V_NEXT */
+    enum why why;
+    uint32_t detail;
 };
 
 struct upstream {
@@ -319,6 +354,91 @@ static void close_transport(struct upstream_lookup *l)
     }
 }
 
+/* Keeps what went wrong at the current server for the log. */
+static void note(struct upstream_lookup *l, enum why why, uint32_t detail)
+{
+    if (l->nfails < MAX_FAILS)
+        l->fails[l->nfails++] = (struct failure){(uint8_t)l->server, (uint8_t)why, detail};
+}
+
+static const char *why_text(const struct failure *f, char *buf, size_t cap)
+{
+    static const char *const text[] = {
+        [WHY_TIMEOUT] = "timeout",
+        [WHY_UNREADABLE] = "unreadable reply",
+        [WHY_TSIG] = "reply with TSIG records",
+        [WHY_TRUNCATED] = "truncated (TC=1) over TCP",
+        [WHY_CLOSED] = "TCP connection closed",
+        [WHY_MEMORY] = "out of memory",
+        [WHY_FOREIGN] = "not a reply to the query",
+    };
+    const ldns_lookup_table *rcode;
+    switch ((enum why)f->why) {
+    case WHY_RCODE:
+        rcode = ldns_lookup_by_id(ldns_rcodes, (int)f->detail);
+        if (rcode && rcode->name)
+            return rcode->name;
+        snprintf(buf, cap, "RCODE%u", f->detail);
+        return buf;
+    case WHY_NETWORK:
+        return strerror((int)f->detail);
+    case WHY_TOO_BIG:
+        snprintf(buf, cap, "answer too large to cache (over %u bytes)", f->detail);
+        return buf;
+    default:
+        return text[f->why];
+    }
+}
+
+/* A warning for a lookup in which a server failed, at most one per target
+ * and type every LOG_EVERY ms in this worker: "upstream: web.example.com. A
+ * failed: 10.96.0.10:53 timeout, 10.96.0.11:53 SERVFAIL; the CNAME alone for
+ * 5 s" (negative-ttl). `stale`: the cached records answer meanwhile. */
+static void log_failures(struct upstream_lookup *l, bool ok, bool stale)
+{
+    struct entry *e = l->e;
+    uint64_t now = upstream_now();
+    if (l->nfails == 0 && ok)
+        return;
+    if (e->logged_at && now - e->logged_at < LOG_EVERY) {
+        e->suppressed++;
+        return;
+    }
+    e->logged_at = now;
+
+    char what[1024] = "no server asked";
+    size_t n = 0;
+    for (unsigned i = 0; i < l->nfails && n < sizeof(what); i++) {
+        char buf[64];
+        int w =
+            snprintf(what + n, sizeof(what) - n, "%s%s %s", i ? ", " : "",
+                     l->set.names[l->fails[i].server], why_text(&l->fails[i], buf, sizeof(buf)));
+        n += w > 0 ? (size_t)w : 0;
+    }
+    char held[64] = "";
+    if (e->suppressed)
+        snprintf(held, sizeof(held), " (%u more like it held back)", e->suppressed);
+    e->suppressed = 0;
+
+    ldns_rdf *rdf = ldns_dname_new_frm_data(e->len, e->name);
+    char *name = rdf ? ldns_rdf2str(rdf) : NULL;
+    char *type = ldns_rr_type2str(e->qtype);
+    const char *nm = name ? name : "?", *tp = type ? type : "?";
+    if (ok)
+        log_warning("upstream: %s %s: %s; answered by %s%s", nm, tp, what, l->set.names[l->server],
+                    held);
+    else if (stale)
+        log_warning("upstream: %s %s failed: %s; its cached records keep answering, stale once "
+                    "expired (RFC 8767)%s",
+                    nm, tp, what, held);
+    else
+        log_warning("upstream: %s %s failed: %s; the CNAME alone for %u s%s", nm, tp, what,
+                    l->set.negative_ttl, held);
+    free(name);
+    free(type);
+    ldns_rdf_deep_free(rdf);
+}
+
 /* Ends a lookup: the entry gets what was learnt, waiters are told, the
  * lookup goes. `ok`: the entry's data was replaced or a negative answer
  * stored; otherwise the lookup failed. */
@@ -331,15 +451,18 @@ static void finish(struct upstream_lookup *l, bool ok)
     close_transport(l);
     if (l->timer)
         event_free(l->timer);
+    bool stale = false;
     if (!ok) {
         metrics_inc(&up->stats.failures, 1);
         if (e->has_data && now <= e->expires + l->set.max_stale * 1000ULL) {
             e->failed_at = now; /* stale answers from now on, at once */
+            stale = true;
         } else {
             drop_data(e);
             e->neg_until = now + l->set.negative_ttl * 1000ULL;
         }
     }
+    log_failures(l, ok, stale);
     e->lookup = NULL;
     up->nlookups--;
 
@@ -379,7 +502,7 @@ static size_t lower_name(const ldns_rdf *rdf, uint8_t *out)
 }
 
 /* Stores the answer of `p` to the entry's question. Returns false if it is
- * no use (then another server is tried). */
+ * no use (then another server is tried), with the reason in l->why. */
 static bool store_answer(struct upstream_lookup *l, const ldns_pkt *p)
 {
     struct entry *e = l->e;
@@ -440,6 +563,7 @@ static bool store_answer(struct upstream_lookup *l, const ldns_pkt *p)
         size_t start = ldns_buffer_position(buf);
         if (ldns_rr2buffer_wire(buf, chosen[i], LDNS_SECTION_ANSWER) != LDNS_STATUS_OK) {
             ldns_buffer_free(buf);
+            l->why = WHY_MEMORY;
             return false;
         }
         at[i] = (uint16_t)(start + ldns_rdf_size(ldns_rr_owner(chosen[i])) + 4);
@@ -451,6 +575,8 @@ static bool store_answer(struct upstream_lookup *l, const ldns_pkt *p)
     uint8_t *block = buf && dlen < 16384 ? malloc(arrays + dlen + 1) : NULL;
     if (!block) {
         ldns_buffer_free(buf);
+        l->why = buf && dlen >= 16384 ? WHY_TOO_BIG : WHY_MEMORY;
+        l->detail = 16383;
         return false;
     }
     drop_data(e);
@@ -473,10 +599,17 @@ static bool store_answer(struct upstream_lookup *l, const ldns_pkt *p)
 
 enum verdict {
     V_IGNORE, /* not the answer to our question: keep waiting */
-    V_NEXT,   /* this server could not answer: try another */
+    V_NEXT,   /* this server could not answer (l->why says why): try another */
     V_TCP,    /* truncated: ask the same server over TCP */
     V_DONE,
 };
+
+static enum verdict useless(struct upstream_lookup *l, enum why why, uint32_t detail)
+{
+    l->why = why;
+    l->detail = detail;
+    return V_NEXT;
+}
 
 static enum verdict check_answer(struct upstream_lookup *l, const uint8_t *buf, size_t len)
 {
@@ -484,9 +617,11 @@ static enum verdict check_answer(struct upstream_lookup *l, const uint8_t *buf, 
     /* We sign nothing, so a reply with TSIG records is not ours; and
      * libldns can leak one (wire.h), which a bad upstream or a forger
      * could repeat until we run out of memory. */
-    if (wire_count_type(buf, len, LDNS_RR_TYPE_TSIG) != 0 ||
-        ldns_wire2pkt(&p, buf, len) != LDNS_STATUS_OK)
-        return V_NEXT;
+    int tsigs = wire_count_type(buf, len, LDNS_RR_TYPE_TSIG);
+    if (tsigs > 0)
+        return useless(l, WHY_TSIG, 0);
+    if (tsigs < 0 || ldns_wire2pkt(&p, buf, len) != LDNS_STATUS_OK)
+        return useless(l, WHY_UNREADABLE, 0);
     enum verdict v = V_DONE;
     const ldns_rr_list *q = ldns_pkt_question(p);
     if (ldns_pkt_id(p) != l->id || !ldns_pkt_qr(p) || ldns_rr_list_rr_count(q) != 1 ||
@@ -497,7 +632,8 @@ static enum verdict check_answer(struct upstream_lookup *l, const uint8_t *buf, 
         v = V_TCP;
     } else if (ldns_pkt_get_rcode(p) != LDNS_RCODE_NOERROR &&
                ldns_pkt_get_rcode(p) != LDNS_RCODE_NXDOMAIN) {
-        v = V_NEXT; /* SERVFAIL, REFUSED...: maybe another server knows */
+        /* SERVFAIL, REFUSED...: maybe another server knows */
+        v = useless(l, WHY_RCODE, ldns_pkt_get_rcode(p));
     } else if (!store_answer(l, p)) {
         v = V_NEXT;
     }
@@ -514,6 +650,14 @@ static void next_server(struct upstream_lookup *l)
     attempt(l);
 }
 
+/* The current server failed: note why, ask the next one. */
+static void fail_server(struct upstream_lookup *l, enum why why, uint32_t detail)
+{
+    if (!l->noted)
+        note(l, why, detail);
+    next_server(l);
+}
+
 static void conclude(struct upstream_lookup *l, enum verdict v);
 
 static void on_tcp_read(struct bufferevent *bev, void *arg)
@@ -527,9 +671,11 @@ static void on_tcp_read(struct bufferevent *bev, void *arg)
     if (evbuffer_get_length(in) < 2 + len)
         return;
     uint8_t *msg = evbuffer_pullup(in, (ssize_t)(2 + len));
-    enum verdict v = msg ? check_answer(l, msg + 2, len) : V_NEXT;
+    enum verdict v = msg ? check_answer(l, msg + 2, len) : useless(l, WHY_MEMORY, 0);
     evbuffer_drain(in, 2 + len);
-    conclude(l, v == V_TCP ? V_NEXT : v);
+    if (v == V_TCP)
+        v = useless(l, WHY_TRUNCATED, 0);
+    conclude(l, v);
 }
 
 static void on_tcp_event(struct bufferevent *bev, short what, void *arg)
@@ -538,7 +684,11 @@ static void on_tcp_event(struct bufferevent *bev, short what, void *arg)
     (void)bev;
     if (what & BEV_EVENT_CONNECTED)
         return;
-    conclude(l, V_NEXT);
+    int err = EVUTIL_SOCKET_ERROR();
+    if ((what & BEV_EVENT_ERROR) && err)
+        fail_server(l, WHY_NETWORK, (uint32_t)err);
+    else
+        fail_server(l, WHY_CLOSED, 0);
 }
 
 static void start_tcp(struct upstream_lookup *l)
@@ -548,7 +698,7 @@ static void start_tcp(struct upstream_lookup *l)
     l->tcp = bufferevent_socket_new(l->up->base, -1, BEV_OPT_CLOSE_ON_FREE);
     uint8_t len[2] = {(uint8_t)(l->qlen >> 8), (uint8_t)l->qlen};
     if (!l->tcp || bufferevent_socket_connect(l->tcp, sa, (int)l->set.lens[l->server]) < 0) {
-        next_server(l);
+        fail_server(l, WHY_NETWORK, (uint32_t)errno);
         return;
     }
     bufferevent_setcb(l->tcp, on_tcp_read, NULL, on_tcp_event, l);
@@ -566,7 +716,7 @@ static void conclude(struct upstream_lookup *l, enum verdict v)
         start_tcp(l);
         return;
     case V_NEXT:
-        next_server(l);
+        fail_server(l, l->why, l->detail);
         return;
     case V_DONE:
         finish(l, true);
@@ -584,7 +734,7 @@ static void on_udp_reply(evutil_socket_t fd, short what, void *arg)
         if (n < 0) {
             if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
                 return;
-            conclude(l, V_NEXT); /* ECONNREFUSED: nobody listens there */
+            fail_server(l, WHY_NETWORK, (uint32_t)errno); /* ECONNREFUSED: nobody listens */
             return;
         }
         enum verdict v = check_answer(l, buf, (size_t)n);
@@ -600,7 +750,7 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
     struct upstream_lookup *l = arg;
     (void)fd;
     (void)what;
-    next_server(l);
+    fail_server(l, WHY_TIMEOUT, 0);
 }
 
 /* Asks the current server, over UDP, with a fresh socket: a new random
@@ -608,6 +758,7 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 static void attempt(struct upstream_lookup *l)
 {
     uint64_t now = now_ms();
+    l->noted = false;
     if (now >= l->deadline_ms || l->attempts >= 2 * l->set.nservers) {
         finish(l, false);
         return;
@@ -628,6 +779,8 @@ static void attempt(struct upstream_lookup *l)
     if (l->fd < 0 || connect(l->fd, (const struct sockaddr *)ss, l->set.lens[l->server]) < 0 ||
         send(l->fd, l->query, l->qlen, 0) < 0) {
         /* the timer moves on to the next server */
+        note(l, WHY_NETWORK, (uint32_t)errno);
+        l->noted = true;
         close_transport(l);
         return;
     }
@@ -667,12 +820,32 @@ bool upstream_take_reply(struct upstream_lookup *l, const uint8_t *reply, size_t
             break;
         }
     }
-    bool used = check_answer(l, reply, len) == V_DONE;
-    finish(l, used);
-    return used;
+    enum verdict v = check_answer(l, reply, len);
+    if (v == V_IGNORE)
+        note(l, WHY_FOREIGN, 0);
+    else if (v == V_TCP)
+        note(l, WHY_TRUNCATED, 0);
+    else if (v == V_NEXT)
+        note(l, l->why, l->detail);
+    finish(l, v == V_DONE);
+    return v == V_DONE;
 }
 
 /* ---------------------------------------------------------------------- */
+
+static void records_of(const struct entry *e, uint64_t now, bool stale,
+                       struct upstream_records *out)
+{
+    *out = (struct upstream_records){
+        .data = e->data,
+        .len = e->dlen,
+        .count = e->count,
+        .ttl_at = e->ttl_at,
+        .ttl = e->ttl,
+        .age = (uint32_t)((now - e->fetched) / 1000),
+        .stale = stale,
+    };
+}
 
 enum upstream_status upstream_get(struct upstream *up, const struct upstream_settings *set,
                                   const uint8_t *name, size_t len, uint16_t qtype, uint64_t now,
@@ -691,10 +864,7 @@ enum upstream_status upstream_get(struct upstream *up, const struct upstream_set
         bool stale_ok = !fresh && now <= e->expires + max_stale && e->failed_at &&
                         now - e->failed_at < STALE_REFRESH;
         if (fresh || stale_ok) {
-            *out =
-                (struct upstream_records){e->data,   e->dlen, e->count,
-                                          e->ttl_at, e->ttl,  (uint32_t)((now - e->fetched) / 1000),
-                                          !fresh};
+            records_of(e, now, !fresh, out);
             /* Refresh what is queried before it expires (prefetch), and
              * retry a failed refresh every STALE_REFRESH seconds. */
             uint64_t ttl = e->expires - e->fetched;
@@ -718,10 +888,7 @@ enum upstream_status upstream_get(struct upstream *up, const struct upstream_set
     if (!wait) {
         /* the waiter of a lookup that just ended: no second wait */
         if (e && e->has_data && now <= e->expires + set->max_stale * 1000ULL) {
-            *out =
-                (struct upstream_records){e->data,   e->dlen, e->count,
-                                          e->ttl_at, e->ttl,  (uint32_t)((now - e->fetched) / 1000),
-                                          true};
+            records_of(e, now, true, out);
             metrics_inc(&up->stats.stale, 1);
             return UPSTREAM_HIT;
         }

@@ -1637,6 +1637,7 @@ struct zone *zone_compile(const struct config *cfg, const struct zone *old, time
     for (size_t i = 0; i < cfg->nupstream && i < UPSTREAM_MAX_SERVERS; i++) {
         z->upstream.servers[i] = cfg->upstream[i].addr;
         z->upstream.lens[i] = cfg->upstream[i].addrlen;
+        snprintf(z->upstream.names[i], sizeof(z->upstream.names[i]), "%s", cfg->upstream[i].text);
         z->upstream.nservers++;
     }
     z->upstream.timeout_ms = cfg->upstream_timeout * 1000;

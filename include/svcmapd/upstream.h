@@ -28,6 +28,7 @@ struct upstream_lookup;
 struct upstream_settings {
     struct sockaddr_storage servers[UPSTREAM_MAX_SERVERS];
     socklen_t lens[UPSTREAM_MAX_SERVERS];
+    char names[UPSTREAM_MAX_SERVERS][64]; /* "10.96.0.10:53", "[fd00::10]:53": for logs */
     size_t nservers;
     uint32_t timeout_ms;   /* per lookup, all servers together */
     uint32_t cache_size;   /* entries */

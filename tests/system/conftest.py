@@ -832,7 +832,8 @@ class FakeUpstream:
     Behaviour per query name (rule(name, ...)): mode = answer | nxdomain | nodata |
     servfail | refused | drop (never answer) | tc (TC=1 over UDP, full answer over
     TCP) | tsig (the answer with two TSIG records added, which we never ask for) |
-    tsig-hidden (the same two inside a CNAME's rdata, seen only by libldns);
+    tsig-hidden (the same two inside a CNAME's rdata, seen only by libldns) | garbage
+    (ANCOUNT 1 and no record: unreadable);
     delay = seconds before the reply (other names are answered meanwhile); extra =
     RR lines appended to the ANSWER section (unrelated records).
 
@@ -959,6 +960,10 @@ class FakeUpstream:
         if mode == "tc" and transport == "udp":
             r.flags |= dns.flags.TC
             return r.to_wire(), rule.get("delay", 0.0)
+        if mode == "garbage":
+            # a header that promises an answer record, and nothing after the question
+            w = r.to_wire()
+            return w[:6] + b"\x00\x01" + w[8:], rule.get("delay", 0.0)
         name, rcode, negative = qname, dns.rcode.NOERROR, False
         for _ in range(16):
             rrs = data.get(name)

@@ -790,7 +790,21 @@ def test_tc_retry_goes_to_the_same_server(svcmapd, upstream, rdtype):
     check_external(r, MYSQL, T_MYSQL, [f"{T_MYSQL} {rdtype} {want}{1 if u is up1 else 2}"], 300)
 
 
-@pytest.mark.parametrize("kind", ["refused", "silent", "servfail", "tsig", "tsig-hidden"])
+def failing_server(upstream, kind):
+    """A server for `[upstream] servers` that fails: "unreachable" (nobody listens: ICMP
+    port unreachable), "silent" (a bound port that never answers), or else a FakeUpstream
+    for the caller to give rule(name, mode=kind).  Returns (address, the PortBlocker to
+    close or None, the FakeUpstream or None)."""
+    if kind == "unreachable":
+        return f"127.0.0.1:{free_port()}", None, None
+    if kind == "silent":
+        blocker = PortBlocker()
+        return f"127.0.0.1:{blocker.port}", blocker, None
+    fake = upstream()
+    return fake.addr, None, fake
+
+
+@pytest.mark.parametrize("kind", ["unreachable", "silent", "servfail", "tsig", "tsig-hidden"])
 def test_failover_to_another_server(svcmapd, upstream, udp_client, kind):
     """Two servers, one of them broken: every lookup still gets the records, within
     `timeout` (which covers all servers together). tsig: the broken one answers with
@@ -798,15 +812,7 @@ def test_failover_to_another_server(svcmapd, upstream, udp_client, kind):
     not be used (wire.h says why such replies never reach libldns). tsig-hidden: the
     two TSIGs sit inside a CNAME's rdata, where only libldns's own reading finds them."""
     good = upstream()
-    blocker = None
-    if kind == "refused":
-        bad = f"127.0.0.1:{free_port()}"
-    elif kind == "silent":
-        blocker = PortBlocker()
-        bad = f"127.0.0.1:{blocker.port}"
-    else:
-        broken = upstream()
-        bad = broken.addr
+    bad, blocker, broken = failing_server(upstream, kind)
     try:
         for owner, target in PROBES:
             good.add(target, "A", "192.0.2.95")

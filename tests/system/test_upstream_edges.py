@@ -1,0 +1,92 @@
+"""test_upstream_edges.py -- issue 11's upstream defects: what an upstream may not make
+svcmapd say, and what a failing one must make it log.
+
+- Failures are logged, one line per target and type in a burst, naming the server and
+  what it did.
+
+Everything runs on loopback: FakeUpstream (conftest) plays the upstream."""
+
+import re
+import time
+
+import pytest
+
+from conftest import svc
+from test_upstream import answer_lines, failing_server, no_ttl
+from test_upstream import config as upstream_config
+
+WEB, T_WEB = svc("web.test-1"), "web.example.com."
+
+
+def config(servers, timeout=2, negative_ttl=5):
+    return upstream_config(servers, timeout, negative_ttl=negative_ttl)
+
+
+# --------------------------------------------------------------------------- 8. logs
+
+
+FAILURE = r"\[WARNING\] upstream: web\.example\.com\. A failed: "
+
+
+@pytest.mark.parametrize("kind,reason", [
+    ("unreachable", "Connection refused"),
+    ("silent", "timeout"),
+    ("servfail", "SERVFAIL"),
+    ("refused", "REFUSED"),
+    ("tsig", "reply with TSIG records"),
+    ("garbage", "unreadable reply"),
+])
+def test_failure_logged_once_per_burst(svcmapd, upstream, udp_client, kind, reason):
+    """Issue 11, 8: a burst of failing lookups of one target (negative-ttl 0: each query
+    starts one) gives one warning, naming the target, the type, the server and what it
+    did, and what the client gets meanwhile."""
+    server, blocker, fake = failing_server(upstream, kind)
+    if fake:
+        fake.add(T_WEB, "A", "192.0.2.80")
+        fake.rule(T_WEB, mode=kind)
+    try:
+        s = svcmapd(config(server, timeout=1, negative_ttl=0))
+        c = udp_client(s.port)
+        for _ in range(3 if kind == "silent" else 10):
+            r = c.ask(WEB, "A", timeout=3)
+            assert no_ttl(answer_lines(r)) == [f"{WEB} IN CNAME {T_WEB}"], answer_lines(r)
+        log = s.wait_log("upstream: web.example.com. A failed")
+        time.sleep(0.2)
+        log = s.log()
+        lines = [x for x in log.splitlines() if "upstream:" in x]
+        assert len(lines) == 1, "one line for the burst, got:\n" + "\n".join(lines)
+        assert re.search(FAILURE + re.escape(f"{server} {reason}") +
+                         r"(, [^;]+)?; the CNAME alone for 0 s$", lines[0]), lines[0]
+    finally:
+        if blocker:
+            blocker.close()
+
+
+def test_failure_log_says_stale_and_counts_held_back(svcmapd, upstream, udp_client):
+    """A refresh that fails while the expired records still answer says so; lines held
+    back by the rate limit (10 s per target and type) are counted in the next one."""
+    up = upstream()
+    up.add(T_WEB, "A", "192.0.2.80", ttl=1)
+    s = svcmapd(config(up.addr, negative_ttl=0))
+    c = udp_client(s.port)
+    c.ask(WEB, "A", timeout=3)
+    up.rule(T_WEB, mode="servfail")
+    time.sleep(1.2)
+    r = c.ask(WEB, "A", timeout=3)
+    assert no_ttl(answer_lines(r)) == [f"{WEB} IN CNAME {T_WEB}", f"{T_WEB} IN A 192.0.2.80"]
+    log = s.wait_log("upstream: web.example.com. A failed")
+    assert re.search(FAILURE + re.escape(f"{up.addr} SERVFAIL") + r"(, [^;]+)?; its cached "
+                     r"records keep answering, stale once expired \(RFC 8767\)$", log, re.M), log
+    # Stale answers for 30 s without asking again: a failure of AAAA lookups instead,
+    # for a burst of them, and the same again after the rate limit's 10 s.
+    for _ in range(5):
+        c.ask(WEB, "AAAA", timeout=3)
+    s.wait_log("upstream: web.example.com. AAAA failed")
+    t0 = time.monotonic()
+    time.sleep(10.3)
+    c.ask(WEB, "AAAA", timeout=3)
+    log = s.wait_log("upstream: web.example.com. AAAA failed", count=2)
+    lines = [x for x in log.splitlines() if "upstream: web.example.com. AAAA" in x]
+    assert len(lines) == 2, lines
+    assert lines[1].endswith("(4 more like it held back)"), lines
+    assert time.monotonic() - t0 < 15
