@@ -332,7 +332,9 @@ static size_t put_set(struct answer_ctx *ctx, const struct zone_rrset *r, uint8_
 
 /* Copies upstream records, with TTLs no larger than what remains of the
  * upstream's (RFC 1035 §3.2.1 counts down), and 30 s at most when stale
- * (RFC 8767 §4). */
+ * (RFC 8767 §4); owners after the first point back into them (upstream.h),
+ * never further than 14 bits reach: the records follow a header, a
+ * question and at most ten CNAMEs, and point into their own first ten. */
 static size_t put_external(const struct upstream_records *r, uint8_t *out, size_t pos)
 {
     memcpy(out + pos, r->data, r->len);
@@ -341,6 +343,9 @@ static size_t put_external(const struct upstream_records *r, uint8_t *out, size_
         if (r->stale)
             ttl = r->ttl[i] < 30 ? r->ttl[i] : 30;
         ldns_write_uint32(out + pos + r->ttl_at[i], ttl);
+        if (i > 0)
+            ldns_write_uint16(out + pos + r->ttl_at[i] - 6,
+                              (uint16_t)(0xc000 | (pos + r->name_at[i])));
     }
     return pos + r->len;
 }

@@ -26,6 +26,10 @@
  * records of the asked type at the end of the chain. Records that do not
  * belong to that chain are dropped, whatever the upstream sends.
  *
+ * An answer is kept whole, up to what a TCP reply can carry (owner names
+ * compressed: a record of an RRset of 700 addresses costs 16 bytes); a
+ * bigger one fails the lookup, as a broken reply does, never cut short.
+ *
  * Every lookup in which a server failed is logged at warning level with the
  * servers and what each did, at most once per target and type every 10 s
  * per worker (the next line counts those held back).
@@ -45,8 +49,14 @@
 #define MIN_ATTEMPT_MS 250
 #define MAX_LOOKUPS    4096 /* in flight per worker; more get the CNAME alone */
 #define QUERY_MAX      512
+#define UDP_MAX        4096  /* UDP replies are read up to this; a bigger one: TCP */
 #define LOG_EVERY      10000 /* ms between two failure lines of one target and type */
 #define MAX_FAILS      32    /* remembered per lookup: 2 attempts per server, TCP too */
+
+/* What a TCP reply has left for the records after a header, the longest
+ * question, the service's CNAME to the longest name and an OPT with a
+ * cookie. */
+#define MAX_DATA (65535 - 12 - (255 + 4) - (12 + 255) - 39)
 
 /* Why a server's reply was of no use, for the log. */
 enum why {
@@ -57,7 +67,7 @@ enum why {
     WHY_TRUNCATED,  /* TC=1 over TCP */
     WHY_NETWORK,    /* detail: errno */
     WHY_CLOSED,     /* the TCP connection ended without a reply */
-    WHY_TOO_BIG,    /* detail: the most we keep, in bytes */
+    WHY_TOO_BIG,    /* detail: the most we keep */
     WHY_MEMORY,
     WHY_FOREIGN, /* another ID or question (upstream_take_reply() only) */
 };
@@ -71,12 +81,15 @@ struct entry {
     uint8_t name[LDNS_MAX_DOMAINLEN + 1];
 
     /* One allocation, widest first so each array is aligned:
-     * ttl[count], ttl_at[count], then the records. */
+     * ttl[count], ttl_at[count], name_at[count], then the records
+     * (upstream.h: struct upstream_records). */
     uint32_t *ttl;
     uint16_t *ttl_at;
+    uint16_t *name_at;
     uint8_t *data;
     size_t dlen;
     uint16_t count;
+    uint16_t links;
     /* monotonic milliseconds: a TTL of 4 s lasts 4 s, whenever in a second
      * the answer came */
     uint64_t fetched;   /* when data arrived */
@@ -211,9 +224,11 @@ static void drop_data(struct entry *e)
     free(e->ttl);
     e->ttl = NULL;
     e->ttl_at = NULL;
+    e->name_at = NULL;
     e->data = NULL;
     e->dlen = 0;
     e->count = 0;
+    e->links = 0;
     e->has_data = false;
     e->failed_at = 0;
 }
@@ -501,94 +516,153 @@ static size_t lower_name(const ldns_rdf *rdf, uint8_t *out)
     return len;
 }
 
+/* Whether `rr` is a record of type `qtype` at the chain's end, `cur`. */
+static bool at_the_end(const ldns_rr *rr, uint16_t qtype, const uint8_t *cur, size_t clen)
+{
+    return ldns_rr_get_type(rr) == qtype && ldns_rr_get_class(rr) == LDNS_RR_CLASS_IN &&
+           ldns_rr_rd_count(rr) >= 1 && same_name(ldns_rr_owner(rr), cur, clen);
+}
+
+/* How long a negative answer holds: negative-ttl at most, less if the SOA
+ * in the authority section says so (RFC 2308 §5). */
+static uint32_t negative_ttl(const struct upstream_lookup *l, const ldns_pkt *p)
+{
+    uint32_t ttl = l->set.negative_ttl;
+    const ldns_rr_list *ns = ldns_pkt_authority(p);
+    for (size_t i = 0; i < ldns_rr_list_rr_count(ns); i++) {
+        const ldns_rr *rr = ldns_rr_list_rr(ns, i);
+        if (ldns_rr_get_type(rr) == LDNS_RR_TYPE_SOA && ldns_rr_rd_count(rr) == 7) {
+            uint32_t min = ldns_rdf2native_int32(ldns_rr_rdf(rr, 6));
+            uint32_t soa = ldns_rr_ttl(rr) < min ? ldns_rr_ttl(rr) : min;
+            ttl = soa < ttl ? soa : ttl;
+        }
+    }
+    return ttl;
+}
+
+/* Appends `rr` to `b` in wire form: its owner in full, or a 2-byte
+ * compression pointer that the answer sets per reply. Returns false when
+ * out of memory; *ttl_at and *rdata_at say where its TTL and rdata are. */
+static bool put_record(ldns_buffer *b, const ldns_rr *rr, bool owner, size_t *ttl_at,
+                       size_t *rdata_at)
+{
+    if (owner ? ldns_dname2buffer_wire(b, ldns_rr_owner(rr)) != LDNS_STATUS_OK
+              : !ldns_buffer_reserve(b, 2))
+        return false;
+    if (!owner)
+        ldns_buffer_write_u16(b, 0xc000);
+    if (!ldns_buffer_reserve(b, 10))
+        return false;
+    ldns_buffer_write_u16(b, (uint16_t)ldns_rr_get_type(rr));
+    ldns_buffer_write_u16(b, LDNS_RR_CLASS_IN);
+    *ttl_at = ldns_buffer_position(b);
+    ldns_buffer_write_u32(b, 0); /* per reply */
+    size_t rdlen_at = ldns_buffer_position(b);
+    ldns_buffer_write_u16(b, 0);
+    *rdata_at = ldns_buffer_position(b);
+    if (ldns_rr_rdata2buffer_wire(b, rr) != LDNS_STATUS_OK)
+        return false;
+    ldns_buffer_write_u16_at(b, rdlen_at, (uint16_t)(ldns_buffer_position(b) - *rdata_at));
+    return true;
+}
+
+static bool store_failed(struct upstream_lookup *l, enum why why, uint32_t detail, void *a,
+                         ldns_buffer *b)
+{
+    l->why = why;
+    l->detail = detail;
+    free(a);
+    ldns_buffer_free(b);
+    return false;
+}
+
 /* Stores the answer of `p` to the entry's question. Returns false if it is
  * no use (then another server is tried), with the reason in l->why. */
 static bool store_answer(struct upstream_lookup *l, const ldns_pkt *p)
 {
     struct entry *e = l->e;
     const ldns_rr_list *an = ldns_pkt_answer(p);
-    const ldns_rr *chosen[MAX_CHAIN + 64];
-    size_t n = 0;
+    size_t total = ldns_rr_list_rr_count(an);
 
     /* Follow the CNAME chain from the question; keep only what hangs on it. */
+    const ldns_rr *chain[MAX_CHAIN];
+    size_t links = 0;
     uint8_t cur[LDNS_MAX_DOMAINLEN + 1];
     size_t clen = e->len;
     memcpy(cur, e->name, clen);
-    for (int hop = 0; hop < MAX_CHAIN; hop++) {
+    while (links < MAX_CHAIN) {
         const ldns_rr *next = NULL;
-        for (size_t i = 0; i < ldns_rr_list_rr_count(an) && !next; i++) {
+        for (size_t i = 0; i < total && !next; i++) {
             const ldns_rr *rr = ldns_rr_list_rr(an, i);
-            if (ldns_rr_get_type(rr) == LDNS_RR_TYPE_CNAME && ldns_rr_rd_count(rr) == 1 &&
+            if (ldns_rr_get_type(rr) == LDNS_RR_TYPE_CNAME &&
+                ldns_rr_get_class(rr) == LDNS_RR_CLASS_IN && ldns_rr_rd_count(rr) == 1 &&
                 same_name(ldns_rr_owner(rr), cur, clen))
                 next = rr;
         }
         if (!next)
             break;
-        chosen[n++] = next;
+        chain[links++] = next;
         clen = lower_name(ldns_rr_rdf(next, 0), cur);
     }
-    size_t chain = n;
-    for (size_t i = 0; i < ldns_rr_list_rr_count(an) && n < sizeof(chosen) / sizeof(chosen[0]);
-         i++) {
-        const ldns_rr *rr = ldns_rr_list_rr(an, i);
-        if (ldns_rr_get_type(rr) == e->qtype && ldns_rr_get_class(rr) == LDNS_RR_CLASS_IN &&
-            same_name(ldns_rr_owner(rr), cur, clen))
-            chosen[n++] = rr;
-    }
+    size_t n = links;
+    for (size_t i = 0; i < total; i++)
+        n += at_the_end(ldns_rr_list_rr(an, i), e->qtype, cur, clen);
 
     uint64_t now = upstream_now();
-    if (n == chain) {
+    if (n == links) {
         /* NXDOMAIN or NODATA: negative, as long as the SOA allows (RFC 2308
          * §5) and no longer than negative-ttl. */
-        uint32_t ttl = l->set.negative_ttl;
-        const ldns_rr_list *ns = ldns_pkt_authority(p);
-        for (size_t i = 0; i < ldns_rr_list_rr_count(ns); i++) {
-            const ldns_rr *rr = ldns_rr_list_rr(ns, i);
-            if (ldns_rr_get_type(rr) == LDNS_RR_TYPE_SOA && ldns_rr_rd_count(rr) == 7) {
-                uint32_t min = ldns_rdf2native_int32(ldns_rr_rdf(rr, 6));
-                uint32_t soa = ldns_rr_ttl(rr) < min ? ldns_rr_ttl(rr) : min;
-                ttl = soa < ttl ? soa : ttl;
-            }
-        }
         drop_data(e);
-        e->neg_until = now + ttl * 1000ULL;
+        e->neg_until = now + negative_ttl(l, p) * 1000ULL;
         return true;
     }
 
-    ldns_buffer *buf = ldns_buffer_new(512);
-    uint16_t at[MAX_CHAIN + 64];
-    uint32_t ttls[MAX_CHAIN + 64];
+    /* The records in wire form, and where each one's TTL and owner are. */
+    size_t arrays = n * (sizeof(uint32_t) + 2 * sizeof(uint16_t));
+    uint8_t *a = malloc(arrays);
+    ldns_buffer *b = ldns_buffer_new(512);
+    if (!a || !b)
+        return store_failed(l, WHY_MEMORY, 0, a, b);
+    uint32_t *ttl = (uint32_t *)(void *)a;
+    uint16_t *ttl_at = (uint16_t *)(void *)(a + n * sizeof(uint32_t));
+    uint16_t *name_at = ttl_at + n;
     uint32_t min_ttl = MAX_TTL;
-    for (size_t i = 0; buf && i < n; i++) {
-        size_t start = ldns_buffer_position(buf);
-        if (ldns_rr2buffer_wire(buf, chosen[i], LDNS_SECTION_ANSWER) != LDNS_STATUS_OK) {
-            ldns_buffer_free(buf);
-            l->why = WHY_MEMORY;
-            return false;
+    size_t owner = 0; /* where the name the next record is owned by starts */
+    size_t next = 0;  /* the answer record to look at for the end's */
+    for (size_t k = 0; k < n; k++) {
+        const ldns_rr *rr = k < links ? chain[k] : NULL;
+        while (!rr) {
+            rr = ldns_rr_list_rr(an, next++);
+            rr = at_the_end(rr, e->qtype, cur, clen) ? rr : NULL;
         }
-        at[i] = (uint16_t)(start + ldns_rdf_size(ldns_rr_owner(chosen[i])) + 4);
-        ttls[i] = ldns_rr_ttl(chosen[i]) < MAX_TTL ? ldns_rr_ttl(chosen[i]) : MAX_TTL;
-        min_ttl = ttls[i] < min_ttl ? ttls[i] : min_ttl;
+        size_t at, rdata;
+        if (!put_record(b, rr, k == 0, &at, &rdata))
+            return store_failed(l, WHY_MEMORY, 0, a, b);
+        if (ldns_buffer_position(b) > MAX_DATA)
+            return store_failed(l, WHY_TOO_BIG, MAX_DATA, a, b);
+        ttl[k] = ldns_rr_ttl(rr) < MAX_TTL ? ldns_rr_ttl(rr) : MAX_TTL;
+        min_ttl = ttl[k] < min_ttl ? ttl[k] : min_ttl;
+        ttl_at[k] = (uint16_t)at;
+        name_at[k] = (uint16_t)owner;
+        if (k < links)
+            owner = rdata; /* the next record is owned by this one's target */
     }
-    size_t dlen = buf ? ldns_buffer_position(buf) : 0;
-    size_t arrays = n * (sizeof(uint32_t) + sizeof(uint16_t));
-    uint8_t *block = buf && dlen < 16384 ? malloc(arrays + dlen + 1) : NULL;
-    if (!block) {
-        ldns_buffer_free(buf);
-        l->why = buf && dlen >= 16384 ? WHY_TOO_BIG : WHY_MEMORY;
-        l->detail = 16383;
-        return false;
-    }
+    size_t dlen = ldns_buffer_position(b);
+    uint8_t *block = malloc(arrays + dlen + 1);
+    if (!block)
+        return store_failed(l, WHY_MEMORY, 0, a, b);
     drop_data(e);
+    memcpy(block, a, arrays);
+    memcpy(block + arrays, ldns_buffer_begin(b), dlen);
+    free(a);
+    ldns_buffer_free(b);
     e->ttl = (uint32_t *)(void *)block;
     e->ttl_at = (uint16_t *)(void *)(block + n * sizeof(uint32_t));
+    e->name_at = e->ttl_at + n;
     e->data = block + arrays;
-    memcpy(e->ttl, ttls, n * sizeof(uint32_t));
-    memcpy(e->ttl_at, at, n * sizeof(uint16_t));
-    memcpy(e->data, ldns_buffer_begin(buf), dlen);
-    ldns_buffer_free(buf);
     e->dlen = dlen;
     e->count = (uint16_t)n;
+    e->links = (uint16_t)links;
 
     e->fetched = now;
     e->expires = now + min_ttl * 1000ULL;
@@ -729,15 +803,20 @@ static void on_udp_reply(evutil_socket_t fd, short what, void *arg)
     struct upstream_lookup *l = arg;
     (void)what;
     for (;;) {
-        uint8_t buf[4096];
-        ssize_t n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+        uint8_t buf[UDP_MAX];
+        ssize_t n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT | MSG_TRUNC);
         if (n < 0) {
             if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
                 return;
             fail_server(l, WHY_NETWORK, (uint32_t)errno); /* ECONNREFUSED: nobody listens */
             return;
         }
-        enum verdict v = check_answer(l, buf, (size_t)n);
+        enum verdict v;
+        if ((size_t)n > sizeof(buf))
+            /* more than we offered (EDNS 1232) and can read: ask over TCP */
+            v = ldns_read_uint16(buf) == l->id ? V_TCP : V_IGNORE;
+        else
+            v = check_answer(l, buf, (size_t)n);
         if (v != V_IGNORE) {
             conclude(l, v);
             return;
@@ -840,7 +919,9 @@ static void records_of(const struct entry *e, uint64_t now, bool stale,
         .data = e->data,
         .len = e->dlen,
         .count = e->count,
+        .links = e->links,
         .ttl_at = e->ttl_at,
+        .name_at = e->name_at,
         .ttl = e->ttl,
         .age = (uint32_t)((now - e->fetched) / 1000),
         .stale = stale,

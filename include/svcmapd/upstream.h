@@ -47,14 +47,24 @@ struct upstream_stats {
     _Atomic uint64_t lookups;  /* queries sent, refreshes and retries included */
 };
 
-/* Records to append after the CNAME: owner names uncompressed, TTLs as
- * received; ttl_at[i] is where record i's TTL sits in data. Valid until
- * the worker returns to its event loop. */
+/*
+ * Records to append after the CNAME, in wire form: first the upstream's
+ * CNAME chain (`links` records, each owned by the name the one before points
+ * to), then the records of the asked type at its end, if any. TTLs are as
+ * received; ttl_at[i] is where record i's TTL sits in data. The first
+ * record's owner is written out; every other owner is a compression pointer
+ * to an earlier name of data, written per reply: record i's starts at
+ * ttl_at[i] - 6 and points to data + name_at[i]. Valid until the worker
+ * returns to its event loop, or a later upstream_get() returns
+ * UPSTREAM_MISS (which may evict entries).
+ */
 struct upstream_records {
     const uint8_t *data;
     size_t len;
     uint16_t count;
+    uint16_t links;
     const uint16_t *ttl_at;
+    const uint16_t *name_at;
     const uint32_t *ttl;
     uint32_t age; /* seconds since they were received: subtract */
     bool stale;   /* expired: serve with a TTL of at most 30 s (RFC 8767 §4) */

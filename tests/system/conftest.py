@@ -993,7 +993,9 @@ class FakeUpstream:
         for line in rule.get("extra", []):
             owner, ttl, rdclass, rdtype, rdata = line.split(None, 4)
             r.answer.append(dns.rrset.from_text(owner, int(ttl), rdclass, rdtype, rdata))
-        wire = r.to_wire()
+        # whatever its size: over UDP too, as a server that ignores the EDNS size would
+        # (mode tc answers in full over TCP only)
+        wire = r.to_wire(max_size=65535)
         if rule.get("mode") == "tsig":
             wire = self._with_tsigs(wire, 2)
         elif rule.get("mode") == "tsig-hidden":

@@ -3,6 +3,8 @@ svcmapd say, and what a failing one must make it log.
 
 - Failures are logged, one line per target and type in a burst, naming the server and
   what it did.
+- An answer of 700 records is served whole over TCP (TC=1 over UDP); one too large to
+  cache fails the lookup, logged, never cut short.
 
 Everything runs on loopback: FakeUpstream (conftest) plays the upstream."""
 
@@ -11,7 +13,7 @@ import time
 
 import pytest
 
-from conftest import svc
+from conftest import check_header, svc
 from test_upstream import answer_lines, failing_server, no_ttl
 from test_upstream import config as upstream_config
 
@@ -90,3 +92,52 @@ def test_failure_log_says_stale_and_counts_held_back(svcmapd, upstream, udp_clie
     assert len(lines) == 2, lines
     assert lines[1].endswith("(4 more like it held back)"), lines
     assert time.monotonic() - t0 < 15
+
+
+# --------------------------------------------------------------------------- 7. big answers
+
+
+@pytest.mark.parametrize("mode", ["tc", "oversized"])
+def test_700_records(svcmapd, upstream, udp_client, mode):
+    """Issue 11, 7: an RRset of 700 A records is cached and served whole over TCP, and
+    with TC=1 over UDP.  tc: the upstream truncates over UDP and answers over TCP;
+    oversized: it sends the whole 11 KB answer in one UDP datagram anyway, more than
+    the 1232 bytes svcmapd offers, which svcmapd asks again over TCP."""
+    addrs = [f"10.{i // 250}.{i % 250}.1" for i in range(700)]
+    up = upstream()
+    up.add(T_WEB, "A", *addrs, ttl=300)
+    if mode == "tc":
+        up.rule(T_WEB, mode="tc")
+    s = svcmapd(config(up.addr))
+    r = s.ask(WEB, "A", tcp=True, one_rr=True, timeout=5)
+    check_header(r, "NOERROR")
+    got = answer_lines(r)
+    assert got[0] == f"{WEB} 5 IN CNAME {T_WEB}", got[:3]
+    assert sorted(x.split()[-1] for x in got[1:]) == sorted(addrs), (
+        f"{len(got) - 1} of the 700 addresses over TCP")
+    assert all(x.split()[0] == T_WEB for x in got[1:]), got[:3]
+    assert [q.transport for q in up.queries(T_WEB)] == ["udp", "tcp"], up.queries()
+
+    c = udp_client(s.port)
+    r = c.ask(WEB, "A", edns=0)
+    check_header(r, "NOERROR", tc=True)
+    r = s.ask(WEB, "A", tcp=True, timeout=5)
+    assert len(r.answer[1]) == 700, "the cached answer, whole, again"
+
+
+def test_answer_too_large_to_cache(svcmapd, upstream):
+    """An answer larger than a reply can carry after our CNAME (4080 A records, 65 KB in
+    the upstream's TCP message) fails the lookup: the CNAME alone, and a warning that
+    says why; never a part of it."""
+    addrs = [f"10.{i // 250}.{i % 250}.2" for i in range(4080)]
+    up = upstream()
+    up.add(T_WEB, "A", *addrs, ttl=300)
+    up.rule(T_WEB, mode="tc")
+    s = svcmapd(config(up.addr))
+    r = s.ask(WEB, "A", tcp=True, one_rr=True, timeout=5)
+    check_header(r, "NOERROR")
+    assert no_ttl(answer_lines(r)) == [f"{WEB} IN CNAME {T_WEB}"], (
+        f"{len(r.answer)} records: a part of an answer too large to cache was served")
+    log = s.wait_log("answer too large")
+    assert re.search(rf"\[WARNING\] upstream: web\.example\.com\. A failed: "
+                     rf"{re.escape(up.addr)} answer too large to cache \(over \d+ bytes\)", log), log
