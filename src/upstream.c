@@ -24,7 +24,9 @@
  * Answers: the target's CNAME chain as the upstream gives it (at most 10
  * links, each owned by the name the previous one points to), then the
  * records of the asked type at the end of the chain. Records that do not
- * belong to that chain are dropped, whatever the upstream sends.
+ * belong to that chain are dropped, whatever the upstream sends. A chain
+ * that ends in a CNAME without records of the type is kept as it is: the
+ * links are data, the end a negative answer.
  *
  * An answer is kept whole, up to what a TCP reply can carry (owner names
  * compressed: a record of an RRset of 700 addresses costs 16 bytes); a
@@ -609,11 +611,12 @@ static bool store_answer(struct upstream_lookup *l, const ldns_pkt *p)
         n += at_the_end(ldns_rr_list_rr(an, i), e->qtype, cur, clen);
 
     uint64_t now = upstream_now();
-    if (n == links) {
+    uint32_t neg = negative_ttl(l, p);
+    if (n == 0) {
         /* NXDOMAIN or NODATA: negative, as long as the SOA allows (RFC 2308
          * §5) and no longer than negative-ttl. */
         drop_data(e);
-        e->neg_until = now + negative_ttl(l, p) * 1000ULL;
+        e->neg_until = now + neg * 1000ULL;
         return true;
     }
 
@@ -626,7 +629,9 @@ static bool store_answer(struct upstream_lookup *l, const ldns_pkt *p)
     uint32_t *ttl = (uint32_t *)(void *)a;
     uint16_t *ttl_at = (uint16_t *)(void *)(a + n * sizeof(uint32_t));
     uint16_t *name_at = ttl_at + n;
-    uint32_t min_ttl = MAX_TTL;
+    /* A dangling chain (no records at its end) lives as long as its end is
+     * known not to have any. */
+    uint32_t min_ttl = links < n ? MAX_TTL : (neg < MAX_TTL ? neg : MAX_TTL);
     size_t owner = 0; /* where the name the next record is owned by starts */
     size_t next = 0;  /* the answer record to look at for the end's */
     for (size_t k = 0; k < n; k++) {

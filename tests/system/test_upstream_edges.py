@@ -5,6 +5,7 @@ svcmapd say, and what a failing one must make it log.
   what it did.
 - An answer of 700 records is served whole over TCP (TC=1 over UDP); one too large to
   cache fails the lookup, logged, never cut short.
+- A chain that ends in a CNAME without records keeps the upstream's links.
 
 Everything runs on loopback: FakeUpstream (conftest) plays the upstream."""
 
@@ -13,7 +14,7 @@ import time
 
 import pytest
 
-from conftest import check_header, svc
+from conftest import check_header, rrlines, svc
 from test_upstream import answer_lines, failing_server, no_ttl
 from test_upstream import config as upstream_config
 
@@ -22,6 +23,10 @@ WEB, T_WEB = svc("web.test-1"), "web.example.com."
 
 def config(servers, timeout=2, negative_ttl=5):
     return upstream_config(servers, timeout, negative_ttl=negative_ttl)
+
+
+def all_lines(r):
+    return rrlines(r.answer) + rrlines(r.authority) + rrlines(r.additional)
 
 
 # --------------------------------------------------------------------------- 8. logs
@@ -141,3 +146,31 @@ def test_answer_too_large_to_cache(svcmapd, upstream):
     log = s.wait_log("answer too large")
     assert re.search(rf"\[WARNING\] upstream: web\.example\.com\. A failed: "
                      rf"{re.escape(up.addr)} answer too large to cache \(over \d+ bytes\)", log), log
+
+
+# --------------------------------------------------------------------------- 15. dangling
+
+
+@pytest.mark.parametrize("rcode", ["NOERROR", "NXDOMAIN"])
+def test_dangling_upstream_chain(svcmapd, upstream, udp_client, rcode):
+    """Issue 11, 15: web.example.com CNAME other.example.com, which has no A (NODATA) or
+    does not exist (NXDOMAIN): the answer keeps the upstream's link after our CNAME,
+    and is cached for the negative TTL (2 s here), no longer."""
+    other = "other.example.com."
+    up = upstream()
+    up.add(T_WEB, "CNAME", other, ttl=300)
+    if rcode == "NOERROR":
+        up.add(other, "AAAA", "2001:db8::1", ttl=300)
+    s = svcmapd(config(up.addr, negative_ttl=2))
+    c = udp_client(s.port)
+    for _ in range(2):
+        r = c.ask(WEB, "A", timeout=5)
+        check_header(r, "NOERROR")
+        assert no_ttl(answer_lines(r)) == [f"{WEB} IN CNAME {T_WEB}",
+                                           f"{T_WEB} IN CNAME {other}"], answer_lines(r)
+        assert 0 < r.answer[1].ttl <= 300, answer_lines(r)
+        assert r.authority == [] and r.additional == [], all_lines(r)
+    assert up.count(T_WEB) == 1, f"cached: {up.queries()}"
+    time.sleep(2.5)
+    c.ask(WEB, "A", timeout=5)
+    assert up.count(T_WEB) == 2, f"no longer than the negative TTL: {up.queries()}"
