@@ -24,9 +24,11 @@
  * Answers: the target's CNAME chain as the upstream gives it (at most 10
  * links, each owned by the name the previous one points to), then the
  * records of the asked type at the end of the chain. Records that do not
- * belong to that chain are dropped, whatever the upstream sends. A chain
- * that ends in a CNAME without records of the type is kept as it is: the
- * links are data, the end a negative answer.
+ * belong to that chain are dropped, whatever the upstream sends. A link to
+ * a name of our own zone ends what is taken: what the upstream says about
+ * our names is never believed, and the answer goes on from the mapping
+ * there (answer.c). A chain that ends in a CNAME without records of the
+ * type is kept as it is: the links are data, the end a negative answer.
  *
  * An answer is kept whole, up to what a TCP reply can carry (owner names
  * compressed: a record of an RRset of 700 addresses costs 16 bytes); a
@@ -92,6 +94,9 @@ struct entry {
     size_t dlen;
     uint16_t count;
     uint16_t links;
+    uint16_t zone_at;
+    uint16_t name_max;
+    uint64_t apex_hash; /* of the zone the records were taken for */
     /* monotonic milliseconds: a TTL of 4 s lasts 4 s, whenever in a second
      * the answer came */
     uint64_t fetched;   /* when data arrived */
@@ -194,6 +199,13 @@ const struct upstream_stats *upstream_stats(const struct upstream *up)
     return &up->stats;
 }
 
+void upstream_settings_zone(struct upstream_settings *set, const uint8_t *apex, size_t len)
+{
+    memcpy(set->apex, apex, len);
+    set->apex_len = (uint8_t)len;
+    set->apex_hash = hash_key(0, apex, len, 0);
+}
+
 /* ---------------------------------------------------------------------- */
 /* The cache                                                               */
 
@@ -231,6 +243,8 @@ static void drop_data(struct entry *e)
     e->dlen = 0;
     e->count = 0;
     e->links = 0;
+    e->zone_at = 0;
+    e->name_max = 0;
     e->has_data = false;
     e->failed_at = 0;
 }
@@ -586,13 +600,15 @@ static bool store_answer(struct upstream_lookup *l, const ldns_pkt *p)
     const ldns_rr_list *an = ldns_pkt_answer(p);
     size_t total = ldns_rr_list_rr_count(an);
 
-    /* Follow the CNAME chain from the question; keep only what hangs on it. */
+    /* Follow the CNAME chain from the question; keep only what hangs on it,
+     * and nothing from a link into our own zone on. */
     const ldns_rr *chain[MAX_CHAIN];
     size_t links = 0;
+    bool in_zone = false;
     uint8_t cur[LDNS_MAX_DOMAINLEN + 1];
     size_t clen = e->len;
     memcpy(cur, e->name, clen);
-    while (links < MAX_CHAIN) {
+    while (links < MAX_CHAIN && !in_zone) {
         const ldns_rr *next = NULL;
         for (size_t i = 0; i < total && !next; i++) {
             const ldns_rr *rr = ldns_rr_list_rr(an, i);
@@ -605,9 +621,10 @@ static bool store_answer(struct upstream_lookup *l, const ldns_pkt *p)
             break;
         chain[links++] = next;
         clen = lower_name(ldns_rr_rdf(next, 0), cur);
+        in_zone = wire_name_in(cur, clen, l->set.apex, l->set.apex_len);
     }
     size_t n = links;
-    for (size_t i = 0; i < total; i++)
+    for (size_t i = 0; i < total && !in_zone; i++)
         n += at_the_end(ldns_rr_list_rr(an, i), e->qtype, cur, clen);
 
     uint64_t now = upstream_now();
@@ -631,7 +648,7 @@ static bool store_answer(struct upstream_lookup *l, const ldns_pkt *p)
     uint16_t *name_at = ttl_at + n;
     /* A dangling chain (no records at its end) lives as long as its end is
      * known not to have any. */
-    uint32_t min_ttl = links < n ? MAX_TTL : (neg < MAX_TTL ? neg : MAX_TTL);
+    uint32_t min_ttl = links < n || in_zone ? MAX_TTL : (neg < MAX_TTL ? neg : MAX_TTL);
     size_t owner = 0; /* where the name the next record is owned by starts */
     size_t next = 0;  /* the answer record to look at for the end's */
     for (size_t k = 0; k < n; k++) {
@@ -668,6 +685,9 @@ static bool store_answer(struct upstream_lookup *l, const ldns_pkt *p)
     e->dlen = dlen;
     e->count = (uint16_t)n;
     e->links = (uint16_t)links;
+    e->zone_at = in_zone ? (uint16_t)owner : 0;
+    e->name_max = (uint16_t)owner;
+    e->apex_hash = l->set.apex_hash;
 
     e->fetched = now;
     e->expires = now + min_ttl * 1000ULL;
@@ -930,6 +950,8 @@ static void records_of(const struct entry *e, uint64_t now, bool stale,
         .ttl = e->ttl,
         .age = (uint32_t)((now - e->fetched) / 1000),
         .stale = stale,
+        .zone_at = e->zone_at,
+        .name_max = e->name_max,
     };
 }
 
@@ -942,6 +964,8 @@ enum upstream_status upstream_get(struct upstream *up, const struct upstream_set
     if (e) {
         lru_unlink(up, e);
         lru_front(up, e);
+        if (e->has_data && e->apex_hash != set->apex_hash)
+            drop_data(e); /* taken for another zone: a reload changed it */
     }
 
     if (e && e->has_data) {

@@ -1640,6 +1640,7 @@ struct zone *zone_compile(const struct config *cfg, const struct zone *old, time
         snprintf(z->upstream.names[i], sizeof(z->upstream.names[i]), "%s", cfg->upstream[i].text);
         z->upstream.nservers++;
     }
+    upstream_settings_zone(&z->upstream, z->apex, z->apex_len);
     z->upstream.timeout_ms = cfg->upstream_timeout * 1000;
     z->upstream.cache_size = cfg->cache_size;
     z->upstream.max_stale = cfg->max_stale;

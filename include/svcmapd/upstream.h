@@ -34,7 +34,15 @@ struct upstream_settings {
     uint32_t cache_size;   /* entries */
     uint32_t max_stale;    /* seconds past expiry an answer may serve (RFC 8767) */
     uint32_t negative_ttl; /* at most this long for NXDOMAIN, NODATA, failures */
+    /* The zone (upstream_settings_zone()): a chain from the upstream that
+     * reaches it stops there, and the answer goes on from the mapping. */
+    uint8_t apex[256]; /* wire form, lower case */
+    uint8_t apex_len;
+    uint64_t apex_hash; /* answers cached for another zone are not used */
 };
+
+/* Sets the zone of `set`: `apex` in wire form, lower case, `len` bytes. */
+void upstream_settings_zone(struct upstream_settings *set, const uint8_t *apex, size_t len);
 
 /* Counters of one worker, read (summed) by whoever reports them. */
 /* Counters of one worker: written by it alone, read (summed) by the
@@ -68,6 +76,11 @@ struct upstream_records {
     const uint32_t *ttl;
     uint32_t age; /* seconds since they were received: subtract */
     bool stale;   /* expired: serve with a TTL of at most 30 s (RFC 8767 §4) */
+    /* Non-zero: the chain comes back into the zone at the name that starts
+     * at data + zone_at (the last link's target), and nothing the upstream
+     * said about that name or after it was kept: the mapping answers it. */
+    uint16_t zone_at;
+    uint16_t name_max; /* no pointer above refers past data + name_max */
 };
 
 enum upstream_status {

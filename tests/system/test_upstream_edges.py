@@ -6,6 +6,8 @@ svcmapd say, and what a failing one must make it log.
 - An answer of 700 records is served whole over TCP (TC=1 over UDP); one too large to
   cache fails the lookup, logged, never cut short.
 - A chain that ends in a CNAME without records keeps the upstream's links.
+- An upstream chain that comes back into our zone: the upstream's records for our names
+  are never served (with AA=1 or at all); the answer goes on from the mapping.
 
 Everything runs on loopback: FakeUpstream (conftest) plays the upstream."""
 
@@ -14,19 +16,35 @@ import time
 
 import pytest
 
-from conftest import check_header, rrlines, svc
+from conftest import ZONE, check_header, check_soa, rrlines, svc
 from test_upstream import answer_lines, failing_server, no_ttl
 from test_upstream import config as upstream_config
 
-WEB, T_WEB = svc("web.test-1"), "web.example.com."
+# test_upstream's mapping (web.test-1, alias.test-1 -> mysql.test-2 = 192.168.1.10,
+# noresolve.test-1 with resolve=no), and these:
+MORE = """
+[namespace test-3]
+forged = x.example.test
+loop   = loop.example.test
+redis  = 192.168.1.20, 192.168.1.21
+"""
+FORGED, LOOP, REDIS = svc("forged.test-3"), svc("loop.test-3"), svc("redis.test-3")
+WEB, ALIAS, MYSQL2 = svc("web.test-1"), svc("alias.test-1"), svc("mysql.test-2")
+T_FORGED, T_WEB, T_LOOP = "x.example.test.", "web.example.com.", "loop.example.test."
+FORGED_A = "6.6.6.6"
 
 
 def config(servers, timeout=2, negative_ttl=5):
-    return upstream_config(servers, timeout, negative_ttl=negative_ttl)
+    return upstream_config(servers, timeout, negative_ttl=negative_ttl) + MORE
 
 
 def all_lines(r):
     return rrlines(r.answer) + rrlines(r.authority) + rrlines(r.additional)
+
+
+def check_no_forgery(r):
+    assert not any(FORGED_A in line for line in all_lines(r)), (
+        f"the upstream's record for a name of our zone was served: {all_lines(r)}")
 
 
 # --------------------------------------------------------------------------- 8. logs
@@ -174,3 +192,99 @@ def test_dangling_upstream_chain(svcmapd, upstream, udp_client, rcode):
     time.sleep(2.5)
     c.ask(WEB, "A", timeout=5)
     assert up.count(T_WEB) == 2, f"no longer than the negative TTL: {up.queries()}"
+
+
+# --------------------------------------------------------------------------- 5. in-zone chains
+
+
+@pytest.mark.parametrize("tcp", [False, True], ids=["udp", "tcp"])
+def test_forged_in_zone_chain(svcmapd, upstream, tcp):
+    """Issue 11, 5: x.example.test CNAME mysql.test-2.svc.cluster.local plus that name's A
+    6.6.6.6 from the upstream.  The upstream's link is kept (it is about its own name);
+    mysql.test-2's address is the mapping's, 192.168.1.10, with the mapping's TTL."""
+    up = upstream()
+    up.add(T_FORGED, "CNAME", MYSQL2, ttl=300)
+    up.add(MYSQL2, "A", FORGED_A, ttl=3000)
+    up.add(MYSQL2, "AAAA", "2001:db8::666", ttl=3000)
+    up.rule(T_FORGED, extra=[f"{MYSQL2} 3000 IN TXT \"forged\""])
+    s = svcmapd(config(up.addr))
+    r = s.ask(FORGED, "A", tcp=tcp, one_rr=True, timeout=5)
+    check_header(r, "NOERROR")
+    check_no_forgery(r)
+    assert no_ttl(answer_lines(r)) == [f"{FORGED} IN CNAME {T_FORGED}",
+                                       f"{T_FORGED} IN CNAME {MYSQL2}",
+                                       f"{MYSQL2} IN A 192.168.1.10"], answer_lines(r)
+    assert r.answer[0].ttl == 5 and 0 < r.answer[1].ttl <= 300, answer_lines(r)
+    assert r.answer[2].ttl == 5, f"the mapping's TTL for the mapping's record: {answer_lines(r)}"
+    assert r.authority == [] and r.additional == [], all_lines(r)
+
+    # No AAAA in the mapping: the links, NOERROR, and our SOA says so (RFC 2308 2.2).
+    r = s.ask(FORGED, "AAAA", tcp=tcp, one_rr=True, timeout=5)
+    check_header(r, "NOERROR")
+    assert no_ttl(answer_lines(r)) == [f"{FORGED} IN CNAME {T_FORGED}",
+                                       f"{T_FORGED} IN CNAME {MYSQL2}"], answer_lines(r)
+    assert "2001:db8::666" not in " ".join(all_lines(r)), all_lines(r)
+    assert len(r.authority) == 1, rrlines(r.authority)
+    check_soa(r.authority[0], ZONE, 5)
+
+
+@pytest.mark.parametrize("target,rdtype,want,soa", [
+    # not in the mapping: the chain ends there (NOERROR, as CoreDNS), our SOA says why
+    (svc("nosuch.test-2"), "A", [], True),
+    # the apex: NODATA
+    (ZONE, "A", [], True),
+    # an endpoint name of a service of several addresses
+    ("192-168-1-20." + REDIS, "A", ["192-168-1-20." + REDIS + " IN A 192.168.1.20"], False),
+    # a service of several addresses: all of them
+    (REDIS, "A", [f"{REDIS} IN A 192.168.1.20", f"{REDIS} IN A 192.168.1.21"], False),
+    # a hostname service chained inside the zone
+    (ALIAS, "A", [f"{ALIAS} IN CNAME {MYSQL2}", f"{MYSQL2} IN A 192.168.1.10"], False),
+    # a hostname service that leaves the zone again: its CNAME, then the upstream's
+    # records for its target
+    (WEB, "A", [f"{WEB} IN CNAME {T_WEB}", f"{T_WEB} IN A 192.0.2.80"], False),
+    # the same, in the upstream's letter case: owners keep it, the mapping answers
+    ("Mysql.TEST-2.svc.Cluster.Local.", "A", ["Mysql.TEST-2.svc.Cluster.Local. IN A 192.168.1.10"],
+     False),
+], ids=["nxdomain", "apex", "endpoint", "several", "in-zone-chain", "leaves-again",
+        "letter-case"])
+def test_chain_back_into_zone(svcmapd, upstream, udp_client, target, rdtype, want, soa):
+    up = upstream()
+    up.add(T_FORGED, "CNAME", target, ttl=300)
+    up.add(target, "A", FORGED_A, ttl=3000)
+    up.add(T_WEB, "A", "192.0.2.80", ttl=300)
+    s = svcmapd(config(up.addr))
+    c = udp_client(s.port)
+    # The nested lookup (web's target) runs when the first answer is cached; a second
+    # query finds both in the cache.
+    for _ in range(2):
+        r = c.ask(FORGED, rdtype, timeout=5)
+    check_header(r, "NOERROR")
+    check_no_forgery(r)
+    got = no_ttl(answer_lines(r))
+    assert got[:2] == [f"{FORGED} IN CNAME {T_FORGED}", f"{T_FORGED} IN CNAME {target}"], got
+    assert sorted(got[2:]) == sorted(want), f"after the upstream's link: {got[2:]}"
+    if soa:
+        assert len(r.authority) == 1, rrlines(r.authority)
+        check_soa(r.authority[0], ZONE, 5)
+        assert r.answer[0].ttl == 5, "the chain ends in the zone: our SOA, our TTL"
+    else:
+        assert r.authority == [], rrlines(r.authority)
+    assert r.additional == [], rrlines(r.additional)
+    assert up.count(target) == 0, f"a name of the zone was asked upstream: {up.queries()}"
+
+
+def test_chain_back_into_zone_loop(svcmapd, upstream, udp_client):
+    """loop.example.test CNAME loop.test-1.svc.cluster.local, whose target is
+    loop.example.test: the answer stops at the upstream's link instead of going round."""
+    up = upstream()
+    up.add(T_LOOP, "CNAME", LOOP, ttl=300)
+    up.add(LOOP, "A", FORGED_A, ttl=300)
+    s = svcmapd(config(up.addr))
+    c = udp_client(s.port)
+    for tcp in (False, True):
+        r = s.ask(LOOP, "A", tcp=tcp, one_rr=True, timeout=5) if tcp else c.ask(LOOP, "A")
+        check_header(r, "NOERROR")
+        check_no_forgery(r)
+        assert no_ttl(answer_lines(r))[0] == f"{LOOP} IN CNAME {T_LOOP}", answer_lines(r)
+        assert no_ttl(answer_lines(r)[1:]) == [f"{T_LOOP} IN CNAME {LOOP}"], answer_lines(r)
+        assert r.authority == [] and r.additional == [], all_lines(r)
