@@ -393,6 +393,7 @@ struct tail {
     struct zone_found back[MAX_LINKS]; /* where ext[i]'s chain comes back; plan NULL: not */
     uint8_t nsets[MAX_LINKS];          /* answer sets of back[i].plan taken */
     bool soa;     /* the last back[] has no records of the type: its SOA in AUTHORITY */
+    bool open;    /* the answer ends with a CNAME whose target has no records in it */
     size_t bytes; /* all of the above */
 };
 
@@ -441,6 +442,7 @@ static bool follow(struct answer_ctx *ctx, const struct zone *z,
         t->nsets[t->n++] = 0;
         links += r->links;
         t->bytes += r->len;
+        t->open = r->count == r->links;
         x = NULL;
 
         uint8_t name[LDNS_MAX_DOMAINLEN + 1];
@@ -459,6 +461,7 @@ static bool follow(struct answer_ctx *ctx, const struct zone *z,
         }
         if (f->rr) {
             t->bytes += f->rrlen;
+            t->open = false;
             break;
         }
         size_t nan = p->nsets[ZONE_ANSWER], k = 0;
@@ -468,6 +471,7 @@ static bool follow(struct answer_ctx *ctx, const struct zone *z,
                 break;
             links += cname;
             t->bytes += p->sets[k]->len;
+            t->open = cname;
         }
         t->nsets[t->n - 1] = (uint8_t)k;
         if (nan == 0) {
@@ -477,6 +481,7 @@ static bool follow(struct answer_ctx *ctx, const struct zone *z,
             for (size_t i = 0; i < p->nsets[ZONE_AUTHORITY]; i++)
                 t->bytes += p->sets[i]->len;
             t->soa = p->nsets[ZONE_AUTHORITY] > 0;
+            t->open = false;
             break;
         }
         if (k == nan)
@@ -678,6 +683,7 @@ size_t answer_query(struct answer_ctx *ctx, const struct zone *z, const uint8_t 
         return put_opt(&q, out, pos, p->rcode);
     }
 
+    size_t first = pos;
     for (size_t i = 0; i < nan; i++)
         pos = put_set(ctx, p->sets[i], out, pos, ptr);
     uint16_t soa_apex = 0;
@@ -702,6 +708,22 @@ size_t answer_query(struct answer_ctx *ctx, const struct zone *z, const uint8_t 
     }
     ldns_write_uint16(out + 6, an);
     ldns_write_uint16(out + 8, ns);
+
+    /* An A or AAAA answer that ends in a CNAME whose target has no records
+     * here (resolve=no, no upstream, the upstream failed or has none, a
+     * dangling chain) is, for that target, a negative answer without an
+     * SOA, which RFC 2308 §5 says not to cache. dnsmasq caches it anyway,
+     * for the CNAMEs' smallest TTL: the target would then be NODATA for
+     * everyone behind it, whatever its own servers say. A CNAME of TTL 0
+     * keeps every cache from holding any of it (README, "Hostname targets
+     * outside the zone"). */
+    bool open = tail.n ? tail.open : nan && set_type(p->sets[nan - 1]) == LDNS_RR_TYPE_CNAME;
+    if (open && ns == 0 && p->rcode == LDNS_RCODE_NOERROR &&
+        (q.qtype == LDNS_RR_TYPE_A || q.qtype == LDNS_RR_TYPE_AAAA)) {
+        size_t ttl = wire_skip_name(out, pos, first, NULL) + 4;
+        if (ttl > 4 && ttl + 4 <= pos)
+            ldns_write_uint32(out + ttl, 0);
+    }
 
     /* Additional records are a courtesy: drop whole sets that do not fit,
      * without TC (RFC 2181 §9). */

@@ -8,16 +8,20 @@ svcmapd say, and what a failing one must make it log.
 - A chain that ends in a CNAME without records keeps the upstream's links.
 - An upstream chain that comes back into our zone: the upstream's records for our names
   are never served (with AA=1 or at all); the answer goes on from the mapping.
+- An A/AAAA answer that stops at a CNAME has TTL 0, so that dnsmasq in front does not
+  cache the target as NODATA for everyone.
 
-Everything runs on loopback: FakeUpstream (conftest) plays the upstream."""
+Everything runs on loopback: FakeUpstream (conftest) plays the upstream, dnsmasq the
+caching forwarder, with --no-resolv and only loopback servers."""
 
 import re
 import time
 
+import dns.rdatatype
 import pytest
 
-from conftest import ZONE, check_header, check_soa, rrlines, svc
-from test_upstream import answer_lines, failing_server, no_ttl
+from conftest import ZONE, check_header, check_soa, free_port, rrlines, svc, udp_collect, udp_send
+from test_upstream import answer_lines, failing_server, no_ttl, start_dnsmasq
 from test_upstream import config as upstream_config
 
 # test_upstream's mapping (web.test-1, alias.test-1 -> mysql.test-2 = 192.168.1.10,
@@ -172,8 +176,9 @@ def test_answer_too_large_to_cache(svcmapd, upstream):
 @pytest.mark.parametrize("rcode", ["NOERROR", "NXDOMAIN"])
 def test_dangling_upstream_chain(svcmapd, upstream, udp_client, rcode):
     """Issue 11, 15: web.example.com CNAME other.example.com, which has no A (NODATA) or
-    does not exist (NXDOMAIN): the answer keeps the upstream's link after our CNAME,
-    and is cached for the negative TTL (2 s here), no longer."""
+    does not exist (NXDOMAIN): the answer keeps the upstream's link after our CNAME
+    (TTL 0: it stops at a CNAME), and is cached for the negative TTL (2 s here), no
+    longer."""
     other = "other.example.com."
     up = upstream()
     up.add(T_WEB, "CNAME", other, ttl=300)
@@ -186,7 +191,7 @@ def test_dangling_upstream_chain(svcmapd, upstream, udp_client, rcode):
         check_header(r, "NOERROR")
         assert no_ttl(answer_lines(r)) == [f"{WEB} IN CNAME {T_WEB}",
                                            f"{T_WEB} IN CNAME {other}"], answer_lines(r)
-        assert 0 < r.answer[1].ttl <= 300, answer_lines(r)
+        assert r.answer[0].ttl == 0 and 0 < r.answer[1].ttl <= 300, answer_lines(r)
         assert r.authority == [] and r.additional == [], all_lines(r)
     assert up.count(T_WEB) == 1, f"cached: {up.queries()}"
     time.sleep(2.5)
@@ -275,7 +280,8 @@ def test_chain_back_into_zone(svcmapd, upstream, udp_client, target, rdtype, wan
 
 def test_chain_back_into_zone_loop(svcmapd, upstream, udp_client):
     """loop.example.test CNAME loop.test-1.svc.cluster.local, whose target is
-    loop.example.test: the answer stops at the upstream's link instead of going round."""
+    loop.example.test: the answer stops at the upstream's link (and, stopping at a
+    CNAME, has TTL 0) instead of going round."""
     up = upstream()
     up.add(T_LOOP, "CNAME", LOOP, ttl=300)
     up.add(LOOP, "A", FORGED_A, ttl=300)
@@ -285,6 +291,47 @@ def test_chain_back_into_zone_loop(svcmapd, upstream, udp_client):
         r = s.ask(LOOP, "A", tcp=tcp, one_rr=True, timeout=5) if tcp else c.ask(LOOP, "A")
         check_header(r, "NOERROR")
         check_no_forgery(r)
-        assert no_ttl(answer_lines(r))[0] == f"{LOOP} IN CNAME {T_LOOP}", answer_lines(r)
+        assert answer_lines(r)[0] == f"{LOOP} 0 IN CNAME {T_LOOP}", answer_lines(r)
         assert no_ttl(answer_lines(r)[1:]) == [f"{T_LOOP} IN CNAME {LOOP}"], answer_lines(r)
         assert r.authority == [] and r.additional == [], all_lines(r)
+
+
+# --------------------------------------------------------------------------- 16. dnsmasq
+
+
+@pytest.mark.parametrize("case", ["servers-none", "resolve-no", "upstream-down", "dangling"])
+def test_cname_alone_poisons_no_cache(svcmapd, upstream, daemons, tmp_path, case):
+    """Issue 11, 16: dnsmasq in front of svcmapd (for cluster.local) and of another
+    server (for everything else).  An A answer of svcmapd that stops at a CNAME used to
+    make dnsmasq cache the CNAME's target as NODATA for the CNAME's TTL (dnsmasq's
+    extract_addresses(): no SOA for the target, "inherit the CNAME's TTL"), so that
+    every client of that dnsmasq got no address for a name its own server has.  TTL 0
+    on the CNAME keeps dnsmasq from caching any of it."""
+    other = "other.example.com."
+    theirs = upstream()            # dnsmasq's server for everything else
+    for name, address in ((T_WEB, "192.0.2.80"), ("db.example.com.", "192.0.2.81"),
+                          (other, "192.0.2.82")):
+        theirs.add(name, "A", address, ttl=300)
+    ours = upstream()              # svcmapd's: web.example.com ends without an address
+    ours.add(T_WEB, "CNAME", other, ttl=300)
+    ours.add(other, "AAAA", "2001:db8::1", ttl=300)
+    servers = {"servers-none": "none", "upstream-down": f"127.0.0.1:{free_port()}"}
+    s = svcmapd(config(servers.get(case, ours.addr)))
+    fw = start_dnsmasq(daemons, tmp_path, s.port, default=theirs.port)
+    name, target, poisoned = {
+        "resolve-no": (svc("noresolve.test-1"), "db.example.com.", "db.example.com."),
+        "dangling": (WEB, T_WEB, other)}.get(case, (WEB, T_WEB, T_WEB))
+
+    r = udp_collect(udp_send(fw.port, name, "A", rd=True, edns=0), 5.0)
+    assert r is not None and r.rcode() == 0, f"no answer through dnsmasq:\n{fw.log()}"
+    assert no_ttl(answer_lines(r))[0] == f"{name} IN CNAME {target}", answer_lines(r)
+    assert all(rr.rdtype == dns.rdatatype.CNAME for rr in r.answer), answer_lines(r)
+    want = [f"{poisoned} IN A {theirs.data[poisoned][0][2]}"]
+    for _ in range(2):
+        w = udp_collect(udp_send(fw.port, poisoned, "A", rd=True, edns=0), 5.0)
+        assert w is not None, f"no answer for {poisoned} through dnsmasq:\n{fw.log()}"
+        assert no_ttl(answer_lines(w)) == want, (
+            f"{poisoned} poisoned in dnsmasq's cache by svcmapd's answer: {answer_lines(w)}\n"
+            f"{fw.log()}")
+    assert f"cached {poisoned.rstrip('.')} is NODATA" not in fw.log(), fw.log()
+    assert r.answer[0].ttl == 0, answer_lines(r)
