@@ -340,7 +340,8 @@ static size_t put_set(struct answer_ctx *ctx, const struct zone_rrset *r, uint8_
 
 /* Copies upstream records, with TTLs no larger than what remains of the
  * upstream's (RFC 1035 §3.2.1 counts down), and 30 s at most when stale
- * (RFC 8767 §4). */
+ * (RFC 8767 §4); owners after the first point back into them (upstream.h).
+ * The caller has made sure those pointers reach (follow()). */
 static size_t put_external(const struct upstream_records *r, uint8_t *out, size_t pos)
 {
     memcpy(out + pos, r->data, r->len);
@@ -349,8 +350,187 @@ static size_t put_external(const struct upstream_records *r, uint8_t *out, size_
         if (r->stale)
             ttl = r->ttl[i] < 30 ? r->ttl[i] : 30;
         ldns_write_uint32(out + pos + r->ttl_at[i], ttl);
+        if (i > 0)
+            ldns_write_uint16(out + pos + r->ttl_at[i] - 6,
+                              (uint16_t)(0xc000 | (pos + r->name_at[i])));
     }
     return pos + r->len;
+}
+
+/* The type of a set's records (all of one type but in SRV answers'
+ * additional section). */
+static uint16_t set_type(const struct zone_rrset *r)
+{
+    const uint8_t *d = zone_rrset_data(r);
+    size_t at = wire_skip_name(d, r->len, 0, NULL);
+    return at && r->len - at >= 2 ? ldns_read_uint16(d + at) : 0;
+}
+
+/* put_set() of a name that is not the question: the owners it writes as
+ * pointers to the question point to `name` instead, and its apex slots to
+ * `apex`. */
+/* Points the owners of the `count` records written at out[pos..end) that
+ * are the question's name (0xc000|HDR) at `name` instead. */
+static void retarget(uint8_t *out, size_t pos, size_t end, uint16_t count, uint16_t name)
+{
+    for (uint16_t k = 0; k < count && pos; k++) {
+        if (ldns_read_uint16(out + pos) == (0xc000 | HDR))
+            ldns_write_uint16(out + pos, name);
+        pos = wire_skip_name(out, end, pos, NULL);
+        pos = pos && end - pos >= 10 ? pos + 10 + ldns_read_uint16(out + pos + 8) : 0;
+    }
+}
+
+static size_t put_set_at(struct answer_ctx *ctx, const struct zone_rrset *r, uint8_t *out,
+                         size_t pos, uint16_t apex, uint16_t name)
+{
+    size_t end = put_set(ctx, r, out, pos, apex);
+    retarget(out, pos, end, r->count, name);
+    return end;
+}
+
+#define MAX_LINKS 10 /* CNAMEs in one chain, as in the zone (CoreDNS's maxCnameChainLength) */
+
+/*
+ * The answer after a CNAME to a name outside the zone: the upstream's
+ * records for that name (upstream.c), and wherever the upstream's chain
+ * comes back into the zone, the mapping's records from there, as a query
+ * for that name would get them: what the upstream says about our names is
+ * never served (upstream.c keeps none of it). Such a name is not the
+ * question, so its records are written with owners that point at it in the
+ * last upstream link's rdata. Its own chain may leave the zone again, and
+ * so on, up to MAX_LINKS CNAMEs in all; a target met twice ends it.
+ */
+struct tail {
+    size_t n; /* upstream records taken */
+    struct upstream_records ext[MAX_LINKS];
+    struct zone_found back[MAX_LINKS]; /* where ext[i]'s chain comes back; plan NULL: not */
+    uint8_t nsets[MAX_LINKS];          /* answer sets of back[i].plan taken */
+    bool soa;     /* the last back[] has no records of the type: its SOA in AUTHORITY */
+    bool open;    /* the answer ends with a CNAME whose target has no records in it */
+    size_t bytes; /* all of the above */
+};
+
+/* The name the upstream's chain comes back into the zone at, lower case. */
+static size_t zone_name_of(const struct upstream_records *r, uint8_t *out)
+{
+    size_t n = 0;
+    for (size_t at = r->zone_at; at < r->len && n < LDNS_MAX_DOMAINLEN + 1;) {
+        uint8_t l = r->data[at];
+        out[n++] = l;
+        if (l == 0 || l > 63 || at + 1 + l > r->len || n + l > LDNS_MAX_DOMAINLEN + 1)
+            return l == 0 ? n : 0;
+        for (uint8_t i = 1; i <= l; i++) {
+            uint8_t c = r->data[at + i];
+            out[n++] = (c >= 'A' && c <= 'Z') ? (uint8_t)(c + 32) : c;
+        }
+        at += 1 + (size_t)l;
+    }
+    return 0;
+}
+
+/* Fills `t` for the chain that leaves the zone at `x` after `links`
+ * CNAMEs, its records to start `base` bytes into the reply. False if the
+ * query must wait for the lookup in *wait first (NULL: it may not). */
+static bool follow(struct answer_ctx *ctx, const struct zone *z,
+                   const struct upstream_settings *set, const struct zone_external *x,
+                   uint16_t qtype, size_t links, size_t base, struct tail *t,
+                   struct upstream_lookup **wait)
+{
+    const struct zone_external *seen[MAX_LINKS];
+    for (t->n = 0; x && t->n < MAX_LINKS;) {
+        struct upstream_records *r = &t->ext[t->n];
+        enum upstream_status st =
+            upstream_get(ctx->up, set, x->name, x->len, qtype, ctx->now, r, wait);
+        if (st == UPSTREAM_MISS)
+            return false;
+        /* Owners point back into the records: 14 bits of offset reach
+         * 16 KiB, more than any ten links take. */
+        size_t at = base + t->bytes;
+        if (st != UPSTREAM_HIT || at + r->name_max + LDNS_MAX_DOMAINLEN >= 0x4000 ||
+            (t->n && links + r->links > MAX_LINKS))
+            break;
+        seen[t->n] = x;
+        struct zone_found *f = &t->back[t->n];
+        f->plan = NULL;
+        t->nsets[t->n++] = 0;
+        links += r->links;
+        t->bytes += r->len;
+        t->open = r->count == r->links;
+        x = NULL;
+
+        uint8_t name[LDNS_MAX_DOMAINLEN + 1];
+        size_t len = r->zone_at ? zone_name_of(r, name) : 0;
+        if (len == 0)
+            break;
+        zone_find(z, name, len, qtype, f);
+        const struct zone_plan *p = f->plan;
+        const struct zone_external *next = zone_plan_external(p);
+        for (size_t i = 0; next && i < t->n; i++)
+            if (seen[i] == next)
+                p = NULL; /* round again: the chain stops at the upstream's last link */
+        if (!p || !p->aa) {
+            f->plan = NULL; /* or no longer ours: the zone changed under the cache */
+            break;
+        }
+        if (f->rr) {
+            t->bytes += f->rrlen;
+            t->open = false;
+            break;
+        }
+        size_t nan = p->nsets[ZONE_ANSWER], k = 0;
+        for (; k < nan; k++) {
+            bool cname = set_type(p->sets[k]) == LDNS_RR_TYPE_CNAME;
+            if (cname && links >= MAX_LINKS)
+                break;
+            links += cname;
+            t->bytes += p->sets[k]->len;
+            t->open = cname;
+        }
+        t->nsets[t->n - 1] = (uint8_t)k;
+        if (nan == 0) {
+            /* NXDOMAIN or NODATA there: NOERROR with the links, as CoreDNS
+             * answers, and the SOA that says the name has no such records
+             * (RFC 2308 §2.2), which only we may say of our names. */
+            for (size_t i = 0; i < p->nsets[ZONE_AUTHORITY]; i++)
+                t->bytes += p->sets[i]->len;
+            t->soa = p->nsets[ZONE_AUTHORITY] > 0;
+            t->open = false;
+            break;
+        }
+        if (k == nan)
+            x = next; /* the mapping's chain leaves the zone again */
+    }
+    return true;
+}
+
+/* Writes the answer records of `t` at out+pos; returns the new position.
+ * *soa_apex: where its SOA's apex points, when t->soa. */
+static size_t put_tail(struct answer_ctx *ctx, const struct tail *t, uint8_t *out, size_t pos,
+                       uint16_t *an, uint16_t *soa_apex)
+{
+    for (size_t i = 0; i < t->n; i++) {
+        const struct upstream_records *r = &t->ext[i];
+        size_t at = pos;
+        pos = put_external(r, out, pos);
+        *an = (uint16_t)(*an + r->count);
+        const struct zone_found *f = &t->back[i];
+        if (!f->plan)
+            continue;
+        uint16_t name = (uint16_t)(0xc000 | (at + r->zone_at));
+        *soa_apex = (uint16_t)(0xc000 | (at + r->zone_at + f->apex));
+        if (f->rr) {
+            memcpy(out + pos, f->rr, f->rrlen);
+            ldns_write_uint16(out + pos, name); /* owned by the question there */
+            pos += f->rrlen;
+            (*an)++;
+        }
+        for (size_t k = 0; k < t->nsets[i]; k++) {
+            pos = put_set_at(ctx, f->plan->sets[k], out, pos, *soa_apex, name);
+            *an = (uint16_t)(*an + f->plan->sets[k]->count);
+        }
+    }
+    return pos;
 }
 
 /* PTR records of a mapped address (SPEC §2.5), owned by the question's
@@ -419,6 +599,59 @@ static size_t put_set_part(struct answer_ctx *ctx, const struct zone_rrset *r, u
     return pos;
 }
 
+/* The upstream records of `r` that fit before `end`, whole, in their
+ * order. Adds them to *count; sets *full when one did not fit. */
+static size_t put_external_part(const struct upstream_records *r, uint8_t *out, size_t pos,
+                                size_t end, uint16_t *count, bool *full)
+{
+    struct upstream_records part = *r;
+    size_t len = 0;
+    for (part.count = 0; part.count < r->count; part.count++) {
+        size_t at = r->ttl_at[part.count];
+        size_t next = at + 6 + ldns_read_uint16(r->data + at + 4);
+        if (end - pos < next)
+            break;
+        len = next;
+    }
+    part.len = len;
+    *full = part.count < r->count;
+    *count = (uint16_t)(*count + part.count);
+    return put_external(&part, out, pos);
+}
+
+/* put_tail() for a reply cut at `end`: whole records, in the same order,
+ * until one does not fit (then *full). */
+static size_t put_tail_part(struct answer_ctx *ctx, const struct tail *t, uint8_t *out, size_t pos,
+                            size_t end, uint16_t *an, bool *full)
+{
+    for (size_t i = 0; i < t->n && !*full; i++) {
+        const struct upstream_records *r = &t->ext[i];
+        size_t at = pos;
+        pos = put_external_part(r, out, pos, end, an, full);
+        const struct zone_found *f = &t->back[i];
+        if (*full || !f->plan)
+            continue;
+        uint16_t name = (uint16_t)(0xc000 | (at + r->zone_at));
+        uint16_t apex = (uint16_t)(0xc000 | (at + r->zone_at + f->apex));
+        if (f->rr) {
+            *full = end - pos < f->rrlen;
+            if (*full)
+                break;
+            memcpy(out + pos, f->rr, f->rrlen);
+            ldns_write_uint16(out + pos, name);
+            pos += f->rrlen;
+            (*an)++;
+        }
+        for (size_t k = 0; k < t->nsets[i] && !*full; k++) {
+            uint16_t before = *an;
+            size_t from = pos;
+            pos = put_set_part(ctx, f->plan->sets[k], out, pos, end, apex, an, full);
+            retarget(out, from, pos, (uint16_t)(*an - before), name);
+        }
+    }
+    return pos;
+}
+
 /*
  * SPEC §3: an answer that does not fit goes out with TC=1 and as many whole
  * answer records as fit before `end`, in the order of the full answer: the
@@ -430,29 +663,15 @@ static size_t put_set_part(struct answer_ctx *ctx, const struct zone_rrset *r, u
  * the answer count in *an.
  */
 static size_t put_truncated(struct answer_ctx *ctx, const struct zone_plan *p,
-                            const struct zone_found *f, const struct upstream_records *ext,
-                            uint8_t *out, size_t pos, size_t end, uint16_t ptr, uint16_t *an)
+                            const struct zone_found *f, const struct tail *t, uint8_t *out,
+                            size_t pos, size_t end, uint16_t ptr, uint16_t *an)
 {
     bool full = false;
     *an = 0;
     for (size_t i = 0; i < p->nsets[ZONE_ANSWER] && !full; i++)
         pos = put_set_part(ctx, p->sets[i], out, pos, end, ptr, an, &full);
-    if (ext->count && !full) {
-        /* records of the upstream, as many as fit: cut the copy there */
-        struct upstream_records part = *ext;
-        size_t len = 0;
-        for (part.count = 0; part.count < ext->count; part.count++) {
-            size_t at = ext->ttl_at[part.count];
-            size_t next = at + 6 + ldns_read_uint16(ext->data + at + 4);
-            if (end - pos < next)
-                break;
-            len = next;
-        }
-        part.len = len;
-        full = part.count < ext->count;
-        pos = put_external(&part, out, pos);
-        *an = (uint16_t)(*an + part.count);
-    }
+    if (!full)
+        pos = put_tail_part(ctx, t, out, pos, end, an, &full);
     size_t nptr = 0, bytes = 0;
     for (; nptr < f->nptr && !full; nptr++) {
         size_t need = 12 + (size_t)f->ptr[nptr].target_len;
@@ -560,20 +779,23 @@ size_t answer_query(struct answer_ctx *ctx, const struct zone *z, const uint8_t 
 
     /* A hostname target outside the zone: its records from the upstream
      * cache follow the CNAME, or the query waits for a lookup. */
-    struct upstream_records ext = {0};
+    uint16_t an, ns;
+    size_t nan = p->nsets[ZONE_ANSWER], nns = p->nsets[ZONE_AUTHORITY];
+    struct tail tail;
+    tail.n = 0;
+    tail.bytes = 0;
+    tail.soa = false;
     const struct zone_external *external = zone_plan_external(p);
     const struct upstream_settings *set = external ? zone_upstream(z) : NULL;
     if (set && ctx->up) {
         struct upstream_lookup *wait = NULL;
-        enum upstream_status st = upstream_get(ctx->up, set, external->name, external->len, q.qtype,
-                                               ctx->now, &ext, ctx->no_wait ? NULL : &wait);
-        if (st == UPSTREAM_MISS) {
+        size_t base = HDR + q.question_len + set_bytes(p, 0, nan, &an);
+        if (!follow(ctx, z, set, external, q.qtype, nan, base, &tail,
+                    ctx->no_wait ? NULL : &wait)) {
             info->deferred = true;
             info->wait = wait;
             return 0;
         }
-        if (st != UPSTREAM_HIT)
-            ext.count = 0;
     }
 
     size_t limit = cap;
@@ -591,28 +813,24 @@ size_t answer_query(struct answer_ctx *ctx, const struct zone *z, const uint8_t 
     if (p->aa)
         out[2] |= F_AA;
 
-    uint16_t an, ns;
-    size_t nan = p->nsets[ZONE_ANSWER], nns = p->nsets[ZONE_AUTHORITY];
     size_t need = set_bytes(p, 0, nan, &an) + set_bytes(p, nan, nns, &ns);
-    if (ext.count)
-        need += ext.len;
+    need += tail.bytes;
     for (size_t i = 0; i < found.nptr; i++)
         need += 12 + found.ptr[i].target_len;
     need += found.rrlen;
     if (pos + need + reserve > limit) {
-        pos = put_truncated(ctx, p, &found, &ext, out, pos, limit - reserve, ptr, &an);
+        pos = put_truncated(ctx, p, &found, &tail, out, pos, limit - reserve, ptr, &an);
         ldns_write_uint16(out + 6, an);
         out[2] |= F_TC;
         info->truncated = true;
         return put_opt(&q, out, pos, p->rcode);
     }
 
+    size_t first = pos;
     for (size_t i = 0; i < nan; i++)
         pos = put_set(ctx, p->sets[i], out, pos, ptr);
-    if (ext.count) {
-        pos = put_external(&ext, out, pos);
-        an = (uint16_t)(an + ext.count);
-    }
+    uint16_t soa_apex = 0;
+    pos = put_tail(ctx, &tail, out, pos, &an, &soa_apex);
     if (found.nptr) {
         pos = put_ptrs(found.ptr, found.nptr, out, pos);
         an = (uint16_t)(an + found.nptr);
@@ -624,8 +842,31 @@ size_t answer_query(struct answer_ctx *ctx, const struct zone *z, const uint8_t 
     }
     for (size_t i = nan; i < nan + nns; i++)
         pos = put_set(ctx, p->sets[i], out, pos, ptr);
+    if (tail.soa) {
+        const struct zone_plan *back = tail.back[tail.n - 1].plan;
+        for (size_t i = 0; i < back->nsets[ZONE_AUTHORITY]; i++) {
+            pos = put_set(ctx, back->sets[i], out, pos, soa_apex);
+            ns = (uint16_t)(ns + back->sets[i]->count);
+        }
+    }
     ldns_write_uint16(out + 6, an);
     ldns_write_uint16(out + 8, ns);
+
+    /* An A or AAAA answer that ends in a CNAME whose target has no records
+     * here (resolve=no, no upstream, the upstream failed or has none, a
+     * dangling chain) is, for that target, a negative answer without an
+     * SOA, which RFC 2308 §5 says not to cache. dnsmasq caches it anyway,
+     * for the CNAMEs' smallest TTL: the target would then be NODATA for
+     * everyone behind it, whatever its own servers say. A CNAME of TTL 0
+     * keeps every cache from holding any of it (README, "Hostname targets
+     * outside the zone"). */
+    bool open = tail.n ? tail.open : nan && set_type(p->sets[nan - 1]) == LDNS_RR_TYPE_CNAME;
+    if (open && ns == 0 && p->rcode == LDNS_RCODE_NOERROR &&
+        (q.qtype == LDNS_RR_TYPE_A || q.qtype == LDNS_RR_TYPE_AAAA)) {
+        size_t ttl = wire_skip_name(out, pos, first, NULL) + 4;
+        if (ttl > 4 && ttl + 4 <= pos)
+            ldns_write_uint32(out + ttl, 0);
+    }
 
     /* Additional records are a courtesy: drop whole sets that do not fit,
      * without TC (RFC 2181 §9). */

@@ -24,7 +24,19 @@
  * Answers: the target's CNAME chain as the upstream gives it (at most 10
  * links, each owned by the name the previous one points to), then the
  * records of the asked type at the end of the chain. Records that do not
- * belong to that chain are dropped, whatever the upstream sends.
+ * belong to that chain are dropped, whatever the upstream sends. A link to
+ * a name of our own zone ends what is taken: what the upstream says about
+ * our names is never believed, and the answer goes on from the mapping
+ * there (answer.c). A chain that ends in a CNAME without records of the
+ * type is kept as it is: the links are data, the end a negative answer.
+ *
+ * An answer is kept whole, up to what a TCP reply can carry (owner names
+ * compressed: a record of an RRset of 700 addresses costs 16 bytes); a
+ * bigger one fails the lookup, as a broken reply does, never cut short.
+ *
+ * Every lookup in which a server failed is logged at warning level with the
+ * servers and what each did, at most once per target and type every 10 s
+ * per worker (the next line counts those held back).
  *
  * Lifetimes (RFC 2308, RFC 8767): a positive answer lives for its smallest
  * TTL, and is refreshed ahead of expiry when queried (prefetch). Once
@@ -41,6 +53,28 @@
 #define MIN_ATTEMPT_MS 250
 #define MAX_LOOKUPS    4096 /* in flight per worker; more get the CNAME alone */
 #define QUERY_MAX      512
+#define UDP_MAX        4096  /* UDP replies are read up to this; a bigger one: TCP */
+#define LOG_EVERY      10000 /* ms between two failure lines of one target and type */
+#define MAX_FAILS      32    /* remembered per lookup: 2 attempts per server, TCP too */
+
+/* What a TCP reply has left for the records after a header, the longest
+ * question, the service's CNAME to the longest name and an OPT with a
+ * cookie. */
+#define MAX_DATA (65535 - 12 - (255 + 4) - (12 + 255) - 39)
+
+/* Why a server's reply was of no use, for the log. */
+enum why {
+    WHY_TIMEOUT,
+    WHY_RCODE,      /* detail: the rcode */
+    WHY_UNREADABLE, /* not a message libldns reads */
+    WHY_TSIG,       /* TSIG records: not a reply to our unsigned query */
+    WHY_TRUNCATED,  /* TC=1 over TCP */
+    WHY_NETWORK,    /* detail: errno */
+    WHY_CLOSED,     /* the TCP connection ended without a reply */
+    WHY_TOO_BIG,    /* detail: the most we keep */
+    WHY_MEMORY,
+    WHY_FOREIGN, /* another ID or question (upstream_take_reply() only) */
+};
 
 struct entry {
     struct entry *hnext;
@@ -51,12 +85,18 @@ struct entry {
     uint8_t name[LDNS_MAX_DOMAINLEN + 1];
 
     /* One allocation, widest first so each array is aligned:
-     * ttl[count], ttl_at[count], then the records. */
+     * ttl[count], ttl_at[count], name_at[count], then the records
+     * (upstream.h: struct upstream_records). */
     uint32_t *ttl;
     uint16_t *ttl_at;
+    uint16_t *name_at;
     uint8_t *data;
     size_t dlen;
     uint16_t count;
+    uint16_t links;
+    uint16_t zone_at;
+    uint16_t name_max;
+    uint64_t apex_hash; /* of the zone the records were taken for */
     /* monotonic milliseconds: a TTL of 4 s lasts 4 s, whenever in a second
      * the answer came */
     uint64_t fetched;   /* when data arrived */
@@ -65,6 +105,14 @@ struct entry {
     uint64_t neg_until; /* no data: the CNAME alone until then */
     bool has_data;
     struct upstream_lookup *lookup;
+    uint64_t logged_at;  /* the last failure line, 0: none yet */
+    uint32_t suppressed; /* failure lines held back since */
+};
+
+struct failure {
+    uint8_t server;
+    uint8_t why; /* enum why */
+    uint32_t detail;
 };
 
 struct upstream_lookup {
@@ -86,6 +134,13 @@ struct upstream_lookup {
     struct event *ev;
     struct bufferevent *tcp; /* after TC=1 */
     struct event *timer;
+
+    struct failure fails[MAX_FAILS]; /* for the log */
+    unsigned nfails;
+    bool noted; /* this attempt's failure is in fails[] already */
+    /* why check_answer() said V_NEXT */
+    enum why why;
+    uint32_t detail;
 };
 
 struct upstream {
@@ -144,6 +199,13 @@ const struct upstream_stats *upstream_stats(const struct upstream *up)
     return &up->stats;
 }
 
+void upstream_settings_zone(struct upstream_settings *set, const uint8_t *apex, size_t len)
+{
+    memcpy(set->apex, apex, len);
+    set->apex_len = (uint8_t)len;
+    set->apex_hash = hash_key(0, apex, len, 0);
+}
+
 /* ---------------------------------------------------------------------- */
 /* The cache                                                               */
 
@@ -176,9 +238,13 @@ static void drop_data(struct entry *e)
     free(e->ttl);
     e->ttl = NULL;
     e->ttl_at = NULL;
+    e->name_at = NULL;
     e->data = NULL;
     e->dlen = 0;
     e->count = 0;
+    e->links = 0;
+    e->zone_at = 0;
+    e->name_max = 0;
     e->has_data = false;
     e->failed_at = 0;
 }
@@ -319,6 +385,91 @@ static void close_transport(struct upstream_lookup *l)
     }
 }
 
+/* Keeps what went wrong at the current server for the log. */
+static void note(struct upstream_lookup *l, enum why why, uint32_t detail)
+{
+    if (l->nfails < MAX_FAILS)
+        l->fails[l->nfails++] = (struct failure){(uint8_t)l->server, (uint8_t)why, detail};
+}
+
+static const char *why_text(const struct failure *f, char *buf, size_t cap)
+{
+    static const char *const text[] = {
+        [WHY_TIMEOUT] = "timeout",
+        [WHY_UNREADABLE] = "unreadable reply",
+        [WHY_TSIG] = "reply with TSIG records",
+        [WHY_TRUNCATED] = "truncated (TC=1) over TCP",
+        [WHY_CLOSED] = "TCP connection closed",
+        [WHY_MEMORY] = "out of memory",
+        [WHY_FOREIGN] = "not a reply to the query",
+    };
+    const ldns_lookup_table *rcode;
+    switch ((enum why)f->why) {
+    case WHY_RCODE:
+        rcode = ldns_lookup_by_id(ldns_rcodes, (int)f->detail);
+        if (rcode && rcode->name)
+            return rcode->name;
+        snprintf(buf, cap, "RCODE%u", f->detail);
+        return buf;
+    case WHY_NETWORK:
+        return strerror((int)f->detail);
+    case WHY_TOO_BIG:
+        snprintf(buf, cap, "answer too large to cache (over %u bytes)", f->detail);
+        return buf;
+    default:
+        return text[f->why];
+    }
+}
+
+/* A warning for a lookup in which a server failed, at most one per target
+ * and type every LOG_EVERY ms in this worker: "upstream: web.example.com. A
+ * failed: 10.96.0.10:53 timeout, 10.96.0.11:53 SERVFAIL; the CNAME alone for
+ * 5 s" (negative-ttl). `stale`: the cached records answer meanwhile. */
+static void log_failures(struct upstream_lookup *l, bool ok, bool stale)
+{
+    struct entry *e = l->e;
+    uint64_t now = upstream_now();
+    if (l->nfails == 0 && ok)
+        return;
+    if (e->logged_at && now - e->logged_at < LOG_EVERY) {
+        e->suppressed++;
+        return;
+    }
+    e->logged_at = now;
+
+    char what[1024] = "no server asked";
+    size_t n = 0;
+    for (unsigned i = 0; i < l->nfails && n < sizeof(what); i++) {
+        char buf[64];
+        int w =
+            snprintf(what + n, sizeof(what) - n, "%s%s %s", i ? ", " : "",
+                     l->set.names[l->fails[i].server], why_text(&l->fails[i], buf, sizeof(buf)));
+        n += w > 0 ? (size_t)w : 0;
+    }
+    char held[64] = "";
+    if (e->suppressed)
+        snprintf(held, sizeof(held), " (%u more like it held back)", e->suppressed);
+    e->suppressed = 0;
+
+    ldns_rdf *rdf = ldns_dname_new_frm_data(e->len, e->name);
+    char *name = rdf ? ldns_rdf2str(rdf) : NULL;
+    char *type = ldns_rr_type2str(e->qtype);
+    const char *nm = name ? name : "?", *tp = type ? type : "?";
+    if (ok)
+        log_warning("upstream: %s %s: %s; answered by %s%s", nm, tp, what, l->set.names[l->server],
+                    held);
+    else if (stale)
+        log_warning("upstream: %s %s failed: %s; its cached records keep answering, stale once "
+                    "expired (RFC 8767)%s",
+                    nm, tp, what, held);
+    else
+        log_warning("upstream: %s %s failed: %s; the CNAME alone for %u s%s", nm, tp, what,
+                    l->set.negative_ttl, held);
+    free(name);
+    free(type);
+    ldns_rdf_deep_free(rdf);
+}
+
 /* Ends a lookup: the entry gets what was learnt, waiters are told, the
  * lookup goes. `ok`: the entry's data was replaced or a negative answer
  * stored; otherwise the lookup failed. */
@@ -331,15 +482,18 @@ static void finish(struct upstream_lookup *l, bool ok)
     close_transport(l);
     if (l->timer)
         event_free(l->timer);
+    bool stale = false;
     if (!ok) {
         metrics_inc(&up->stats.failures, 1);
         if (e->has_data && now <= e->expires + l->set.max_stale * 1000ULL) {
             e->failed_at = now; /* stale answers from now on, at once */
+            stale = true;
         } else {
             drop_data(e);
             e->neg_until = now + l->set.negative_ttl * 1000ULL;
         }
     }
+    log_failures(l, ok, stale);
     e->lookup = NULL;
     up->nlookups--;
 
@@ -378,91 +532,162 @@ static size_t lower_name(const ldns_rdf *rdf, uint8_t *out)
     return len;
 }
 
+/* Whether `rr` is a record of type `qtype` at the chain's end, `cur`. */
+static bool at_the_end(const ldns_rr *rr, uint16_t qtype, const uint8_t *cur, size_t clen)
+{
+    return ldns_rr_get_type(rr) == qtype && ldns_rr_get_class(rr) == LDNS_RR_CLASS_IN &&
+           ldns_rr_rd_count(rr) >= 1 && same_name(ldns_rr_owner(rr), cur, clen);
+}
+
+/* How long a negative answer holds: negative-ttl at most, less if the SOA
+ * in the authority section says so (RFC 2308 §5). */
+static uint32_t negative_ttl(const struct upstream_lookup *l, const ldns_pkt *p)
+{
+    uint32_t ttl = l->set.negative_ttl;
+    const ldns_rr_list *ns = ldns_pkt_authority(p);
+    for (size_t i = 0; i < ldns_rr_list_rr_count(ns); i++) {
+        const ldns_rr *rr = ldns_rr_list_rr(ns, i);
+        if (ldns_rr_get_type(rr) == LDNS_RR_TYPE_SOA && ldns_rr_rd_count(rr) == 7) {
+            uint32_t min = ldns_rdf2native_int32(ldns_rr_rdf(rr, 6));
+            uint32_t soa = ldns_rr_ttl(rr) < min ? ldns_rr_ttl(rr) : min;
+            ttl = soa < ttl ? soa : ttl;
+        }
+    }
+    return ttl;
+}
+
+/* Appends `rr` to `b` in wire form: its owner in full, or a 2-byte
+ * compression pointer that the answer sets per reply. Returns false when
+ * out of memory; *ttl_at and *rdata_at say where its TTL and rdata are. */
+static bool put_record(ldns_buffer *b, const ldns_rr *rr, bool owner, size_t *ttl_at,
+                       size_t *rdata_at)
+{
+    if (owner ? ldns_dname2buffer_wire(b, ldns_rr_owner(rr)) != LDNS_STATUS_OK
+              : !ldns_buffer_reserve(b, 2))
+        return false;
+    if (!owner)
+        ldns_buffer_write_u16(b, 0xc000);
+    if (!ldns_buffer_reserve(b, 10))
+        return false;
+    ldns_buffer_write_u16(b, (uint16_t)ldns_rr_get_type(rr));
+    ldns_buffer_write_u16(b, LDNS_RR_CLASS_IN);
+    *ttl_at = ldns_buffer_position(b);
+    ldns_buffer_write_u32(b, 0); /* per reply */
+    size_t rdlen_at = ldns_buffer_position(b);
+    ldns_buffer_write_u16(b, 0);
+    *rdata_at = ldns_buffer_position(b);
+    if (ldns_rr_rdata2buffer_wire(b, rr) != LDNS_STATUS_OK)
+        return false;
+    ldns_buffer_write_u16_at(b, rdlen_at, (uint16_t)(ldns_buffer_position(b) - *rdata_at));
+    return true;
+}
+
+static bool store_failed(struct upstream_lookup *l, enum why why, uint32_t detail, void *a,
+                         ldns_buffer *b)
+{
+    l->why = why;
+    l->detail = detail;
+    free(a);
+    ldns_buffer_free(b);
+    return false;
+}
+
 /* Stores the answer of `p` to the entry's question. Returns false if it is
- * no use (then another server is tried). */
+ * no use (then another server is tried), with the reason in l->why. */
 static bool store_answer(struct upstream_lookup *l, const ldns_pkt *p)
 {
     struct entry *e = l->e;
     const ldns_rr_list *an = ldns_pkt_answer(p);
-    const ldns_rr *chosen[MAX_CHAIN + 64];
-    size_t n = 0;
+    size_t total = ldns_rr_list_rr_count(an);
 
-    /* Follow the CNAME chain from the question; keep only what hangs on it. */
+    /* Follow the CNAME chain from the question; keep only what hangs on it,
+     * and nothing from a link into our own zone on. */
+    const ldns_rr *chain[MAX_CHAIN];
+    size_t links = 0;
+    bool in_zone = false;
     uint8_t cur[LDNS_MAX_DOMAINLEN + 1];
     size_t clen = e->len;
     memcpy(cur, e->name, clen);
-    for (int hop = 0; hop < MAX_CHAIN; hop++) {
+    while (links < MAX_CHAIN && !in_zone) {
         const ldns_rr *next = NULL;
-        for (size_t i = 0; i < ldns_rr_list_rr_count(an) && !next; i++) {
+        for (size_t i = 0; i < total && !next; i++) {
             const ldns_rr *rr = ldns_rr_list_rr(an, i);
-            if (ldns_rr_get_type(rr) == LDNS_RR_TYPE_CNAME && ldns_rr_rd_count(rr) == 1 &&
+            if (ldns_rr_get_type(rr) == LDNS_RR_TYPE_CNAME &&
+                ldns_rr_get_class(rr) == LDNS_RR_CLASS_IN && ldns_rr_rd_count(rr) == 1 &&
                 same_name(ldns_rr_owner(rr), cur, clen))
                 next = rr;
         }
         if (!next)
             break;
-        chosen[n++] = next;
+        chain[links++] = next;
         clen = lower_name(ldns_rr_rdf(next, 0), cur);
+        in_zone = wire_name_in(cur, clen, l->set.apex, l->set.apex_len);
     }
-    size_t chain = n;
-    for (size_t i = 0; i < ldns_rr_list_rr_count(an) && n < sizeof(chosen) / sizeof(chosen[0]);
-         i++) {
-        const ldns_rr *rr = ldns_rr_list_rr(an, i);
-        if (ldns_rr_get_type(rr) == e->qtype && ldns_rr_get_class(rr) == LDNS_RR_CLASS_IN &&
-            same_name(ldns_rr_owner(rr), cur, clen))
-            chosen[n++] = rr;
-    }
+    size_t n = links;
+    for (size_t i = 0; i < total && !in_zone; i++)
+        n += at_the_end(ldns_rr_list_rr(an, i), e->qtype, cur, clen);
 
     uint64_t now = upstream_now();
-    if (n == chain) {
+    uint32_t neg = negative_ttl(l, p);
+    if (n == 0) {
         /* NXDOMAIN or NODATA: negative, as long as the SOA allows (RFC 2308
          * §5) and no longer than negative-ttl. */
-        uint32_t ttl = l->set.negative_ttl;
-        const ldns_rr_list *ns = ldns_pkt_authority(p);
-        for (size_t i = 0; i < ldns_rr_list_rr_count(ns); i++) {
-            const ldns_rr *rr = ldns_rr_list_rr(ns, i);
-            if (ldns_rr_get_type(rr) == LDNS_RR_TYPE_SOA && ldns_rr_rd_count(rr) == 7) {
-                uint32_t min = ldns_rdf2native_int32(ldns_rr_rdf(rr, 6));
-                uint32_t soa = ldns_rr_ttl(rr) < min ? ldns_rr_ttl(rr) : min;
-                ttl = soa < ttl ? soa : ttl;
-            }
-        }
         drop_data(e);
-        e->neg_until = now + ttl * 1000ULL;
+        e->neg_until = now + neg * 1000ULL;
         return true;
     }
 
-    ldns_buffer *buf = ldns_buffer_new(512);
-    uint16_t at[MAX_CHAIN + 64];
-    uint32_t ttls[MAX_CHAIN + 64];
-    uint32_t min_ttl = MAX_TTL;
-    for (size_t i = 0; buf && i < n; i++) {
-        size_t start = ldns_buffer_position(buf);
-        if (ldns_rr2buffer_wire(buf, chosen[i], LDNS_SECTION_ANSWER) != LDNS_STATUS_OK) {
-            ldns_buffer_free(buf);
-            return false;
+    /* The records in wire form, and where each one's TTL and owner are. */
+    size_t arrays = n * (sizeof(uint32_t) + 2 * sizeof(uint16_t));
+    uint8_t *a = malloc(arrays);
+    ldns_buffer *b = ldns_buffer_new(512);
+    if (!a || !b)
+        return store_failed(l, WHY_MEMORY, 0, a, b);
+    uint32_t *ttl = (uint32_t *)(void *)a;
+    uint16_t *ttl_at = (uint16_t *)(void *)(a + n * sizeof(uint32_t));
+    uint16_t *name_at = ttl_at + n;
+    /* A dangling chain (no records at its end) lives as long as its end is
+     * known not to have any. */
+    uint32_t min_ttl = links < n || in_zone ? MAX_TTL : (neg < MAX_TTL ? neg : MAX_TTL);
+    size_t owner = 0; /* where the name the next record is owned by starts */
+    size_t next = 0;  /* the answer record to look at for the end's */
+    for (size_t k = 0; k < n; k++) {
+        const ldns_rr *rr = k < links ? chain[k] : NULL;
+        while (!rr) {
+            rr = ldns_rr_list_rr(an, next++);
+            rr = at_the_end(rr, e->qtype, cur, clen) ? rr : NULL;
         }
-        at[i] = (uint16_t)(start + ldns_rdf_size(ldns_rr_owner(chosen[i])) + 4);
-        ttls[i] = ldns_rr_ttl(chosen[i]) < MAX_TTL ? ldns_rr_ttl(chosen[i]) : MAX_TTL;
-        min_ttl = ttls[i] < min_ttl ? ttls[i] : min_ttl;
+        size_t at, rdata;
+        if (!put_record(b, rr, k == 0, &at, &rdata))
+            return store_failed(l, WHY_MEMORY, 0, a, b);
+        if (ldns_buffer_position(b) > MAX_DATA)
+            return store_failed(l, WHY_TOO_BIG, MAX_DATA, a, b);
+        ttl[k] = ldns_rr_ttl(rr) < MAX_TTL ? ldns_rr_ttl(rr) : MAX_TTL;
+        min_ttl = ttl[k] < min_ttl ? ttl[k] : min_ttl;
+        ttl_at[k] = (uint16_t)at;
+        name_at[k] = (uint16_t)owner;
+        if (k < links)
+            owner = rdata; /* the next record is owned by this one's target */
     }
-    size_t dlen = buf ? ldns_buffer_position(buf) : 0;
-    size_t arrays = n * (sizeof(uint32_t) + sizeof(uint16_t));
-    uint8_t *block = buf && dlen < 16384 ? malloc(arrays + dlen + 1) : NULL;
-    if (!block) {
-        ldns_buffer_free(buf);
-        return false;
-    }
+    size_t dlen = ldns_buffer_position(b);
+    uint8_t *block = malloc(arrays + dlen + 1);
+    if (!block)
+        return store_failed(l, WHY_MEMORY, 0, a, b);
     drop_data(e);
+    memcpy(block, a, arrays);
+    memcpy(block + arrays, ldns_buffer_begin(b), dlen);
+    free(a);
+    ldns_buffer_free(b);
     e->ttl = (uint32_t *)(void *)block;
     e->ttl_at = (uint16_t *)(void *)(block + n * sizeof(uint32_t));
+    e->name_at = e->ttl_at + n;
     e->data = block + arrays;
-    memcpy(e->ttl, ttls, n * sizeof(uint32_t));
-    memcpy(e->ttl_at, at, n * sizeof(uint16_t));
-    memcpy(e->data, ldns_buffer_begin(buf), dlen);
-    ldns_buffer_free(buf);
     e->dlen = dlen;
     e->count = (uint16_t)n;
+    e->links = (uint16_t)links;
+    e->zone_at = in_zone ? (uint16_t)owner : 0;
+    e->name_max = (uint16_t)owner;
+    e->apex_hash = l->set.apex_hash;
 
     e->fetched = now;
     e->expires = now + min_ttl * 1000ULL;
@@ -473,10 +698,17 @@ static bool store_answer(struct upstream_lookup *l, const ldns_pkt *p)
 
 enum verdict {
     V_IGNORE, /* not the answer to our question: keep waiting */
-    V_NEXT,   /* this server could not answer: try another */
+    V_NEXT,   /* this server could not answer (l->why says why): try another */
     V_TCP,    /* truncated: ask the same server over TCP */
     V_DONE,
 };
+
+static enum verdict useless(struct upstream_lookup *l, enum why why, uint32_t detail)
+{
+    l->why = why;
+    l->detail = detail;
+    return V_NEXT;
+}
 
 static enum verdict check_answer(struct upstream_lookup *l, const uint8_t *buf, size_t len)
 {
@@ -484,9 +716,11 @@ static enum verdict check_answer(struct upstream_lookup *l, const uint8_t *buf, 
     /* We sign nothing, so a reply with TSIG records is not ours; and
      * libldns can leak one (wire.h), which a bad upstream or a forger
      * could repeat until we run out of memory. */
-    if (wire_count_type(buf, len, LDNS_RR_TYPE_TSIG) != 0 ||
-        ldns_wire2pkt(&p, buf, len) != LDNS_STATUS_OK)
-        return V_NEXT;
+    int tsigs = wire_count_type(buf, len, LDNS_RR_TYPE_TSIG);
+    if (tsigs > 0)
+        return useless(l, WHY_TSIG, 0);
+    if (tsigs < 0 || ldns_wire2pkt(&p, buf, len) != LDNS_STATUS_OK)
+        return useless(l, WHY_UNREADABLE, 0);
     enum verdict v = V_DONE;
     const ldns_rr_list *q = ldns_pkt_question(p);
     if (ldns_pkt_id(p) != l->id || !ldns_pkt_qr(p) || ldns_rr_list_rr_count(q) != 1 ||
@@ -497,7 +731,8 @@ static enum verdict check_answer(struct upstream_lookup *l, const uint8_t *buf, 
         v = V_TCP;
     } else if (ldns_pkt_get_rcode(p) != LDNS_RCODE_NOERROR &&
                ldns_pkt_get_rcode(p) != LDNS_RCODE_NXDOMAIN) {
-        v = V_NEXT; /* SERVFAIL, REFUSED...: maybe another server knows */
+        /* SERVFAIL, REFUSED...: maybe another server knows */
+        v = useless(l, WHY_RCODE, ldns_pkt_get_rcode(p));
     } else if (!store_answer(l, p)) {
         v = V_NEXT;
     }
@@ -514,6 +749,14 @@ static void next_server(struct upstream_lookup *l)
     attempt(l);
 }
 
+/* The current server failed: note why, ask the next one. */
+static void fail_server(struct upstream_lookup *l, enum why why, uint32_t detail)
+{
+    if (!l->noted)
+        note(l, why, detail);
+    next_server(l);
+}
+
 static void conclude(struct upstream_lookup *l, enum verdict v);
 
 static void on_tcp_read(struct bufferevent *bev, void *arg)
@@ -527,9 +770,11 @@ static void on_tcp_read(struct bufferevent *bev, void *arg)
     if (evbuffer_get_length(in) < 2 + len)
         return;
     uint8_t *msg = evbuffer_pullup(in, (ssize_t)(2 + len));
-    enum verdict v = msg ? check_answer(l, msg + 2, len) : V_NEXT;
+    enum verdict v = msg ? check_answer(l, msg + 2, len) : useless(l, WHY_MEMORY, 0);
     evbuffer_drain(in, 2 + len);
-    conclude(l, v == V_TCP ? V_NEXT : v);
+    if (v == V_TCP)
+        v = useless(l, WHY_TRUNCATED, 0);
+    conclude(l, v);
 }
 
 static void on_tcp_event(struct bufferevent *bev, short what, void *arg)
@@ -538,7 +783,11 @@ static void on_tcp_event(struct bufferevent *bev, short what, void *arg)
     (void)bev;
     if (what & BEV_EVENT_CONNECTED)
         return;
-    conclude(l, V_NEXT);
+    int err = EVUTIL_SOCKET_ERROR();
+    if ((what & BEV_EVENT_ERROR) && err)
+        fail_server(l, WHY_NETWORK, (uint32_t)err);
+    else
+        fail_server(l, WHY_CLOSED, 0);
 }
 
 static void start_tcp(struct upstream_lookup *l)
@@ -548,7 +797,7 @@ static void start_tcp(struct upstream_lookup *l)
     l->tcp = bufferevent_socket_new(l->up->base, -1, BEV_OPT_CLOSE_ON_FREE);
     uint8_t len[2] = {(uint8_t)(l->qlen >> 8), (uint8_t)l->qlen};
     if (!l->tcp || bufferevent_socket_connect(l->tcp, sa, (int)l->set.lens[l->server]) < 0) {
-        next_server(l);
+        fail_server(l, WHY_NETWORK, (uint32_t)errno);
         return;
     }
     bufferevent_setcb(l->tcp, on_tcp_read, NULL, on_tcp_event, l);
@@ -566,7 +815,7 @@ static void conclude(struct upstream_lookup *l, enum verdict v)
         start_tcp(l);
         return;
     case V_NEXT:
-        next_server(l);
+        fail_server(l, l->why, l->detail);
         return;
     case V_DONE:
         finish(l, true);
@@ -579,15 +828,20 @@ static void on_udp_reply(evutil_socket_t fd, short what, void *arg)
     struct upstream_lookup *l = arg;
     (void)what;
     for (;;) {
-        uint8_t buf[4096];
-        ssize_t n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+        uint8_t buf[UDP_MAX];
+        ssize_t n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT | MSG_TRUNC);
         if (n < 0) {
             if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
                 return;
-            conclude(l, V_NEXT); /* ECONNREFUSED: nobody listens there */
+            fail_server(l, WHY_NETWORK, (uint32_t)errno); /* ECONNREFUSED: nobody listens */
             return;
         }
-        enum verdict v = check_answer(l, buf, (size_t)n);
+        enum verdict v;
+        if ((size_t)n > sizeof(buf))
+            /* more than we offered (EDNS 1232) and can read: ask over TCP */
+            v = ldns_read_uint16(buf) == l->id ? V_TCP : V_IGNORE;
+        else
+            v = check_answer(l, buf, (size_t)n);
         if (v != V_IGNORE) {
             conclude(l, v);
             return;
@@ -600,7 +854,7 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
     struct upstream_lookup *l = arg;
     (void)fd;
     (void)what;
-    next_server(l);
+    fail_server(l, WHY_TIMEOUT, 0);
 }
 
 /* Asks the current server, over UDP, with a fresh socket: a new random
@@ -608,6 +862,7 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 static void attempt(struct upstream_lookup *l)
 {
     uint64_t now = now_ms();
+    l->noted = false;
     if (now >= l->deadline_ms || l->attempts >= 2 * l->set.nservers) {
         finish(l, false);
         return;
@@ -628,6 +883,8 @@ static void attempt(struct upstream_lookup *l)
     if (l->fd < 0 || connect(l->fd, (const struct sockaddr *)ss, l->set.lens[l->server]) < 0 ||
         send(l->fd, l->query, l->qlen, 0) < 0) {
         /* the timer moves on to the next server */
+        note(l, WHY_NETWORK, (uint32_t)errno);
+        l->noted = true;
         close_transport(l);
         return;
     }
@@ -667,12 +924,36 @@ bool upstream_take_reply(struct upstream_lookup *l, const uint8_t *reply, size_t
             break;
         }
     }
-    bool used = check_answer(l, reply, len) == V_DONE;
-    finish(l, used);
-    return used;
+    enum verdict v = check_answer(l, reply, len);
+    if (v == V_IGNORE)
+        note(l, WHY_FOREIGN, 0);
+    else if (v == V_TCP)
+        note(l, WHY_TRUNCATED, 0);
+    else if (v == V_NEXT)
+        note(l, l->why, l->detail);
+    finish(l, v == V_DONE);
+    return v == V_DONE;
 }
 
 /* ---------------------------------------------------------------------- */
+
+static void records_of(const struct entry *e, uint64_t now, bool stale,
+                       struct upstream_records *out)
+{
+    *out = (struct upstream_records){
+        .data = e->data,
+        .len = e->dlen,
+        .count = e->count,
+        .links = e->links,
+        .ttl_at = e->ttl_at,
+        .name_at = e->name_at,
+        .ttl = e->ttl,
+        .age = (uint32_t)((now - e->fetched) / 1000),
+        .stale = stale,
+        .zone_at = e->zone_at,
+        .name_max = e->name_max,
+    };
+}
 
 enum upstream_status upstream_get(struct upstream *up, const struct upstream_settings *set,
                                   const uint8_t *name, size_t len, uint16_t qtype, uint64_t now,
@@ -683,6 +964,8 @@ enum upstream_status upstream_get(struct upstream *up, const struct upstream_set
     if (e) {
         lru_unlink(up, e);
         lru_front(up, e);
+        if (e->has_data && e->apex_hash != set->apex_hash)
+            drop_data(e); /* taken for another zone: a reload changed it */
     }
 
     if (e && e->has_data) {
@@ -691,10 +974,7 @@ enum upstream_status upstream_get(struct upstream *up, const struct upstream_set
         bool stale_ok = !fresh && now <= e->expires + max_stale && e->failed_at &&
                         now - e->failed_at < STALE_REFRESH;
         if (fresh || stale_ok) {
-            *out =
-                (struct upstream_records){e->data,   e->dlen, e->count,
-                                          e->ttl_at, e->ttl,  (uint32_t)((now - e->fetched) / 1000),
-                                          !fresh};
+            records_of(e, now, !fresh, out);
             /* Refresh what is queried before it expires (prefetch), and
              * retry a failed refresh every STALE_REFRESH seconds. */
             uint64_t ttl = e->expires - e->fetched;
@@ -718,10 +998,7 @@ enum upstream_status upstream_get(struct upstream *up, const struct upstream_set
     if (!wait) {
         /* the waiter of a lookup that just ended: no second wait */
         if (e && e->has_data && now <= e->expires + set->max_stale * 1000ULL) {
-            *out =
-                (struct upstream_records){e->data,   e->dlen, e->count,
-                                          e->ttl_at, e->ttl,  (uint32_t)((now - e->fetched) / 1000),
-                                          true};
+            records_of(e, now, true, out);
             metrics_inc(&up->stats.stale, 1);
             return UPSTREAM_HIT;
         }

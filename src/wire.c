@@ -1,7 +1,8 @@
-/* wire.c -- walking a DNS message: skipping names, counting records as libldns reads them. */
+/* wire.c -- DNS wire form: skipping names, names in a zone, records as libldns reads them. */
 #include "svcmapd/wire.h"
 
 #include <ldns/ldns.h>
+#include <string.h>
 
 size_t wire_skip_name(const uint8_t *m, size_t len, size_t pos, bool *root)
 {

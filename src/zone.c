@@ -225,7 +225,7 @@ static void find_reverse(const struct zone *z, const uint8_t *lname, size_t len,
                                       "arpa";
     const struct zone_rev *rz = NULL;
     for (size_t i = 0; i < z->nrevs && !rz; i++)
-        if (name_under(lname, len, z->revs[i].apex, z->revs[i].apex_len))
+        if (wire_name_in(lname, len, z->revs[i].apex, z->revs[i].apex_len))
             rz = &z->revs[i];
 
     uint8_t addr[16] = {0};
@@ -237,9 +237,9 @@ static void find_reverse(const struct zone *z, const uint8_t *lname, size_t len,
         units = units < 0 ? -1 : rz->units + units;
         out->apex = len - rz->apex_len; /* where the SOA's owner points */
     } else {
-        size = name_under(lname, len, in_addr_arpa, sizeof(in_addr_arpa)) ? 4
-               : name_under(lname, len, ip6_arpa, sizeof(ip6_arpa))       ? 16
-                                                                          : 0;
+        size = wire_name_in(lname, len, in_addr_arpa, sizeof(in_addr_arpa)) ? 4
+               : wire_name_in(lname, len, ip6_arpa, sizeof(ip6_arpa))       ? 16
+                                                                            : 0;
         units =
             size ? reverse_units(lname, len - (size == 4 ? sizeof(in_addr_arpa) : sizeof(ip6_arpa)),
                                  size, 0, addr)
@@ -350,7 +350,7 @@ void zone_find(const struct zone *z, const uint8_t *lname, size_t len, uint16_t 
     if (!n) {
         /* under the apex: NXDOMAIN; elsewhere REFUSED, but for reverse
          * names */
-        if (!name_under(lname, len, z->apex, z->apex_len)) {
+        if (!wire_name_in(lname, len, z->apex, z->apex_len)) {
             find_reverse(z, lname, len, qtype, out);
             return;
         }

@@ -458,8 +458,8 @@ static bool compile_reverse_zones(struct compiler *c)
         const struct config_reverse *r = &cfg->reverse[i];
         struct zone_rev *rz = &z->revs[z->nrevs];
         rz->apex_len = wire_name(r->zone, rz->apex);
-        if (name_under(z->apex, z->apex_len, rz->apex, rz->apex_len) ||
-            name_under(rz->apex, rz->apex_len, z->apex, z->apex_len)) {
+        if (wire_name_in(z->apex, z->apex_len, rz->apex, rz->apex_len) ||
+            wire_name_in(rz->apex, rz->apex_len, z->apex, z->apex_len)) {
             diag_error(c->d, r->line, "reverse: %s overlaps zone '%s'", r->zone, cfg->zone);
             continue;
         }
@@ -619,8 +619,10 @@ static void copy_settings(struct zone *z, const struct config *cfg)
     for (size_t i = 0; i < cfg->nupstream && i < UPSTREAM_MAX_SERVERS; i++) {
         z->upstream.servers[i] = cfg->upstream[i].addr;
         z->upstream.lens[i] = cfg->upstream[i].addrlen;
+        snprintf(z->upstream.names[i], sizeof(z->upstream.names[i]), "%s", cfg->upstream[i].text);
         z->upstream.nservers++;
     }
+    upstream_settings_zone(&z->upstream, z->apex, z->apex_len);
     z->upstream.timeout_ms = cfg->upstream_timeout * 1000;
     z->upstream.cache_size = cfg->cache_size;
     z->upstream.max_stale = cfg->max_stale;

@@ -7,7 +7,7 @@
  * zone.c finds names; zone_compile.c builds the zone, zone_services.c its
  * services (the compiler's own state is in zone_compile.h); zone_rrset.c
  * writes its records. What a query or the compiler's millions of inserts
- * call (hashing, the table's probe walk, name_under, the builder's
+ * call (hashing, the table's probe walk, wire_name_in, the builder's
  * smallest writers) is static inline here, so splitting the file cost no
  * call.
  */
@@ -20,6 +20,7 @@
 #include <ldns/ldns.h>
 
 #include "svcmapd/config.h"
+#include "svcmapd/wire.h"
 #include "svcmapd/zone.h"
 
 struct arena;
@@ -203,18 +204,6 @@ static inline struct slot *table_slot(const struct zone *z, const uint8_t *name,
 static inline struct znode *node_lookup(const struct zone *z, const uint8_t *name, size_t len)
 {
     return table_slot(z, name, len, hash_bytes(z->seed, name, len))->node;
-}
-
-/* True if `name` (`len` bytes, wire form) is `apex` or below it: the apex
- * is a suffix of it that starts at a label. */
-static inline bool name_under(const uint8_t *name, size_t len, const uint8_t *apex, size_t apex_len)
-{
-    if (len < apex_len || memcmp(name + len - apex_len, apex, apex_len) != 0)
-        return false;
-    size_t pos = 0;
-    while (pos < len - apex_len)
-        pos += (size_t)name[pos] + 1;
-    return pos == len - apex_len;
 }
 
 /* Endpoint names (zone.c): the label of an address, and the service whose

@@ -443,7 +443,7 @@ static bool resolve_host_target(struct compiler *c, struct znode *node)
     for (size_t i = 0; i < len; i++)
         low[i] = (uint8_t)tolower(wire[i]);
 
-    if (!name_under(low, len, z->apex, z->apex_len))
+    if (!wire_name_in(low, len, z->apex, z->apex_len))
         return true;
 
     struct znode *target = node_lookup(z, low, len);

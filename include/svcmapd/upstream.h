@@ -28,12 +28,21 @@ struct upstream_lookup;
 struct upstream_settings {
     struct sockaddr_storage servers[UPSTREAM_MAX_SERVERS];
     socklen_t lens[UPSTREAM_MAX_SERVERS];
+    char names[UPSTREAM_MAX_SERVERS][64]; /* "10.96.0.10:53", "[fd00::10]:53": for logs */
     size_t nservers;
     uint32_t timeout_ms;   /* per lookup, all servers together */
     uint32_t cache_size;   /* entries */
     uint32_t max_stale;    /* seconds past expiry an answer may serve (RFC 8767) */
     uint32_t negative_ttl; /* at most this long for NXDOMAIN, NODATA, failures */
+    /* The zone (upstream_settings_zone()): a chain from the upstream that
+     * reaches it stops there, and the answer goes on from the mapping. */
+    uint8_t apex[256]; /* wire form, lower case */
+    uint8_t apex_len;
+    uint64_t apex_hash; /* answers cached for another zone are not used */
 };
+
+/* Sets the zone of `set`: `apex` in wire form, lower case, `len` bytes. */
+void upstream_settings_zone(struct upstream_settings *set, const uint8_t *apex, size_t len);
 
 /* Counters of one worker, read (summed) by whoever reports them. */
 /* Counters of one worker: written by it alone, read (summed) by the
@@ -46,17 +55,32 @@ struct upstream_stats {
     _Atomic uint64_t lookups;  /* queries sent, refreshes and retries included */
 };
 
-/* Records to append after the CNAME: owner names uncompressed, TTLs as
- * received; ttl_at[i] is where record i's TTL sits in data. Valid until
- * the worker returns to its event loop. */
+/*
+ * Records to append after the CNAME, in wire form: first the upstream's
+ * CNAME chain (`links` records, each owned by the name the one before points
+ * to), then the records of the asked type at its end, if any. TTLs are as
+ * received; ttl_at[i] is where record i's TTL sits in data. The first
+ * record's owner is written out; every other owner is a compression pointer
+ * to an earlier name of data, written per reply: record i's starts at
+ * ttl_at[i] - 6 and points to data + name_at[i]. Valid until the worker
+ * returns to its event loop, or a later upstream_get() returns
+ * UPSTREAM_MISS (which may evict entries).
+ */
 struct upstream_records {
     const uint8_t *data;
     size_t len;
     uint16_t count;
+    uint16_t links;
     const uint16_t *ttl_at;
+    const uint16_t *name_at;
     const uint32_t *ttl;
     uint32_t age; /* seconds since they were received: subtract */
     bool stale;   /* expired: serve with a TTL of at most 30 s (RFC 8767 §4) */
+    /* Non-zero: the chain comes back into the zone at the name that starts
+     * at data + zone_at (the last link's target), and nothing the upstream
+     * said about that name or after it was kept: the mapping answers it. */
+    uint16_t zone_at;
+    uint16_t name_max; /* no pointer above refers past data + name_max */
 };
 
 enum upstream_status {

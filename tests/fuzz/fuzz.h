@@ -48,6 +48,14 @@ void fuzz_check_diag(const struct diag *d, const char *file);
  * ldns can read the query as a message with one question. Returns the
  * length of the reply (0: nothing sent).
  */
+/* abort()s with a message if the reply (`n` bytes, parsed by ldns) holds a
+ * record owned by a name of zone `z` that is not the mapping's: the same
+ * record (letter case aside, TTL included) as `z` gives to a query for that
+ * name and type. The one exception is the TTL 0 of a CNAME that an answer
+ * stops at (answer.c). Nothing a zone does not know may be said of its
+ * names, whatever an upstream replied. */
+void fuzz_check_zone_records(const struct zone *z, const uint8_t *reply, size_t n);
+
 size_t fuzz_answer_checked(struct answer_ctx *ctx, const struct zone *z, const uint8_t *query,
                            size_t qlen, bool tcp, const struct sockaddr *peer);
 

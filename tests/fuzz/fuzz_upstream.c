@@ -2,9 +2,11 @@
 #include "fuzz.h"
 
 #include <ldns/ldns.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "svcmapd/log.h"
 #include "svcmapd/upstream.h"
 #include "svcmapd/zone.h"
 
@@ -21,8 +23,13 @@
  * ends it (upstream_take_reply(), where upstream.c's parsing and caching
  * run), and the query is answered again from the cache, as the server does
  * when the lookup ends. That answer keeps the rules of every reply
- * (reply_check.c), and starts with the service's CNAME. A fresh cache per
- * input: nothing carries over.
+ * (reply_check.c), starts with the service's CNAME, and holds nothing about
+ * a name of the zone that the mapping does not say: the reply may lead the
+ * chain back into the zone (the names of test-2), and claim records there.
+ * Then the query is answered once more, allowed to wait: a chain that came
+ * back into the zone at a service whose own target is outside it (other)
+ * waits for that lookup, which gets one address, and the answer after it
+ * is checked the same way. A fresh cache per input: nothing carries over.
  */
 
 static const char zone_text[] = "[server]\n"
@@ -32,7 +39,14 @@ static const char zone_text[] = "[server]\n"
                                 /* never contacted: the target hands replies over itself */
                                 "servers = 127.0.0.1:53\n"
                                 "[namespace test-1]\n"
-                                "mysql = mysql.test-1.example.com\n";
+                                "mysql = mysql.test-1.example.com\n"
+                                /* where a chain from the upstream may come back */
+                                "[namespace test-2]\n"
+                                "mysql = 192.168.1.10\n"
+                                "multi = 192.168.1.20, 192.168.1.21, 2001:db8::21\n"
+                                "alias = mysql.test-2.svc.cluster.local\n"
+                                "back = mysql.test-1.example.com\n"
+                                "other = other.example.com\n";
 
 static const uint8_t QNAME[] = "\5mysql\6test-1\3svc\7cluster\5local";
 static const uint8_t TARGET[] = "\5mysql\6test-1\7example\3com";
@@ -44,6 +58,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     (void)argc;
     (void)argv;
     zone = fuzz_fixed_zone(zone_text, sizeof(zone_text) - 1);
+    log_set_level(LOG_LEVEL_ERROR); /* a failed lookup is a warning: one per input */
     return 0;
 }
 
@@ -86,6 +101,52 @@ static void check_cname_first(const uint8_t *reply, size_t n)
         memcmp(ldns_rdf_data(target), TARGET, sizeof(TARGET)) != 0)
         fuzz_fail("the answer does not start with the service's CNAME");
     ldns_pkt_free(p);
+}
+
+/* Ends lookup `l` with a reply of one record of `qtype` for its name. */
+static void answer_lookup(struct upstream_lookup *l, uint16_t qtype)
+{
+    size_t qlen;
+    const uint8_t *q = upstream_lookup_query(l, &qlen);
+    ldns_pkt *p = NULL;
+    if (ldns_wire2pkt(&p, q, qlen) != LDNS_STATUS_OK)
+        fuzz_fail("ldns cannot read a lookup's query");
+    char *name = ldns_rdf2str(ldns_rr_owner(ldns_rr_list_rr(ldns_pkt_question(p), 0)));
+    char text[600];
+    snprintf(text, sizeof(text), "%s 60 IN %s %s", name ? name : ".",
+             qtype == LDNS_RR_TYPE_A ? "A" : "AAAA",
+             qtype == LDNS_RR_TYPE_A ? "192.0.2.99" : "2001:db8::99");
+    free(name);
+    ldns_rr *rr = NULL;
+    if (ldns_rr_new_frm_str(&rr, text, 0, NULL, NULL) != LDNS_STATUS_OK)
+        fuzz_fail("cannot make the record %s", text);
+    ldns_pkt_set_qr(p, true);
+    ldns_pkt_push_rr(p, LDNS_SECTION_ANSWER, rr);
+    uint8_t *wire = NULL;
+    size_t len = 0;
+    if (ldns_pkt2wire(&wire, p, &len) != LDNS_STATUS_OK)
+        fuzz_fail("cannot write a reply to a lookup");
+    ldns_pkt_free(p);
+    if (!upstream_take_reply(l, wire, len))
+        fuzz_fail("a lookup did not take a plain answer");
+    free(wire);
+}
+
+/* The query answered from the cache as the server answers a waiter: the
+ * rules of every reply, then this target's. */
+static void check_from_cache(struct answer_ctx *ctx, const uint8_t *query, size_t qlen, bool tcp,
+                             uint8_t *reply)
+{
+    struct answer_info info;
+    ctx->now = upstream_now();
+    ctx->no_wait = true;
+    ctx->rng = 0x9e3779b97f4a7c15ULL;
+    fuzz_answer_checked(ctx, zone, query, qlen, tcp, NULL);
+    ctx->rng = 0x9e3779b97f4a7c15ULL;
+    size_t n = answer_query(ctx, zone, query, qlen, tcp, NULL, reply,
+                            tcp ? ANSWER_TCP_MAX : ANSWER_UDP_MAX, &info);
+    check_cname_first(reply, n);
+    fuzz_check_zone_records(zone, reply, n);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -134,14 +195,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     /* The query again, as the server answers its waiters. Twice, from the
      * same cache with the same shuffle: fuzz_answer_checked() checks its
      * reply and frees it, and this target looks inside the second. */
+    check_from_cache(&ctx, query, qlen, tcp, reply);
+
+    /* Once more, as a new query: it may wait for a lookup of its own (a
+     * chain that left the zone again, or a refresh), answered plainly. */
     ctx.now = upstream_now();
-    ctx.no_wait = true;
-    ctx.rng = 0x9e3779b97f4a7c15ULL;
-    fuzz_answer_checked(&ctx, zone, query, qlen, tcp, NULL);
-    ctx.rng = 0x9e3779b97f4a7c15ULL;
-    size_t n = answer_query(&ctx, zone, query, qlen, tcp, NULL, reply,
-                            tcp ? ANSWER_TCP_MAX : ANSWER_UDP_MAX, &info);
-    check_cname_first(reply, n);
+    ctx.no_wait = false;
+    answer_query(&ctx, zone, query, qlen, tcp, NULL, reply, ANSWER_TCP_MAX, &info);
+    if (info.deferred) {
+        answer_lookup(info.wait, qtype);
+        check_from_cache(&ctx, query, qlen, tcp, reply);
+    }
 
     free(reply);
     upstream_free(ctx.up);

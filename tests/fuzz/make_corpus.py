@@ -18,7 +18,8 @@ handcrafted files below.
 
 upstream/: `fuzz_upstream` inputs, one byte of flags for the client's query
 (bit 0: TCP, bit 1: AAAA, bit 2: EDNS), then an upstream's reply to the
-lookup of mysql.test-1.example.com (its ID is replaced by the target).
+lookup of mysql.test-1.example.com (its ID is replaced by the target);
+the back-* seeds lead the chain back into the zone and claim records there.
 
 reload/: `fuzz_reload` inputs, one byte of flags (bit 0: the new file is
 read back through config_read(); bit 1: grown past its limit first), then
@@ -247,6 +248,9 @@ def upstream_seeds():
     add("cname-chain", reply(answer=[(TARGET, 30, "CNAME", "db.example.net."),
                                      ("db.example.net.", 20, "CNAME", "db1.example.org."),
                                      ("db1.example.org.", 10, "A", "198.51.100.7")]))
+    add("cname-chain-records-first", reply(answer=[("db1.example.org.", 10, "A", "198.51.100.7"),
+                                                   ("db.example.net.", 20, "CNAME", "db1.example.org."),
+                                                   (TARGET, 30, "CNAME", "db.example.net.")]))
     chain = [(f"h{i}.example.com." if i else TARGET, 60, "CNAME", f"h{i + 1}.example.com.")
              for i in range(12)]
     add("cname-chain-too-long", reply(answer=chain + [("h12.example.com.", 60, "A", "192.0.2.12")]))
@@ -273,6 +277,44 @@ def upstream_seeds():
     add("header-only", one[:12])
     add("cut-in-rdata", one[:-3])
     add("empty", b"")
+    # Chains that come back into the zone (the names of test-2 in
+    # fuzz_upstream.c), with what the upstream claims about our names: none
+    # of it may be served.
+    def in_zone(name):
+        return f"{name}.svc.{ZONE}" if name else ZONE
+
+    def back(name, rdtype="A", via=(), extra=(), rcode="NOERROR"):
+        links, owner = [], TARGET
+        for hop in via:
+            links.append((owner, 60, "CNAME", hop))
+            owner = hop
+        links.append((owner, 60, "CNAME", name))
+        forged = [(name, 3000, "A", "6.6.6.6"), (name, 3000, "AAAA", "2001:db8::666")]
+        return reply(rdtype, answer=links + forged + list(extra), rcode=rcode)
+
+    mysql2 = in_zone("mysql.test-2")
+    add("back-forged", back(mysql2))
+    add("back-forged-aaaa", back(mysql2, "AAAA"), C_EDNS | C_AAAA)
+    add("back-forged-tcp", back(mysql2), C_TCP)
+    add("back-via-link", back(in_zone("multi.test-2"), via=["a.example.net."],
+                              extra=[(in_zone("multi.test-2"), 60, "CNAME", "evil.example.com."),
+                                     ("evil.example.com.", 60, "A", "6.6.6.7")]))
+    add("back-nxdomain", back(in_zone("nosuch.test-2"), rcode="NXDOMAIN",
+                              extra=[("evil.example.com.", 60, "A", "6.6.6.7")]))
+    add("back-apex", back(in_zone(""), "AAAA"), C_EDNS | C_AAAA)
+    add("back-endpoint", back("192-168-1-20." + in_zone("multi.test-2")))
+    add("back-endpoint-aaaa", back("2001-db8--21." + in_zone("multi.test-2"), "AAAA"),
+        C_EDNS | C_AAAA)
+    add("back-alias", back(in_zone("alias.test-2")))
+    add("back-loop", back(in_zone("back.test-2")))
+    add("back-leaves-again", back(in_zone("other.test-2")))
+    add("back-letter-case", back("MySQL.Test-2.SVC.Cluster.LOCAL."))
+    add("dangling", reply(answer=[(TARGET, 60, "CNAME", "x.example.net.")], authority=[soa]))
+    add("dangling-nxdomain", reply(answer=[(TARGET, 60, "CNAME", "x.example.net."),
+                                           ("x.example.net.", 60, "CNAME", "y.example.net.")],
+                                   rcode="NXDOMAIN", authority=[soa]))
+    add("many-records-700", reply(answer=[(TARGET, 60, "A", *[f"10.{i // 250}.{i % 250}.1"
+                                                              for i in range(700)])]), C_TCP)
     # TSIG records: plain, and two hidden in a CNAME's rdata, where a walk
     # by RDLENGTH sees none.
     add("tsig", with_additional(one, TSIG, 1))

@@ -193,6 +193,72 @@ done:
     free(full);
 }
 
+/* The zone's own reply to a TCP query for `owner` and `type`, parsed. */
+static ldns_pkt *mapping_reply(const struct zone *z, const ldns_rdf *owner, ldns_rr_type type)
+{
+    ldns_rdf *name = ldns_rdf_clone(owner);
+    ldns_pkt *q = name ? ldns_pkt_query_new(name, type, LDNS_RR_CLASS_IN, 0) : NULL;
+    uint8_t *wire = NULL;
+    size_t wlen = 0;
+    if (!q || ldns_pkt2wire(&wire, q, &wlen) != LDNS_STATUS_OK)
+        abort();
+    ldns_pkt_free(q);
+    struct answer_ctx ctx = {.up = NULL, .no_wait = true}; /* nothing to wait for */
+    answer_init(&ctx);
+    uint8_t *reply = malloc(ANSWER_TCP_MAX);
+    if (!reply)
+        abort();
+    struct answer_info info;
+    size_t n = answer_query(&ctx, z, wire, wlen, true, NULL, reply, ANSWER_TCP_MAX, &info);
+    ldns_pkt *p = NULL;
+    if (n == 0 || ldns_wire2pkt(&p, reply, n) != LDNS_STATUS_OK)
+        FAIL("no reply of the zone's own to a query for one of its names");
+    free(reply);
+    free(wire);
+    return p;
+}
+
+/* Whether `p` has `rr`, its TTL too, but for the TTL 0 of a CNAME that an
+ * answer stops at. */
+static bool holds(const ldns_pkt *p, const ldns_rr *rr)
+{
+    ldns_rr_list *l = ldns_pkt_all_noquestion(p);
+    bool found = false;
+    for (size_t i = 0; i < ldns_rr_list_rr_count(l) && !found; i++) {
+        const ldns_rr *m = ldns_rr_list_rr(l, i);
+        found = ldns_rr_compare(m, rr) == 0 &&
+                (ldns_rr_ttl(m) == ldns_rr_ttl(rr) ||
+                 (ldns_rr_ttl(rr) == 0 && ldns_rr_get_type(rr) == LDNS_RR_TYPE_CNAME));
+    }
+    ldns_rr_list_deep_free(l);
+    return found;
+}
+
+void fuzz_check_zone_records(const struct zone *z, const uint8_t *reply, size_t n)
+{
+    ldns_pkt *p = NULL;
+    ldns_rdf *apex = ldns_dname_new_frm_str(zone_name(z));
+    if (!apex || ldns_wire2pkt(&p, reply, n) != LDNS_STATUS_OK)
+        FAIL("ldns cannot parse the reply (%zu bytes)", n);
+    ldns_rr_list *all = ldns_pkt_all_noquestion(p);
+    for (size_t i = 0; i < ldns_rr_list_rr_count(all); i++) {
+        const ldns_rr *rr = ldns_rr_list_rr(all, i);
+        const ldns_rdf *owner = ldns_rr_owner(rr);
+        if (ldns_rr_get_type(rr) == LDNS_RR_TYPE_OPT ||
+            (ldns_dname_compare(owner, apex) != 0 && !ldns_dname_is_subdomain(owner, apex)))
+            continue;
+        ldns_pkt *m = mapping_reply(z, owner, ldns_rr_get_type(rr));
+        if (!holds(m, rr)) {
+            char *text = ldns_rr2str(rr);
+            FAIL("a record of the zone that the mapping does not give: %s", text ? text : "?");
+        }
+        ldns_pkt_free(m);
+    }
+    ldns_rr_list_deep_free(all);
+    ldns_pkt_free(p);
+    ldns_rdf_deep_free(apex);
+}
+
 size_t fuzz_answer_checked(struct answer_ctx *ctx, const struct zone *z, const uint8_t *query,
                            size_t qlen, bool tcp, const struct sockaddr *peer)
 {

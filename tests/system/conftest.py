@@ -849,7 +849,8 @@ class FakeUpstream:
     Behaviour per query name (rule(name, ...)): mode = answer | nxdomain | nodata |
     servfail | refused | drop (never answer) | tc (TC=1 over UDP, full answer over
     TCP) | tsig (the answer with two TSIG records added, which we never ask for) |
-    tsig-hidden (the same two inside a CNAME's rdata, seen only by libldns);
+    tsig-hidden (the same two inside a CNAME's rdata, seen only by libldns) | garbage
+    (ANCOUNT 1 and no record: unreadable);
     delay = seconds before the reply (other names are answered meanwhile); extra =
     RR lines appended to the ANSWER section (unrelated records).
 
@@ -976,6 +977,10 @@ class FakeUpstream:
         if mode == "tc" and transport == "udp":
             r.flags |= dns.flags.TC
             return r.to_wire(), rule.get("delay", 0.0)
+        if mode == "garbage":
+            # a header that promises an answer record, and nothing after the question
+            w = r.to_wire()
+            return w[:6] + b"\x00\x01" + w[8:], rule.get("delay", 0.0)
         name, rcode, negative = qname, dns.rcode.NOERROR, False
         for _ in range(16):
             rrs = data.get(name)
@@ -1005,7 +1010,9 @@ class FakeUpstream:
         for line in rule.get("extra", []):
             owner, ttl, rdclass, rdtype, rdata = line.split(None, 4)
             r.answer.append(dns.rrset.from_text(owner, int(ttl), rdclass, rdtype, rdata))
-        wire = r.to_wire()
+        # whatever its size: over UDP too, as a server that ignores the EDNS size would
+        # (mode tc answers in full over TCP only)
+        wire = r.to_wire(max_size=65535)
         if rule.get("mode") == "tsig":
             wire = self._with_tsigs(wire, 2)
         elif rule.get("mode") == "tsig-hidden":

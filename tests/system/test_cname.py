@@ -57,11 +57,14 @@ def test_cname_to_endpoint_name(std):
 
 def test_chain_longer_than_10_stops(std):
     """c0 -> ... -> c11 -> web: twelve CNAMEs. Followed at most 10 deep, so web's A
-    never appears; the CNAMEs given are the start of the chain, in order."""
+    never appears; the CNAMEs given are the start of the chain, in order. The first has
+    TTL 0: an answer that stops at a CNAME must not make a cache take its target for a
+    name without records (test_upstream.test_cname_alone_poisons_no_cache)."""
     r = std.ask(svc("c0.test-1"), "A", one_rr=True, tcp=True)
     check_header(r, "NOERROR")
     got = [x.to_text() for x in r.answer]
-    want = [f"{svc(f'c{i}.test-1')} 5 IN CNAME {svc(f'c{i + 1}.test-1')}" for i in range(11)]
+    want = [f"{svc(f'c{i}.test-1')} {0 if i == 0 else 5} IN CNAME {svc(f'c{i + 1}.test-1')}"
+            for i in range(11)]
     want.append(f"{svc('c11.test-1')} 5 IN CNAME {WEB}")
     assert all(x.rdtype == 5 for x in r.answer), f"records past the 10-deep limit: {got}"
     assert 10 <= len(got) <= 11, f"expected the first 10 (or 11) CNAMEs, got {len(got)}: {got}"
@@ -81,13 +84,14 @@ def test_chain_of_10_is_complete(std):
 
 
 def test_loop_ends(std):
-    """loop-a <-> loop-b: the answer comes, NOERROR, only CNAMEs, loop-a's first."""
+    """loop-a <-> loop-b: the answer comes, NOERROR, only CNAMEs, loop-a's first (TTL 0:
+    it stops at a CNAME, test_chain_longer_than_10_stops)."""
     a, b = svc("loop-a.test-1"), svc("loop-b.test-1")
     for tcp in (False, True):
         r = std.ask(a, "A", one_rr=True, tcp=tcp)
         check_header(r, "NOERROR")
         got = [x.to_text() for x in r.answer]
-        assert got and got[0] == f"{a} 5 IN CNAME {b}", got
+        assert got and got[0] == f"{a} 0 IN CNAME {b}", got
         assert all(x.rdtype == 5 for x in r.answer) and len(got) <= 11, got
         assert r.authority == [], rrlines(r.authority)
 

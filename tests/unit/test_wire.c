@@ -1,4 +1,4 @@
-/* test_wire.c -- counting records by type the way libldns reads them (wire.c). */
+/* test_wire.c -- walking messages (wire.c): counting records as libldns does, names in a zone. */
 #include <string.h>
 
 #include "svcmapd/wire.h"
@@ -139,5 +139,17 @@ int main(void)
     record(&m, 1, 4);
     is_int(wire_count_type(m.b, m.n, 250), 2, "a TSIG inside a CNAME's rdata is counted");
     is_int(wire_count_type(m.b, m.n, 1), 1, "four records read, the last A left over");
+
+    /* wire_name_in(): the apex, or a name below it at a label boundary */
+    static const uint8_t apex[] = "\7cluster\5local";
+    static const uint8_t below[] = "\5mysql\6test-2\3svc\7cluster\5local";
+    static const uint8_t glued[] = "\11xxcluster\5local";    /* "xxcluster.local" */
+    static const uint8_t inside[] = "\7cluster\5local\3com"; /* cluster.local.com */
+    ok(wire_name_in(apex, sizeof(apex), apex, sizeof(apex)), "the apex is in its zone");
+    ok(wire_name_in(below, sizeof(below), apex, sizeof(apex)), "a name below the apex is");
+    ok(!wire_name_in(glued, sizeof(glued), apex, sizeof(apex)), "a label that ends like it is not");
+    ok(!wire_name_in(inside, sizeof(inside), apex, sizeof(apex)), "a name that holds it is not");
+    ok(!wire_name_in(apex + 8, sizeof(apex) - 8, apex, sizeof(apex)), "its parent is not");
+    ok(!wire_name_in(apex, sizeof(apex), apex, 0), "no zone holds nothing");
     return done_testing();
 }
