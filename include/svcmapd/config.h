@@ -12,9 +12,10 @@
 struct arena;
 
 /*
- * config.c knows INI syntax, value grammar and line numbers, and nothing of
- * DNS wire format: zone.c compiles what it produces. Everything here is
- * allocated from the config's arena and freed by config_free().
+ * config.c (with config_*.c) knows INI syntax, value grammar and line
+ * numbers, and nothing of DNS wire format: zone.c compiles what it produces.
+ * Everything here is allocated from the config's arena and freed by
+ * config_free().
  */
 
 struct config_listen {

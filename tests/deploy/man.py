@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """man.py -- the man pages against the code: every key of config_options[]
-(src/config.c) is documented in svcmapd.ini.5 in its section, with its
+(src/config_options.c) is documented in svcmapd.ini.5 in its section, with its
 default and range; every option, --print form, signal and exit status of
 `svcmapd --help` is in svcmapd.8, and nothing there that --help lacks; and
 the examples that run svcmapd -t or --print print what the pages say.

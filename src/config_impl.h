@@ -1,0 +1,134 @@
+/* config_impl.h -- the parser's state, shared by the files that read a mapping file. */
+#ifndef SVCMAPD_CONFIG_IMPL_H
+#define SVCMAPD_CONFIG_IMPL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "svcmapd/config.h"
+
+/*
+ * Reading a mapping file is split by concern:
+ *   config.c          the public entry points and the parse driver, the
+ *                     parser's string set;
+ *   config_ini.c      the inih shim: lines, sections, keys and their tokens;
+ *   config_options.c  the option table and the setters of its values;
+ *   config_service.c  the service-line grammar of [namespace NAME];
+ *   config_value.c    the value grammar: addresses, ports, labels, domains.
+ */
+
+/* ---- a small string set, for duplicate sections and services ---- */
+
+struct strset_entry {
+    const char *key;
+    int line;
+};
+
+struct strset {
+    struct strset_entry *slots;
+    size_t cap;
+    size_t count;
+};
+
+void strset_clear(struct strset *set);
+
+/* Inserts `key` (owned by the caller's arena). Returns 0 if it was new, or
+ * the line of the earlier entry; -1 when out of memory. */
+int strset_add(struct strset *set, const char *key, int line);
+
+/* ---- parser state ---- */
+
+enum section_kind {
+    SECTION_NONE,    /* before the first section */
+    SECTION_INVALID, /* a bad header: its keys are skipped, the header was reported */
+    SECTION_OPTIONS, /* [server], [upstream], [http]: keys of config_options[] */
+    SECTION_NAMESPACE,
+};
+
+enum line_kind {
+    LINE_BLANK,
+    LINE_SECTION,
+    LINE_KEY,
+    LINE_CONTINUATION,
+};
+
+struct token {
+    const char *text; /* NUL-terminated, in the arena */
+    int line;
+};
+
+struct parser {
+    struct config *cfg;
+    struct diag *d;
+    struct arena *a; /* settings */
+    struct arena *m; /* the mapping: namespaces, services, targets */
+
+    const char *text; /* the whole file */
+    size_t len;
+    size_t pos;
+    int lineno;
+    enum line_kind kind; /* of the line inih is handling now */
+    bool have_key;       /* mirrors inih's prev_name: continuation lines allowed */
+    bool skipping;       /* drop continuation lines of a line that was rejected */
+
+    enum section_kind section;
+    const char *section_name; /* of SECTION_OPTIONS */
+    int section_line;
+    size_t ns; /* index of the current namespace */
+
+    /* The key being read: its value may continue on following lines, so it
+     * is processed when the next key, section or the end of file arrives. */
+    const char *key;
+    int key_line;
+    struct token *tokens;
+    size_t ntokens, tokcap;
+    bool key_open;
+
+    struct strset names;    /* "n:<ns>" and "section:<name>", keys in `keys` */
+    struct strset services; /* of the current namespace */
+    struct arena *keys;     /* freed when parsing ends */
+    struct arena *scratch;  /* the tokens of the key being read */
+    bool oom;
+};
+
+/* Reports running out of memory, once: parsing then stops being useful. */
+void parser_oom(struct parser *p);
+
+/* ---- the inih shim (config_ini.c) ---- */
+
+/* inih's reader and handler: `stream` and `user` are the parser. */
+char *read_line(char *str, int num, void *stream);
+int on_value(void *user, const char *section, const char *name, const char *value);
+
+/* Hands the key being read, if any, to its section. */
+void finish_key(struct parser *p);
+
+/* ---- options (config_options.c) ---- */
+
+/* Sets option `id` from its value's `n` tokens; `line` is the key's, 0 for
+ * a default. Reports and returns false if the value is bad. */
+bool set_option(struct parser *p, enum config_option_id id, const struct token *tok, size_t n,
+                int line);
+
+/* Sets every option to its default. */
+void apply_defaults(struct parser *p);
+
+/* ---- services (config_service.c) ---- */
+
+/* Adds the service `rawname` of the current namespace from the tokens of
+ * its line, or reports why not. */
+void add_service(struct parser *p, const char *rawname, int line, const struct token *tok,
+                 size_t n);
+
+/* ---- values (config_value.c) ---- */
+
+const char *check_dns1123(struct parser *p, const char *s, int line, const char *what);
+size_t check_domain(struct parser *p, const char *s, int line, const char *what);
+bool parse_u32(const char *s, uint32_t *out);
+bool parse_port(struct parser *p, const char *s, int line, uint16_t *port);
+bool parse_ipv4(const char *s, uint8_t out[4]);
+int parse_address(struct parser *p, const char *s, int line, struct config_target *t);
+void target_sockaddr(const struct config_target *t, struct config_listen *l);
+
+#endif

@@ -1,0 +1,650 @@
+/* config_options.c -- the option table, and the setters of its values. */
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "config_impl.h"
+#include "svcmapd/arena.h"
+
+const struct config_option config_options[CONFIG_OPTION_COUNT] = {
+    [CONFIG_ZONE] = {.section = "server",
+                     .name = "zone",
+                     .type = CONFIG_TYPE_DOMAIN,
+                     .default_value = "cluster.local",
+                     .min = 0,
+                     .max = 0,
+                     .offset = offsetof(struct config, zone),
+                     .help = "names answered: <service>.<namespace>.svc.<zone>"},
+    [CONFIG_LISTEN] = {.section = "server",
+                       .name = "listen",
+                       .type = CONFIG_TYPE_LISTEN,
+                       .default_value = "127.0.0.1:5353",
+                       .min = 0,
+                       .max = 0,
+                       .offset = offsetof(struct config, listen),
+                       .help = "comma-separated addresses, UDP and TCP on each; [::1]:53 for IPv6"},
+    [CONFIG_TTL] = {.section = "server",
+                    .name = "ttl",
+                    .type = CONFIG_TYPE_UINT,
+                    .default_value = "5",
+                    .min = 0,
+                    .max = 3600,
+                    .offset = offsetof(struct config, ttl),
+                    .help = "TTL of mapped records, seconds (CoreDNS's default is 5)"},
+    [CONFIG_TCP_IDLE_TIMEOUT] = {.section = "server",
+                                 .name = "tcp-idle-timeout",
+                                 .type = CONFIG_TYPE_UINT,
+                                 .default_value = "10",
+                                 .min = 1,
+                                 .max = 3600,
+                                 .offset = offsetof(struct config, tcp_idle_timeout),
+                                 .help =
+                                     "seconds a TCP connection may stay idle before it is closed"},
+    [CONFIG_TCP_MAX_CONNECTIONS] = {.section = "server",
+                                    .name = "tcp-max-connections",
+                                    .type = CONFIG_TYPE_UINT,
+                                    .default_value = "1024",
+                                    .min = 1,
+                                    .max = 65535,
+                                    .offset = offsetof(struct config, tcp_max_connections),
+                                    .help = "open TCP connections; more are closed at once"},
+    [CONFIG_WORKERS] = {.section = "server",
+                        .name = "workers",
+                        .type = CONFIG_TYPE_UINT_AUTO,
+                        .default_value = "auto",
+                        .min = 1,
+                        .max = 256,
+                        .offset = offsetof(struct config, workers),
+                        .help =
+                            "threads answering queries, each with its own sockets; auto: one per "
+                            "online CPU"},
+    [CONFIG_RELOAD] = {.section = "server",
+                       .name = "reload",
+                       .type = CONFIG_TYPE_DURATION,
+                       .default_value = "off",
+                       .min = 1,
+                       .max = 86400,
+                       .offset = offsetof(struct config, reload),
+                       .help =
+                           "how often to look for a changed mapping file (30s, 2m...); off: only "
+                           "on SIGHUP"},
+    [CONFIG_TCP_MESSAGE_TIMEOUT] = {.section = "server",
+                                    .name = "tcp-message-timeout",
+                                    .type = CONFIG_TYPE_UINT,
+                                    .default_value = "2",
+                                    .min = 1,
+                                    .max = 60,
+                                    .offset = offsetof(struct config, tcp_message_timeout),
+                                    .help =
+                                        "seconds to receive the rest of a TCP message once it has "
+                                        "begun"},
+    [CONFIG_TCP_PIPELINE] = {.section = "server",
+                             .name = "tcp-pipeline",
+                             .type = CONFIG_TYPE_UINT,
+                             .default_value = "100",
+                             .min = 1,
+                             .max = 1000,
+                             .offset = offsetof(struct config, tcp_pipeline),
+                             .help =
+                                 "queries of one TCP connection answered per turn, and waiting for "
+                                 "upstream lookups at once"},
+    [CONFIG_UDP_MAX_SIZE] = {.section = "server",
+                             .name = "udp-max-size",
+                             .type = CONFIG_TYPE_UINT,
+                             .default_value = "1232",
+                             .min = 512,
+                             .max = 4096,
+                             .offset = offsetof(struct config, udp_max_size),
+                             .help = "largest UDP reply, whatever the client's EDNS buffer size"},
+    [CONFIG_USER] = {.section = "server",
+                     .name = "user",
+                     .type = CONFIG_TYPE_USER,
+                     .default_value = "",
+                     .min = 0,
+                     .max = 0,
+                     .offset = offsetof(struct config, user),
+                     .help = "after binding, run as this user (name or UID[:GID]); empty: stay"},
+    [CONFIG_REVERSE] = {.section = "server",
+                        .name = "reverse",
+                        .type = CONFIG_TYPE_REVERSE,
+                        .default_value = "",
+                        .min = 0,
+                        .max = 0,
+                        .offset = offsetof(struct config, reverse),
+                        .help = "reverse zones answered whole, as ADDRESS/PREFIX (192.168.0.0/16, "
+                                "2001:db8::/32); default none"},
+    [CONFIG_MAX_REMOVAL] = {.section = "server",
+                            .name = "max-removal",
+                            .type = CONFIG_TYPE_UINT,
+                            .default_value = "50",
+                            .min = 0,
+                            .max = 100,
+                            .offset = offsetof(struct config, max_removal),
+                            .help = "percent of the running services one reload may remove; more "
+                                    "is held until confirmed; 100: no limit"},
+    [CONFIG_CONFIRM_REMOVAL] = {.section = "server",
+                                .name = "confirm-removal",
+                                .type = CONFIG_TYPE_UINT,
+                                .default_value = "0",
+                                .min = 0,
+                                .max = 10000000,
+                                .offset = offsetof(struct config, confirm_removal),
+                                .help = "apply a held reload that removes exactly this many "
+                                        "services (the count its log line gives)"},
+    [CONFIG_UPSTREAM_SERVERS] = {.section = "upstream",
+                                 .name = "servers",
+                                 .type = CONFIG_TYPE_SERVERS,
+                                 .default_value = "/etc/resolv.conf",
+                                 .min = 0,
+                                 .max = 0,
+                                 .offset = offsetof(struct config, upstream),
+                                 .help =
+                                     "resolvers for hostname targets outside the zone: addresses, "
+                                     "a resolv.conf file (its nameservers), or none"},
+    [CONFIG_UPSTREAM_TIMEOUT] = {.section = "upstream",
+                                 .name = "timeout",
+                                 .type = CONFIG_TYPE_UINT,
+                                 .default_value = "2",
+                                 .min = 1,
+                                 .max = 30,
+                                 .offset = offsetof(struct config, upstream_timeout),
+                                 .help = "seconds per lookup; then the CNAME alone"},
+    [CONFIG_UPSTREAM_CACHE_SIZE] =
+        {.section = "upstream",
+         .name = "cache-size",
+         .type = CONFIG_TYPE_UINT,
+         .default_value = "10000",
+         .min = 16,
+         .max = 10000000,
+         .offset = offsetof(struct config, cache_size),
+         .help = "answers cached per worker; the least recently used go first"},
+    [CONFIG_UPSTREAM_MAX_STALE] = {.section = "upstream",
+                                   .name = "max-stale",
+                                   .type = CONFIG_TYPE_UINT,
+                                   .default_value = "3600",
+                                   .min = 0,
+                                   .max = 259200,
+                                   .offset = offsetof(struct config, max_stale),
+                                   .help =
+                                       "seconds an expired answer may still be served while the "
+                                       "upstream fails (RFC 8767)"},
+    [CONFIG_UPSTREAM_NEGATIVE_TTL] =
+        {.section = "upstream",
+         .name = "negative-ttl",
+         .type = CONFIG_TYPE_UINT,
+         .default_value = "5",
+         .min = 0,
+         .max = 300,
+         .offset = offsetof(struct config, negative_ttl),
+         .help = "seconds NXDOMAIN, NODATA and failures are cached, at most"},
+    [CONFIG_HTTP_HEALTH] = {.section = "http",
+                            .name = "health",
+                            .type = CONFIG_TYPE_ENDPOINT,
+                            .default_value = "off",
+                            .min = 0,
+                            .max = 0,
+                            .offset = offsetof(struct config, http),
+                            .help =
+                                "address:port for /health (200 OK while the process runs); off"},
+    [CONFIG_HTTP_READY] = {.section = "http",
+                           .name = "ready",
+                           .type = CONFIG_TYPE_ENDPOINT,
+                           .default_value = "off",
+                           .min = 0,
+                           .max = 0,
+                           .offset = offsetof(struct config, http),
+                           .help = "address:port for /ready (200 once serving, 503 before and in "
+                                   "lameduck); off"},
+    [CONFIG_HTTP_METRICS] =
+        {.section = "http",
+         .name = "metrics",
+         .type = CONFIG_TYPE_ENDPOINT,
+         .default_value = "off",
+         .min = 0,
+         .max = 0,
+         .offset = offsetof(struct config, http),
+         .help = "address:port for /metrics (Prometheus text, CoreDNS's names); off"},
+    [CONFIG_HTTP_LAMEDUCK] = {.section = "http",
+                              .name = "lameduck",
+                              .type = CONFIG_TYPE_UINT,
+                              .default_value = "0",
+                              .min = 0,
+                              .max = 60,
+                              .offset = offsetof(struct config, lameduck),
+                              .help =
+                                  "seconds svcmapd keeps answering after SIGTERM, /ready failing"},
+    [CONFIG_LOG_LEVEL] = {.section = "log",
+                          .name = "level",
+                          .type = CONFIG_TYPE_CHOICE,
+                          .default_value = "info",
+                          .min = 0,
+                          .max = 0,
+                          .offset = offsetof(struct config, log_level),
+                          .help = "least severe level logged: debug, info, warning or error",
+                          .choices =
+                              (const char *const[]){"debug", "info", "warning", "error", NULL}},
+    [CONFIG_LOG_FORMAT] = {.section = "log",
+                           .name = "format",
+                           .type = CONFIG_TYPE_CHOICE,
+                           .default_value = "text",
+                           .min = 0,
+                           .max = 0,
+                           .offset = offsetof(struct config, log_format),
+                           .help = "text (CoreDNS-like lines) or json (one object per line)",
+                           .choices = (const char *const[]){"text", "json", NULL}},
+    [CONFIG_LOG_QUERIES] = {.section = "log",
+                            .name = "queries",
+                            .type = CONFIG_TYPE_CHOICE,
+                            .default_value = "no",
+                            .min = 0,
+                            .max = 0,
+                            .offset = offsetof(struct config, log_queries),
+                            .help = "yes: one line per query, in CoreDNS's log plugin format",
+                            .choices = (const char *const[]){"no", "yes", NULL}},
+};
+
+/* ---- [server] options ---- */
+
+static bool set_addresses(struct parser *p, const struct token *tok, size_t n,
+                          enum config_option_id id)
+{
+    struct config *cfg = p->cfg;
+    const char *what = config_options[id].name;
+    struct config_listen *list = arena_zalloc(p->a, (n ? n : 1) * sizeof(*list));
+    if (!list) {
+        parser_oom(p);
+        return false;
+    }
+    bool ok = true;
+    size_t count = 0;
+    for (size_t i = 0; i < n; i++) {
+        struct config_target t = {0};
+        int r = parse_address(p, tok[i].text, tok[i].line, &t);
+        if (r == 0) {
+            diag_error(p->d, tok[i].line,
+                       "%s: '%s' is not an IP address (host names are not resolved)", what,
+                       tok[i].text);
+            ok = false;
+            continue;
+        }
+        if (r < 0) {
+            ok = false;
+            continue;
+        }
+        struct config_listen *l = &list[count];
+        if (!t.port)
+            t.port = 53;
+        target_sockaddr(&t, l);
+        l->line = tok[i].line;
+        for (size_t j = 0; j < count; j++) {
+            if (strcmp(list[j].text, l->text) == 0) {
+                diag_error(p->d, tok[i].line, "%s: %s is given twice", what, l->text);
+                ok = false;
+                count--;
+                break;
+            }
+        }
+        count++;
+    }
+    if (ok && id == CONFIG_UPSTREAM_SERVERS && count > CONFIG_MAX_UPSTREAMS) {
+        diag_error(p->d, tok[0].line, "%s: at most %d servers", what, CONFIG_MAX_UPSTREAMS);
+        ok = false;
+    }
+    if (ok && count == 0) {
+        diag_error(p->d, n ? tok[0].line : p->key_line, "%s: no address given", what);
+        ok = false;
+    }
+    if (!ok)
+        return false;
+    if (id == CONFIG_LISTEN) {
+        cfg->listen = list;
+        cfg->nlisten = count;
+    } else {
+        cfg->upstream = list;
+        cfg->nupstream = count;
+    }
+    return true;
+}
+
+/* The nameservers of /etc/resolv.conf, the default upstream (in a pod: the
+ * cluster's DNS). Problems are warnings: resolution is then off. */
+static bool resolv_conf_servers(struct parser *p, const char *path, int line)
+{
+    struct token tok[8];
+    char addrs[8][INET6_ADDRSTRLEN + 4];
+    size_t n = 0;
+    char buf[512];
+
+    /* No servers is no error: only hostname targets outside the zone need
+     * them, and zone.c warns if there are any. */
+    p->cfg->upstream = NULL;
+    p->cfg->nupstream = 0;
+    p->cfg->upstream_note[0] = '\0';
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        snprintf(p->cfg->upstream_note, sizeof(p->cfg->upstream_note), "cannot read %s: %s", path,
+                 strerror(errno));
+        return true;
+    }
+    while (n < 8 && fgets(buf, sizeof(buf), f)) {
+        char *save = NULL;
+        char *key = strtok_r(buf, " \t\r\n", &save);
+        char *val = key ? strtok_r(NULL, " \t\r\n", &save) : NULL;
+        if (!key || !val || strcmp(key, "nameserver") != 0)
+            continue;
+        char *zone_index = strchr(val, '%');
+        if (zone_index)
+            *zone_index = '\0';
+        snprintf(addrs[n], sizeof(addrs[n]), strchr(val, ':') ? "[%s]" : "%s", val);
+        tok[n] = (struct token){addrs[n], line};
+        n++;
+    }
+    fclose(f);
+    if (n == 0) {
+        snprintf(p->cfg->upstream_note, sizeof(p->cfg->upstream_note), "no nameserver in %s", path);
+        return true;
+    }
+    return set_addresses(p, tok, n, CONFIG_UPSTREAM_SERVERS);
+}
+
+/* The name of the reverse zone of `r` (RFC 1035 §3.5, RFC 3596 §2.5): its
+ * octets or nibbles, last first, then in-addr.arpa or ip6.arpa. */
+static void reverse_zone_name(struct config_reverse *r)
+{
+    size_t n = 0;
+    if (r->family == AF_INET) {
+        for (int i = r->bits / 8 - 1; i >= 0; i--)
+            n += (size_t)snprintf(r->zone + n, sizeof(r->zone) - n, "%u.", r->addr[i]);
+        snprintf(r->zone + n, sizeof(r->zone) - n, "in-addr.arpa");
+        return;
+    }
+    for (int i = r->bits / 4 - 1; i >= 0; i--)
+        n += (size_t)snprintf(r->zone + n, sizeof(r->zone) - n, "%x.",
+                              i % 2 ? r->addr[i / 2] & 15 : r->addr[i / 2] >> 4);
+    snprintf(r->zone + n, sizeof(r->zone) - n, "ip6.arpa");
+}
+
+/* One ADDRESS/PREFIX of `reverse`; reports and returns false if bad. */
+static bool parse_reverse(struct parser *p, const struct token *tok, struct config_reverse *r)
+{
+    const char *slash = strchr(tok->text, '/');
+    char addr[INET6_ADDRSTRLEN + 1];
+    size_t alen = slash ? (size_t)(slash - tok->text) : 0;
+    uint32_t bits;
+    if (!slash || alen == 0 || alen >= sizeof(addr) || !parse_u32(slash + 1, &bits)) {
+        diag_error(p->d, tok->line, "reverse: '%s' is not ADDRESS/PREFIX (like 192.168.0.0/16)",
+                   tok->text);
+        return false;
+    }
+    memcpy(addr, tok->text, alen);
+    addr[alen] = '\0';
+    memset(r, 0, sizeof(*r));
+    if (parse_ipv4(addr, r->addr))
+        r->family = AF_INET;
+    else if (inet_pton(AF_INET6, addr, r->addr) == 1)
+        r->family = AF_INET6;
+    else {
+        diag_error(p->d, tok->line, "reverse: bad address '%s'", addr);
+        return false;
+    }
+    /* a reverse zone is cut at a label: an octet, or a nibble */
+    bool v4 = r->family == AF_INET;
+    unsigned step = v4 ? 8 : 4, max = v4 ? 32 : 128;
+    if (bits < step || bits > max || bits % step) {
+        diag_error(p->d, tok->line,
+                   "reverse: '%s': an %s prefix must be %s (a reverse zone ends at %s)", tok->text,
+                   v4 ? "IPv4" : "IPv6",
+                   v4 ? "/8, /16, /24 or /32" : "a multiple of 4 from /4 to /128",
+                   v4 ? "an octet" : "a nibble");
+        return false;
+    }
+    r->bits = (uint8_t)bits;
+    r->line = tok->line;
+    uint8_t net[16];
+    memcpy(net, r->addr, 16);
+    if (bits % 8)
+        net[bits / 8] &= 0xf0; /* a nibble boundary */
+    memset(net + (bits + 7) / 8, 0, 16 - (bits + 7) / 8);
+    if (memcmp(net, r->addr, 16) != 0) {
+        inet_ntop(r->family, net, addr, sizeof(addr));
+        diag_error(p->d, tok->line, "reverse: '%s' has address bits past /%u (did you mean %s/%u?)",
+                   tok->text, bits, addr, bits);
+        return false;
+    }
+    reverse_zone_name(r);
+    return true;
+}
+
+/* True if prefix `a` holds `b` (or is it). */
+static bool reverse_holds(const struct config_reverse *a, const struct config_reverse *b)
+{
+    if (a->family != b->family || a->bits > b->bits)
+        return false;
+    size_t whole = a->bits / 8;
+    return memcmp(a->addr, b->addr, whole) == 0 &&
+           (a->bits % 8 == 0 || (a->addr[whole] & 0xf0) == (b->addr[whole] & 0xf0));
+}
+
+/* `reverse`: the reverse zones svcmapd answers for. One may not hold
+ * another: each name has one zone, one SOA. */
+static bool set_reverse(struct parser *p, const struct token *tok, size_t n)
+{
+    struct config *cfg = p->cfg;
+    cfg->reverse = NULL;
+    cfg->nreverse = 0;
+    if (n == 1 && tok[0].text[0] == '\0')
+        return true; /* the default: none */
+    if (n > CONFIG_MAX_REVERSE) {
+        diag_error(p->d, tok[0].line, "reverse: at most %d prefixes", CONFIG_MAX_REVERSE);
+        return false;
+    }
+    struct config_reverse *list = arena_zalloc(p->a, n * sizeof(*list));
+    if (!list) {
+        parser_oom(p);
+        return false;
+    }
+    bool ok = true;
+    size_t count = 0;
+    for (size_t i = 0; i < n; i++) {
+        struct config_reverse *r = &list[count];
+        if (!parse_reverse(p, &tok[i], r)) {
+            ok = false;
+            continue;
+        }
+        bool clash = false;
+        for (size_t j = 0; j < count && !clash; j++) {
+            const struct config_reverse *o = &list[j];
+            clash = reverse_holds(o, r) || reverse_holds(r, o);
+            if (clash && o->bits == r->bits) {
+                diag_error(p->d, tok[i].line, "reverse: %s is given twice", tok[i].text);
+            } else if (clash) {
+                /* nested zones would need a delegation between them */
+                const struct config_reverse *inner = o->bits > r->bits ? o : r;
+                const struct config_reverse *outer = inner == o ? r : o;
+                char a[INET6_ADDRSTRLEN], b[INET6_ADDRSTRLEN];
+                inet_ntop(inner->family, inner->addr, a, sizeof(a));
+                inet_ntop(outer->family, outer->addr, b, sizeof(b));
+                diag_error(p->d, tok[i].line, "reverse: %s/%u is inside %s/%u; give one of them", a,
+                           inner->bits, b, outer->bits);
+            }
+        }
+        if (clash) {
+            ok = false;
+            continue;
+        }
+        count++;
+    }
+    if (!ok)
+        return false;
+    cfg->reverse = list;
+    cfg->nreverse = count;
+    return true;
+}
+
+bool set_option(struct parser *p, enum config_option_id id, const struct token *tok, size_t n,
+                int line)
+{
+    const struct config_option *o = &config_options[id];
+    char *field = (char *)p->cfg + o->offset;
+
+    if (o->type == CONFIG_TYPE_LISTEN)
+        return set_addresses(p, tok, n, id);
+    if (o->type == CONFIG_TYPE_REVERSE)
+        return set_reverse(p, tok, n);
+    if (o->type == CONFIG_TYPE_SERVERS) {
+        p->cfg->upstream_note[0] = '\0';
+        if (n == 1 && strcmp(tok[0].text, "none") == 0) {
+            p->cfg->upstream = NULL;
+            p->cfg->nupstream = 0;
+            return true;
+        }
+        if (n == 1 && tok[0].text[0] == '/') /* as CoreDNS's forward . /etc/resolv.conf */
+            return resolv_conf_servers(p, tok[0].text, line);
+        return set_addresses(p, tok, n, id);
+    }
+
+    if (n != 1) {
+        diag_error(p->d, n ? tok[1].line : line, "%s: expected one value, got %zu", o->name, n);
+        return false;
+    }
+    const char *v = tok[0].text;
+
+    if (o->type == CONFIG_TYPE_USER) {
+        /* Checked now so that -t catches a user this machine lacks; the
+         * switch itself happens after binding (main.c). */
+        const char *user = NULL;
+        if (*v) {
+            uint32_t uid, gid;
+            char num[24];
+            const char *colon = strchr(v, ':');
+            size_t ulen = colon ? (size_t)(colon - v) : strlen(v);
+            bool numeric = false;
+            if (ulen < sizeof(num)) {
+                memcpy(num, v, ulen);
+                num[ulen] = '\0';
+                numeric = parse_u32(num, &uid) && (!colon || parse_u32(colon + 1, &gid));
+            }
+
+            if (!numeric && !getpwnam(v)) {
+                diag_error(p->d, tok[0].line, "user: no user '%s' on this system", v);
+                return false;
+            }
+            user = arena_strndup(p->a, v, strlen(v));
+        }
+        memcpy(field, &user, sizeof(user));
+        return true;
+    }
+    if (o->type == CONFIG_TYPE_DURATION) {
+        /* N, Ns, Nm or Nh; "off" is 0 */
+        uint32_t x = 0, unit = 1;
+        char num[16];
+        size_t l = strlen(v);
+        if (strcmp(v, "off") == 0) {
+            memcpy(field, &x, sizeof(x));
+            return true;
+        }
+        if (l > 1 && strchr("smh", v[l - 1])) {
+            unit = v[l - 1] == 's' ? 1 : v[l - 1] == 'm' ? 60 : 3600;
+            l--;
+        }
+        if (l == 0 || l >= sizeof(num)) {
+            diag_error(p->d, tok[0].line, "%s: '%s' is not a duration (like 30s, 2m) or off",
+                       o->name, v);
+            return false;
+        }
+        memcpy(num, v, l);
+        num[l] = '\0';
+        if (!parse_u32(num, &x) || x > o->max / unit || x * unit < o->min) {
+            diag_error(p->d, tok[0].line, "%s: '%s' is not a duration from %us to %uh, or off",
+                       o->name, v, o->min, o->max / 3600);
+            return false;
+        }
+        x *= unit;
+        memcpy(field, &x, sizeof(x));
+        return true;
+    }
+    if (o->type == CONFIG_TYPE_CHOICE) {
+        char known[128] = "";
+        for (uint32_t i = 0; o->choices[i]; i++) {
+            if (strcmp(o->choices[i], v) == 0) {
+                memcpy(field, &i, sizeof(i));
+                return true;
+            }
+            if (i)
+                strcat(known, ", ");
+            strcat(known, o->choices[i]);
+        }
+        diag_error(p->d, tok[0].line, "%s: '%s' is not one of %s", o->name, v, known);
+        return false;
+    }
+    if (o->type == CONFIG_TYPE_ENDPOINT) {
+        size_t ep = (size_t)(id - CONFIG_HTTP_HEALTH);
+        if (strcmp(v, "off") == 0) {
+            p->cfg->http_on[ep] = false;
+            return true;
+        }
+        struct config_target t = {0};
+        int r = parse_address(p, v, tok[0].line, &t);
+        if (r == 0 || (r > 0 && t.port == 0)) {
+            diag_error(p->d, tok[0].line, "%s: expected ADDRESS:PORT (like 127.0.0.1:8080) or off",
+                       o->name);
+            return false;
+        }
+        if (r < 0)
+            return false;
+        struct config_listen *l = &p->cfg->http[ep];
+        memset(l, 0, sizeof(*l));
+        target_sockaddr(&t, l);
+        l->line = tok[0].line;
+        p->cfg->http_on[ep] = true;
+        return true;
+    }
+    if (o->type == CONFIG_TYPE_UINT_AUTO && strcmp(v, "auto") == 0) {
+        uint32_t zero = 0;
+        memcpy(field, &zero, sizeof(zero));
+        return true;
+    }
+    if (o->type == CONFIG_TYPE_UINT || o->type == CONFIG_TYPE_UINT_AUTO) {
+        uint32_t x;
+        if (!parse_u32(v, &x)) {
+            diag_error(p->d, tok[0].line, "%s: '%s' is not a number%s", o->name, v,
+                       o->type == CONFIG_TYPE_UINT_AUTO ? " or 'auto'" : "");
+            return false;
+        }
+        if (x < o->min || x > o->max) {
+            diag_error(p->d, tok[0].line, "%s: %s out of range (%u-%u)", o->name, v, o->min,
+                       o->max);
+            return false;
+        }
+        memcpy(field, &x, sizeof(x));
+        return true;
+    }
+
+    /* CONFIG_TYPE_DOMAIN */
+    size_t len = check_domain(p, v, tok[0].line, o->name);
+    if (len == 0)
+        return false;
+    char *s = arena_strndup(p->a, v, len);
+    if (!s) {
+        parser_oom(p);
+        return false;
+    }
+    for (char *c = s; *c; c++)
+        *c = (char)tolower((unsigned char)*c);
+    const char *cs = s;
+    memcpy(field, &cs, sizeof(cs));
+    return true;
+}
+
+void apply_defaults(struct parser *p)
+{
+    for (int i = 0; i < CONFIG_OPTION_COUNT; i++) {
+        /* every default is a single token, and valid */
+        struct token t = {config_options[i].default_value, 0};
+        set_option(p, (enum config_option_id)i, &t, 1, 0);
+    }
+}
