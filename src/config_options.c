@@ -94,7 +94,17 @@ const struct config_option config_options[CONFIG_OPTION_COUNT] = {
                             CHOICES("no", "yes")},
 };
 
-/* ---- [server] options ---- */
+/* ---- the setters, one per type of option ---- */
+
+/* An option's value, as set_option() hands it to the setter of its type. */
+struct value {
+    enum config_option_id id;
+    const struct config_option *o;
+    void *field;             /* in the config, at o->offset */
+    const struct token *tok; /* n of them; exactly one unless the type takes a list */
+    size_t n;
+    int line; /* of the key; 0 for a default */
+};
 
 static bool set_addresses(struct parser *p, const struct token *tok, size_t n,
                           enum config_option_id id)
@@ -278,9 +288,11 @@ static bool reverse_holds(const struct config_reverse *a, const struct config_re
 
 /* `reverse`: the reverse zones svcmapd answers for. One may not hold
  * another: each name has one zone, one SOA. */
-static bool set_reverse(struct parser *p, const struct token *tok, size_t n)
+static bool set_reverse(struct parser *p, const struct value *v)
 {
     struct config *cfg = p->cfg;
+    const struct token *tok = v->tok;
+    size_t n = v->n;
     cfg->reverse = NULL;
     cfg->nreverse = 0;
     if (n == 1 && tok[0].text[0] == '\0')
@@ -332,32 +344,52 @@ static bool set_reverse(struct parser *p, const struct token *tok, size_t n)
     return true;
 }
 
+/* `listen`: addresses to answer on. */
+static bool set_listen(struct parser *p, const struct value *v)
+{
+    return set_addresses(p, v->tok, v->n, v->id);
+}
+
+/* `servers`: addresses, none, or the path of a resolv.conf. */
+static bool set_servers(struct parser *p, const struct value *v)
+{
+    const struct token *tok = v->tok;
+    p->cfg->upstream_note[0] = '\0';
+    if (v->n == 1 && strcmp(tok[0].text, "none") == 0) {
+        p->cfg->upstream = NULL;
+        p->cfg->nupstream = 0;
+        return true;
+    }
+    if (v->n == 1 && tok[0].text[0] == '/') /* as CoreDNS's forward . /etc/resolv.conf */
+        return resolv_conf_servers(p, tok[0].text, v->line);
+    return set_addresses(p, tok, v->n, v->id);
+}
+
+/* How each type of option is set: the row's type chooses the setter. */
+static const struct {
+    bool (*set)(struct parser *p, const struct value *v);
+    bool list; /* takes a list of values; the others exactly one */
+} types[] = {
+    [CONFIG_TYPE_DOMAIN] = {NULL, false},        [CONFIG_TYPE_LISTEN] = {set_listen, true},
+    [CONFIG_TYPE_UINT] = {NULL, false},          [CONFIG_TYPE_UINT_AUTO] = {NULL, false},
+    [CONFIG_TYPE_SERVERS] = {set_servers, true}, [CONFIG_TYPE_USER] = {NULL, false},
+    [CONFIG_TYPE_ENDPOINT] = {NULL, false},      [CONFIG_TYPE_CHOICE] = {NULL, false},
+    [CONFIG_TYPE_DURATION] = {NULL, false},      [CONFIG_TYPE_REVERSE] = {set_reverse, true},
+};
+
 bool set_option(struct parser *p, enum config_option_id id, const struct token *tok, size_t n,
                 int line)
 {
     const struct config_option *o = &config_options[id];
     char *field = (char *)p->cfg + o->offset;
+    const struct value val = {id, o, field, tok, n, line};
 
-    if (o->type == CONFIG_TYPE_LISTEN)
-        return set_addresses(p, tok, n, id);
-    if (o->type == CONFIG_TYPE_REVERSE)
-        return set_reverse(p, tok, n);
-    if (o->type == CONFIG_TYPE_SERVERS) {
-        p->cfg->upstream_note[0] = '\0';
-        if (n == 1 && strcmp(tok[0].text, "none") == 0) {
-            p->cfg->upstream = NULL;
-            p->cfg->nupstream = 0;
-            return true;
-        }
-        if (n == 1 && tok[0].text[0] == '/') /* as CoreDNS's forward . /etc/resolv.conf */
-            return resolv_conf_servers(p, tok[0].text, line);
-        return set_addresses(p, tok, n, id);
-    }
-
-    if (n != 1) {
+    if (!types[o->type].list && n != 1) {
         diag_error(p->d, n ? tok[1].line : line, "%s: expected one value, got %zu", o->name, n);
         return false;
     }
+    if (types[o->type].set)
+        return types[o->type].set(p, &val);
     const char *v = tok[0].text;
 
     if (o->type == CONFIG_TYPE_USER) {
