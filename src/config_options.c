@@ -365,6 +365,34 @@ static bool set_servers(struct parser *p, const struct value *v)
     return set_addresses(p, tok, v->n, v->id);
 }
 
+/* `user`: a user name or UID[:GID]. Checked now so that -t catches a user
+ * this machine lacks; the switch itself happens after binding (main.c). */
+static bool set_user(struct parser *p, const struct value *v)
+{
+    const char *s = v->tok[0].text;
+    const char *user = NULL;
+    if (*s) {
+        uint32_t uid, gid;
+        char num[24];
+        const char *colon = strchr(s, ':');
+        size_t ulen = colon ? (size_t)(colon - s) : strlen(s);
+        bool numeric = false;
+        if (ulen < sizeof(num)) {
+            memcpy(num, s, ulen);
+            num[ulen] = '\0';
+            numeric = parse_u32(num, &uid) && (!colon || parse_u32(colon + 1, &gid));
+        }
+
+        if (!numeric && !getpwnam(s)) {
+            diag_error(p->d, v->tok[0].line, "user: no user '%s' on this system", s);
+            return false;
+        }
+        user = arena_strndup(p->a, s, strlen(s));
+    }
+    memcpy(v->field, &user, sizeof(user));
+    return true;
+}
+
 /* How each type of option is set: the row's type chooses the setter. */
 static const struct {
     bool (*set)(struct parser *p, const struct value *v);
@@ -372,7 +400,7 @@ static const struct {
 } types[] = {
     [CONFIG_TYPE_DOMAIN] = {NULL, false},        [CONFIG_TYPE_LISTEN] = {set_listen, true},
     [CONFIG_TYPE_UINT] = {NULL, false},          [CONFIG_TYPE_UINT_AUTO] = {NULL, false},
-    [CONFIG_TYPE_SERVERS] = {set_servers, true}, [CONFIG_TYPE_USER] = {NULL, false},
+    [CONFIG_TYPE_SERVERS] = {set_servers, true}, [CONFIG_TYPE_USER] = {set_user, false},
     [CONFIG_TYPE_ENDPOINT] = {NULL, false},      [CONFIG_TYPE_CHOICE] = {NULL, false},
     [CONFIG_TYPE_DURATION] = {NULL, false},      [CONFIG_TYPE_REVERSE] = {set_reverse, true},
 };
@@ -392,31 +420,6 @@ bool set_option(struct parser *p, enum config_option_id id, const struct token *
         return types[o->type].set(p, &val);
     const char *v = tok[0].text;
 
-    if (o->type == CONFIG_TYPE_USER) {
-        /* Checked now so that -t catches a user this machine lacks; the
-         * switch itself happens after binding (main.c). */
-        const char *user = NULL;
-        if (*v) {
-            uint32_t uid, gid;
-            char num[24];
-            const char *colon = strchr(v, ':');
-            size_t ulen = colon ? (size_t)(colon - v) : strlen(v);
-            bool numeric = false;
-            if (ulen < sizeof(num)) {
-                memcpy(num, v, ulen);
-                num[ulen] = '\0';
-                numeric = parse_u32(num, &uid) && (!colon || parse_u32(colon + 1, &gid));
-            }
-
-            if (!numeric && !getpwnam(v)) {
-                diag_error(p->d, tok[0].line, "user: no user '%s' on this system", v);
-                return false;
-            }
-            user = arena_strndup(p->a, v, strlen(v));
-        }
-        memcpy(field, &user, sizeof(user));
-        return true;
-    }
     if (o->type == CONFIG_TYPE_DURATION) {
         /* N, Ns, Nm or Nh; "off" is 0 */
         uint32_t x = 0, unit = 1;
