@@ -393,16 +393,54 @@ static bool set_user(struct parser *p, const struct value *v)
     return true;
 }
 
+/* A duration: N, Ns, Nm or Nh seconds within the row's bounds; off is 0. */
+static bool set_duration(struct parser *p, const struct value *v)
+{
+    const struct config_option *o = v->o;
+    const char *s = v->tok[0].text;
+    uint32_t x = 0, unit = 1;
+    char num[16];
+    size_t l = strlen(s);
+    if (strcmp(s, "off") == 0) {
+        memcpy(v->field, &x, sizeof(x));
+        return true;
+    }
+    if (l > 1 && strchr("smh", s[l - 1])) {
+        unit = s[l - 1] == 's' ? 1 : s[l - 1] == 'm' ? 60 : 3600;
+        l--;
+    }
+    if (l == 0 || l >= sizeof(num)) {
+        diag_error(p->d, v->tok[0].line, "%s: '%s' is not a duration (like 30s, 2m) or off",
+                   o->name, s);
+        return false;
+    }
+    memcpy(num, s, l);
+    num[l] = '\0';
+    if (!parse_u32(num, &x) || x > o->max / unit || x * unit < o->min) {
+        diag_error(p->d, v->tok[0].line, "%s: '%s' is not a duration from %us to %uh, or off",
+                   o->name, s, o->min, o->max / 3600);
+        return false;
+    }
+    x *= unit;
+    memcpy(v->field, &x, sizeof(x));
+    return true;
+}
+
 /* How each type of option is set: the row's type chooses the setter. */
 static const struct {
     bool (*set)(struct parser *p, const struct value *v);
     bool list; /* takes a list of values; the others exactly one */
 } types[] = {
-    [CONFIG_TYPE_DOMAIN] = {NULL, false},        [CONFIG_TYPE_LISTEN] = {set_listen, true},
-    [CONFIG_TYPE_UINT] = {NULL, false},          [CONFIG_TYPE_UINT_AUTO] = {NULL, false},
-    [CONFIG_TYPE_SERVERS] = {set_servers, true}, [CONFIG_TYPE_USER] = {set_user, false},
-    [CONFIG_TYPE_ENDPOINT] = {NULL, false},      [CONFIG_TYPE_CHOICE] = {NULL, false},
-    [CONFIG_TYPE_DURATION] = {NULL, false},      [CONFIG_TYPE_REVERSE] = {set_reverse, true},
+    [CONFIG_TYPE_DOMAIN] = {NULL, false},
+    [CONFIG_TYPE_LISTEN] = {set_listen, true},
+    [CONFIG_TYPE_UINT] = {NULL, false},
+    [CONFIG_TYPE_UINT_AUTO] = {NULL, false},
+    [CONFIG_TYPE_SERVERS] = {set_servers, true},
+    [CONFIG_TYPE_USER] = {set_user, false},
+    [CONFIG_TYPE_ENDPOINT] = {NULL, false},
+    [CONFIG_TYPE_CHOICE] = {NULL, false},
+    [CONFIG_TYPE_DURATION] = {set_duration, false},
+    [CONFIG_TYPE_REVERSE] = {set_reverse, true},
 };
 
 bool set_option(struct parser *p, enum config_option_id id, const struct token *tok, size_t n,
@@ -420,35 +458,6 @@ bool set_option(struct parser *p, enum config_option_id id, const struct token *
         return types[o->type].set(p, &val);
     const char *v = tok[0].text;
 
-    if (o->type == CONFIG_TYPE_DURATION) {
-        /* N, Ns, Nm or Nh; "off" is 0 */
-        uint32_t x = 0, unit = 1;
-        char num[16];
-        size_t l = strlen(v);
-        if (strcmp(v, "off") == 0) {
-            memcpy(field, &x, sizeof(x));
-            return true;
-        }
-        if (l > 1 && strchr("smh", v[l - 1])) {
-            unit = v[l - 1] == 's' ? 1 : v[l - 1] == 'm' ? 60 : 3600;
-            l--;
-        }
-        if (l == 0 || l >= sizeof(num)) {
-            diag_error(p->d, tok[0].line, "%s: '%s' is not a duration (like 30s, 2m) or off",
-                       o->name, v);
-            return false;
-        }
-        memcpy(num, v, l);
-        num[l] = '\0';
-        if (!parse_u32(num, &x) || x > o->max / unit || x * unit < o->min) {
-            diag_error(p->d, tok[0].line, "%s: '%s' is not a duration from %us to %uh, or off",
-                       o->name, v, o->min, o->max / 3600);
-            return false;
-        }
-        x *= unit;
-        memcpy(field, &x, sizeof(x));
-        return true;
-    }
     if (o->type == CONFIG_TYPE_CHOICE) {
         char known[128] = "";
         for (uint32_t i = 0; o->choices[i]; i++) {
