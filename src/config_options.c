@@ -426,6 +426,25 @@ static bool set_duration(struct parser *p, const struct value *v)
     return true;
 }
 
+/* One of the row's choices, stored as its index. */
+static bool set_choice(struct parser *p, const struct value *v)
+{
+    const struct config_option *o = v->o;
+    const char *s = v->tok[0].text;
+    char known[128] = "";
+    for (uint32_t i = 0; o->choices[i]; i++) {
+        if (strcmp(o->choices[i], s) == 0) {
+            memcpy(v->field, &i, sizeof(i));
+            return true;
+        }
+        if (i)
+            strcat(known, ", ");
+        strcat(known, o->choices[i]);
+    }
+    diag_error(p->d, v->tok[0].line, "%s: '%s' is not one of %s", o->name, s, known);
+    return false;
+}
+
 /* How each type of option is set: the row's type chooses the setter. */
 static const struct {
     bool (*set)(struct parser *p, const struct value *v);
@@ -438,7 +457,7 @@ static const struct {
     [CONFIG_TYPE_SERVERS] = {set_servers, true},
     [CONFIG_TYPE_USER] = {set_user, false},
     [CONFIG_TYPE_ENDPOINT] = {NULL, false},
-    [CONFIG_TYPE_CHOICE] = {NULL, false},
+    [CONFIG_TYPE_CHOICE] = {set_choice, false},
     [CONFIG_TYPE_DURATION] = {set_duration, false},
     [CONFIG_TYPE_REVERSE] = {set_reverse, true},
 };
@@ -458,20 +477,6 @@ bool set_option(struct parser *p, enum config_option_id id, const struct token *
         return types[o->type].set(p, &val);
     const char *v = tok[0].text;
 
-    if (o->type == CONFIG_TYPE_CHOICE) {
-        char known[128] = "";
-        for (uint32_t i = 0; o->choices[i]; i++) {
-            if (strcmp(o->choices[i], v) == 0) {
-                memcpy(field, &i, sizeof(i));
-                return true;
-            }
-            if (i)
-                strcat(known, ", ");
-            strcat(known, o->choices[i]);
-        }
-        diag_error(p->d, tok[0].line, "%s: '%s' is not one of %s", o->name, v, known);
-        return false;
-    }
     if (o->type == CONFIG_TYPE_ENDPOINT) {
         size_t ep = (size_t)(id - CONFIG_HTTP_HEALTH);
         if (strcmp(v, "off") == 0) {
