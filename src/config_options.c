@@ -445,6 +445,32 @@ static bool set_choice(struct parser *p, const struct value *v)
     return false;
 }
 
+/* An HTTP endpoint: ADDRESS:PORT, or off. */
+static bool set_endpoint(struct parser *p, const struct value *v)
+{
+    const char *s = v->tok[0].text;
+    size_t ep = (size_t)(v->id - CONFIG_HTTP_HEALTH); /* enum config_http */
+    if (strcmp(s, "off") == 0) {
+        p->cfg->http_on[ep] = false;
+        return true;
+    }
+    struct config_target t = {0};
+    int r = parse_address(p, s, v->tok[0].line, &t);
+    if (r == 0 || (r > 0 && t.port == 0)) {
+        diag_error(p->d, v->tok[0].line, "%s: expected ADDRESS:PORT (like 127.0.0.1:8080) or off",
+                   v->o->name);
+        return false;
+    }
+    if (r < 0)
+        return false;
+    struct config_listen *l = &p->cfg->http[ep];
+    memset(l, 0, sizeof(*l));
+    target_sockaddr(&t, l);
+    l->line = v->tok[0].line;
+    p->cfg->http_on[ep] = true;
+    return true;
+}
+
 /* How each type of option is set: the row's type chooses the setter. */
 static const struct {
     bool (*set)(struct parser *p, const struct value *v);
@@ -456,7 +482,7 @@ static const struct {
     [CONFIG_TYPE_UINT_AUTO] = {NULL, false},
     [CONFIG_TYPE_SERVERS] = {set_servers, true},
     [CONFIG_TYPE_USER] = {set_user, false},
-    [CONFIG_TYPE_ENDPOINT] = {NULL, false},
+    [CONFIG_TYPE_ENDPOINT] = {set_endpoint, false},
     [CONFIG_TYPE_CHOICE] = {set_choice, false},
     [CONFIG_TYPE_DURATION] = {set_duration, false},
     [CONFIG_TYPE_REVERSE] = {set_reverse, true},
@@ -477,28 +503,6 @@ bool set_option(struct parser *p, enum config_option_id id, const struct token *
         return types[o->type].set(p, &val);
     const char *v = tok[0].text;
 
-    if (o->type == CONFIG_TYPE_ENDPOINT) {
-        size_t ep = (size_t)(id - CONFIG_HTTP_HEALTH);
-        if (strcmp(v, "off") == 0) {
-            p->cfg->http_on[ep] = false;
-            return true;
-        }
-        struct config_target t = {0};
-        int r = parse_address(p, v, tok[0].line, &t);
-        if (r == 0 || (r > 0 && t.port == 0)) {
-            diag_error(p->d, tok[0].line, "%s: expected ADDRESS:PORT (like 127.0.0.1:8080) or off",
-                       o->name);
-            return false;
-        }
-        if (r < 0)
-            return false;
-        struct config_listen *l = &p->cfg->http[ep];
-        memset(l, 0, sizeof(*l));
-        target_sockaddr(&t, l);
-        l->line = tok[0].line;
-        p->cfg->http_on[ep] = true;
-        return true;
-    }
     if (o->type == CONFIG_TYPE_UINT_AUTO && strcmp(v, "auto") == 0) {
         uint32_t zero = 0;
         memcpy(field, &zero, sizeof(zero));
