@@ -471,6 +471,40 @@ static bool set_endpoint(struct parser *p, const struct value *v)
     return true;
 }
 
+/* A number within the row's bounds; `or` ends "is not a number". */
+static bool set_number(struct parser *p, const struct value *v, const char * or)
+{
+    const struct config_option *o = v->o;
+    const char *s = v->tok[0].text;
+    uint32_t x;
+    if (!parse_u32(s, &x)) {
+        diag_error(p->d, v->tok[0].line, "%s: '%s' is not a number%s", o->name, s, or);
+        return false;
+    }
+    if (x < o->min || x > o->max) {
+        diag_error(p->d, v->tok[0].line, "%s: %s out of range (%u-%u)", o->name, s, o->min, o->max);
+        return false;
+    }
+    memcpy(v->field, &x, sizeof(x));
+    return true;
+}
+
+static bool set_uint(struct parser *p, const struct value *v)
+{
+    return set_number(p, v, "");
+}
+
+/* A number, or auto for 0. */
+static bool set_uint_auto(struct parser *p, const struct value *v)
+{
+    if (strcmp(v->tok[0].text, "auto") == 0) {
+        uint32_t zero = 0;
+        memcpy(v->field, &zero, sizeof(zero));
+        return true;
+    }
+    return set_number(p, v, " or 'auto'");
+}
+
 /* How each type of option is set: the row's type chooses the setter. */
 static const struct {
     bool (*set)(struct parser *p, const struct value *v);
@@ -478,8 +512,8 @@ static const struct {
 } types[] = {
     [CONFIG_TYPE_DOMAIN] = {NULL, false},
     [CONFIG_TYPE_LISTEN] = {set_listen, true},
-    [CONFIG_TYPE_UINT] = {NULL, false},
-    [CONFIG_TYPE_UINT_AUTO] = {NULL, false},
+    [CONFIG_TYPE_UINT] = {set_uint, false},
+    [CONFIG_TYPE_UINT_AUTO] = {set_uint_auto, false},
     [CONFIG_TYPE_SERVERS] = {set_servers, true},
     [CONFIG_TYPE_USER] = {set_user, false},
     [CONFIG_TYPE_ENDPOINT] = {set_endpoint, false},
@@ -502,27 +536,6 @@ bool set_option(struct parser *p, enum config_option_id id, const struct token *
     if (types[o->type].set)
         return types[o->type].set(p, &val);
     const char *v = tok[0].text;
-
-    if (o->type == CONFIG_TYPE_UINT_AUTO && strcmp(v, "auto") == 0) {
-        uint32_t zero = 0;
-        memcpy(field, &zero, sizeof(zero));
-        return true;
-    }
-    if (o->type == CONFIG_TYPE_UINT || o->type == CONFIG_TYPE_UINT_AUTO) {
-        uint32_t x;
-        if (!parse_u32(v, &x)) {
-            diag_error(p->d, tok[0].line, "%s: '%s' is not a number%s", o->name, v,
-                       o->type == CONFIG_TYPE_UINT_AUTO ? " or 'auto'" : "");
-            return false;
-        }
-        if (x < o->min || x > o->max) {
-            diag_error(p->d, tok[0].line, "%s: %s out of range (%u-%u)", o->name, v, o->min,
-                       o->max);
-            return false;
-        }
-        memcpy(field, &x, sizeof(x));
-        return true;
-    }
 
     /* CONFIG_TYPE_DOMAIN */
     size_t len = check_domain(p, v, tok[0].line, o->name);
