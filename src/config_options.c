@@ -505,12 +505,31 @@ static bool set_uint_auto(struct parser *p, const struct value *v)
     return set_number(p, v, " or 'auto'");
 }
 
+/* A domain name, folded to lower case, without its trailing dot. */
+static bool set_domain(struct parser *p, const struct value *v)
+{
+    const char *text = v->tok[0].text;
+    size_t len = check_domain(p, text, v->tok[0].line, v->o->name);
+    if (len == 0)
+        return false;
+    char *s = arena_strndup(p->a, text, len);
+    if (!s) {
+        parser_oom(p);
+        return false;
+    }
+    for (char *c = s; *c; c++)
+        *c = (char)tolower((unsigned char)*c);
+    const char *cs = s;
+    memcpy(v->field, &cs, sizeof(cs));
+    return true;
+}
+
 /* How each type of option is set: the row's type chooses the setter. */
 static const struct {
     bool (*set)(struct parser *p, const struct value *v);
     bool list; /* takes a list of values; the others exactly one */
 } types[] = {
-    [CONFIG_TYPE_DOMAIN] = {NULL, false},
+    [CONFIG_TYPE_DOMAIN] = {set_domain, false},
     [CONFIG_TYPE_LISTEN] = {set_listen, true},
     [CONFIG_TYPE_UINT] = {set_uint, false},
     [CONFIG_TYPE_UINT_AUTO] = {set_uint_auto, false},
@@ -521,36 +540,18 @@ static const struct {
     [CONFIG_TYPE_DURATION] = {set_duration, false},
     [CONFIG_TYPE_REVERSE] = {set_reverse, true},
 };
+_Static_assert(sizeof(types) / sizeof(types[0]) == CONFIG_TYPE_COUNT, "a setter for every type");
 
 bool set_option(struct parser *p, enum config_option_id id, const struct token *tok, size_t n,
                 int line)
 {
     const struct config_option *o = &config_options[id];
-    char *field = (char *)p->cfg + o->offset;
-    const struct value val = {id, o, field, tok, n, line};
-
     if (!types[o->type].list && n != 1) {
         diag_error(p->d, n ? tok[1].line : line, "%s: expected one value, got %zu", o->name, n);
         return false;
     }
-    if (types[o->type].set)
-        return types[o->type].set(p, &val);
-    const char *v = tok[0].text;
-
-    /* CONFIG_TYPE_DOMAIN */
-    size_t len = check_domain(p, v, tok[0].line, o->name);
-    if (len == 0)
-        return false;
-    char *s = arena_strndup(p->a, v, len);
-    if (!s) {
-        parser_oom(p);
-        return false;
-    }
-    for (char *c = s; *c; c++)
-        *c = (char)tolower((unsigned char)*c);
-    const char *cs = s;
-    memcpy(field, &cs, sizeof(cs));
-    return true;
+    const struct value v = {id, o, (char *)p->cfg + o->offset, tok, n, line};
+    return types[o->type].set(p, &v);
 }
 
 void apply_defaults(struct parser *p)

@@ -172,7 +172,7 @@ enum config_option_type {
     CONFIG_TYPE_CHOICE,    /* one of `choices`, stored as its index */
     CONFIG_TYPE_DURATION,  /* seconds: N, Ns, Nm, Nh, or off (0) */
     CONFIG_TYPE_REVERSE,   /* ADDRESS/PREFIX, ... on octet or nibble boundaries */
-
+    CONFIG_TYPE_COUNT,
 };
 
 /* One row per setting: the parser, `-t`, the docs test and the README table
