@@ -85,6 +85,103 @@ static void parse_service_option(struct parser *p, struct config_service *svc, c
     svc->srv_proto = arena_strndup(p->m, proto, strlen(proto));
 }
 
+/* What the targets of one service line are, for the checks of their mix. */
+struct mix {
+    size_t nhost, naddr, nport;
+    const struct config_target *host; /* the last hostname */
+};
+
+/* Reads `tok` as a hostname or an address into targets[count], after the
+ * `count` targets read before it. True if it is one; false after
+ * reporting why not. */
+static bool read_target(struct parser *p, const char *rawname, const struct token *tok,
+                        struct config_target *targets, uint32_t count, struct mix *mix)
+{
+    const char *s = tok->text;
+    struct config_target *t = &targets[count];
+    int r = parse_address(p, s, tok->line, t);
+    if (r < 0)
+        return false;
+    if (r == 0 && strchr(s, ':')) {
+        diag_error(p->d, tok->line,
+                   "'%s': a hostname cannot carry a port (a CNAME has none; write IP:PORT "
+                   "to publish the port in SRV)",
+                   s);
+        return false;
+    }
+    if (r == 0) {
+        size_t len = check_domain(p, s, tok->line, "hostname");
+        if (len == 0)
+            return false;
+        t->kind = CONFIG_TARGET_HOSTNAME;
+        t->line = tok->line;
+        t->hostname = arena_strndup(p->m, s, len);
+        if (mix->nhost++ == 1)
+            diag_error(p->d, tok->line,
+                       "service '%s' has more than one hostname ('%s' and '%s'); a CNAME has "
+                       "exactly one target",
+                       rawname, mix->host->hostname, t->hostname);
+        mix->host = t;
+        return true;
+    }
+    for (uint32_t j = 0; j < count; j++) {
+        if (targets[j].kind == CONFIG_TARGET_ADDRESS && same_target(&targets[j], t)) {
+            diag_error(p->d, tok->line, "address '%s' is given twice for service '%s'", s, rawname);
+            return false;
+        }
+    }
+    mix->naddr++;
+    if (t->port)
+        mix->nport++;
+    return true;
+}
+
+/* The checks of a service line whose every target was good: a hostname
+ * alone, or addresses that all have a port or none. */
+static void check_mix(struct parser *p, const struct config_service *svc, const char *rawname,
+                      int line, const struct mix *mix)
+{
+    if (svc->ntargets == 0) {
+        diag_error(p->d, line, "service '%s' has no target (expected a hostname or addresses)",
+                   rawname);
+    } else if (mix->nhost && mix->naddr) {
+        diag_error(p->d, mix->host->line,
+                   "service '%s': hostname '%s' cannot be mixed with addresses (a CNAME "
+                   "cannot have other records)",
+                   rawname, mix->host->hostname);
+    } else if (mix->nport && mix->nport != mix->naddr) {
+        diag_error(p->d, line,
+                   "service '%s': either every address has a port or none has (%zu of %zu "
+                   "have one)",
+                   rawname, mix->nport, mix->naddr);
+    } else if (svc->srv_name && mix->nport == 0) {
+        /* SPEC §1's own example has srv= on portless addresses: valid,
+         * but the operator should know no SRV record comes of it. */
+        diag_warning(p->d, line,
+                     "service '%s': srv= has no effect without ports (write IP:PORT to "
+                     "publish SRV records)",
+                     rawname);
+    }
+}
+
+/* Appends `svc` to the current namespace. */
+static void append_service(struct parser *p, const struct config_service *svc)
+{
+    struct config_namespace *ns = &p->cfg->namespaces[p->ns];
+    if (ns->nservices == ns->cap) {
+        size_t cap = ns->cap ? ns->cap * 2 : 8;
+        struct config_service *s = realloc(ns->services, cap * sizeof(*s));
+        if (!s) {
+            parser_oom(p);
+            return;
+        }
+        ns->services = s;
+        ns->cap = cap;
+    }
+    ns->services[ns->nservices++] = *svc;
+    p->cfg->nservices++;
+}
+
 void add_service(struct parser *p, const char *rawname, int line, const struct token *tok, size_t n)
 {
     struct config_namespace *ns = &p->cfg->namespaces[p->ns];
@@ -114,54 +211,15 @@ void add_service(struct parser *p, const char *rawname, int line, const struct t
     }
     unsigned seen = 0;
     unsigned errors_before = p->d->errors;
-    size_t nhost = 0, naddr = 0, nport = 0;
-    const struct config_target *host = NULL;
+    struct mix mix = {0};
 
     for (size_t i = 0; i < n; i++) {
-        const char *s = tok[i].text;
-        if (strchr(s, '=')) {
-            parse_service_option(p, &svc, s, tok[i].line, &seen);
+        if (strchr(tok[i].text, '=')) {
+            parse_service_option(p, &svc, tok[i].text, tok[i].line, &seen);
             continue;
         }
-        struct config_target *t = &targets[svc.ntargets];
-        int r = parse_address(p, s, tok[i].line, t);
-        if (r < 0)
+        if (!read_target(p, rawname, &tok[i], targets, svc.ntargets, &mix))
             continue;
-        if (r == 0 && strchr(s, ':')) {
-            diag_error(p->d, tok[i].line,
-                       "'%s': a hostname cannot carry a port (a CNAME has none; write IP:PORT "
-                       "to publish the port in SRV)",
-                       s);
-            continue;
-        }
-        if (r == 0) {
-            size_t len = check_domain(p, s, tok[i].line, "hostname");
-            if (len == 0)
-                continue;
-            t->kind = CONFIG_TARGET_HOSTNAME;
-            t->line = tok[i].line;
-            t->hostname = arena_strndup(p->m, s, len);
-            if (nhost++ == 1)
-                diag_error(p->d, tok[i].line,
-                           "service '%s' has more than one hostname ('%s' and '%s'); a CNAME has "
-                           "exactly one target",
-                           rawname, host->hostname, t->hostname);
-            host = t;
-        } else {
-            for (uint32_t j = 0; j < svc.ntargets; j++) {
-                if (targets[j].kind == CONFIG_TARGET_ADDRESS && same_target(&targets[j], t)) {
-                    diag_error(p->d, tok[i].line, "address '%s' is given twice for service '%s'", s,
-                               rawname);
-                    r = -1;
-                    break;
-                }
-            }
-            if (r < 0)
-                continue;
-            naddr++;
-            if (t->port)
-                nport++;
-        }
         if (++svc.ntargets > MAX_TARGETS) {
             diag_error(p->d, tok[i].line, "service '%s' has more than %d targets", rawname,
                        MAX_TARGETS);
@@ -169,29 +227,8 @@ void add_service(struct parser *p, const char *rawname, int line, const struct t
         }
     }
 
-    if (p->d->errors == errors_before) {
-        if (svc.ntargets == 0) {
-            diag_error(p->d, line, "service '%s' has no target (expected a hostname or addresses)",
-                       rawname);
-        } else if (nhost && naddr) {
-            diag_error(p->d, host->line,
-                       "service '%s': hostname '%s' cannot be mixed with addresses (a CNAME "
-                       "cannot have other records)",
-                       rawname, host->hostname);
-        } else if (nport && nport != naddr) {
-            diag_error(p->d, line,
-                       "service '%s': either every address has a port or none has (%zu of %zu "
-                       "have one)",
-                       rawname, nport, naddr);
-        } else if (svc.srv_name && nport == 0) {
-            /* SPEC §1's own example has srv= on portless addresses: valid,
-             * but the operator should know no SRV record comes of it. */
-            diag_warning(p->d, line,
-                         "service '%s': srv= has no effect without ports (write IP:PORT to "
-                         "publish SRV records)",
-                         rawname);
-        }
-    }
+    if (p->d->errors == errors_before)
+        check_mix(p, &svc, rawname, line, &mix);
     if (!ok)
         return;
     if (p->d->errors != errors_before) {
@@ -200,18 +237,6 @@ void add_service(struct parser *p, const char *rawname, int line, const struct t
         svc.ntargets = 0;
         svc.invalid = true;
     }
-
     svc.targets = targets;
-    if (ns->nservices == ns->cap) {
-        size_t cap = ns->cap ? ns->cap * 2 : 8;
-        struct config_service *s = realloc(ns->services, cap * sizeof(*s));
-        if (!s) {
-            parser_oom(p);
-            return;
-        }
-        ns->services = s;
-        ns->cap = cap;
-    }
-    ns->services[ns->nservices++] = svc;
-    p->cfg->nservices++;
+    append_service(p, &svc);
 }
