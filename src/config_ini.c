@@ -112,6 +112,59 @@ static const char *section_list(char *out, size_t cap)
     return out;
 }
 
+/* Records the section header `key` at `line`: 0 the first time, else the
+ * line it was first given on; -1 (reported) when out of memory. */
+static int header_seen(struct parser *p, const char *key, int line)
+{
+    char *k = arena_strndup(p->keys, key, strlen(key));
+    int prev = k ? strset_add(&p->names, k, line) : -1;
+    if (prev < 0)
+        parser_oom(p);
+    return prev;
+}
+
+/* [server], [upstream], [http] or [log]: `section` as config_options[]
+ * spells it. */
+static void begin_options(struct parser *p, const char *section, int line)
+{
+    char key[32];
+    snprintf(key, sizeof(key), "section:%s", section);
+    int prev = header_seen(p, key, line);
+    if (prev > 0)
+        diag_error(p->d, line, "[%s] is given twice (first on line %d)", section, prev);
+    if (prev != 0)
+        return;
+    p->section = SECTION_OPTIONS;
+    p->section_name = section;
+}
+
+/* [namespace NAME]: a new namespace, its services to follow. */
+static void begin_namespace(struct parser *p, const char *name, int line)
+{
+    const char *ns = check_dns1123(p, name, line, "namespace");
+    if (!ns)
+        return;
+    char key[80];
+    snprintf(key, sizeof(key), "n:%s", ns);
+    int prev = header_seen(p, key, line);
+    if (prev > 0)
+        diag_error(p->d, line, "[namespace %s] is given twice (first on line %d)", ns, prev);
+    if (prev != 0)
+        return;
+    struct config *cfg = p->cfg;
+    struct config_namespace *list =
+        realloc(cfg->namespaces, (cfg->nnamespaces + 1) * sizeof(*list));
+    if (!list) {
+        parser_oom(p);
+        return;
+    }
+    cfg->namespaces = list;
+    list[cfg->nnamespaces] = (struct config_namespace){.name = ns, .line = line};
+    p->ns = cfg->nnamespaces++;
+    p->section = SECTION_NAMESPACE;
+    strset_clear(&p->services);
+}
+
 static void begin_section(struct parser *p, const char *hdr, size_t len, int line)
 {
     finish_key(p);
@@ -131,57 +184,16 @@ static void begin_section(struct parser *p, const char *hdr, size_t len, int lin
     char *extra = name ? strtok_r(NULL, " \t", &save) : NULL;
 
     for (int i = 0; kind && !name && i < CONFIG_OPTION_COUNT; i++) {
-        if (strcmp(config_options[i].section, kind) != 0)
-            continue;
-        char key[32];
-        snprintf(key, sizeof(key), "section:%s", kind);
-        char *k = arena_strndup(p->keys, key, strlen(key));
-        int prev = k ? strset_add(&p->names, k, line) : -1;
-        if (prev < 0) {
-            parser_oom(p);
+        if (strcmp(config_options[i].section, kind) == 0) {
+            begin_options(p, config_options[i].section, line);
             return;
         }
-        if (prev > 0) {
-            diag_error(p->d, line, "[%s] is given twice (first on line %d)", kind, prev);
-            return;
-        }
-        p->section = SECTION_OPTIONS;
-        p->section_name = config_options[i].section;
-        return;
     }
-
     if (kind && strcmp(kind, "namespace") == 0) {
-        if (!name || extra) {
+        if (!name || extra)
             diag_error(p->d, line, "expected [namespace NAME]");
-            return;
-        }
-        const char *ns = check_dns1123(p, name, line, "namespace");
-        if (!ns)
-            return;
-        char key[80];
-        snprintf(key, sizeof(key), "n:%s", ns);
-        char *k = arena_strndup(p->keys, key, strlen(key));
-        int prev = k ? strset_add(&p->names, k, line) : -1;
-        if (prev < 0) {
-            parser_oom(p);
-            return;
-        }
-        if (prev > 0) {
-            diag_error(p->d, line, "[namespace %s] is given twice (first on line %d)", ns, prev);
-            return;
-        }
-        struct config *cfg = p->cfg;
-        struct config_namespace *list =
-            realloc(cfg->namespaces, (cfg->nnamespaces + 1) * sizeof(*list));
-        if (!list) {
-            parser_oom(p);
-            return;
-        }
-        cfg->namespaces = list;
-        list[cfg->nnamespaces] = (struct config_namespace){.name = ns, .line = line};
-        p->ns = cfg->nnamespaces++;
-        p->section = SECTION_NAMESPACE;
-        strset_clear(&p->services);
+        else
+            begin_namespace(p, name, line);
         return;
     }
     char known[128];
