@@ -106,10 +106,10 @@ void finish_key(struct parser *p);
 
 /* ---- options (config_options.c) ---- */
 
-/* Sets option `id` from its value's `n` tokens; `line` is the key's, 0 for
- * a default. Reports and returns false if the value is bad. */
-bool set_option(struct parser *p, enum config_option_id id, const struct token *tok, size_t n,
-                int line);
+/* Sets the option p->key of the current options section from p->tokens,
+ * or reports why not: a key the section lacks, one given twice, no value,
+ * a bad value. */
+void set_option_key(struct parser *p);
 
 /* Sets every option to its default. */
 void apply_defaults(struct parser *p);

@@ -60,39 +60,10 @@ void finish_key(struct parser *p)
         return;
     p->key_open = false;
 
-    if (p->section == SECTION_OPTIONS) {
-        const char *section = p->section_name;
-        int id = -1;
-        char known[512] = "";
-        for (int i = 0; i < CONFIG_OPTION_COUNT; i++) {
-            if (strcmp(config_options[i].section, section) != 0)
-                continue;
-            if (strcmp(config_options[i].name, p->key) == 0)
-                id = i;
-            if (known[0])
-                strcat(known, ", ");
-            strcat(known, config_options[i].name);
-        }
-        if (id < 0) {
-            diag_error(p->d, p->key_line, "unknown key '%s' in [%s] (known: %s)", p->key, section,
-                       known);
-            return;
-        }
-        if (p->cfg->line[id]) {
-            diag_error(p->d, p->key_line, "'%s' is given twice in [%s] (first on line %d)", p->key,
-                       section, p->cfg->line[id]);
-            return;
-        }
-        if (p->ntokens == 0) {
-            diag_error(p->d, p->key_line, "'%s' has no value", p->key);
-            return;
-        }
-        /* marked as given even when bad, for the duplicate check */
-        p->cfg->line[id] = p->key_line;
-        set_option(p, (enum config_option_id)id, p->tokens, p->ntokens, p->key_line);
-    } else if (p->section == SECTION_NAMESPACE) {
+    if (p->section == SECTION_OPTIONS)
+        set_option_key(p);
+    else if (p->section == SECTION_NAMESPACE)
         add_service(p, p->key, p->key_line, p->tokens, p->ntokens);
-    }
 }
 
 /* "[server], [upstream], ... or [namespace NAME]", from the options table. */

@@ -542,8 +542,10 @@ static const struct {
 };
 _Static_assert(sizeof(types) / sizeof(types[0]) == CONFIG_TYPE_COUNT, "a setter for every type");
 
-bool set_option(struct parser *p, enum config_option_id id, const struct token *tok, size_t n,
-                int line)
+/* Sets option `id` from its value's `n` tokens; `line` is the key's, 0 for
+ * a default. Reports and returns false if the value is bad. */
+static bool set_option(struct parser *p, enum config_option_id id, const struct token *tok,
+                       size_t n, int line)
 {
     const struct config_option *o = &config_options[id];
     if (!types[o->type].list && n != 1) {
@@ -552,6 +554,41 @@ bool set_option(struct parser *p, enum config_option_id id, const struct token *
     }
     const struct value v = {id, o, (char *)p->cfg + o->offset, tok, n, line};
     return types[o->type].set(p, &v);
+}
+
+/* The key p->key of an options section, with the value p->tokens: one
+ * the section has, given once, with a value. */
+void set_option_key(struct parser *p)
+{
+    const char *section = p->section_name;
+    int id = -1;
+    char known[512] = "";
+    for (int i = 0; i < CONFIG_OPTION_COUNT; i++) {
+        if (strcmp(config_options[i].section, section) != 0)
+            continue;
+        if (strcmp(config_options[i].name, p->key) == 0)
+            id = i;
+        if (known[0])
+            strcat(known, ", ");
+        strcat(known, config_options[i].name);
+    }
+    if (id < 0) {
+        diag_error(p->d, p->key_line, "unknown key '%s' in [%s] (known: %s)", p->key, section,
+                   known);
+        return;
+    }
+    if (p->cfg->line[id]) {
+        diag_error(p->d, p->key_line, "'%s' is given twice in [%s] (first on line %d)", p->key,
+                   section, p->cfg->line[id]);
+        return;
+    }
+    if (p->ntokens == 0) {
+        diag_error(p->d, p->key_line, "'%s' has no value", p->key);
+        return;
+    }
+    /* marked as given even when bad, for the duplicate check */
+    p->cfg->line[id] = p->key_line;
+    set_option(p, (enum config_option_id)id, p->tokens, p->ntokens, p->key_line);
 }
 
 void apply_defaults(struct parser *p)
