@@ -241,6 +241,47 @@ static const char *find_chars_or_comment(const char *s, const char *end, const c
     return end;
 }
 
+/* The next physical line of the file, from `*line` to `*end`, without its
+ * line ending (nor the UTF-8 byte order mark of the first); false at the
+ * end of the file. */
+static bool next_line(struct parser *p, const char **line, const char **end)
+{
+    if (p->pos >= p->len)
+        return false;
+    const char *l = p->text + p->pos;
+    const char *nl = memchr(l, '\n', p->len - p->pos);
+    const char *e = nl ? nl : p->text + p->len;
+    p->pos = (size_t)(e - p->text) + (nl ? 1 : 0);
+    p->lineno++;
+    if (e > l && e[-1] == '\r')
+        e--;
+    if (p->lineno == 1 && e - l >= 3 && memcmp(l, "\xEF\xBB\xBF", 3) == 0)
+        l += 3;
+    *line = l;
+    *end = e;
+    return true;
+}
+
+/* A section header from `s`, its '[', to `end`: reports what inih would
+ * not, then begins the section. False, reported, if it has no ']'. */
+static bool section_line(struct parser *p, const char *s, const char *end)
+{
+    const char *close = find_chars_or_comment(s + 1, end, "]");
+    if (close == end) {
+        diag_error(p->d, p->lineno, "section header without ']'");
+        finish_key(p);
+        p->section = SECTION_INVALID;
+        return false;
+    }
+    const char *after = close + 1;
+    while (after < end && isspace((unsigned char)*after))
+        after++;
+    if (after < end && *after != ';' && *after != '#')
+        diag_error(p->d, p->lineno, "unexpected text after ']'");
+    begin_section(p, s + 1, (size_t)(close - s - 1), p->lineno);
+    return true;
+}
+
 /* inih's reader: hands it one physical line, after checking what inih
  * would not report. A line it must not parse is replaced (or skipped) so
  * that inih's state, the "previous key" continuation lines attach to,
@@ -248,19 +289,8 @@ static const char *find_chars_or_comment(const char *s, const char *end, const c
 char *read_line(char *str, int num, void *stream)
 {
     struct parser *p = stream;
-    for (;;) {
-        if (p->pos >= p->len)
-            return NULL;
-        const char *line = p->text + p->pos;
-        const char *nl = memchr(line, '\n', p->len - p->pos);
-        const char *end = nl ? nl : p->text + p->len;
-        p->pos = (size_t)(end - p->text) + (nl ? 1 : 0);
-        p->lineno++;
-        if (end > line && end[-1] == '\r')
-            end--;
-        if (p->lineno == 1 && end - line >= 3 && memcmp(line, "\xEF\xBB\xBF", 3) == 0)
-            line += 3;
-
+    const char *line, *end;
+    while (next_line(p, &line, &end)) {
         size_t len = (size_t)(end - line);
         const char *s = line;
         while (s < end && isspace((unsigned char)*s))
@@ -293,22 +323,12 @@ char *read_line(char *str, int num, void *stream)
         if (continuation) {
             p->kind = LINE_CONTINUATION;
         } else if (*s == '[') {
-            const char *close = find_chars_or_comment(s + 1, end, "]");
             p->have_key = false;
             p->kind = LINE_SECTION;
-            if (close == end) {
-                diag_error(p->d, p->lineno, "section header without ']'");
-                finish_key(p);
-                p->section = SECTION_INVALID;
+            if (!section_line(p, s, end)) {
                 strcpy(str, "[]\n"); /* resets inih's previous key as the header would */
                 return str;
             }
-            const char *after = close + 1;
-            while (after < end && isspace((unsigned char)*after))
-                after++;
-            if (after < end && *after != ';' && *after != '#')
-                diag_error(p->d, p->lineno, "unexpected text after ']'");
-            begin_section(p, s + 1, (size_t)(close - s - 1), p->lineno);
         } else if (find_chars_or_comment(s, end, "=:") != end) {
             p->kind = LINE_KEY;
             p->have_key = true;
@@ -323,4 +343,5 @@ char *read_line(char *str, int num, void *stream)
         str[len + 1] = '\0';
         return str;
     }
+    return NULL;
 }
