@@ -526,19 +526,20 @@ static bool set_domain(struct parser *p, const struct value *v)
 
 /* How each type of option is set: the row's type chooses the setter. */
 static const struct {
+    const char *name; /* as --list-options prints it */
     bool (*set)(struct parser *p, const struct value *v);
     bool list; /* takes a list of values; the others exactly one */
 } types[] = {
-    [CONFIG_TYPE_DOMAIN] = {set_domain, false},
-    [CONFIG_TYPE_LISTEN] = {set_listen, true},
-    [CONFIG_TYPE_UINT] = {set_uint, false},
-    [CONFIG_TYPE_UINT_AUTO] = {set_uint_auto, false},
-    [CONFIG_TYPE_SERVERS] = {set_servers, true},
-    [CONFIG_TYPE_USER] = {set_user, false},
-    [CONFIG_TYPE_ENDPOINT] = {set_endpoint, false},
-    [CONFIG_TYPE_CHOICE] = {set_choice, false},
-    [CONFIG_TYPE_DURATION] = {set_duration, false},
-    [CONFIG_TYPE_REVERSE] = {set_reverse, true},
+    [CONFIG_TYPE_DOMAIN] = {"domain", set_domain, false},
+    [CONFIG_TYPE_LISTEN] = {"addresses", set_listen, true},
+    [CONFIG_TYPE_UINT] = {"number", set_uint, false},
+    [CONFIG_TYPE_UINT_AUTO] = {"number-or-auto", set_uint_auto, false},
+    [CONFIG_TYPE_SERVERS] = {"servers", set_servers, true},
+    [CONFIG_TYPE_USER] = {"user", set_user, false},
+    [CONFIG_TYPE_ENDPOINT] = {"endpoint", set_endpoint, false},
+    [CONFIG_TYPE_CHOICE] = {"choice", set_choice, false},
+    [CONFIG_TYPE_DURATION] = {"duration", set_duration, false},
+    [CONFIG_TYPE_REVERSE] = {"prefixes", set_reverse, true},
 };
 _Static_assert(sizeof(types) / sizeof(types[0]) == CONFIG_TYPE_COUNT, "a setter for every type");
 
@@ -598,4 +599,21 @@ void apply_defaults(struct parser *p)
         struct token t = {config_options[i].default_value, 0};
         set_option(p, (enum config_option_id)i, &t, 1, 0);
     }
+}
+
+int config_list_options(FILE *out)
+{
+    for (int i = 0; i < CONFIG_OPTION_COUNT; i++) {
+        const struct config_option *o = &config_options[i];
+        char values[128] = "";
+        if (o->type == CONFIG_TYPE_UINT || o->type == CONFIG_TYPE_UINT_AUTO ||
+            o->type == CONFIG_TYPE_DURATION)
+            snprintf(values, sizeof(values), "%u-%u", o->min, o->max);
+        for (size_t k = 0, n = 0; o->choices && o->choices[k]; k++)
+            n += (size_t)snprintf(values + n, sizeof(values) - n, "%s%s", k ? "|" : "",
+                                  o->choices[k]);
+        fprintf(out, "%s\t%s\t%s\t%s\t%s\t%s\n", o->section, o->name, types[o->type].name,
+                o->default_value, values, o->help);
+    }
+    return fflush(out) == 0 && !ferror(out) ? 0 : -EIO;
 }

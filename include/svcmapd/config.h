@@ -5,6 +5,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/socket.h>
 
 #include "svcmapd/diag.h"
@@ -189,6 +190,13 @@ struct config_option {
 };
 
 extern const struct config_option config_options[CONFIG_OPTION_COUNT];
+
+/* Writes one line per option of config_options[] to `out`, fields
+ * separated by a tab: section, key, type, default (empty for none), what
+ * it accepts (MIN-MAX for numbers, in seconds for durations; choices
+ * separated by '|'; empty for the others), and a line of help
+ * (`svcmapd --list-options`). Returns 0, or -EIO if writing failed. */
+int config_list_options(FILE *out);
 
 /* The largest mapping file read: a million services take about 35 MB. */
 #define CONFIG_MAX_MIB 128
