@@ -3,7 +3,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <ini.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -145,10 +144,7 @@ static struct config *parse_text(const char *text, size_t len, struct diag *d)
     /* Defaults first: a bad value in the file then leaves the default,
      * and the rest of the file is still checked against sane settings. */
     apply_defaults(&p);
-    /* inih's own return value only names the first bad line; read_line
-     * has already reported every line inih would reject. */
-    (void)ini_parse_stream(read_line, &p, on_value, &p);
-    finish_key(&p);
+    parse_ini(&p);
     /* No section at all: nothing but blanks and comments, or no byte.
      * Never a mapping to serve: a file being rewritten in place (cp, a
      * shell's >) is empty for a moment. */

@@ -13,7 +13,8 @@
  *   config.c          the public entry points and the parse driver, the
  *                     parser's string set;
  *   config_ini.c      the inih shim: lines, sections, keys and their tokens;
- *   config_options.c  the option table and the setters of its values;
+ *   config_options.c  the option table, a setter per type of value, and
+ *                     --list-options;
  *   config_service.c  the service-line grammar of [namespace NAME];
  *   config_value.c    the value grammar: addresses, ports, labels, domains.
  */
@@ -97,12 +98,10 @@ void parser_oom(struct parser *p);
 
 /* ---- the inih shim (config_ini.c) ---- */
 
-/* inih's reader and handler: `stream` and `user` are the parser. */
-char *read_line(char *str, int num, void *stream);
-int on_value(void *user, const char *section, const char *name, const char *value);
-
-/* Hands the key being read, if any, to its section. */
-void finish_key(struct parser *p);
+/* Reads p->text through inih, line by line, into p->cfg: every section
+ * begun, every key handed to set_option_key() or add_service(), every
+ * problem reported. */
+void parse_ini(struct parser *p);
 
 /* ---- options (config_options.c) ---- */
 
@@ -123,12 +122,29 @@ void add_service(struct parser *p, const char *rawname, int line, const struct t
 
 /* ---- values (config_value.c) ---- */
 
+/* The functions given `p`, `line` and `what` report a bad value as
+ * `FILE:LINE: error: ...`, naming it `what`. */
+
+/* A DNS-1123 label, folded to lower case in p->m; NULL if bad. */
 const char *check_dns1123(struct parser *p, const char *s, int line, const char *what);
+
+/* The length of domain name `s` without its trailing dot; 0 if bad. */
 size_t check_domain(struct parser *p, const char *s, int line, const char *what);
+
+/* A decimal number that fits 32 bits, nothing else; reports nothing. */
 bool parse_u32(const char *s, uint32_t *out);
+
+/* A port, 1 to 65535. */
 bool parse_port(struct parser *p, const char *s, int line, uint16_t *port);
+
+/* A strict dotted quad, no leading zeros; reports nothing. */
 bool parse_ipv4(const char *s, uint8_t out[4]);
+
+/* An address with an optional port: 1 parsed, 0 not an address at all
+ * (maybe a hostname; not reported), -1 a bad address (reported). */
 int parse_address(struct parser *p, const char *s, int line, struct config_target *t);
+
+/* The socket address, and its text, of an address target with a port. */
 void target_sockaddr(const struct config_target *t, struct config_listen *l);
 
 #endif

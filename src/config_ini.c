@@ -1,5 +1,6 @@
 /* config_ini.c -- the inih shim: lines, sections, keys and the tokens of their values. */
 #include <ctype.h>
+#include <ini.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,7 +55,8 @@ static void add_tokens(struct parser *p, const char *value, int line)
     }
 }
 
-void finish_key(struct parser *p)
+/* Hands the key being read, if any, to its section. */
+static void finish_key(struct parser *p)
 {
     if (!p->key_open)
         return;
@@ -173,7 +175,7 @@ static void begin_section(struct parser *p, const char *hdr, size_t len, int lin
 }
 
 /* inih calls this for every key = value line and every continuation line. */
-int on_value(void *user, const char *section, const char *name, const char *value)
+static int on_value(void *user, const char *section, const char *name, const char *value)
 {
     struct parser *p = user;
     (void)section; /* ours is not cut at 50 characters */
@@ -286,7 +288,7 @@ static bool section_line(struct parser *p, const char *s, const char *end)
  * would not report. A line it must not parse is replaced (or skipped) so
  * that inih's state, the "previous key" continuation lines attach to,
  * stays the same as ours. */
-char *read_line(char *str, int num, void *stream)
+static char *read_line(char *str, int num, void *stream)
 {
     struct parser *p = stream;
     const char *line, *end;
@@ -344,4 +346,12 @@ char *read_line(char *str, int num, void *stream)
         return str;
     }
     return NULL;
+}
+
+void parse_ini(struct parser *p)
+{
+    /* inih's own return value only names the first bad line; read_line
+     * has already reported every line inih would reject. */
+    (void)ini_parse_stream(read_line, p, on_value, p);
+    finish_key(p);
 }
