@@ -86,7 +86,7 @@ struct parser {
     size_t ntokens, tokcap;
     bool key_open;
 
-    struct strset names;    /* "n:<ns>" and "section:<name>", keys in `keys` */
+    struct strset names;    /* section headers: "server", "namespace <ns>"; in `keys` */
     struct strset services; /* of the current namespace */
     struct arena *keys;     /* freed when parsing ends */
     struct arena *scratch;  /* the tokens of the key being read */

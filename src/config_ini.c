@@ -85,27 +85,24 @@ static const char *section_list(char *out, size_t cap)
     return out;
 }
 
-/* Records the section header `key` at `line`: 0 the first time, else the
- * line it was first given on; -1 (reported) when out of memory. */
-static int header_seen(struct parser *p, const char *key, int line)
+/* Records section header [`header`] at `line`: true the first time;
+ * false, reported, when it was given before or memory runs out. */
+static bool first_header(struct parser *p, const char *header, int line)
 {
-    char *k = arena_strndup(p->keys, key, strlen(key));
+    char *k = arena_strndup(p->keys, header, strlen(header));
     int prev = k ? strset_add(&p->names, k, line) : -1;
     if (prev < 0)
         parser_oom(p);
-    return prev;
+    else if (prev > 0)
+        diag_error(p->d, line, "[%s] is given twice (first on line %d)", header, prev);
+    return prev == 0;
 }
 
 /* [server], [upstream], [http] or [log]: `section` as config_options[]
  * spells it. */
 static void begin_options(struct parser *p, const char *section, int line)
 {
-    char key[32];
-    snprintf(key, sizeof(key), "section:%s", section);
-    int prev = header_seen(p, key, line);
-    if (prev > 0)
-        diag_error(p->d, line, "[%s] is given twice (first on line %d)", section, prev);
-    if (prev != 0)
+    if (!first_header(p, section, line))
         return;
     p->section = SECTION_OPTIONS;
     p->section_name = section;
@@ -117,12 +114,9 @@ static void begin_namespace(struct parser *p, const char *name, int line)
     const char *ns = check_dns1123(p, name, line, "namespace");
     if (!ns)
         return;
-    char key[80];
-    snprintf(key, sizeof(key), "n:%s", ns);
-    int prev = header_seen(p, key, line);
-    if (prev > 0)
-        diag_error(p->d, line, "[namespace %s] is given twice (first on line %d)", ns, prev);
-    if (prev != 0)
+    char header[80];
+    snprintf(header, sizeof(header), "namespace %s", ns);
+    if (!first_header(p, header, line))
         return;
     struct config *cfg = p->cfg;
     struct config_namespace *list =
