@@ -106,6 +106,7 @@ struct value {
     int line; /* of the key; 0 for a default */
 };
 
+/* Addresses with ports (53 when not given), for `listen` and `servers`. */
 static bool set_addresses(struct parser *p, const struct token *tok, size_t n,
                           enum config_option_id id)
 {

@@ -253,5 +253,3 @@ void target_sockaddr(const struct config_target *t, struct config_listen *l)
     }
     listen_text(l);
 }
-
-/* Addresses with ports (53 when not given), for `listen` and `servers`. */
