@@ -39,6 +39,7 @@ static void usage(FILE *out)
     fprintf(out,
             "Usage: svcmapd [-c FILE] [-t] [-V] [-h]\n"
             "       svcmapd [-c FILE] --print FORM SERVER\n"
+            "       svcmapd --list-options\n"
             "       svcmapd import [--zone ZONE] [FILE|-]\n"
             "Authoritative DNS for <service>.<namespace>.svc.<zone> names, mapped in an INI file.\n"
             "\n"
@@ -48,6 +49,9 @@ static void usage(FILE *out)
             "                     print what to paste to send the mapped names to svcmapd at\n"
             "                     SERVER (IP[:PORT]), and exit; FORM is corefile-names,\n"
             "                     corefile-namespaces, corefile-zone or stubdomains\n"
+            "      --list-options print every key of the mapping file, one per line: section,\n"
+            "                     key, type, default, bounds or choices and help, separated\n"
+            "                     by tabs, and exit\n"
             "  -V, --version      print the version and exit\n"
             "  -h, --help         print this help and exit\n"
             "\n"
@@ -519,9 +523,13 @@ out:
 int main(int argc, char **argv)
 {
     static const struct option longopts[] = {
-        {"config", required_argument, NULL, 'c'}, {"check", no_argument, NULL, 't'},
-        {"print", required_argument, NULL, 'p'},  {"version", no_argument, NULL, 'V'},
-        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
+        {"config", required_argument, NULL, 'c'},
+        {"check", no_argument, NULL, 't'},
+        {"print", required_argument, NULL, 'p'},
+        {"version", no_argument, NULL, 'V'},
+        {"help", no_argument, NULL, 'h'},
+        {"list-options", no_argument, NULL, 'L'},
+        {NULL, 0, NULL, 0},
     };
     const char *path = SVCMAPD_DEFAULT_CONFIG;
     bool check_only = false;
@@ -548,6 +556,8 @@ int main(int argc, char **argv)
         case 'h':
             usage(stdout);
             return EXIT_OK;
+        case 'L':
+            return config_list_options(stdout) == 0 ? EXIT_OK : EXIT_RUNTIME;
         default:
             fprintf(stderr, "Try 'svcmapd --help' for more information.\n");
             return EXIT_USAGE;

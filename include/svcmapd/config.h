@@ -5,6 +5,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/socket.h>
 
 #include "svcmapd/diag.h"
@@ -12,9 +13,10 @@
 struct arena;
 
 /*
- * config.c knows INI syntax, value grammar and line numbers, and nothing of
- * DNS wire format: zone.c compiles what it produces. Everything here is
- * allocated from the config's arena and freed by config_free().
+ * config.c (with config_*.c) knows INI syntax, value grammar and line
+ * numbers, and nothing of DNS wire format: zone.c compiles what it produces.
+ * Everything here is allocated from the config's arena and freed by
+ * config_free().
  */
 
 struct config_listen {
@@ -171,7 +173,7 @@ enum config_option_type {
     CONFIG_TYPE_CHOICE,    /* one of `choices`, stored as its index */
     CONFIG_TYPE_DURATION,  /* seconds: N, Ns, Nm, Nh, or off (0) */
     CONFIG_TYPE_REVERSE,   /* ADDRESS/PREFIX, ... on octet or nibble boundaries */
-
+    CONFIG_TYPE_COUNT,
 };
 
 /* One row per setting: the parser, `-t`, the docs test and the README table
@@ -188,6 +190,13 @@ struct config_option {
 };
 
 extern const struct config_option config_options[CONFIG_OPTION_COUNT];
+
+/* Writes one line per option of config_options[] to `out`, fields
+ * separated by a tab: section, key, type, default (empty for none), what
+ * it accepts (MIN-MAX for numbers, in seconds for durations; choices
+ * separated by '|'; empty for the others), and a line of help
+ * (`svcmapd --list-options`). Returns 0, or -EIO if writing failed. */
+int config_list_options(FILE *out);
 
 /* The largest mapping file read: a million services take about 35 MB. */
 #define CONFIG_MAX_MIB 128

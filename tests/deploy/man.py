@@ -1,11 +1,12 @@
 #!/usr/bin/python3
-"""man.py -- the man pages against the code: every key of config_options[]
-(src/config.c) is documented in svcmapd.ini.5 in its section, with its
-default and range; every option, --print form, signal and exit status of
-`svcmapd --help` is in svcmapd.8, and nothing there that --help lacks; and
-the examples that run svcmapd -t or --print print what the pages say.
+"""man.py -- the man pages against the code: every key `svcmapd --list-options`
+prints (the rows of config_options[]) is documented in svcmapd.ini.5 in its
+section, with its default and range; every option, --print form, signal and
+exit status of `svcmapd --help` is in svcmapd.8, and nothing there that
+--help lacks; and the examples that run svcmapd -t or --print print what the
+pages say.
 
-Usage: man.py MAN_DIR CONFIG_C SVCMAPD REPO_ROOT
+Usage: man.py MAN_DIR SVCMAPD REPO_ROOT
 """
 import os
 import re
@@ -20,33 +21,24 @@ TAP = Tap("man.py")
 check = TAP.check
 
 
-def options_table(config_c):
-    """(section, name, type, default, min, max, choices) of each row of
-    config_options[], written with designated initializers or positionally."""
-    src = open(config_c, encoding="utf-8").read()
-    start = src.index("{", src.index("config_options[")) + 1
-    table = src[start:src.index("\n};", start)]
+def options_table(svcmapd):
+    """(section, name, type, default, min, max, choices) of each option, from
+    `svcmapd --list-options`: section, key, type, default, MIN-MAX or
+    choices separated by '|', help; tab-separated, one option per line."""
+    out = subprocess.run([svcmapd, "--list-options"], capture_output=True, text=True, check=True).stdout
     rows = []
-    for m in re.finditer(r"\[CONFIG_\w+\]\s*=\s*\{", table):
-        depth, i = 1, m.end()
-        while depth and i < len(table):  # the row's closing brace; choices nest one
-            depth += {"{": 1, "}": -1}.get(table[i], 0)
-            i += 1
-        body = table[m.end():i - 1]
-        choices = re.search(r"\(const char \*const\[\]\)\s*\{([^}]*)\}", body)
-        choices = re.findall(r'"([^"]*)"', choices.group(1)) if choices else []
-        if re.search(r"^\s*\.section\s*=", body):
-            def field(name, pattern, default=None):
-                f = re.search(rf"\.{name}\s*=\s*{pattern}", body)
-                return f.group(1) if f else default
-            rows.append((field("section", r'"([^"]*)"'), field("name", r'"([^"]*)"'),
-                         field("type", r"(CONFIG_TYPE_\w+)"), field("default_value", r'"([^"]*)"', ""),
-                         int(field("min", r"(\d+)", "0")), int(field("max", r"(\d+)", "0")), choices))
+    for line in out.splitlines():
+        fields = line.split("\t")
+        if len(fields) != 6 or not all(fields[:3]) or not fields[5]:
+            check(False, f"--list-options: six fields, section, key, type and help given: {line!r}")
             continue
-        head = re.match(r'\s*"(\w+)",\s*"([\w-]+)",\s*(CONFIG_TYPE_\w+),\s*"([^"]*)",\s*(\d+),\s*(\d+)',
-                        body)
-        if head:
-            rows.append(head.groups()[:4] + (int(head.group(5)), int(head.group(6)), choices))
+        section, name, typ, default, values, _help = fields
+        lo, hi, choices = 0, 0, []
+        if typ == "choice":
+            choices = values.split("|")
+        elif values:
+            lo, hi = (int(v) for v in values.split("-"))
+        rows.append((section, name, typ, default, lo, hi, choices))
     return rows
 
 
@@ -65,14 +57,14 @@ def literal_blocks(text):
 
 
 def main():
-    man_dir, config_c, svcmapd, root = sys.argv[1:5]
+    man_dir, svcmapd, root = sys.argv[1:4]
     svcmapd = os.path.abspath(svcmapd)
     page8 = open(os.path.join(man_dir, "svcmapd.8"), encoding="utf-8").read()
     page5 = open(os.path.join(man_dir, "svcmapd.ini.5"), encoding="utf-8").read()
 
     # ---- svcmapd.ini.5: every key, in its section, with default and range ----
-    rows = options_table(config_c)
-    check(len(rows) >= 19, f"read {len(rows)} rows of config_options[] from {config_c}")
+    rows = options_table(svcmapd)
+    check(len(rows) >= 19, f"read {len(rows)} options from svcmapd --list-options")
     subsections = blocks(page5, "Ss")
     documented = {}
     for header, body in subsections.items():
@@ -90,14 +82,14 @@ def main():
         if not m:
             continue
         entry = m.group(0)
-        check("Default" in entry or (typ == "CONFIG_TYPE_CHOICE" and "default" in entry),
+        check("Default" in entry or (typ == "choice" and "default" in entry),
               f"[{section}] {name}: gives its default")
         want = default if default else "none"
         check(re.search(rf"(Default:\s*\n?\.(Li|Pa) {re.escape(want)}\b|Default: {want}\b)", entry)
               is not None, f"[{section}] {name}: default {want!r}")
-        if typ in ("CONFIG_TYPE_UINT", "CONFIG_TYPE_UINT_AUTO"):
+        if typ in ("number", "number-or-auto"):
             check(re.search(rf"\b{lo} to {hi}\b", entry) is not None, f"[{section}] {name}: range {lo} to {hi}")
-        elif typ == "CONFIG_TYPE_DURATION":
+        elif typ == "duration":
             rng = f"{lo}s to {hi // 3600}h"
             check(rng in entry, f"[{section}] {name}: range {rng}")
         for c in choices:
@@ -107,7 +99,7 @@ def main():
         if section == "namespace":
             continue
         for name in re.findall(r"^\.It Cm ([\w-]+)", body, re.M):
-            check((section, name) in known, f"[{section}] {name}: documented key exists in config.c")
+            check((section, name) in known, f"[{section}] {name}: documented key is in --list-options")
 
     # ---- svcmapd.8 against --help ----
     help_text = subprocess.run([svcmapd, "--help"], capture_output=True, text=True, check=True).stdout

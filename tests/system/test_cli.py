@@ -39,6 +39,29 @@ def test_help(svcmapd_bin):
     assert "-c" in out and "-t" in out, f"usage should mention -c and -t: {out!r}"
 
 
+def test_list_options(svcmapd_bin, tmp_path):
+    """--list-options prints the parser's own table: every key it lists, set
+    to the default it lists, in its section, is a valid file; one more key
+    is not."""
+    rc, out, err = run_cli(["--list-options"])
+    assert rc == 0 and err == "", f"--list-options exit {rc}, stderr: {err!r}"
+    rows = [line.split("\t") for line in out.splitlines()]
+    assert len(rows) >= 26 and all(len(r) == 6 for r in rows), out
+    assert ["server", "zone", "domain", "cluster.local", ""] == rows[0][:5], rows[0]
+    # /etc/resolv.conf, the default servers, is never read in a test
+    sections = {"upstream": ["servers = none"]}
+    for section, key, _type, default, _values, help_ in rows:
+        assert help_, f"[{section}] {key} has no help"
+        if default and (section, key) != ("upstream", "servers"):
+            sections.setdefault(section, []).append(f"{key} = {default}")
+    text = "".join(f"[{s}]\n" + "\n".join(keys) + "\n" for s, keys in sections.items())
+    text += "[namespace a]\nok = 10.0.0.1\n"
+    rc, out, err = run_cli(["-t", "-c", str(write(tmp_path, text))])
+    assert rc == 0 and "error" not in err, f"the listed defaults are not valid:\n{text}\n{err}"
+    rc, out, err = run_cli(["-t", "-c", str(write(tmp_path, "[server]\nno-such-key = 1\n"))])
+    assert rc == 1 and "unknown key 'no-such-key'" in err, err
+
+
 @pytest.mark.parametrize("args", [["-Z"], ["-c"], ["-t", "-c"], ["--no-such-option"]])
 def test_bad_usage_exit_2(svcmapd_bin, args):
     rc, out, err = run_cli(args)

@@ -1,5 +1,6 @@
 /* test_config.c -- the INI grammar of SPEC §1, its defaults and its error messages. */
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netinet/in.h>
 #include <stdlib.h>
 
@@ -336,6 +337,48 @@ static void test_same_listen(void)
     config_free(c);
 }
 
+/* --list-options: one line per row of config_options[], six fields. */
+static void test_list_options(void)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    ok(f && config_list_options(f) == 0, "config_list_options writes the list");
+    if (f)
+        fclose(f);
+    if (!text)
+        return;
+
+    int lines = 0, good = 0;
+    for (char *line = text, *nl; (nl = strchr(line, '\n')); line = nl + 1, lines++) {
+        const struct config_option *o = &config_options[lines < CONFIG_OPTION_COUNT ? lines : 0];
+        char head[128];
+        snprintf(head, sizeof(head), "%s\t%s\t", o->section, o->name);
+        int tabs = 0;
+        for (char *c = line; c < nl; c++)
+            tabs += *c == '\t';
+        good += tabs == 5 && strncmp(line, head, strlen(head)) == 0;
+    }
+    is_int(lines, CONFIG_OPTION_COUNT, "one line per option");
+    is_int(good, CONFIG_OPTION_COUNT, "each with six fields, its section and key first, in order");
+    ok(strstr(text, "server\tttl\tnumber\t5\t0-3600\tTTL of mapped records, seconds "
+                    "(CoreDNS's default is 5)\n") != NULL,
+       "a number: its default and bounds");
+    ok(strstr(text, "server\treload\tduration\toff\t1-86400\t") != NULL,
+       "a duration: bounds in seconds");
+    ok(strstr(text, "log\tlevel\tchoice\tinfo\tdebug|info|warning|error\t") != NULL,
+       "a choice: the choices");
+    ok(strstr(text, "server\tuser\tuser\t\t\tafter binding") != NULL,
+       "no default, no bounds: empty fields");
+    free(text);
+
+    f = fopen("/dev/full", "w");
+    if (f) {
+        ok(config_list_options(f) == -EIO, "a failed write is reported");
+        fclose(f);
+    }
+}
+
 int main(void)
 {
     test_defaults();
@@ -345,6 +388,7 @@ int main(void)
     test_all_errors_reported();
     test_same_listen();
     test_upstream();
+    test_list_options();
 
     diag_finish(&d);
     return done_testing();

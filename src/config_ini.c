@@ -1,0 +1,351 @@
+/* config_ini.c -- the inih shim: lines, sections, keys and the tokens of their values. */
+#include <ctype.h>
+#include <ini.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config_impl.h"
+#include "svcmapd/arena.h"
+
+/*
+ * Debian's libinih is built with the default limits: it hands the handler no
+ * line number, reads at most INI_MAX_LINE (200) bytes of a line and cuts
+ * section names at 50. So the reader below feeds it one physical line at a
+ * time, counts lines itself, reports what inih would silently drop or cut
+ * (overlong lines, broken section headers, lines that are not key = value),
+ * and keeps the full section and key names; inih splits keys from values and
+ * strips comments and whitespace.
+ */
+
+/* ---- line handling ---- */
+
+/* Splits a value into tokens at commas and whitespace; a ';' or '#' after
+ * whitespace starts a comment (Debian's inih r55 strips inline comments
+ * only from the first line of a value, not from continuation lines). */
+static void add_tokens(struct parser *p, const char *value, int line)
+{
+    const char *s = value;
+    while (*s) {
+        while (*s == ',' || isspace((unsigned char)*s))
+            s++;
+        if (!*s || *s == '#' || *s == ';')
+            break;
+
+        const char *start = s;
+        while (*s && *s != ',' && !isspace((unsigned char)*s))
+            s++;
+        if (p->ntokens == p->tokcap) {
+            size_t cap = p->tokcap ? p->tokcap * 2 : 16;
+            struct token *t = realloc(p->tokens, cap * sizeof(*t));
+            if (!t) {
+                parser_oom(p);
+                return;
+            }
+            p->tokens = t;
+            p->tokcap = cap;
+        }
+        p->tokens[p->ntokens].text = arena_strndup(p->scratch, start, (size_t)(s - start));
+        p->tokens[p->ntokens].line = line;
+        if (!p->tokens[p->ntokens].text) {
+            parser_oom(p);
+            return;
+        }
+        p->ntokens++;
+    }
+}
+
+/* Hands the key being read, if any, to its section. */
+static void finish_key(struct parser *p)
+{
+    if (!p->key_open)
+        return;
+    p->key_open = false;
+
+    if (p->section == SECTION_OPTIONS)
+        set_option_key(p);
+    else if (p->section == SECTION_NAMESPACE)
+        add_service(p, p->key, p->key_line, p->tokens, p->ntokens);
+}
+
+/* "[server], [upstream], ... or [namespace NAME]", from the options table. */
+static const char *section_list(char *out, size_t cap)
+{
+    size_t n = 0;
+    out[0] = '\0';
+    for (int i = 0; i < CONFIG_OPTION_COUNT; i++) {
+        const char *sec = config_options[i].section;
+        if (i > 0 && strcmp(sec, config_options[i - 1].section) == 0)
+            continue;
+        n += (size_t)snprintf(out + n, cap - n, "[%s], ", sec);
+    }
+    if (n >= 2)
+        out[n - 2] = '\0';
+    snprintf(out + strlen(out), cap - strlen(out), " or [namespace NAME]");
+    return out;
+}
+
+/* Records section header [`header`] at `line`: true the first time;
+ * false, reported, when it was given before or memory runs out. */
+static bool first_header(struct parser *p, const char *header, int line)
+{
+    char *k = arena_strndup(p->keys, header, strlen(header));
+    int prev = k ? strset_add(&p->names, k, line) : -1;
+    if (prev < 0)
+        parser_oom(p);
+    else if (prev > 0)
+        diag_error(p->d, line, "[%s] is given twice (first on line %d)", header, prev);
+    return prev == 0;
+}
+
+/* [server], [upstream], [http] or [log]: `section` as config_options[]
+ * spells it. */
+static void begin_options(struct parser *p, const char *section, int line)
+{
+    if (!first_header(p, section, line))
+        return;
+    p->section = SECTION_OPTIONS;
+    p->section_name = section;
+}
+
+/* [namespace NAME]: a new namespace, its services to follow. */
+static void begin_namespace(struct parser *p, const char *name, int line)
+{
+    const char *ns = check_dns1123(p, name, line, "namespace");
+    if (!ns)
+        return;
+    char header[80];
+    snprintf(header, sizeof(header), "namespace %s", ns);
+    if (!first_header(p, header, line))
+        return;
+    struct config *cfg = p->cfg;
+    struct config_namespace *list =
+        realloc(cfg->namespaces, (cfg->nnamespaces + 1) * sizeof(*list));
+    if (!list) {
+        parser_oom(p);
+        return;
+    }
+    cfg->namespaces = list;
+    list[cfg->nnamespaces] = (struct config_namespace){.name = ns, .line = line};
+    p->ns = cfg->nnamespaces++;
+    p->section = SECTION_NAMESPACE;
+    strset_clear(&p->services);
+}
+
+static void begin_section(struct parser *p, const char *hdr, size_t len, int line)
+{
+    finish_key(p);
+    p->section = SECTION_INVALID;
+    p->section_line = line;
+
+    char buf[256], text[256];
+    if (len >= sizeof(buf))
+        len = sizeof(buf) - 1;
+    memcpy(buf, hdr, len);
+    buf[len] = '\0';
+    memcpy(text, buf, len + 1); /* strtok_r cuts buf */
+
+    char *save = NULL;
+    char *kind = strtok_r(buf, " \t", &save);
+    char *name = kind ? strtok_r(NULL, " \t", &save) : NULL;
+    char *extra = name ? strtok_r(NULL, " \t", &save) : NULL;
+
+    for (int i = 0; kind && !name && i < CONFIG_OPTION_COUNT; i++) {
+        if (strcmp(config_options[i].section, kind) == 0) {
+            begin_options(p, config_options[i].section, line);
+            return;
+        }
+    }
+    if (kind && strcmp(kind, "namespace") == 0) {
+        if (!name || extra)
+            diag_error(p->d, line, "expected [namespace NAME]");
+        else
+            begin_namespace(p, name, line);
+        return;
+    }
+    char known[128];
+    diag_error(p->d, line, "unknown section '[%s]' (expected %s)", text,
+               section_list(known, sizeof(known)));
+}
+
+/* inih calls this for every key = value line and every continuation line. */
+static int on_value(void *user, const char *section, const char *name, const char *value)
+{
+    struct parser *p = user;
+    (void)section; /* ours is not cut at 50 characters */
+
+    if (p->kind == LINE_CONTINUATION) {
+        if (p->key_open) {
+            /* "  redis = 1.2.3.4" indented by mistake reads as a
+             * continuation of the previous key: say so instead of
+             * complaining about a hostname called '='. */
+            const char *eq = strchr(value, '=');
+            if (eq && eq > value && (eq[-1] == ' ' || eq[-1] == '\t' || eq[1] == ' ')) {
+                diag_error(p->d, p->lineno,
+                           "indented line continues the value of '%s'; remove the leading "
+                           "whitespace to start a new key",
+                           p->key);
+                return 1;
+            }
+            add_tokens(p, value, p->lineno);
+        }
+        return 1;
+    }
+
+    finish_key(p);
+    if (p->section == SECTION_NONE) {
+        char known[128];
+        diag_error(p->d, p->lineno,
+
+                   "'%s' is outside any section (start with %s)", name,
+                   section_list(known, sizeof(known)));
+        return 1;
+    }
+    if (p->section == SECTION_INVALID)
+        return 1; /* the section header was reported */
+    if (*name == '\0') {
+        diag_error(p->d, p->lineno, "missing key before '='");
+        return 1;
+    }
+    /* the previous key is done with: its name and tokens go */
+    arena_reset(p->scratch);
+    p->key = arena_strndup(p->scratch, name, strlen(name));
+    if (!p->key) {
+        parser_oom(p);
+        return 1;
+    }
+    p->key_line = p->lineno;
+    p->key_open = true;
+    p->ntokens = 0;
+    add_tokens(p, value, p->lineno);
+    return 1;
+}
+
+/* The position of the first of `chars` or of an inline ';' comment (a ';'
+ * after whitespace), as inih finds it. */
+static const char *find_chars_or_comment(const char *s, const char *end, const char *chars)
+{
+    bool was_space = false;
+    char c0 = chars[0], c1 = chars[1] ? chars[1] : chars[0]; /* one or two chars */
+    for (; s < end; s++) {
+        if (*s == c0 || *s == c1)
+            return s;
+        if (was_space && *s == ';')
+            return end;
+        was_space = isspace((unsigned char)*s);
+    }
+    return end;
+}
+
+/* The next physical line of the file, from `*line` to `*end`, without its
+ * line ending (nor the UTF-8 byte order mark of the first); false at the
+ * end of the file. */
+static bool next_line(struct parser *p, const char **line, const char **end)
+{
+    if (p->pos >= p->len)
+        return false;
+    const char *l = p->text + p->pos;
+    const char *nl = memchr(l, '\n', p->len - p->pos);
+    const char *e = nl ? nl : p->text + p->len;
+    p->pos = (size_t)(e - p->text) + (nl ? 1 : 0);
+    p->lineno++;
+    if (e > l && e[-1] == '\r')
+        e--;
+    if (p->lineno == 1 && e - l >= 3 && memcmp(l, "\xEF\xBB\xBF", 3) == 0)
+        l += 3;
+    *line = l;
+    *end = e;
+    return true;
+}
+
+/* A section header from `s`, its '[', to `end`: reports what inih would
+ * not, then begins the section. False, reported, if it has no ']'. */
+static bool section_line(struct parser *p, const char *s, const char *end)
+{
+    const char *close = find_chars_or_comment(s + 1, end, "]");
+    if (close == end) {
+        diag_error(p->d, p->lineno, "section header without ']'");
+        finish_key(p);
+        p->section = SECTION_INVALID;
+        return false;
+    }
+    const char *after = close + 1;
+    while (after < end && isspace((unsigned char)*after))
+        after++;
+    if (after < end && *after != ';' && *after != '#')
+        diag_error(p->d, p->lineno, "unexpected text after ']'");
+    begin_section(p, s + 1, (size_t)(close - s - 1), p->lineno);
+    return true;
+}
+
+/* inih's reader: hands it one physical line, after checking what inih
+ * would not report. A line it must not parse is replaced (or skipped) so
+ * that inih's state, the "previous key" continuation lines attach to,
+ * stays the same as ours. */
+static char *read_line(char *str, int num, void *stream)
+{
+    struct parser *p = stream;
+    const char *line, *end;
+    while (next_line(p, &line, &end)) {
+        size_t len = (size_t)(end - line);
+        const char *s = line;
+        while (s < end && isspace((unsigned char)*s))
+            s++;
+        if (s == end || *s == ';' || *s == '#')
+            continue;
+
+        bool continuation = p->have_key && s > line;
+        if (continuation && p->skipping)
+            continue;
+        p->skipping = false;
+
+        const char *bad = NULL;
+        if (memchr(line, '\0', len))
+            bad = "line contains a NUL byte";
+        else if (len > (size_t)num - 2)
+            bad = "line is too long for inih; continue a long value on the next line, indented";
+        if (bad) {
+            diag_error(p->d, p->lineno, "%s", bad);
+            if (continuation) {
+                p->key_open = false; /* its value is incomplete: drop it quietly */
+            } else {
+                finish_key(p);
+                p->have_key = true; /* its own continuation lines are skipped too */
+            }
+            p->skipping = true;
+            continue;
+        }
+
+        if (continuation) {
+            p->kind = LINE_CONTINUATION;
+        } else if (*s == '[') {
+            p->have_key = false;
+            p->kind = LINE_SECTION;
+            if (!section_line(p, s, end)) {
+                strcpy(str, "[]\n"); /* resets inih's previous key as the header would */
+                return str;
+            }
+        } else if (find_chars_or_comment(s, end, "=:") != end) {
+            p->kind = LINE_KEY;
+            p->have_key = true;
+        } else {
+            diag_error(p->d, p->lineno, "expected 'key = value', a [section] or a comment");
+            finish_key(p);
+            p->skipping = true;
+            continue;
+        }
+        memcpy(str, line, len);
+        str[len] = '\n';
+        str[len + 1] = '\0';
+        return str;
+    }
+    return NULL;
+}
+
+void parse_ini(struct parser *p)
+{
+    /* inih's own return value only names the first bad line; read_line
+     * has already reported every line inih would reject. */
+    (void)ini_parse_stream(read_line, p, on_value, p);
+    finish_key(p);
+}

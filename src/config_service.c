@@ -1,0 +1,242 @@
+/* config_service.c -- the service-line grammar of [namespace NAME]. */
+#include <ctype.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config_impl.h"
+#include "svcmapd/arena.h"
+
+#define MAX_TARGETS 1024 /* per service: keeps every answer under 64 KiB */
+
+/* ---- [namespace] services ---- */
+
+static bool same_target(const struct config_target *a, const struct config_target *b)
+{
+    return a->family == b->family && a->port == b->port &&
+           memcmp(a->addr, b->addr, a->family == AF_INET ? 4 : 16) == 0;
+}
+
+enum service_option {
+    OPT_TTL = 1,
+    OPT_SRV = 2,
+    OPT_RESOLVE = 4,
+};
+
+/* One `key=value` option of a service line: ttl=, srv= or resolve=. */
+static void parse_service_option(struct parser *p, struct config_service *svc, const char *tok,
+                                 int line, unsigned *seen)
+{
+    const char *eq = strchr(tok, '=');
+    size_t klen = (size_t)(eq - tok);
+    const char *v = eq + 1;
+    unsigned bit = klen == 3 && strncmp(tok, "ttl", 3) == 0       ? OPT_TTL
+                   : klen == 3 && strncmp(tok, "srv", 3) == 0     ? OPT_SRV
+                   : klen == 7 && strncmp(tok, "resolve", 7) == 0 ? OPT_RESOLVE
+                                                                  : 0;
+    if (bit == 0) {
+        diag_error(p->d, line, "unknown option '%.*s=' (known: srv=, ttl=, resolve=)", (int)klen,
+                   tok);
+        return;
+    }
+    if (*seen & bit) {
+        diag_error(p->d, line, "%.*s= is given twice", (int)klen, tok);
+        return;
+    }
+    *seen |= bit;
+
+    if (bit == OPT_TTL) {
+        uint32_t x;
+        if (!parse_u32(v, &x) || x > 3600)
+            diag_error(p->d, line, "ttl=%s: expected a number of seconds, 0 to 3600", v);
+        else
+            svc->ttl = (int32_t)x;
+        return;
+    }
+    if (bit == OPT_RESOLVE) {
+        if (strcmp(v, "no") == 0)
+            svc->no_resolve = true;
+        else if (strcmp(v, "yes") != 0)
+            diag_error(p->d, line, "resolve=%s: expected resolve=yes or resolve=no", v);
+        return;
+    }
+
+    /* srv=_NAME._PROTO: the SRV owner is _NAME._PROTO.<svc>.<ns>.svc.<zone> */
+    char name[64], proto[8];
+    const char *dot = strchr(v, '.');
+    if (v[0] != '_' || !dot || dot[1] != '_' || (size_t)(dot - v) < 2 ||
+        (size_t)(dot - v) > sizeof(name) || strlen(dot + 2) >= sizeof(proto)) {
+        diag_error(p->d, line, "srv=%s: expected srv=_NAME._PROTO, like srv=_ldap._tcp", v);
+        return;
+    }
+    size_t nlen = (size_t)(dot - v) - 1;
+    memcpy(name, v + 1, nlen);
+    name[nlen] = '\0';
+    strcpy(proto, dot + 2);
+    for (char *c = proto; *c; c++)
+        *c = (char)tolower((unsigned char)*c);
+    if (strcmp(proto, "tcp") != 0 && strcmp(proto, "udp") != 0 && strcmp(proto, "sctp") != 0) {
+        diag_error(p->d, line, "srv=%s: protocol must be _tcp, _udp or _sctp", v);
+        return;
+    }
+    const char *lname = check_dns1123(p, name, line, "srv= port");
+    if (!lname)
+        return;
+    svc->srv_name = lname;
+    svc->srv_proto = arena_strndup(p->m, proto, strlen(proto));
+}
+
+/* What the targets of one service line are, for the checks of their mix. */
+struct mix {
+    size_t nhost, naddr, nport;
+    const struct config_target *host; /* the last hostname */
+};
+
+/* Reads `tok` as a hostname or an address into targets[count], after the
+ * `count` targets read before it. True if it is one; false after
+ * reporting why not. */
+static bool read_target(struct parser *p, const char *rawname, const struct token *tok,
+                        struct config_target *targets, uint32_t count, struct mix *mix)
+{
+    const char *s = tok->text;
+    struct config_target *t = &targets[count];
+    int r = parse_address(p, s, tok->line, t);
+    if (r < 0)
+        return false;
+    if (r == 0 && strchr(s, ':')) {
+        diag_error(p->d, tok->line,
+                   "'%s': a hostname cannot carry a port (a CNAME has none; write IP:PORT "
+                   "to publish the port in SRV)",
+                   s);
+        return false;
+    }
+    if (r == 0) {
+        size_t len = check_domain(p, s, tok->line, "hostname");
+        if (len == 0)
+            return false;
+        t->kind = CONFIG_TARGET_HOSTNAME;
+        t->line = tok->line;
+        t->hostname = arena_strndup(p->m, s, len);
+        if (mix->nhost++ == 1)
+            diag_error(p->d, tok->line,
+                       "service '%s' has more than one hostname ('%s' and '%s'); a CNAME has "
+                       "exactly one target",
+                       rawname, mix->host->hostname, t->hostname);
+        mix->host = t;
+        return true;
+    }
+    for (uint32_t j = 0; j < count; j++) {
+        if (targets[j].kind == CONFIG_TARGET_ADDRESS && same_target(&targets[j], t)) {
+            diag_error(p->d, tok->line, "address '%s' is given twice for service '%s'", s, rawname);
+            return false;
+        }
+    }
+    mix->naddr++;
+    if (t->port)
+        mix->nport++;
+    return true;
+}
+
+/* The checks of a service line whose every target was good: a hostname
+ * alone, or addresses that all have a port or none. */
+static void check_mix(struct parser *p, const struct config_service *svc, const char *rawname,
+                      int line, const struct mix *mix)
+{
+    if (svc->ntargets == 0) {
+        diag_error(p->d, line, "service '%s' has no target (expected a hostname or addresses)",
+                   rawname);
+    } else if (mix->nhost && mix->naddr) {
+        diag_error(p->d, mix->host->line,
+                   "service '%s': hostname '%s' cannot be mixed with addresses (a CNAME "
+                   "cannot have other records)",
+                   rawname, mix->host->hostname);
+    } else if (mix->nport && mix->nport != mix->naddr) {
+        diag_error(p->d, line,
+                   "service '%s': either every address has a port or none has (%zu of %zu "
+                   "have one)",
+                   rawname, mix->nport, mix->naddr);
+    } else if (svc->srv_name && mix->nport == 0) {
+        /* SPEC §1's own example has srv= on portless addresses: valid,
+         * but the operator should know no SRV record comes of it. */
+        diag_warning(p->d, line,
+                     "service '%s': srv= has no effect without ports (write IP:PORT to "
+                     "publish SRV records)",
+                     rawname);
+    }
+}
+
+/* Appends `svc` to the current namespace. */
+static void append_service(struct parser *p, const struct config_service *svc)
+{
+    struct config_namespace *ns = &p->cfg->namespaces[p->ns];
+    if (ns->nservices == ns->cap) {
+        size_t cap = ns->cap ? ns->cap * 2 : 8;
+        struct config_service *s = realloc(ns->services, cap * sizeof(*s));
+        if (!s) {
+            parser_oom(p);
+            return;
+        }
+        ns->services = s;
+        ns->cap = cap;
+    }
+    ns->services[ns->nservices++] = *svc;
+    p->cfg->nservices++;
+}
+
+void add_service(struct parser *p, const char *rawname, int line, const struct token *tok, size_t n)
+{
+    struct config_namespace *ns = &p->cfg->namespaces[p->ns];
+    const char *name = check_dns1123(p, rawname, line, "service");
+    bool ok = name != NULL;
+
+    if (name) {
+        /* the names of this namespace only: a small set, in cache */
+        int prev = strset_add(&p->services, name, line);
+        if (prev < 0) {
+            parser_oom(p);
+            return;
+        }
+        if (prev > 0) {
+            diag_error(p->d, line,
+                       "duplicate service '%s' in namespace '%s' (first defined on line %d)", name,
+                       ns->name, prev);
+            ok = false;
+        }
+    }
+
+    struct config_service svc = {.name = name, .line = line, .ttl = -1};
+    struct config_target *targets = arena_zalloc(p->m, (n ? n : 1) * sizeof(*targets));
+    if (!targets) {
+        parser_oom(p);
+        return;
+    }
+    unsigned seen = 0;
+    unsigned errors_before = p->d->errors;
+    struct mix mix = {0};
+
+    for (size_t i = 0; i < n; i++) {
+        if (strchr(tok[i].text, '=')) {
+            parse_service_option(p, &svc, tok[i].text, tok[i].line, &seen);
+            continue;
+        }
+        if (!read_target(p, rawname, &tok[i], targets, svc.ntargets, &mix))
+            continue;
+        if (++svc.ntargets > MAX_TARGETS) {
+            diag_error(p->d, tok[i].line, "service '%s' has more than %d targets", rawname,
+                       MAX_TARGETS);
+            return;
+        }
+    }
+
+    if (p->d->errors == errors_before)
+        check_mix(p, &svc, rawname, line, &mix);
+    if (!ok)
+        return;
+    if (p->d->errors != errors_before) {
+        /* Kept without targets, so that a CNAME to it is not reported as
+         * dangling as well: one mistake, one message. */
+        svc.ntargets = 0;
+        svc.invalid = true;
+    }
+    svc.targets = targets;
+    append_service(p, &svc);
+}
