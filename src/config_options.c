@@ -389,6 +389,10 @@ static bool set_user(struct parser *p, const struct value *v)
             return false;
         }
         user = arena_strndup(p->a, s, strlen(s));
+        if (!user) {
+            parser_oom(p);
+            return false;
+        }
     }
     memcpy(v->field, &user, sizeof(user));
     return true;

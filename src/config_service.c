@@ -83,6 +83,8 @@ static void parse_service_option(struct parser *p, struct config_service *svc, c
         return;
     svc->srv_name = lname;
     svc->srv_proto = arena_strndup(p->m, proto, strlen(proto));
+    if (!svc->srv_proto)
+        parser_oom(p);
 }
 
 /* What the targets of one service line are, for the checks of their mix. */
@@ -116,6 +118,10 @@ static bool read_target(struct parser *p, const char *rawname, const struct toke
         t->kind = CONFIG_TARGET_HOSTNAME;
         t->line = tok->line;
         t->hostname = arena_strndup(p->m, s, len);
+        if (!t->hostname) {
+            parser_oom(p);
+            return false;
+        }
         if (mix->nhost++ == 1)
             diag_error(p->d, tok->line,
                        "service '%s' has more than one hostname ('%s' and '%s'); a CNAME has "

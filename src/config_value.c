@@ -39,7 +39,10 @@ const char *check_dns1123(struct parser *p, const char *s, int line, const char 
         diag_error(p->d, line, "%s name '%s' must not start or end with '-'", what, s);
         return NULL;
     }
-    return arena_strndup(p->m, buf, n);
+    char *copy = arena_strndup(p->m, buf, n);
+    if (!copy)
+        parser_oom(p); /* NULL with no error of its own would pass as valid */
+    return copy;
 }
 
 /* A domain name in text: labels of letters, digits, '-' and '_', 1-63 long,
