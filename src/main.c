@@ -26,6 +26,7 @@
 #include "svcmapd/reload.h"
 #include "svcmapd/server.h"
 #include "svcmapd/zone.h"
+#include "svcmapd/zone_ref.h"
 
 enum exit_code {
     EXIT_OK = 0,
@@ -358,6 +359,13 @@ static void *load_zone(void *arg)
     return NULL;
 }
 
+/* What a reload changes outside the zone: the TCP limits of new
+ * connections. */
+static void on_reloaded(void *arg, const struct config *cfg)
+{
+    server_apply_limits(arg, cfg);
+}
+
 /* The mapping is compiled (main thread): bind, drop privileges, serve. */
 static void on_loaded(evutil_socket_t fd, short what, void *arg)
 {
@@ -405,7 +413,7 @@ static void on_loaded(evutil_socket_t fd, short what, void *arg)
     pthread_sigmask(SIG_UNBLOCK, &dm->sigs, NULL);
     if (r < 0)
         goto fail;
-    dm->reloader = reload_new(dm->base, dm->path, cfg, dm->ref, dm->srv);
+    dm->reloader = reload_new(dm->base, dm->path, cfg, dm->ref, on_reloaded, dm->srv);
     if (!dm->reloader)
         goto fail;
     dm->cfg = NULL; /* the reloader's now */

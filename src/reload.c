@@ -11,8 +11,7 @@
 
 #include "svcmapd/log.h"
 #include "svcmapd/notify.h"
-
-#include "svcmapd/server.h"
+#include "svcmapd/zone_ref.h"
 
 enum reload_verdict reload_decide(const struct config *cfg, const struct zone *z,
                                   const struct zone *old)
@@ -72,7 +71,8 @@ struct reloader {
     struct config *boot; /* the settings the process started with */
     struct config *cfg;  /* of the zone now served; boot until a reload */
     struct zone_ref *ref;
-    struct server *srv;
+    void (*applied)(void *arg, const struct config *cfg); /* after a good reload */
+    void *applied_arg;
     struct event *collect; /* retries freeing zones still held */
     struct event *done;    /* the job's thread activates it */
     struct reload_stats stats;
@@ -116,7 +116,8 @@ static void on_watch(evutil_socket_t fd, short what, void *arg);
 static void on_done(evutil_socket_t fd, short what, void *arg);
 
 struct reloader *reload_new(struct event_base *base, const char *path, struct config *cfg,
-                            struct zone_ref *ref, struct server *srv)
+                            struct zone_ref *ref,
+                            void (*applied)(void *arg, const struct config *cfg), void *arg)
 {
     struct reloader *r = calloc(1, sizeof(*r));
     if (!r)
@@ -126,7 +127,8 @@ struct reloader *reload_new(struct event_base *base, const char *path, struct co
     r->boot = cfg;
     r->cfg = cfg;
     r->ref = ref;
-    r->srv = srv;
+    r->applied = applied;
+    r->applied_arg = arg;
     r->stats.last_ok = time(NULL);
     r->collect = evtimer_new(base, on_collect, r);
     r->watch = evtimer_new(base, on_watch, r);
@@ -290,8 +292,8 @@ static void conclude(struct reloader *r, struct reload_job *j)
     config_drop_mapping(cfg); /* the zone has what it needs */
     zone_ref_publish(r->ref, z);
     notify("READY=1\nSTATUS=serving"); /* after: READY means the new answers */
-    if (r->srv)
-        server_apply_limits(r->srv, cfg);
+    if (r->applied)
+        r->applied(r->applied_arg, cfg);
     if (r->cfg != r->boot)
         config_free(r->cfg);
     r->cfg = cfg;

@@ -9,10 +9,9 @@
 
 #include "svcmapd/config.h"
 #include "svcmapd/zone.h"
-#include "svcmapd/zone_ref.h"
 
 struct event_base;
-struct server;
+struct zone_ref;
 
 /* What SIGHUP runs. */
 struct reloader;
@@ -27,10 +26,13 @@ struct reload_stats {
 
 /* `cfg` is the config the running zone came from; the reloader takes it,
  * and keeps its listen, workers, user and [http] as what the process
- * runs with. `srv` gets the new limits (TCP timeouts) after each good
- * reload. */
+ * runs with. After each good reload, once its zone is published,
+ * `applied(arg, cfg)` (unless NULL) is called on the main thread with the
+ * new config, for what lives outside the zone (the server's TCP limits):
+ * the reloader knows nothing of the server. */
 struct reloader *reload_new(struct event_base *base, const char *path, struct config *cfg,
-                            struct zone_ref *ref, struct server *srv);
+                            struct zone_ref *ref,
+                            void (*applied)(void *arg, const struct config *cfg), void *arg);
 
 /* Waits for a reload under way (one compile at most), then frees. */
 void reload_free(struct reloader *r);
