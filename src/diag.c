@@ -71,7 +71,7 @@ void diag_warning(struct diag *d, int line, const char *fmt, ...)
 void diag_each(const struct diag *d, void (*fn)(const char *line, void *arg), void *arg)
 {
     const char *p = d->text;
-    const char *end = d->text + d->len;
+    const char *end = d->text ? d->text + d->len : NULL; /* NULL + 0 is undefined */
     char buf[1024];
     while (p && p < end) {
         const char *nl = memchr(p, '\n', (size_t)(end - p));
