@@ -1192,8 +1192,22 @@ static void render(struct import *im, struct text *t)
 
 struct check_error {
     int line;
-    const char *msg; /* in the diag's text */
+    const char *msg; /* valid during the call */
 };
+
+struct check_each {
+    void (*fn)(void *arg, const struct check_error *err);
+    void *arg;
+};
+
+/* The errors on a line of the text (those of the file as a whole, such as
+ * running out of memory, are in the count check_text() returns). */
+static void check_error_of(const struct diag_entry *e, void *arg)
+{
+    const struct check_each *each = arg;
+    if (e->severity == DIAG_ERROR && e->line > 0)
+        each->fn(each->arg, &(struct check_error){e->line, e->msg});
+}
 
 /*
  * Parses and compiles `text` as `svcmapd -t` does, with upstream
@@ -1218,24 +1232,8 @@ static int check_text(const char *text, size_t len,
     zone_free(z);
     config_free(cfg);
     free(all);
-    /* "import:LINE: error: message" or "import: error: message" */
-    for (char *p = d.text, *end = p ? p + d.len : NULL; p && p < end;) {
-        char *nl = memchr(p, '\n', (size_t)(end - p));
-        if (!nl)
-            break;
-        *nl = '\0';
-        struct check_error err = {0, p};
-        char *rest = p + strlen(CHECK_FILE);
-        if (*rest == ':') {
-            err.line = (int)strtol(rest + 1, &rest, 10);
-            const char *kind = ": error: ";
-            if (strncmp(rest, kind, strlen(kind)) == 0) {
-                err.msg = rest + strlen(kind);
-                fn(arg, &err);
-            }
-        }
-        p = nl + 1;
-    }
+    struct check_each each = {fn, arg};
+    diag_each(&d, check_error_of, &each);
     diag_finish(&d);
     return errors;
 }

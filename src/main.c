@@ -63,18 +63,19 @@ static void usage(FILE *out)
             SVCMAPD_DEFAULT_CONFIG);
 }
 
-static void print_line(const char *line, void *arg)
+static void print_line(const struct diag_entry *e, void *arg)
 {
-    fprintf(arg, "%s\n", line);
+    fprintf(arg, "%s\n", e->text);
 }
 
-static void log_line(const char *line, void *arg)
+static void log_line(const struct diag_entry *e, void *arg)
 {
     (void)arg;
-    if (strstr(line, ": warning: "))
-        log_warning("%s", line);
+    /* a note says diagnostics were dropped: as loud as what it stands for */
+    if (e->severity == DIAG_WARNING)
+        log_warning("%s", e->text);
     else
-        log_error("%s", line);
+        log_error("%s", e->text);
 }
 
 /* Reads and compiles the mapping file; diagnostics go to `out` (or the log

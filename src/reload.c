@@ -171,13 +171,14 @@ void reload_free(struct reloader *r)
     free(r);
 }
 
-static void log_diag_line(const char *line, void *arg)
+static void log_diag_line(const struct diag_entry *e, void *arg)
 {
     (void)arg;
-    if (strstr(line, ": warning: "))
-        log_warning("%s", line);
+    /* a note says diagnostics were dropped: as loud as what it stands for */
+    if (e->severity == DIAG_WARNING)
+        log_warning("%s", e->text);
     else
-        log_error("%s", line);
+        log_error("%s", e->text);
 }
 
 static double ms_since(const struct timespec *t0)
@@ -346,12 +347,14 @@ static void arm_watch(struct reloader *r, uint32_t ms)
     event_add(r->watch, &tv);
 }
 
-/* The first line of `d`, without its newline. */
-static int first_line(const struct diag *d, const char **line)
+#define FIRST_MAX 1024 /* as long as diag_each() makes a line */
+
+/* Keeps the first line of a diag in `arg`, FIRST_MAX bytes. */
+static void keep_first(const struct diag_entry *e, void *arg)
 {
-    const char *nl = d->text ? memchr(d->text, '\n', d->len) : NULL;
-    *line = d->text ? d->text : "";
-    return nl ? (int)(nl - d->text) : 0;
+    char *first = arg;
+    if (!first[0])
+        snprintf(first, FIRST_MAX, "%s", e->text);
 }
 
 /* A look that could not read the file. The moment of a ConfigMap swap or
@@ -365,9 +368,9 @@ static uint32_t watch_failed(struct reloader *r, const struct diag *d, uint32_t 
         return 1000;
     r->stats.read_failing = true;
     r->stats.read_failures++;
-    const char *why;
-    int n = first_line(d, &why);
-    log_error("reload: %.*s; still serving serial %u, looking again every %us", n, why,
+    char why[FIRST_MAX] = "";
+    diag_each(d, keep_first, why);
+    log_error("reload: %s; still serving serial %u, looking again every %us", why,
               zone_stats(zone_ref_current(r->ref))->serial, r->interval);
     return next;
 }

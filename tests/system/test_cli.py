@@ -204,6 +204,16 @@ def test_run_bad_config_exit_1(svcmapd_bin, tmp_path):
     assert error_lines(err, path) == [6], err
 
 
+def test_run_bad_config_logs_errors_at_error_level(svcmapd_bin, tmp_path):
+    """Each diagnostic is logged at its own severity, whatever its text says: an error
+    quoting ': warning: ' from the file is an [ERROR] line, not a [WARNING] one."""
+    path = write(tmp_path, GOOD + "[x: warning: y]\n")
+    rc, out, err = run_cli(["-c", str(path)])
+    assert rc == 1, f"expected exit 1, got {rc}; stderr:\n{err}"
+    lines = [ln for ln in err.splitlines() if "unknown section '[x: warning: y]'" in ln]
+    assert len(lines) == 1 and "[ERROR]" in lines[0], err
+
+
 def test_bind_failure_exit_3(svcmapd_bin, tmp_path, blocker):
     path = write(tmp_path, GOOD.replace("5353", str(blocker.port)))
     rc, out, err = run_cli(["-c", str(path)])
