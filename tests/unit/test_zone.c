@@ -3,6 +3,7 @@
 
 #include <ldns/ldns.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include "tap.h"
 
@@ -316,6 +317,46 @@ static void test_errors(void)
     zone_free(z);
 }
 
+/* Hostname targets outside the zone with no upstream servers: one warning
+ * that says why there are none. */
+static void test_unresolved(void)
+{
+    struct zone *z = compile("[upstream]\nservers = /nonexistent/resolv.conf\n"
+                             "[namespace a]\nx = 10.0.0.1\ny = db.example.com\n"
+                             "z = cache.example.com\n");
+    ok(z && d.warnings == 1 &&
+           strstr(d.text, "z.ini:5: warning: 2 hostname targets outside the zone will get the "
+                          "CNAME alone: no upstream servers (cannot read /nonexistent/resolv.conf: "
+                          "No such file or directory); set [upstream] servers\n"),
+       "a resolv.conf that cannot be read: said, at the first such target");
+    zone_free(z);
+
+    char path[] = "/tmp/test_zone_resolv_XXXXXX";
+    int fd = mkstemp(path);
+    ok(fd >= 0 && write(fd, "search example\n", 15) == 15, "a resolv.conf without nameservers");
+    close(fd);
+    char text[256];
+    snprintf(text, sizeof(text), "[upstream]\nservers = %s\n[namespace a]\ny = db.example.com\n",
+             path);
+    z = compile(text);
+    char want[256];
+    snprintf(want, sizeof(want),
+             "z.ini:4: warning: 1 hostname target outside the zone will get the CNAME alone: no "
+             "upstream servers (no nameserver in %s); set [upstream] servers\n",
+             path);
+    ok(z && d.warnings == 1 && strstr(d.text, want), "no nameserver in it: said");
+    zone_free(z);
+    unlink(path);
+
+    z = compile("[upstream]\nservers = none\n[namespace a]\ny = db.example.com\n");
+    ok(z && d.warnings == 0, "servers = none: asked for, no warning");
+    zone_free(z);
+    z = compile("[upstream]\nservers = /nonexistent/resolv.conf\n[namespace a]\n"
+                "y = db.example.com resolve=no\n");
+    ok(z && d.warnings == 0, "resolve=no: no warning");
+    zone_free(z);
+}
+
 static void test_serial_and_changes(void)
 {
     const char *v1 = "[namespace a]\nx = 10.0.0.1\ny = 10.0.0.2\nz = db.example.com\n";
@@ -432,6 +473,7 @@ int main(void)
     test_endpoints();
     test_reverse_zones();
     test_errors();
+    test_unresolved();
     test_serial_and_changes();
     test_scale();
     diag_finish(&d);
