@@ -14,7 +14,7 @@
 #include <sys/stat.h>
 
 #include "svcmapd/config.h"
-#include "svcmapd/zone.h"
+#include "svcmapd/load.h"
 
 /*
  * The rules (README, "Importing from Kubernetes"):
@@ -1224,17 +1224,14 @@ static int check_text(const char *text, size_t len,
         return -ENOMEM;
     memcpy(all, text, len);
     memcpy(all + len, tail, sizeof(tail));
-    struct diag d;
-    diag_init(&d, CHECK_FILE);
-    struct config *cfg = config_parse(all, len + sizeof(tail) - 1, &d);
-    struct zone *z = cfg ? zone_compile(cfg, NULL, 1, &d) : NULL;
-    int errors = !cfg && !d.errors ? -ENOMEM : (int)d.errors;
-    zone_free(z);
-    config_free(cfg);
+    struct load l;
+    load_init(&l, CHECK_FILE);
+    load_text(&l, all, len + sizeof(tail) - 1, NULL, 1);
+    int errors = !l.cfg && !l.diag.errors ? -ENOMEM : (int)l.diag.errors;
     free(all);
     struct check_each each = {fn, arg};
-    diag_each(&d, check_error_of, &each);
-    diag_finish(&d);
+    diag_each(&l.diag, check_error_of, &each);
+    load_finish(&l);
     return errors;
 }
 

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "svcmapd/load.h"
 #include "svcmapd/log.h"
 #include "svcmapd/notify.h"
 #include "svcmapd/zone_ref.h"
@@ -30,22 +31,23 @@ enum reload_verdict reload_decide(const struct config *cfg, const struct zone *z
     return removed == cfg->confirm_removal ? RELOAD_APPLY : RELOAD_HOLD;
 }
 
-/* Settings bound at start (sockets, threads, the user), one bit each. */
+/* As the log names them, by bit of enum reload_restart. */
 static const char *const restart_names[] = {"'listen'", "'workers'", "'user'", "[http]"};
 
-static unsigned restart_settings(const struct config *a, const struct config *b)
+unsigned reload_restart_changes(const struct config *running, const struct config *next)
 {
+    const struct config *a = next, *b = running;
     unsigned bits = 0;
     if (!config_same_listen(a, b))
-        bits |= 1u << 0;
+        bits |= RELOAD_RESTART_LISTEN;
     if (a->workers != b->workers)
-        bits |= 1u << 1;
+        bits |= RELOAD_RESTART_WORKERS;
     if ((a->user == NULL) != (b->user == NULL) || (a->user && strcmp(a->user, b->user) != 0))
-        bits |= 1u << 2;
+        bits |= RELOAD_RESTART_USER;
     for (int i = 0; i < 3; i++)
         if (a->http_on[i] != b->http_on[i] ||
             (a->http_on[i] && strcmp(a->http[i].text, b->http[i].text) != 0))
-            bits |= 1u << 3;
+            bits |= RELOAD_RESTART_HTTP;
     return bits;
 }
 
@@ -58,11 +60,7 @@ struct reload_job {
     const struct zone *old; /* only the main thread retires zones: it stays */
     time_t now;
     struct timespec t0;
-    struct diag d;
-    bool read;     /* the file was read: `hash` is of its bytes */
-    uint64_t hash; /* the results, for the main thread: */
-    struct config *cfg;
-    struct zone *zone;
+    struct load load; /* the results, for the main thread */
 };
 
 struct reloader {
@@ -81,7 +79,7 @@ struct reloader {
     bool running; /* a job is under way */
     bool again;   /* asked for while it was: one more follows */
     bool stopped;
-    unsigned restart; /* settings that differ from boot (restart_names) */
+    unsigned restart; /* settings that differ from boot: enum reload_restart */
 
     /* auto reload (`reload = INTERVAL`): the file is looked at on a timer */
     struct event *watch;
@@ -148,9 +146,7 @@ struct reloader *reload_new(struct event_base *base, const char *path, struct co
 static void job_finish(struct reload_job *j)
 {
     free(j->text);
-    zone_free(j->zone);
-    config_free(j->cfg);
-    diag_finish(&j->d);
+    load_finish(&j->load);
     memset(j, 0, sizeof(*j));
 }
 
@@ -171,16 +167,6 @@ void reload_free(struct reloader *r)
     free(r);
 }
 
-static void log_diag_line(const struct diag_entry *e, void *arg)
-{
-    (void)arg;
-    /* a note says diagnostics were dropped: as loud as what it stands for */
-    if (e->severity == DIAG_WARNING)
-        log_warning("%s", e->text);
-    else
-        log_error("%s", e->text);
-}
-
 static double ms_since(const struct timespec *t0)
 {
     struct timespec t1;
@@ -194,17 +180,9 @@ static void *run_job(void *arg)
 {
     struct reloader *r = arg;
     struct reload_job *j = &r->job;
-    if (!j->text)
-        j->text = config_read(r->path, &j->len, &j->d);
-    if (j->text) {
-        j->cfg = config_parse(j->text, j->len, &j->d);
-        j->hash = j->cfg ? j->cfg->hash : config_hash(j->text, j->len);
-        j->read = true;
-        free(j->text);
-        j->text = NULL;
-    }
-    /* compiled even when the config has errors, to report the zone's too */
-    j->zone = j->cfg ? zone_compile(j->cfg, j->old, j->now, &j->d) : NULL;
+    load_text(&j->load, j->text, j->len, j->old, j->now);
+    free(j->text);
+    j->text = NULL;
     event_active(r->done, 0, 0);
     return NULL;
 }
@@ -228,7 +206,7 @@ static void start(struct reloader *r, char *text, size_t len)
     *j = (struct reload_job){.text = text, .len = len, .now = time(NULL)};
     j->old = zone_ref_current(r->ref);
     clock_gettime(CLOCK_MONOTONIC, &j->t0);
-    diag_init(&j->d, r->path);
+    load_init(&j->load, r->path);
     notify_reloading();
     r->running = true;
     /* the signals stay with the main thread */
@@ -241,42 +219,33 @@ static void start(struct reloader *r, char *text, size_t len)
         run_job(r); /* no thread to be had: here, as before */
 }
 
-/* The job's results, on the main thread: applied, held or rejected. */
-static void conclude(struct reloader *r, struct reload_job *j)
+/* A reload not applied: the old zone serves on. */
+static void keep_old(struct reloader *r, enum reload_verdict v, const struct load *l,
+                     const struct zone *old)
 {
-    const struct zone *old = zone_ref_current(r->ref);
     uint32_t old_serial = zone_stats(old)->serial;
-    if (j->read)
-        r->seen_hash = j->hash; /* tried, even if bad or held */
-    diag_each(&j->d, log_diag_line, NULL);
-    enum reload_verdict v = reload_decide(j->cfg, j->zone, old);
     if (v == RELOAD_REJECT) {
         r->stats.failed++;
         notify("READY=1\nSTATUS=reload failed, serving the previous mapping");
-        log_error("reload: failed (%u error%s in %s), still serving serial %u", j->d.errors,
-                  j->d.errors == 1 ? "" : "s", r->path, old_serial);
-        reload_watch(r); /* keep looking: the next good file is taken */
-        return;
-    }
-    const struct zone_stats *st = zone_stats(j->zone);
-    if (v == RELOAD_HOLD) {
+        log_error("reload: failed (%u error%s in %s), still serving serial %u", l->diag.errors,
+                  l->diag.errors == 1 ? "" : "s", r->path, old_serial);
+    } else {
+        size_t removed = zone_stats(l->zone)->removed;
         r->stats.held++;
         notify("READY=1\nSTATUS=reload held, serving the previous mapping");
         log_warning("reload: held: would remove %zu of %zu services (more than max-removal = "
                     "%u%%), still serving serial %u; if that is meant, add confirm-removal = %zu "
                     "to [server] and reload",
-                    st->removed, zone_stats(old)->services, j->cfg->max_removal, old_serial,
-                    st->removed);
-        reload_watch(r);
-        return;
+                    removed, zone_stats(old)->services, l->cfg->max_removal, old_serial, removed);
     }
+    reload_watch(r); /* keep looking: the next good file is taken */
+}
 
-    struct config *cfg = j->cfg;
-    struct zone *z = j->zone;
-    j->cfg = NULL;
-    j->zone = NULL;
-    log_configure(cfg); /* the lines below already in the new [log] format */
-    unsigned restart = restart_settings(cfg, r->boot);
+/* Says which settings bound at start `cfg` changes (a warning each), and
+ * which it brings back to what runs. */
+static void warn_restart(struct reloader *r, const struct config *cfg)
+{
+    unsigned restart = reload_restart_changes(r->boot, cfg);
     for (unsigned i = 0; i < sizeof(restart_names) / sizeof(restart_names[0]); i++) {
         if (restart & (1u << i))
             log_warning("reload: %s changed; it takes effect only after a restart",
@@ -286,8 +255,20 @@ static void conclude(struct reloader *r, struct reload_job *j)
                      restart_names[i]);
     }
     r->restart = restart;
+}
 
-    bool changed = st->serial != old_serial;
+/* A reload applied: its zone published, its config the current one. */
+static void apply(struct reloader *r, struct reload_job *j)
+{
+    struct config *cfg = j->load.cfg;
+    struct zone *z = j->load.zone;
+    j->load.cfg = NULL;
+    j->load.zone = NULL;
+    log_configure(cfg); /* the lines below already in the new [log] format */
+    warn_restart(r, cfg);
+
+    const struct zone_stats *st = zone_stats(z);
+    bool changed = st->serial != zone_stats(zone_ref_current(r->ref))->serial;
     r->stats.ok++;
     r->stats.last_ok = time(NULL);
     config_drop_mapping(cfg); /* the zone has what it needs */
@@ -308,6 +289,20 @@ static void conclude(struct reloader *r, struct reload_job *j)
              "%u%s, %.1f ms",
              st->services, st->records, st->added, st->removed, st->changed, st->serial,
              changed ? "" : " (unchanged)", ms_since(&j->t0));
+}
+
+/* The job's results, on the main thread: applied, held or rejected. */
+static void conclude(struct reloader *r, struct reload_job *j)
+{
+    const struct zone *old = zone_ref_current(r->ref);
+    if (j->load.read)
+        r->seen_hash = j->load.hash; /* tried, even if bad or held */
+    load_report(&j->load.diag, NULL);
+    enum reload_verdict v = reload_decide(j->load.cfg, j->load.zone, old);
+    if (v == RELOAD_APPLY)
+        apply(r, j);
+    else
+        keep_old(r, v, &j->load, old);
 }
 
 static void on_done(evutil_socket_t fd, short what, void *arg)

@@ -68,6 +68,20 @@ enum reload_verdict {
 enum reload_verdict reload_decide(const struct config *cfg, const struct zone *z,
                                   const struct zone *old);
 
+/* Settings bound at start: sockets, threads, the user, the HTTP endpoints.
+ * A reload that changes one says it takes effect only after a restart. */
+enum reload_restart {
+    RELOAD_RESTART_LISTEN = 1u << 0,
+    RELOAD_RESTART_WORKERS = 1u << 1,
+    RELOAD_RESTART_USER = 1u << 2,
+    RELOAD_RESTART_HTTP = 1u << 3, /* any of [http] health, ready, metrics */
+};
+
+/* Which of them `next` changes against `running`: enum reload_restart
+ * bits, 0 for none (the order of listen addresses does not count). The
+ * one comparison of restart-only settings. No side effects. */
+unsigned reload_restart_changes(const struct config *running, const struct config *next);
+
 /* Re-reads the mapping file: read, parsed and compiled on a thread of its
  * own while the main loop goes on, then applied on the main thread (the
  * new zone published), held (reload_decide()) or rejected, the old zone

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "svcmapd/config.h"
+#include "svcmapd/load.h"
 #include "svcmapd/wire.h"
 #include "svcmapd/zone.h"
 
@@ -36,15 +37,14 @@ void fuzz_fail(const char *fmt, ...)
 
 struct zone *fuzz_fixed_zone(const char *text, size_t len)
 {
-    struct diag d;
-    diag_init(&d, "fixed zone");
-    struct config *cfg = config_parse(text, len, &d);
-    struct zone *z = cfg ? zone_compile(cfg, NULL, 1700000000, &d) : NULL;
-    if (!z || d.errors || d.warnings)
-        fuzz_fail("the fixed zone does not compile cleanly:\n%.*s", (int)d.len,
-                  d.text ? d.text : "");
-    config_free(cfg);
-    diag_finish(&d);
+    struct load l;
+    load_init(&l, "fixed zone");
+    if (!load_text(&l, text, len, NULL, 1700000000) || l.diag.errors || l.diag.warnings)
+        fuzz_fail("the fixed zone does not compile cleanly:\n%.*s", (int)l.diag.len,
+                  l.diag.text ? l.diag.text : "");
+    struct zone *z = l.zone;
+    l.zone = NULL;
+    load_finish(&l);
     return z;
 }
 

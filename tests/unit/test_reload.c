@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "svcmapd/load.h"
 #include "svcmapd/reload.h"
 #include "tap.h"
 
@@ -18,11 +19,13 @@ static struct mapping mapping(int first, int n, const char *server, const struct
     for (int i = first; i < first + n; i++)
         len += (size_t)snprintf(text + len, sizeof(text) - len, "s%d = 10.0.%d.%d\n", i, i / 250,
                                 i % 250 + 1);
-    struct diag d;
-    diag_init(&d, "r.ini");
-    struct mapping m = {.cfg = config_parse(text, len, &d)};
-    m.zone = m.cfg ? zone_compile(m.cfg, old, 1, &d) : NULL;
-    diag_finish(&d);
+    struct load l;
+    load_init(&l, "r.ini");
+    load_text(&l, text, len, old, 1);
+    struct mapping m = {l.cfg, l.zone};
+    l.cfg = NULL;
+    l.zone = NULL;
+    load_finish(&l);
     return m;
 }
 
@@ -71,8 +74,38 @@ static void test_decide(void)
     mapping_free(&old);
 }
 
+/* The restart-only settings of `server` lines against a default config. */
+static unsigned restart(const char *running, const char *next)
+{
+    struct mapping a = mapping(1, 1, running, NULL);
+    struct mapping b = mapping(1, 1, next, NULL);
+    unsigned bits = a.cfg && b.cfg ? reload_restart_changes(a.cfg, b.cfg) : ~0u;
+    mapping_free(&a);
+    mapping_free(&b);
+    return bits;
+}
+
+static void test_restart(void)
+{
+    is_int(restart("", ""), 0, "the same settings: no restart");
+    is_int(restart("ttl = 30\ntcp-idle-timeout = 3", ""), 0, "what a reload applies: none");
+    is_int(restart("listen = 127.0.0.1:53, [::1]:53", "listen = [::1]:53, 127.0.0.1:53"), 0,
+           "listen addresses in another order: none");
+    is_int(restart("", "listen = 127.0.0.1:54"), RELOAD_RESTART_LISTEN, "listen");
+    is_int(restart("workers = 1", "workers = 2"), RELOAD_RESTART_WORKERS, "workers");
+    is_int(restart("", "user = 0"), RELOAD_RESTART_USER, "user set");
+    is_int(restart("user = 0", "user = root"), RELOAD_RESTART_USER, "user changed");
+    is_int(restart("[http]\nmetrics = 127.0.0.1:9153", "[http]\nmetrics = 127.0.0.1:9154"),
+           RELOAD_RESTART_HTTP, "an HTTP endpoint moved");
+    is_int(restart("", "[http]\nhealth = 127.0.0.1:8080"), RELOAD_RESTART_HTTP,
+           "an HTTP endpoint turned on");
+    is_int(restart("workers = 1", "workers = 2\nlisten = 127.0.0.1:54"),
+           RELOAD_RESTART_LISTEN | RELOAD_RESTART_WORKERS, "two at once: both");
+}
+
 int main(void)
 {
     test_decide();
+    test_restart();
     return done_testing();
 }

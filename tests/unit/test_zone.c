@@ -5,26 +5,23 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include "svcmapd/load.h"
 #include "tap.h"
 
-static struct diag d;
+static struct load l; /* of the last compile: the tests read its diagnostics */
 
-static struct config *cfg_of(const char *text)
-{
-    diag_finish(&d);
-    diag_init(&d, "z.ini");
-    struct config *cfg = config_parse(text, strlen(text), &d);
-    if (d.errors)
-        printf("# config errors: %s", d.text);
-    return cfg;
-}
-
-/* Compiles `text` against `old` at time `now`. */
+/* Compiles `text` against `old` at time `now`, as svcmapd does (load.c);
+ * the zone is the caller's. */
 static struct zone *compile_at(const char *text, const struct zone *old, time_t now)
 {
-    struct config *cfg = cfg_of(text);
-    struct zone *z = cfg ? zone_compile(cfg, old, now, &d) : NULL;
-    config_free(cfg);
+    load_finish(&l);
+    load_init(&l, "z.ini");
+    load_parse(&l, text, strlen(text));
+    if (l.diag.errors)
+        printf("# config errors: %s", l.diag.text);
+    load_compile(&l, old, now);
+    struct zone *z = l.zone;
+    l.zone = NULL;
     return z;
 }
 
@@ -281,17 +278,20 @@ static void test_reverse_zones(void)
 static void test_errors(void)
 {
     struct zone *z = compile("[namespace a]\nx = x.a.svc.cluster.local\n");
-    ok(!z && strstr(d.text, "z.ini:2: error: service 'x' points to itself"), "self-reference");
+    ok(!z && strstr(l.diag.text, "z.ini:2: error: service 'x' points to itself"), "self-reference");
     zone_free(z);
 
     z = compile("[namespace a]\nx = nothing.a.svc.cluster.local\ny = a.svc.Cluster.Local.\n");
-    ok(!z && strstr(d.text, "z.ini:2: error: hostname 'nothing.a.svc.cluster.local' is inside") &&
-           strstr(d.text, "z.ini:3: error: hostname 'a.svc.Cluster.Local' is inside"),
+    ok(!z &&
+           strstr(l.diag.text,
+                  "z.ini:2: error: hostname 'nothing.a.svc.cluster.local' is inside") &&
+           strstr(l.diag.text, "z.ini:3: error: hostname 'a.svc.Cluster.Local' is inside"),
        "dangling in-zone targets, case-insensitively");
     zone_free(z);
 
     z = compile("[namespace a]\nx = y.a.svc.cluster.local\ny = x.a.svc.cluster.local\n");
-    ok(z && d.warnings == 2 && strstr(d.text, "CNAME loop"), "a CNAME loop compiles with warnings");
+    ok(z && l.diag.warnings == 2 && strstr(l.diag.text, "CNAME loop"),
+       "a CNAME loop compiles with warnings");
     if (z) {
         const struct zone_plan *p = find(z, "x.a.svc.cluster.local.", LDNS_RR_TYPE_A);
         is_int(answers(p), 2, "a loop answers each CNAME once");
@@ -312,7 +312,7 @@ static void test_errors(void)
              "nnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnn",
              "sssssssssssssssssssssssssssssssssssssssssssssssssssssssssssssss");
     z = compile(text);
-    ok(!z && strstr(d.text, "z.ini:4: error: name") && strstr(d.text, "longer than 255"),
+    ok(!z && strstr(l.diag.text, "z.ini:4: error: name") && strstr(l.diag.text, "longer than 255"),
        "a service name over 255 bytes");
     zone_free(z);
 }
@@ -324,10 +324,11 @@ static void test_unresolved(void)
     struct zone *z = compile("[upstream]\nservers = /nonexistent/resolv.conf\n"
                              "[namespace a]\nx = 10.0.0.1\ny = db.example.com\n"
                              "z = cache.example.com\n");
-    ok(z && d.warnings == 1 &&
-           strstr(d.text, "z.ini:5: warning: 2 hostname targets outside the zone will get the "
-                          "CNAME alone: no upstream servers (cannot read /nonexistent/resolv.conf: "
-                          "No such file or directory); set [upstream] servers\n"),
+    ok(z && l.diag.warnings == 1 &&
+           strstr(l.diag.text,
+                  "z.ini:5: warning: 2 hostname targets outside the zone will get the "
+                  "CNAME alone: no upstream servers (cannot read /nonexistent/resolv.conf: "
+                  "No such file or directory); set [upstream] servers\n"),
        "a resolv.conf that cannot be read: said, at the first such target");
     zone_free(z);
 
@@ -344,16 +345,16 @@ static void test_unresolved(void)
              "z.ini:4: warning: 1 hostname target outside the zone will get the CNAME alone: no "
              "upstream servers (no nameserver in %s); set [upstream] servers\n",
              path);
-    ok(z && d.warnings == 1 && strstr(d.text, want), "no nameserver in it: said");
+    ok(z && l.diag.warnings == 1 && strstr(l.diag.text, want), "no nameserver in it: said");
     zone_free(z);
     unlink(path);
 
     z = compile("[upstream]\nservers = none\n[namespace a]\ny = db.example.com\n");
-    ok(z && d.warnings == 0, "servers = none: asked for, no warning");
+    ok(z && l.diag.warnings == 0, "servers = none: asked for, no warning");
     zone_free(z);
     z = compile("[upstream]\nservers = /nonexistent/resolv.conf\n[namespace a]\n"
                 "y = db.example.com resolve=no\n");
-    ok(z && d.warnings == 0, "resolve=no: no warning");
+    ok(z && l.diag.warnings == 0, "resolve=no: no warning");
     zone_free(z);
 }
 
@@ -476,6 +477,6 @@ int main(void)
     test_unresolved();
     test_serial_and_changes();
     test_scale();
-    diag_finish(&d);
+    load_finish(&l);
     return done_testing();
 }

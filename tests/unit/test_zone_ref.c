@@ -3,7 +3,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 
-#include "svcmapd/config.h"
+#include "svcmapd/load.h"
 #include "svcmapd/zone.h"
 #include "svcmapd/zone_ref.h"
 #include "tap.h"
@@ -12,12 +12,12 @@ static struct zone *make(const char *ip, time_t now)
 {
     char text[128];
     snprintf(text, sizeof(text), "[namespace a]\nx = %s\n", ip);
-    struct diag d;
-    diag_init(&d, "r.ini");
-    struct config *cfg = config_parse(text, strlen(text), &d);
-    struct zone *z = cfg ? zone_compile(cfg, NULL, now, &d) : NULL;
-    config_free(cfg);
-    diag_finish(&d);
+    struct load l;
+    load_init(&l, "r.ini");
+    load_text(&l, text, strlen(text), NULL, now);
+    struct zone *z = l.zone;
+    l.zone = NULL;
+    load_finish(&l);
     return z;
 }
 
