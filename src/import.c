@@ -1211,9 +1211,9 @@ static void check_error_of(const struct diag_entry *e, void *arg)
 
 /*
  * Parses and compiles `text` as `svcmapd -t` does, with upstream
- * resolution off (it changes no error, and the machine's resolv.conf has
- * no say), and calls `fn` with the line and message of each error.
- * Returns the number of errors, or -ENOMEM.
+ * resolution off and no interface addresses (they change no error, and
+ * the machine's resolv.conf and interfaces have no say), and calls `fn` with the line and message
+ * of each error. Returns the number of errors, or -ENOMEM.
  */
 static int check_text(const char *text, size_t len,
                       void (*fn)(void *arg, const struct check_error *err), void *arg)
@@ -1226,7 +1226,8 @@ static int check_text(const char *text, size_t len,
     memcpy(all + len, tail, sizeof(tail));
     struct load l;
     load_init(&l, CHECK_FILE);
-    load_text(&l, all, len + sizeof(tail) - 1, NULL, 1);
+    static const struct zone_host no_host = {0};
+    load_text(&l, all, len + sizeof(tail) - 1, NULL, &no_host, 1);
     int errors = !l.cfg && !l.diag.errors ? -ENOMEM : (int)l.diag.errors;
     free(all);
     struct check_each each = {fn, arg};

@@ -69,7 +69,7 @@ static int check(const char *path)
 {
     struct load l;
     load_init(&l, path);
-    load_text(&l, NULL, 0, NULL, time(NULL));
+    load_text(&l, NULL, 0, NULL, NULL, time(NULL));
     load_report(&l.diag, stderr);
     int rc = EXIT_BAD_CONFIG;
     if (l.zone) {
@@ -137,7 +137,7 @@ static int print_form(const char *path, const char *form, const char *server)
 {
     struct load l;
     load_init(&l, path);
-    load_text(&l, NULL, 0, NULL, time(NULL));
+    load_text(&l, NULL, 0, NULL, NULL, time(NULL));
     load_report(&l.diag, stderr);
     int rc = EXIT_BAD_CONFIG;
     if (l.zone)
@@ -323,7 +323,7 @@ static void log_cannot_start(const struct daemon *dm)
 static void *load_zone(void *arg)
 {
     struct daemon *dm = arg;
-    load_compile(&dm->load, NULL, time(NULL));
+    load_compile(&dm->load, NULL, NULL, time(NULL));
     config_drop_mapping(dm->load.cfg); /* the zone has what it needs */
     event_active(dm->loaded, 0, 0);
     return NULL;
@@ -416,7 +416,7 @@ static bool read_mapping(struct daemon *dm)
         log_configure(l->cfg);
         return true;
     }
-    load_compile(l, NULL, time(NULL)); /* for its errors */
+    load_compile(l, NULL, NULL, time(NULL)); /* for its errors */
     load_report(&l->diag, NULL);
     log_cannot_start(dm);
     return false;

@@ -180,7 +180,7 @@ static void *run_job(void *arg)
 {
     struct reloader *r = arg;
     struct reload_job *j = &r->job;
-    load_text(&j->load, j->text, j->len, j->old, j->now);
+    load_text(&j->load, j->text, j->len, j->old, NULL, j->now);
     free(j->text);
     j->text = NULL;
     event_active(r->done, 0, 0);

@@ -39,12 +39,15 @@ bool load_parse(struct load *l, const char *text, size_t len);
 
 /* Step two: l->cfg compiled into l->zone (a zone already there is freed
  * first: take it out to keep it) against `old`, the zone it replaces
- * (NULL at start-up), at time `now` (zone_compile()). False when there is
- * no zone; `diag` says why. */
-bool load_compile(struct load *l, const struct zone *old, time_t now);
+ * (NULL at start-up), for `host`, at time `now` (zone_compile()). A NULL
+ * `host` is this machine: its interfaces' addresses are listed here when
+ * the config needs them (zone_needs_host()), with a warning if they
+ * cannot be. False when there is no zone; `diag` says why. */
+bool load_compile(struct load *l, const struct zone *old, const struct zone_host *host, time_t now);
 
 /* Both steps. */
-bool load_text(struct load *l, const char *text, size_t len, const struct zone *old, time_t now);
+bool load_text(struct load *l, const char *text, size_t len, const struct zone *old,
+               const struct zone_host *host, time_t now);
 
 /* Frees the config and the zone still held (set them to NULL to keep
  * them) and the diagnostics. */

@@ -100,7 +100,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     load_init(&l, FILE_NAME);
     if (load_parse(&l, (const char *)data, size) && l.diag.errors == 0) {
         unsigned before = l.diag.errors;
-        load_compile(&l, NULL, NOW);
+        load_compile(&l, NULL, &fuzz_host, NOW);
         struct zone *z = l.zone;
         /* zone.h: NULL exactly when an error was reported */
         if ((z == NULL) != (l.diag.errors > before))
@@ -109,7 +109,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (z) {
             /* the same file again, later: nothing changed, the serial stays */
             l.zone = NULL; /* kept, as the zone replaced */
-            if (!load_compile(&l, z, NOW + 60))
+            if (!load_compile(&l, z, &fuzz_host, NOW + 60))
                 fuzz_fail("a zone that compiled once does not compile again");
             const struct zone_stats *a = zone_stats(z), *b = zone_stats(l.zone);
             if (a->serial != b->serial || b->added || b->removed || b->changed)

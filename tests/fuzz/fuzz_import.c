@@ -41,7 +41,7 @@ static void check_text(const char *out, size_t len)
 
     struct load l;
     load_init(&l, "import.ini");
-    if (!load_text(&l, out, len, NULL, 1700000000) || l.diag.errors)
+    if (!load_text(&l, out, len, NULL, &fuzz_host, 1700000000) || l.diag.errors)
         fuzz_fail("svcmapd -t refuses what import printed:\n%.*s--- the text:\n%s", (int)l.diag.len,
                   l.diag.text ? l.diag.text : "", out);
     load_finish(&l);

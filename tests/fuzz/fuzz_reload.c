@@ -62,7 +62,7 @@ static struct mapping compile(const char *text, size_t len, const struct zone *o
 {
     struct load l;
     load_init(&l, FILE_NAME);
-    load_text(&l, text, len, old, NOW + (old ? 60 : 0));
+    load_text(&l, text, len, old, &fuzz_host, NOW + (old ? 60 : 0));
     if (l.zone && l.diag.errors)
         fuzz_fail("a zone compiled from a file with %u errors", l.diag.errors);
     fuzz_check_diag(&l.diag, FILE_NAME);

@@ -406,7 +406,7 @@ int main(void)
 
     struct load l;
     load_init(&l, "a.ini");
-    load_text(&l, text, strlen(text), NULL, 1700000000);
+    load_text(&l, text, strlen(text), NULL, NULL, 1700000000);
     zone = l.zone;
     l.zone = NULL;
     if (!ok(zone != NULL, "the test zone compiles"))

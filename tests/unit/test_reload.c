@@ -21,7 +21,7 @@ static struct mapping mapping(int first, int n, const char *server, const struct
                                 i % 250 + 1);
     struct load l;
     load_init(&l, "r.ini");
-    load_text(&l, text, len, old, 1);
+    load_text(&l, text, len, old, NULL, 1);
     struct mapping m = {l.cfg, l.zone};
     l.cfg = NULL;
     l.zone = NULL;

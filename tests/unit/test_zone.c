@@ -19,7 +19,7 @@ static struct zone *compile_at(const char *text, const struct zone *old, time_t 
     load_parse(&l, text, strlen(text));
     if (l.diag.errors)
         printf("# config errors: %s", l.diag.text);
-    load_compile(&l, old, now);
+    load_compile(&l, old, NULL, now);
     struct zone *z = l.zone;
     l.zone = NULL;
     return z;
@@ -358,6 +358,72 @@ static void test_unresolved(void)
     zone_free(z);
 }
 
+/* Whether the answer of `p` holds a record ending in `addr` (`len` bytes):
+ * an A or AAAA record of that address. */
+static bool answers_with(const struct zone_plan *p, const uint8_t *addr, size_t len)
+{
+    for (int i = 0; i < p->nsets[ZONE_ANSWER]; i++) {
+        const struct zone_rrset *r = p->sets[i];
+        size_t each = r->rrlen ? r->rrlen : r->len;
+        for (size_t at = each; at <= r->len; at += each)
+            if (memcmp(zone_rrset_data(r) + at - len, addr, len) == 0)
+                return true;
+    }
+    return false;
+}
+
+/* Compiles `text` for a machine with the given addresses. */
+static struct zone *compile_for(const char *text, const struct zone_host *host)
+{
+    load_finish(&l);
+    load_init(&l, "z.ini");
+    load_text(&l, text, strlen(text), NULL, host, 1700000000);
+    struct zone *z = l.zone;
+    l.zone = NULL;
+    return z;
+}
+
+/* ns.dns.<zone> for a wildcard listen address: the machine's addresses,
+ * as the caller found them (the compiler lists nothing itself). */
+static void test_host(void)
+{
+    static const uint8_t a4[][4] = {{192, 0, 2, 1}, {198, 51, 100, 7}};
+    static const uint8_t a6[][16] = {{0xfe, 0x80, [15] = 1}, {0x20, 0x01, 0x0d, 0xb8, [15] = 2}};
+    static const uint8_t lo6[16] = {[15] = 1};
+    const struct zone_host host = {a4, 2, a6, 2};
+    const char *ns = "ns.dns.cluster.local.";
+
+    struct zone *z = compile_for("[namespace a]\nx = 10.0.0.1\n", &host);
+    ok(z && !zone_needs_host(l.cfg), "listening on 127.0.0.1: the machine's addresses not needed");
+    zone_free(z);
+    z = compile_for("[server]\nlisten = 0.0.0.0:53, [::1]:53\n[namespace a]\n"
+                    "x = 10.0.0.1\n",
+                    &host);
+    ok(z && zone_needs_host(l.cfg), "0.0.0.0: needed");
+    const struct zone_plan *p = z ? find(z, ns, LDNS_RR_TYPE_A) : NULL;
+    ok(p && answers(p) == 2 && answers_with(p, a4[0], 4) && answers_with(p, a4[1], 4),
+       "0.0.0.0: ns.dns has the machine's IPv4 addresses");
+    p = z ? find(z, ns, LDNS_RR_TYPE_AAAA) : NULL;
+    ok(p && answers(p) == 1 && answers_with(p, lo6, 16),
+       "[::1] alone: its own address, not the machine's IPv6 ones");
+    zone_free(z);
+
+    z = compile_for("[server]\nlisten = [::]:53\n[namespace a]\nx = 10.0.0.1\n", &host);
+    p = z ? find(z, ns, LDNS_RR_TYPE_AAAA) : NULL;
+    ok(p && answers(p) == 1 && answers_with(p, a6[1], 16),
+       "[::]: the machine's IPv6 addresses, link-local left out");
+    p = z ? find(z, ns, LDNS_RR_TYPE_A) : NULL;
+    ok(p && answers(p) == 0, "and no IPv4 address");
+    zone_free(z);
+
+    const struct zone_host none = {0};
+    z = compile_for("[server]\nlisten = 0.0.0.0:53\n[namespace a]\nx = 10.0.0.1\n", &none);
+    p = z ? find(z, ns, LDNS_RR_TYPE_A) : NULL;
+    ok(p && answers(p) == 0 && l.diag.warnings == 0,
+       "a machine without addresses: none, and no warning from the compiler");
+    zone_free(z);
+}
+
 static void test_serial_and_changes(void)
 {
     const char *v1 = "[namespace a]\nx = 10.0.0.1\ny = 10.0.0.2\nz = db.example.com\n";
@@ -475,6 +541,7 @@ int main(void)
     test_reverse_zones();
     test_errors();
     test_unresolved();
+    test_host();
     test_serial_and_changes();
     test_scale();
     load_finish(&l);

@@ -14,7 +14,7 @@ static struct zone *make(const char *ip, time_t now)
     snprintf(text, sizeof(text), "[namespace a]\nx = %s\n", ip);
     struct load l;
     load_init(&l, "r.ini");
-    load_text(&l, text, strlen(text), NULL, now);
+    load_text(&l, text, strlen(text), NULL, NULL, now);
     struct zone *z = l.zone;
     l.zone = NULL;
     load_finish(&l);
