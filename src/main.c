@@ -445,11 +445,11 @@ static bool start_loop(struct daemon *dm)
     dm->http = http_new(dm->base, dm->load.cfg);
     if (!dm->http)
         return false;
-    dm->loading = true;
     if (pthread_create(&dm->loader, NULL, load_zone, dm) != 0) {
         log_error("cannot start the loader thread");
         return false;
     }
+    dm->loading = true; /* only a thread that was started is joined */
     return true;
 }
 
