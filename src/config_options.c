@@ -168,6 +168,14 @@ static bool set_addresses(struct parser *p, const struct token *tok, size_t n,
     return true;
 }
 
+static const char *path_copy(struct parser *p, const char *path)
+{
+    const char *copy = arena_strndup(p->a, path, strlen(path));
+    if (!copy)
+        parser_oom(p);
+    return copy ? copy : "";
+}
+
 /* The nameservers of /etc/resolv.conf, the default upstream (in a pod: the
  * cluster's DNS). Problems are warnings: resolution is then off. */
 static bool resolv_conf_servers(struct parser *p, const char *path, int line)
@@ -181,11 +189,11 @@ static bool resolv_conf_servers(struct parser *p, const char *path, int line)
      * them, and zone.c warns if there are any. */
     p->cfg->upstream = NULL;
     p->cfg->nupstream = 0;
-    p->cfg->upstream_note[0] = '\0';
+    struct config_resolv *why = &p->cfg->resolv;
+    *why = (struct config_resolv){CONFIG_RESOLV_OK, 0, NULL};
     FILE *f = fopen(path, "r");
     if (!f) {
-        snprintf(p->cfg->upstream_note, sizeof(p->cfg->upstream_note), "cannot read %s: %s", path,
-                 strerror(errno));
+        *why = (struct config_resolv){CONFIG_RESOLV_UNREADABLE, errno, path_copy(p, path)};
         return true;
     }
     while (n < 8 && fgets(buf, sizeof(buf), f)) {
@@ -203,7 +211,7 @@ static bool resolv_conf_servers(struct parser *p, const char *path, int line)
     }
     fclose(f);
     if (n == 0) {
-        snprintf(p->cfg->upstream_note, sizeof(p->cfg->upstream_note), "no nameserver in %s", path);
+        *why = (struct config_resolv){CONFIG_RESOLV_NO_NAMESERVER, 0, path_copy(p, path)};
         return true;
     }
     return set_addresses(p, tok, n, CONFIG_UPSTREAM_SERVERS);
@@ -355,7 +363,7 @@ static bool set_listen(struct parser *p, const struct value *v)
 static bool set_servers(struct parser *p, const struct value *v)
 {
     const struct token *tok = v->tok;
-    p->cfg->upstream_note[0] = '\0';
+    p->cfg->resolv = (struct config_resolv){CONFIG_RESOLV_OK, 0, NULL};
     if (v->n == 1 && strcmp(tok[0].text, "none") == 0) {
         p->cfg->upstream = NULL;
         p->cfg->nupstream = 0;

@@ -17,10 +17,17 @@ void diag_finish(struct diag *d)
     free(d->text);
     d->text = NULL;
     d->len = d->cap = 0;
+    d->nstored = 0;
 }
 
+static const char *const severity_names[] = {
+    [DIAG_ERROR] = "error",
+    [DIAG_WARNING] = "warning",
+    [DIAG_NOTE] = "note",
+};
+
 __attribute__((format(printf, 4, 0))) static void
-diag_add(struct diag *d, int line, const char *kind, const char *fmt, va_list ap)
+diag_add(struct diag *d, int line, enum diag_severity severity, const char *fmt, va_list ap)
 {
     if (d->errors + d->warnings >= DIAG_MAX_STORED) {
         d->dropped++;
@@ -32,9 +39,9 @@ diag_add(struct diag *d, int line, const char *kind, const char *fmt, va_list ap
 
     char head[64];
     if (line > 0)
-        snprintf(head, sizeof(head), ":%d: %s: ", line, kind);
+        snprintf(head, sizeof(head), ":%d: %s: ", line, severity_names[severity]);
     else
-        snprintf(head, sizeof(head), ": %s: ", kind);
+        snprintf(head, sizeof(head), ": %s: ", severity_names[severity]);
 
     size_t need = strlen(d->file) + strlen(head) + strlen(msg) + 2;
     if (d->len + need > d->cap) {
@@ -43,10 +50,15 @@ diag_add(struct diag *d, int line, const char *kind, const char *fmt, va_list ap
             cap *= 2;
         char *text = realloc(d->text, cap);
         if (!text)
-            return; /* the count below still makes the file invalid */
+            return; /* the count the caller adds still makes the file invalid */
         d->text = text;
         d->cap = cap;
     }
+    struct diag_stored *s = &d->stored[d->nstored++];
+    s->at = (uint32_t)d->len;
+    s->msg = (uint32_t)(d->len + strlen(d->file) + strlen(head));
+    s->line = line > 0 ? line : 0;
+    s->severity = severity;
     d->len += (size_t)snprintf(d->text + d->len, d->cap - d->len, "%s%s%s\n", d->file, head, msg);
 }
 
@@ -54,7 +66,7 @@ void diag_error(struct diag *d, int line, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    diag_add(d, line, "error", fmt, ap);
+    diag_add(d, line, DIAG_ERROR, fmt, ap);
     va_end(ap);
     d->errors++;
 }
@@ -63,28 +75,32 @@ void diag_warning(struct diag *d, int line, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    diag_add(d, line, "warning", fmt, ap);
+    diag_add(d, line, DIAG_WARNING, fmt, ap);
     va_end(ap);
     d->warnings++;
 }
 
-void diag_each(const struct diag *d, void (*fn)(const char *line, void *arg), void *arg)
+void diag_each(const struct diag *d, void (*fn)(const struct diag_entry *e, void *arg), void *arg)
 {
-    const char *p = d->text;
-    const char *end = d->text + d->len;
     char buf[1024];
-    while (p && p < end) {
-        const char *nl = memchr(p, '\n', (size_t)(end - p));
-        size_t n = (size_t)(nl - p);
+    for (unsigned i = 0; i < d->nstored; i++) {
+        const struct diag_stored *s = &d->stored[i];
+        size_t end = i + 1 < d->nstored ? d->stored[i + 1].at : d->len;
+        size_t n = end - s->at - 1; /* without the newline */
         if (n >= sizeof(buf))
             n = sizeof(buf) - 1;
-        memcpy(buf, p, n);
+        memcpy(buf, d->text + s->at, n);
         buf[n] = '\0';
-        fn(buf, arg);
-        p = nl + 1;
+        size_t msg = s->msg - s->at;
+        struct diag_entry e = {s->severity, s->line, buf, buf + (msg < n ? msg : n)};
+        fn(&e, arg);
     }
     if (d->dropped) {
-        snprintf(buf, sizeof(buf), "%s: note: %u more diagnostics not shown", d->file, d->dropped);
-        fn(buf, arg);
+        size_t n = (size_t)snprintf(buf, sizeof(buf), "%s: note: ", d->file);
+        if (n >= sizeof(buf))
+            n = sizeof(buf) - 1;
+        snprintf(buf + n, sizeof(buf) - n, "%u more diagnostics not shown", d->dropped);
+        struct diag_entry e = {DIAG_NOTE, 0, buf, buf + n};
+        fn(&e, arg);
     }
 }

@@ -18,6 +18,7 @@
 #include "svcmapd/server.h"
 #include "svcmapd/upstream.h"
 #include "svcmapd/zone.h"
+#include "svcmapd/zone_ref.h"
 
 /*
  * CoreDNS's conventions, which probes and dashboards already expect:

@@ -14,7 +14,7 @@
 #include <sys/stat.h>
 
 #include "svcmapd/config.h"
-#include "svcmapd/zone.h"
+#include "svcmapd/load.h"
 
 /*
  * The rules (README, "Importing from Kubernetes"):
@@ -1192,14 +1192,28 @@ static void render(struct import *im, struct text *t)
 
 struct check_error {
     int line;
-    const char *msg; /* in the diag's text */
+    const char *msg; /* valid during the call */
 };
+
+struct check_each {
+    void (*fn)(void *arg, const struct check_error *err);
+    void *arg;
+};
+
+/* The errors on a line of the text (those of the file as a whole, such as
+ * running out of memory, are in the count check_text() returns). */
+static void check_error_of(const struct diag_entry *e, void *arg)
+{
+    const struct check_each *each = arg;
+    if (e->severity == DIAG_ERROR && e->line > 0)
+        each->fn(each->arg, &(struct check_error){e->line, e->msg});
+}
 
 /*
  * Parses and compiles `text` as `svcmapd -t` does, with upstream
- * resolution off (it changes no error, and the machine's resolv.conf has
- * no say), and calls `fn` with the line and message of each error.
- * Returns the number of errors, or -ENOMEM.
+ * resolution off and no interface addresses (they change no error, and
+ * the machine's resolv.conf and interfaces have no say), and calls `fn` with the line and message
+ * of each error. Returns the number of errors, or -ENOMEM.
  */
 static int check_text(const char *text, size_t len,
                       void (*fn)(void *arg, const struct check_error *err), void *arg)
@@ -1210,33 +1224,15 @@ static int check_text(const char *text, size_t len,
         return -ENOMEM;
     memcpy(all, text, len);
     memcpy(all + len, tail, sizeof(tail));
-    struct diag d;
-    diag_init(&d, CHECK_FILE);
-    struct config *cfg = config_parse(all, len + sizeof(tail) - 1, &d);
-    struct zone *z = cfg ? zone_compile(cfg, NULL, 1, &d) : NULL;
-    int errors = !cfg && !d.errors ? -ENOMEM : (int)d.errors;
-    zone_free(z);
-    config_free(cfg);
+    struct load l;
+    load_init(&l, CHECK_FILE);
+    static const struct zone_host no_host = {0};
+    load_text(&l, all, len + sizeof(tail) - 1, NULL, &no_host, 1);
+    int errors = !l.cfg && !l.diag.errors ? -ENOMEM : (int)l.diag.errors;
     free(all);
-    /* "import:LINE: error: message" or "import: error: message" */
-    for (char *p = d.text, *end = p ? p + d.len : NULL; p && p < end;) {
-        char *nl = memchr(p, '\n', (size_t)(end - p));
-        if (!nl)
-            break;
-        *nl = '\0';
-        struct check_error err = {0, p};
-        char *rest = p + strlen(CHECK_FILE);
-        if (*rest == ':') {
-            err.line = (int)strtol(rest + 1, &rest, 10);
-            const char *kind = ": error: ";
-            if (strncmp(rest, kind, strlen(kind)) == 0) {
-                err.msg = rest + strlen(kind);
-                fn(arg, &err);
-            }
-        }
-        p = nl + 1;
-    }
-    diag_finish(&d);
+    struct check_each each = {fn, arg};
+    diag_each(&l.diag, check_error_of, &each);
+    load_finish(&l);
     return errors;
 }
 
@@ -1351,6 +1347,98 @@ int import_check_zone(const char *zone, struct diag *d)
     return errors ? -1 : 0;
 }
 
+/* The JSON read, within the limits of IMPORT_MAX_INPUT and
+ * IMPORT_MAX_MEMORY. NULL after reporting why, `*rc` -EINVAL or -ENOMEM. */
+static json_t *read_json(const char *json, size_t len, struct diag *d, int *rc)
+{
+    *rc = -EINVAL;
+    size_t blank = 0;
+    while (blank < len && json[blank] && strchr(" \t\r\n", json[blank]))
+        blank++;
+    if (blank == len) {
+        diag_error(d, 0,
+                   "no input: expected the JSON List that kubectl get "
+                   "services,endpoints,endpointslices -A -o json prints");
+        return NULL;
+    }
+    if (len > IMPORT_MAX_INPUT) {
+        diag_error(d, 0, "larger than %u MiB, what svcmapd import reads", IMPORT_MAX_INPUT >> 20);
+        return NULL;
+    }
+
+    json_set_alloc_funcs(json_budget_malloc, json_budget_free);
+    json_refused = false;
+    json_error_t jerr;
+    json_t *root = json_loadb(json, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (root)
+        return root;
+    char a[CLEAN_MAX];
+    enum json_error_code code = json_error_code(&jerr);
+    if (code == json_error_out_of_memory && !json_refused) {
+        diag_error(d, 0, "out of memory");
+        *rc = -ENOMEM;
+    } else if (json_refused) {
+        diag_error(d, 0, "reading this JSON takes more than %u MiB of memory",
+                   IMPORT_MAX_MEMORY >> 20);
+    } else if (code == json_error_null_character) {
+        diag_error(d, jerr.line,
+                   "a JSON string holds \\u0000, which no Kubernetes object has "
+                   "(column %d)",
+                   jerr.column);
+    } else {
+        diag_error(d, jerr.line, "%s: %s (column %d)",
+                   code == json_error_premature_end_of_input ? "the JSON ends too early (cut off?)"
+                   : code == json_error_stack_overflow       ? "the JSON is nested too deep"
+                                                             : "not JSON",
+                   clean(a, jerr.text), jerr.column);
+    }
+    return NULL;
+}
+
+/* The mapping written into `t` and checked as svcmapd checks it, round
+ * after round: each round skips the services the check refused, at least
+ * one, or ends. 0, -EINVAL (out of memory, or the check could not run:
+ * the caller tells which) or -EPROTO (the check refused what no service
+ * is to blame for: a bug of import's, reported). */
+static int render_checked(struct import *im, const struct ref *refs, size_t nrefs, struct text *t)
+{
+    for (;;) {
+        settle_targets(im, refs, nrefs);
+        free(t->p);
+        *t = (struct text){0};
+        render(im, t);
+        if (im->oom || t->oom)
+            return -EINVAL;
+        struct check_round r = {.im = im};
+        int errors = check_text(t->p, t->len, skip_failed, &r);
+        if (errors == 0)
+            return 0;
+        if (im->oom || errors < 0 || r.oom)
+            return -EINVAL;
+        if (r.skipped == 0) {
+            diag_error(im->d, 0,
+                       "internal error: the mapping made does not pass svcmapd's check: %s",
+                       r.unplaced ? r.unplaced : "?");
+            return -EPROTO;
+        }
+    }
+}
+
+static void import_finish(struct import *im)
+{
+    for (size_t i = 0; i < im->nentries; i++) {
+        struct entry *e = &im->entries[i];
+        free(e->notes.p);
+        free(e->value);
+        free(e->skip);
+        free(e->target_ns);
+        free(e->target_svc);
+    }
+    free(im->entries);
+    for (int k = 0; k < KIND_COUNT; k++)
+        free(im->objs[k]);
+}
+
 int import_convert(const char *json, size_t len, const char *zone, struct diag *d, char **out,
                    size_t *out_len)
 {
@@ -1369,106 +1457,35 @@ int import_convert(const char *json, size_t len, const char *zone, struct diag *
     lzone[zl] = '\0';
     struct import im = {.d = d, .zone = lzone};
 
-    size_t blank = 0;
-    while (blank < len && json[blank] && strchr(" \t\r\n", json[blank]))
-        blank++;
-    if (blank == len) {
-        diag_error(d, 0,
-                   "no input: expected the JSON List that kubectl get "
-                   "services,endpoints,endpointslices -A -o json prints");
-        return -EINVAL;
-    }
-    if (len > IMPORT_MAX_INPUT) {
-        diag_error(d, 0, "larger than %u MiB, what svcmapd import reads", IMPORT_MAX_INPUT >> 20);
-        return -EINVAL;
-    }
+    int rc;
+    json_t *root = read_json(json, len, d, &rc);
+    if (!root)
+        return rc;
 
-    json_set_alloc_funcs(json_budget_malloc, json_budget_free);
-    json_refused = false;
-    json_error_t jerr;
-    json_t *root = json_loadb(json, len, JSON_REJECT_DUPLICATES, &jerr);
-    if (!root) {
-        char a[CLEAN_MAX];
-        enum json_error_code code = json_error_code(&jerr);
-        if (code == json_error_out_of_memory && !json_refused) {
-            diag_error(d, 0, "out of memory");
-            return -ENOMEM;
-        }
-        if (json_refused)
-            diag_error(d, 0, "reading this JSON takes more than %u MiB of memory",
-                       IMPORT_MAX_MEMORY >> 20);
-        else if (code == json_error_null_character)
-            diag_error(d, jerr.line,
-                       "a JSON string holds \\u0000, which no Kubernetes object has "
-                       "(column %d)",
-                       jerr.column);
-        else
-            diag_error(d, jerr.line, "%s: %s (column %d)",
-                       code == json_error_premature_end_of_input
-                           ? "the JSON ends too early (cut off?)"
-                       : code == json_error_stack_overflow ? "the JSON is nested too deep"
-                                                           : "not JSON",
-                       clean(a, jerr.text), jerr.column);
-        return -EINVAL;
-    }
-
-    int rc = -EINVAL;
     struct text t = {0};
     struct ref *refs = NULL;
     size_t nrefs = 0;
-    if (!read_list(&im, root) || im.oom)
-        goto done;
-    make_entries(&im);
-    if (d->errors || im.oom)
-        goto done;
-    if (im.nentries)
-        qsort(im.entries, im.nentries, sizeof(*im.entries), cmp_entry);
-    refs = link_targets(&im, &nrefs);
-
-    /* Each round skips at least one service, or ends. */
-    for (;;) {
-        settle_targets(&im, refs, nrefs);
-        free(t.p);
-        t = (struct text){0};
-        render(&im, &t);
-        if (im.oom || t.oom)
-            goto done;
-        struct check_round r = {.im = &im};
-        int errors = check_text(t.p, t.len, skip_failed, &r);
-        if (errors == 0)
-            break;
-        if (im.oom || errors < 0 || r.oom)
-            goto done;
-        if (r.skipped == 0) {
-            diag_error(d, 0, "internal error: the mapping made does not pass svcmapd's check: %s",
-                       r.unplaced ? r.unplaced : "?");
-            rc = -EPROTO;
-            goto done;
+    if (read_list(&im, root) && !im.oom) {
+        make_entries(&im);
+        if (!d->errors && !im.oom) {
+            if (im.nentries)
+                qsort(im.entries, im.nentries, sizeof(*im.entries), cmp_entry);
+            refs = link_targets(&im, &nrefs);
+            rc = render_checked(&im, refs, nrefs, &t);
         }
     }
-    *out = t.p;
-    *out_len = t.len;
-    t.p = NULL;
-    rc = 0;
-
-done:
+    if (rc == 0) {
+        *out = t.p;
+        *out_len = t.len;
+        t.p = NULL;
+    }
     if (rc != 0 && rc != -EPROTO && (im.oom || t.oom || d->errors == 0)) {
         diag_error(d, 0, "out of memory");
         rc = -ENOMEM;
     }
     free(t.p);
     free(refs);
-    for (size_t i = 0; i < im.nentries; i++) {
-        struct entry *e = &im.entries[i];
-        free(e->notes.p);
-        free(e->value);
-        free(e->skip);
-        free(e->target_ns);
-        free(e->target_svc);
-    }
-    free(im.entries);
-    for (int k = 0; k < KIND_COUNT; k++)
-        free(im.objs[k]);
+    import_finish(&im);
     json_decref(root);
     return rc;
 }

@@ -20,12 +20,14 @@
 #include "svcmapd/diag.h"
 #include "svcmapd/http.h"
 #include "svcmapd/import.h"
+#include "svcmapd/load.h"
 #include "svcmapd/log.h"
 #include "svcmapd/notify.h"
 #include "svcmapd/print.h"
 #include "svcmapd/reload.h"
 #include "svcmapd/server.h"
 #include "svcmapd/zone.h"
+#include "svcmapd/zone_ref.h"
 
 enum exit_code {
     EXIT_OK = 0,
@@ -66,56 +68,22 @@ static void usage(FILE *out)
             SVCMAPD_DEFAULT_CONFIG);
 }
 
-static void print_line(const char *line, void *arg)
-{
-    fprintf(arg, "%s\n", line);
-}
-
-static void log_line(const char *line, void *arg)
-{
-    (void)arg;
-    if (strstr(line, ": warning: "))
-        log_warning("%s", line);
-    else
-        log_error("%s", line);
-}
-
-/* Reads and compiles the mapping file; diagnostics go to `out` (or the log
- * when `out` is NULL). */
-static struct zone *load(const char *path, struct config **cfg_out, FILE *out)
-{
-    struct diag d;
-    diag_init(&d, path);
-    struct config *cfg = config_load(path, &d);
-    /* compiled even when the config has errors, to report the zone's too */
-    struct zone *z = cfg ? zone_compile(cfg, NULL, time(NULL), &d) : NULL;
-    if (out)
-        diag_each(&d, print_line, out);
-    else
-        diag_each(&d, log_line, NULL);
-    if (!z) {
-        config_free(cfg);
-        cfg = NULL;
-        if (!out)
-            log_error("cannot start: %u error%s in %s", d.errors, d.errors == 1 ? "" : "s", path);
-    }
-    diag_finish(&d);
-    *cfg_out = cfg;
-    return z;
-}
-
+/* `svcmapd -t`: every diagnostic on stderr, a summary on stdout. */
 static int check(const char *path)
 {
-    struct config *cfg;
-    struct zone *z = load(path, &cfg, stderr);
-    if (!z)
-        return EXIT_BAD_CONFIG;
-    const struct zone_stats *st = zone_stats(z);
-    printf("%s: ok, zone %s, %zu services, %zu records\n", path, cfg->zone, st->services,
-           st->records);
-    zone_free(z);
-    config_free(cfg);
-    return EXIT_OK;
+    struct load l;
+    load_init(&l, path);
+    load_text(&l, NULL, 0, NULL, NULL, time(NULL));
+    load_report(&l.diag, stderr);
+    int rc = EXIT_BAD_CONFIG;
+    if (l.zone) {
+        const struct zone_stats *st = zone_stats(l.zone);
+        printf("%s: ok, zone %s, %zu services, %zu records\n", path, l.cfg->zone, st->services,
+               st->records);
+        rc = EXIT_OK;
+    }
+    load_finish(&l);
+    return rc;
 }
 
 /*
@@ -171,17 +139,14 @@ static int drop_privileges(const char *spec)
 /* --print: the file must be valid; the snippet goes to stdout. */
 static int print_form(const char *path, const char *form, const char *server)
 {
-    struct diag d;
-    diag_init(&d, path);
-    struct config *cfg = config_load(path, &d);
-    struct zone *z = cfg ? zone_compile(cfg, NULL, time(NULL), &d) : NULL;
-    diag_each(&d, print_line, stderr);
-    diag_finish(&d);
+    struct load l;
+    load_init(&l, path);
+    load_text(&l, NULL, 0, NULL, NULL, time(NULL));
+    load_report(&l.diag, stderr);
     int rc = EXIT_BAD_CONFIG;
-    if (z)
-        rc = print_snippet(stdout, cfg, form, server) == 0 ? EXIT_OK : EXIT_USAGE;
-    zone_free(z);
-    config_free(cfg);
+    if (l.zone)
+        rc = print_snippet(stdout, l.cfg, form, server) == 0 ? EXIT_OK : EXIT_USAGE;
+    load_finish(&l);
     return rc;
 }
 
@@ -227,7 +192,7 @@ static int import_command(int argc, char **argv)
     struct diag d;
     diag_init(&d, "--zone");
     if (import_check_zone(zone, &d) < 0) {
-        diag_each(&d, print_line, stderr);
+        load_report(&d, stderr);
         diag_finish(&d);
         return EXIT_USAGE;
     }
@@ -239,7 +204,7 @@ static int import_command(int argc, char **argv)
     int r = json ? import_convert(json, len, zone, &d, &out, &out_len) : -EINVAL;
     int rc = r == 0 ? EXIT_OK : r == -EINVAL ? EXIT_BAD_CONFIG : EXIT_RUNTIME;
     free(json);
-    diag_each(&d, print_line, stderr);
+    load_report(&d, stderr);
     diag_finish(&d);
     if (rc == EXIT_OK && (fwrite(out, 1, out_len, stdout) != out_len || fflush(stdout) != 0)) {
         fprintf(stderr, "svcmapd import: cannot write the mapping: %s\n", strerror(errno));
@@ -272,7 +237,7 @@ static void raise_file_limit(const struct config *cfg)
 struct daemon {
     const char *path;
     struct event_base *base;
-    struct config *cfg; /* until the reloader takes it */
+    struct load load; /* its config until the reloader takes it, its zone until published */
     struct http *http;
     struct zone_ref *ref;
     struct server *srv;
@@ -282,8 +247,6 @@ struct daemon {
     struct event *lameduck;
     pthread_t loader;
     bool loading;
-    struct zone *zone; /* the loader's result */
-    struct diag diag;
     sigset_t sigs;
     int rc;
     bool stopping;
@@ -353,54 +316,45 @@ static void on_stop(evutil_socket_t sig, short what, void *arg)
     shutdown_main(dm);
 }
 
+static void log_cannot_start(const struct daemon *dm)
+{
+    unsigned errors = dm->load.diag.errors;
+    log_error("cannot start: %u error%s in %s", errors, errors == 1 ? "" : "s", dm->path);
+}
+
+/* The loader thread: the second step of the load, parsed on the main
+ * thread before the loop started. */
 static void *load_zone(void *arg)
 {
     struct daemon *dm = arg;
-    dm->zone = zone_compile(dm->cfg, NULL, time(NULL), &dm->diag);
-    config_drop_mapping(dm->cfg); /* the zone has what it needs */
+    load_compile(&dm->load, NULL, NULL, time(NULL));
+    config_drop_mapping(dm->load.cfg); /* the zone has what it needs */
     event_active(dm->loaded, 0, 0);
     return NULL;
 }
 
-/* The mapping is compiled (main thread): bind, drop privileges, serve. */
-static void on_loaded(evutil_socket_t fd, short what, void *arg)
+/* What a reload changes outside the zone: the TCP limits of new
+ * connections. */
+static void on_reloaded(void *arg, const struct config *cfg)
 {
-    struct daemon *dm = arg;
-    (void)fd;
-    (void)what;
-    pthread_join(dm->loader, NULL);
-    dm->loading = false;
-    diag_each(&dm->diag, log_line, NULL);
-    struct config *cfg = dm->cfg;
-    if (!dm->zone) {
-        log_error("cannot start: %u error%s in %s", dm->diag.errors,
-                  dm->diag.errors == 1 ? "" : "s", dm->path);
-        dm->rc = EXIT_BAD_CONFIG;
-        shutdown_main(dm);
-        return;
-    }
-    if (dm->stopping) {
-        zone_free(dm->zone);
-        dm->rc = EXIT_OK;
-        shutdown_main(dm);
-        return;
-    }
-    const struct zone_stats *st = zone_stats(dm->zone);
-    log_info("svcmapd %s: zone %s from %s: %zu services, %zu records, serial %u", SVCMAPD_VERSION,
-             cfg->zone, dm->path, st->services, st->records, st->serial);
+    server_apply_limits(arg, cfg);
+}
 
-    dm->rc = EXIT_RUNTIME;
-    dm->ref = zone_ref_new(dm->zone, server_worker_count(cfg));
-    if (!dm->ref) {
-        zone_free(dm->zone);
-        goto fail;
-    }
+/* Serves the loaded zone: binds, drops privileges, starts the workers and
+ * the reloader. False on a failure (logged where it happened). */
+static bool start_serving(struct daemon *dm)
+{
+    struct config *cfg = dm->load.cfg;
+    dm->ref = zone_ref_new(dm->load.zone, server_worker_count(cfg));
+    if (!dm->ref)
+        return false;
+    dm->load.zone = NULL; /* the ref's now */
     dm->srv = server_new(cfg, dm->ref);
     if (!dm->srv || server_start(dm->srv) < 0)
-        goto fail;
+        return false;
     /* Sockets are bound: the rest needs no privilege. */
     if (cfg->user && drop_privileges(cfg->user) < 0)
-        goto fail;
+        return false;
     if (!cfg->user && geteuid() == 0)
         log_warning("running as root: set [server] user = to drop privileges after binding");
     /* workers are created with the signals blocked: only main gets them */
@@ -408,11 +362,11 @@ static void on_loaded(evutil_socket_t fd, short what, void *arg)
     int r = server_run(dm->srv);
     pthread_sigmask(SIG_UNBLOCK, &dm->sigs, NULL);
     if (r < 0)
-        goto fail;
-    dm->reloader = reload_new(dm->base, dm->path, cfg, dm->ref, dm->srv);
+        return false;
+    dm->reloader = reload_new(dm->base, dm->path, cfg, dm->ref, on_reloaded, dm->srv);
     if (!dm->reloader)
-        goto fail;
-    dm->cfg = NULL; /* the reloader's now */
+        return false;
+    dm->load.cfg = NULL; /* the reloader's now */
     reload_watch(dm->reloader);
     for (size_t i = 0; i < cfg->nlisten; i++)
         log_info("listening on %s (udp, tcp), %zu worker%s", cfg->listen[i].text,
@@ -421,12 +375,106 @@ static void on_loaded(evutil_socket_t fd, short what, void *arg)
         http_set_sources(dm->http, dm->srv, dm->ref, dm->reloader);
         http_set_ready(dm->http, true, NULL);
     }
+    return true;
+}
+
+/* The mapping is compiled (main thread): serve it, or stop. */
+static void on_loaded(evutil_socket_t fd, short what, void *arg)
+{
+    struct daemon *dm = arg;
+    (void)fd;
+    (void)what;
+    pthread_join(dm->loader, NULL);
+    dm->loading = false;
+    load_report(&dm->load.diag, NULL);
+    if (!dm->load.zone) {
+        log_cannot_start(dm);
+        dm->rc = EXIT_BAD_CONFIG;
+        shutdown_main(dm);
+        return;
+    }
+    if (dm->stopping) {
+        dm->rc = EXIT_OK;
+        shutdown_main(dm);
+        return;
+    }
+    const struct zone_stats *st = zone_stats(dm->load.zone);
+    log_info("svcmapd %s: zone %s from %s: %zu services, %zu records, serial %u", SVCMAPD_VERSION,
+             dm->load.cfg->zone, dm->path, st->services, st->records, st->serial);
+    dm->rc = EXIT_RUNTIME;
+    if (!start_serving(dm)) {
+        shutdown_main(dm);
+        return;
+    }
     dm->rc = EXIT_OK;
     notify("READY=1\nSTATUS=serving");
-    return;
+}
 
-fail:
-    shutdown_main(dm);
+/* The first step of the load, on the main thread: the file read and
+ * parsed, the log set up as it says. A bad file is reported whole (its
+ * zone's errors too) before anything starts: false. */
+static bool read_mapping(struct daemon *dm)
+{
+    struct load *l = &dm->load;
+    if (load_parse(l, NULL, 0) && !l->diag.errors) {
+        log_configure(l->cfg);
+        return true;
+    }
+    load_compile(l, NULL, NULL, time(NULL)); /* for its errors */
+    load_report(&l->diag, NULL);
+    log_cannot_start(dm);
+    return false;
+}
+
+/* The loop's events, the HTTP endpoints, and the loader thread that
+ * compiles the mapping meanwhile. False on a failure. */
+static bool start_loop(struct daemon *dm)
+{
+    dm->base = event_base_new();
+    if (!dm->base)
+        return false;
+    dm->sig[0] = evsignal_new(dm->base, SIGHUP, on_hup, dm);
+    dm->sig[1] = evsignal_new(dm->base, SIGTERM, on_stop, dm);
+    dm->sig[2] = evsignal_new(dm->base, SIGINT, on_stop, dm);
+    dm->loaded = event_new(dm->base, -1, 0, on_loaded, dm);
+    dm->lameduck = evtimer_new(dm->base, on_lameduck_over, dm);
+    for (size_t i = 0; i < 3; i++)
+        if (!dm->sig[i] || event_add(dm->sig[i], NULL) < 0)
+            return false;
+    if (!dm->loaded || !dm->lameduck)
+        return false;
+
+    /* /health and /ready answer while the mapping compiles (a million
+     * services take a moment): 200 and 503. */
+    dm->http = http_new(dm->base, dm->load.cfg);
+    if (!dm->http)
+        return false;
+    if (pthread_create(&dm->loader, NULL, load_zone, dm) != 0) {
+        log_error("cannot start the loader thread");
+        return false;
+    }
+    dm->loading = true; /* only a thread that was started is joined */
+    return true;
+}
+
+static void daemon_finish(struct daemon *dm)
+{
+    if (dm->loading)
+        pthread_join(dm->loader, NULL);
+    for (size_t i = 0; i < 3; i++)
+        if (dm->sig[i])
+            event_free(dm->sig[i]);
+    if (dm->loaded)
+        event_free(dm->loaded);
+    if (dm->lameduck)
+        event_free(dm->lameduck);
+    http_free(dm->http);
+    reload_free(dm->reloader);
+    server_free(dm->srv);
+    zone_ref_free(dm->ref);
+    load_finish(&dm->load);
+    if (dm->base)
+        event_base_free(dm->base);
 }
 
 static int serve(const char *path)
@@ -447,76 +495,21 @@ static int serve(const char *path)
         return EXIT_RUNTIME;
     }
 
-    /* The file is read here; a bad one is reported whole (zone errors too)
-     * before anything starts. */
-    diag_init(&dm.diag, path);
-    dm.cfg = config_load(path, &dm.diag);
-    if (dm.cfg && !dm.diag.errors)
-        log_configure(dm.cfg);
-    if (!dm.cfg || dm.diag.errors) {
-        struct zone *z = dm.cfg ? zone_compile(dm.cfg, NULL, time(NULL), &dm.diag) : NULL;
-        zone_free(z);
-        diag_each(&dm.diag, log_line, NULL);
-        log_error("cannot start: %u error%s in %s", dm.diag.errors, dm.diag.errors == 1 ? "" : "s",
-                  path);
-        diag_finish(&dm.diag);
-        config_free(dm.cfg);
+    load_init(&dm.load, path);
+    if (!read_mapping(&dm)) {
+        load_finish(&dm.load);
         return EXIT_BAD_CONFIG;
     }
-
-    raise_file_limit(dm.cfg);
-    dm.base = event_base_new();
-    if (!dm.base)
-        goto out;
-    dm.sig[0] = evsignal_new(dm.base, SIGHUP, on_hup, &dm);
-    dm.sig[1] = evsignal_new(dm.base, SIGTERM, on_stop, &dm);
-    dm.sig[2] = evsignal_new(dm.base, SIGINT, on_stop, &dm);
-    dm.loaded = event_new(dm.base, -1, 0, on_loaded, &dm);
-    dm.lameduck = evtimer_new(dm.base, on_lameduck_over, &dm);
-    for (size_t i = 0; i < 3; i++)
-        if (!dm.sig[i] || event_add(dm.sig[i], NULL) < 0)
-            goto out;
-    if (!dm.loaded || !dm.lameduck)
-        goto out;
-
-    /* /health and /ready answer while the mapping compiles (a million
-     * services take a moment): 200 and 503. */
-    dm.http = http_new(dm.base, dm.cfg);
-    if (!dm.http)
-        goto out;
-    dm.loading = true;
-    if (pthread_create(&dm.loader, NULL, load_zone, &dm) != 0) {
-        log_error("cannot start the loader thread");
-        goto out;
+    raise_file_limit(dm.load.cfg);
+    if (start_loop(&dm)) {
+        pthread_sigmask(SIG_UNBLOCK, &dm.sigs, NULL);
+        event_base_dispatch(dm.base);
+        if (dm.srv)
+            server_wait(dm.srv);
+        if (dm.rc == EXIT_OK)
+            log_info("stopped");
     }
-
-    pthread_sigmask(SIG_UNBLOCK, &dm.sigs, NULL);
-    event_base_dispatch(dm.base);
-    if (dm.srv)
-        server_wait(dm.srv);
-    if (dm.rc == EXIT_OK)
-        log_info("stopped");
-
-out:
-    if (dm.loading) {
-        pthread_join(dm.loader, NULL);
-        zone_free(dm.zone);
-    }
-    for (size_t i = 0; i < 3; i++)
-        if (dm.sig[i])
-            event_free(dm.sig[i]);
-    if (dm.loaded)
-        event_free(dm.loaded);
-    if (dm.lameduck)
-        event_free(dm.lameduck);
-    http_free(dm.http);
-    reload_free(dm.reloader);
-    server_free(dm.srv);
-    zone_ref_free(dm.ref);
-    config_free(dm.cfg);
-    diag_finish(&dm.diag);
-    if (dm.base)
-        event_base_free(dm.base);
+    daemon_finish(&dm);
     return dm.rc;
 }
 

@@ -4,118 +4,15 @@
 #include <event2/event.h>
 #include <pthread.h>
 #include <signal.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "svcmapd/load.h"
 #include "svcmapd/log.h"
 #include "svcmapd/notify.h"
-
-#include "svcmapd/server.h"
-
-/*
- * Reclamation: hazard pointers, one slot per reader thread.
- *
- * A reader announces the zone it is about to use by storing it in its own
- * slot, then checks the current pointer again: if it still matches, the
- * publisher cannot have missed the announcement, because both sides use
- * sequentially consistent operations (the reader: store slot, load current;
- * the publisher: exchange current, load slots). A retired zone is freed as
- * soon as no slot holds it. Readers enter once per batch of queries, so the
- * cost is one store and one load per batch, and a reader idle in epoll_wait
- * holds nothing: reloads never wait for traffic, as an epoch scheme would.
- */
-
-#define MAX_RETIRED 64
-
-struct zone_ref {
-    _Atomic(struct zone *) current;
-    size_t nslots;
-    struct zone *retired[MAX_RETIRED];
-    size_t nretired;
-    _Atomic(struct zone *) slots[]; /* one per reader */
-};
-
-struct zone_ref *zone_ref_new(struct zone *initial, size_t readers)
-{
-    struct zone_ref *ref = calloc(1, sizeof(*ref) + readers * sizeof(ref->slots[0]));
-    if (!ref)
-        return NULL;
-    atomic_init(&ref->current, initial);
-    ref->nslots = readers;
-    for (size_t i = 0; i < readers; i++)
-        atomic_init(&ref->slots[i], NULL);
-    return ref;
-}
-
-void zone_ref_free(struct zone_ref *ref)
-{
-    if (!ref)
-        return;
-    zone_free(atomic_load(&ref->current));
-    for (size_t i = 0; i < ref->nretired; i++)
-        zone_free(ref->retired[i]);
-    free(ref);
-}
-
-const struct zone *zone_ref_enter(struct zone_ref *ref, size_t slot)
-{
-    struct zone *z = atomic_load(&ref->current);
-    for (;;) {
-        atomic_store(&ref->slots[slot], z);
-        struct zone *again = atomic_load(&ref->current);
-        if (again == z)
-            return z;
-        z = again;
-    }
-}
-
-void zone_ref_leave(struct zone_ref *ref, size_t slot)
-{
-    atomic_store_explicit(&ref->slots[slot], NULL, memory_order_release);
-}
-
-const struct zone *zone_ref_current(struct zone_ref *ref)
-{
-    return atomic_load(&ref->current);
-}
-
-size_t zone_ref_collect(struct zone_ref *ref)
-{
-    size_t kept = 0;
-    for (size_t i = 0; i < ref->nretired; i++) {
-        struct zone *z = ref->retired[i];
-        bool held = false;
-        for (size_t s = 0; s < ref->nslots && !held; s++)
-            held = atomic_load(&ref->slots[s]) == z;
-        if (held)
-            ref->retired[kept++] = z;
-        else
-            zone_free(z);
-    }
-    ref->nretired = kept;
-    return kept;
-}
-
-void zone_ref_publish(struct zone_ref *ref, struct zone *z)
-{
-    struct zone *old = atomic_exchange(&ref->current, z);
-    if (ref->nretired == MAX_RETIRED) {
-        /* Readers hold a zone for one batch of queries; 64 reloads inside
-         * one batch means a reader is stuck. Wait for it rather than free
-         * what it reads. */
-        while (zone_ref_collect(ref) == MAX_RETIRED) {
-            struct timespec ms = {0, 1000000};
-            nanosleep(&ms, NULL);
-        }
-    }
-    ref->retired[ref->nretired++] = old;
-    zone_ref_collect(ref);
-}
-
-/* ---------------------------------------------------------------------- */
+#include "svcmapd/zone_ref.h"
 
 enum reload_verdict reload_decide(const struct config *cfg, const struct zone *z,
                                   const struct zone *old)
@@ -134,22 +31,23 @@ enum reload_verdict reload_decide(const struct config *cfg, const struct zone *z
     return removed == cfg->confirm_removal ? RELOAD_APPLY : RELOAD_HOLD;
 }
 
-/* Settings bound at start (sockets, threads, the user), one bit each. */
+/* As the log names them, by bit of enum reload_restart. */
 static const char *const restart_names[] = {"'listen'", "'workers'", "'user'", "[http]"};
 
-static unsigned restart_settings(const struct config *a, const struct config *b)
+unsigned reload_restart_changes(const struct config *running, const struct config *next)
 {
+    const struct config *a = next, *b = running;
     unsigned bits = 0;
     if (!config_same_listen(a, b))
-        bits |= 1u << 0;
+        bits |= RELOAD_RESTART_LISTEN;
     if (a->workers != b->workers)
-        bits |= 1u << 1;
+        bits |= RELOAD_RESTART_WORKERS;
     if ((a->user == NULL) != (b->user == NULL) || (a->user && strcmp(a->user, b->user) != 0))
-        bits |= 1u << 2;
+        bits |= RELOAD_RESTART_USER;
     for (int i = 0; i < 3; i++)
         if (a->http_on[i] != b->http_on[i] ||
             (a->http_on[i] && strcmp(a->http[i].text, b->http[i].text) != 0))
-            bits |= 1u << 3;
+            bits |= RELOAD_RESTART_HTTP;
     return bits;
 }
 
@@ -162,11 +60,7 @@ struct reload_job {
     const struct zone *old; /* only the main thread retires zones: it stays */
     time_t now;
     struct timespec t0;
-    struct diag d;
-    bool read;     /* the file was read: `hash` is of its bytes */
-    uint64_t hash; /* the results, for the main thread: */
-    struct config *cfg;
-    struct zone *zone;
+    struct load load; /* the results, for the main thread */
 };
 
 struct reloader {
@@ -175,7 +69,8 @@ struct reloader {
     struct config *boot; /* the settings the process started with */
     struct config *cfg;  /* of the zone now served; boot until a reload */
     struct zone_ref *ref;
-    struct server *srv;
+    void (*applied)(void *arg, const struct config *cfg); /* after a good reload */
+    void *applied_arg;
     struct event *collect; /* retries freeing zones still held */
     struct event *done;    /* the job's thread activates it */
     struct reload_stats stats;
@@ -184,7 +79,7 @@ struct reloader {
     bool running; /* a job is under way */
     bool again;   /* asked for while it was: one more follows */
     bool stopped;
-    unsigned restart; /* settings that differ from boot (restart_names) */
+    unsigned restart; /* settings that differ from boot: enum reload_restart */
 
     /* auto reload (`reload = INTERVAL`): the file is looked at on a timer */
     struct event *watch;
@@ -219,7 +114,8 @@ static void on_watch(evutil_socket_t fd, short what, void *arg);
 static void on_done(evutil_socket_t fd, short what, void *arg);
 
 struct reloader *reload_new(struct event_base *base, const char *path, struct config *cfg,
-                            struct zone_ref *ref, struct server *srv)
+                            struct zone_ref *ref,
+                            void (*applied)(void *arg, const struct config *cfg), void *arg)
 {
     struct reloader *r = calloc(1, sizeof(*r));
     if (!r)
@@ -229,7 +125,8 @@ struct reloader *reload_new(struct event_base *base, const char *path, struct co
     r->boot = cfg;
     r->cfg = cfg;
     r->ref = ref;
-    r->srv = srv;
+    r->applied = applied;
+    r->applied_arg = arg;
     r->stats.last_ok = time(NULL);
     r->collect = evtimer_new(base, on_collect, r);
     r->watch = evtimer_new(base, on_watch, r);
@@ -249,9 +146,7 @@ struct reloader *reload_new(struct event_base *base, const char *path, struct co
 static void job_finish(struct reload_job *j)
 {
     free(j->text);
-    zone_free(j->zone);
-    config_free(j->cfg);
-    diag_finish(&j->d);
+    load_finish(&j->load);
     memset(j, 0, sizeof(*j));
 }
 
@@ -272,15 +167,6 @@ void reload_free(struct reloader *r)
     free(r);
 }
 
-static void log_diag_line(const char *line, void *arg)
-{
-    (void)arg;
-    if (strstr(line, ": warning: "))
-        log_warning("%s", line);
-    else
-        log_error("%s", line);
-}
-
 static double ms_since(const struct timespec *t0)
 {
     struct timespec t1;
@@ -294,17 +180,9 @@ static void *run_job(void *arg)
 {
     struct reloader *r = arg;
     struct reload_job *j = &r->job;
-    if (!j->text)
-        j->text = config_read(r->path, &j->len, &j->d);
-    if (j->text) {
-        j->cfg = config_parse(j->text, j->len, &j->d);
-        j->hash = j->cfg ? j->cfg->hash : config_hash(j->text, j->len);
-        j->read = true;
-        free(j->text);
-        j->text = NULL;
-    }
-    /* compiled even when the config has errors, to report the zone's too */
-    j->zone = j->cfg ? zone_compile(j->cfg, j->old, j->now, &j->d) : NULL;
+    load_text(&j->load, j->text, j->len, j->old, NULL, j->now);
+    free(j->text);
+    j->text = NULL;
     event_active(r->done, 0, 0);
     return NULL;
 }
@@ -328,7 +206,7 @@ static void start(struct reloader *r, char *text, size_t len)
     *j = (struct reload_job){.text = text, .len = len, .now = time(NULL)};
     j->old = zone_ref_current(r->ref);
     clock_gettime(CLOCK_MONOTONIC, &j->t0);
-    diag_init(&j->d, r->path);
+    load_init(&j->load, r->path);
     notify_reloading();
     r->running = true;
     /* the signals stay with the main thread */
@@ -341,42 +219,33 @@ static void start(struct reloader *r, char *text, size_t len)
         run_job(r); /* no thread to be had: here, as before */
 }
 
-/* The job's results, on the main thread: applied, held or rejected. */
-static void conclude(struct reloader *r, struct reload_job *j)
+/* A reload not applied: the old zone serves on. */
+static void keep_old(struct reloader *r, enum reload_verdict v, const struct load *l,
+                     const struct zone *old)
 {
-    const struct zone *old = zone_ref_current(r->ref);
     uint32_t old_serial = zone_stats(old)->serial;
-    if (j->read)
-        r->seen_hash = j->hash; /* tried, even if bad or held */
-    diag_each(&j->d, log_diag_line, NULL);
-    enum reload_verdict v = reload_decide(j->cfg, j->zone, old);
     if (v == RELOAD_REJECT) {
         r->stats.failed++;
         notify("READY=1\nSTATUS=reload failed, serving the previous mapping");
-        log_error("reload: failed (%u error%s in %s), still serving serial %u", j->d.errors,
-                  j->d.errors == 1 ? "" : "s", r->path, old_serial);
-        reload_watch(r); /* keep looking: the next good file is taken */
-        return;
-    }
-    const struct zone_stats *st = zone_stats(j->zone);
-    if (v == RELOAD_HOLD) {
+        log_error("reload: failed (%u error%s in %s), still serving serial %u", l->diag.errors,
+                  l->diag.errors == 1 ? "" : "s", r->path, old_serial);
+    } else {
+        size_t removed = zone_stats(l->zone)->removed;
         r->stats.held++;
         notify("READY=1\nSTATUS=reload held, serving the previous mapping");
         log_warning("reload: held: would remove %zu of %zu services (more than max-removal = "
                     "%u%%), still serving serial %u; if that is meant, add confirm-removal = %zu "
                     "to [server] and reload",
-                    st->removed, zone_stats(old)->services, j->cfg->max_removal, old_serial,
-                    st->removed);
-        reload_watch(r);
-        return;
+                    removed, zone_stats(old)->services, l->cfg->max_removal, old_serial, removed);
     }
+    reload_watch(r); /* keep looking: the next good file is taken */
+}
 
-    struct config *cfg = j->cfg;
-    struct zone *z = j->zone;
-    j->cfg = NULL;
-    j->zone = NULL;
-    log_configure(cfg); /* the lines below already in the new [log] format */
-    unsigned restart = restart_settings(cfg, r->boot);
+/* Says which settings bound at start `cfg` changes (a warning each), and
+ * which it brings back to what runs. */
+static void warn_restart(struct reloader *r, const struct config *cfg)
+{
+    unsigned restart = reload_restart_changes(r->boot, cfg);
     for (unsigned i = 0; i < sizeof(restart_names) / sizeof(restart_names[0]); i++) {
         if (restart & (1u << i))
             log_warning("reload: %s changed; it takes effect only after a restart",
@@ -386,15 +255,27 @@ static void conclude(struct reloader *r, struct reload_job *j)
                      restart_names[i]);
     }
     r->restart = restart;
+}
 
-    bool changed = st->serial != old_serial;
+/* A reload applied: its zone published, its config the current one. */
+static void apply(struct reloader *r, struct reload_job *j)
+{
+    struct config *cfg = j->load.cfg;
+    struct zone *z = j->load.zone;
+    j->load.cfg = NULL;
+    j->load.zone = NULL;
+    log_configure(cfg); /* the lines below already in the new [log] format */
+    warn_restart(r, cfg);
+
+    const struct zone_stats *st = zone_stats(z);
+    bool changed = st->serial != zone_stats(zone_ref_current(r->ref))->serial;
     r->stats.ok++;
     r->stats.last_ok = time(NULL);
     config_drop_mapping(cfg); /* the zone has what it needs */
     zone_ref_publish(r->ref, z);
     notify("READY=1\nSTATUS=serving"); /* after: READY means the new answers */
-    if (r->srv)
-        server_apply_limits(r->srv, cfg);
+    if (r->applied)
+        r->applied(r->applied_arg, cfg);
     if (r->cfg != r->boot)
         config_free(r->cfg);
     r->cfg = cfg;
@@ -408,6 +289,20 @@ static void conclude(struct reloader *r, struct reload_job *j)
              "%u%s, %.1f ms",
              st->services, st->records, st->added, st->removed, st->changed, st->serial,
              changed ? "" : " (unchanged)", ms_since(&j->t0));
+}
+
+/* The job's results, on the main thread: applied, held or rejected. */
+static void conclude(struct reloader *r, struct reload_job *j)
+{
+    const struct zone *old = zone_ref_current(r->ref);
+    if (j->load.read)
+        r->seen_hash = j->load.hash; /* tried, even if bad or held */
+    load_report(&j->load.diag, NULL);
+    enum reload_verdict v = reload_decide(j->load.cfg, j->load.zone, old);
+    if (v == RELOAD_APPLY)
+        apply(r, j);
+    else
+        keep_old(r, v, &j->load, old);
 }
 
 static void on_done(evutil_socket_t fd, short what, void *arg)
@@ -447,12 +342,14 @@ static void arm_watch(struct reloader *r, uint32_t ms)
     event_add(r->watch, &tv);
 }
 
-/* The first line of `d`, without its newline. */
-static int first_line(const struct diag *d, const char **line)
+#define FIRST_MAX 1024 /* as long as diag_each() makes a line */
+
+/* Keeps the first line of a diag in `arg`, FIRST_MAX bytes. */
+static void keep_first(const struct diag_entry *e, void *arg)
 {
-    const char *nl = d->text ? memchr(d->text, '\n', d->len) : NULL;
-    *line = d->text ? d->text : "";
-    return nl ? (int)(nl - d->text) : 0;
+    char *first = arg;
+    if (!first[0])
+        snprintf(first, FIRST_MAX, "%s", e->text);
 }
 
 /* A look that could not read the file. The moment of a ConfigMap swap or
@@ -466,9 +363,9 @@ static uint32_t watch_failed(struct reloader *r, const struct diag *d, uint32_t 
         return 1000;
     r->stats.read_failing = true;
     r->stats.read_failures++;
-    const char *why;
-    int n = first_line(d, &why);
-    log_error("reload: %.*s; still serving serial %u, looking again every %us", n, why,
+    char why[FIRST_MAX] = "";
+    diag_each(d, keep_first, why);
+    log_error("reload: %s; still serving serial %u, looking again every %us", why,
               zone_stats(zone_ref_current(r->ref))->serial, r->interval);
     return next;
 }

@@ -2,8 +2,6 @@
 #include "svcmapd/zone.h"
 
 #include <arpa/inet.h>
-#include <errno.h>
-#include <ifaddrs.h>
 #include <ldns/ldns.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -177,60 +175,55 @@ const struct zone_rrset *build_addresses(struct compiler *c, const struct owner 
     return b_finish(c->z, b, true);
 }
 
+static bool is_any(const struct sockaddr_storage *ss)
+{
+    if (ss->ss_family == AF_INET)
+        return ((const struct sockaddr_in *)ss)->sin_addr.s_addr == htonl(INADDR_ANY);
+    return IN6_IS_ADDR_UNSPECIFIED(&((const struct sockaddr_in6 *)ss)->sin6_addr);
+}
+
+bool zone_needs_host(const struct config *cfg)
+{
+    for (size_t i = 0; i < cfg->nlisten; i++)
+        if (is_any(&cfg->listen[i].addr))
+            return true;
+    return false;
+}
+
 /* The addresses ns.dns.<zone> answers with: the listen addresses, or the
  * interfaces' addresses for a wildcard (CoreDNS uses the local IPs). */
 static bool collect_ns_addresses(struct compiler *c)
 {
     const struct config *cfg = c->cfg;
+    const struct zone_host none = {0}, *host = c->host ? c->host : &none;
     bool any4 = false, any6 = false;
-    size_t max = cfg->nlisten;
-    struct ifaddrs *ifs = NULL;
-
     for (size_t i = 0; i < cfg->nlisten; i++) {
         const struct sockaddr_storage *ss = &cfg->listen[i].addr;
-        if (ss->ss_family == AF_INET)
-            any4 |= ((const struct sockaddr_in *)ss)->sin_addr.s_addr == htonl(INADDR_ANY);
-        else
-            any6 |= IN6_IS_ADDR_UNSPECIFIED(&((const struct sockaddr_in6 *)ss)->sin6_addr);
+        any4 |= ss->ss_family == AF_INET && is_any(ss);
+        any6 |= ss->ss_family == AF_INET6 && is_any(ss);
     }
-    if ((any4 || any6) && getifaddrs(&ifs) < 0)
-        diag_warning(c->d, cfg->line[CONFIG_LISTEN],
-                     "cannot list the interfaces' addresses (%s): ns.dns.%s gets none for a "
-                     "wildcard listen address",
-                     strerror(errno), cfg->zone);
-    for (struct ifaddrs *i = ifs; i; i = i->ifa_next)
-        max++;
-
+    size_t max = cfg->nlisten + (any4 ? host->naddr4 : 0) + (any6 ? host->naddr6 : 0);
     c->ns4 = calloc(max + 1, 4);
     c->ns6 = calloc(max + 1, 16);
-    if (!c->ns4 || !c->ns6) {
-        freeifaddrs(ifs);
+    if (!c->ns4 || !c->ns6)
         return false;
-    }
     for (size_t i = 0; i < cfg->nlisten; i++) {
         const struct sockaddr_storage *ss = &cfg->listen[i].addr;
-        if (ss->ss_family == AF_INET) {
-            const struct sockaddr_in *sin = (const struct sockaddr_in *)ss;
-            if (sin->sin_addr.s_addr != htonl(INADDR_ANY))
-                memcpy(c->ns4[c->nns4++], &sin->sin_addr, 4);
-        } else {
-            const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)ss;
-            if (!IN6_IS_ADDR_UNSPECIFIED(&sin6->sin6_addr))
-                memcpy(c->ns6[c->nns6++], &sin6->sin6_addr, 16);
-        }
-    }
-    for (struct ifaddrs *i = ifs; i; i = i->ifa_next) {
-        if (!i->ifa_addr)
+        if (is_any(ss))
             continue;
-        if (any4 && i->ifa_addr->sa_family == AF_INET)
-            memcpy(c->ns4[c->nns4++], &((struct sockaddr_in *)(void *)i->ifa_addr)->sin_addr, 4);
-        if (any6 && i->ifa_addr->sa_family == AF_INET6) {
-            const struct in6_addr *a = &((struct sockaddr_in6 *)(void *)i->ifa_addr)->sin6_addr;
-            if (!IN6_IS_ADDR_LINKLOCAL(a))
-                memcpy(c->ns6[c->nns6++], a, 16);
-        }
+        if (ss->ss_family == AF_INET)
+            memcpy(c->ns4[c->nns4++], &((const struct sockaddr_in *)ss)->sin_addr, 4);
+        else
+            memcpy(c->ns6[c->nns6++], &((const struct sockaddr_in6 *)ss)->sin6_addr, 16);
     }
-    freeifaddrs(ifs);
+    for (size_t i = 0; any4 && i < host->naddr4; i++)
+        memcpy(c->ns4[c->nns4++], host->addr4[i], 4);
+    for (size_t i = 0; any6 && i < host->naddr6; i++) {
+        struct in6_addr a;
+        memcpy(&a, host->addr6[i], 16);
+        if (!IN6_IS_ADDR_LINKLOCAL(&a))
+            memcpy(c->ns6[c->nns6++], host->addr6[i], 16);
+    }
     return true;
 }
 
@@ -663,11 +656,11 @@ static uint32_t next_serial(const struct zone *old, bool changed, time_t now)
     return serial;
 }
 
-struct zone *zone_compile(const struct config *cfg, const struct zone *old, time_t now,
-                          struct diag *d)
+struct zone *zone_compile(const struct config *cfg, const struct zone *old,
+                          const struct zone_host *host, time_t now, struct diag *d)
 {
     struct zone *z = calloc(1, sizeof(*z));
-    struct compiler c = {.z = z, .cfg = cfg, .d = d};
+    struct compiler c = {.z = z, .cfg = cfg, .host = host, .d = d};
     unsigned errors_before = d->errors;
     if (!z || !compiler_init(&c, now) || !set_apex(&c))
         goto fail;

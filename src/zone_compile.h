@@ -63,6 +63,7 @@ struct compiler {
     struct arena *scratch;  /* freed when compiling ends */
     struct extra no_memory; /* what extra_of() gives when out of memory */
     const struct config *cfg;
+    const struct zone_host *host; /* NULL: no interface addresses */
     struct diag *d;
     struct builder *b;
     struct info *info;

@@ -578,7 +578,8 @@ static void warn_loop(struct compiler *c, struct znode *node)
  * alone, which glibc and musl clients cannot use: say so, once. */
 static void warn_unresolved(struct compiler *c)
 {
-    if (c->z->resolve || !c->cfg->upstream_note[0])
+    const struct config_resolv *rc = &c->cfg->resolv;
+    if (c->z->resolve || rc->problem == CONFIG_RESOLV_OK)
         return;
     size_t unresolved = 0;
     int first_line = 0;
@@ -589,11 +590,17 @@ static void warn_unresolved(struct compiler *c)
                 first_line = in->u.svc->line;
         }
     }
-    if (unresolved)
-        diag_warning(c->d, first_line,
-                     "%zu hostname target%s outside the zone will get the CNAME alone: no "
-                     "upstream servers (%s); set [upstream] servers",
-                     unresolved, unresolved == 1 ? "" : "s", c->cfg->upstream_note);
+    if (!unresolved)
+        return;
+    char why[320];
+    if (rc->problem == CONFIG_RESOLV_UNREADABLE)
+        snprintf(why, sizeof(why), "cannot read %s: %s", rc->path, strerror(rc->error));
+    else
+        snprintf(why, sizeof(why), "no nameserver in %s", rc->path);
+    diag_warning(c->d, first_line,
+                 "%zu hostname target%s outside the zone will get the CNAME alone: no "
+                 "upstream servers (%s); set [upstream] servers",
+                 unresolved, unresolved == 1 ? "" : "s", why);
 }
 
 /* The plans of a hostname service whose target is resolved. False when out

@@ -110,6 +110,20 @@ enum config_option_id {
     CONFIG_OPTION_COUNT,
 };
 
+/* Why a resolv.conf named by `servers` gave no upstream servers: data, so
+ * that the warning about it is written where it is given (zone.c). */
+enum config_resolv_problem {
+    CONFIG_RESOLV_OK,            /* servers were found, or none were asked of a file */
+    CONFIG_RESOLV_UNREADABLE,    /* the file cannot be read: `error` says why */
+    CONFIG_RESOLV_NO_NAMESERVER, /* it was read, and names no nameserver */
+};
+
+struct config_resolv {
+    enum config_resolv_problem problem;
+    int error;        /* CONFIG_RESOLV_UNREADABLE: the errno of opening it */
+    const char *path; /* the file, unless CONFIG_RESOLV_OK */
+};
+
 struct config {
     const char *path;
     uint64_t hash; /* config_hash() of the text it was parsed from */
@@ -140,7 +154,8 @@ struct config {
     uint32_t cache_size;       /* entries per worker */
     uint32_t max_stale;        /* seconds an expired answer may serve (RFC 8767) */
     uint32_t negative_ttl;     /* at most this long for NXDOMAIN, NODATA, failures */
-    char upstream_note[160];   /* why resolv.conf gave no servers, or empty */
+    /* why `servers = /PATH` gave none, for zone.c's warning */
+    struct config_resolv resolv;
 
     /* [http]: endpoints, each off unless given an address */
     struct config_listen http[3]; /* by enum config_http */

@@ -11,35 +11,7 @@
 #include "svcmapd/zone.h"
 
 struct event_base;
-struct server;
-
-/*
- * The current zone, shared by every thread that answers queries.
- * Readers bracket their use with zone_ref_enter()/zone_ref_leave(); a
- * published zone replaces the old one atomically, and the old one is freed
- * once no reader can still hold it (see reload.c for the scheme).
- */
 struct zone_ref;
-
-/* Takes ownership of `initial`. `readers` is the number of reader slots,
- * one per thread that calls zone_ref_enter(). NULL when out of memory. */
-struct zone_ref *zone_ref_new(struct zone *initial, size_t readers);
-
-/* Frees the current zone and every retired one. No reader may be inside. */
-void zone_ref_free(struct zone_ref *ref);
-
-/* Returns the current zone for reader `slot`, valid until zone_ref_leave(). */
-const struct zone *zone_ref_enter(struct zone_ref *ref, size_t slot);
-void zone_ref_leave(struct zone_ref *ref, size_t slot);
-
-/* The current zone, for the thread that publishes (no slot needed). */
-const struct zone *zone_ref_current(struct zone_ref *ref);
-
-/* Makes `z` current (taking ownership) and retires the previous zone. */
-void zone_ref_publish(struct zone_ref *ref, struct zone *z);
-
-/* Frees retired zones that no reader holds. Returns how many still wait. */
-size_t zone_ref_collect(struct zone_ref *ref);
 
 /* What SIGHUP runs. */
 struct reloader;
@@ -54,10 +26,13 @@ struct reload_stats {
 
 /* `cfg` is the config the running zone came from; the reloader takes it,
  * and keeps its listen, workers, user and [http] as what the process
- * runs with. `srv` gets the new limits (TCP timeouts) after each good
- * reload. */
+ * runs with. After each good reload, once its zone is published,
+ * `applied(arg, cfg)` (unless NULL) is called on the main thread with the
+ * new config, for what lives outside the zone (the server's TCP limits):
+ * the reloader knows nothing of the server. */
 struct reloader *reload_new(struct event_base *base, const char *path, struct config *cfg,
-                            struct zone_ref *ref, struct server *srv);
+                            struct zone_ref *ref,
+                            void (*applied)(void *arg, const struct config *cfg), void *arg);
 
 /* Waits for a reload under way (one compile at most), then frees. */
 void reload_free(struct reloader *r);
@@ -92,6 +67,20 @@ enum reload_verdict {
  * of old's, unless exactly `confirm-removal` of them. No side effects. */
 enum reload_verdict reload_decide(const struct config *cfg, const struct zone *z,
                                   const struct zone *old);
+
+/* Settings bound at start: sockets, threads, the user, the HTTP endpoints.
+ * A reload that changes one says it takes effect only after a restart. */
+enum reload_restart {
+    RELOAD_RESTART_LISTEN = 1u << 0,
+    RELOAD_RESTART_WORKERS = 1u << 1,
+    RELOAD_RESTART_USER = 1u << 2,
+    RELOAD_RESTART_HTTP = 1u << 3, /* any of [http] health, ready, metrics */
+};
+
+/* Which of them `next` changes against `running`: enum reload_restart
+ * bits, 0 for none (the order of listen addresses does not count). The
+ * one comparison of restart-only settings. No side effects. */
+unsigned reload_restart_changes(const struct config *running, const struct config *next);
 
 /* Re-reads the mapping file: read, parsed and compiled on a thread of its
  * own while the main loop goes on, then applied on the main thread (the

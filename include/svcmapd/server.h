@@ -3,7 +3,7 @@
 #define SVCMAPD_SERVER_H
 
 #include "svcmapd/config.h"
-#include "svcmapd/reload.h"
+#include "svcmapd/zone_ref.h" /* the workers read the zone through it */
 
 struct metrics;
 struct upstream_stats;

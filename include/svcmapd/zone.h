@@ -90,15 +90,31 @@ struct zone_stats {
     size_t bytes; /* memory held by the zone */
 };
 
+/* What the compiler needs to know of the machine it compiles for, found
+ * by its caller (load.c): the compiler reads no system state. */
+struct zone_host {
+    const uint8_t (*addr4)[4]; /* the interfaces' IPv4 addresses, network order */
+    size_t naddr4;
+    const uint8_t (*addr6)[16]; /* their IPv6 addresses, link-local ones too */
+    size_t naddr6;
+};
+
+/* Whether compiling `cfg` needs the interfaces' addresses: it listens on
+ * a wildcard address (0.0.0.0 or [::]), and ns.dns.<zone> answers with
+ * the machine's addresses instead, as CoreDNS does. */
+bool zone_needs_host(const struct config *cfg);
+
 /* Compiles `cfg`. `old` is the zone being replaced (NULL at start-up): the
  * SOA serial becomes max(now, old serial + 1) if any data changed, and stays
- * the old one otherwise; the change counts are taken against it. Problems
- * the config grammar cannot see (a dangling in-zone target, a name over 255
+ * the old one otherwise; the change counts are taken against it. `host`
+ * (NULL: no addresses) is read only if zone_needs_host(). Problems the
+ * config grammar cannot see (a dangling in-zone target, a name over 255
  * bytes) go to `d` with the line they come from. Returns NULL if `d` holds
  * any error, from this compile or from reading the config before it.
- * The zone owns all its memory and does not reference `cfg` afterwards. */
-struct zone *zone_compile(const struct config *cfg, const struct zone *old, time_t now,
-                          struct diag *d);
+ * The zone owns all its memory and references neither `cfg` nor `host`
+ * afterwards. */
+struct zone *zone_compile(const struct config *cfg, const struct zone *old,
+                          const struct zone_host *host, time_t now, struct diag *d);
 
 /* Frees a zone. NULL is a no-op. */
 void zone_free(struct zone *z);

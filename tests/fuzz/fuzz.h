@@ -34,6 +34,10 @@ bool fuzz_opens_device(const uint8_t *data, size_t size);
 
 struct diag;
 
+/* The machine the targets compile for: fixed, so that an input does
+ * what it did the last time, whatever the interfaces of the machine. */
+extern const struct zone_host fuzz_host;
+
 /* Fails unless every diagnostic line of `d` starts with `file` and a
  * colon (as `svcmapd -t` and the reload log show them: a message that
  * smuggles a newline in would break that), one per error or warning. */

@@ -3,6 +3,7 @@
 
 #include "fuzz.h"
 #include "svcmapd/config.h"
+#include "svcmapd/load.h"
 #include "svcmapd/zone.h"
 
 /*
@@ -95,32 +96,30 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (fuzz_opens_device(data, size))
         return -1;
 
-    struct diag d;
-    diag_init(&d, FILE_NAME);
-    struct config *cfg = config_parse((const char *)data, size, &d);
-    if (cfg && d.errors == 0) {
-        unsigned before = d.errors;
-        struct zone *z = zone_compile(cfg, NULL, NOW, &d);
+    struct load l;
+    load_init(&l, FILE_NAME);
+    if (load_parse(&l, (const char *)data, size) && l.diag.errors == 0) {
+        unsigned before = l.diag.errors;
+        load_compile(&l, NULL, &fuzz_host, NOW);
+        struct zone *z = l.zone;
         /* zone.h: NULL exactly when an error was reported */
-        if ((z == NULL) != (d.errors > before))
+        if ((z == NULL) != (l.diag.errors > before))
             fuzz_fail("zone_compile gave %s with %u new errors", z ? "a zone" : "NULL",
-                      d.errors - before);
+                      l.diag.errors - before);
         if (z) {
             /* the same file again, later: nothing changed, the serial stays */
-            struct zone *again = zone_compile(cfg, z, NOW + 60, &d);
-            if (!again)
+            l.zone = NULL; /* kept, as the zone replaced */
+            if (!load_compile(&l, z, &fuzz_host, NOW + 60))
                 fuzz_fail("a zone that compiled once does not compile again");
-            const struct zone_stats *a = zone_stats(z), *b = zone_stats(again);
+            const struct zone_stats *a = zone_stats(z), *b = zone_stats(l.zone);
             if (a->serial != b->serial || b->added || b->removed || b->changed)
                 fuzz_fail("unchanged file, serial %u -> %u, %zu added, %zu removed, %zu changed",
                           a->serial, b->serial, b->added, b->removed, b->changed);
-            ask(again, cfg);
-            zone_free(again);
+            ask(l.zone, l.cfg);
         }
         zone_free(z);
     }
-    fuzz_check_diag(&d, FILE_NAME);
-    config_free(cfg);
-    diag_finish(&d);
+    fuzz_check_diag(&l.diag, FILE_NAME);
+    load_finish(&l);
     return 0;
 }

@@ -6,14 +6,14 @@
 #include "fuzz.h"
 #include "svcmapd/config.h"
 #include "svcmapd/import.h"
-#include "svcmapd/zone.h"
+#include "svcmapd/load.h"
 
 /*
  * import_convert() either fails for bad input (-EINVAL), with at least one
  * error and no text, or succeeds with no error and a text that:
- *   - config_parse() and zone_compile() take without an error, as
- *     `svcmapd -t` would (checked here again, apart from import's own
- *     check, which could be wrong the same way as what it checks);
+ *   - load_text() takes without an error, as `svcmapd -t` would
+ *     (checked here again, apart from import's own check, which could
+ *     be wrong the same way as what it checks);
  *   - is NUL-free, ends in a newline, and has no line over the 198
  *     characters Debian's inih reads;
  *   - comes out the same for the same input a second time.
@@ -39,16 +39,12 @@ static void check_text(const char *out, size_t len)
         line = nl + 1;
     }
 
-    struct diag d;
-    diag_init(&d, "import.ini");
-    struct config *cfg = config_parse(out, len, &d);
-    struct zone *z = cfg ? zone_compile(cfg, NULL, 1700000000, &d) : NULL;
-    if (!z || d.errors)
-        fuzz_fail("svcmapd -t refuses what import printed:\n%.*s--- the text:\n%s", (int)d.len,
-                  d.text ? d.text : "", out);
-    zone_free(z);
-    config_free(cfg);
-    diag_finish(&d);
+    struct load l;
+    load_init(&l, "import.ini");
+    if (!load_text(&l, out, len, NULL, &fuzz_host, 1700000000) || l.diag.errors)
+        fuzz_fail("svcmapd -t refuses what import printed:\n%.*s--- the text:\n%s", (int)l.diag.len,
+                  l.diag.text ? l.diag.text : "", out);
+    load_finish(&l);
 }
 
 /* One conversion; the text (malloc'ed) or NULL. */

@@ -8,6 +8,7 @@
 
 #include "fuzz.h"
 #include "svcmapd/config.h"
+#include "svcmapd/load.h"
 #include "svcmapd/reload.h"
 #include "svcmapd/zone.h"
 
@@ -59,15 +60,16 @@ static int by_name(const void *a, const void *b)
  * compiled mapping are listed from its config. */
 static struct mapping compile(const char *text, size_t len, const struct zone *old)
 {
-    struct mapping m = {0};
-    struct diag d;
-    diag_init(&d, FILE_NAME);
-    m.cfg = config_parse(text, len, &d);
-    m.zone = m.cfg ? zone_compile(m.cfg, old, NOW + (old ? 60 : 0), &d) : NULL;
-    if (m.zone && d.errors)
-        fuzz_fail("a zone compiled from a file with %u errors", d.errors);
-    fuzz_check_diag(&d, FILE_NAME);
-    diag_finish(&d);
+    struct load l;
+    load_init(&l, FILE_NAME);
+    load_text(&l, text, len, old, &fuzz_host, NOW + (old ? 60 : 0));
+    if (l.zone && l.diag.errors)
+        fuzz_fail("a zone compiled from a file with %u errors", l.diag.errors);
+    fuzz_check_diag(&l.diag, FILE_NAME);
+    struct mapping m = {.cfg = l.cfg, .zone = l.zone};
+    l.cfg = NULL;
+    l.zone = NULL;
+    load_finish(&l);
     if (!m.zone)
         return m;
     for (size_t i = 0; i < m.cfg->nnamespaces; i++)

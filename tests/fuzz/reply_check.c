@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "svcmapd/config.h"
+#include "svcmapd/load.h"
 #include "svcmapd/wire.h"
 #include "svcmapd/zone.h"
 
@@ -34,17 +35,21 @@ void fuzz_fail(const char *fmt, ...)
     abort();
 }
 
+/* One IPv4 address, a link-local IPv6 one (never given out) and another. */
+static const uint8_t host4[][4] = {{192, 0, 2, 53}};
+static const uint8_t host6[][16] = {{0xfe, 0x80, [15] = 1}, {0x20, 0x01, 0x0d, 0xb8, [15] = 0x53}};
+const struct zone_host fuzz_host = {host4, 1, host6, 2};
+
 struct zone *fuzz_fixed_zone(const char *text, size_t len)
 {
-    struct diag d;
-    diag_init(&d, "fixed zone");
-    struct config *cfg = config_parse(text, len, &d);
-    struct zone *z = cfg ? zone_compile(cfg, NULL, 1700000000, &d) : NULL;
-    if (!z || d.errors || d.warnings)
-        fuzz_fail("the fixed zone does not compile cleanly:\n%.*s", (int)d.len,
-                  d.text ? d.text : "");
-    config_free(cfg);
-    diag_finish(&d);
+    struct load l;
+    load_init(&l, "fixed zone");
+    if (!load_text(&l, text, len, NULL, &fuzz_host, 1700000000) || l.diag.errors || l.diag.warnings)
+        fuzz_fail("the fixed zone does not compile cleanly:\n%.*s", (int)l.diag.len,
+                  l.diag.text ? l.diag.text : "");
+    struct zone *z = l.zone;
+    l.zone = NULL;
+    load_finish(&l);
     return z;
 }
 

@@ -633,10 +633,11 @@ def stop_and_report(servers):
             pytest.fail(report)
 
 
-def run_cli(args, cwd=None, timeout=10):
+def run_cli(args, cwd=None, timeout=10, env=None):
     """Run svcmapd with args to completion (never longer than timeout)."""
     proc = subprocess.Popen([str(svcmapd_path()), *args], stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=cwd, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=cwd, text=True,
+                            env=env)
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:

@@ -1,12 +1,14 @@
 """test_cli.py -- SPEC 1 (`-t` and its diagnostics) and SPEC 5 (options, exit codes,
 signals): 0 ok, 1 bad config, 2 bad usage, 3 runtime failure."""
 
+import os
 import signal
 import textwrap
+from pathlib import Path
 
 import pytest
 
-from conftest import DATA, PortBlocker, error_lines, run_cli, svc, check_answer
+from conftest import DATA, PortBlocker, error_lines, run_cli, svc, svcmapd_path, check_answer
 
 GOOD = textwrap.dedent("""\
     [server]
@@ -225,6 +227,31 @@ def test_run_bad_config_exit_1(svcmapd_bin, tmp_path):
     rc, out, err = run_cli(["-c", str(path)])
     assert rc == 1, f"expected exit 1, got {rc}; stderr:\n{err}"
     assert error_lines(err, path) == [6], err
+
+
+def test_run_bad_config_logs_errors_at_error_level(svcmapd_bin, tmp_path):
+    """Each diagnostic is logged at its own severity, whatever its text says: an error
+    quoting ': warning: ' from the file is an [ERROR] line, not a [WARNING] one."""
+    path = write(tmp_path, GOOD + "[x: warning: y]\n")
+    rc, out, err = run_cli(["-c", str(path)])
+    assert rc == 1, f"expected exit 1, got {rc}; stderr:\n{err}"
+    lines = [ln for ln in err.splitlines() if "unknown section '[x: warning: y]'" in ln]
+    assert len(lines) == 1 and "[ERROR]" in lines[0], err
+
+
+def test_no_thread_exit_3(svcmapd_bin, tmp_path):
+    """No thread to be had (a container at its pids limit; the nothread shim): start-up
+    fails with exit 3 and says why, and does not crash on the way out."""
+    shim = Path(os.environ.get("SVCMAPD_NOTHREAD") or
+                svcmapd_path().parent / "tests" / "libnothread.so")
+    assert shim.is_file(), f"the nothread shim is not built: {shim}"
+    path = write(tmp_path, GOOD)
+    # the sanitizer build: its runtime need not be first any more
+    asan = ":".join(filter(None, [os.environ.get("ASAN_OPTIONS"), "verify_asan_link_order=0"]))
+    rc, out, err = run_cli(["-c", str(path)],
+                           env={**os.environ, "LD_PRELOAD": str(shim), "ASAN_OPTIONS": asan})
+    assert rc == 3, f"expected exit 3, got {rc}; stderr:\n{err}"
+    assert "cannot start the loader thread" in err, err
 
 
 def test_bind_failure_exit_3(svcmapd_bin, tmp_path, blocker):

@@ -110,6 +110,16 @@ def test_bad_reload_dangling_target_keeps_old_data(svcmapd):
     check_answer(s.ask(svc("x.a"), "A"), [f"{svc('x.a')} 5 IN A 10.0.0.1"])
 
 
+def test_reload_error_logged_at_error_level(svcmapd):
+    """A reload's diagnostics are logged at their own severity: an error quoting
+    ': warning: ' from the file is an [ERROR] line."""
+    s = svcmapd(cfg("x = 10.0.0.1\n"))
+    outcome, new = s.reload(cfg("x = 10.0.0.1\n") + "[x: warning: y]\n")
+    assert outcome == "failed", new
+    line = line_with(new, "unknown section '[x: warning: y]'")
+    assert "[ERROR]" in line, line
+
+
 def test_reload_missing_file_keeps_old_data(svcmapd):
     s = svcmapd(cfg("x = 10.0.0.1\n"))
     os.unlink(s.config_path)

@@ -4,6 +4,7 @@
 #include <ldns/ldns.h>
 #include <stdlib.h>
 
+#include "svcmapd/load.h"
 #include "tap.h"
 
 static struct zone *zone;
@@ -403,14 +404,14 @@ int main(void)
     }
     strcat(text, "\n");
 
-    struct diag d;
-    diag_init(&d, "a.ini");
-    struct config *cfg = config_parse(text, strlen(text), &d);
-    zone = cfg ? zone_compile(cfg, NULL, 1700000000, &d) : NULL;
+    struct load l;
+    load_init(&l, "a.ini");
+    load_text(&l, text, strlen(text), NULL, NULL, 1700000000);
+    zone = l.zone;
+    l.zone = NULL;
     if (!ok(zone != NULL, "the test zone compiles"))
-        printf("# %s", d.text);
-    diag_finish(&d);
-    config_free(cfg);
+        printf("# %s", l.diag.text);
+    load_finish(&l);
     if (!zone)
         return done_testing();
     answer_init(&ctx);

@@ -1,91 +1,10 @@
-/* test_reload.c -- publishing zones: readers keep what they hold, retired zones are freed;
- * which reloads are applied, held or rejected. */
-#include <pthread.h>
-#include <stdatomic.h>
-#include <stdlib.h>
+/* test_reload.c -- which reloads are applied, held or rejected. */
+#include <stdio.h>
+#include <string.h>
 
+#include "svcmapd/load.h"
 #include "svcmapd/reload.h"
 #include "tap.h"
-
-static struct zone *make(const char *ip, time_t now)
-{
-    char text[128];
-    snprintf(text, sizeof(text), "[namespace a]\nx = %s\n", ip);
-    struct diag d;
-    diag_init(&d, "r.ini");
-    struct config *cfg = config_parse(text, strlen(text), &d);
-    struct zone *z = cfg ? zone_compile(cfg, NULL, now, &d) : NULL;
-    config_free(cfg);
-    diag_finish(&d);
-    return z;
-}
-
-static void test_hazards(void)
-{
-    struct zone_ref *ref = zone_ref_new(make("10.0.0.1", 1), 2);
-    const struct zone *held = zone_ref_enter(ref, 0);
-    is_int(zone_stats(held)->serial, 1, "reader 0 holds the first zone");
-
-    zone_ref_publish(ref, make("10.0.0.2", 2));
-    is_int(zone_stats(zone_ref_current(ref))->serial, 2, "the new zone is current");
-    is_int(zone_stats(held)->serial, 1, "the held zone is still readable (ASan would object)");
-    is_int(zone_ref_collect(ref), 1, "the held zone waits");
-
-    const struct zone *other = zone_ref_enter(ref, 1);
-    is_int(zone_stats(other)->serial, 2, "a new reader gets the new zone");
-    zone_ref_leave(ref, 1);
-
-    zone_ref_leave(ref, 0);
-    is_int(zone_ref_collect(ref), 0, "released: freed");
-
-    zone_ref_publish(ref, make("10.0.0.3", 3));
-    is_int(zone_ref_collect(ref), 0, "nobody inside: freed at once");
-    zone_ref_free(ref);
-}
-
-struct race {
-    struct zone_ref *ref;
-    atomic_bool stop;
-    atomic_long reads;
-    atomic_long bad;
-};
-
-static void *reader(void *arg)
-{
-    struct race *r = arg;
-    while (!atomic_load(&r->stop)) {
-        const struct zone *z = zone_ref_enter(r->ref, 0);
-        /* touch the zone: a freed one would be caught by ASan, or read as garbage */
-        const struct zone_stats *st = zone_stats(z);
-        if (st->services != 1)
-            atomic_fetch_add(&r->bad, 1);
-        zone_ref_leave(r->ref, 0);
-        atomic_fetch_add(&r->reads, 1);
-    }
-    return NULL;
-}
-
-static void test_race(void)
-{
-    struct race r = {.ref = zone_ref_new(make("10.0.0.1", 1), 1)};
-    atomic_init(&r.stop, false);
-    atomic_init(&r.reads, 0);
-    atomic_init(&r.bad, 0);
-    pthread_t t;
-    pthread_create(&t, NULL, reader, &r);
-    while (atomic_load(&r.reads) == 0)
-        ; /* let the reader start */
-    for (int i = 0; i < 300; i++) {
-        zone_ref_publish(r.ref, make(i % 2 ? "10.0.0.1" : "10.0.0.2", i + 2));
-        zone_ref_collect(r.ref);
-    }
-    atomic_store(&r.stop, true);
-    pthread_join(t, NULL);
-    ok(atomic_load(&r.reads) > 0, "the reader read while 300 zones were published");
-    is_int(atomic_load(&r.bad), 0, "it never saw a freed or mixed zone");
-    is_int(zone_ref_collect(r.ref), 0, "all retired zones freed at the end");
-    zone_ref_free(r.ref);
-}
 
 /* A mapping of services s1..sN (s`first`.. on), with `server` lines. */
 struct mapping {
@@ -100,11 +19,13 @@ static struct mapping mapping(int first, int n, const char *server, const struct
     for (int i = first; i < first + n; i++)
         len += (size_t)snprintf(text + len, sizeof(text) - len, "s%d = 10.0.%d.%d\n", i, i / 250,
                                 i % 250 + 1);
-    struct diag d;
-    diag_init(&d, "r.ini");
-    struct mapping m = {.cfg = config_parse(text, len, &d)};
-    m.zone = m.cfg ? zone_compile(m.cfg, old, 1, &d) : NULL;
-    diag_finish(&d);
+    struct load l;
+    load_init(&l, "r.ini");
+    load_text(&l, text, len, old, NULL, 1);
+    struct mapping m = {l.cfg, l.zone};
+    l.cfg = NULL;
+    l.zone = NULL;
+    load_finish(&l);
     return m;
 }
 
@@ -153,10 +74,38 @@ static void test_decide(void)
     mapping_free(&old);
 }
 
+/* The restart-only settings of `server` lines against a default config. */
+static unsigned restart(const char *running, const char *next)
+{
+    struct mapping a = mapping(1, 1, running, NULL);
+    struct mapping b = mapping(1, 1, next, NULL);
+    unsigned bits = a.cfg && b.cfg ? reload_restart_changes(a.cfg, b.cfg) : ~0u;
+    mapping_free(&a);
+    mapping_free(&b);
+    return bits;
+}
+
+static void test_restart(void)
+{
+    is_int(restart("", ""), 0, "the same settings: no restart");
+    is_int(restart("ttl = 30\ntcp-idle-timeout = 3", ""), 0, "what a reload applies: none");
+    is_int(restart("listen = 127.0.0.1:53, [::1]:53", "listen = [::1]:53, 127.0.0.1:53"), 0,
+           "listen addresses in another order: none");
+    is_int(restart("", "listen = 127.0.0.1:54"), RELOAD_RESTART_LISTEN, "listen");
+    is_int(restart("workers = 1", "workers = 2"), RELOAD_RESTART_WORKERS, "workers");
+    is_int(restart("", "user = 0"), RELOAD_RESTART_USER, "user set");
+    is_int(restart("user = 0", "user = root"), RELOAD_RESTART_USER, "user changed");
+    is_int(restart("[http]\nmetrics = 127.0.0.1:9153", "[http]\nmetrics = 127.0.0.1:9154"),
+           RELOAD_RESTART_HTTP, "an HTTP endpoint moved");
+    is_int(restart("", "[http]\nhealth = 127.0.0.1:8080"), RELOAD_RESTART_HTTP,
+           "an HTTP endpoint turned on");
+    is_int(restart("workers = 1", "workers = 2\nlisten = 127.0.0.1:54"),
+           RELOAD_RESTART_LISTEN | RELOAD_RESTART_WORKERS, "two at once: both");
+}
+
 int main(void)
 {
-    test_hazards();
-    test_race();
     test_decide();
+    test_restart();
     return done_testing();
 }

@@ -3,27 +3,25 @@
 
 #include <ldns/ldns.h>
 #include <stdlib.h>
+#include <unistd.h>
 
+#include "svcmapd/load.h"
 #include "tap.h"
 
-static struct diag d;
+static struct load l; /* of the last compile: the tests read its diagnostics */
 
-static struct config *cfg_of(const char *text)
-{
-    diag_finish(&d);
-    diag_init(&d, "z.ini");
-    struct config *cfg = config_parse(text, strlen(text), &d);
-    if (d.errors)
-        printf("# config errors: %s", d.text);
-    return cfg;
-}
-
-/* Compiles `text` against `old` at time `now`. */
+/* Compiles `text` against `old` at time `now`, as svcmapd does (load.c);
+ * the zone is the caller's. */
 static struct zone *compile_at(const char *text, const struct zone *old, time_t now)
 {
-    struct config *cfg = cfg_of(text);
-    struct zone *z = cfg ? zone_compile(cfg, old, now, &d) : NULL;
-    config_free(cfg);
+    load_finish(&l);
+    load_init(&l, "z.ini");
+    load_parse(&l, text, strlen(text));
+    if (l.diag.errors)
+        printf("# config errors: %s", l.diag.text);
+    load_compile(&l, old, NULL, now);
+    struct zone *z = l.zone;
+    l.zone = NULL;
     return z;
 }
 
@@ -280,17 +278,20 @@ static void test_reverse_zones(void)
 static void test_errors(void)
 {
     struct zone *z = compile("[namespace a]\nx = x.a.svc.cluster.local\n");
-    ok(!z && strstr(d.text, "z.ini:2: error: service 'x' points to itself"), "self-reference");
+    ok(!z && strstr(l.diag.text, "z.ini:2: error: service 'x' points to itself"), "self-reference");
     zone_free(z);
 
     z = compile("[namespace a]\nx = nothing.a.svc.cluster.local\ny = a.svc.Cluster.Local.\n");
-    ok(!z && strstr(d.text, "z.ini:2: error: hostname 'nothing.a.svc.cluster.local' is inside") &&
-           strstr(d.text, "z.ini:3: error: hostname 'a.svc.Cluster.Local' is inside"),
+    ok(!z &&
+           strstr(l.diag.text,
+                  "z.ini:2: error: hostname 'nothing.a.svc.cluster.local' is inside") &&
+           strstr(l.diag.text, "z.ini:3: error: hostname 'a.svc.Cluster.Local' is inside"),
        "dangling in-zone targets, case-insensitively");
     zone_free(z);
 
     z = compile("[namespace a]\nx = y.a.svc.cluster.local\ny = x.a.svc.cluster.local\n");
-    ok(z && d.warnings == 2 && strstr(d.text, "CNAME loop"), "a CNAME loop compiles with warnings");
+    ok(z && l.diag.warnings == 2 && strstr(l.diag.text, "CNAME loop"),
+       "a CNAME loop compiles with warnings");
     if (z) {
         const struct zone_plan *p = find(z, "x.a.svc.cluster.local.", LDNS_RR_TYPE_A);
         is_int(answers(p), 2, "a loop answers each CNAME once");
@@ -311,8 +312,115 @@ static void test_errors(void)
              "nnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnn",
              "sssssssssssssssssssssssssssssssssssssssssssssssssssssssssssssss");
     z = compile(text);
-    ok(!z && strstr(d.text, "z.ini:4: error: name") && strstr(d.text, "longer than 255"),
+    ok(!z && strstr(l.diag.text, "z.ini:4: error: name") && strstr(l.diag.text, "longer than 255"),
        "a service name over 255 bytes");
+    zone_free(z);
+}
+
+/* Hostname targets outside the zone with no upstream servers: one warning
+ * that says why there are none. */
+static void test_unresolved(void)
+{
+    struct zone *z = compile("[upstream]\nservers = /nonexistent/resolv.conf\n"
+                             "[namespace a]\nx = 10.0.0.1\ny = db.example.com\n"
+                             "z = cache.example.com\n");
+    ok(z && l.diag.warnings == 1 &&
+           strstr(l.diag.text,
+                  "z.ini:5: warning: 2 hostname targets outside the zone will get the "
+                  "CNAME alone: no upstream servers (cannot read /nonexistent/resolv.conf: "
+                  "No such file or directory); set [upstream] servers\n"),
+       "a resolv.conf that cannot be read: said, at the first such target");
+    zone_free(z);
+
+    char path[] = "/tmp/test_zone_resolv_XXXXXX";
+    int fd = mkstemp(path);
+    ok(fd >= 0 && write(fd, "search example\n", 15) == 15, "a resolv.conf without nameservers");
+    close(fd);
+    char text[256];
+    snprintf(text, sizeof(text), "[upstream]\nservers = %s\n[namespace a]\ny = db.example.com\n",
+             path);
+    z = compile(text);
+    char want[256];
+    snprintf(want, sizeof(want),
+             "z.ini:4: warning: 1 hostname target outside the zone will get the CNAME alone: no "
+             "upstream servers (no nameserver in %s); set [upstream] servers\n",
+             path);
+    ok(z && l.diag.warnings == 1 && strstr(l.diag.text, want), "no nameserver in it: said");
+    zone_free(z);
+    unlink(path);
+
+    z = compile("[upstream]\nservers = none\n[namespace a]\ny = db.example.com\n");
+    ok(z && l.diag.warnings == 0, "servers = none: asked for, no warning");
+    zone_free(z);
+    z = compile("[upstream]\nservers = /nonexistent/resolv.conf\n[namespace a]\n"
+                "y = db.example.com resolve=no\n");
+    ok(z && l.diag.warnings == 0, "resolve=no: no warning");
+    zone_free(z);
+}
+
+/* Whether the answer of `p` holds a record ending in `addr` (`len` bytes):
+ * an A or AAAA record of that address. */
+static bool answers_with(const struct zone_plan *p, const uint8_t *addr, size_t len)
+{
+    for (int i = 0; i < p->nsets[ZONE_ANSWER]; i++) {
+        const struct zone_rrset *r = p->sets[i];
+        size_t each = r->rrlen ? r->rrlen : r->len;
+        for (size_t at = each; at <= r->len; at += each)
+            if (memcmp(zone_rrset_data(r) + at - len, addr, len) == 0)
+                return true;
+    }
+    return false;
+}
+
+/* Compiles `text` for a machine with the given addresses. */
+static struct zone *compile_for(const char *text, const struct zone_host *host)
+{
+    load_finish(&l);
+    load_init(&l, "z.ini");
+    load_text(&l, text, strlen(text), NULL, host, 1700000000);
+    struct zone *z = l.zone;
+    l.zone = NULL;
+    return z;
+}
+
+/* ns.dns.<zone> for a wildcard listen address: the machine's addresses,
+ * as the caller found them (the compiler lists nothing itself). */
+static void test_host(void)
+{
+    static const uint8_t a4[][4] = {{192, 0, 2, 1}, {198, 51, 100, 7}};
+    static const uint8_t a6[][16] = {{0xfe, 0x80, [15] = 1}, {0x20, 0x01, 0x0d, 0xb8, [15] = 2}};
+    static const uint8_t lo6[16] = {[15] = 1};
+    const struct zone_host host = {a4, 2, a6, 2};
+    const char *ns = "ns.dns.cluster.local.";
+
+    struct zone *z = compile_for("[namespace a]\nx = 10.0.0.1\n", &host);
+    ok(z && !zone_needs_host(l.cfg), "listening on 127.0.0.1: the machine's addresses not needed");
+    zone_free(z);
+    z = compile_for("[server]\nlisten = 0.0.0.0:53, [::1]:53\n[namespace a]\n"
+                    "x = 10.0.0.1\n",
+                    &host);
+    ok(z && zone_needs_host(l.cfg), "0.0.0.0: needed");
+    const struct zone_plan *p = z ? find(z, ns, LDNS_RR_TYPE_A) : NULL;
+    ok(p && answers(p) == 2 && answers_with(p, a4[0], 4) && answers_with(p, a4[1], 4),
+       "0.0.0.0: ns.dns has the machine's IPv4 addresses");
+    p = z ? find(z, ns, LDNS_RR_TYPE_AAAA) : NULL;
+    ok(p && answers(p) == 1 && answers_with(p, lo6, 16),
+       "[::1] alone: its own address, not the machine's IPv6 ones");
+    zone_free(z);
+
+    z = compile_for("[server]\nlisten = [::]:53\n[namespace a]\nx = 10.0.0.1\n", &host);
+    p = z ? find(z, ns, LDNS_RR_TYPE_AAAA) : NULL;
+    ok(p && answers(p) == 1 && answers_with(p, a6[1], 16),
+       "[::]: the machine's IPv6 addresses, link-local left out");
+    p = z ? find(z, ns, LDNS_RR_TYPE_A) : NULL;
+    ok(p && answers(p) == 0, "and no IPv4 address");
+    zone_free(z);
+
+    const struct zone_host none = {0};
+    z = compile_for("[server]\nlisten = 0.0.0.0:53\n[namespace a]\nx = 10.0.0.1\n", &none);
+    p = z ? find(z, ns, LDNS_RR_TYPE_A) : NULL;
+    ok(p && answers(p) == 0 && l.diag.warnings == 0,
+       "a machine without addresses: none, and no warning from the compiler");
     zone_free(z);
 }
 
@@ -432,8 +540,10 @@ int main(void)
     test_endpoints();
     test_reverse_zones();
     test_errors();
+    test_unresolved();
+    test_host();
     test_serial_and_changes();
     test_scale();
-    diag_finish(&d);
+    load_finish(&l);
     return done_testing();
 }

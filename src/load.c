@@ -1,0 +1,130 @@
+/* load.c -- the one way from a mapping file to a zone: read, parse, compile. */
+#include "svcmapd/load.h"
+
+#include <errno.h>
+#include <ifaddrs.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "svcmapd/log.h"
+
+void load_init(struct load *l, const char *path)
+{
+    memset(l, 0, sizeof(*l));
+    diag_init(&l->diag, path);
+}
+
+bool load_parse(struct load *l, const char *text, size_t len)
+{
+    char *owned = NULL;
+    if (!text) {
+        owned = config_read(l->diag.file, &len, &l->diag);
+        if (!owned)
+            return false;
+        text = owned;
+    }
+    config_free(l->cfg);
+    l->cfg = config_parse(text, len, &l->diag);
+    l->hash = l->cfg ? l->cfg->hash : config_hash(text, len);
+    l->read = true;
+    free(owned);
+    return l->cfg != NULL;
+}
+
+/* This machine's facts, as the compiler reads them. */
+struct this_host {
+    struct zone_host host;
+    uint8_t (*addr4)[4]; /* owned */
+    uint8_t (*addr6)[16];
+};
+
+/* The interfaces' addresses, listed only when `cfg` needs them (a
+ * wildcard listen address: ns.dns.<zone> answers with them). If they
+ * cannot be listed, ns.dns goes without them, and a warning says so.
+ * False when out of memory. */
+static bool list_host(struct this_host *h, const struct config *cfg, struct diag *d)
+{
+    *h = (struct this_host){0};
+    struct ifaddrs *ifs = NULL;
+    if (!zone_needs_host(cfg))
+        return true;
+    if (getifaddrs(&ifs) < 0) {
+        diag_warning(d, cfg->line[CONFIG_LISTEN],
+                     "cannot list the interfaces' addresses (%s): ns.dns.%s gets none for a "
+                     "wildcard listen address",
+                     strerror(errno), cfg->zone);
+        return true;
+    }
+    size_t n = 0;
+    for (struct ifaddrs *i = ifs; i; i = i->ifa_next)
+        n++;
+    h->addr4 = calloc(n + 1, 4);
+    h->addr6 = calloc(n + 1, 16);
+    for (struct ifaddrs *i = ifs; h->addr4 && h->addr6 && i; i = i->ifa_next) {
+        const void *sa = i->ifa_addr;
+        if (sa && i->ifa_addr->sa_family == AF_INET)
+            memcpy(h->addr4[h->host.naddr4++], &((const struct sockaddr_in *)sa)->sin_addr, 4);
+        else if (sa && i->ifa_addr->sa_family == AF_INET6)
+            memcpy(h->addr6[h->host.naddr6++], &((const struct sockaddr_in6 *)sa)->sin6_addr, 16);
+    }
+    freeifaddrs(ifs);
+    h->host.addr4 = (const uint8_t(*)[4])h->addr4;
+    h->host.addr6 = (const uint8_t(*)[16])h->addr6;
+    return h->addr4 && h->addr6;
+}
+
+bool load_compile(struct load *l, const struct zone *old, const struct zone_host *host, time_t now)
+{
+    zone_free(l->zone);
+    l->zone = NULL;
+    if (!l->cfg)
+        return false;
+    struct this_host mine = {0};
+    if (!host && !list_host(&mine, l->cfg, &l->diag))
+        diag_error(&l->diag, 0, "out of memory while compiling the zone");
+    else
+        l->zone = zone_compile(l->cfg, old, host ? host : &mine.host, now, &l->diag);
+    free(mine.addr4);
+    free(mine.addr6);
+    return l->zone != NULL;
+}
+
+bool load_text(struct load *l, const char *text, size_t len, const struct zone *old,
+               const struct zone_host *host, time_t now)
+{
+    load_parse(l, text, len);
+    return load_compile(l, old, host, now);
+}
+
+void load_finish(struct load *l)
+{
+    zone_free(l->zone);
+    config_free(l->cfg);
+    diag_finish(&l->diag);
+    l->zone = NULL;
+    l->cfg = NULL;
+}
+
+static void print_entry(const struct diag_entry *e, void *arg)
+{
+    fprintf(arg, "%s\n", e->text);
+}
+
+static void log_entry(const struct diag_entry *e, void *arg)
+{
+    (void)arg;
+    /* a note says diagnostics were dropped: as loud as what it stands for */
+    if (e->severity == DIAG_WARNING)
+        log_warning("%s", e->text);
+    else
+        log_error("%s", e->text);
+}
+
+void load_report(const struct diag *d, FILE *out)
+{
+    if (out)
+        diag_each(d, print_entry, out);
+    else
+        diag_each(d, log_entry, NULL);
+}
