@@ -56,7 +56,8 @@ void udptrain_message(const struct udptrain_reply *r, const size_t *order, const
     };
     size_t cl = first->ctllen;
     assert(cl <= CMSG_SPACE(sizeof(struct in6_pktinfo)));
-    memcpy(ctl->buf, first->ctl, cl);
+    if (cl) /* a reply without packet info has no ctl at all: memcpy wants a pointer */
+        memcpy(ctl->buf, first->ctl, cl);
 #ifdef UDP_SEGMENT
     if (t->count > 1) {
         struct cmsghdr *c = (struct cmsghdr *)(void *)(ctl->buf + cl);
