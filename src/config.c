@@ -10,6 +10,7 @@
 
 #include "config_impl.h"
 #include "svcmapd/arena.h"
+#include "svcmapd/file.h"
 
 /* ---- a small string set, for duplicate sections and services ---- */
 
@@ -216,39 +217,15 @@ char *config_read(const char *path, size_t *lenp, struct diag *d)
     }
     if ((uint64_t)st.st_size > max)
         goto too_big;
-    /* One byte more than the file holds: a read that fills it means the
-     * file grew, and it is read on, up to one byte over the limit. */
-    size_t len = 0, cap = (size_t)st.st_size + 1;
-    buf = malloc(cap);
+    int err;
+    buf = file_read_fd(fd, (size_t)st.st_size, max, lenp, &err);
+    if (!buf && err == -EFBIG)
+        goto too_big;
     if (!buf) {
-        diag_error(d, 0, "out of memory");
+        diag_error(d, 0, "cannot read: %s", strerror(-err));
         goto fail;
     }
-    for (;;) {
-        ssize_t n = read(fd, buf + len, cap - len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0) {
-            diag_error(d, 0, "cannot read: %s", strerror(errno));
-            goto fail;
-        }
-        if (n == 0)
-            break;
-        len += (size_t)n;
-        if (len > max)
-            goto too_big;
-        if (len == cap) {
-            cap = cap > max / 2 ? max + 1 : cap * 2;
-            char *nb = realloc(buf, cap);
-            if (!nb) {
-                diag_error(d, 0, "out of memory");
-                goto fail;
-            }
-            buf = nb;
-        }
-    }
     close(fd);
-    *lenp = len;
     return buf;
 
 too_big:

@@ -1,5 +1,6 @@
 /* import.c -- Kubernetes objects, as `kubectl get ... -o json` prints them, to a mapping file. */
 #include "svcmapd/import.h"
+#include "svcmapd/file.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -11,7 +12,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "svcmapd/config.h"
 #include "svcmapd/load.h"
@@ -1276,60 +1279,30 @@ static void report_zone_error(void *arg, const struct check_error *err)
 
 char *import_read(const char *path, size_t *lenp, struct diag *d)
 {
-    static const char *const too_big =
-        "larger than %u MiB, what svcmapd import reads; leave out what is not needed "
-        "(kubectl get services,endpointslices without endpoints, or -n NAMESPACE)";
     bool std = strcmp(path, "-") == 0;
-    FILE *f = std ? stdin : fopen(path, "rb");
-    if (!f) {
+    int fd = std ? STDIN_FILENO : open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
         diag_error(d, 0, "cannot open: %s", strerror(errno));
         return NULL;
     }
+    /* A regular file is judged by its size before any read; a pipe has
+     * none, and is read to one byte over the limit, no further. */
     struct stat st;
+    bool regular = fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
+    int err = -EFBIG;
     char *buf = NULL;
-    size_t len = 0, cap = 0;
-    int err = 0;
-    if (fstat(fileno(f), &st) == 0 && S_ISREG(st.st_mode) && st.st_size > IMPORT_MAX_INPUT) {
-        diag_error(d, 0, too_big, IMPORT_MAX_INPUT >> 20);
-        goto fail;
-    }
-    /* A pipe has no size: read one byte more than the limit, no further. */
-    while (len <= IMPORT_MAX_INPUT) {
-        if (len == cap) {
-            cap = cap ? 2 * cap : 65536;
-            if (cap > IMPORT_MAX_INPUT + 1)
-                cap = IMPORT_MAX_INPUT + 1;
-            char *nb = realloc(buf, cap);
-            if (!nb) {
-                diag_error(d, 0, "out of memory");
-                goto fail;
-            }
-            buf = nb;
-        }
-        size_t n = fread(buf + len, 1, cap - len, f);
-        len += n;
-        if (n == 0)
-            break;
-    }
-    err = ferror(f) ? errno : 0;
-    if (err) {
-        diag_error(d, 0, "cannot read: %s", strerror(err));
-        goto fail;
-    }
-    if (len > IMPORT_MAX_INPUT) {
-        diag_error(d, 0, too_big, IMPORT_MAX_INPUT >> 20);
-        goto fail;
-    }
+    if (!regular || (uint64_t)st.st_size <= IMPORT_MAX_INPUT)
+        buf = file_read_fd(fd, regular ? (size_t)st.st_size : 0, IMPORT_MAX_INPUT, lenp, &err);
     if (!std)
-        fclose(f);
-    *lenp = len;
+        close(fd);
+    if (!buf && err == -EFBIG)
+        diag_error(d, 0,
+                   "larger than %u MiB, what svcmapd import reads; leave out what is not needed "
+                   "(kubectl get services,endpointslices without endpoints, or -n NAMESPACE)",
+                   IMPORT_MAX_INPUT >> 20);
+    else if (!buf)
+        diag_error(d, 0, "cannot read: %s", strerror(-err));
     return buf;
-
-fail:
-    if (!std)
-        fclose(f);
-    free(buf);
-    return NULL;
 }
 
 int import_check_zone(const char *zone, struct diag *d)
