@@ -139,6 +139,51 @@ void log_msg(enum log_level level, const char *fmt, ...)
     emit(&l);
 }
 
+/* The address of `sa` in `host` ("-" for another family), and its port. */
+static unsigned addr_parts(const struct sockaddr *sa, char *host, size_t cap)
+{
+    snprintf(host, cap, "-");
+    if (sa && sa->sa_family == AF_INET) {
+        const struct sockaddr_in *sin = (const struct sockaddr_in *)(const void *)sa;
+        inet_ntop(AF_INET, &sin->sin_addr, host, (socklen_t)cap);
+        return ntohs(sin->sin_port);
+    }
+    if (sa && sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)(const void *)sa;
+        inet_ntop(AF_INET6, &sin6->sin6_addr, host, (socklen_t)cap);
+        return ntohs(sin6->sin6_port);
+    }
+    return 0;
+}
+
+void log_addr(const struct sockaddr *sa, char *out, size_t cap)
+{
+    char host[INET6_ADDRSTRLEN];
+    unsigned port = addr_parts(sa, host, sizeof(host));
+    if (!sa || (sa->sa_family != AF_INET && sa->sa_family != AF_INET6))
+        snprintf(out, cap, "-");
+    else if (sa->sa_family == AF_INET6)
+        snprintf(out, cap, "[%s]:%u", host, port);
+    else
+        snprintf(out, cap, "%s:%u", host, port);
+}
+
+bool log_limit_pass(struct log_limit *l, uint64_t *suppressed)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    uint64_t now = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+    uint64_t next = atomic_load_explicit(&l->next_ms, memory_order_relaxed);
+    /* of the threads that see the period over, one wins the exchange */
+    if (now < next ||
+        !atomic_compare_exchange_strong(&l->next_ms, &next, now + LOG_LIMIT_PERIOD * 1000ULL)) {
+        atomic_fetch_add_explicit(&l->suppressed, 1, memory_order_relaxed);
+        return false;
+    }
+    *suppressed = atomic_exchange(&l->suppressed, 0);
+    return true;
+}
+
 /* The query name as text, letter case kept, dots between labels and
  * unusual bytes escaped (\DDD), as dig shows it. */
 static void name_text(const uint8_t *wire, char *out, size_t cap)
@@ -184,17 +229,8 @@ static const char *rcode_text(unsigned rcode, char *buf, size_t cap)
  * depend on its error level either). */
 void log_query(const struct log_query *q)
 {
-    char host[INET6_ADDRSTRLEN + 2] = "-";
-    unsigned port = 0;
-    if (q->peer && q->peer->sa_family == AF_INET) {
-        const struct sockaddr_in *sin = (const struct sockaddr_in *)(const void *)q->peer;
-        inet_ntop(AF_INET, &sin->sin_addr, host, sizeof(host));
-        port = ntohs(sin->sin_port);
-    } else if (q->peer && q->peer->sa_family == AF_INET6) {
-        const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)(const void *)q->peer;
-        inet_ntop(AF_INET6, &sin6->sin6_addr, host, sizeof(host));
-        port = ntohs(sin6->sin6_port);
-    }
+    char host[INET6_ADDRSTRLEN + 2];
+    unsigned port = addr_parts(q->peer, host, sizeof(host));
     char name[1024];
     name_text(q->qname, name, sizeof(name));
     const ldns_rr_descriptor *d = ldns_rr_descript(q->qtype);

@@ -3,6 +3,7 @@
 #define SVCMAPD_LOG_H
 
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -62,6 +63,28 @@ void log_query(const struct log_query *q);
  * single write(2), so lines from several threads never interleave. Nothing
  * per query is logged at info level or above. */
 void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* `sa` as text for a log line: "192.0.2.1:53", "[2001:db8::1]:53", or "-"
+ * for another family or NULL. */
+void log_addr(const struct sockaddr *sa, char *out, size_t cap);
+
+/*
+ * At most one line per period for an event that a client can repeat at
+ * will (a refused request, a failing accept()), so that an attacker cannot
+ * flood the log: the first event of a period is logged and says how many
+ * were left out since the previous line. Zeroed before use; any thread.
+ */
+struct log_limit {
+    _Atomic uint64_t next_ms;    /* monotonic: when the next line may go out */
+    _Atomic uint64_t suppressed; /* events not logged since the last line */
+};
+
+#define LOG_LIMIT_PERIOD 10 /* seconds */
+
+/* True when this event is to be logged now: then *suppressed is the
+ * number of events left out since the last line. False when it was
+ * counted in silence. */
+bool log_limit_pass(struct log_limit *l, uint64_t *suppressed);
 
 #define log_debug(...)   log_msg(LOG_LEVEL_DEBUG, __VA_ARGS__)
 #define log_info(...)    log_msg(LOG_LEVEL_INFO, __VA_ARGS__)
