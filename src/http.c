@@ -288,6 +288,14 @@ static void render(struct http *h, struct evbuffer *b)
          "TCP connections closed at once at tcp-max-connections.");
     evbuffer_add_printf(b, "svcmapd_tcp_connections_refused_total %llu\n",
                         (unsigned long long)refused);
+
+    uint64_t accept_errors = 0;
+    for (size_t k = 0; k < server_workers(h->srv); k++)
+        accept_errors += load(&server_metrics(h->srv, k)->tcp_accept_errors);
+    head(b, "svcmapd_accept_errors_total", "counter",
+         "Failed accept() calls, by listener; each pauses that listener for a while.");
+    evbuffer_add_printf(b, "svcmapd_accept_errors_total{listener=\"dns\"} %llu\n",
+                        (unsigned long long)accept_errors);
 }
 
 static void on_request(struct evhttp_request *req, void *arg)

@@ -5,7 +5,6 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
-#include <event2/listener.h>
 #include <event2/thread.h>
 #include <ldns/util.h>
 #include <netinet/in.h>
@@ -13,12 +12,14 @@
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include "svcmapd/answer.h"
+#include "svcmapd/listener.h"
 #include "svcmapd/log.h"
 #include "svcmapd/metrics.h"
 #include "svcmapd/udptrain.h"
@@ -91,7 +92,7 @@ struct tcp_conn {
 };
 
 struct tcp_listener {
-    struct evconnlistener *l;
+    struct listener *l;
     struct worker *w;
     size_t index;
 };
@@ -146,7 +147,8 @@ struct server {
     _Atomic uint32_t message_timeout;
     _Atomic uint32_t pipeline;
     _Atomic uint32_t max_connections;
-    _Atomic uint32_t tcp_open; /* over all workers */
+    _Atomic uint32_t tcp_open;   /* over all workers */
+    struct log_limit accept_log; /* failed accepts, over all workers */
     size_t nworkers;
     struct worker **workers;
 };
@@ -629,13 +631,11 @@ static void on_tcp_event(struct bufferevent *bev, short what, void *arg)
     conn_free(c);
 }
 
-static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen,
-                      void *arg)
+static void on_accept(int fd, const struct sockaddr *sa, socklen_t salen, void *arg)
 {
     struct tcp_listener *tl = arg;
     struct worker *w = tl->w;
     struct server *srv = w->srv;
-    (void)l;
 
     uint32_t max = atomic_load_explicit(&srv->max_connections, memory_order_relaxed);
     if (w->stopping || atomic_fetch_add(&srv->tcp_open, 1) >= max) {
@@ -658,7 +658,7 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
     c->bev = bev;
     c->w = w;
     c->index = tl->index;
-    if ((size_t)salen <= sizeof(c->peer))
+    if (salen <= sizeof(c->peer))
         memcpy(&c->peer, sa, (size_t)salen);
     c->next = w->conns;
     if (w->conns)
@@ -778,12 +778,11 @@ static int start_tcp(struct worker *w, const struct config_listen *l, struct tcp
     }
     out->w = w;
     out->index = (size_t)(l - w->srv->listen);
-    out->l = evconnlistener_new(w->base, on_accept, out, LEV_OPT_CLOSE_ON_FREE, -1, fd);
-    if (!out->l) {
-        close(fd);
-        return -ENOMEM;
-    }
-    return 0;
+    char what[80];
+    snprintf(what, sizeof(what), "tcp %s", l->text);
+    out->l = listener_new(w->base, fd, what, on_accept, out, &w->metrics->tcp_accept_errors,
+                          &w->srv->accept_log);
+    return out->l ? 0 : -ENOMEM;
 }
 
 /* ---------------------------------------------------------------------- */
@@ -801,8 +800,7 @@ static void close_sockets(struct worker *w)
         u->fd = -1;
     }
     for (size_t i = 0; w->tcps && i < w->srv->nlisten; i++) {
-        if (w->tcps[i].l)
-            evconnlistener_free(w->tcps[i].l);
+        listener_free(w->tcps[i].l);
         w->tcps[i].l = NULL;
     }
 }

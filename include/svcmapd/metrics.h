@@ -39,8 +39,9 @@ struct metrics_cell {
 /* One worker's counters: a cell per listen address and zone/dropped. */
 struct metrics {
     size_t nservers;
-    _Atomic uint64_t tcp_refused; /* connections closed at the limit */
-    struct metrics_cell cells[];  /* [server][dropped] */
+    _Atomic uint64_t tcp_refused;       /* connections closed at the limit */
+    _Atomic uint64_t tcp_accept_errors; /* failed accept()s (listener.h) */
+    struct metrics_cell cells[];        /* [server][dropped] */
 };
 
 /* Counters for `nservers` listen addresses, zeroed. NULL if out of memory. */

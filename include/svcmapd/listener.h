@@ -1,0 +1,43 @@
+/* listener.h -- TCP listeners that pause, instead of spinning, when accept() fails. */
+#ifndef SVCMAPD_LISTENER_H
+#define SVCMAPD_LISTENER_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+/*
+ * A listening socket stays readable while a connection waits in its
+ * queue, so a listener whose accept() fails for want of a descriptor
+ * (EMFILE, ENFILE) or of memory (ENOBUFS, ENOMEM) is woken again at once,
+ * fails again, and runs a core flat out while it logs each failure. These
+ * stop listening for a while instead: 100 ms after the first failure,
+ * twice as long after each next one, 1 s at most, back to 100 ms once a
+ * connection is accepted. Each failure is counted; they are logged at
+ * most once per LOG_LIMIT_PERIOD (log.h). And after 16 connections in a
+ * row they let the event loop take a turn, so that those are read before
+ * more are taken.
+ */
+
+struct event_base;
+struct listener;
+struct log_limit;
+
+/* Called with each accepted connection, which it owns from then on. */
+typedef void (*listener_cb)(int fd, const struct sockaddr *peer, socklen_t len, void *arg);
+
+/*
+ * Accepts connections on `fd` (bound, listening, non-blocking; the
+ * listener owns it from now on, even when this fails) in the thread that
+ * runs `base`, and hands each to cb(fd, peer, len, arg). A failed accept()
+ * adds one to *errors (a counter of this thread's, metrics.h) and is
+ * logged through `limit`, which several listeners may share, as
+ * "WHAT: accept: ERROR". NULL when out of memory.
+ */
+struct listener *listener_new(struct event_base *base, int fd, const char *what, listener_cb cb,
+                              void *arg, _Atomic uint64_t *errors, struct log_limit *limit);
+
+/* Stops listening and closes the socket. NULL is a no-op. */
+void listener_free(struct listener *l);
+
+#endif
