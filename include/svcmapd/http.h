@@ -3,6 +3,7 @@
 #define SVCMAPD_HTTP_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 #include "svcmapd/config.h"
 
@@ -11,6 +12,14 @@ struct http;
 struct reloader;
 struct server;
 struct zone_ref;
+
+/* HTTP connections open at once, over all endpoints; a new one past it
+ * closes the oldest. */
+#define HTTP_MAX_CONNECTIONS 64
+
+/* The file descriptors the endpoints `cfg` turns on hold at most: their
+ * listening sockets and HTTP_MAX_CONNECTIONS. */
+size_t http_fds(const struct config *cfg);
 
 /* Starts the endpoints `cfg` turns on ([http] health, ready, metrics) on
  * `base`, in the main thread. /ready answers 503 until http_set_ready().
@@ -25,7 +34,15 @@ void http_set_sources(struct http *h, struct server *srv, struct zone_ref *zones
 /* /ready: 200 when true; 503 with `why` in the body when false. */
 void http_set_ready(struct http *h, bool ready, const char *why);
 
-/* Stops listening and frees. NULL is a no-op. */
+/* Serves `fd`, a connected stream socket, as a connection accepted on the
+ * first endpoint (which must exist): for the fuzzer, which has no listener.
+ * Returns 0, or -1 (fd untouched). */
+int http_adopt(struct http *h, int fd);
+
+/* The connections open. */
+size_t http_connections(const struct http *h);
+
+/* Stops listening, closes every connection, and frees. NULL is a no-op. */
 void http_free(struct http *h);
 
 #endif

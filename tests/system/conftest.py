@@ -79,14 +79,14 @@ def port_free(host, port):
         u.close()
 
 
-def socket_ports(pid, proto, state=None):
-    """The local ports of process pid's sockets in /proc/net/{proto}{,6} (proto: tcp,
-    udp), those in `state` only if given (hex, as the table has it: 0A is LISTEN)."""
+def socket_rows(pid, proto):
+    """The rows of /proc/net/{proto}{,6} (proto: tcp, udp) that are process pid's
+    sockets, each split into its fields (1: local address:port in hex, 3: state)."""
     inodes = set()
     try:
         fds = os.listdir(f"/proc/{pid}/fd")
     except OSError:
-        return set()
+        return []
     for fd in fds:
         try:
             link = os.readlink(f"/proc/{pid}/fd/{fd}")
@@ -94,17 +94,21 @@ def socket_ports(pid, proto, state=None):
             continue
         if link.startswith("socket:["):
             inodes.add(link[8:-1])
-    ports = set()
+    rows = []
     for table in (f"/proc/net/{proto}", f"/proc/net/{proto}6"):
         try:
             lines = Path(table).read_text().splitlines()[1:]
         except OSError:
             continue
-        for line in lines:
-            f = line.split()
-            if f[9] in inodes and (state is None or f[3] == state):
-                ports.add(int(f[1].rsplit(":", 1)[1], 16))
-    return ports
+        rows += [f for f in (line.split() for line in lines) if f[9] in inodes]
+    return rows
+
+
+def socket_ports(pid, proto, state=None):
+    """The local ports of process pid's sockets (proto: tcp, udp), those in `state`
+    only if given (hex, as the table has it: 0A is LISTEN)."""
+    return {int(f[1].rsplit(":", 1)[1], 16) for f in socket_rows(pid, proto)
+            if state is None or f[3] == state}
 
 
 def free_port(host="127.0.0.1"):
@@ -572,6 +576,16 @@ class Server:
             self._err.close()
             self._out.close()
         return self.exit_status
+
+
+def stops_promptly(s, within=STOP_TIMEOUT):
+    """SIGTERM stops Server s, with exit status 0, within `within` seconds."""
+    t0 = time.monotonic()
+    status = s.stop(signal.SIGTERM)
+    took = time.monotonic() - t0
+    assert status == 0 and took <= within, (
+        f"SIGTERM: exit status {status} after {took:.2f}s; stderr:\n"
+        + s.log_path.read_text(errors="replace")[-3000:])
 
 
 SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
