@@ -26,6 +26,7 @@
 #include "svcmapd/print.h"
 #include "svcmapd/reload.h"
 #include "svcmapd/server.h"
+#include "svcmapd/upstream.h"
 #include "svcmapd/zone.h"
 #include "svcmapd/zone_ref.h"
 
@@ -214,24 +215,65 @@ static int import_command(int argc, char **argv)
     return rc;
 }
 
-/* Every TCP connection is a descriptor: the soft limit goes up to the
- * hard one (systemd and shells often leave it at 1024), as NSD does. */
-static void raise_file_limit(const struct config *cfg)
+/* The main thread's descriptors: stdin, stdout and stderr, its event
+ * base's four (as a worker's, server.c), the mapping file while it is
+ * read, the notify socket, and some to spare: for what libraries open, and
+ * for connections libevent closes a turn of the loop after they are freed
+ * (up to a listener's batch, listener.c). */
+#define MAIN_FDS 32
+
+/* Fewer lookups in flight than this per worker, and upstream resolution
+ * would hardly work: they get this much even when the limit is short. */
+#define MIN_LOOKUPS 16
+
+/*
+ * Every TCP connection and every upstream lookup in flight holds a file
+ * descriptor. The soft limit goes up to the hard one (systemd and shells
+ * often leave it at 1024), as NSD does; then the descriptors are shared
+ * out: first what the main thread, the HTTP endpoints (their connections
+ * capped) and the workers' sockets need, and tcp-max-connections; what is
+ * left, split among the workers, caps each one's upstream lookups in
+ * flight (UPSTREAM_MAX_LOOKUPS at most). Out of descriptors, accept()
+ * would fail and a lookup find no socket. Returns the cap.
+ */
+static size_t budget_files(const struct config *cfg)
 {
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
-        return;
+        return UPSTREAM_MAX_LOOKUPS;
     if (rl.rlim_cur < rl.rlim_max) {
-        rl.rlim_cur = rl.rlim_max;
-        setrlimit(RLIMIT_NOFILE, &rl);
+        struct rlimit raised = {rl.rlim_max, rl.rlim_max};
+        if (setrlimit(RLIMIT_NOFILE, &raised) == 0)
+            rl = raised;
     }
-    /* per worker: a UDP socket and a listener per address, an upstream
-     * socket or two, libevent's own; then the connections */
-    rlim_t need = (rlim_t)cfg->tcp_max_connections + 64 + 8 * (rlim_t)cfg->nlisten * 16;
-    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < need)
-        log_warning("open files limited to %llu, fewer than tcp-max-connections = %u needs; "
-                    "raise the limit (LimitNOFILE=) or lower tcp-max-connections",
-                    (unsigned long long)rl.rlim_cur, cfg->tcp_max_connections);
+    size_t workers = server_worker_count(cfg);
+    unsigned long long limit = rl.rlim_cur; /* RLIM_INFINITY is the largest */
+    unsigned long long http = http_fds(cfg), sockets = server_fds(cfg);
+    unsigned long long fixed = MAIN_FDS + http + sockets + cfg->tcp_max_connections;
+    size_t least = cfg->upstream ? MIN_LOOKUPS : 0; /* none: resolution is off */
+    char why[256];
+    snprintf(why, sizeof(why),
+             "%d for the main thread, %llu for HTTP, %llu for the sockets of %zu worker%s, %u for "
+             "tcp-max-connections",
+             MAIN_FDS, http, sockets, workers, workers == 1 ? "" : "s", cfg->tcp_max_connections);
+    if (limit < fixed + workers * least) {
+        char lookups[64] = "";
+        if (least)
+            snprintf(lookups, sizeof(lookups), ", and %zu per worker for upstream lookups", least);
+        log_warning("open files limited to %llu, fewer than the %llu needed: %s%s; raise the "
+                    "limit (LimitNOFILE=) or lower tcp-max-connections",
+                    limit, fixed + workers * least, why, lookups);
+        return MIN_LOOKUPS;
+    }
+    unsigned long long per = (limit - fixed) / workers;
+    if (per >= UPSTREAM_MAX_LOOKUPS)
+        return UPSTREAM_MAX_LOOKUPS;
+    if (cfg->upstream)
+        log_warning("open files limited to %llu (%s): upstream lookups in flight are capped at "
+                    "%llu per worker instead of %d, more get the CNAME alone; raise the limit "
+                    "(LimitNOFILE=) to lift the cap",
+                    limit, why, per, UPSTREAM_MAX_LOOKUPS);
+    return (size_t)per;
 }
 
 struct daemon {
@@ -247,6 +289,7 @@ struct daemon {
     struct event *lameduck;
     pthread_t loader;
     bool loading;
+    size_t max_lookups; /* per worker, as the open files limit allows */
     sigset_t sigs;
     int rc;
     bool stopping;
@@ -349,7 +392,7 @@ static bool start_serving(struct daemon *dm)
     if (!dm->ref)
         return false;
     dm->load.zone = NULL; /* the ref's now */
-    dm->srv = server_new(cfg, dm->ref);
+    dm->srv = server_new(cfg, dm->ref, dm->max_lookups);
     if (!dm->srv || server_start(dm->srv) < 0)
         return false;
     /* Sockets are bound: the rest needs no privilege. */
@@ -500,7 +543,7 @@ static int serve(const char *path)
         load_finish(&dm.load);
         return EXIT_BAD_CONFIG;
     }
-    raise_file_limit(dm.load.cfg);
+    dm.max_lookups = budget_files(dm.load.cfg);
     if (start_loop(&dm)) {
         pthread_sigmask(SIG_UNBLOCK, &dm.sigs, NULL);
         event_base_dispatch(dm.base);

@@ -149,6 +149,7 @@ struct server {
     _Atomic uint32_t max_connections;
     _Atomic uint32_t tcp_open;   /* over all workers */
     struct log_limit accept_log; /* failed accepts, over all workers */
+    size_t max_lookups;          /* upstream lookups in flight per worker */
     size_t nworkers;
     struct worker **workers;
 };
@@ -867,7 +868,7 @@ static struct worker *worker_new(struct server *srv, size_t slot)
     if (w->base) {
         w->stop_ev = event_new(w->base, -1, 0, on_stop, w);
         w->deadline = evtimer_new(w->base, on_deadline, w);
-        w->up = upstream_new(w->base);
+        w->up = upstream_new(w->base, srv->max_lookups);
     }
     if (!w->base || !w->udps || !w->tcps || !w->stop_ev || !w->deadline || !w->up || !w->metrics)
         return w; /* server_start sees the missing parts */
@@ -914,12 +915,23 @@ size_t server_worker_count(const struct config *cfg)
     return n < 1 ? 1 : n > MAX_WORKERS ? MAX_WORKERS : (size_t)n;
 }
 
-struct server *server_new(const struct config *cfg, struct zone_ref *zones)
+/* A worker's descriptors besides its connections and lookups: its event
+ * base's (epoll, the eventfd that wakes it, a signal pipe's two ends),
+ * then a UDP socket and a TCP listener per listen address. */
+#define WORKER_FDS(nlisten) (4 + 2 * (nlisten))
+
+size_t server_fds(const struct config *cfg)
+{
+    return server_worker_count(cfg) * WORKER_FDS(cfg->nlisten);
+}
+
+struct server *server_new(const struct config *cfg, struct zone_ref *zones, size_t max_lookups)
 {
     struct server *srv = calloc(1, sizeof(*srv));
     if (!srv)
         return NULL;
     srv->zones = zones;
+    srv->max_lookups = max_lookups;
     srv->nworkers = server_worker_count(cfg);
     srv->nlisten = cfg->nlisten;
     srv->listen = calloc(cfg->nlisten, sizeof(*srv->listen));

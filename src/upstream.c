@@ -51,7 +51,6 @@
 #define STALE_TTL      30    /* RFC 8767 §4 */
 #define STALE_REFRESH  30000 /* ms; RFC 8767 §5: stale-refresh-time */
 #define MIN_ATTEMPT_MS 250
-#define MAX_LOOKUPS    4096 /* in flight per worker; more get the CNAME alone */
 #define QUERY_MAX      512
 #define UDP_MAX        4096  /* UDP replies are read up to this; a bigger one: TCP */
 #define LOG_EVERY      10000 /* ms between two failure lines of one target and type */
@@ -151,6 +150,7 @@ struct upstream {
     struct entry *newest, *oldest;
     struct upstream_lookup *queued;
     size_t nlookups;
+    size_t max_lookups; /* in flight; more get the CNAME alone */
     uint64_t seed;
     struct upstream_stats stats;
 };
@@ -177,12 +177,13 @@ static uint64_t hash_key(uint64_t seed, const uint8_t *name, size_t len, uint16_
     return h ^ (h >> 29);
 }
 
-struct upstream *upstream_new(struct event_base *base)
+struct upstream *upstream_new(struct event_base *base, size_t max_lookups)
 {
     struct upstream *up = calloc(1, sizeof(*up));
     if (!up)
         return NULL;
     up->base = base;
+    up->max_lookups = max_lookups;
     up->nbuckets = 1024;
     up->buckets = calloc(up->nbuckets, sizeof(*up->buckets));
     if (!up->buckets) {
@@ -328,7 +329,7 @@ static struct entry *insert(struct upstream *up, const struct upstream_settings 
 static struct upstream_lookup *lookup_new(struct upstream *up, struct entry *e,
                                           const struct upstream_settings *set)
 {
-    if (up->nlookups >= MAX_LOOKUPS)
+    if (up->nlookups >= up->max_lookups)
         return NULL;
     struct upstream_lookup *l = calloc(1, sizeof(*l));
     if (!l)

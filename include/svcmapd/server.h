@@ -18,10 +18,15 @@ struct server;
 /* How many workers `cfg` asks for: `workers`, or one per online CPU. */
 size_t server_worker_count(const struct config *cfg);
 
+/* The file descriptors the workers of a server for `cfg` hold, their TCP
+ * connections and upstream lookups aside: sockets and event bases. */
+size_t server_fds(const struct config *cfg);
+
 /* A server for the listen addresses and limits of `cfg` (copied),
- * answering from `zones`, which needs one reader slot per worker. Opens
- * nothing yet. NULL when out of memory. */
-struct server *server_new(const struct config *cfg, struct zone_ref *zones);
+ * answering from `zones`, which needs one reader slot per worker, each
+ * worker with at most `max_lookups` upstream lookups in flight (a socket
+ * each). Opens nothing yet. NULL when out of memory. */
+struct server *server_new(const struct config *cfg, struct zone_ref *zones, size_t max_lookups);
 
 /* The number of worker threads. */
 size_t server_workers(const struct server *srv);

@@ -23,6 +23,9 @@ struct upstream;
 struct upstream_lookup;
 
 #define UPSTREAM_MAX_SERVERS 8
+/* Lookups in flight per worker, each holding a socket, unless the open
+ * files limit allows fewer (main.c); more get the CNAME alone at once. */
+#define UPSTREAM_MAX_LOOKUPS 4096
 
 /* Settings, compiled into the zone so that a reload swaps them atomically. */
 struct upstream_settings {
@@ -96,9 +99,9 @@ struct upstream_waiter {
     void (*done)(struct upstream_waiter *w);
 };
 
-/* A resolver and cache for the thread that runs `base`. NULL when out of
- * memory. */
-struct upstream *upstream_new(struct event_base *base);
+/* A resolver and cache for the thread that runs `base`, with at most
+ * `max_lookups` lookups in flight. NULL when out of memory. */
+struct upstream *upstream_new(struct event_base *base, size_t max_lookups);
 
 /* Ends every lookup (their waiters must be gone) and frees the cache. */
 void upstream_free(struct upstream *up);

@@ -159,7 +159,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct answer_ctx ctx;
     answer_init(&ctx);
     memset(ctx.secret, 0x5a, sizeof(ctx.secret));
-    ctx.up = upstream_new(NULL); /* no event base: nothing is ever sent */
+    ctx.up = upstream_new(NULL, UPSTREAM_MAX_LOOKUPS); /* no event base: nothing is sent */
     if (!ctx.up)
         abort();
 
