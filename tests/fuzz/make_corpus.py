@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """make_corpus.py -- writes the seed corpora of tests/fuzz/corpus/ (answer, config, upstream,
-reload, import).
+reload, import, http).
 
 Run it from anywhere with Debian's python3 (it needs python3-dnspython):
 
@@ -28,6 +28,10 @@ held (most services gone, a torn copy), confirmed, or rejected (empty).
 
 import/: `fuzz_import` inputs: every tests/data/import/*.json and bad/*.json,
 and the small Lists below.
+
+http/: `fuzz_http` inputs, what a client sends on one connection: requests
+as probes, Prometheus and curl send them, pipelined ones, and the refused
+kinds (a head over 8 KiB, a body, a bad request line, HTTP/2).
 """
 
 import os
@@ -435,6 +439,41 @@ def reload_seeds():
     ]
 
 
+def http_seeds():
+    """(name, bytes) of the http/ seeds."""
+    def req(method="GET", path="/health", version="HTTP/1.1", headers=(("Host", "x"),), body=b"",
+            eol=b"\r\n"):
+        head = f"{method} {path} {version}".encode() + eol
+        for k, v in headers:
+            head += f"{k}: {v}".encode() + eol
+        return head + eol + body
+
+    return [
+        ("get-health", req()),
+        ("get-ready", req(path="/ready")),
+        ("get-metrics", req(path="/metrics", headers=(("Host", "x"), ("Accept", "text/plain"),
+                                                      ("Accept-Encoding", "gzip")))),
+        ("head-health", req("HEAD")),
+        ("http10", req(version="HTTP/1.0", headers=())),
+        ("lf-only", req(path="/health?x=1", eol=b"\n")),
+        ("absolute-form", req(path="http://127.0.0.1:8080/ready")),
+        ("close", req(headers=(("Host", "x"), ("Connection", "keep-alive, close")))),
+        ("pipelined", req() + req("HEAD", "/ready") + req(path="/nope") + req(path="/metrics")),
+        ("leading-crlf", b"\r\n\r\n" + req()),
+        ("post-body", req("POST", headers=(("Content-Length", "5"),), body=b"hello") + req()),
+        ("get-body", req(headers=(("Content-Length", "3"),), body=b"abc") + req()),
+        ("huge-length", req(headers=(("Content-Length", "99999999999"),), body=b"x" * 64)),
+        ("chunked", req("POST", headers=(("Transfer-Encoding", "chunked"),),
+                        body=b"5\r\nhello\r\n0\r\n\r\n")),
+        ("two-lengths", req(headers=(("Content-Length", "1"), ("Content-Length", "2")), body=b"ab")),
+        ("long-head", req(headers=tuple((f"X-{i}", "a" * 200) for i in range(45)))),
+        ("http2", b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"),
+        ("folded", req(headers=(("X", "a"),)).replace(b"X: a\r\n", b"X: a\r\n b\r\n")),
+        ("no-version", b"GET /health\r\n\r\n"),
+        ("incomplete", b"GET /health HTTP/1.1\r\nHost: x\r\n"),
+    ]
+
+
 def write(path, data):
     with open(path, "wb") as f:
         f.write(data)
@@ -481,6 +520,11 @@ def main():
         text = running if new is None else running + "\n===\n" + new
         write(os.path.join(reload, name), bytes([flags]) + text.encode())
 
+    http = os.path.join(HERE, "corpus", "http")
+    os.makedirs(http, exist_ok=True)
+    for name, data in http_seeds():
+        write(os.path.join(http, name), data)
+
     shutil.copyfile(os.path.join(ROOT, "conf", "svcmapd.ini"), os.path.join(config, "svcmapd.ini"))
     bad = os.path.join(ROOT, "tests", "data", "bad")
     for f in sorted(os.listdir(bad)):
@@ -503,7 +547,7 @@ def main():
         write(os.path.join(imp, name), text.encode())
     print(f"{len(answer_seeds())} answer seeds, {len(os.listdir(config))} config seeds, "
           f"{len(upstream_seeds())} upstream seeds, {len(reload_seeds())} reload seeds, "
-          f"{len(os.listdir(imp))} import seeds",
+          f"{len(os.listdir(imp))} import seeds, {len(http_seeds())} http seeds",
           file=sys.stderr)
 
 
