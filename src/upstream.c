@@ -881,6 +881,14 @@ static void attempt(struct upstream_lookup *l)
 
     const struct sockaddr_storage *ss = &l->set.servers[l->server];
     l->fd = socket(ss->ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (l->fd < 0 && (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)) {
+        /* No socket for any server: waiting for the timer would only make
+         * the clients wait too. Fail now; they get the CNAME alone. */
+        note(l, WHY_NETWORK, (uint32_t)errno);
+        l->noted = true;
+        finish(l, false);
+        return;
+    }
     if (l->fd < 0 || connect(l->fd, (const struct sockaddr *)ss, l->set.lens[l->server]) < 0 ||
         send(l->fd, l->query, l->qlen, 0) < 0) {
         /* the timer moves on to the next server */

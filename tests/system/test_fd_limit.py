@@ -24,7 +24,8 @@ from pathlib import Path
 import dns.rdatatype
 import pytest
 
-from conftest import SLOW, check_answer, free_port, make_query, parse, stops_promptly, svc
+from conftest import (SLOW, check_answer, free_port, make_query, parse, stops_promptly, svc,
+                      svcmapd_path)
 
 GOOD = svc("x.a")
 GOOD_ANSWER = [f"{GOOD} 5 IN A 10.0.0.1"]
@@ -166,3 +167,27 @@ def test_accept_pauses_out_of_fds(svcmapd):
     stops_promptly(s, STOP_BOUND)
     log = s.log_path.read_text()
     assert "open files limited to 128, fewer than the" in log, log
+
+
+def test_no_socket_fails_the_lookup_at_once(svcmapd, silent_upstream):
+    """A lookup that can get no socket at all (the nosocket shim: EMFILE in the
+    workers) fails at once, logged, and its client gets the CNAME alone then, not
+    after the lookup's 30 s timeout: another server would not help."""
+    shim = Path(os.environ.get("SVCMAPD_NOSOCKET") or
+                svcmapd_path().parent / "tests" / "libnosocket.so")
+    assert shim.is_file(), f"the nosocket shim is not built: {shim}"
+    env = [f"LD_PRELOAD={shim}",
+           "ASAN_OPTIONS=" + ":".join(filter(None, [os.environ.get("ASAN_OPTIONS"),
+                                                    "verify_asan_link_order=0"]))]
+    s = svcmapd(f"[server]\nlisten = 127.0.0.1:@PORT@\nttl = 5\n\n"
+                f"[upstream]\nservers = {silent_upstream}\ntimeout = 30\n\n"
+                f"[namespace a]\nx = 10.0.0.1\nh = h.example.com\n",
+                prefix=("env", *env))
+    t0 = time.monotonic()
+    r = s.ask(svc("h.a"), "A")
+    took = time.monotonic() - t0
+    assert [rr.rdtype for rr in r.answer] == [dns.rdatatype.CNAME], r
+    assert took < PROMPT, f"the client waited {took:.1f}s for a lookup that had no socket"
+    log = s.log()
+    assert "h.example.com" in log and "Too many open files" in log, log
+    answers_promptly(s, "after the failed lookup")
