@@ -213,24 +213,22 @@ static bool service_port(struct import *im, struct entry *e, struct object *svc,
     return true;
 }
 
-/* The ready addresses of a Service without a selector: its IPv4 and IPv6
- * EndpointSlices, or its Endpoints if it has none. */
-static void endpoint_targets(struct import *im, struct entry *e, struct object *svc, json_t *spec)
+/* The ready addresses of `svc`'s IPv4 and IPv6 EndpointSlices, or of its
+ * Endpoints if it has no such slice, into `ts`; a slice of another type
+ * is a note of `e`'s. False when it has neither. */
+static bool collect_targets(struct import *im, struct entry *e, struct object *svc,
+                            const struct port *port, struct targets *ts)
 {
-    struct port port;
-    if (!service_port(im, e, svc, spec, &port))
-        return;
     size_t nslices = 0, neps = 0, used = 0;
     struct object *slices = find_objects(im, KIND_SLICE, svc->ns, svc->name, &nslices);
     struct object *eps = find_objects(im, KIND_ENDPOINTS, svc->ns, svc->name, &neps);
-    struct targets ts = {0};
     char a[CLEAN_MAX];
     for (size_t i = 0; i < nslices; i++) {
         im->cur = &slices[i];
         const char *type = member_string(im, slices[i].json, "", "addressType", "");
         im->cur = NULL;
         if (strcmp(type, "IPv4") == 0 || strcmp(type, "IPv6") == 0) {
-            slice_targets(im, &slices[i], &port, &ts);
+            slice_targets(im, &slices[i], port, ts);
             used++;
         } else if (strcmp(type, "FQDN") == 0) {
             note(im, e, &slices[i], "addressType FQDN is deprecated; not imported");
@@ -239,11 +237,55 @@ static void endpoint_targets(struct import *im, struct entry *e, struct object *
         }
     }
     if (!used && neps)
-        endpoints_targets(im, eps, &port, &ts);
+        endpoints_targets(im, eps, port, ts);
+    return used || neps;
+}
 
+/* `ts` sorted, each target once. */
+static void unique_targets(struct targets *ts)
+{
+    qsort(ts->t, ts->n, sizeof(*ts->t), cmp_target);
+    size_t n = 0;
+    for (size_t i = 0; i < ts->n; i++)
+        if (n == 0 || cmp_target(&ts->t[n - 1], &ts->t[i]) != 0)
+            ts->t[n++] = ts->t[i];
+    ts->n = n;
+}
+
+/*
+ * In `srv` (`cap` bytes), the srv= option of Service `service` mapped to
+ * `port`, whose targets carry a port number when `has_port` ("" when they
+ * do not, or when none is needed): srv=_NAME._PROTO for a named port;
+ * svcmapd's default is _<service>._tcp, so an unnamed one of another
+ * protocol says its own.
+ */
+static void srv_option(char *srv, size_t cap, const char *service, const struct port *port,
+                       bool has_port)
+{
+    char proto[8];
+    snprintf(proto, sizeof(proto), "%s", port->proto); /* TCP, UDP or SCTP */
+    for (char *c = proto; *c; c++)
+        *c = (char)tolower((unsigned char)*c);
+    *srv = '\0';
+    if (has_port && *port->name)
+        snprintf(srv, cap, "srv=_%s._%s", port->name, proto);
+    else if (has_port && strcmp(proto, "tcp") != 0)
+        snprintf(srv, cap, "srv=_%s._%s", service, proto);
+}
+
+/* The ready addresses of a Service without a selector: its IPv4 and IPv6
+ * EndpointSlices, or its Endpoints if it has none. */
+static void endpoint_targets(struct import *im, struct entry *e, struct object *svc, json_t *spec)
+{
+    struct port port;
+    if (!service_port(im, e, svc, spec, &port))
+        return;
+    struct targets ts = {0};
+    bool found = collect_targets(im, e, svc, &port, &ts);
+    char a[CLEAN_MAX];
     if (ts.bad) {
         skip(im, e, "address '%s' is not an IP address", clean(a, ts.bad));
-    } else if (!used && !neps) {
+    } else if (!found) {
         skip(im, e, "no Endpoints, no IPv4 or IPv6 EndpointSlice");
     } else if (ts.n == 0) {
         char with[CLEAN_MAX + 16] = "", unready[32] = "";
@@ -260,23 +302,9 @@ static void endpoint_targets(struct import *im, struct entry *e, struct object *
         if (ts.portless)
             note(im, e, svc, "%u ready address%s without port %s, left out", ts.portless,
                  ts.portless == 1 ? "" : "es", *port.name ? clean(a, port.name) : "(unnamed)");
-        qsort(ts.t, ts.n, sizeof(*ts.t), cmp_target);
-        size_t n = 0;
-        for (size_t i = 0; i < ts.n; i++)
-            if (n == 0 || cmp_target(&ts.t[n - 1], &ts.t[i]) != 0)
-                ts.t[n++] = ts.t[i];
-        ts.n = n;
-        /* srv=_NAME._PROTO for a named port; svcmapd's default is
-         * _<service>._tcp, so an unnamed one of another protocol says its own */
-        char srv[80] = "";
-        char proto[8];
-        snprintf(proto, sizeof(proto), "%s", port.proto); /* TCP, UDP or SCTP */
-        for (char *c = proto; *c; c++)
-            *c = (char)tolower((unsigned char)*c);
-        if (ts.t[0].port && *port.name)
-            snprintf(srv, sizeof(srv), "srv=_%s._%s", port.name, proto);
-        else if (ts.t[0].port && strcmp(proto, "tcp") != 0)
-            snprintf(srv, sizeof(srv), "srv=_%s._%s", svc->name, proto);
+        unique_targets(&ts);
+        char srv[80];
+        srv_option(srv, sizeof(srv), svc->name, &port, ts.t[0].port != 0);
         e->value = service_value(svc->name, &ts, *srv ? srv : NULL);
         im->oom |= !e->value;
     }
