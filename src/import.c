@@ -53,13 +53,13 @@ static void report_zone_error(void *arg, const struct check_error *err)
 int import_check_zone(const char *zone, struct diag *d)
 {
     char a[CLEAN_MAX];
-    if (!is_host_text(zone) || strlen(zone) > 254) {
-        diag_error(d, 0, "zone '%s' is not a domain name", clean(a, zone));
+    if (!imp_is_host_text(zone) || strlen(zone) > 254) {
+        diag_error(d, 0, "zone '%s' is not a domain name", imp_clean(a, zone));
         return -1;
     }
     char text[300];
     int n = snprintf(text, sizeof(text), "[server]\nzone = %s\n", zone);
-    int errors = check_text(text, (size_t)n, report_zone_error, d);
+    int errors = imp_check_text(text, (size_t)n, report_zone_error, d);
     if (errors < 0)
         diag_error(d, 0, "out of memory");
     return errors ? -1 : 0;
@@ -99,20 +99,20 @@ int import_convert(const char *json, size_t len, const char *zone, struct diag *
     struct import im = {.d = d, .zone = lzone};
 
     int rc;
-    json_t *root = read_json(json, len, d, &rc);
+    json_t *root = imp_read_json(json, len, d, &rc);
     if (!root)
         return rc;
 
     struct text t = {0};
     struct ref *refs = NULL;
     size_t nrefs = 0;
-    if (read_list(&im, root) && !im.oom) {
-        make_entries(&im);
+    if (imp_read_list(&im, root) && !im.oom) {
+        imp_make_entries(&im);
         if (!d->errors && !im.oom) {
             if (im.nentries)
-                qsort(im.entries, im.nentries, sizeof(*im.entries), cmp_entry);
-            refs = link_targets(&im, &nrefs);
-            rc = render_checked(&im, refs, nrefs, &t);
+                qsort(im.entries, im.nentries, sizeof(*im.entries), imp_cmp_entry);
+            refs = imp_link_targets(&im, &nrefs);
+            rc = imp_render_checked(&im, refs, nrefs, &t);
         }
     }
     if (rc == 0) {

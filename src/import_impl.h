@@ -44,7 +44,7 @@ struct kind_info {
     const char *versions[3]; /* accepted apiVersion values */
 };
 
-extern const struct kind_info kinds[KIND_COUNT];
+extern const struct kind_info imp_kinds[KIND_COUNT];
 
 /* One Service, Endpoints or EndpointSlice of the input. */
 struct object {
@@ -127,84 +127,85 @@ struct ref {
 /* The JSON read, within the limits of IMPORT_MAX_INPUT and
  * IMPORT_MAX_MEMORY (the caller json_decref()s it). NULL after reporting
  * why, `*rc` -EINVAL or -ENOMEM. */
-json_t *read_json(const char *json, size_t len, struct diag *d, int *rc);
+json_t *imp_read_json(const char *json, size_t len, struct diag *d, int *rc);
 
 /* Reads the List into im->objs[], each kind's list sorted by namespace and
  * the Service they belong to; false after reporting why it is not one. */
-bool read_list(struct import *im, json_t *root);
+bool imp_read_list(struct import *im, json_t *root);
 
 /* The first object of kind `k` that belongs to Service ns/name, and how
  * many follow it (`*count`); NULL when there is none. */
-struct object *find_objects(struct import *im, enum kind k, const char *ns, const char *name,
-                            size_t *count);
+struct object *imp_find_objects(struct import *im, enum kind k, const char *ns, const char *name,
+                                size_t *count);
 
 /* obj[key] if it is of `type` (JSON_TRUE: a boolean); NULL when it is
  * absent or null, and when it has another type, after reporting that about
  * im->cur at `path`.`key`. */
-json_t *member(struct import *im, json_t *obj, const char *path, const char *key, json_type type);
+json_t *imp_member(struct import *im, json_t *obj, const char *path, const char *key,
+                   json_type type);
 
 /* The string obj[key], `fallback` when it is absent (or after reporting
  * that it is no string). */
-const char *member_string(struct import *im, json_t *obj, const char *path, const char *key,
-                          const char *fallback);
+const char *imp_member_string(struct import *im, json_t *obj, const char *path, const char *key,
+                              const char *fallback);
 
 /* ports[i] (`path`[i]): its name, protocol and number; false after
  * reporting that it is no object. */
-bool port_at(struct import *im, json_t *ports, size_t i, const char *path, const char **name,
-             const char **proto, uint16_t *number);
+bool imp_port_at(struct import *im, json_t *ports, size_t i, const char *path, const char **name,
+                 const char **proto, uint16_t *number);
 
 /* `s` as an IPv4 or IPv6 address in `t` (family and addr); false if it is
  * neither. */
-bool parse_ip(const char *s, struct target *t);
+bool imp_parse_ip(const char *s, struct target *t);
 
 /* The ready addresses of an Endpoints object, or of an IPv4 or IPv6
  * EndpointSlice, with the endpoint port of the Service port `want`, added
  * to `ts` (which counts what is left out). */
-void endpoints_targets(struct import *im, struct object *ep, const struct port *want,
+void imp_endpoints_targets(struct import *im, struct object *ep, const struct port *want,
+                           struct targets *ts);
+void imp_slice_targets(struct import *im, struct object *sl, const struct port *want,
                        struct targets *ts);
-void slice_targets(struct import *im, struct object *sl, const struct port *want,
-                   struct targets *ts);
 
 /* ---- import_rules.c: deciding ---- */
 
 /* Whether `s` holds only what a domain name in the mapping file may. */
-bool is_host_text(const char *s);
+bool imp_is_host_text(const char *s);
 
 /* One entry for each Service, mapped or skipped, then one for each
  * Endpoints and EndpointSlice without a Service. */
-void make_entries(struct import *im);
+void imp_make_entries(struct import *im);
 
 /* Marks `e` as not mapped, for the reason given (kept: the first). */
-__attribute__((format(printf, 3, 4))) void skip(struct import *im, struct entry *e, const char *fmt,
-                                                ...);
+__attribute__((format(printf, 3, 4))) void imp_skip(struct import *im, struct entry *e,
+                                                    const char *fmt, ...);
 
 /* The services that the in-zone hostname targets of the sorted entries
  * name, sorted by target (`*count` of them, malloc'ed; NULL and 0 when
  * there are none); those that name none, or themselves, are skipped. */
-struct ref *link_targets(struct import *im, size_t *count);
+struct ref *imp_link_targets(struct import *im, size_t *count);
 
 /* Skips every hostname service whose in-zone target is not mapped, along
  * the chains of them. */
-void settle_targets(struct import *im, const struct ref *refs, size_t nrefs);
+void imp_settle_targets(struct import *im, const struct ref *refs, size_t nrefs);
 
 /* ---- import_text.c: writing ---- */
 
 /* Appends to `t`; on failure sets t->oom, and later calls do nothing. */
-__attribute__((format(printf, 2, 3))) void text_printf(struct text *t, const char *fmt, ...);
+__attribute__((format(printf, 2, 3))) void imp_text_printf(struct text *t, const char *fmt, ...);
 
 /* `s` for a message or a comment, in `out` (CLEAN_MAX bytes); returns `out`. */
-const char *clean(char *out, const char *s);
+const char *imp_clean(char *out, const char *s);
 
 /* Appends the comment `; KIND NS/NAME: WHY` to `t`, wrapped below
  * MAX_LINE characters. */
-void put_comment(struct text *t, const char *kind, const char *ns, const char *name,
-                 const char *why);
+void imp_put_comment(struct text *t, const char *kind, const char *ns, const char *name,
+                     const char *why);
 
 /* `key = targets options`, wrapped: malloc'ed, NULL when out of memory. */
-char *service_value(const char *key, const struct targets *ts, const char *srv);
+char *imp_service_value(const char *key, const struct targets *ts, const char *srv);
 
 /* The order of the entries in the output: by namespace and Service. */
-int cmp_entry(const void *pa, const void *pb);
+int imp_cmp_entry(const void *pa, const void *pb);
 
 /* An error of svcmapd's check on one line of the text. */
 struct check_error {
@@ -214,11 +215,11 @@ struct check_error {
 
 /* Checks `text` as `svcmapd -t` does, calling `fn` for each error on a
  * line. Returns the number of errors, or -ENOMEM. */
-int check_text(const char *text, size_t len, void (*fn)(void *arg, const struct check_error *err),
-               void *arg);
+int imp_check_text(const char *text, size_t len,
+                   void (*fn)(void *arg, const struct check_error *err), void *arg);
 
 /* The mapping written into `t` and checked, round after round, until it
  * passes: 0, -EINVAL or -EPROTO. */
-int render_checked(struct import *im, const struct ref *refs, size_t nrefs, struct text *t);
+int imp_render_checked(struct import *im, const struct ref *refs, size_t nrefs, struct text *t);
 
 #endif

@@ -11,7 +11,7 @@
 
 #include "import_impl.h"
 
-const struct kind_info kinds[KIND_COUNT] = {
+const struct kind_info imp_kinds[KIND_COUNT] = {
     [KIND_SERVICE] = {"Service", "ServiceList", {"v1", NULL, NULL}},
     [KIND_ENDPOINTS] = {"Endpoints", "EndpointsList", {"v1", NULL, NULL}},
     [KIND_SLICE] = {"EndpointSlice",
@@ -61,7 +61,7 @@ static void json_budget_free(void *p)
 
 /* The JSON read, within the limits of IMPORT_MAX_INPUT and
  * IMPORT_MAX_MEMORY. NULL after reporting why, `*rc` -EINVAL or -ENOMEM. */
-json_t *read_json(const char *json, size_t len, struct diag *d, int *rc)
+json_t *imp_read_json(const char *json, size_t len, struct diag *d, int *rc)
 {
     *rc = -EINVAL;
     size_t blank = 0;
@@ -102,7 +102,7 @@ json_t *read_json(const char *json, size_t len, struct diag *d, int *rc)
                    code == json_error_premature_end_of_input ? "the JSON ends too early (cut off?)"
                    : code == json_error_stack_overflow       ? "the JSON is nested too deep"
                                                              : "not JSON",
-                   clean(a, jerr.text), jerr.column);
+                   imp_clean(a, jerr.text), jerr.column);
     }
     return NULL;
 }
@@ -126,8 +126,8 @@ __attribute__((format(printf, 2, 3))) static void object_error(struct import *im
     va_end(ap);
     const struct object *o = im->cur;
     if (o)
-        diag_error(im->d, 0, "items[%zu] (%s %s/%s): %s", o->index, kinds[o->kind].name,
-                   clean(a, o->ns), clean(b, o->name), msg);
+        diag_error(im->d, 0, "items[%zu] (%s %s/%s): %s", o->index, imp_kinds[o->kind].name,
+                   imp_clean(a, o->ns), imp_clean(b, o->name), msg);
     else
         diag_error(im->d, 0, "items[%zu]: %s", im->cur_index, msg);
 }
@@ -138,7 +138,8 @@ __attribute__((format(printf, 2, 3))) static void object_error(struct import *im
  * is not set), and when it has another type, after reporting that at
  * `path`.`key`.
  */
-json_t *member(struct import *im, json_t *obj, const char *path, const char *key, json_type type)
+json_t *imp_member(struct import *im, json_t *obj, const char *path, const char *key,
+                   json_type type)
 {
     json_t *v = obj ? json_object_get(obj, key) : NULL;
     if (!v || json_is_null(v))
@@ -146,24 +147,24 @@ json_t *member(struct import *im, json_t *obj, const char *path, const char *key
     if (json_typeof(v) == type || (type == JSON_TRUE && json_is_boolean(v)))
         return v;
     char k[CLEAN_MAX];
-    object_error(im, "%s%s%s: expected %s, not %s", path, *path ? "." : "", clean(k, key),
+    object_error(im, "%s%s%s: expected %s, not %s", path, *path ? "." : "", imp_clean(k, key),
                  type == JSON_TRUE ? "a boolean" : type_names[type], type_names[json_typeof(v)]);
     return NULL;
 }
 
 /* The string obj[key], `fallback` when it is absent (or after reporting
  * that it is no string). */
-const char *member_string(struct import *im, json_t *obj, const char *path, const char *key,
-                          const char *fallback)
+const char *imp_member_string(struct import *im, json_t *obj, const char *path, const char *key,
+                              const char *fallback)
 {
-    json_t *v = member(im, obj, path, key, JSON_STRING);
+    json_t *v = imp_member(im, obj, path, key, JSON_STRING);
     return v ? json_string_value(v) : fallback;
 }
 
 /* The port number obj[key]: 1 to 65535, 0 when absent or bad (reported). */
 static uint16_t member_port(struct import *im, json_t *obj, const char *path, const char *key)
 {
-    json_t *v = member(im, obj, path, key, JSON_INTEGER);
+    json_t *v = imp_member(im, obj, path, key, JSON_INTEGER);
     if (!v)
         return 0;
     json_int_t n = json_integer_value(v);
@@ -176,8 +177,8 @@ static uint16_t member_port(struct import *im, json_t *obj, const char *path, co
 
 static bool version_ok(enum kind k, const char *version)
 {
-    for (size_t i = 0; kinds[k].versions[i]; i++)
-        if (strcmp(kinds[k].versions[i], version) == 0)
+    for (size_t i = 0; imp_kinds[k].versions[i]; i++)
+        if (strcmp(imp_kinds[k].versions[i], version) == 0)
             return true;
     return false;
 }
@@ -191,23 +192,23 @@ static void read_item(struct import *im, json_t *item, size_t i, int list_kind)
         object_error(im, "expected an object, not %s", type_names[json_typeof(item)]);
         return;
     }
-    const char *kind = member_string(im, item, "", "kind", NULL);
+    const char *kind = imp_member_string(im, item, "", "kind", NULL);
     int k = list_kind;
     if (kind) {
-        for (k = 0; k < KIND_COUNT && strcmp(kinds[k].name, kind) != 0; k++)
+        for (k = 0; k < KIND_COUNT && strcmp(imp_kinds[k].name, kind) != 0; k++)
             ;
     } else if (k < 0) {
         object_error(im, "no kind");
         return;
     }
-    json_t *meta = member(im, item, "", "metadata", JSON_OBJECT);
-    const char *ns = member_string(im, meta, "metadata", "namespace", NULL);
-    const char *name = member_string(im, meta, "metadata", "name", NULL);
-    const char *version = member_string(im, item, "", "apiVersion", NULL);
+    json_t *meta = imp_member(im, item, "", "metadata", JSON_OBJECT);
+    const char *ns = imp_member_string(im, meta, "metadata", "namespace", NULL);
+    const char *name = imp_member_string(im, meta, "metadata", "name", NULL);
+    const char *version = imp_member_string(im, item, "", "apiVersion", NULL);
     char a[CLEAN_MAX], b[CLEAN_MAX], c[CLEAN_MAX], v[CLEAN_MAX], head[4 * CLEAN_MAX];
     snprintf(head, sizeof(head), "items[%zu] (%s %s/%s)", i,
-             clean(a, k < KIND_COUNT ? kinds[k].name : kind), clean(b, ns ? ns : "?"),
-             clean(c, name ? name : "?"));
+             imp_clean(a, k < KIND_COUNT ? imp_kinds[k].name : kind), imp_clean(b, ns ? ns : "?"),
+             imp_clean(c, name ? name : "?"));
     bool ok = false;
     if (k == KIND_COUNT || (list_kind >= 0 && k != list_kind))
         diag_error(im->d, 0,
@@ -216,7 +217,7 @@ static void read_item(struct import *im, json_t *item, size_t i, int list_kind)
                    head);
     else if (version && !version_ok((enum kind)k, version))
         diag_error(im->d, 0, "%s: apiVersion %s, which svcmapd import does not read", head,
-                   clean(v, version));
+                   imp_clean(v, version));
     else if (!name || !ns)
         diag_error(im->d, 0, "%s: no metadata.%s (kubectl get -A prints it for every object)", head,
                    name ? "namespace" : "name");
@@ -228,9 +229,9 @@ static void read_item(struct import *im, json_t *item, size_t i, int list_kind)
     struct object o = {(enum kind)k, i, ns, name, name, item};
     im->cur = &o;
     if (k == KIND_SLICE) {
-        json_t *labels = member(im, meta, "metadata", "labels", JSON_OBJECT);
+        json_t *labels = imp_member(im, meta, "metadata", "labels", JSON_OBJECT);
         o.service =
-            member_string(im, labels, "metadata.labels", "kubernetes.io/service-name", NULL);
+            imp_member_string(im, labels, "metadata.labels", "kubernetes.io/service-name", NULL);
     }
     im->cur = NULL;
     size_t n = im->nobjs[k];
@@ -255,7 +256,7 @@ static int cmp_name(const void *pa, const void *pb)
     return c != 0 ? c : a->index < b->index ? -1 : a->index > b->index;
 }
 
-/* By namespace and the Service they belong to (find_objects()). */
+/* By namespace and the Service they belong to (imp_find_objects()). */
 static int cmp_object(const void *pa, const void *pb)
 {
     const struct object *a = pa, *b = pb;
@@ -268,7 +269,7 @@ static int cmp_object(const void *pa, const void *pb)
 }
 
 /* Reads the List; false after reporting why it is not one. */
-bool read_list(struct import *im, json_t *root)
+bool imp_read_list(struct import *im, json_t *root)
 {
     const char *what = "not a Kubernetes List (kubectl get services,endpoints,endpointslices -A "
                        "-o json prints one)";
@@ -282,13 +283,13 @@ bool read_list(struct import *im, json_t *root)
         if (strcmp(json_string_value(kind), "List") == 0)
             list_kind = -1;
         for (int k = 0; k < KIND_COUNT; k++)
-            if (strcmp(json_string_value(kind), kinds[k].list) == 0)
+            if (strcmp(json_string_value(kind), imp_kinds[k].list) == 0)
                 list_kind = k;
     }
     if (list_kind == -2) {
         char a[CLEAN_MAX];
         if (json_is_string(kind))
-            diag_error(im->d, 0, "%s, but a %s", what, clean(a, json_string_value(kind)));
+            diag_error(im->d, 0, "%s, but a %s", what, imp_clean(a, json_string_value(kind)));
         else
             diag_error(im->d, 0, "%s: no kind", what);
         return false;
@@ -312,7 +313,7 @@ bool read_list(struct import *im, json_t *root)
         for (size_t i = 1; i < n; i++) {
             if (strcmp(o[i].ns, o[i - 1].ns) == 0 && strcmp(o[i].name, o[i - 1].name) == 0) {
                 im->cur = &o[i];
-                object_error(im, "the same %s as items[%zu]", kinds[k].name, o[i - 1].index);
+                object_error(im, "the same %s as items[%zu]", imp_kinds[k].name, o[i - 1].index);
             }
         }
         im->cur = NULL;
@@ -324,8 +325,8 @@ bool read_list(struct import *im, json_t *root)
 
 /* The first object of kind `k` that belongs to Service ns/name, and how
  * many follow it; its list is sorted by namespace and Service. */
-struct object *find_objects(struct import *im, enum kind k, const char *ns, const char *name,
-                            size_t *count)
+struct object *imp_find_objects(struct import *im, enum kind k, const char *ns, const char *name,
+                                size_t *count)
 {
     struct object *o = im->objs[k];
     size_t lo = 0, hi = im->nobjs[k];
@@ -349,7 +350,7 @@ struct object *find_objects(struct import *im, enum kind k, const char *ns, cons
 
 /* ---- the parts read while mapping: ports and ready addresses ---- */
 
-bool parse_ip(const char *s, struct target *t)
+bool imp_parse_ip(const char *s, struct target *t)
 {
     if (inet_pton(AF_INET, s, t->addr) == 1)
         t->family = AF_INET;
@@ -363,7 +364,7 @@ bool parse_ip(const char *s, struct target *t)
 static void add_target(struct import *im, struct targets *ts, const char *ip, uint16_t port)
 {
     struct target t = {.port = port};
-    if (!parse_ip(ip, &t)) {
+    if (!imp_parse_ip(ip, &t)) {
         if (!ts->bad)
             ts->bad = ip;
         return;
@@ -400,15 +401,15 @@ static json_t *object_at(struct import *im, json_t *arr, size_t i, const char *n
  * given) and number (0 when not given). False after reporting that it is
  * no object.
  */
-bool port_at(struct import *im, json_t *ports, size_t i, const char *path, const char **name,
-             const char **proto, uint16_t *number)
+bool imp_port_at(struct import *im, json_t *ports, size_t i, const char *path, const char **name,
+                 const char **proto, uint16_t *number)
 {
     char at[64];
     json_t *p = object_at(im, ports, i, path, at, sizeof(at));
     if (!p)
         return false;
-    *name = member_string(im, p, at, "name", "");
-    *proto = member_string(im, p, at, "protocol", "TCP");
+    *name = imp_member_string(im, p, at, "name", "");
+    *proto = imp_member_string(im, p, at, "protocol", "TCP");
     *number = member_port(im, p, at, "port");
     return true;
 }
@@ -425,19 +426,19 @@ static uint16_t endpoint_port(struct import *im, json_t *ports, const char *path
     for (size_t i = 0; i < json_array_size(ports); i++) {
         const char *name, *proto;
         uint16_t port;
-        if (port_at(im, ports, i, path, &name, &proto, &port) && strcmp(name, want->name) == 0 &&
-            strcmp(proto, want->proto) == 0)
+        if (imp_port_at(im, ports, i, path, &name, &proto, &port) &&
+            strcmp(name, want->name) == 0 && strcmp(proto, want->proto) == 0)
             return port;
     }
     return 0;
 }
 
 /* The ready addresses of an Endpoints object. */
-void endpoints_targets(struct import *im, struct object *ep, const struct port *want,
-                       struct targets *ts)
+void imp_endpoints_targets(struct import *im, struct object *ep, const struct port *want,
+                           struct targets *ts)
 {
     im->cur = ep;
-    json_t *subsets = member(im, ep->json, "", "subsets", JSON_ARRAY);
+    json_t *subsets = imp_member(im, ep->json, "", "subsets", JSON_ARRAY);
     char at[64], ad[96], list[80];
     for (size_t i = 0; i < json_array_size(subsets); i++) {
         json_t *s = object_at(im, subsets, i, "subsets", at, sizeof(at));
@@ -445,9 +446,9 @@ void endpoints_targets(struct import *im, struct object *ep, const struct port *
             continue;
         snprintf(ad, sizeof(ad), "%s.ports", at);
         uint16_t port =
-            want->any ? endpoint_port(im, member(im, s, at, "ports", JSON_ARRAY), ad, want) : 0;
-        json_t *addrs = member(im, s, at, "addresses", JSON_ARRAY);
-        json_t *notready = member(im, s, at, "notReadyAddresses", JSON_ARRAY);
+            want->any ? endpoint_port(im, imp_member(im, s, at, "ports", JSON_ARRAY), ad, want) : 0;
+        json_t *addrs = imp_member(im, s, at, "addresses", JSON_ARRAY);
+        json_t *notready = imp_member(im, s, at, "notReadyAddresses", JSON_ARRAY);
         ts->not_ready += (unsigned)json_array_size(notready);
         snprintf(list, sizeof(list), "%s.addresses", at);
         for (size_t j = 0; j < json_array_size(addrs); j++) {
@@ -455,7 +456,7 @@ void endpoints_targets(struct import *im, struct object *ep, const struct port *
             if (!a)
                 continue;
             unsigned errors = im->d->errors;
-            const char *ip = member_string(im, a, ad, "ip", NULL);
+            const char *ip = imp_member_string(im, a, ad, "ip", NULL);
             if (!ip) {
                 if (im->d->errors == errors)
                     object_error(im, "%s: no ip", ad);
@@ -470,25 +471,25 @@ void endpoints_targets(struct import *im, struct object *ep, const struct port *
 }
 
 /* The ready addresses of an IPv4 or IPv6 EndpointSlice. */
-void slice_targets(struct import *im, struct object *sl, const struct port *want,
-                   struct targets *ts)
+void imp_slice_targets(struct import *im, struct object *sl, const struct port *want,
+                       struct targets *ts)
 {
     im->cur = sl;
-    uint16_t port =
-        want->any ? endpoint_port(im, member(im, sl->json, "", "ports", JSON_ARRAY), "ports", want)
-                  : 0;
-    json_t *eps = member(im, sl->json, "", "endpoints", JSON_ARRAY);
+    uint16_t port = want->any ? endpoint_port(im, imp_member(im, sl->json, "", "ports", JSON_ARRAY),
+                                              "ports", want)
+                              : 0;
+    json_t *eps = imp_member(im, sl->json, "", "endpoints", JSON_ARRAY);
     char at[64];
     for (size_t i = 0; i < json_array_size(eps); i++) {
         json_t *e = object_at(im, eps, i, "endpoints", at, sizeof(at));
         if (!e)
             continue;
         unsigned errors = im->d->errors;
-        json_t *addrs = member(im, e, at, "addresses", JSON_ARRAY);
-        json_t *cond = member(im, e, at, "conditions", JSON_OBJECT);
+        json_t *addrs = imp_member(im, e, at, "addresses", JSON_ARRAY);
+        json_t *cond = imp_member(im, e, at, "conditions", JSON_OBJECT);
         char cat[96];
         snprintf(cat, sizeof(cat), "%s.conditions", at);
-        json_t *ready = member(im, cond, cat, "ready", JSON_TRUE);
+        json_t *ready = imp_member(im, cond, cat, "ready", JSON_TRUE);
         /* The API: only the first address has a meaning (kube-proxy reads
          * no other); a ready condition that is not set means ready. */
         json_t *first = json_array_get(addrs, 0);

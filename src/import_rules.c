@@ -51,7 +51,7 @@ static bool is_label(const char *s)
 /* Only what a domain name in the mapping file may hold (config.c says
  * what else is wrong with it): no separator, comment or '=' can come
  * through and change what the line means. */
-bool is_host_text(const char *s)
+bool imp_is_host_text(const char *s)
 {
     size_t n = strlen(s);
     return n > 0 &&
@@ -78,14 +78,14 @@ note(struct import *im, struct entry *e, const struct object *about, const char 
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    put_comment(&e->notes, kinds[about->kind].name, clean(a, about->ns), clean(b, about->name),
-                msg);
+    imp_put_comment(&e->notes, imp_kinds[about->kind].name, imp_clean(a, about->ns),
+                    imp_clean(b, about->name), msg);
     im->oom |= e->notes.oom;
 }
 
 /* Marks `e` as not mapped, for the reason given (kept: the first). */
-__attribute__((format(printf, 3, 4))) void skip(struct import *im, struct entry *e, const char *fmt,
-                                                ...)
+__attribute__((format(printf, 3, 4))) void imp_skip(struct import *im, struct entry *e,
+                                                    const char *fmt, ...)
 {
     if (e->skip)
         return;
@@ -99,7 +99,7 @@ __attribute__((format(printf, 3, 4))) void skip(struct import *im, struct entry 
 }
 
 /* The hostname target `host` (an ExternalName), for `e`: inside the zone
- * it must name a service of the mapping, which settle_targets() checks
+ * it must name a service of the mapping, which imp_settle_targets() checks
  * once every service is known. */
 static void host_target(struct import *im, struct entry *e, const char *host)
 {
@@ -108,8 +108,8 @@ static void host_target(struct import *im, struct entry *e, const char *host)
     if (n > 1 && host[n - 1] == '.')
         n--;
     if (n >= sizeof(low) || strlen(e->name) + 3 + n > MAX_LINE) {
-        skip(im, e, "externalName '%s' is longer than a line of the mapping file holds",
-             clean(a, host));
+        imp_skip(im, e, "externalName '%s' is longer than a line of the mapping file holds",
+                 imp_clean(a, host));
         return;
     }
     for (size_t i = 0; i < n; i++)
@@ -137,10 +137,10 @@ static void host_target(struct import *im, struct entry *e, const char *host)
     }
     e->host = host;
     if (!label) {
-        skip(im, e,
-             "externalName '%s' is inside zone %s but names no service "
-             "(<service>.<namespace>.svc.%s)",
-             clean(a, host), im->zone, im->zone);
+        imp_skip(im, e,
+                 "externalName '%s' is inside zone %s but names no service "
+                 "(<service>.<namespace>.svc.%s)",
+                 imp_clean(a, host), im->zone, im->zone);
         return;
     }
     e->target_ns = strdup(ns);
@@ -152,17 +152,18 @@ static void host_target(struct import *im, struct entry *e, const char *host)
 static void external_name(struct import *im, struct entry *e, json_t *spec)
 {
     char a[CLEAN_MAX];
-    const char *ext = member_string(im, spec, "spec", "externalName", "");
+    const char *ext = imp_member_string(im, spec, "spec", "externalName", "");
     struct target t;
     if (!*ext) {
-        skip(im, e, "an ExternalName without externalName");
-    } else if (parse_ip(ext, &t)) {
+        imp_skip(im, e, "an ExternalName without externalName");
+    } else if (imp_parse_ip(ext, &t)) {
         /* what CoreDNS answers NXDOMAIN (coredns#2324) */
         char ip[INET6_ADDRSTRLEN];
         e->value = strdup(inet_ntop(t.family, t.addr, ip, sizeof(ip)));
         im->oom |= !e->value;
-    } else if (!is_host_text(ext)) {
-        skip(im, e, "externalName '%s' is neither an IP address nor a host name", clean(a, ext));
+    } else if (!imp_is_host_text(ext)) {
+        imp_skip(im, e, "externalName '%s' is neither an IP address nor a host name",
+                 imp_clean(a, ext));
     } else {
         host_target(im, e, ext);
     }
@@ -172,7 +173,7 @@ static void external_name(struct import *im, struct entry *e, json_t *spec)
 static bool service_port(struct import *im, struct entry *e, struct object *svc, json_t *spec,
                          struct port *p)
 {
-    json_t *ports = member(im, spec, "spec", "ports", JSON_ARRAY);
+    json_t *ports = imp_member(im, spec, "spec", "ports", JSON_ARRAY);
     char a[CLEAN_MAX], first[CLEAN_MAX + 16];
     struct text others = {0};
     *p = (struct port){false, "", "TCP"};
@@ -180,18 +181,18 @@ static bool service_port(struct import *im, struct entry *e, struct object *svc,
     for (size_t i = 0; i < json_array_size(ports); i++) {
         const char *name, *proto;
         uint16_t number;
-        if (!port_at(im, ports, i, "spec.ports", &name, &proto, &number))
+        if (!imp_port_at(im, ports, i, "spec.ports", &name, &proto, &number))
             continue;
         char label[CLEAN_MAX + 16];
         if (*name) /* else by its number */
-            clean(label, name);
+            imp_clean(label, name);
         else
-            snprintf(label, sizeof(label), "%u/%s", number, clean(a, proto));
+            snprintf(label, sizeof(label), "%u/%s", number, imp_clean(a, proto));
         if (i == 0) {
             *p = (struct port){true, name, proto};
             memcpy(first, label, sizeof(label));
         } else {
-            text_printf(&others, "%s%s", others.len ? ", " : "", label);
+            imp_text_printf(&others, "%s%s", others.len ? ", " : "", label);
         }
     }
     if (others.len)
@@ -203,11 +204,12 @@ static bool service_port(struct import *im, struct entry *e, struct object *svc,
         return true;
     if (strcmp(p->proto, "TCP") != 0 && strcmp(p->proto, "UDP") != 0 &&
         strcmp(p->proto, "SCTP") != 0) {
-        skip(im, e, "port protocol %s (SRV records know TCP, UDP and SCTP)", clean(a, p->proto));
+        imp_skip(im, e, "port protocol %s (SRV records know TCP, UDP and SCTP)",
+                 imp_clean(a, p->proto));
         return false;
     }
     if (*p->name && !is_label(p->name)) {
-        skip(im, e, "port name '%s' is not a DNS-1123 label", clean(a, p->name));
+        imp_skip(im, e, "port name '%s' is not a DNS-1123 label", imp_clean(a, p->name));
         return false;
     }
     return true;
@@ -220,24 +222,25 @@ static bool collect_targets(struct import *im, struct entry *e, struct object *s
                             const struct port *port, struct targets *ts)
 {
     size_t nslices = 0, neps = 0, used = 0;
-    struct object *slices = find_objects(im, KIND_SLICE, svc->ns, svc->name, &nslices);
-    struct object *eps = find_objects(im, KIND_ENDPOINTS, svc->ns, svc->name, &neps);
+    struct object *slices = imp_find_objects(im, KIND_SLICE, svc->ns, svc->name, &nslices);
+    struct object *eps = imp_find_objects(im, KIND_ENDPOINTS, svc->ns, svc->name, &neps);
     char a[CLEAN_MAX];
     for (size_t i = 0; i < nslices; i++) {
         im->cur = &slices[i];
-        const char *type = member_string(im, slices[i].json, "", "addressType", "");
+        const char *type = imp_member_string(im, slices[i].json, "", "addressType", "");
         im->cur = NULL;
         if (strcmp(type, "IPv4") == 0 || strcmp(type, "IPv6") == 0) {
-            slice_targets(im, &slices[i], port, ts);
+            imp_slice_targets(im, &slices[i], port, ts);
             used++;
         } else if (strcmp(type, "FQDN") == 0) {
             note(im, e, &slices[i], "addressType FQDN is deprecated; not imported");
         } else {
-            note(im, e, &slices[i], "addressType '%s' is unknown; not imported", clean(a, type));
+            note(im, e, &slices[i], "addressType '%s' is unknown; not imported",
+                 imp_clean(a, type));
         }
     }
     if (!used && neps)
-        endpoints_targets(im, eps, port, ts);
+        imp_endpoints_targets(im, eps, port, ts);
     return used || neps;
 }
 
@@ -284,28 +287,28 @@ static void endpoint_targets(struct import *im, struct entry *e, struct object *
     bool found = collect_targets(im, e, svc, &port, &ts);
     char a[CLEAN_MAX];
     if (ts.bad) {
-        skip(im, e, "address '%s' is not an IP address", clean(a, ts.bad));
+        imp_skip(im, e, "address '%s' is not an IP address", imp_clean(a, ts.bad));
     } else if (!found) {
-        skip(im, e, "no Endpoints, no IPv4 or IPv6 EndpointSlice");
+        imp_skip(im, e, "no Endpoints, no IPv4 or IPv6 EndpointSlice");
     } else if (ts.n == 0) {
         char with[CLEAN_MAX + 16] = "", unready[32] = "";
         if (ts.portless)
             snprintf(with, sizeof(with), " with port %s",
-                     *port.name ? clean(a, port.name) : "(unnamed)");
+                     *port.name ? imp_clean(a, port.name) : "(unnamed)");
         if (ts.not_ready)
             snprintf(unready, sizeof(unready), " (%u not ready)", ts.not_ready);
-        skip(im, e, "no ready address%s%s", with, unready);
+        imp_skip(im, e, "no ready address%s%s", with, unready);
     } else {
         if (ts.not_ready)
             note(im, e, svc, "%u address%s not ready, left out", ts.not_ready,
                  ts.not_ready == 1 ? "" : "es");
         if (ts.portless)
             note(im, e, svc, "%u ready address%s without port %s, left out", ts.portless,
-                 ts.portless == 1 ? "" : "es", *port.name ? clean(a, port.name) : "(unnamed)");
+                 ts.portless == 1 ? "" : "es", *port.name ? imp_clean(a, port.name) : "(unnamed)");
         unique_targets(&ts);
         char srv[80];
         srv_option(srv, sizeof(srv), svc->name, &port, ts.t[0].port != 0);
-        e->value = service_value(svc->name, &ts, *srv ? srv : NULL);
+        e->value = imp_service_value(svc->name, &ts, *srv ? srv : NULL);
         im->oom |= !e->value;
     }
     free(ts.t);
@@ -315,21 +318,21 @@ static void map_service(struct import *im, struct object *svc, struct entry *e)
 {
     char a[CLEAN_MAX];
     if (!is_label(svc->ns)) {
-        skip(im, e, "the namespace name is not a DNS-1123 label");
+        imp_skip(im, e, "the namespace name is not a DNS-1123 label");
         return;
     }
     if (!is_label(svc->name)) {
-        skip(im, e, "the name is not a DNS-1123 label");
+        imp_skip(im, e, "the name is not a DNS-1123 label");
         return;
     }
     if (strcmp(svc->ns, "default") == 0 && strcmp(svc->name, "kubernetes") == 0) {
-        skip(im, e, "the API server's own Service, kept by Kubernetes");
+        imp_skip(im, e, "the API server's own Service, kept by Kubernetes");
         return;
     }
     im->cur = svc;
-    json_t *spec = member(im, svc->json, "", "spec", JSON_OBJECT);
-    const char *type = member_string(im, spec, "spec", "type", "ClusterIP");
-    json_t *selector = member(im, spec, "spec", "selector", JSON_OBJECT);
+    json_t *spec = imp_member(im, svc->json, "", "spec", JSON_OBJECT);
+    const char *type = imp_member_string(im, spec, "spec", "type", "ClusterIP");
+    json_t *selector = imp_member(im, spec, "spec", "selector", JSON_OBJECT);
     im->cur = NULL;
     if (strcmp(type, "ExternalName") == 0) {
         /* kubectl create service externalname adds a selector, which
@@ -338,8 +341,8 @@ static void map_service(struct import *im, struct object *svc, struct entry *e)
         external_name(im, e, spec);
         im->cur = NULL;
     } else if (json_object_size(selector) > 0) {
-        skip(im, e, "%s with a selector: Kubernetes keeps its endpoints and CoreDNS answers it",
-             clean(a, type));
+        imp_skip(im, e, "%s with a selector: Kubernetes keeps its endpoints and CoreDNS answers it",
+                 imp_clean(a, type));
     } else {
         im->cur = svc;
         endpoint_targets(im, e, svc, spec);
@@ -369,7 +372,7 @@ static struct entry *new_entry(struct import *im, const char *ns, const char *na
 
 /* A Services's entry, then one for each Endpoints and EndpointSlice that
  * has no Service: what they hold is not served, and the comment says so. */
-void make_entries(struct import *im)
+void imp_make_entries(struct import *im)
 {
     for (size_t i = 0; i < im->nobjs[KIND_SERVICE] && !im->oom; i++) {
         struct object *s = &im->objs[KIND_SERVICE][i];
@@ -381,7 +384,7 @@ void make_entries(struct import *im)
         for (size_t i = 0; i < im->nobjs[k] && !im->oom; i++) {
             struct object *o = &im->objs[k][i];
             size_t n;
-            if (o->service && find_objects(im, KIND_SERVICE, o->ns, o->service, &n))
+            if (o->service && imp_find_objects(im, KIND_SERVICE, o->ns, o->service, &n))
                 continue;
             char a[CLEAN_MAX];
             struct entry *e =
@@ -389,11 +392,11 @@ void make_entries(struct import *im)
             if (!e)
                 break;
             if (!o->service)
-                skip(im, e, "no label kubernetes.io/service-name: no Service");
+                imp_skip(im, e, "no label kubernetes.io/service-name: no Service");
             else if (k == KIND_SLICE)
-                skip(im, e, "no Service %s in the input", clean(a, o->service));
+                imp_skip(im, e, "no Service %s in the input", imp_clean(a, o->service));
             else
-                skip(im, e, "no Service of that name in the input");
+                imp_skip(im, e, "no Service of that name in the input");
         }
     }
 }
@@ -407,7 +410,7 @@ static int cmp_ref(const void *pa, const void *pb)
 /* Finds the service each in-zone hostname target names; those that name
  * none, or themselves, are skipped. Returns the references, sorted by
  * target (`*count` of them; NULL and 0 when there are none). */
-struct ref *link_targets(struct import *im, size_t *count)
+struct ref *imp_link_targets(struct import *im, size_t *count)
 {
     struct ref *refs = NULL;
     size_t n = 0;
@@ -420,12 +423,13 @@ struct ref *link_targets(struct import *im, size_t *count)
                             .name = e->target_svc,
                             .kind = KIND_SERVICE,
                             .objname = e->target_svc};
-        struct entry *t = bsearch(&key, im->entries, im->nentries, sizeof(key), cmp_entry);
+        struct entry *t = bsearch(&key, im->entries, im->nentries, sizeof(key), imp_cmp_entry);
         if (t == e) {
-            skip(im, e, "externalName '%s' is the Service's own name", clean(a, e->host));
+            imp_skip(im, e, "externalName '%s' is the Service's own name", imp_clean(a, e->host));
         } else if (!t) {
-            skip(im, e, "externalName '%s' names %s/%s, which this mapping does not serve",
-                 clean(a, e->host), clean(b, e->target_ns), clean(c, e->target_svc));
+            imp_skip(im, e, "externalName '%s' names %s/%s, which this mapping does not serve",
+                     imp_clean(a, e->host), imp_clean(b, e->target_ns),
+                     imp_clean(c, e->target_svc));
         } else {
             if ((n & (n - 1)) == 0) { /* as the objects grow */
                 struct ref *r = realloc(refs, (n ? 2 * n : 1) * sizeof(*r));
@@ -447,7 +451,7 @@ struct ref *link_targets(struct import *im, size_t *count)
 /* Skips every hostname service whose in-zone target is not mapped, along
  * the chains of them: a CNAME to a name svcmapd does not serve would be a
  * dangling target (zone.c refuses them). */
-void settle_targets(struct import *im, const struct ref *refs, size_t nrefs)
+void imp_settle_targets(struct import *im, const struct ref *refs, size_t nrefs)
 {
     if (!nrefs)
         return;
@@ -475,8 +479,9 @@ void settle_targets(struct import *im, const struct ref *refs, size_t nrefs)
             struct entry *e = &im->entries[refs[lo].source];
             if (!mapped(e))
                 continue;
-            skip(im, e, "externalName '%s' names %s/%s, which this mapping does not serve",
-                 clean(a, e->host), clean(b, e->target_ns), clean(c, e->target_svc));
+            imp_skip(im, e, "externalName '%s' names %s/%s, which this mapping does not serve",
+                     imp_clean(a, e->host), imp_clean(b, e->target_ns),
+                     imp_clean(c, e->target_svc));
             stack[top++] = refs[lo].source;
         }
     }

@@ -11,7 +11,7 @@
 
 #include "import_impl.h"
 
-__attribute__((format(printf, 2, 3))) void text_printf(struct text *t, const char *fmt, ...)
+__attribute__((format(printf, 2, 3))) void imp_text_printf(struct text *t, const char *fmt, ...)
 {
     if (t->oom)
         return;
@@ -48,7 +48,7 @@ __attribute__((format(printf, 2, 3))) void text_printf(struct text *t, const cha
 /* `s` for a message or a comment, in `out` (CLEAN_MAX bytes): printable
  * ASCII as it is, other bytes as \xNN, at most 64 characters of it; a
  * longer one ends in "...". */
-const char *clean(char *out, const char *s)
+const char *imp_clean(char *out, const char *s)
 {
     size_t o = 0;
     size_t i = 0;
@@ -68,10 +68,10 @@ const char *clean(char *out, const char *s)
 /*
  * Appends the comment `; KIND NS/NAME: WHY` to `t` (`; KIND NS: WHY` when
  * `name` is NULL). When it is longer than MAX_LINE characters, WHY goes on
- * the lines below, indented. The strings are clean() already.
+ * the lines below, indented. The strings are imp_clean() already.
  */
-void put_comment(struct text *t, const char *kind, const char *ns, const char *name,
-                 const char *why)
+void imp_put_comment(struct text *t, const char *kind, const char *ns, const char *name,
+                     const char *why)
 {
     char head[2 * CLEAN_MAX + 32];
     if (name)
@@ -80,12 +80,12 @@ void put_comment(struct text *t, const char *kind, const char *ns, const char *n
         snprintf(head, sizeof(head), "; %s %s:", kind, ns);
     size_t hl = strlen(head), wl = strlen(why);
     if (hl + 1 + wl <= MAX_LINE) {
-        text_printf(t, "%s %s\n", head, why);
+        imp_text_printf(t, "%s %s\n", head, why);
         return;
     }
     if (hl > MAX_LINE)
         memcpy(head + MAX_LINE - 3, "...", 4);
-    text_printf(t, "%s\n", head);
+    imp_text_printf(t, "%s\n", head);
     /* then `why` in lines of DEFAULT_WRAP columns, at spaces where it can */
     while (*why) {
         size_t n = strlen(why);
@@ -96,7 +96,7 @@ void put_comment(struct text *t, const char *kind, const char *ns, const char *n
             if (why[n] != ' ')
                 n = DEFAULT_WRAP - 4;
         }
-        text_printf(t, ";   %.*s\n", (int)n, why);
+        imp_text_printf(t, ";   %.*s\n", (int)n, why);
         why += n;
         while (*why == ' ')
             why++;
@@ -107,7 +107,7 @@ void put_comment(struct text *t, const char *kind, const char *ns, const char *n
 
 /* `key = targets options`, continued on indented lines past DEFAULT_WRAP
  * columns (a line of the file holds at most MAX_LINE characters). */
-char *service_value(const char *key, const struct targets *ts, const char *srv)
+char *imp_service_value(const char *key, const struct targets *ts, const char *srv)
 {
     struct text t = {0};
     size_t col = strlen(key) + 3;
@@ -130,10 +130,10 @@ char *service_value(const char *key, const struct targets *ts, const char *srv)
         }
         const char *sep = i == 0 ? "" : i == n ? " " : ", ";
         if (i > 0 && col + strlen(sep) + strlen(word) > DEFAULT_WRAP) {
-            text_printf(&t, "%s\n    %s", i == n ? "" : ",", word);
+            imp_text_printf(&t, "%s\n    %s", i == n ? "" : ",", word);
             col = 4 + strlen(word);
         } else {
-            text_printf(&t, "%s%s", sep, word);
+            imp_text_printf(&t, "%s%s", sep, word);
             col += strlen(sep) + strlen(word);
         }
     }
@@ -144,7 +144,7 @@ char *service_value(const char *key, const struct targets *ts, const char *srv)
     return t.p;
 }
 
-int cmp_entry(const void *pa, const void *pb)
+int imp_cmp_entry(const void *pa, const void *pb)
 {
     const struct entry *a = pa, *b = pb;
     int c = strcmp(a->ns, b->ns);
@@ -163,7 +163,7 @@ static void render(struct import *im, struct text *t)
         services += im->entries[i].kind == KIND_SERVICE;
         nmapped += mapped(&im->entries[i]);
     }
-    text_printf(
+    imp_text_printf(
         t,
         "; A mapping file made by `svcmapd import` from Kubernetes objects:\n"
         ";     kubectl get services,endpoints,endpointslices -A -o json | svcmapd import -\n"
@@ -181,22 +181,24 @@ static void render(struct import *im, struct text *t)
             any |= mapped(&im->entries[end]);
         /* a mapped service's namespace is a DNS-1123 label */
         if (any)
-            text_printf(t, "\n[namespace %s]\n", im->entries[i].ns);
+            imp_text_printf(t, "\n[namespace %s]\n", im->entries[i].ns);
         else
-            text_printf(t, "\n");
+            imp_text_printf(t, "\n");
         if (!any)
-            put_comment(t, "namespace", clean(a, im->entries[i].ns), NULL, "nothing mapped");
+            imp_put_comment(t, "namespace", imp_clean(a, im->entries[i].ns), NULL,
+                            "nothing mapped");
         for (; i < end; i++) {
             struct entry *e = &im->entries[i];
             if (e->notes.len)
-                text_printf(t, "%s", e->notes.p);
+                imp_text_printf(t, "%s", e->notes.p);
             e->first = e->last = 0;
             if (mapped(e)) {
                 e->first = t->lines + 1;
-                text_printf(t, "%s = %s\n", e->name, e->value);
+                imp_text_printf(t, "%s = %s\n", e->name, e->value);
                 e->last = t->lines;
             } else {
-                put_comment(t, kinds[e->kind].name, clean(a, e->ns), clean(b, e->objname), e->skip);
+                imp_put_comment(t, imp_kinds[e->kind].name, imp_clean(a, e->ns),
+                                imp_clean(b, e->objname), e->skip);
             }
         }
     }
@@ -212,7 +214,7 @@ struct check_each {
 };
 
 /* The errors on a line of the text (those of the file as a whole, such as
- * running out of memory, are in the count check_text() returns). */
+ * running out of memory, are in the count imp_check_text() returns). */
 static void check_error_of(const struct diag_entry *e, void *arg)
 {
     const struct check_each *each = arg;
@@ -226,8 +228,8 @@ static void check_error_of(const struct diag_entry *e, void *arg)
  * the machine's resolv.conf and interfaces have no say), and calls `fn` with the line and message
  * of each error. Returns the number of errors, or -ENOMEM.
  */
-int check_text(const char *text, size_t len, void (*fn)(void *arg, const struct check_error *err),
-               void *arg)
+int imp_check_text(const char *text, size_t len,
+                   void (*fn)(void *arg, const struct check_error *err), void *arg)
 {
     static const char tail[] = "\n[upstream]\nservers = none\n";
     char *all = malloc(len + sizeof(tail));
@@ -264,7 +266,7 @@ static void skip_failed(void *arg, const struct check_error *err)
         if (e->first && err->line >= e->first && err->line <= e->last) {
             if (!e->skip) {
                 /* the message names the service: no need to clean it twice */
-                skip(im, e, "svcmapd cannot serve it: %s", err->msg);
+                imp_skip(im, e, "svcmapd cannot serve it: %s", err->msg);
                 r->skipped++;
             }
             return;
@@ -283,17 +285,17 @@ static void skip_failed(void *arg, const struct check_error *err)
  * one, or ends. 0, -EINVAL (out of memory, or the check could not run:
  * the caller tells which) or -EPROTO (the check refused what no service
  * is to blame for: a bug of import's, reported). */
-int render_checked(struct import *im, const struct ref *refs, size_t nrefs, struct text *t)
+int imp_render_checked(struct import *im, const struct ref *refs, size_t nrefs, struct text *t)
 {
     for (;;) {
-        settle_targets(im, refs, nrefs);
+        imp_settle_targets(im, refs, nrefs);
         free(t->p);
         *t = (struct text){0};
         render(im, t);
         if (im->oom || t->oom)
             return -EINVAL;
         struct check_round r = {.im = im};
-        int errors = check_text(t->p, t->len, skip_failed, &r);
+        int errors = imp_check_text(t->p, t->len, skip_failed, &r);
         if (errors == 0)
             return 0;
         if (im->oom || errors < 0 || r.oom)

@@ -10,7 +10,7 @@
  * SPEC §8: `svcmapd import` reads a Kubernetes List of Services, Endpoints
  * and EndpointSlices and writes the mapping file that serves the ones
  * Kubernetes leaves to hand-kept data (README, "Importing from Kubernetes",
- * has every rule). import.c knows the Kubernetes API shapes and the text of
+ * has every rule). import_*.c know the Kubernetes API shapes and the text of
  * the mapping file; whether that text is valid, it asks config.c and zone.c,
  * so the output passes `svcmapd -t` by construction.
  */
