@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "config-build.h"
+#include "svcmapd/clock.h"
 #include "svcmapd/listener.h"
 #include "svcmapd/log.h"
 #include "svcmapd/metrics.h"
@@ -127,13 +128,6 @@ struct http {
     uint64_t refused[REFUSALS];
     struct log_limit refuse_log, accept_log;
 };
-
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 static void label_esc(struct evbuffer *b, const char *s)
 {
@@ -398,7 +392,7 @@ static void unlink_conn(struct conn *c)
 static void append_conn(struct conn *c)
 {
     struct http *h = c->h;
-    c->since = now_ms();
+    c->since = clock_ns() / 1000000;
     c->older = h->newest;
     if (h->newest)
         h->newest->newer = c;
@@ -413,7 +407,7 @@ static void arm_deadline(struct http *h)
         evtimer_del(h->deadline);
         return;
     }
-    uint64_t due = h->oldest->since + HTTP_DEADLINE * 1000ULL, now = now_ms();
+    uint64_t due = h->oldest->since + HTTP_DEADLINE * 1000ULL, now = clock_ns() / 1000000;
     uint64_t left = due > now ? due - now : 0;
     struct timeval tv = {(time_t)(left / 1000), (suseconds_t)(left % 1000) * 1000};
     evtimer_add(h->deadline, &tv);
@@ -455,7 +449,7 @@ static void on_deadline(evutil_socket_t fd, short what, void *arg)
     struct http *h = arg;
     (void)fd;
     (void)what;
-    uint64_t now = now_ms();
+    uint64_t now = clock_ns() / 1000000;
     while (h->oldest && h->oldest->since + HTTP_DEADLINE * 1000ULL <= now) {
         struct conn *c = h->oldest;
         /* an idle connection that has been answered is not refused: it

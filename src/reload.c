@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "svcmapd/clock.h"
 #include "svcmapd/load.h"
 #include "svcmapd/log.h"
 #include "svcmapd/notify.h"
@@ -59,7 +60,7 @@ struct reload_job {
     size_t len;
     const struct zone *old; /* only the main thread retires zones: it stays */
     time_t now;
-    struct timespec t0;
+    uint64_t t0;      /* clock_ns() */
     struct load load; /* the results, for the main thread */
 };
 
@@ -167,13 +168,6 @@ void reload_free(struct reloader *r)
     free(r);
 }
 
-static double ms_since(const struct timespec *t0)
-{
-    struct timespec t1;
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    return (double)(t1.tv_sec - t0->tv_sec) * 1e3 + (double)(t1.tv_nsec - t0->tv_nsec) / 1e6;
-}
-
 /* The job's thread: everything slow, touching nothing the main thread
  * uses but the old zone, which cannot go while the job runs. */
 static void *run_job(void *arg)
@@ -205,7 +199,7 @@ static void start(struct reloader *r, char *text, size_t len)
     struct reload_job *j = &r->job;
     *j = (struct reload_job){.text = text, .len = len, .now = time(NULL)};
     j->old = zone_ref_current(r->ref);
-    clock_gettime(CLOCK_MONOTONIC, &j->t0);
+    j->t0 = clock_ns();
     load_init(&j->load, r->path);
     notify_reloading();
     r->running = true;
@@ -288,7 +282,7 @@ static void apply(struct reloader *r, struct reload_job *j)
     log_info("reload: ok, %zu services, %zu records, %zu added, %zu removed, %zu changed, serial "
              "%u%s, %.1f ms",
              st->services, st->records, st->added, st->removed, st->changed, st->serial,
-             changed ? "" : " (unchanged)", ms_since(&j->t0));
+             changed ? "" : " (unchanged)", (double)(clock_ns() - j->t0) / 1e6);
 }
 
 /* The job's results, on the main thread: applied, held or rejected. */

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "svcmapd/answer.h"
+#include "svcmapd/clock.h"
 #include "svcmapd/listener.h"
 #include "svcmapd/log.h"
 #include "svcmapd/metrics.h"
@@ -154,13 +155,6 @@ struct server {
     struct worker **workers;
 };
 
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 static bool is_ipv6(const void *sa)
 {
     return ((const struct sockaddr *)sa)->sa_family == AF_INET6;
@@ -279,7 +273,7 @@ static void respond(struct pending *p)
     struct answer_info info;
     size_t rlen;
     w->actx.no_wait = true;
-    w->actx.now = upstream_now();
+    w->actx.now = clock_ms();
     if (p->conn) {
         rlen = answer_query(&w->actx, z, p->query, p->len, true,
                             (const struct sockaddr *)&p->conn->peer, w->tcp_reply + 2,
@@ -289,7 +283,7 @@ static void respond(struct pending *p)
             bufferevent_write(p->conn->bev, w->tcp_reply, rlen + 2);
         }
         account(w, p->index, &info, &p->conn->peer, true, p->query, p->len, w->tcp_reply + 2, rlen,
-                now_ns() - p->since_ns);
+                clock_ns() - p->since_ns);
     } else {
         uint8_t reply[ANSWER_UDP_MAX];
         rlen = answer_query(&w->actx, z, p->query, p->len, false, (const struct sockaddr *)&p->peer,
@@ -306,7 +300,7 @@ static void respond(struct pending *p)
         if (rlen && sendmsg(p->fd, &m, MSG_DONTWAIT) < 0)
             log_debug("upstream reply lost: %s", strerror(errno));
         account(w, p->index, &info, &p->peer, false, p->query, p->len, reply, rlen,
-                now_ns() - p->since_ns);
+                clock_ns() - p->since_ns);
     }
     w->actx.no_wait = false;
     worker_leave(w);
@@ -343,7 +337,7 @@ static bool defer(struct worker *w, const struct answer_info *info, const uint8_
     if (ctllen)
         memcpy(&p->ctl, ctl, sizeof(p->ctl));
     p->index = index;
-    p->since_ns = now_ns();
+    p->since_ns = clock_ns();
     p->len = len;
     memcpy(p->query, query, len);
     if (conn)
@@ -407,7 +401,7 @@ static void on_udp(evutil_socket_t fd, short what, void *arg)
     (void)what;
 
     const struct zone *z = worker_enter(w);
-    w->actx.now = upstream_now();
+    w->actx.now = clock_ms();
     for (int round = 0; round < UDP_ROUNDS; round++) {
         for (int i = 0; i < UDP_BATCH; i++) {
             b->iin[i] = (struct iovec){b->query[i], UDP_QUERY_MAX};
@@ -423,7 +417,7 @@ static void on_udp(evutil_socket_t fd, short what, void *arg)
         int n = recvmmsg(fd, b->in, UDP_BATCH, MSG_DONTWAIT, NULL);
         if (n <= 0)
             break;
-        uint64_t t0 = now_ns();
+        uint64_t t0 = clock_ns();
 
         for (int i = 0; i < n; i++) {
             struct answer_info *info = &b->info[i];
@@ -455,7 +449,7 @@ static void on_udp(evutil_socket_t fd, short what, void *arg)
         }
         /* One clock read per batch: each query is charged the batch's
          * average, which is what its answering cost. */
-        uint64_t each = (now_ns() - t0) / (uint64_t)n;
+        uint64_t each = (clock_ns() - t0) / (uint64_t)n;
         for (int i = 0; i < n; i++)
             if (!b->info[i].deferred)
                 account(w, u->index, &b->info[i], &b->peer[i], false, b->query[i], b->in[i].msg_len,
@@ -516,7 +510,7 @@ static void set_read_timeout(struct tcp_conn *c)
     }
     /* Inside a message: what is left of tcp-message-timeout since its first
      * byte, a deadline that trickling bytes do not push back. */
-    uint64_t now = upstream_now();
+    uint64_t now = clock_ms();
     if (c->msg_start == 0)
         c->msg_start = now;
     uint64_t limit = atomic_load_explicit(&srv->message_timeout, memory_order_relaxed) * 1000ULL;
@@ -539,7 +533,7 @@ static void on_tcp_read(struct bufferevent *bev, void *arg)
     uint32_t pipeline = atomic_load_explicit(&w->srv->pipeline, memory_order_relaxed);
 
     const struct zone *z = worker_enter(w);
-    w->actx.now = upstream_now();
+    w->actx.now = clock_ms();
     for (uint32_t turn = 0;; turn++) {
         uint8_t hdr[2];
         size_t avail = evbuffer_get_length(in);
@@ -570,7 +564,7 @@ static void on_tcp_read(struct bufferevent *bev, void *arg)
         c->msg_start = 0; /* a whole message: the next one starts its own clock */
 
         struct answer_info info;
-        uint64_t t0 = now_ns();
+        uint64_t t0 = clock_ns();
         size_t rlen =
             answer_query(&w->actx, z, w->tcp_query, len, true, (const struct sockaddr *)&c->peer,
                          w->tcp_reply + 2, ANSWER_TCP_MAX, &info);
@@ -584,7 +578,7 @@ static void on_tcp_read(struct bufferevent *bev, void *arg)
             w->actx.no_wait = false;
         }
         account(w, c->index, &info, &c->peer, true, w->tcp_query, len, w->tcp_reply + 2, rlen,
-                now_ns() - t0);
+                clock_ns() - t0);
         if (rlen) {
             ldns_write_uint16(w->tcp_reply, (uint16_t)rlen);
             bufferevent_write(bev, w->tcp_reply, rlen + 2);

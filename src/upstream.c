@@ -9,9 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "svcmapd/clock.h"
 #include "svcmapd/log.h"
 #include "svcmapd/metrics.h"
 #include "svcmapd/wire.h"
@@ -154,20 +154,6 @@ struct upstream {
     uint64_t seed;
     struct upstream_stats stats;
 };
-
-uint64_t upstream_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 static uint64_t hash_key(uint64_t seed, const uint8_t *name, size_t len, uint16_t qtype)
 {
@@ -429,7 +415,7 @@ static const char *why_text(const struct failure *f, char *buf, size_t cap)
 static void log_failures(struct upstream_lookup *l, bool ok, bool stale)
 {
     struct entry *e = l->e;
-    uint64_t now = upstream_now();
+    uint64_t now = clock_ms();
     if (l->nfails == 0 && ok)
         return;
     if (e->logged_at && now - e->logged_at < LOG_EVERY) {
@@ -478,7 +464,7 @@ static void finish(struct upstream_lookup *l, bool ok)
 {
     struct upstream *up = l->up;
     struct entry *e = l->e;
-    uint64_t now = upstream_now();
+    uint64_t now = clock_ms();
 
     close_transport(l);
     if (l->timer)
@@ -628,7 +614,7 @@ static bool store_answer(struct upstream_lookup *l, const ldns_pkt *p)
     for (size_t i = 0; i < total && !in_zone; i++)
         n += at_the_end(ldns_rr_list_rr(an, i), e->qtype, cur, clen);
 
-    uint64_t now = upstream_now();
+    uint64_t now = clock_ms();
     uint32_t neg = negative_ttl(l, p);
     if (n == 0) {
         /* NXDOMAIN or NODATA: negative, as long as the SOA allows (RFC 2308
@@ -862,7 +848,7 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
  * source port for each attempt, and only that server's replies reach it. */
 static void attempt(struct upstream_lookup *l)
 {
-    uint64_t now = now_ms();
+    uint64_t now = clock_ns() / 1000000; /* shares of the timeout: finer than a tick */
     l->noted = false;
     if (now >= l->deadline_ms || l->attempts >= 2 * l->set.nservers) {
         finish(l, false);
@@ -909,7 +895,7 @@ void upstream_flush(struct upstream *up)
         up->queued = l->next;
         l->next = NULL;
         l->started = true;
-        l->deadline_ms = now_ms() + l->set.timeout_ms;
+        l->deadline_ms = clock_ns() / 1000000 + l->set.timeout_ms;
         l->timer = evtimer_new(up->base, on_timer, l);
         if (!l->timer) {
             finish(l, false);

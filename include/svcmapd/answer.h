@@ -24,7 +24,7 @@ struct answer_ctx {
     uint64_t rng;        /* shuffles address RRsets */
     uint8_t secret[16];  /* for server cookies (RFC 9018) */
     struct upstream *up; /* this thread's upstream cache; NULL: none */
-    uint64_t now;        /* monotonic ms, set per batch (upstream_now) */
+    uint64_t now;        /* monotonic ms, set per batch (clock_ms) */
     bool no_wait;        /* answer from the cache or without: never defer */
 };
 
