@@ -211,7 +211,7 @@ static void histogram(struct evbuffer *b, const char *name, const char *server, 
 static void render_dns(struct http *h, struct evbuffer *b, const char *zone)
 {
     size_t nlisten;
-    const struct config_listen *listen = server_listen(h->srv, &nlisten);
+    const struct config_addr *listen = server_listen(h->srv, &nlisten);
     struct metrics_cell *cells = calloc(2 * nlisten, sizeof(*cells));
     if (!cells)
         return;
@@ -903,7 +903,7 @@ struct http *http_new(struct event_base *base, const struct config *cfg)
     for (int i = 0; i < 3; i++) {
         if (!cfg->http_on[i])
             continue;
-        const struct config_listen *l = &cfg->http[i];
+        const struct config_addr *l = &cfg->http[i];
         struct endpoint *ep = NULL;
         for (size_t k = 0; k < h->neps && !ep; k++)
             if (strcmp(h->eps[k].text, l->text) == 0)

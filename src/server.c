@@ -142,7 +142,7 @@ struct worker {
 
 struct server {
     struct zone_ref *zones;
-    struct config_listen *listen;
+    struct config_addr *listen;
     size_t nlisten;
     _Atomic uint32_t idle_timeout;
     _Atomic uint32_t message_timeout;
@@ -669,7 +669,7 @@ static void on_accept(int fd, const struct sockaddr *sa, socklen_t salen, void *
 /* ---------------------------------------------------------------------- */
 /* Sockets                                                                 */
 
-static bool is_wildcard(const struct config_listen *l)
+static bool is_wildcard(const struct config_addr *l)
 {
     if (l->addr.ss_family == AF_INET)
         return ((const struct sockaddr_in *)&l->addr)->sin_addr.s_addr == htonl(INADDR_ANY);
@@ -678,7 +678,7 @@ static bool is_wildcard(const struct config_listen *l)
 
 /* A bound socket for `l`, or a negative errno (logged). `shared` sets
  * SO_REUSEPORT, so that every worker can bind the same address. */
-static int open_socket(const struct config_listen *l, int type, bool shared)
+static int open_socket(const struct config_addr *l, int type, bool shared)
 {
     const char *proto = type == SOCK_DGRAM ? "udp" : "tcp";
     int fd = socket(l->addr.ss_family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -707,7 +707,7 @@ fail:;
 /* SO_REUSEPORT would let a second svcmapd (a stale one, say) share the
  * port and take half the queries. Binding once without it first proves
  * that nobody else holds the address. */
-static int probe_exclusive(const struct config_listen *l)
+static int probe_exclusive(const struct config_addr *l)
 {
     for (int type = SOCK_DGRAM; type >= SOCK_STREAM; type--) {
         int fd = open_socket(l, type, false);
@@ -726,7 +726,7 @@ static void set_buffer(int fd, int force, int plain)
         setsockopt(fd, SOL_SOCKET, plain, &size, sizeof(size));
 }
 
-static int start_udp(struct worker *w, const struct config_listen *l, struct udp_sock *u)
+static int start_udp(struct worker *w, const struct config_addr *l, struct udp_sock *u)
 {
     u->index = (size_t)(l - w->srv->listen);
     int fd = open_socket(l, SOCK_DGRAM, w->srv->nworkers > 1);
@@ -760,7 +760,7 @@ static int start_udp(struct worker *w, const struct config_listen *l, struct udp
     return 0;
 }
 
-static int start_tcp(struct worker *w, const struct config_listen *l, struct tcp_listener *out)
+static int start_tcp(struct worker *w, const struct config_addr *l, struct tcp_listener *out)
 {
     int fd = open_socket(l, SOCK_STREAM, w->srv->nworkers > 1);
     if (fd < 0)
@@ -963,7 +963,7 @@ uint32_t server_tcp_open(const struct server *srv)
     return atomic_load_explicit(&srv->tcp_open, memory_order_relaxed);
 }
 
-const struct config_listen *server_listen(const struct server *srv, size_t *n)
+const struct config_addr *server_listen(const struct server *srv, size_t *n)
 {
     *n = srv->nlisten;
     return srv->listen;

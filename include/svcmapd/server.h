@@ -37,7 +37,7 @@ size_t server_workers(const struct server *srv);
 const struct metrics *server_metrics(const struct server *srv, size_t k);
 const struct upstream_stats *server_upstream_stats(const struct server *srv, size_t k);
 uint32_t server_tcp_open(const struct server *srv);
-const struct config_listen *server_listen(const struct server *srv, size_t *n);
+const struct config_addr *server_listen(const struct server *srv, size_t *n);
 
 /* Binds UDP and TCP on every listen address for every worker (privileged
  * ports need root or CAP_NET_BIND_SERVICE here). Logs the address that
