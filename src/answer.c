@@ -766,7 +766,7 @@ size_t answer_query(struct answer_ctx *ctx, const struct zone *z, const uint8_t 
     }
     if (rcode != 0xff) {
         info->rcode = rcode;
-        info->dropped = true;
+        info->outside = true;
         return put_opt(&q, out, write_empty(&q, out, rcode, question), rcode);
     }
 
@@ -775,7 +775,7 @@ size_t answer_query(struct answer_ctx *ctx, const struct zone *z, const uint8_t 
     const struct zone_plan *p = found.plan;
     uint16_t ptr = (uint16_t)(0xc000 | (HDR + found.apex));
     info->rcode = p->rcode;
-    info->dropped = !p->aa; /* the REFUSED plan: outside the zone */
+    info->outside = !p->aa; /* the REFUSED plan: outside the zone */
 
     /* A hostname target outside the zone: its records from the upstream
      * cache follow the CNAME, or the query waits for a lookup. */

@@ -218,7 +218,7 @@ static void account(struct worker *w, size_t index, const struct answer_info *in
                     const void *peer, bool tcp, const uint8_t *query, size_t qlen,
                     const uint8_t *reply, size_t rlen, uint64_t ns)
 {
-    metrics_count(w->metrics, index, info->dropped, tcp, is_ipv6(peer), info->qtype, info->rcode,
+    metrics_count(w->metrics, index, info->outside, tcp, is_ipv6(peer), info->qtype, info->rcode,
                   qlen, rlen, ns);
     if (!log_queries() || rlen == 0)
         return;

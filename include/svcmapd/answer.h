@@ -39,7 +39,11 @@ struct answer_info {
     uint8_t rcode; /* extended: BADVERS is 16 */
     bool edns;
     bool truncated;
-    bool dropped; /* not answered from the zone: outside it, or malformed */
+    /* Not answered from the zone, though a reply may go out (REFUSED,
+     * FORMERR...): a name outside it, or a query that is malformed, of
+     * another class or opcode. The metrics count it under zone="dropped",
+     * as CoreDNS counts queries no zone of its serves. */
+    bool outside;
     /* The answer needs an upstream lookup: nothing was written; answer the
      * same query again once `wait` ends (upstream_wait), with no_wait. */
     bool deferred;
