@@ -690,15 +690,15 @@ static size_t put_truncated(struct answer_ctx *ctx, const struct zone_plan *p,
     return pos;
 }
 
-size_t answer_query(struct answer_ctx *ctx, const struct zone *z, const uint8_t *m, size_t len,
-                    bool tcp, const struct sockaddr *peer, uint8_t *out, size_t cap,
-                    struct answer_info *info)
+enum answer_result answer_query(struct answer_ctx *ctx, const struct zone *z, const uint8_t *m,
+                                size_t len, bool tcp, const struct sockaddr *peer, uint8_t *out,
+                                size_t cap, struct answer_info *info)
 {
     struct query q;
     *info = (struct answer_info){0};
 
     if (len < HDR || (m[2] & F_QR))
-        return 0; /* no header to answer, or a response: never reply */
+        return ANSWER_NONE; /* no header to answer, or a response: never reply */
 
     q.udp_max = zone_udp_max(z);
     q.id = ldns_read_uint16(m);
@@ -767,7 +767,8 @@ size_t answer_query(struct answer_ctx *ctx, const struct zone *z, const uint8_t 
     if (rcode != 0xff) {
         info->rcode = rcode;
         info->outside = true;
-        return put_opt(&q, out, write_empty(&q, out, rcode, question), rcode);
+        info->len = put_opt(&q, out, write_empty(&q, out, rcode, question), rcode);
+        return ANSWER_REPLY;
     }
 
     struct zone_found found;
@@ -792,9 +793,8 @@ size_t answer_query(struct answer_ctx *ctx, const struct zone *z, const uint8_t 
         size_t base = HDR + q.question_len + set_bytes(p, 0, nan, &an);
         if (!follow(ctx, z, set, external, q.qtype, nan, base, &tail,
                     ctx->no_wait ? NULL : &wait)) {
-            info->deferred = true;
             info->wait = wait;
-            return 0;
+            return ANSWER_DEFERRED;
         }
     }
 
@@ -823,7 +823,8 @@ size_t answer_query(struct answer_ctx *ctx, const struct zone *z, const uint8_t 
         ldns_write_uint16(out + 6, an);
         out[2] |= F_TC;
         info->truncated = true;
-        return put_opt(&q, out, pos, p->rcode);
+        info->len = put_opt(&q, out, pos, p->rcode);
+        return ANSWER_REPLY;
     }
 
     size_t first = pos;
@@ -879,5 +880,6 @@ size_t answer_query(struct answer_ctx *ctx, const struct zone *z, const uint8_t 
         ar = (uint16_t)(ar + r->count);
     }
     ldns_write_uint16(out + 10, ar);
-    return put_opt(&q, out, pos, p->rcode);
+    info->len = put_opt(&q, out, pos, p->rcode);
+    return ANSWER_REPLY;
 }

@@ -60,6 +60,7 @@ struct udp_batch {
     union pktinfo_buf cin[UDP_BATCH];
     union pktinfo_buf cout[UDP_BATCH];
     struct answer_info info[UDP_BATCH];
+    enum answer_result result[UDP_BATCH];
     struct udptrain_reply tr[UDP_BATCH];
     size_t order[UDP_BATCH];
     struct udptrain trains[UDP_BATCH];
@@ -275,9 +276,9 @@ static void respond(struct pending *p)
     w->actx.no_wait = true;
     w->actx.now = clock_ms();
     if (p->conn) {
-        rlen = answer_query(&w->actx, z, p->query, p->len, true,
-                            (const struct sockaddr *)&p->conn->peer, w->tcp_reply + 2,
-                            ANSWER_TCP_MAX, &info);
+        answer_query(&w->actx, z, p->query, p->len, true, (const struct sockaddr *)&p->conn->peer,
+                     w->tcp_reply + 2, ANSWER_TCP_MAX, &info);
+        rlen = info.len;
         if (rlen) {
             ldns_write_uint16(w->tcp_reply, (uint16_t)rlen);
             bufferevent_write(p->conn->bev, w->tcp_reply, rlen + 2);
@@ -286,8 +287,9 @@ static void respond(struct pending *p)
                 clock_ns() - p->since_ns);
     } else {
         uint8_t reply[ANSWER_UDP_MAX];
-        rlen = answer_query(&w->actx, z, p->query, p->len, false, (const struct sockaddr *)&p->peer,
-                            reply, sizeof(reply), &info);
+        answer_query(&w->actx, z, p->query, p->len, false, (const struct sockaddr *)&p->peer, reply,
+                     sizeof(reply), &info);
+        rlen = info.len;
         struct iovec iov = {reply, rlen};
         struct msghdr m = {
             .msg_name = &p->peer,
@@ -422,25 +424,25 @@ static void on_udp(evutil_socket_t fd, short what, void *arg)
         for (int i = 0; i < n; i++) {
             struct answer_info *info = &b->info[i];
             b->tr[i].len = 0;
-            size_t len = answer_query(&w->actx, z, b->query[i], b->in[i].msg_len, false,
-                                      (const struct sockaddr *)&b->peer[i], b->reply[i],
-                                      ANSWER_UDP_MAX, info);
+            b->result[i] = answer_query(&w->actx, z, b->query[i], b->in[i].msg_len, false,
+                                        (const struct sockaddr *)&b->peer[i], b->reply[i],
+                                        ANSWER_UDP_MAX, info);
             socklen_t cl = 0;
             if (u->wildcard)
                 cl = reply_pktinfo(&b->in[i].msg_hdr, &b->cout[i]);
-            if (info->deferred) {
+            if (b->result[i] == ANSWER_DEFERRED) {
                 if (defer(w, info, b->query[i], b->in[i].msg_len, NULL, fd, u->index,
                           &b->in[i].msg_hdr, cl, &b->cout[i]))
                     continue; /* counted when answered */
                 w->actx.no_wait = true;
-                len = answer_query(&w->actx, z, b->query[i], b->in[i].msg_len, false,
-                                   (const struct sockaddr *)&b->peer[i], b->reply[i],
-                                   ANSWER_UDP_MAX, info);
+                b->result[i] = answer_query(&w->actx, z, b->query[i], b->in[i].msg_len, false,
+                                            (const struct sockaddr *)&b->peer[i], b->reply[i],
+                                            ANSWER_UDP_MAX, info);
                 w->actx.no_wait = false;
             }
             b->tr[i] = (struct udptrain_reply){
                 .data = b->reply[i],
-                .len = len,
+                .len = info->len,
                 .peer = &b->peer[i],
                 .peerlen = b->in[i].msg_hdr.msg_namelen,
                 .ctl = b->cout[i].buf,
@@ -451,7 +453,7 @@ static void on_udp(evutil_socket_t fd, short what, void *arg)
          * average, which is what its answering cost. */
         uint64_t each = (clock_ns() - t0) / (uint64_t)n;
         for (int i = 0; i < n; i++)
-            if (!b->info[i].deferred)
+            if (b->result[i] != ANSWER_DEFERRED)
                 account(w, u->index, &b->info[i], &b->peer[i], false, b->query[i], b->in[i].msg_len,
                         b->reply[i], b->tr[i].len, each);
         udp_send(u, b, (size_t)n);
@@ -565,18 +567,18 @@ static void on_tcp_read(struct bufferevent *bev, void *arg)
 
         struct answer_info info;
         uint64_t t0 = clock_ns();
-        size_t rlen =
+        enum answer_result r =
             answer_query(&w->actx, z, w->tcp_query, len, true, (const struct sockaddr *)&c->peer,
                          w->tcp_reply + 2, ANSWER_TCP_MAX, &info);
-        if (info.deferred) {
+        if (r == ANSWER_DEFERRED) {
             if (defer(w, &info, w->tcp_query, len, c, -1, c->index, NULL, 0, NULL))
                 continue; /* counted when answered */
             w->actx.no_wait = true;
-            rlen = answer_query(&w->actx, z, w->tcp_query, len, true,
-                                (const struct sockaddr *)&c->peer, w->tcp_reply + 2, ANSWER_TCP_MAX,
-                                &info);
+            answer_query(&w->actx, z, w->tcp_query, len, true, (const struct sockaddr *)&c->peer,
+                         w->tcp_reply + 2, ANSWER_TCP_MAX, &info);
             w->actx.no_wait = false;
         }
+        size_t rlen = info.len;
         account(w, c->index, &info, &c->peer, true, w->tcp_query, len, w->tcp_reply + 2, rlen,
                 clock_ns() - t0);
         if (rlen) {
