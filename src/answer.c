@@ -1,12 +1,13 @@
 /* answer.c -- query bytes plus a compiled zone to reply bytes. */
 #include "svcmapd/answer.h"
-#include "svcmapd/wire.h"
 
 #include <ldns/ldns.h>
-#include <netinet/in.h>
 #include <string.h>
 #include <sys/random.h>
 #include <time.h>
+
+#include "svcmapd/edns.h"
+#include "svcmapd/wire.h"
 
 /*
  * The per-query path: parse the header, the question and an optional OPT
@@ -24,14 +25,6 @@
 #define F_RD 0x01
 #define F_CD 0x10 /* byte 3 */
 
-#define EDNS_DO 0x8000
-#define OPT_LEN 11 /* an OPT record without options */
-
-#define OPT_COOKIE    10 /* RFC 7873 */
-#define CLIENT_COOKIE 8
-#define SERVER_COOKIE 16 /* RFC 9018 §4: version, reserved, timestamp, hash */
-#define COOKIE_OPT    (4 + CLIENT_COOKIE + SERVER_COOKIE)
-
 #define RCODE_BADVERS 16 /* RFC 6891 §6.1.3: extended, upper 8 bits in OPT */
 
 struct query {
@@ -44,13 +37,8 @@ struct query {
     size_t name_len;
     uint16_t qtype;
     uint16_t qclass;
-    bool edns;
-    uint16_t udp_size; /* the client's */
-    uint16_t udp_max;  /* ours */
-    uint8_t edns_version;
-    uint16_t edns_flags;
-    const uint8_t *cookie; /* the client cookie, 8 bytes; NULL: none */
-    bool bad_cookie;       /* a malformed COOKIE option: FORMERR */
+    struct edns edns;
+    uint16_t udp_max; /* ours */
     const struct sockaddr *peer;
     const uint8_t *secret;
 };
@@ -115,32 +103,6 @@ static size_t parse_qname(const uint8_t *m, size_t len, size_t pos, struct query
     return pos;
 }
 
-/* Checks the OPT RDATA, a sequence of {code, length, data} (RFC 6891
- * §6.1.2), and finds a COOKIE option: 8 bytes of client cookie, optionally
- * followed by 8 to 32 of server cookie; any other length is malformed
- * (RFC 7873 §5.2.2). Other options are ignored. */
-static bool parse_options(const uint8_t *p, size_t len, struct query *q)
-{
-    size_t pos = 0;
-    while (pos < len) {
-        if (len - pos < 4)
-            return false;
-        uint16_t code = ldns_read_uint16(p + pos);
-        size_t olen = ldns_read_uint16(p + pos + 2);
-        if (len - pos - 4 < olen)
-            return false;
-        if (code == OPT_COOKIE) {
-            if (q->cookie || olen < CLIENT_COOKIE || (olen > CLIENT_COOKIE && olen < 16) ||
-                olen > 40)
-                q->bad_cookie = true;
-            else
-                q->cookie = p + pos + 4;
-        }
-        pos += 4 + olen;
-    }
-    return true;
-}
-
 /* Walks `count` records from `pos`. In the additional section (`opt`),
  * notes the OPT: at most one, owned by the root; other records (a TSIG,
  * say) are skipped. Returns the offset after them, or 0 if malformed. */
@@ -156,16 +118,8 @@ static size_t parse_records(const uint8_t *m, size_t len, size_t pos, uint16_t c
         uint16_t rdlen = ldns_read_uint16(m + pos + 8);
         if (len - pos - 10 < rdlen)
             return 0;
-        if (opt && type == LDNS_RR_TYPE_OPT) {
-            if (q->edns || !root)
-                return 0; /* RFC 6891 §6.1.1: one OPT, owner "." */
-            if (!parse_options(m + pos + 10, rdlen, q))
-                return 0;
-            q->edns = true;
-            q->udp_size = ldns_read_uint16(m + pos + 2);
-            q->edns_version = m[pos + 5];
-            q->edns_flags = ldns_read_uint16(m + pos + 6);
-        }
+        if (opt && type == LDNS_RR_TYPE_OPT && !edns_read(&q->edns, m + pos, rdlen, root))
+            return 0;
         pos += 10 + (size_t)rdlen;
     }
     return pos;
@@ -189,112 +143,12 @@ static size_t write_empty(const struct query *q, uint8_t *out, uint8_t rcode, bo
     return pos;
 }
 
-/* SipHash-2-4 (Aumasson, Bernstein), the hash RFC 9018 names for cookies. */
-static inline uint64_t rotl(uint64_t x, int b)
-{
-    return (x << b) | (x >> (64 - b));
-}
-
-static uint64_t siphash24(const uint8_t key[16], const uint8_t *m, size_t len)
-{
-    uint64_t k0, k1;
-    memcpy(&k0, key, 8);
-    memcpy(&k1, key + 8, 8);
-    uint64_t v0 = k0 ^ 0x736f6d6570736575ULL, v1 = k1 ^ 0x646f72616e646f6dULL;
-    uint64_t v2 = k0 ^ 0x6c7967656e657261ULL, v3 = k1 ^ 0x7465646279746573ULL;
-#define SIPROUND                                                                                   \
-    do {                                                                                           \
-        v0 += v1, v1 = rotl(v1, 13), v1 ^= v0, v0 = rotl(v0, 32);                                  \
-        v2 += v3, v3 = rotl(v3, 16), v3 ^= v2;                                                     \
-        v0 += v3, v3 = rotl(v3, 21), v3 ^= v0;                                                     \
-        v2 += v1, v1 = rotl(v1, 17), v1 ^= v2, v2 = rotl(v2, 32);                                  \
-    } while (0)
-    size_t i = 0;
-    for (; i + 8 <= len; i += 8) {
-        uint64_t w = 0;
-        for (int k = 7; k >= 0; k--)
-            w = w << 8 | m[i + (size_t)k];
-        v3 ^= w;
-        SIPROUND;
-        SIPROUND;
-        v0 ^= w;
-    }
-    uint64_t b = (uint64_t)len << 56;
-    for (size_t k = 0; i + k < len; k++)
-        b |= (uint64_t)m[i + k] << (8 * k);
-    v3 ^= b;
-    SIPROUND;
-    SIPROUND;
-    v0 ^= b;
-    v2 ^= 0xff;
-    SIPROUND;
-    SIPROUND;
-    SIPROUND;
-    SIPROUND;
-#undef SIPROUND
-    return v0 ^ v1 ^ v2 ^ v3;
-}
-
-/* A server cookie for this client (RFC 9018 §4): version 1, reserved,
- * the time, and a hash of them with the client cookie and address. We
- * hand one out with every answer to a query that has a client cookie, and
- * never require one back, so no query is refused for its cookie. */
-static void put_server_cookie(const struct query *q, uint8_t *out)
-{
-    uint8_t in[CLIENT_COOKIE + 8 + 16];
-    size_t n = 0;
-    uint32_t now = (uint32_t)time(NULL);
-    memcpy(in, q->cookie, CLIENT_COOKIE);
-    n += CLIENT_COOKIE;
-    in[n++] = 1; /* version */
-    in[n++] = 0;
-    in[n++] = 0;
-    in[n++] = 0;
-    in[n++] = (uint8_t)(now >> 24);
-    in[n++] = (uint8_t)(now >> 16);
-    in[n++] = (uint8_t)(now >> 8);
-    in[n++] = (uint8_t)now;
-    memcpy(out, in + CLIENT_COOKIE, 8);
-    if (q->peer && q->peer->sa_family == AF_INET6) {
-        memcpy(in + n, &((const struct sockaddr_in6 *)(const void *)q->peer)->sin6_addr, 16);
-        n += 16;
-    } else if (q->peer && q->peer->sa_family == AF_INET) {
-        memcpy(in + n, &((const struct sockaddr_in *)(const void *)q->peer)->sin_addr, 4);
-        n += 4;
-    }
-    uint64_t h = siphash24(q->secret, in, n);
-    for (int i = 0; i < 8; i++)
-        out[8 + i] = (uint8_t)(h >> (8 * i));
-}
-
-static size_t opt_len(const struct query *q)
-{
-    return q->edns ? OPT_LEN + (q->cookie ? COOKIE_OPT : 0) : 0;
-}
-
+/* The OPT record of the reply, if the query has one. */
 static size_t put_opt(const struct query *q, uint8_t *out, size_t pos, uint8_t rcode)
 {
-    if (!q->edns)
+    if (!q->edns.present)
         return pos;
-    out[pos] = 0; /* root owner */
-    ldns_write_uint16(out + pos + 1, LDNS_RR_TYPE_OPT);
-    ldns_write_uint16(out + pos + 3, q->udp_max); /* what we accept, RFC 6891 §6.2.5 */
-    out[pos + 5] = (uint8_t)(rcode >> 4);         /* extended RCODE, upper bits */
-    out[pos + 6] = 0;                             /* version 0 */
-    ldns_write_uint16(out + pos + 7,
-                      (uint16_t)(q->edns_flags & EDNS_DO)); /* RFC 3225 §3: copy DO */
-    size_t rdlen = 0;
-    if (q->cookie) {
-        uint8_t *o = out + pos + OPT_LEN;
-        ldns_write_uint16(o, OPT_COOKIE);
-        ldns_write_uint16(o + 2, CLIENT_COOKIE + SERVER_COOKIE);
-        memcpy(o + 4, q->cookie, CLIENT_COOKIE);
-        put_server_cookie(q, o + 4 + CLIENT_COOKIE);
-        rdlen = COOKIE_OPT;
-    }
-    ldns_write_uint16(out + pos + 9, (uint16_t)rdlen);
-    ldns_write_uint16(out + 10, (uint16_t)(ldns_read_uint16(out + 10) + 1));
-    return pos + OPT_LEN + rdlen;
+    return edns_write(&q->edns, out, pos, rcode, q->udp_max, q->secret, q->peer);
 }
 
 /* Copies `n` of the records of a uniform set (all of one length, slots
@@ -705,9 +559,7 @@ enum answer_result answer_query(struct answer_ctx *ctx, const struct zone *z, co
     q.opcode = (m[2] >> 3) & 0x0f;
     q.rd_cd[0] = m[2] & F_RD;
     q.rd_cd[1] = m[3] & F_CD;
-    q.edns = false;
-    q.cookie = NULL;
-    q.bad_cookie = false;
+    edns_clear(&q.edns);
     q.peer = peer;
     q.secret = ctx->secret;
     uint16_t qdcount = ldns_read_uint16(m + 4);
@@ -738,14 +590,12 @@ enum answer_result answer_query(struct answer_ctx *ctx, const struct zone *z, co
     if (well_formed && pos)
         pos = parse_records(m, len, pos, arcount, true, &q);
     well_formed = well_formed && pos != 0;
-    if (!well_formed) {
-        q.edns = false;
-        q.cookie = NULL;
-    }
-    info->edns = q.edns;
+    if (!well_formed)
+        edns_clear(&q.edns);
+    info->edns = q.edns.present;
     info->id = q.id;
-    info->do_bit = q.edns && (q.edns_flags & EDNS_DO);
-    info->bufsize = q.edns ? q.udp_size : ANSWER_UDP_PLAIN;
+    info->do_bit = q.edns.present && (q.edns.flags & EDNS_DO);
+    info->bufsize = q.edns.present ? q.edns.udp_size : ANSWER_UDP_PLAIN;
 
     uint8_t rcode;
     if (q.opcode != LDNS_PACKET_QUERY) {
@@ -753,9 +603,9 @@ enum answer_result answer_query(struct answer_ctx *ctx, const struct zone *z, co
     } else if (!well_formed) {
         rcode = LDNS_RCODE_FORMERR;
         question = false;
-    } else if (q.edns && q.edns_version > 0) {
+    } else if (q.edns.present && q.edns.version > 0) {
         rcode = RCODE_BADVERS; /* RFC 6891 §6.1.3 */
-    } else if (q.bad_cookie) {
+    } else if (q.edns.bad_cookie) {
         rcode = LDNS_RCODE_FORMERR; /* RFC 7873 §5.2.2 */
     } else if (q.qtype == LDNS_RR_TYPE_OPT) {
         rcode = LDNS_RCODE_FORMERR; /* a meta type is not a question */
@@ -801,13 +651,13 @@ enum answer_result answer_query(struct answer_ctx *ctx, const struct zone *z, co
     size_t limit = cap;
     if (!tcp) {
         size_t udp = ANSWER_UDP_PLAIN;
-        if (q.edns && q.udp_size > udp)
-            udp = q.udp_size < q.udp_max ? q.udp_size : q.udp_max;
+        if (q.edns.present && q.edns.udp_size > udp)
+            udp = q.edns.udp_size < q.udp_max ? q.edns.udp_size : q.udp_max;
 
         if (udp < limit)
             limit = udp;
     }
-    size_t reserve = opt_len(&q);
+    size_t reserve = edns_reply_len(&q.edns);
 
     pos = write_empty(&q, out, p->rcode, true);
     if (p->aa)
