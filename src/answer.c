@@ -639,7 +639,7 @@ static bool fetch_tail(struct answer_ctx *ctx, const struct zone *z, const struc
     tail->bytes = 0;
     tail->soa = false;
     const struct zone_external *external = zone_plan_external(p);
-    const struct upstream_settings *set = external ? zone_upstream(z) : NULL;
+    const struct upstream_settings *set = external ? zone_settings(z)->upstream : NULL;
     if (!set || !ctx->up)
         return true;
     uint16_t an;
@@ -784,7 +784,7 @@ enum answer_result answer_query(struct answer_ctx *ctx, const struct zone *z, co
         return ANSWER_NONE; /* no header to answer, or a response: never reply */
 
     struct query q;
-    q.udp_max = zone_udp_max(z);
+    q.udp_max = zone_settings(z)->udp_max;
     q.peer = peer;
     q.secret = ctx->secret;
     uint8_t rcode = query_error(&q, parse_query(m, len, &q, info));

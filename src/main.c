@@ -376,13 +376,6 @@ static void *load_zone(void *arg)
     return NULL;
 }
 
-/* What a reload changes outside the zone: the TCP limits of new
- * connections. */
-static void on_reloaded(void *arg, const struct config *cfg)
-{
-    server_apply_limits(arg, cfg);
-}
-
 /* Serves the loaded zone: binds, drops privileges, starts the workers and
  * the reloader. False on a failure (logged where it happened). */
 static bool start_serving(struct daemon *dm)
@@ -406,7 +399,7 @@ static bool start_serving(struct daemon *dm)
     pthread_sigmask(SIG_UNBLOCK, &dm->sigs, NULL);
     if (r < 0)
         return false;
-    dm->reloader = reload_new(dm->base, dm->path, cfg, dm->ref, on_reloaded, dm->srv);
+    dm->reloader = reload_new(dm->base, dm->path, cfg, dm->ref);
     if (!dm->reloader)
         return false;
     dm->load.cfg = NULL; /* the reloader's now */

@@ -70,8 +70,6 @@ struct reloader {
     struct config *boot; /* the settings the process started with */
     struct config *cfg;  /* of the zone now served; boot until a reload */
     struct zone_ref *ref;
-    void (*applied)(void *arg, const struct config *cfg); /* after a good reload */
-    void *applied_arg;
     struct event *collect; /* retries freeing zones still held */
     struct event *done;    /* the job's thread activates it */
     struct reload_stats stats;
@@ -115,8 +113,7 @@ static void on_watch(evutil_socket_t fd, short what, void *arg);
 static void on_done(evutil_socket_t fd, short what, void *arg);
 
 struct reloader *reload_new(struct event_base *base, const char *path, struct config *cfg,
-                            struct zone_ref *ref,
-                            void (*applied)(void *arg, const struct config *cfg), void *arg)
+                            struct zone_ref *ref)
 {
     struct reloader *r = calloc(1, sizeof(*r));
     if (!r)
@@ -126,8 +123,6 @@ struct reloader *reload_new(struct event_base *base, const char *path, struct co
     r->boot = cfg;
     r->cfg = cfg;
     r->ref = ref;
-    r->applied = applied;
-    r->applied_arg = arg;
     r->stats.last_ok = time(NULL);
     r->collect = evtimer_new(base, on_collect, r);
     r->watch = evtimer_new(base, on_watch, r);
@@ -258,18 +253,24 @@ static void apply(struct reloader *r, struct reload_job *j)
     struct zone *z = j->load.zone;
     j->load.cfg = NULL;
     j->load.zone = NULL;
-    log_configure(cfg); /* the lines below already in the new [log] format */
-    warn_restart(r, cfg);
-
     const struct zone_stats *st = zone_stats(z);
     bool changed = st->serial != zone_stats(zone_ref_current(r->ref))->serial;
-    r->stats.ok++;
-    r->stats.last_ok = time(NULL);
     config_drop_mapping(cfg); /* the zone has what it needs */
+
+    /*
+     * What a reload changes takes effect here, at once: the zone, which
+     * carries every setting the workers read (zone_settings()), and the
+     * [log] settings. Those stay process-wide, outside the zone: every
+     * thread writes the log, the main thread and the loader too, at any
+     * moment and outside any zone hold, and a log line must not wait for
+     * a zone, nor a zone be kept alive for a log line.
+     */
+    log_configure(cfg);
     zone_ref_publish(r->ref, z);
     notify("READY=1\nSTATUS=serving"); /* after: READY means the new answers */
-    if (r->applied)
-        r->applied(r->applied_arg, cfg);
+    warn_restart(r, cfg);              /* in the new [log] format */
+    r->stats.ok++;
+    r->stats.last_ok = time(NULL);
     if (r->cfg != r->boot)
         config_free(r->cfg);
     r->cfg = cfg;

@@ -145,10 +145,6 @@ struct server {
     struct zone_ref *zones;
     struct config_addr *listen;
     size_t nlisten;
-    _Atomic uint32_t idle_timeout;
-    _Atomic uint32_t message_timeout;
-    _Atomic uint32_t pipeline;
-    _Atomic uint32_t max_connections;
     _Atomic uint32_t tcp_open;   /* over all workers */
     struct log_limit accept_log; /* failed accepts, over all workers */
     size_t max_lookups;          /* upstream lookups in flight per worker */
@@ -311,8 +307,11 @@ static void respond(struct pending *p)
 static void on_lookup_done(struct upstream_waiter *waiter)
 {
     struct pending *p = (struct pending *)(void *)waiter;
+    struct worker *w = p->w;
+    worker_enter(w); /* for its connection's read timeout too */
     respond(p);
     pending_free(p);
+    worker_leave(w);
 }
 
 /* Keeps a query until its lookup ends. False if it cannot wait (too many
@@ -476,8 +475,10 @@ static void conn_free(struct tcp_conn *c)
 
     for (; p; p = pnext) {
         pnext = p->next;
-        if (p->conn == c)
+        if (p->conn == c) {
+            p->conn = NULL; /* the connection is going: nothing to resume */
             pending_free(p);
+        }
     }
     if (c->prev)
         c->prev->next = c->next;
@@ -494,11 +495,13 @@ static void conn_free(struct tcp_conn *c)
 }
 
 /* The read timeout: idle between messages, shorter inside one (a length
- * prefix followed by silence must not hold a connection for long). */
+ * prefix followed by silence must not hold a connection for long). The
+ * limits are those of the zone the worker holds (a reload's apply at
+ * once). */
 static void set_read_timeout(struct tcp_conn *c)
 {
-    struct server *srv = c->w->srv;
-    struct timeval idle = {atomic_load_explicit(&srv->idle_timeout, memory_order_relaxed), 0};
+    const struct zone_settings *set = zone_settings(c->w->zone);
+    struct timeval idle = {set->tcp_idle_timeout, 0};
     if (c->npending) {
         /* not idle: its answers wait for lookups, which have their own
          * timeout; the idle clock starts again when they are sent */
@@ -515,7 +518,7 @@ static void set_read_timeout(struct tcp_conn *c)
     uint64_t now = clock_ms();
     if (c->msg_start == 0)
         c->msg_start = now;
-    uint64_t limit = atomic_load_explicit(&srv->message_timeout, memory_order_relaxed) * 1000ULL;
+    uint64_t limit = set->tcp_message_timeout * 1000ULL;
     uint64_t spent = now - c->msg_start;
     uint64_t left = spent < limit ? limit - spent : 1;
     struct timeval msg = {(time_t)(left / 1000), (suseconds_t)(left % 1000) * 1000};
@@ -532,9 +535,8 @@ static void on_tcp_read(struct bufferevent *bev, void *arg)
     struct worker *w = c->w;
     struct evbuffer *in = bufferevent_get_input(bev);
     struct evbuffer *out = bufferevent_get_output(bev);
-    uint32_t pipeline = atomic_load_explicit(&w->srv->pipeline, memory_order_relaxed);
-
     const struct zone *z = worker_enter(w);
+    uint32_t pipeline = zone_settings(z)->tcp_pipeline;
     w->actx.now = clock_ms();
     for (uint32_t turn = 0;; turn++) {
         uint8_t hdr[2];
@@ -634,7 +636,10 @@ static void on_accept(int fd, const struct sockaddr *sa, socklen_t salen, void *
     struct worker *w = tl->w;
     struct server *srv = w->srv;
 
-    uint32_t max = atomic_load_explicit(&srv->max_connections, memory_order_relaxed);
+    const struct zone_settings *set = zone_settings(worker_enter(w));
+    uint32_t max = set->tcp_max_connections;
+    struct timeval idle = {set->tcp_idle_timeout, 0};
+    worker_leave(w);
     if (w->stopping || atomic_fetch_add(&srv->tcp_open, 1) >= max) {
         /* SPEC §3: excess connections are closed, not queued. */
         if (!w->stopping) {
@@ -662,7 +667,6 @@ static void on_accept(int fd, const struct sockaddr *sa, socklen_t salen, void *
         w->conns->prev = c;
     w->conns = c;
 
-    struct timeval idle = {atomic_load_explicit(&srv->idle_timeout, memory_order_relaxed), 0};
     bufferevent_setcb(bev, on_tcp_read, on_tcp_write, on_tcp_event, c);
     bufferevent_set_timeouts(bev, &idle, &idle);
     bufferevent_enable(bev, EV_READ | EV_WRITE);
@@ -819,12 +823,14 @@ static void on_stop(evutil_socket_t fd, short what, void *arg)
     (void)what;
     w->stopping = true;
     /* queries that wait for lookups are answered now, without them */
+    worker_enter(w);
     while (w->pending) {
         struct pending *p = w->pending;
         upstream_unwait(&p->waiter);
         respond(p);
         pending_free(p);
     }
+    worker_leave(w);
     upstream_shutdown(w->up); /* nobody waits for them now */
     close_sockets(w);
 
@@ -938,10 +944,6 @@ struct server *server_new(const struct config *cfg, struct zone_ref *zones, size
     }
     memcpy(srv->listen, cfg->listen, cfg->nlisten * sizeof(*srv->listen));
     atomic_init(&srv->tcp_open, 0);
-    atomic_init(&srv->idle_timeout, cfg->tcp_idle_timeout);
-    atomic_init(&srv->message_timeout, cfg->tcp_message_timeout);
-    atomic_init(&srv->pipeline, cfg->tcp_pipeline);
-    atomic_init(&srv->max_connections, cfg->tcp_max_connections);
     return srv;
 }
 
@@ -1018,14 +1020,6 @@ int server_run(struct server *srv)
         w->running = true;
     }
     return 0;
-}
-
-void server_apply_limits(struct server *srv, const struct config *cfg)
-{
-    atomic_store(&srv->idle_timeout, cfg->tcp_idle_timeout);
-    atomic_store(&srv->message_timeout, cfg->tcp_message_timeout);
-    atomic_store(&srv->pipeline, cfg->tcp_pipeline);
-    atomic_store(&srv->max_connections, cfg->tcp_max_connections);
 }
 
 void server_stop(struct server *srv)

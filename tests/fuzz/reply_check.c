@@ -129,8 +129,8 @@ static void check_parsed(const uint8_t *query, size_t qlen, const uint8_t *reply
      * (RFC 6891 §6.2.5), never under 512. */
     if (!tcp && qp && ldns_pkt_edns(qp) && ldns_pkt_edns(rp)) {
         size_t limit = ldns_pkt_edns_udp_size(qp);
-        if (limit > zone_udp_max(z))
-            limit = zone_udp_max(z);
+        if (limit > zone_settings(z)->udp_max)
+            limit = zone_settings(z)->udp_max;
         if (limit < ANSWER_UDP_PLAIN)
             limit = ANSWER_UDP_PLAIN;
         if (n > limit)
@@ -292,8 +292,8 @@ size_t fuzz_answer_checked(struct answer_ctx *ctx, const struct zone *z, const u
 
     if (n > cap)
         FAIL("reply of %zu bytes in a %zu-byte buffer", n, cap);
-    if (!tcp && n > zone_udp_max(z))
-        FAIL("UDP reply of %zu bytes, over udp-max-size %u", n, zone_udp_max(z));
+    if (!tcp && n > zone_settings(z)->udp_max)
+        FAIL("UDP reply of %zu bytes, over udp-max-size %u", n, zone_settings(z)->udp_max);
     if (n < HDR)
         FAIL("reply of %zu bytes, shorter than a header", n);
     if (get16(reply) != get16(query))
