@@ -581,9 +581,9 @@ static bool parse_query(const uint8_t *m, size_t len, struct query *q, struct an
      * SOA goes there (RFC 1995 §3). */
     bool well_formed =
         q->question && ancount == 0 && (nscount == 0 || q->qtype == LDNS_RR_TYPE_IXFR);
-    if (well_formed)
+    if (well_formed && nscount)
         pos = parse_records(m, len, pos, nscount, false, q);
-    if (well_formed && pos)
+    if (well_formed && pos && arcount)
         pos = parse_records(m, len, pos, arcount, true, q);
     well_formed = well_formed && pos != 0;
     if (!well_formed)
