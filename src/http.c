@@ -239,7 +239,7 @@ static size_t head_end(const char *p, size_t n, size_t from)
 }
 
 /* The next line of the head at *pos, without its line end. */
-static bool next_line(const char *p, size_t n, size_t *pos, const char **line, size_t *len)
+static bool head_line(const char *p, size_t n, size_t *pos, const char **line, size_t *len)
 {
     const char *nl = *pos < n ? memchr(p + *pos, '\n', n - *pos) : NULL;
     if (!nl)
@@ -328,7 +328,7 @@ static void parse_head(struct conn *c, const char *p, size_t n, struct ask *a)
     *a = (struct ask){.page = PAGE_NONE};
     const char *line;
     size_t len, pos = 0;
-    if (!next_line(p, n, &pos, &line, &len) || memchr(p, '\0', n))
+    if (!head_line(p, n, &pos, &line, &len) || memchr(p, '\0', n))
         goto malformed;
 
     /* §3: method SP request-target SP HTTP-version */
@@ -354,7 +354,7 @@ static void parse_head(struct conn *c, const char *p, size_t n, struct ask *a)
     bool coded = false, length_seen = false;
 
     /* §5: field-name ":" OWS field-value OWS */
-    while (next_line(p, n, &pos, &line, &len) && len > 0) {
+    while (head_line(p, n, &pos, &line, &len) && len > 0) {
         size_t k = token_len(line, len);
         if (k == 0 || k == len || line[k] != ':')
             goto malformed; /* obs-fold and space before the colon too (§5.1, §5.2) */
@@ -615,7 +615,7 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
     conn_close(arg);
 }
 
-static void on_accept(int fd, const struct sockaddr *sa, socklen_t len, void *arg)
+static void endpoint_accept(int fd, const struct sockaddr *sa, socklen_t len, void *arg)
 {
     struct endpoint *ep = arg;
     struct http *h = ep->h;
@@ -700,8 +700,8 @@ struct http *http_new(struct event_base *base, const struct config *cfg)
             }
             char what[80];
             snprintf(what, sizeof(what), "http %s", l->text);
-            if (fd < 0 || !(ep->l = listener_new(base, fd, what, on_accept, ep, &h->accept_errors,
-                                                 &h->accept_log))) {
+            if (fd < 0 || !(ep->l = listener_new(base, fd, what, endpoint_accept, ep,
+                                                 &h->accept_errors, &h->accept_log))) {
                 log_error("cannot listen on %s (http): %s", l->text, strerror(errno));
                 http_free(h);
                 return NULL;
@@ -723,7 +723,7 @@ int http_adopt(struct http *h, int fd)
     socklen_t len = sizeof(peer);
     if (h->neps == 0 || getpeername(fd, (struct sockaddr *)&peer, &len) < 0)
         return -1;
-    on_accept(fd, (const struct sockaddr *)&peer, len, &h->eps[0]);
+    endpoint_accept(fd, (const struct sockaddr *)&peer, len, &h->eps[0]);
     return 0;
 }
 

@@ -331,7 +331,7 @@ static void on_lameduck_over(evutil_socket_t fd, short what, void *arg)
     shutdown_main(arg);
 }
 
-static void on_stop(evutil_socket_t sig, short what, void *arg)
+static void on_stop_signal(evutil_socket_t sig, short what, void *arg)
 {
     struct daemon *dm = arg;
     (void)what;
@@ -470,8 +470,8 @@ static bool start_loop(struct daemon *dm)
     if (!dm->base)
         return false;
     dm->sig[0] = evsignal_new(dm->base, SIGHUP, on_hup, dm);
-    dm->sig[1] = evsignal_new(dm->base, SIGTERM, on_stop, dm);
-    dm->sig[2] = evsignal_new(dm->base, SIGINT, on_stop, dm);
+    dm->sig[1] = evsignal_new(dm->base, SIGTERM, on_stop_signal, dm);
+    dm->sig[2] = evsignal_new(dm->base, SIGINT, on_stop_signal, dm);
     dm->loaded = event_new(dm->base, -1, 0, on_loaded, dm);
     dm->lameduck = evtimer_new(dm->base, on_lameduck_over, dm);
     for (size_t i = 0; i < 3; i++)

@@ -287,7 +287,7 @@ static void apply(struct reloader *r, struct reload_job *j)
 }
 
 /* The job's results, on the main thread: applied, held or rejected. */
-static void conclude(struct reloader *r, struct reload_job *j)
+static void conclude_job(struct reloader *r, struct reload_job *j)
 {
     const struct zone *old = zone_ref_current(r->ref);
     if (j->load.read)
@@ -308,7 +308,7 @@ static void on_done(evutil_socket_t fd, short what, void *arg)
     if (r->job.threaded)
         pthread_join(r->job.thread, NULL);
     if (!r->stopped)
-        conclude(r, &r->job);
+        conclude_job(r, &r->job);
     job_finish(&r->job);
     r->running = false;
     if (r->again) {

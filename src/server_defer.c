@@ -44,7 +44,7 @@ static void pending_free(struct pending *p)
 
 /* Answers a query that waited, sends its reply the way the query came,
  * and lets it go. */
-static void finish(struct pending *p)
+static void answer_waited(struct pending *p)
 {
     struct worker *w = p->w;
     struct tcp_conn *conn = p->from.conn;
@@ -70,7 +70,7 @@ static void on_lookup_done(struct upstream_waiter *waiter)
     struct pending *p = (struct pending *)(void *)waiter;
     struct worker *w = p->w;
     worker_enter(w);
-    finish(p);
+    answer_waited(p);
     worker_leave(w);
 }
 
@@ -110,7 +110,7 @@ void defer_answer_all(struct worker *w)
     while (w->pending) {
         struct pending *p = w->pending;
         upstream_unwait(&p->waiter); /* a lookup that ends now finds nobody */
-        finish(p);
+        answer_waited(p);
     }
     worker_leave(w);
 }

@@ -33,7 +33,7 @@ struct tcp_conn {
     uint64_t msg_start; /* when the message being received began (ms); 0: none */
 };
 
-static void conn_close(struct tcp_conn *c)
+static void conn_free(struct tcp_conn *c)
 {
     struct worker *w = c->w;
     defer_drop_conn(w, c); /* its queries that wait have nobody to answer to now */
@@ -155,7 +155,7 @@ static void conn_on_read(struct bufferevent *bev, void *arg)
         set_read_timeout(c);
     worker_leave(w);
     if (close)
-        conn_close(c);
+        conn_free(c);
 }
 
 void tcp_reply(struct tcp_conn *c, uint8_t *reply, size_t len)
@@ -187,7 +187,7 @@ static void conn_on_written(struct bufferevent *bev, void *arg)
 {
     struct tcp_conn *c = arg;
     if (c->draining || c->w->stopping) {
-        conn_close(c); /* its last reply is out */
+        conn_free(c); /* its last reply is out */
         return;
     }
     if (c->throttled) {
@@ -209,10 +209,10 @@ static void conn_on_event(struct bufferevent *bev, short what, void *arg)
         return;
     }
     /* EOF, error, or idle/write timeout */
-    conn_close(c);
+    conn_free(c);
 }
 
-static void tcp_on_accept(int fd, const struct sockaddr *sa, socklen_t salen, void *arg)
+static void accept_conn(int fd, const struct sockaddr *sa, socklen_t salen, void *arg)
 {
     struct tcp_listener *tl = arg;
     struct worker *w = tl->w;
@@ -271,7 +271,7 @@ int tcp_start(struct worker *w, const struct config_addr *l, struct tcp_listener
     out->index = (size_t)(l - w->srv->listen);
     char what[80];
     snprintf(what, sizeof(what), "tcp %s", l->text);
-    out->l = listener_new(w->base, fd, what, tcp_on_accept, out, &w->metrics->tcp_accept_errors,
+    out->l = listener_new(w->base, fd, what, accept_conn, out, &w->metrics->tcp_accept_errors,
                           &w->srv->accept_log);
     return out->l ? 0 : -ENOMEM;
 }
@@ -283,7 +283,7 @@ bool tcp_stop(struct worker *w)
         next = c->next;
         bufferevent_disable(c->bev, EV_READ);
         if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
-            conn_close(c);
+            conn_free(c);
     }
     return w->conns != NULL;
 }
@@ -291,5 +291,5 @@ bool tcp_stop(struct worker *w)
 void tcp_close_all(struct worker *w)
 {
     while (w->conns)
-        conn_close(w->conns);
+        conn_free(w->conns);
 }

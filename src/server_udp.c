@@ -145,7 +145,7 @@ static int receive_batch(struct udp_sock *u, struct udp_batch *b)
     return n > 0 ? n : 0;
 }
 
-static void udp_on_readable(evutil_socket_t fd, short what, void *arg)
+static void on_datagrams(evutil_socket_t fd, short what, void *arg)
 {
     struct udp_sock *u = arg;
     struct worker *w = u->w;
@@ -240,7 +240,7 @@ int udp_start(struct worker *w, const struct config_addr *l, struct udp_sock *u)
             return -err;
         }
     }
-    u->ev = event_new(w->base, fd, EV_READ | EV_PERSIST, udp_on_readable, u);
+    u->ev = event_new(w->base, fd, EV_READ | EV_PERSIST, on_datagrams, u);
     if (!u->ev || event_add(u->ev, NULL) < 0)
         return -ENOMEM;
     return 0;

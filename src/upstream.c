@@ -744,9 +744,9 @@ static void fail_server(struct upstream_lookup *l, enum why why, uint32_t detail
     next_server(l);
 }
 
-static void conclude(struct upstream_lookup *l, enum verdict v);
+static void act_on_verdict(struct upstream_lookup *l, enum verdict v);
 
-static void on_tcp_read(struct bufferevent *bev, void *arg)
+static void on_tcp_reply(struct bufferevent *bev, void *arg)
 {
     struct upstream_lookup *l = arg;
     struct evbuffer *in = bufferevent_get_input(bev);
@@ -761,7 +761,7 @@ static void on_tcp_read(struct bufferevent *bev, void *arg)
     evbuffer_drain(in, 2 + len);
     if (v == V_TCP)
         v = useless(l, WHY_TRUNCATED, 0);
-    conclude(l, v);
+    act_on_verdict(l, v);
 }
 
 static void on_tcp_event(struct bufferevent *bev, short what, void *arg)
@@ -777,7 +777,7 @@ static void on_tcp_event(struct bufferevent *bev, short what, void *arg)
         fail_server(l, WHY_CLOSED, 0);
 }
 
-static void start_tcp(struct upstream_lookup *l)
+static void retry_over_tcp(struct upstream_lookup *l)
 {
     close_transport(l);
     const struct sockaddr *sa = (const struct sockaddr *)&l->set.servers[l->server];
@@ -787,19 +787,19 @@ static void start_tcp(struct upstream_lookup *l)
         fail_server(l, WHY_NETWORK, (uint32_t)errno);
         return;
     }
-    bufferevent_setcb(l->tcp, on_tcp_read, NULL, on_tcp_event, l);
+    bufferevent_setcb(l->tcp, on_tcp_reply, NULL, on_tcp_event, l);
     bufferevent_write(l->tcp, len, 2);
     bufferevent_write(l->tcp, l->query, l->qlen);
     bufferevent_enable(l->tcp, EV_READ | EV_WRITE);
 }
 
-static void conclude(struct upstream_lookup *l, enum verdict v)
+static void act_on_verdict(struct upstream_lookup *l, enum verdict v)
 {
     switch (v) {
     case V_IGNORE:
         return;
     case V_TCP:
-        start_tcp(l);
+        retry_over_tcp(l);
         return;
     case V_NEXT:
         fail_server(l, l->why, l->detail);
@@ -830,7 +830,7 @@ static void on_udp_reply(evutil_socket_t fd, short what, void *arg)
         else
             v = check_answer(l, buf, (size_t)n);
         if (v != V_IGNORE) {
-            conclude(l, v);
+            act_on_verdict(l, v);
             return;
         }
     }
