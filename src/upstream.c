@@ -579,40 +579,92 @@ static bool store_failed(struct upstream_lookup *l, enum why why, uint32_t detai
     return false;
 }
 
+/* What an answer holds for the entry's question: the CNAME chain from it,
+ * then the records of the asked type at the chain's end. */
+struct chain {
+    const ldns_rr *link[MAX_CHAIN];
+    size_t links;
+    size_t n;     /* records kept: the links, then those at the end */
+    bool in_zone; /* a link points into our own zone: nothing from there on */
+    uint8_t end[LDNS_MAX_DOMAINLEN + 1]; /* the chain's end, lower case */
+    size_t end_len;
+};
+
+/* Follows the CNAME chain from the question through `an`, keeping only
+ * what hangs on it, and nothing from a link into our own zone on. */
+static void follow_chain(const struct upstream_lookup *l, const ldns_rr_list *an, struct chain *c)
+{
+    size_t total = ldns_rr_list_rr_count(an);
+    c->links = 0;
+    c->in_zone = false;
+    c->end_len = l->e->len;
+    memcpy(c->end, l->e->name, c->end_len);
+    while (c->links < MAX_CHAIN && !c->in_zone) {
+        const ldns_rr *next = NULL;
+        for (size_t i = 0; i < total && !next; i++) {
+            const ldns_rr *rr = ldns_rr_list_rr(an, i);
+            if (ldns_rr_get_type(rr) == LDNS_RR_TYPE_CNAME &&
+                ldns_rr_get_class(rr) == LDNS_RR_CLASS_IN && ldns_rr_rd_count(rr) == 1 &&
+                same_name(ldns_rr_owner(rr), c->end, c->end_len))
+                next = rr;
+        }
+        if (!next)
+            break;
+        c->link[c->links++] = next;
+        c->end_len = lower_name(ldns_rr_rdf(next, 0), c->end);
+        c->in_zone = wire_name_in(c->end, c->end_len, l->set.apex, l->set.apex_len);
+    }
+    c->n = c->links;
+    for (size_t i = 0; i < total && !c->in_zone; i++)
+        c->n += at_the_end(ldns_rr_list_rr(an, i), l->e->qtype, c->end, c->end_len);
+}
+
+/* Writes the n records of `c` to `b` in wire form, their TTLs (capped)
+ * to ttl[], where each TTL sits to ttl_at[], where each owner's name
+ * starts to name_at[] (upstream.h), and lowers *min_ttl to the smallest.
+ * Returns where the last owner's name starts, or -1 with l->why set. */
+static long encode_chain(struct upstream_lookup *l, const ldns_rr_list *an, const struct chain *c,
+                         ldns_buffer *b, uint32_t *ttl, uint16_t *ttl_at, uint16_t *name_at,
+                         uint32_t *min_ttl)
+{
+    size_t owner = 0; /* where the name the next record is owned by starts */
+    size_t next = 0;  /* the answer record to look at for the end's */
+    for (size_t k = 0; k < c->n; k++) {
+        const ldns_rr *rr = k < c->links ? c->link[k] : NULL;
+        while (!rr) {
+            rr = ldns_rr_list_rr(an, next++);
+            rr = at_the_end(rr, l->e->qtype, c->end, c->end_len) ? rr : NULL;
+        }
+        size_t at, rdata;
+        if (!put_record(b, rr, k == 0, &at, &rdata)) {
+            l->why = WHY_MEMORY;
+            l->detail = 0;
+            return -1;
+        }
+        if (ldns_buffer_position(b) > MAX_DATA) {
+            l->why = WHY_TOO_BIG;
+            l->detail = MAX_DATA;
+            return -1;
+        }
+        ttl[k] = ldns_rr_ttl(rr) < MAX_TTL ? ldns_rr_ttl(rr) : MAX_TTL;
+        *min_ttl = ttl[k] < *min_ttl ? ttl[k] : *min_ttl;
+        ttl_at[k] = (uint16_t)at;
+        name_at[k] = (uint16_t)owner;
+        if (k < c->links)
+            owner = rdata; /* the next record is owned by this one's target */
+    }
+    return (long)owner;
+}
+
 /* Stores the answer of `p` to the entry's question. Returns false if it is
  * no use (then another server is tried), with the reason in l->why. */
 static bool store_answer(struct upstream_lookup *l, const ldns_pkt *p)
 {
     struct entry *e = l->e;
     const ldns_rr_list *an = ldns_pkt_answer(p);
-    size_t total = ldns_rr_list_rr_count(an);
-
-    /* Follow the CNAME chain from the question; keep only what hangs on it,
-     * and nothing from a link into our own zone on. */
-    const ldns_rr *chain[MAX_CHAIN];
-    size_t links = 0;
-    bool in_zone = false;
-    uint8_t cur[LDNS_MAX_DOMAINLEN + 1];
-    size_t clen = e->len;
-    memcpy(cur, e->name, clen);
-    while (links < MAX_CHAIN && !in_zone) {
-        const ldns_rr *next = NULL;
-        for (size_t i = 0; i < total && !next; i++) {
-            const ldns_rr *rr = ldns_rr_list_rr(an, i);
-            if (ldns_rr_get_type(rr) == LDNS_RR_TYPE_CNAME &&
-                ldns_rr_get_class(rr) == LDNS_RR_CLASS_IN && ldns_rr_rd_count(rr) == 1 &&
-                same_name(ldns_rr_owner(rr), cur, clen))
-                next = rr;
-        }
-        if (!next)
-            break;
-        chain[links++] = next;
-        clen = lower_name(ldns_rr_rdf(next, 0), cur);
-        in_zone = wire_name_in(cur, clen, l->set.apex, l->set.apex_len);
-    }
-    size_t n = links;
-    for (size_t i = 0; i < total && !in_zone; i++)
-        n += at_the_end(ldns_rr_list_rr(an, i), e->qtype, cur, clen);
+    struct chain c;
+    follow_chain(l, an, &c);
+    size_t n = c.n;
 
     uint64_t now = clock_ms();
     uint32_t neg = negative_ttl(l, p);
@@ -635,27 +687,10 @@ static bool store_answer(struct upstream_lookup *l, const ldns_pkt *p)
     uint16_t *name_at = ttl_at + n;
     /* A dangling chain (no records at its end) lives as long as its end is
      * known not to have any. */
-    uint32_t min_ttl = links < n || in_zone ? MAX_TTL : (neg < MAX_TTL ? neg : MAX_TTL);
-    size_t owner = 0; /* where the name the next record is owned by starts */
-    size_t next = 0;  /* the answer record to look at for the end's */
-    for (size_t k = 0; k < n; k++) {
-        const ldns_rr *rr = k < links ? chain[k] : NULL;
-        while (!rr) {
-            rr = ldns_rr_list_rr(an, next++);
-            rr = at_the_end(rr, e->qtype, cur, clen) ? rr : NULL;
-        }
-        size_t at, rdata;
-        if (!put_record(b, rr, k == 0, &at, &rdata))
-            return store_failed(l, WHY_MEMORY, 0, a, b);
-        if (ldns_buffer_position(b) > MAX_DATA)
-            return store_failed(l, WHY_TOO_BIG, MAX_DATA, a, b);
-        ttl[k] = ldns_rr_ttl(rr) < MAX_TTL ? ldns_rr_ttl(rr) : MAX_TTL;
-        min_ttl = ttl[k] < min_ttl ? ttl[k] : min_ttl;
-        ttl_at[k] = (uint16_t)at;
-        name_at[k] = (uint16_t)owner;
-        if (k < links)
-            owner = rdata; /* the next record is owned by this one's target */
-    }
+    uint32_t min_ttl = c.links < n || c.in_zone ? MAX_TTL : (neg < MAX_TTL ? neg : MAX_TTL);
+    long owner = encode_chain(l, an, &c, b, ttl, ttl_at, name_at, &min_ttl);
+    if (owner < 0)
+        return store_failed(l, l->why, l->detail, a, b);
     size_t dlen = ldns_buffer_position(b);
     uint8_t *block = malloc(arrays + dlen + 1);
     if (!block)
@@ -671,8 +706,8 @@ static bool store_answer(struct upstream_lookup *l, const ldns_pkt *p)
     e->data = block + arrays;
     e->dlen = dlen;
     e->count = (uint16_t)n;
-    e->links = (uint16_t)links;
-    e->zone_at = in_zone ? (uint16_t)owner : 0;
+    e->links = (uint16_t)c.links;
+    e->zone_at = c.in_zone ? (uint16_t)owner : 0;
     e->name_max = (uint16_t)owner;
     e->apex_hash = l->set.apex_hash;
 
