@@ -321,43 +321,49 @@ static enum page route(const struct endpoint *ep, const char *t, size_t len, boo
     return PAGE_NONE;
 }
 
-/* Reads the head `p` (`n` bytes, through its empty line) into *a. A
- * refusal is counted and logged here. */
-static void parse_head(struct conn *c, const char *p, size_t n, struct ask *a)
-{
-    *a = (struct ask){.page = PAGE_NONE};
-    const char *line;
-    size_t len, pos = 0;
-    if (!head_line(p, n, &pos, &line, &len) || memchr(p, '\0', n))
-        goto malformed;
+/* The request line (RFC 9112 §3). */
+struct request_line {
+    const char *method, *target;
+    size_t mlen, tlen;
+    char major, minor; /* of the HTTP version */
+};
 
-    /* §3: method SP request-target SP HTTP-version */
-    const char *method = line;
-    size_t mlen = token_len(line, len);
-    if (mlen == 0 || mlen == len || line[mlen] != ' ')
-        goto malformed;
-    const char *target = line + mlen + 1;
-    size_t tlen = 0;
-    while (mlen + 1 + tlen < len && target[tlen] > ' ' && target[tlen] < 0x7f)
-        tlen++;
-    const char *version = target + tlen + 1;
-    if (tlen == 0 || mlen + 1 + tlen + 1 + 8 != len || target[tlen] != ' ' ||
+/* Reads `line` (`len` bytes): method SP request-target SP HTTP-version.
+ * False if it is malformed. */
+static bool parse_request_line(const char *line, size_t len, struct request_line *r)
+{
+    r->method = line;
+    r->mlen = token_len(line, len);
+    if (r->mlen == 0 || r->mlen == len || line[r->mlen] != ' ')
+        return false;
+    r->target = line + r->mlen + 1;
+    r->tlen = 0;
+    while (r->mlen + 1 + r->tlen < len && r->target[r->tlen] > ' ' && r->target[r->tlen] < 0x7f)
+        r->tlen++;
+    const char *version = r->target + r->tlen + 1;
+    if (r->tlen == 0 || r->mlen + 1 + r->tlen + 1 + 8 != len || r->target[r->tlen] != ' ' ||
         memcmp(version, "HTTP/", 5) != 0 || version[5] < '0' || version[5] > '9' ||
         version[6] != '.' || version[7] < '0' || version[7] > '9')
-        goto malformed;
-    if (version[5] != '1') {
-        refuse(c, REFUSED_MALFORMED, "HTTP version %.3s: 505", version + 5);
-        *a = (struct ask){.status = 505, .close = true};
-        return;
-    }
-    a->close = version[7] == '0'; /* HTTP/1.0: no keep-alive here */
-    bool coded = false, length_seen = false;
+        return false;
+    r->major = version[5];
+    r->minor = version[7];
+    return true;
+}
 
-    /* §5: field-name ":" OWS field-value OWS */
-    while (head_line(p, n, &pos, &line, &len) && len > 0) {
+/* Reads the header fields (§5) of the head `p` (`n` bytes) from *pos to
+ * its empty line into *a: Content-Length, Connection: close, and in
+ * *coded whether a Transfer-Encoding is given. False if one is
+ * malformed. */
+static bool parse_fields(const char *p, size_t n, size_t *pos, struct ask *a, bool *coded)
+{
+    const char *line;
+    size_t len;
+    bool length_seen = false;
+    /* field-name ":" OWS field-value OWS */
+    while (head_line(p, n, pos, &line, &len) && len > 0) {
         size_t k = token_len(line, len);
         if (k == 0 || k == len || line[k] != ':')
-            goto malformed; /* obs-fold and space before the colon too (§5.1, §5.2) */
+            return false; /* obs-fold and space before the colon too (§5.1, §5.2) */
         const char *v = line + k + 1;
         size_t vlen = len - k - 1;
         while (vlen && (*v == ' ' || *v == '\t'))
@@ -366,29 +372,52 @@ static void parse_head(struct conn *c, const char *p, size_t n, struct ask *a)
             vlen--;
         for (size_t i = 0; i < vlen; i++)
             if ((unsigned char)v[i] < ' ' && v[i] != '\t')
-                goto malformed;
+                return false;
         if (same(line, k, "content-length")) {
             /* §6.3: digits; two different values are an error. Counted
              * no further than past the limit. */
             uint64_t cl = 0;
             if (vlen == 0)
-                goto malformed;
+                return false;
             for (size_t i = 0; i < vlen; i++) {
                 if (v[i] < '0' || v[i] > '9')
-                    goto malformed;
+                    return false;
                 if (cl <= HTTP_BODY_MAX)
                     cl = cl * 10 + (uint64_t)(v[i] - '0');
             }
             if (length_seen && cl != a->body)
-                goto malformed;
+                return false;
             length_seen = true;
             a->body = cl;
         } else if (same(line, k, "transfer-encoding")) {
-            coded = true;
+            *coded = true;
         } else if (same(line, k, "connection") && list_has(v, vlen, "close")) {
             a->close = true;
         }
     }
+    return true;
+}
+
+/* Reads the head `p` (`n` bytes, through its empty line) into *a. A
+ * refusal is counted and logged here. */
+static void parse_head(struct conn *c, const char *p, size_t n, struct ask *a)
+{
+    *a = (struct ask){.page = PAGE_NONE};
+    const char *line;
+    size_t len, pos = 0;
+    struct request_line r;
+    if (!head_line(p, n, &pos, &line, &len) || memchr(p, '\0', n) ||
+        !parse_request_line(line, len, &r))
+        goto malformed;
+    if (r.major != '1') {
+        refuse(c, REFUSED_MALFORMED, "HTTP version %c.%c: 505", r.major, r.minor);
+        *a = (struct ask){.status = 505, .close = true};
+        return;
+    }
+    a->close = r.minor == '0'; /* HTTP/1.0: no keep-alive here */
+    bool coded = false;
+    if (!parse_fields(p, n, &pos, a, &coded))
+        goto malformed;
 
     /* a body is refused before it is read, and the connection closed */
     if (coded) {
@@ -402,11 +431,11 @@ static void parse_head(struct conn *c, const char *p, size_t n, struct ask *a)
         return;
     }
     bool bad = false;
-    a->page = route(c->ep, target, tlen, &bad);
+    a->page = route(c->ep, r.target, r.tlen, &bad);
     if (bad)
         goto malformed;
-    a->head = exact(method, mlen, "HEAD");
-    if (!a->head && !exact(method, mlen, "GET"))
+    a->head = exact(r.method, r.mlen, "HEAD");
+    if (!a->head && !exact(r.method, r.mlen, "GET"))
         a->status = 405; /* an answer, not a refusal: any body is read first */
     return;
 
