@@ -1,5 +1,4 @@
-/* edns.c -- a query's OPT record read, a reply's written: EDNS (RFC 6891) and DNS cookies (RFC
- * 7873). */
+/* edns.c -- EDNS (RFC 6891) and DNS cookies (RFC 7873): a query's OPT read, a reply's written. */
 #include "svcmapd/edns.h"
 
 #include <ldns/ldns.h>

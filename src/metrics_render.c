@@ -1,5 +1,4 @@
-/* metrics_render.c -- /metrics: every counter, summed over the workers, in Prometheus's text
- * format. */
+/* metrics_render.c -- /metrics: the workers' counters summed, in Prometheus's text format. */
 #include "svcmapd/metrics_render.h"
 
 #include <event2/buffer.h>

@@ -1,5 +1,4 @@
-/* server_defer.c -- queries that wait for upstream lookups: kept, then answered and sent the way
- * they came. */
+/* server_defer.c -- queries that wait for upstream lookups: kept, answered, sent back. */
 #include <stdlib.h>
 #include <string.h>
 

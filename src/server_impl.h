@@ -1,5 +1,4 @@
-/* server_impl.h -- the workers' state, shared by the files that take a query from a socket to its
- * reply. */
+/* server_impl.h -- the workers' state, shared by the files that take a query to its reply. */
 #ifndef SVCMAPD_SERVER_IMPL_H
 #define SVCMAPD_SERVER_IMPL_H
 

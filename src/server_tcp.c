@@ -1,5 +1,4 @@
-/* server_tcp.c -- TCP connections (RFC 7766): framing, pipelining, timeouts, clients that do not
- * read. */
+/* server_tcp.c -- TCP connections (RFC 7766): framing, pipelining, timeouts, back-pressure. */
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>

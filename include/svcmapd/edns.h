@@ -1,5 +1,4 @@
-/* edns.h -- a query's OPT record read, a reply's written: EDNS (RFC 6891) and DNS cookies (RFC
- * 7873). */
+/* edns.h -- EDNS (RFC 6891) and DNS cookies (RFC 7873): a query's OPT read, a reply's written. */
 #ifndef SVCMAPD_EDNS_H
 #define SVCMAPD_EDNS_H
 

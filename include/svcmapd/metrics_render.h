@@ -1,5 +1,4 @@
-/* metrics_render.h -- /metrics: every counter, summed over the workers, in Prometheus's text
- * format. */
+/* metrics_render.h -- /metrics: the workers' counters summed, in Prometheus's text format. */
 #ifndef SVCMAPD_METRICS_RENDER_H
 #define SVCMAPD_METRICS_RENDER_H
 
