@@ -100,73 +100,90 @@ static void histogram(struct evbuffer *b, const char *name, const char *server, 
     }
 }
 
-/* The coredns_dns_* families: per listen address (`server`), inside
- * the zone or not (`zone`: the zone, or "dropped"). */
-static void render_dns(struct evbuffer *b, const struct server *srv, const char *zone)
-{
-    size_t nlisten;
-    const struct config_addr *listen = server_listen(srv, &nlisten);
-    struct metrics_cell *cells = calloc(2 * nlisten, sizeof(*cells));
-    if (!cells)
-        return;
-    for (size_t c = 0; c < 2 * nlisten; c++)
-        sum_cell(srv, c, &cells[c]);
-    const char *zones[2] = {zone, "dropped"};
-    const char *protos[2] = {"udp", "tcp"};
+static const char *const protos[2] = {"udp", "tcp"};
 
+/* The counters of every listen address and side of the zone, summed over
+ * the workers: cell c is listen[c / 2]'s, inside the zone for an even c,
+ * outside it for an odd one (the `zone` label: the zone, or "dropped"). */
+struct cells {
+    struct metrics_cell *cell;
+    size_t n;
+    const struct config_addr *listen;
+    const char *zone[2];
+};
+
+/* coredns_dns_requests_total and coredns_dns_responses_total. */
+static void render_counts(struct evbuffer *b, const struct cells *d)
+{
     head(b, "coredns_dns_requests_total", "counter",
          "Counter of DNS requests made per zone, protocol and family.");
-    for (size_t c = 0; c < 2 * nlisten; c++)
+    for (size_t c = 0; c < d->n; c++)
         for (int t = 0; t < 2; t++)
             for (int f = 0; f < 2; f++)
                 for (size_t q = 0; q < METRICS_TYPES; q++) {
-                    uint64_t v = load(&cells[c].requests[t][f][q]);
+                    uint64_t v = load(&d->cell[c].requests[t][f][q]);
                     if (!v)
                         continue;
                     evbuffer_add_printf(b, "coredns_dns_requests_total{");
-                    cell_labels(b, listen[c / 2].text, zones[c % 2]);
+                    cell_labels(b, d->listen[c / 2].text, d->zone[c % 2]);
                     evbuffer_add_printf(b, ",proto=\"%s\",family=\"%d\",type=\"%s\"} %llu\n",
                                         protos[t], f + 1, metrics_type_name(q),
                                         (unsigned long long)v);
                 }
 
     head(b, "coredns_dns_responses_total", "counter", "Counter of response status codes.");
-    for (size_t c = 0; c < 2 * nlisten; c++)
+    for (size_t c = 0; c < d->n; c++)
         for (size_t r = 0; r < METRICS_RCODES; r++) {
-            uint64_t v = load(&cells[c].responses[r]);
+            uint64_t v = load(&d->cell[c].responses[r]);
             if (!v)
                 continue;
             evbuffer_add_printf(b, "coredns_dns_responses_total{");
-            cell_labels(b, listen[c / 2].text, zones[c % 2]);
+            cell_labels(b, d->listen[c / 2].text, d->zone[c % 2]);
             evbuffer_add_printf(b, ",rcode=\"%s\",plugin=\"%s\"} %llu\n", metrics_rcode_name(r),
                                 c % 2 ? "" : "svcmapd", (unsigned long long)v);
         }
+}
 
+/* coredns_dns_request_size_bytes, or (`response`) _response_size_bytes. */
+static void render_sizes(struct evbuffer *b, const struct cells *d, bool response)
+{
+    const char *name =
+        response ? "coredns_dns_response_size_bytes" : "coredns_dns_request_size_bytes";
+    head(b, name, "histogram",
+         response ? "Size of the returned response in bytes."
+                  : "Size of the EDNS0 UDP buffer in bytes (64K for TCP).");
+    for (size_t c = 0; c < d->n; c++) {
+        const struct metrics_cell *x = &d->cell[c];
+        for (int t = 0; t < 2; t++)
+            histogram(b, name, d->listen[c / 2].text, d->zone[c % 2], protos[t],
+                      response ? x->resp_size[t] : x->req_size[t], metrics_size_le,
+                      METRICS_SIZE_BUCKETS,
+                      (double)load(response ? &x->resp_bytes[t] : &x->req_bytes[t]));
+    }
+}
+
+/* The coredns_dns_* families, for the zone named `zone`. */
+static void render_dns(struct evbuffer *b, const struct server *srv, const char *zone)
+{
+    struct cells d = {.zone = {zone, "dropped"}};
+    size_t nlisten;
+    d.listen = server_listen(srv, &nlisten);
+    d.n = 2 * nlisten;
+    d.cell = calloc(d.n, sizeof(*d.cell));
+    if (!d.cell)
+        return;
+    for (size_t c = 0; c < d.n; c++)
+        sum_cell(srv, c, &d.cell[c]);
+    render_counts(b, &d);
     head(b, "coredns_dns_request_duration_seconds", "histogram",
          "Histogram of the time (in seconds) each request took.");
-    for (size_t c = 0; c < 2 * nlisten; c++)
-        histogram(b, "coredns_dns_request_duration_seconds", listen[c / 2].text, zones[c % 2], NULL,
-                  cells[c].duration, metrics_duration_le, METRICS_DURATION_BUCKETS,
-                  (double)load(&cells[c].duration_ns) / 1e9);
-
-    head(b, "coredns_dns_request_size_bytes", "histogram",
-         "Size of the EDNS0 UDP buffer in "
-         "bytes (64K for TCP).");
-    for (size_t c = 0; c < 2 * nlisten; c++)
-        for (int t = 0; t < 2; t++)
-            histogram(b, "coredns_dns_request_size_bytes", listen[c / 2].text, zones[c % 2],
-                      protos[t], cells[c].req_size[t], metrics_size_le, METRICS_SIZE_BUCKETS,
-                      (double)load(&cells[c].req_bytes[t]));
-
-    head(b, "coredns_dns_response_size_bytes", "histogram",
-         "Size of the returned response in "
-         "bytes.");
-    for (size_t c = 0; c < 2 * nlisten; c++)
-        for (int t = 0; t < 2; t++)
-            histogram(b, "coredns_dns_response_size_bytes", listen[c / 2].text, zones[c % 2],
-                      protos[t], cells[c].resp_size[t], metrics_size_le, METRICS_SIZE_BUCKETS,
-                      (double)load(&cells[c].resp_bytes[t]));
-    free(cells);
+    for (size_t c = 0; c < d.n; c++)
+        histogram(b, "coredns_dns_request_duration_seconds", d.listen[c / 2].text, d.zone[c % 2],
+                  NULL, d.cell[c].duration, metrics_duration_le, METRICS_DURATION_BUCKETS,
+                  (double)load(&d.cell[c].duration_ns) / 1e9);
+    render_sizes(b, &d, false);
+    render_sizes(b, &d, true);
+    free(d.cell);
 }
 
 /* Reloads of the mapping file, and the zone they left. */

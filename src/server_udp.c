@@ -46,6 +46,18 @@ void udp_batch_free(struct udp_batch *b)
     free(b);
 }
 
+/* Writes one control message of `len` bytes of `data` to `out`; returns
+ * the room it takes. */
+static socklen_t put_cmsg(union pktinfo_buf *out, int level, int type, const void *data, size_t len)
+{
+    struct cmsghdr *o = (struct cmsghdr *)(void *)out->buf;
+    o->cmsg_level = level;
+    o->cmsg_type = type;
+    o->cmsg_len = CMSG_LEN(len);
+    memcpy(CMSG_DATA(o), data, len);
+    return (socklen_t)CMSG_SPACE(len);
+}
+
 /* For a wildcard socket, the reply must leave from the address the query
  * was sent to, or the client drops it: copy the destination of the query
  * into the source of the reply (IP_PKTINFO / IPV6_PKTINFO). */
@@ -56,23 +68,11 @@ static socklen_t reply_pktinfo(struct msghdr *in, union pktinfo_buf *out)
             struct in_pktinfo pi;
             memcpy(&pi, CMSG_DATA(c), sizeof(pi));
             struct in_pktinfo reply = {.ipi_ifindex = 0, .ipi_spec_dst = pi.ipi_addr};
-            struct cmsghdr *o = (struct cmsghdr *)(void *)out->buf;
-            o->cmsg_level = IPPROTO_IP;
-            o->cmsg_type = IP_PKTINFO;
-            o->cmsg_len = CMSG_LEN(sizeof(reply));
-            memcpy(CMSG_DATA(o), &reply, sizeof(reply));
-            return CMSG_SPACE(sizeof(reply));
+            return put_cmsg(out, IPPROTO_IP, IP_PKTINFO, &reply, sizeof(reply));
         }
-        if (c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_PKTINFO) {
-            struct in6_pktinfo pi;
-            memcpy(&pi, CMSG_DATA(c), sizeof(pi));
-            struct cmsghdr *o = (struct cmsghdr *)(void *)out->buf;
-            o->cmsg_level = IPPROTO_IPV6;
-            o->cmsg_type = IPV6_PKTINFO;
-            o->cmsg_len = CMSG_LEN(sizeof(pi));
-            memcpy(CMSG_DATA(o), &pi, sizeof(pi));
-            return CMSG_SPACE(sizeof(pi));
-        }
+        if (c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_PKTINFO)
+            return put_cmsg(out, IPPROTO_IPV6, IPV6_PKTINFO, CMSG_DATA(c),
+                            sizeof(struct in6_pktinfo));
     }
     return 0;
 }
