@@ -47,13 +47,12 @@ static void answer_waited(struct pending *p)
 {
     struct worker *w = p->w;
     struct tcp_conn *conn = p->from.conn;
-    struct handled q = {
-        .query = p->query,
-        .qlen = p->len,
-        .reply = w->reply + 2,
-        .from = p->from,
-        .waited = true,
-    };
+    struct handled q; /* its answer_info is answer_query()'s to fill */
+    q.query = p->query;
+    q.qlen = p->len;
+    q.reply = w->reply + 2;
+    q.from = p->from;
+    q.waited = true;
     handler_answer(w, &q, 1, p->since);
     if (q.result == ANSWER_REPLY && conn)
         tcp_reply(conn, w->reply, q.info.len);

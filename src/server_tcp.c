@@ -26,8 +26,7 @@ struct tcp_conn {
     bool draining;  /* the client has closed its side: close once written */
     bool waiting;   /* reading paused until its upstream lookups end */
     struct sockaddr_storage peer;
-    socklen_t peerlen;
-    size_t index;       /* of the listen address it came to */
+    struct origin from; /* its queries': the listen address, the peer */
     uint32_t npending;  /* its queries waiting for upstream lookups */
     uint64_t msg_start; /* when the message being received began (ms); 0: none */
 };
@@ -129,16 +128,12 @@ static void conn_on_read(struct bufferevent *bev, void *arg)
         evbuffer_drain(in, 2);
         evbuffer_remove(in, w->query, len);
         c->msg_start = 0; /* a whole message: the next one starts its own clock */
-        struct handled q = {
-            .query = w->query,
-            .qlen = len,
-            .reply = w->reply + 2,
-            .from = {.index = c->index,
-                     .peer = (const struct sockaddr *)&c->peer,
-                     .peerlen = c->peerlen,
-                     .conn = c,
-                     .fd = -1},
-        };
+        struct handled q; /* its answer_info is answer_query()'s to fill */
+        q.query = w->query;
+        q.qlen = len;
+        q.reply = w->reply + 2;
+        q.from = c->from;
+        q.waited = false;
         handler_answer(w, &q, 1, clock_ns());
         if (q.result == ANSWER_REPLY)
             tcp_reply(c, w->reply, q.info.len);
@@ -240,10 +235,15 @@ static void accept_conn(int fd, const struct sockaddr *sa, socklen_t salen, void
     }
     c->bev = bev;
     c->w = w;
-    c->index = tl->index;
+    c->from = (struct origin){
+        .index = tl->index,
+        .peer = (const struct sockaddr *)&c->peer,
+        .conn = c,
+        .fd = -1,
+    };
     if (salen <= sizeof(c->peer)) {
         memcpy(&c->peer, sa, (size_t)salen);
-        c->peerlen = salen;
+        c->from.peerlen = salen;
     }
     c->next = w->conns;
     if (w->conns)
