@@ -1,12 +1,13 @@
 /* answer.c -- query bytes plus a compiled zone to reply bytes. */
 #include "svcmapd/answer.h"
-#include "svcmapd/wire.h"
 
 #include <ldns/ldns.h>
-#include <netinet/in.h>
 #include <string.h>
 #include <sys/random.h>
 #include <time.h>
+
+#include "svcmapd/edns.h"
+#include "svcmapd/wire.h"
 
 /*
  * The per-query path: parse the header, the question and an optional OPT
@@ -24,14 +25,6 @@
 #define F_RD 0x01
 #define F_CD 0x10 /* byte 3 */
 
-#define EDNS_DO 0x8000
-#define OPT_LEN 11 /* an OPT record without options */
-
-#define OPT_COOKIE    10 /* RFC 7873 */
-#define CLIENT_COOKIE 8
-#define SERVER_COOKIE 16 /* RFC 9018 §4: version, reserved, timestamp, hash */
-#define COOKIE_OPT    (4 + CLIENT_COOKIE + SERVER_COOKIE)
-
 #define RCODE_BADVERS 16 /* RFC 6891 §6.1.3: extended, upper 8 bits in OPT */
 
 struct query {
@@ -44,13 +37,8 @@ struct query {
     size_t name_len;
     uint16_t qtype;
     uint16_t qclass;
-    bool edns;
-    uint16_t udp_size; /* the client's */
-    uint16_t udp_max;  /* ours */
-    uint8_t edns_version;
-    uint16_t edns_flags;
-    const uint8_t *cookie; /* the client cookie, 8 bytes; NULL: none */
-    bool bad_cookie;       /* a malformed COOKIE option: FORMERR */
+    struct edns edns;
+    uint16_t udp_max; /* ours */
     const struct sockaddr *peer;
     const uint8_t *secret;
 };
@@ -115,32 +103,6 @@ static size_t parse_qname(const uint8_t *m, size_t len, size_t pos, struct query
     return pos;
 }
 
-/* Checks the OPT RDATA, a sequence of {code, length, data} (RFC 6891
- * §6.1.2), and finds a COOKIE option: 8 bytes of client cookie, optionally
- * followed by 8 to 32 of server cookie; any other length is malformed
- * (RFC 7873 §5.2.2). Other options are ignored. */
-static bool parse_options(const uint8_t *p, size_t len, struct query *q)
-{
-    size_t pos = 0;
-    while (pos < len) {
-        if (len - pos < 4)
-            return false;
-        uint16_t code = ldns_read_uint16(p + pos);
-        size_t olen = ldns_read_uint16(p + pos + 2);
-        if (len - pos - 4 < olen)
-            return false;
-        if (code == OPT_COOKIE) {
-            if (q->cookie || olen < CLIENT_COOKIE || (olen > CLIENT_COOKIE && olen < 16) ||
-                olen > 40)
-                q->bad_cookie = true;
-            else
-                q->cookie = p + pos + 4;
-        }
-        pos += 4 + olen;
-    }
-    return true;
-}
-
 /* Walks `count` records from `pos`. In the additional section (`opt`),
  * notes the OPT: at most one, owned by the root; other records (a TSIG,
  * say) are skipped. Returns the offset after them, or 0 if malformed. */
@@ -156,22 +118,14 @@ static size_t parse_records(const uint8_t *m, size_t len, size_t pos, uint16_t c
         uint16_t rdlen = ldns_read_uint16(m + pos + 8);
         if (len - pos - 10 < rdlen)
             return 0;
-        if (opt && type == LDNS_RR_TYPE_OPT) {
-            if (q->edns || !root)
-                return 0; /* RFC 6891 §6.1.1: one OPT, owner "." */
-            if (!parse_options(m + pos + 10, rdlen, q))
-                return 0;
-            q->edns = true;
-            q->udp_size = ldns_read_uint16(m + pos + 2);
-            q->edns_version = m[pos + 5];
-            q->edns_flags = ldns_read_uint16(m + pos + 6);
-        }
+        if (opt && type == LDNS_RR_TYPE_OPT && !edns_read(&q->edns, m + pos, rdlen, root))
+            return 0;
         pos += 10 + (size_t)rdlen;
     }
     return pos;
 }
 
-/* Header, question and OPT of a reply with no records. */
+/* The header and the question of a reply, with no records yet. */
 static size_t write_empty(const struct query *q, uint8_t *out, uint8_t rcode, bool question)
 {
     ldns_write_uint16(out, q->id);
@@ -189,112 +143,12 @@ static size_t write_empty(const struct query *q, uint8_t *out, uint8_t rcode, bo
     return pos;
 }
 
-/* SipHash-2-4 (Aumasson, Bernstein), the hash RFC 9018 names for cookies. */
-static inline uint64_t rotl(uint64_t x, int b)
-{
-    return (x << b) | (x >> (64 - b));
-}
-
-static uint64_t siphash24(const uint8_t key[16], const uint8_t *m, size_t len)
-{
-    uint64_t k0, k1;
-    memcpy(&k0, key, 8);
-    memcpy(&k1, key + 8, 8);
-    uint64_t v0 = k0 ^ 0x736f6d6570736575ULL, v1 = k1 ^ 0x646f72616e646f6dULL;
-    uint64_t v2 = k0 ^ 0x6c7967656e657261ULL, v3 = k1 ^ 0x7465646279746573ULL;
-#define SIPROUND                                                                                   \
-    do {                                                                                           \
-        v0 += v1, v1 = rotl(v1, 13), v1 ^= v0, v0 = rotl(v0, 32);                                  \
-        v2 += v3, v3 = rotl(v3, 16), v3 ^= v2;                                                     \
-        v0 += v3, v3 = rotl(v3, 21), v3 ^= v0;                                                     \
-        v2 += v1, v1 = rotl(v1, 17), v1 ^= v2, v2 = rotl(v2, 32);                                  \
-    } while (0)
-    size_t i = 0;
-    for (; i + 8 <= len; i += 8) {
-        uint64_t w = 0;
-        for (int k = 7; k >= 0; k--)
-            w = w << 8 | m[i + (size_t)k];
-        v3 ^= w;
-        SIPROUND;
-        SIPROUND;
-        v0 ^= w;
-    }
-    uint64_t b = (uint64_t)len << 56;
-    for (size_t k = 0; i + k < len; k++)
-        b |= (uint64_t)m[i + k] << (8 * k);
-    v3 ^= b;
-    SIPROUND;
-    SIPROUND;
-    v0 ^= b;
-    v2 ^= 0xff;
-    SIPROUND;
-    SIPROUND;
-    SIPROUND;
-    SIPROUND;
-#undef SIPROUND
-    return v0 ^ v1 ^ v2 ^ v3;
-}
-
-/* A server cookie for this client (RFC 9018 §4): version 1, reserved,
- * the time, and a hash of them with the client cookie and address. We
- * hand one out with every answer to a query that has a client cookie, and
- * never require one back, so no query is refused for its cookie. */
-static void put_server_cookie(const struct query *q, uint8_t *out)
-{
-    uint8_t in[CLIENT_COOKIE + 8 + 16];
-    size_t n = 0;
-    uint32_t now = (uint32_t)time(NULL);
-    memcpy(in, q->cookie, CLIENT_COOKIE);
-    n += CLIENT_COOKIE;
-    in[n++] = 1; /* version */
-    in[n++] = 0;
-    in[n++] = 0;
-    in[n++] = 0;
-    in[n++] = (uint8_t)(now >> 24);
-    in[n++] = (uint8_t)(now >> 16);
-    in[n++] = (uint8_t)(now >> 8);
-    in[n++] = (uint8_t)now;
-    memcpy(out, in + CLIENT_COOKIE, 8);
-    if (q->peer && q->peer->sa_family == AF_INET6) {
-        memcpy(in + n, &((const struct sockaddr_in6 *)(const void *)q->peer)->sin6_addr, 16);
-        n += 16;
-    } else if (q->peer && q->peer->sa_family == AF_INET) {
-        memcpy(in + n, &((const struct sockaddr_in *)(const void *)q->peer)->sin_addr, 4);
-        n += 4;
-    }
-    uint64_t h = siphash24(q->secret, in, n);
-    for (int i = 0; i < 8; i++)
-        out[8 + i] = (uint8_t)(h >> (8 * i));
-}
-
-static size_t opt_len(const struct query *q)
-{
-    return q->edns ? OPT_LEN + (q->cookie ? COOKIE_OPT : 0) : 0;
-}
-
+/* The OPT record of the reply, if the query has one. */
 static size_t put_opt(const struct query *q, uint8_t *out, size_t pos, uint8_t rcode)
 {
-    if (!q->edns)
+    if (!q->edns.present)
         return pos;
-    out[pos] = 0; /* root owner */
-    ldns_write_uint16(out + pos + 1, LDNS_RR_TYPE_OPT);
-    ldns_write_uint16(out + pos + 3, q->udp_max); /* what we accept, RFC 6891 §6.2.5 */
-    out[pos + 5] = (uint8_t)(rcode >> 4);         /* extended RCODE, upper bits */
-    out[pos + 6] = 0;                             /* version 0 */
-    ldns_write_uint16(out + pos + 7,
-                      (uint16_t)(q->edns_flags & EDNS_DO)); /* RFC 3225 §3: copy DO */
-    size_t rdlen = 0;
-    if (q->cookie) {
-        uint8_t *o = out + pos + OPT_LEN;
-        ldns_write_uint16(o, OPT_COOKIE);
-        ldns_write_uint16(o + 2, CLIENT_COOKIE + SERVER_COOKIE);
-        memcpy(o + 4, q->cookie, CLIENT_COOKIE);
-        put_server_cookie(q, o + 4 + CLIENT_COOKIE);
-        rdlen = COOKIE_OPT;
-    }
-    ldns_write_uint16(out + pos + 9, (uint16_t)rdlen);
-    ldns_write_uint16(out + 10, (uint16_t)(ldns_read_uint16(out + 10) + 1));
-    return pos + OPT_LEN + rdlen;
+    return edns_write(&q->edns, out, pos, rcode, q->udp_max, q->secret, q->peer);
 }
 
 /* Copies `n` of the records of a uniform set (all of one length, slots
@@ -690,160 +544,186 @@ static size_t put_truncated(struct answer_ctx *ctx, const struct zone_plan *p,
     return pos;
 }
 
-size_t answer_query(struct answer_ctx *ctx, const struct zone *z, const uint8_t *m, size_t len,
-                    bool tcp, const struct sockaddr *peer, uint8_t *out, size_t cap,
-                    struct answer_info *info)
+/* Reads the header, the question and the records after it of `m` (`len`
+ * bytes, a header at least) into *q, and what logs and counters want of
+ * them into *info. Returns whether the message is a well-formed query:
+ * one question, no answers, authority records only for IXFR, records
+ * that can be walked, at most one OPT. */
+static bool parse_query(const uint8_t *m, size_t len, struct query *q, struct answer_info *info)
 {
-    struct query q;
-    *info = (struct answer_info){0};
-
-    if (len < HDR || (m[2] & F_QR))
-        return 0; /* no header to answer, or a response: never reply */
-
-    q.udp_max = zone_udp_max(z);
-    q.id = ldns_read_uint16(m);
-    q.opcode = (m[2] >> 3) & 0x0f;
-    q.rd_cd[0] = m[2] & F_RD;
-    q.rd_cd[1] = m[3] & F_CD;
-    q.edns = false;
-    q.cookie = NULL;
-    q.bad_cookie = false;
-    q.peer = peer;
-    q.secret = ctx->secret;
+    q->id = ldns_read_uint16(m);
+    q->opcode = (m[2] >> 3) & 0x0f;
+    q->rd_cd[0] = m[2] & F_RD;
+    q->rd_cd[1] = m[3] & F_CD;
+    q->question = NULL;
+    edns_clear(&q->edns);
     uint16_t qdcount = ldns_read_uint16(m + 4);
     uint16_t ancount = ldns_read_uint16(m + 6);
     uint16_t nscount = ldns_read_uint16(m + 8);
     uint16_t arcount = ldns_read_uint16(m + 10);
+    info->id = q->id;
 
     size_t pos = 0;
     if (qdcount == 1)
-        pos = parse_qname(m, len, HDR, &q);
-    bool question = pos != 0 && len - pos >= 4;
-    if (question) {
-        q.qtype = ldns_read_uint16(m + pos);
-        q.qclass = ldns_read_uint16(m + pos + 2);
+        pos = parse_qname(m, len, HDR, q);
+    if (pos != 0 && len - pos >= 4) {
+        q->qtype = ldns_read_uint16(m + pos);
+        q->qclass = ldns_read_uint16(m + pos + 2);
         pos += 4;
-        q.question = m + HDR;
-        q.question_len = pos - HDR;
-        info->qtype = q.qtype;
-        info->qclass = q.qclass;
+        q->question = m + HDR;
+        q->question_len = pos - HDR;
+        info->qtype = q->qtype;
+        info->qclass = q->qclass;
         info->question = true;
     }
     /* The OPT is read even for errors, so they carry one too (RFC 6891 §7). */
     /* A query has no answers, and authority records only for IXFR, whose
      * SOA goes there (RFC 1995 §3). */
-    bool well_formed = question && ancount == 0 && (nscount == 0 || q.qtype == LDNS_RR_TYPE_IXFR);
-    if (well_formed)
-        pos = parse_records(m, len, pos, nscount, false, &q);
-    if (well_formed && pos)
-        pos = parse_records(m, len, pos, arcount, true, &q);
+    bool well_formed =
+        q->question && ancount == 0 && (nscount == 0 || q->qtype == LDNS_RR_TYPE_IXFR);
+    if (well_formed && nscount)
+        pos = parse_records(m, len, pos, nscount, false, q);
+    if (well_formed && pos && arcount)
+        pos = parse_records(m, len, pos, arcount, true, q);
     well_formed = well_formed && pos != 0;
+    if (!well_formed)
+        edns_clear(&q->edns);
+    info->edns = q->edns.present;
+    info->do_bit = q->edns.present && (q->edns.flags & EDNS_DO);
+    info->bufsize = q->edns.present ? q->edns.udp_size : ANSWER_UDP_PLAIN;
+    return well_formed;
+}
+
+#define RCODE_NONE 0xff /* query_error(): no error */
+
+/* The rcode of the error a query gets without asking the zone, or
+ * RCODE_NONE. A malformed one loses its question: the reply has none. */
+static uint8_t query_error(struct query *q, bool well_formed)
+{
+    if (q->opcode != LDNS_PACKET_QUERY)
+        return LDNS_RCODE_NOTIMPL; /* RFC 8906 §3.1.5 */
     if (!well_formed) {
-        q.edns = false;
-        q.cookie = NULL;
+        q->question = NULL;
+        return LDNS_RCODE_FORMERR;
     }
-    info->edns = q.edns;
-    info->id = q.id;
-    info->do_bit = q.edns && (q.edns_flags & EDNS_DO);
-    info->bufsize = q.edns ? q.udp_size : ANSWER_UDP_PLAIN;
+    if (q->edns.present && q->edns.version > 0)
+        return RCODE_BADVERS; /* RFC 6891 §6.1.3 */
+    if (q->edns.bad_cookie)
+        return LDNS_RCODE_FORMERR; /* RFC 7873 §5.2.2 */
+    if (q->qtype == LDNS_RR_TYPE_OPT)
+        return LDNS_RCODE_FORMERR; /* a meta type is not a question */
+    if (q->qclass != LDNS_RR_CLASS_IN)
+        return LDNS_RCODE_REFUSED;
+    return RCODE_NONE;
+}
 
-    uint8_t rcode;
-    if (q.opcode != LDNS_PACKET_QUERY) {
-        rcode = LDNS_RCODE_NOTIMPL; /* RFC 8906 §3.1.5 */
-    } else if (!well_formed) {
-        rcode = LDNS_RCODE_FORMERR;
-        question = false;
-    } else if (q.edns && q.edns_version > 0) {
-        rcode = RCODE_BADVERS; /* RFC 6891 §6.1.3 */
-    } else if (q.bad_cookie) {
-        rcode = LDNS_RCODE_FORMERR; /* RFC 7873 §5.2.2 */
-    } else if (q.qtype == LDNS_RR_TYPE_OPT) {
-        rcode = LDNS_RCODE_FORMERR; /* a meta type is not a question */
-    } else if (q.qclass != LDNS_RR_CLASS_IN) {
-        rcode = LDNS_RCODE_REFUSED;
-    } else {
-        rcode = 0xff;
-    }
-    if (rcode != 0xff) {
-        info->rcode = rcode;
-        info->dropped = true;
-        return put_opt(&q, out, write_empty(&q, out, rcode, question), rcode);
-    }
+/* The largest reply: the buffer's `cap` over TCP; over UDP 512 bytes, or
+ * the client's EDNS size up to ours (RFC 6891 §6.2.5). */
+static size_t reply_limit(const struct query *q, bool tcp, size_t cap)
+{
+    if (tcp)
+        return cap;
+    size_t udp = ANSWER_UDP_PLAIN;
+    if (q->edns.present && q->edns.udp_size > udp)
+        udp = q->edns.udp_size < q->udp_max ? q->edns.udp_size : q->udp_max;
+    return udp < cap ? udp : cap;
+}
 
-    struct zone_found found;
-    zone_find(z, q.lname, q.name_len, q.qtype, &found);
-    const struct zone_plan *p = found.plan;
-    uint16_t ptr = (uint16_t)(0xc000 | (HDR + found.apex));
-    info->rcode = p->rcode;
-    info->dropped = !p->aa; /* the REFUSED plan: outside the zone */
-
-    /* A hostname target outside the zone: its records from the upstream
-     * cache follow the CNAME, or the query waits for a lookup. */
-    uint16_t an, ns;
-    size_t nan = p->nsets[ZONE_ANSWER], nns = p->nsets[ZONE_AUTHORITY];
-    struct tail tail;
-    tail.n = 0;
-    tail.bytes = 0;
-    tail.soa = false;
+/* Fills *tail when the plan's answer goes on at a hostname target outside
+ * the zone: its records from the upstream cache follow the CNAME. False
+ * when the query must wait for a lookup first (info->wait). */
+static bool fetch_tail(struct answer_ctx *ctx, const struct zone *z, const struct query *q,
+                       const struct zone_plan *p, struct tail *tail, struct answer_info *info)
+{
+    tail->n = 0;
+    tail->bytes = 0;
+    tail->soa = false;
     const struct zone_external *external = zone_plan_external(p);
-    const struct upstream_settings *set = external ? zone_upstream(z) : NULL;
-    if (set && ctx->up) {
-        struct upstream_lookup *wait = NULL;
-        size_t base = HDR + q.question_len + set_bytes(p, 0, nan, &an);
-        if (!follow(ctx, z, set, external, q.qtype, nan, base, &tail,
-                    ctx->no_wait ? NULL : &wait)) {
-            info->deferred = true;
-            info->wait = wait;
-            return 0;
-        }
+    const struct upstream_settings *set = external ? zone_settings(z)->upstream : NULL;
+    if (!set || !ctx->up)
+        return true;
+    uint16_t an;
+    size_t nan = p->nsets[ZONE_ANSWER];
+    struct upstream_lookup *wait = NULL;
+    size_t base = HDR + q->question_len + set_bytes(p, 0, nan, &an);
+    if (follow(ctx, z, set, external, q->qtype, nan, base, tail, ctx->no_wait ? NULL : &wait))
+        return true;
+    info->wait = wait;
+    return false;
+}
+
+/*
+ * An A or AAAA answer that ends in a CNAME whose target has no records
+ * here (resolve=no, no upstream, the upstream failed or has none, a
+ * dangling chain) is, for that target, a negative answer without an SOA,
+ * which RFC 2308 §5 says not to cache. dnsmasq caches it anyway, for the
+ * CNAMEs' smallest TTL: the target would then be NODATA for everyone
+ * behind it, whatever its own servers say. A CNAME of TTL 0 keeps every
+ * cache from holding any of it (README, "Hostname targets outside the
+ * zone"): the first answer record's TTL, at out+first, becomes 0.
+ */
+static void zero_open_ttl(const struct query *q, const struct zone_plan *p, const struct tail *t,
+                          uint8_t *out, size_t first, size_t end, uint16_t ns)
+{
+    size_t nan = p->nsets[ZONE_ANSWER];
+    bool open = t->n ? t->open : nan && set_type(p->sets[nan - 1]) == LDNS_RR_TYPE_CNAME;
+    if (open && ns == 0 && p->rcode == LDNS_RCODE_NOERROR &&
+        (q->qtype == LDNS_RR_TYPE_A || q->qtype == LDNS_RR_TYPE_AAAA)) {
+        size_t ttl = wire_skip_name(out, end, first, NULL) + 4;
+        if (ttl > 4 && ttl + 4 <= end)
+            ldns_write_uint32(out + ttl, 0);
     }
+}
 
-    size_t limit = cap;
-    if (!tcp) {
-        size_t udp = ANSWER_UDP_PLAIN;
-        if (q.edns && q.udp_size > udp)
-            udp = q.udp_size < q.udp_max ? q.udp_size : q.udp_max;
-
-        if (udp < limit)
-            limit = udp;
+/* Additional records are a courtesy: whole sets that do not fit before
+ * `limit` are left out, without TC (RFC 2181 §9). */
+static size_t put_additional(struct answer_ctx *ctx, const struct zone_plan *p, uint8_t *out,
+                             size_t pos, size_t limit, uint16_t ptr)
+{
+    uint16_t ar = 0;
+    size_t from = p->nsets[ZONE_ANSWER] + p->nsets[ZONE_AUTHORITY];
+    for (size_t i = from; i < from + p->nsets[ZONE_ADDITIONAL]; i++) {
+        const struct zone_rrset *r = p->sets[i];
+        if (pos + r->len > limit)
+            continue;
+        pos = put_set(ctx, r, out, pos, ptr);
+        ar = (uint16_t)(ar + r->count);
     }
-    size_t reserve = opt_len(&q);
+    ldns_write_uint16(out + 10, ar);
+    return pos;
+}
 
-    pos = write_empty(&q, out, p->rcode, true);
-    if (p->aa)
-        out[2] |= F_AA;
-
-    size_t need = set_bytes(p, 0, nan, &an) + set_bytes(p, nan, nns, &ns);
-    need += tail.bytes;
-    for (size_t i = 0; i < found.nptr; i++)
-        need += 12 + found.ptr[i].target_len;
-    need += found.rrlen;
-    if (pos + need + reserve > limit) {
-        pos = put_truncated(ctx, p, &found, &tail, out, pos, limit - reserve, ptr, &an);
-        ldns_write_uint16(out + 6, an);
-        out[2] |= F_TC;
-        info->truncated = true;
-        return put_opt(&q, out, pos, p->rcode);
-    }
+/* The whole answer, which fits before `limit`, after the question at
+ * out+pos: the answer section (the plan's sets, the upstream tail, PTRs
+ * or an endpoint's record), the authority section, then as much of the
+ * additional section as fits. `an` and `ns` count the plan's answer and
+ * authority records. Returns the new position. */
+static size_t put_whole(struct answer_ctx *ctx, const struct query *q, const struct zone_found *f,
+                        const struct tail *tail, uint8_t *out, size_t pos, size_t limit,
+                        uint16_t an, uint16_t ns)
+{
+    const struct zone_plan *p = f->plan;
+    uint16_t ptr = (uint16_t)(0xc000 | (HDR + f->apex));
+    size_t nan = p->nsets[ZONE_ANSWER], nns = p->nsets[ZONE_AUTHORITY];
 
     size_t first = pos;
     for (size_t i = 0; i < nan; i++)
         pos = put_set(ctx, p->sets[i], out, pos, ptr);
     uint16_t soa_apex = 0;
-    pos = put_tail(ctx, &tail, out, pos, &an, &soa_apex);
-    if (found.nptr) {
-        pos = put_ptrs(found.ptr, found.nptr, out, pos);
-        an = (uint16_t)(an + found.nptr);
+    pos = put_tail(ctx, tail, out, pos, &an, &soa_apex);
+    if (f->nptr) {
+        pos = put_ptrs(f->ptr, f->nptr, out, pos);
+        an = (uint16_t)(an + f->nptr);
     }
-    if (found.rr) {
-        memcpy(out + pos, found.rr, found.rrlen);
-        pos += found.rrlen;
+    if (f->rr) {
+        memcpy(out + pos, f->rr, f->rrlen);
+        pos += f->rrlen;
         an++;
     }
     for (size_t i = nan; i < nan + nns; i++)
         pos = put_set(ctx, p->sets[i], out, pos, ptr);
-    if (tail.soa) {
-        const struct zone_plan *back = tail.back[tail.n - 1].plan;
+    if (tail->soa) {
+        const struct zone_plan *back = tail->back[tail->n - 1].plan;
         for (size_t i = 0; i < back->nsets[ZONE_AUTHORITY]; i++) {
             pos = put_set(ctx, back->sets[i], out, pos, soa_apex);
             ns = (uint16_t)(ns + back->sets[i]->count);
@@ -851,33 +731,67 @@ size_t answer_query(struct answer_ctx *ctx, const struct zone *z, const uint8_t 
     }
     ldns_write_uint16(out + 6, an);
     ldns_write_uint16(out + 8, ns);
+    zero_open_ttl(q, p, tail, out, first, pos, ns);
+    return put_additional(ctx, p, out, pos, limit, ptr);
+}
 
-    /* An A or AAAA answer that ends in a CNAME whose target has no records
-     * here (resolve=no, no upstream, the upstream failed or has none, a
-     * dangling chain) is, for that target, a negative answer without an
-     * SOA, which RFC 2308 §5 says not to cache. dnsmasq caches it anyway,
-     * for the CNAMEs' smallest TTL: the target would then be NODATA for
-     * everyone behind it, whatever its own servers say. A CNAME of TTL 0
-     * keeps every cache from holding any of it (README, "Hostname targets
-     * outside the zone"). */
-    bool open = tail.n ? tail.open : nan && set_type(p->sets[nan - 1]) == LDNS_RR_TYPE_CNAME;
-    if (open && ns == 0 && p->rcode == LDNS_RCODE_NOERROR &&
-        (q.qtype == LDNS_RR_TYPE_A || q.qtype == LDNS_RR_TYPE_AAAA)) {
-        size_t ttl = wire_skip_name(out, pos, first, NULL) + 4;
-        if (ttl > 4 && ttl + 4 <= pos)
-            ldns_write_uint32(out + ttl, 0);
-    }
+/* Answers a query that passed query_error() from the zone. */
+static enum answer_result answer_from_zone(struct answer_ctx *ctx, const struct zone *z,
+                                           const struct query *q, bool tcp, uint8_t *out,
+                                           size_t cap, struct answer_info *info)
+{
+    struct zone_found found;
+    zone_find(z, q->lname, q->name_len, q->qtype, &found);
+    const struct zone_plan *p = found.plan;
+    info->rcode = p->rcode;
+    info->outside = !p->aa; /* the REFUSED plan: outside the zone */
 
-    /* Additional records are a courtesy: drop whole sets that do not fit,
-     * without TC (RFC 2181 §9). */
-    uint16_t ar = 0;
-    for (size_t i = nan + nns; i < nan + nns + p->nsets[ZONE_ADDITIONAL]; i++) {
-        const struct zone_rrset *r = p->sets[i];
-        if (pos + r->len + reserve > limit)
-            continue;
-        pos = put_set(ctx, r, out, pos, ptr);
-        ar = (uint16_t)(ar + r->count);
+    struct tail tail;
+    if (!fetch_tail(ctx, z, q, p, &tail, info))
+        return ANSWER_DEFERRED;
+
+    size_t limit = reply_limit(q, tcp, cap) - edns_reply_len(&q->edns); /* the OPT's room kept */
+    size_t pos = write_empty(q, out, p->rcode, true);
+    if (p->aa)
+        out[2] |= F_AA;
+
+    uint16_t an, ns;
+    size_t nan = p->nsets[ZONE_ANSWER];
+    size_t need = set_bytes(p, 0, nan, &an) + set_bytes(p, nan, p->nsets[ZONE_AUTHORITY], &ns);
+    need += tail.bytes;
+    for (size_t i = 0; i < found.nptr; i++)
+        need += 12 + found.ptr[i].target_len;
+    need += found.rrlen;
+    if (pos + need > limit) {
+        uint16_t ptr = (uint16_t)(0xc000 | (HDR + found.apex));
+        pos = put_truncated(ctx, p, &found, &tail, out, pos, limit, ptr, &an);
+        ldns_write_uint16(out + 6, an);
+        out[2] |= F_TC;
+        info->truncated = true;
+    } else {
+        pos = put_whole(ctx, q, &found, &tail, out, pos, limit, an, ns);
     }
-    ldns_write_uint16(out + 10, ar);
-    return put_opt(&q, out, pos, p->rcode);
+    info->len = put_opt(q, out, pos, p->rcode);
+    return ANSWER_REPLY;
+}
+
+enum answer_result answer_query(struct answer_ctx *ctx, const struct zone *z, const uint8_t *m,
+                                size_t len, bool tcp, const struct sockaddr *peer, uint8_t *out,
+                                size_t cap, struct answer_info *info)
+{
+    *info = (struct answer_info){0};
+    if (len < HDR || (m[2] & F_QR))
+        return ANSWER_NONE; /* no header to answer, or a response: never reply */
+
+    struct query q;
+    q.udp_max = zone_settings(z)->udp_max;
+    q.peer = peer;
+    q.secret = ctx->secret;
+    uint8_t rcode = query_error(&q, parse_query(m, len, &q, info));
+    if (rcode == RCODE_NONE)
+        return answer_from_zone(ctx, z, &q, tcp, out, cap, info);
+    info->rcode = rcode;
+    info->outside = true;
+    info->len = put_opt(&q, out, write_empty(&q, out, rcode, q.question != NULL), rcode);
+    return ANSWER_REPLY;
 }

@@ -145,6 +145,6 @@ bool parse_ipv4(const char *s, uint8_t out[4]);
 int parse_address(struct parser *p, const char *s, int line, struct config_target *t);
 
 /* The socket address, and its text, of an address target with a port. */
-void target_sockaddr(const struct config_target *t, struct config_listen *l);
+void target_sockaddr(const struct config_target *t, struct config_addr *l);
 
 #endif

@@ -112,7 +112,7 @@ static bool set_addresses(struct parser *p, const struct token *tok, size_t n,
 {
     struct config *cfg = p->cfg;
     const char *what = config_options[id].name;
-    struct config_listen *list = arena_zalloc(p->a, (n ? n : 1) * sizeof(*list));
+    struct config_addr *list = arena_zalloc(p->a, (n ? n : 1) * sizeof(*list));
     if (!list) {
         parser_oom(p);
         return false;
@@ -133,7 +133,7 @@ static bool set_addresses(struct parser *p, const struct token *tok, size_t n,
             ok = false;
             continue;
         }
-        struct config_listen *l = &list[count];
+        struct config_addr *l = &list[count];
         if (!t.port)
             t.port = 53;
         target_sockaddr(&t, l);
@@ -476,7 +476,7 @@ static bool set_endpoint(struct parser *p, const struct value *v)
     }
     if (r < 0)
         return false;
-    struct config_listen *l = &p->cfg->http[ep];
+    struct config_addr *l = &p->cfg->http[ep];
     memset(l, 0, sizeof(*l));
     target_sockaddr(&t, l);
     l->line = v->tok[0].line;

@@ -224,7 +224,8 @@ int parse_address(struct parser *p, const char *s, int line, struct config_targe
     return 1;
 }
 
-static void listen_text(struct config_listen *l)
+/* l->text from l->addr. */
+static void addr_text(struct config_addr *l)
 {
     char host[INET6_ADDRSTRLEN];
     if (l->addr.ss_family == AF_INET) {
@@ -239,7 +240,7 @@ static void listen_text(struct config_listen *l)
 }
 
 /* The socket address (and its text) of an address target with a port. */
-void target_sockaddr(const struct config_target *t, struct config_listen *l)
+void target_sockaddr(const struct config_target *t, struct config_addr *l)
 {
     if (t->family == AF_INET) {
         struct sockaddr_in *sin = (struct sockaddr_in *)&l->addr;
@@ -254,5 +255,5 @@ void target_sockaddr(const struct config_target *t, struct config_listen *l)
         memcpy(&sin6->sin6_addr, t->addr, 16);
         l->addrlen = sizeof(*sin6);
     }
-    listen_text(l);
+    addr_text(l);
 }

@@ -5,6 +5,7 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,14 +14,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "config-build.h"
+#include "svcmapd/clock.h"
 #include "svcmapd/listener.h"
 #include "svcmapd/log.h"
-#include "svcmapd/metrics.h"
+#include "svcmapd/metrics_render.h"
 #include "svcmapd/reload.h"
-#include "svcmapd/server.h"
-#include "svcmapd/upstream.h"
-#include "svcmapd/zone.h"
 #include "svcmapd/zone_ref.h"
 
 /*
@@ -128,254 +126,6 @@ struct http {
     struct log_limit refuse_log, accept_log;
 };
 
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-static void label_esc(struct evbuffer *b, const char *s)
-{
-    for (; *s; s++) {
-        if (*s == '\\' || *s == '"')
-            evbuffer_add(b, "\\", 1);
-        if (*s == '\n')
-            evbuffer_add(b, "\\n", 2);
-        else
-            evbuffer_add(b, s, 1);
-    }
-}
-
-static uint64_t load(const _Atomic uint64_t *c)
-{
-    return atomic_load_explicit(c, memory_order_relaxed);
-}
-
-static void head(struct evbuffer *b, const char *name, const char *type, const char *help)
-{
-    evbuffer_add_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
-}
-
-/* The labels server, zone and view of a cell. */
-static void cell_labels(struct evbuffer *b, const char *server, const char *zone)
-{
-    evbuffer_add_printf(b, "server=\"dns://");
-    label_esc(b, server);
-    evbuffer_add_printf(b, "\",zone=\"");
-    label_esc(b, zone);
-    evbuffer_add_printf(b, "\",view=\"\"");
-}
-
-/* Sums cell `c` over the workers. */
-static void sum_cell(const struct server *srv, size_t c, struct metrics_cell *out)
-{
-    memset(out, 0, sizeof(*out));
-    _Atomic uint64_t *dst = (_Atomic uint64_t *)out;
-    size_t n = sizeof(*out) / sizeof(_Atomic uint64_t);
-    for (size_t k = 0; k < server_workers(srv); k++) {
-        const _Atomic uint64_t *src = (const _Atomic uint64_t *)&server_metrics(srv, k)->cells[c];
-        for (size_t i = 0; i < n; i++)
-            atomic_store_explicit(&dst[i], load(&dst[i]) + load(&src[i]), memory_order_relaxed);
-    }
-}
-
-static void histogram(struct evbuffer *b, const char *name, const char *server, const char *zone,
-                      const char *proto, const _Atomic uint64_t *buckets, const double *le,
-                      size_t nle, double sum)
-{
-    uint64_t total = 0;
-    for (size_t i = 0; i <= nle; i++)
-        total += load(&buckets[i]);
-    if (total == 0)
-        return;
-    uint64_t cum = 0;
-    for (size_t i = 0; i <= nle; i++) {
-        cum += load(&buckets[i]);
-        evbuffer_add_printf(b, "%s_bucket{", name);
-        cell_labels(b, server, zone);
-        if (proto)
-            evbuffer_add_printf(b, ",proto=\"%s\"", proto);
-        if (i < nle)
-            evbuffer_add_printf(b, ",le=\"%g\"} %llu\n", le[i], (unsigned long long)cum);
-        else
-            evbuffer_add_printf(b, ",le=\"+Inf\"} %llu\n", (unsigned long long)cum);
-    }
-    const char *suffix[2] = {"sum", "count"};
-    for (int k = 0; k < 2; k++) {
-        evbuffer_add_printf(b, "%s_%s{", name, suffix[k]);
-        cell_labels(b, server, zone);
-        if (proto)
-            evbuffer_add_printf(b, ",proto=\"%s\"", proto);
-        if (k == 0)
-            evbuffer_add_printf(b, "} %.9g\n", sum);
-        else
-            evbuffer_add_printf(b, "} %llu\n", (unsigned long long)total);
-    }
-}
-
-static void render_dns(struct http *h, struct evbuffer *b, const char *zone)
-{
-    size_t nlisten;
-    const struct config_listen *listen = server_listen(h->srv, &nlisten);
-    struct metrics_cell *cells = calloc(2 * nlisten, sizeof(*cells));
-    if (!cells)
-        return;
-    for (size_t c = 0; c < 2 * nlisten; c++)
-        sum_cell(h->srv, c, &cells[c]);
-    const char *zones[2] = {zone, "dropped"};
-    const char *protos[2] = {"udp", "tcp"};
-
-    head(b, "coredns_dns_requests_total", "counter",
-         "Counter of DNS requests made per zone, protocol and family.");
-    for (size_t c = 0; c < 2 * nlisten; c++)
-        for (int t = 0; t < 2; t++)
-            for (int f = 0; f < 2; f++)
-                for (size_t q = 0; q < METRICS_TYPES; q++) {
-                    uint64_t v = load(&cells[c].requests[t][f][q]);
-                    if (!v)
-                        continue;
-                    evbuffer_add_printf(b, "coredns_dns_requests_total{");
-                    cell_labels(b, listen[c / 2].text, zones[c % 2]);
-                    evbuffer_add_printf(b, ",proto=\"%s\",family=\"%d\",type=\"%s\"} %llu\n",
-                                        protos[t], f + 1, metrics_type_name(q),
-                                        (unsigned long long)v);
-                }
-
-    head(b, "coredns_dns_responses_total", "counter", "Counter of response status codes.");
-    for (size_t c = 0; c < 2 * nlisten; c++)
-        for (size_t r = 0; r < METRICS_RCODES; r++) {
-            uint64_t v = load(&cells[c].responses[r]);
-            if (!v)
-                continue;
-            evbuffer_add_printf(b, "coredns_dns_responses_total{");
-            cell_labels(b, listen[c / 2].text, zones[c % 2]);
-            evbuffer_add_printf(b, ",rcode=\"%s\",plugin=\"%s\"} %llu\n", metrics_rcode_name(r),
-                                c % 2 ? "" : "svcmapd", (unsigned long long)v);
-        }
-
-    head(b, "coredns_dns_request_duration_seconds", "histogram",
-         "Histogram of the time (in seconds) each request took.");
-    for (size_t c = 0; c < 2 * nlisten; c++)
-        histogram(b, "coredns_dns_request_duration_seconds", listen[c / 2].text, zones[c % 2], NULL,
-                  cells[c].duration, metrics_duration_le, METRICS_DURATION_BUCKETS,
-                  (double)load(&cells[c].duration_ns) / 1e9);
-
-    head(b, "coredns_dns_request_size_bytes", "histogram",
-         "Size of the EDNS0 UDP buffer in "
-         "bytes (64K for TCP).");
-    for (size_t c = 0; c < 2 * nlisten; c++)
-        for (int t = 0; t < 2; t++)
-            histogram(b, "coredns_dns_request_size_bytes", listen[c / 2].text, zones[c % 2],
-                      protos[t], cells[c].req_size[t], metrics_size_le, METRICS_SIZE_BUCKETS,
-                      (double)load(&cells[c].req_bytes[t]));
-
-    head(b, "coredns_dns_response_size_bytes", "histogram",
-         "Size of the returned response in "
-         "bytes.");
-    for (size_t c = 0; c < 2 * nlisten; c++)
-        for (int t = 0; t < 2; t++)
-            histogram(b, "coredns_dns_response_size_bytes", listen[c / 2].text, zones[c % 2],
-                      protos[t], cells[c].resp_size[t], metrics_size_le, METRICS_SIZE_BUCKETS,
-                      (double)load(&cells[c].resp_bytes[t]));
-    free(cells);
-}
-
-static void render(struct http *h, struct evbuffer *b)
-{
-    const struct zone *z = zone_ref_current(h->zones);
-    const struct zone_stats *st = zone_stats(z);
-    char zone[260];
-    snprintf(zone, sizeof(zone), "%s.", zone_name(z));
-
-    head(b, "coredns_build_info", "gauge",
-         "A metric with a constant '1' value labeled by version, "
-         "revision, and goversion from which CoreDNS was "
-         "built.");
-    evbuffer_add_printf(b,
-                        "coredns_build_info{version=\"svcmapd-%s\",revision=\"\",goversion=\"\"} "
-                        "1\n",
-                        SVCMAPD_VERSION);
-    render_dns(h, b, zone);
-
-    const struct reload_stats *rs = reload_stats(h->reloader);
-    head(b, "svcmapd_reloads_total", "counter", "Reloads of the mapping file, by result.");
-    evbuffer_add_printf(b, "svcmapd_reloads_total{result=\"ok\"} %llu\n",
-                        (unsigned long long)rs->ok);
-    evbuffer_add_printf(b, "svcmapd_reloads_total{result=\"failed\"} %llu\n",
-                        (unsigned long long)rs->failed);
-    evbuffer_add_printf(b, "svcmapd_reloads_total{result=\"held\"} %llu\n",
-                        (unsigned long long)rs->held);
-    head(b, "svcmapd_config_read_failures_total", "counter",
-         "Times `reload =` found the mapping file unreadable.");
-    evbuffer_add_printf(b, "svcmapd_config_read_failures_total %llu\n",
-                        (unsigned long long)rs->read_failures);
-    head(b, "svcmapd_config_unreadable", "gauge", "1 while `reload =` cannot read the file.");
-    evbuffer_add_printf(b, "svcmapd_config_unreadable %d\n", rs->read_failing ? 1 : 0);
-    head(b, "svcmapd_last_reload_success_timestamp_seconds", "gauge",
-         "Unix time of the last successful load of the mapping file.");
-    evbuffer_add_printf(b, "svcmapd_last_reload_success_timestamp_seconds %lld\n",
-                        (long long)rs->last_ok);
-    head(b, "svcmapd_zone_serial", "gauge", "SOA serial of the zone served.");
-    evbuffer_add_printf(b, "svcmapd_zone_serial %u\n", st->serial);
-    head(b, "svcmapd_services", "gauge", "Services in the mapping served.");
-    evbuffer_add_printf(b, "svcmapd_services %zu\n", st->services);
-    head(b, "svcmapd_records", "gauge", "Resource records in the zone served.");
-    evbuffer_add_printf(b, "svcmapd_records %zu\n", st->records);
-
-    struct {
-        const char *name, *help;
-        size_t offset;
-    } up[] = {
-        {"svcmapd_upstream_cache_hits_total", "Answers to hostname targets from the cache.",
-         offsetof(struct upstream_stats, hits)},
-        {"svcmapd_upstream_cache_misses_total", "Queries that waited for an upstream lookup.",
-         offsetof(struct upstream_stats, misses)},
-        {"svcmapd_upstream_failures_total", "Upstream lookups that got no usable answer.",
-         offsetof(struct upstream_stats, failures)},
-        {"svcmapd_upstream_stale_answers_total", "Answers with expired records (RFC 8767).",
-         offsetof(struct upstream_stats, stale)},
-        {"svcmapd_upstream_queries_total", "Queries sent to upstream servers.",
-         offsetof(struct upstream_stats, lookups)},
-    };
-    for (size_t i = 0; i < sizeof(up) / sizeof(up[0]); i++) {
-        uint64_t v = 0;
-        for (size_t k = 0; k < server_workers(h->srv); k++)
-            v += load((const _Atomic uint64_t *)(const void *)((const char *)server_upstream_stats(
-                                                                   h->srv, k) +
-                                                               up[i].offset));
-        head(b, up[i].name, "counter", up[i].help);
-        evbuffer_add_printf(b, "%s %llu\n", up[i].name, (unsigned long long)v);
-    }
-
-    uint64_t refused = 0;
-    for (size_t k = 0; k < server_workers(h->srv); k++)
-        refused += load(&server_metrics(h->srv, k)->tcp_refused);
-    head(b, "svcmapd_tcp_connections", "gauge", "TCP connections open.");
-    evbuffer_add_printf(b, "svcmapd_tcp_connections %u\n", server_tcp_open(h->srv));
-    head(b, "svcmapd_tcp_connections_refused_total", "counter",
-         "TCP connections closed at once at tcp-max-connections.");
-    evbuffer_add_printf(b, "svcmapd_tcp_connections_refused_total %llu\n",
-                        (unsigned long long)refused);
-
-    uint64_t accept_errors = 0;
-    for (size_t k = 0; k < server_workers(h->srv); k++)
-        accept_errors += load(&server_metrics(h->srv, k)->tcp_accept_errors);
-    head(b, "svcmapd_accept_errors_total", "counter",
-         "Failed accept() calls, by listener; each pauses that listener for a while.");
-    evbuffer_add_printf(b, "svcmapd_accept_errors_total{listener=\"dns\"} %llu\n",
-                        (unsigned long long)accept_errors);
-    evbuffer_add_printf(b, "svcmapd_accept_errors_total{listener=\"http\"} %llu\n",
-                        (unsigned long long)load(&h->accept_errors));
-    head(b, "svcmapd_http_connections", "gauge", "HTTP connections open.");
-    evbuffer_add_printf(b, "svcmapd_http_connections %zu\n", h->nconns);
-    head(b, "svcmapd_http_refused_total", "counter",
-         "HTTP requests and connections refused, by reason.");
-    for (size_t r = 0; r < REFUSALS; r++)
-        evbuffer_add_printf(b, "svcmapd_http_refused_total{reason=\"%s\"} %llu\n", refusal_names[r],
-                            (unsigned long long)h->refused[r]);
-}
-
 /* ---------------------------------------------------------------------- */
 /* Connections                                                             */
 
@@ -398,7 +148,7 @@ static void unlink_conn(struct conn *c)
 static void append_conn(struct conn *c)
 {
     struct http *h = c->h;
-    c->since = now_ms();
+    c->since = clock_ns() / 1000000;
     c->older = h->newest;
     if (h->newest)
         h->newest->newer = c;
@@ -413,7 +163,7 @@ static void arm_deadline(struct http *h)
         evtimer_del(h->deadline);
         return;
     }
-    uint64_t due = h->oldest->since + HTTP_DEADLINE * 1000ULL, now = now_ms();
+    uint64_t due = h->oldest->since + HTTP_DEADLINE * 1000ULL, now = clock_ns() / 1000000;
     uint64_t left = due > now ? due - now : 0;
     struct timeval tv = {(time_t)(left / 1000), (suseconds_t)(left % 1000) * 1000};
     evtimer_add(h->deadline, &tv);
@@ -455,7 +205,7 @@ static void on_deadline(evutil_socket_t fd, short what, void *arg)
     struct http *h = arg;
     (void)fd;
     (void)what;
-    uint64_t now = now_ms();
+    uint64_t now = clock_ns() / 1000000;
     while (h->oldest && h->oldest->since + HTTP_DEADLINE * 1000ULL <= now) {
         struct conn *c = h->oldest;
         /* an idle connection that has been answered is not refused: it
@@ -489,7 +239,7 @@ static size_t head_end(const char *p, size_t n, size_t from)
 }
 
 /* The next line of the head at *pos, without its line end. */
-static bool next_line(const char *p, size_t n, size_t *pos, const char **line, size_t *len)
+static bool head_line(const char *p, size_t n, size_t *pos, const char **line, size_t *len)
 {
     const char *nl = *pos < n ? memchr(p + *pos, '\n', n - *pos) : NULL;
     if (!nl)
@@ -571,43 +321,49 @@ static enum page route(const struct endpoint *ep, const char *t, size_t len, boo
     return PAGE_NONE;
 }
 
-/* Reads the head `p` (`n` bytes, through its empty line) into *a. A
- * refusal is counted and logged here. */
-static void parse_head(struct conn *c, const char *p, size_t n, struct ask *a)
-{
-    *a = (struct ask){.page = PAGE_NONE};
-    const char *line;
-    size_t len, pos = 0;
-    if (!next_line(p, n, &pos, &line, &len) || memchr(p, '\0', n))
-        goto malformed;
+/* The request line (RFC 9112 §3). */
+struct request_line {
+    const char *method, *target;
+    size_t mlen, tlen;
+    char major, minor; /* of the HTTP version */
+};
 
-    /* §3: method SP request-target SP HTTP-version */
-    const char *method = line;
-    size_t mlen = token_len(line, len);
-    if (mlen == 0 || mlen == len || line[mlen] != ' ')
-        goto malformed;
-    const char *target = line + mlen + 1;
-    size_t tlen = 0;
-    while (mlen + 1 + tlen < len && target[tlen] > ' ' && target[tlen] < 0x7f)
-        tlen++;
-    const char *version = target + tlen + 1;
-    if (tlen == 0 || mlen + 1 + tlen + 1 + 8 != len || target[tlen] != ' ' ||
+/* Reads `line` (`len` bytes): method SP request-target SP HTTP-version.
+ * False if it is malformed. */
+static bool parse_request_line(const char *line, size_t len, struct request_line *r)
+{
+    r->method = line;
+    r->mlen = token_len(line, len);
+    if (r->mlen == 0 || r->mlen == len || line[r->mlen] != ' ')
+        return false;
+    r->target = line + r->mlen + 1;
+    r->tlen = 0;
+    while (r->mlen + 1 + r->tlen < len && r->target[r->tlen] > ' ' && r->target[r->tlen] < 0x7f)
+        r->tlen++;
+    const char *version = r->target + r->tlen + 1;
+    if (r->tlen == 0 || r->mlen + 1 + r->tlen + 1 + 8 != len || r->target[r->tlen] != ' ' ||
         memcmp(version, "HTTP/", 5) != 0 || version[5] < '0' || version[5] > '9' ||
         version[6] != '.' || version[7] < '0' || version[7] > '9')
-        goto malformed;
-    if (version[5] != '1') {
-        refuse(c, REFUSED_MALFORMED, "HTTP version %.3s: 505", version + 5);
-        *a = (struct ask){.status = 505, .close = true};
-        return;
-    }
-    a->close = version[7] == '0'; /* HTTP/1.0: no keep-alive here */
-    bool coded = false, length_seen = false;
+        return false;
+    r->major = version[5];
+    r->minor = version[7];
+    return true;
+}
 
-    /* §5: field-name ":" OWS field-value OWS */
-    while (next_line(p, n, &pos, &line, &len) && len > 0) {
+/* Reads the header fields (§5) of the head `p` (`n` bytes) from *pos to
+ * its empty line into *a: Content-Length, Connection: close, and in
+ * *coded whether a Transfer-Encoding is given. False if one is
+ * malformed. */
+static bool parse_fields(const char *p, size_t n, size_t *pos, struct ask *a, bool *coded)
+{
+    const char *line;
+    size_t len;
+    bool length_seen = false;
+    /* field-name ":" OWS field-value OWS */
+    while (head_line(p, n, pos, &line, &len) && len > 0) {
         size_t k = token_len(line, len);
         if (k == 0 || k == len || line[k] != ':')
-            goto malformed; /* obs-fold and space before the colon too (§5.1, §5.2) */
+            return false; /* obs-fold and space before the colon too (§5.1, §5.2) */
         const char *v = line + k + 1;
         size_t vlen = len - k - 1;
         while (vlen && (*v == ' ' || *v == '\t'))
@@ -616,29 +372,52 @@ static void parse_head(struct conn *c, const char *p, size_t n, struct ask *a)
             vlen--;
         for (size_t i = 0; i < vlen; i++)
             if ((unsigned char)v[i] < ' ' && v[i] != '\t')
-                goto malformed;
+                return false;
         if (same(line, k, "content-length")) {
             /* §6.3: digits; two different values are an error. Counted
              * no further than past the limit. */
             uint64_t cl = 0;
             if (vlen == 0)
-                goto malformed;
+                return false;
             for (size_t i = 0; i < vlen; i++) {
                 if (v[i] < '0' || v[i] > '9')
-                    goto malformed;
+                    return false;
                 if (cl <= HTTP_BODY_MAX)
                     cl = cl * 10 + (uint64_t)(v[i] - '0');
             }
             if (length_seen && cl != a->body)
-                goto malformed;
+                return false;
             length_seen = true;
             a->body = cl;
         } else if (same(line, k, "transfer-encoding")) {
-            coded = true;
+            *coded = true;
         } else if (same(line, k, "connection") && list_has(v, vlen, "close")) {
             a->close = true;
         }
     }
+    return true;
+}
+
+/* Reads the head `p` (`n` bytes, through its empty line) into *a. A
+ * refusal is counted and logged here. */
+static void parse_head(struct conn *c, const char *p, size_t n, struct ask *a)
+{
+    *a = (struct ask){.page = PAGE_NONE};
+    const char *line;
+    size_t len, pos = 0;
+    struct request_line r;
+    if (!head_line(p, n, &pos, &line, &len) || memchr(p, '\0', n) ||
+        !parse_request_line(line, len, &r))
+        goto malformed;
+    if (r.major != '1') {
+        refuse(c, REFUSED_MALFORMED, "HTTP version %c.%c: 505", r.major, r.minor);
+        *a = (struct ask){.status = 505, .close = true};
+        return;
+    }
+    a->close = r.minor == '0'; /* HTTP/1.0: no keep-alive here */
+    bool coded = false;
+    if (!parse_fields(p, n, &pos, a, &coded))
+        goto malformed;
 
     /* a body is refused before it is read, and the connection closed */
     if (coded) {
@@ -652,11 +431,11 @@ static void parse_head(struct conn *c, const char *p, size_t n, struct ask *a)
         return;
     }
     bool bad = false;
-    a->page = route(c->ep, target, tlen, &bad);
+    a->page = route(c->ep, r.target, r.tlen, &bad);
     if (bad)
         goto malformed;
-    a->head = exact(method, mlen, "HEAD");
-    if (!a->head && !exact(method, mlen, "GET"))
+    a->head = exact(r.method, r.mlen, "HEAD");
+    if (!a->head && !exact(r.method, r.mlen, "GET"))
         a->status = 405; /* an answer, not a refusal: any body is read first */
     return;
 
@@ -723,6 +502,26 @@ static void respond_text(struct conn *c, int status, const char *text)
     respond(c, status, TEXT);
 }
 
+/* /metrics into h->body: what the server, the zone, the reloader and this
+ * HTTP server count (metrics_render.c renders it). */
+static void render_metrics(struct http *h)
+{
+    struct metrics_sources src = {
+        .srv = h->srv,
+        .zone = zone_ref_current(h->zones),
+        .reload = reload_stats(h->reloader),
+        .http =
+            {
+                .accept_errors = atomic_load_explicit(&h->accept_errors, memory_order_relaxed),
+                .connections = h->nconns,
+                .refused = h->refused,
+                .reasons = refusal_names,
+                .nreasons = REFUSALS,
+            },
+    };
+    metrics_render(h->body, &src);
+}
+
 /* Answers the request read (its body too, if it had one). */
 static void answer(struct conn *c)
 {
@@ -748,7 +547,7 @@ static void answer(struct conn *c)
             respond_text(c, 503, "starting\n");
             return;
         }
-        render(h, h->body);
+        render_metrics(h);
         respond(c, 200, "text/plain; version=0.0.4; charset=utf-8");
         return;
     case PAGE_NONE:
@@ -845,7 +644,7 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
     conn_close(arg);
 }
 
-static void on_accept(int fd, const struct sockaddr *sa, socklen_t len, void *arg)
+static void endpoint_accept(int fd, const struct sockaddr *sa, socklen_t len, void *arg)
 {
     struct endpoint *ep = arg;
     struct http *h = ep->h;
@@ -909,7 +708,7 @@ struct http *http_new(struct event_base *base, const struct config *cfg)
     for (int i = 0; i < 3; i++) {
         if (!cfg->http_on[i])
             continue;
-        const struct config_listen *l = &cfg->http[i];
+        const struct config_addr *l = &cfg->http[i];
         struct endpoint *ep = NULL;
         for (size_t k = 0; k < h->neps && !ep; k++)
             if (strcmp(h->eps[k].text, l->text) == 0)
@@ -930,8 +729,8 @@ struct http *http_new(struct event_base *base, const struct config *cfg)
             }
             char what[80];
             snprintf(what, sizeof(what), "http %s", l->text);
-            if (fd < 0 || !(ep->l = listener_new(base, fd, what, on_accept, ep, &h->accept_errors,
-                                                 &h->accept_log))) {
+            if (fd < 0 || !(ep->l = listener_new(base, fd, what, endpoint_accept, ep,
+                                                 &h->accept_errors, &h->accept_log))) {
                 log_error("cannot listen on %s (http): %s", l->text, strerror(errno));
                 http_free(h);
                 return NULL;
@@ -953,7 +752,7 @@ int http_adopt(struct http *h, int fd)
     socklen_t len = sizeof(peer);
     if (h->neps == 0 || getpeername(fd, (struct sockaddr *)&peer, &len) < 0)
         return -1;
-    on_accept(fd, (const struct sockaddr *)&peer, len, &h->eps[0]);
+    endpoint_accept(fd, (const struct sockaddr *)&peer, len, &h->eps[0]);
     return 0;
 }
 

@@ -28,8 +28,8 @@ struct listener {
     char what[96];
 };
 
-static void on_accept(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa,
-                      int salen, void *arg)
+static void on_connection(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa,
+                          int salen, void *arg)
 {
     struct listener *l = arg;
     l->pause_ms = 0;
@@ -94,8 +94,8 @@ struct listener *listener_new(struct event_base *base, int fd, const char *what,
     l->limit = limit;
     snprintf(l->what, sizeof(l->what), "%s", what);
     l->resume = evtimer_new(base, on_resume, l);
-    l->lev =
-        l->resume ? evconnlistener_new(base, on_accept, l, LEV_OPT_CLOSE_ON_FREE, -1, fd) : NULL;
+    l->lev = l->resume ? evconnlistener_new(base, on_connection, l, LEV_OPT_CLOSE_ON_FREE, -1, fd)
+                       : NULL;
     if (!l->lev) {
         close(fd);
         listener_free(l);

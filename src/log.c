@@ -1,6 +1,7 @@
 /* log.c -- leveled, format-checked log lines on stderr. */
 #include "svcmapd/log.h"
 
+#include "svcmapd/clock.h"
 #include "svcmapd/config.h"
 
 #include <arpa/inet.h>
@@ -170,9 +171,7 @@ void log_addr(const struct sockaddr *sa, char *out, size_t cap)
 
 bool log_limit_pass(struct log_limit *l, uint64_t *suppressed)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-    uint64_t now = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+    uint64_t now = clock_ms();
     uint64_t next = atomic_load_explicit(&l->next_ms, memory_order_relaxed);
     /* of the threads that see the period over, one wins the exchange */
     if (now < next ||

@@ -331,7 +331,7 @@ static void on_lameduck_over(evutil_socket_t fd, short what, void *arg)
     shutdown_main(arg);
 }
 
-static void on_stop(evutil_socket_t sig, short what, void *arg)
+static void on_stop_signal(evutil_socket_t sig, short what, void *arg)
 {
     struct daemon *dm = arg;
     (void)what;
@@ -376,13 +376,6 @@ static void *load_zone(void *arg)
     return NULL;
 }
 
-/* What a reload changes outside the zone: the TCP limits of new
- * connections. */
-static void on_reloaded(void *arg, const struct config *cfg)
-{
-    server_apply_limits(arg, cfg);
-}
-
 /* Serves the loaded zone: binds, drops privileges, starts the workers and
  * the reloader. False on a failure (logged where it happened). */
 static bool start_serving(struct daemon *dm)
@@ -406,7 +399,7 @@ static bool start_serving(struct daemon *dm)
     pthread_sigmask(SIG_UNBLOCK, &dm->sigs, NULL);
     if (r < 0)
         return false;
-    dm->reloader = reload_new(dm->base, dm->path, cfg, dm->ref, on_reloaded, dm->srv);
+    dm->reloader = reload_new(dm->base, dm->path, cfg, dm->ref);
     if (!dm->reloader)
         return false;
     dm->load.cfg = NULL; /* the reloader's now */
@@ -477,8 +470,8 @@ static bool start_loop(struct daemon *dm)
     if (!dm->base)
         return false;
     dm->sig[0] = evsignal_new(dm->base, SIGHUP, on_hup, dm);
-    dm->sig[1] = evsignal_new(dm->base, SIGTERM, on_stop, dm);
-    dm->sig[2] = evsignal_new(dm->base, SIGINT, on_stop, dm);
+    dm->sig[1] = evsignal_new(dm->base, SIGTERM, on_stop_signal, dm);
+    dm->sig[2] = evsignal_new(dm->base, SIGINT, on_stop_signal, dm);
     dm->loaded = event_new(dm->base, -1, 0, on_loaded, dm);
     dm->lameduck = evtimer_new(dm->base, on_lameduck_over, dm);
     for (size_t i = 0; i < 3; i++)

@@ -72,12 +72,12 @@ static size_t size_bucket(size_t n)
     return b;
 }
 
-void metrics_count(struct metrics *m, size_t server, bool dropped, bool tcp, bool ipv6,
+void metrics_count(struct metrics *m, size_t server, bool outside, bool tcp, bool ipv6,
                    uint16_t qtype, unsigned rcode, size_t qlen, size_t rlen, uint64_t ns)
 {
     if (server >= m->nservers)
         return;
-    struct metrics_cell *c = &m->cells[server * 2 + (dropped ? 1 : 0)];
+    struct metrics_cell *c = &m->cells[server * 2 + (outside ? 1 : 0)];
     metrics_inc(&c->requests[tcp][ipv6][type_index(qtype)], 1);
     metrics_inc(&c->req_size[tcp][size_bucket(qlen)], 1);
     metrics_inc(&c->req_bytes[tcp], qlen);

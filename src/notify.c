@@ -7,8 +7,9 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
-#include <time.h>
 #include <unistd.h>
+
+#include "svcmapd/clock.h"
 
 void notify(const char *state)
 {
@@ -33,10 +34,8 @@ void notify(const char *state)
 
 void notify_reloading(void)
 {
-    struct timespec ts;
     char msg[96];
-    clock_gettime(CLOCK_MONOTONIC, &ts);
     snprintf(msg, sizeof(msg), "RELOADING=1\nMONOTONIC_USEC=%llu",
-             (unsigned long long)ts.tv_sec * 1000000ULL + (unsigned long long)ts.tv_nsec / 1000);
+             (unsigned long long)(clock_ns() / 1000));
     notify(msg);
 }

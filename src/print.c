@@ -14,9 +14,6 @@
  * at start (see README, "Wiring it into CoreDNS").
  */
 
-const char *const print_forms[] = {"corefile-names", "corefile-namespaces", "corefile-zone",
-                                   "stubdomains", NULL};
-
 /* `server` as `forward` and stubDomains write it: IP, IP:PORT, [IPv6]:PORT
  * (the port only when not 53). Returns false if it is no IP address. */
 static bool forward_target(const char *server, char *out, size_t cap)
@@ -88,6 +85,103 @@ static void reverse_blocks(FILE *out, const struct config *cfg, const char *targ
         block(out, cfg->reverse[i].zone, cfg->ttl, target);
 }
 
+/* corefile-names: a server block per mapped service name. */
+static void print_names(FILE *out, const struct config *cfg, const char *target)
+{
+    char name[300];
+    fprintf(out,
+            "# svcmapd: a CoreDNS server block for each of the %zu names mapped in %s.\n"
+            "# Add them to the Corefile of the coredns ConfigMap (namespace kube-system);\n"
+            "# the kubernetes plugin keeps answering every other name.\n",
+            cfg->nservices, cfg->path);
+    for (size_t i = 0; i < cfg->nnamespaces; i++) {
+        const struct config_namespace *ns = &cfg->namespaces[i];
+        for (size_t j = 0; j < ns->nservices; j++) {
+            snprintf(name, sizeof(name), "%s.%s.svc.%s", ns->services[j].name, ns->name, cfg->zone);
+            block(out, name, cfg->ttl, target);
+        }
+    }
+    reverse_blocks(out, cfg, target);
+}
+
+/* corefile-namespaces: a server block per namespace. */
+static void print_namespaces(FILE *out, const struct config *cfg, const char *target)
+{
+    char name[300];
+    fprintf(out,
+            "# svcmapd: a CoreDNS server block for each namespace mapped in %s.\n"
+            "# Careful: a block takes EVERY name of its namespace, the namespace's own\n"
+            "# Services too, which svcmapd answers NXDOMAIN. Use it only for namespaces\n"
+            "# that hold nothing but external mappings; else use corefile-names.\n",
+            cfg->path);
+    for (size_t i = 0; i < cfg->nnamespaces; i++) {
+        snprintf(name, sizeof(name), "%s.svc.%s", cfg->namespaces[i].name, cfg->zone);
+        block(out, name, cfg->ttl, target);
+    }
+    reverse_blocks(out, cfg, target);
+}
+
+/* corefile-zone: one server block for the whole zone. */
+static void print_zone(FILE *out, const struct config *cfg, const char *target)
+{
+    fprintf(out, "# svcmapd: one CoreDNS server block for the zone of %s.\n", cfg->path);
+    if (strcmp(cfg->zone, "cluster.local") == 0)
+        fprintf(out,
+                "# Careful: cluster.local is the cluster's own domain; this block would take\n"
+                "# it from the kubernetes plugin. Use corefile-names, or a zone of its own.\n");
+    block(out, cfg->zone, cfg->ttl, target);
+    reverse_blocks(out, cfg, target);
+}
+
+/* stubdomains: the kube-dns ConfigMap NodeLocal DNSCache reads. It turns
+ * each stub domain into a server block of its own; names under
+ * cluster.local reach CoreDNS anyway. */
+static void print_stubdomains(FILE *out, const struct config *cfg, const char *target)
+{
+    bool cluster = strcmp(cfg->zone, "cluster.local") == 0;
+    fprintf(out, "# svcmapd: the kube-dns ConfigMap, which NodeLocal DNSCache (node-local-dns)\n"
+                 "# reads to forward stub domains; merge with an existing one (kubectl -n\n"
+                 "# kube-system get configmap kube-dns -o yaml).\n");
+    if (cluster)
+        fprintf(out, "# The zone is cluster.local: one stub domain per mapped name.\n");
+    if (cfg->nreverse)
+        fprintf(out,
+                "# The reverse zones of [server] reverse are stub domains too: node-local-dns\n"
+                "# sends their names to svcmapd instead of CoreDNS.\n");
+    fprintf(out, "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: kube-dns\n"
+                 "  namespace: kube-system\ndata:\n  stubDomains: |\n    {");
+    bool first = true;
+    if (cluster) {
+        for (size_t i = 0; i < cfg->nnamespaces; i++) {
+            const struct config_namespace *ns = &cfg->namespaces[i];
+            for (size_t j = 0; j < ns->nservices; j++) {
+                fprintf(out, "%s\"%s.%s.svc.%s\": [\"%s\"]", first ? "" : ", ",
+                        ns->services[j].name, ns->name, cfg->zone, target);
+                first = false;
+            }
+        }
+    } else {
+        fprintf(out, "\"%s\": [\"%s\"]", cfg->zone, target);
+        first = false;
+    }
+    for (size_t i = 0; i < cfg->nreverse; i++) {
+        fprintf(out, "%s\"%s\": [\"%s\"]", first ? "" : ", ", cfg->reverse[i].zone, target);
+        first = false;
+    }
+    fprintf(out, "}\n");
+}
+
+/* The forms, in the order usage messages list them. */
+static const struct {
+    const char *name;
+    void (*print)(FILE *out, const struct config *cfg, const char *target);
+} forms[] = {
+    {"corefile-names", print_names},
+    {"corefile-namespaces", print_namespaces},
+    {"corefile-zone", print_zone},
+    {"stubdomains", print_stubdomains},
+};
+
 int print_snippet(FILE *out, const struct config *cfg, const char *form, const char *server)
 {
     char target[INET6_ADDRSTRLEN + 10];
@@ -96,89 +190,15 @@ int print_snippet(FILE *out, const struct config *cfg, const char *form, const c
                 server);
         return -1;
     }
-    const char *zone = cfg->zone;
-    char name[300];
-
-    if (strcmp(form, "corefile-names") == 0) {
-        fprintf(out,
-                "# svcmapd: a CoreDNS server block for each of the %zu names mapped in %s.\n"
-                "# Add them to the Corefile of the coredns ConfigMap (namespace kube-system);\n"
-                "# the kubernetes plugin keeps answering every other name.\n",
-                cfg->nservices, cfg->path);
-        for (size_t i = 0; i < cfg->nnamespaces; i++) {
-            const struct config_namespace *ns = &cfg->namespaces[i];
-            for (size_t j = 0; j < ns->nservices; j++) {
-                snprintf(name, sizeof(name), "%s.%s.svc.%s", ns->services[j].name, ns->name, zone);
-                block(out, name, cfg->ttl, target);
-            }
+    for (size_t i = 0; i < sizeof(forms) / sizeof(forms[0]); i++) {
+        if (strcmp(form, forms[i].name) == 0) {
+            forms[i].print(out, cfg, target);
+            return 0;
         }
-        reverse_blocks(out, cfg, target);
-        return 0;
-    }
-    if (strcmp(form, "corefile-namespaces") == 0) {
-        fprintf(out,
-                "# svcmapd: a CoreDNS server block for each namespace mapped in %s.\n"
-                "# Careful: a block takes EVERY name of its namespace, the namespace's own\n"
-                "# Services too, which svcmapd answers NXDOMAIN. Use it only for namespaces\n"
-                "# that hold nothing but external mappings; else use corefile-names.\n",
-                cfg->path);
-        for (size_t i = 0; i < cfg->nnamespaces; i++) {
-            snprintf(name, sizeof(name), "%s.svc.%s", cfg->namespaces[i].name, zone);
-            block(out, name, cfg->ttl, target);
-        }
-        reverse_blocks(out, cfg, target);
-        return 0;
-    }
-    if (strcmp(form, "corefile-zone") == 0) {
-        fprintf(out, "# svcmapd: one CoreDNS server block for the zone of %s.\n", cfg->path);
-        if (strcmp(zone, "cluster.local") == 0)
-            fprintf(out,
-                    "# Careful: cluster.local is the cluster's own domain; this block would take\n"
-                    "# it from the kubernetes plugin. Use corefile-names, or a zone of its own.\n");
-        block(out, zone, cfg->ttl, target);
-        reverse_blocks(out, cfg, target);
-        return 0;
-    }
-    if (strcmp(form, "stubdomains") == 0) {
-        /* NodeLocal DNSCache turns each stub domain into a server block of
-         * its own; names under cluster.local reach CoreDNS anyway. */
-        bool cluster = strcmp(zone, "cluster.local") == 0;
-        fprintf(out,
-                "# svcmapd: the kube-dns ConfigMap, which NodeLocal DNSCache (node-local-dns)\n"
-                "# reads to forward stub domains; merge with an existing one (kubectl -n\n"
-                "# kube-system get configmap kube-dns -o yaml).\n");
-        if (cluster)
-            fprintf(out, "# The zone is cluster.local: one stub domain per mapped name.\n");
-        if (cfg->nreverse)
-            fprintf(out,
-                    "# The reverse zones of [server] reverse are stub domains too: node-local-dns\n"
-                    "# sends their names to svcmapd instead of CoreDNS.\n");
-        fprintf(out, "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: kube-dns\n"
-                     "  namespace: kube-system\ndata:\n  stubDomains: |\n    {");
-        bool first = true;
-        if (cluster) {
-            for (size_t i = 0; i < cfg->nnamespaces; i++) {
-                const struct config_namespace *ns = &cfg->namespaces[i];
-                for (size_t j = 0; j < ns->nservices; j++) {
-                    fprintf(out, "%s\"%s.%s.svc.%s\": [\"%s\"]", first ? "" : ", ",
-                            ns->services[j].name, ns->name, zone, target);
-                    first = false;
-                }
-            }
-        } else {
-            fprintf(out, "\"%s\": [\"%s\"]", zone, target);
-            first = false;
-        }
-        for (size_t i = 0; i < cfg->nreverse; i++) {
-            fprintf(out, "%s\"%s\": [\"%s\"]", first ? "" : ", ", cfg->reverse[i].zone, target);
-            first = false;
-        }
-        fprintf(out, "}\n");
-        return 0;
     }
     fprintf(stderr, "svcmapd: --print: unknown form '%s' (known:", form);
-    for (size_t i = 0; print_forms[i]; i++)
-        fprintf(stderr, " %s", print_forms[i]);
+    for (size_t i = 0; i < sizeof(forms) / sizeof(forms[0]); i++)
+        fprintf(stderr, " %s", forms[i].name);
     fprintf(stderr, ")\n");
     return -1;
 }

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "svcmapd/clock.h"
 #include "svcmapd/load.h"
 #include "svcmapd/log.h"
 #include "svcmapd/notify.h"
@@ -59,7 +60,7 @@ struct reload_job {
     size_t len;
     const struct zone *old; /* only the main thread retires zones: it stays */
     time_t now;
-    struct timespec t0;
+    uint64_t t0;      /* clock_ns() */
     struct load load; /* the results, for the main thread */
 };
 
@@ -69,8 +70,6 @@ struct reloader {
     struct config *boot; /* the settings the process started with */
     struct config *cfg;  /* of the zone now served; boot until a reload */
     struct zone_ref *ref;
-    void (*applied)(void *arg, const struct config *cfg); /* after a good reload */
-    void *applied_arg;
     struct event *collect; /* retries freeing zones still held */
     struct event *done;    /* the job's thread activates it */
     struct reload_stats stats;
@@ -114,8 +113,7 @@ static void on_watch(evutil_socket_t fd, short what, void *arg);
 static void on_done(evutil_socket_t fd, short what, void *arg);
 
 struct reloader *reload_new(struct event_base *base, const char *path, struct config *cfg,
-                            struct zone_ref *ref,
-                            void (*applied)(void *arg, const struct config *cfg), void *arg)
+                            struct zone_ref *ref)
 {
     struct reloader *r = calloc(1, sizeof(*r));
     if (!r)
@@ -125,8 +123,6 @@ struct reloader *reload_new(struct event_base *base, const char *path, struct co
     r->boot = cfg;
     r->cfg = cfg;
     r->ref = ref;
-    r->applied = applied;
-    r->applied_arg = arg;
     r->stats.last_ok = time(NULL);
     r->collect = evtimer_new(base, on_collect, r);
     r->watch = evtimer_new(base, on_watch, r);
@@ -167,13 +163,6 @@ void reload_free(struct reloader *r)
     free(r);
 }
 
-static double ms_since(const struct timespec *t0)
-{
-    struct timespec t1;
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    return (double)(t1.tv_sec - t0->tv_sec) * 1e3 + (double)(t1.tv_nsec - t0->tv_nsec) / 1e6;
-}
-
 /* The job's thread: everything slow, touching nothing the main thread
  * uses but the old zone, which cannot go while the job runs. */
 static void *run_job(void *arg)
@@ -205,7 +194,7 @@ static void start(struct reloader *r, char *text, size_t len)
     struct reload_job *j = &r->job;
     *j = (struct reload_job){.text = text, .len = len, .now = time(NULL)};
     j->old = zone_ref_current(r->ref);
-    clock_gettime(CLOCK_MONOTONIC, &j->t0);
+    j->t0 = clock_ns();
     load_init(&j->load, r->path);
     notify_reloading();
     r->running = true;
@@ -264,18 +253,24 @@ static void apply(struct reloader *r, struct reload_job *j)
     struct zone *z = j->load.zone;
     j->load.cfg = NULL;
     j->load.zone = NULL;
-    log_configure(cfg); /* the lines below already in the new [log] format */
-    warn_restart(r, cfg);
-
     const struct zone_stats *st = zone_stats(z);
     bool changed = st->serial != zone_stats(zone_ref_current(r->ref))->serial;
-    r->stats.ok++;
-    r->stats.last_ok = time(NULL);
     config_drop_mapping(cfg); /* the zone has what it needs */
+
+    /*
+     * What a reload changes takes effect here, at once: the zone, which
+     * carries every setting the workers read (zone_settings()), and the
+     * [log] settings. Those stay process-wide, outside the zone: every
+     * thread writes the log, the main thread and the loader too, at any
+     * moment and outside any zone hold, and a log line must not wait for
+     * a zone, nor a zone be kept alive for a log line.
+     */
+    log_configure(cfg);
     zone_ref_publish(r->ref, z);
     notify("READY=1\nSTATUS=serving"); /* after: READY means the new answers */
-    if (r->applied)
-        r->applied(r->applied_arg, cfg);
+    warn_restart(r, cfg);              /* in the new [log] format */
+    r->stats.ok++;
+    r->stats.last_ok = time(NULL);
     if (r->cfg != r->boot)
         config_free(r->cfg);
     r->cfg = cfg;
@@ -288,11 +283,11 @@ static void apply(struct reloader *r, struct reload_job *j)
     log_info("reload: ok, %zu services, %zu records, %zu added, %zu removed, %zu changed, serial "
              "%u%s, %.1f ms",
              st->services, st->records, st->added, st->removed, st->changed, st->serial,
-             changed ? "" : " (unchanged)", ms_since(&j->t0));
+             changed ? "" : " (unchanged)", (double)(clock_ns() - j->t0) / 1e6);
 }
 
 /* The job's results, on the main thread: applied, held or rejected. */
-static void conclude(struct reloader *r, struct reload_job *j)
+static void conclude_job(struct reloader *r, struct reload_job *j)
 {
     const struct zone *old = zone_ref_current(r->ref);
     if (j->load.read)
@@ -313,7 +308,7 @@ static void on_done(evutil_socket_t fd, short what, void *arg)
     if (r->job.threaded)
         pthread_join(r->job.thread, NULL);
     if (!r->stopped)
-        conclude(r, &r->job);
+        conclude_job(r, &r->job);
     job_finish(&r->job);
     r->running = false;
     if (r->again) {

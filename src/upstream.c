@@ -9,30 +9,19 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "svcmapd/clock.h"
 #include "svcmapd/log.h"
 #include "svcmapd/metrics.h"
 #include "svcmapd/wire.h"
+#include "upstream_impl.h"
 
 /*
  * Queries are built and answers parsed with ldns (this is the miss path,
  * where allocating is fine); the cache keeps what an answer needs in wire
- * form, so a hit costs a hash lookup and a copy.
- *
- * Answers: the target's CNAME chain as the upstream gives it (at most 10
- * links, each owned by the name the previous one points to), then the
- * records of the asked type at the end of the chain. Records that do not
- * belong to that chain are dropped, whatever the upstream sends. A link to
- * a name of our own zone ends what is taken: what the upstream says about
- * our names is never believed, and the answer goes on from the mapping
- * there (answer.c). A chain that ends in a CNAME without records of the
- * type is kept as it is: the links are data, the end a negative answer.
- *
- * An answer is kept whole, up to what a TCP reply can carry (owner names
- * compressed: a record of an RRset of 700 addresses costs 16 bytes); a
- * bigger one fails the lookup, as a broken reply does, never cut short.
+ * form, so a hit costs a hash lookup and a copy. What of an answer is kept
+ * is upstream_reply.c's.
  *
  * Every lookup in which a server failed is logged at warning level with the
  * servers and what each did, at most once per target and type every 10 s
@@ -46,101 +35,11 @@
  * NODATA and failures without a stale answer are kept negative-ttl seconds.
  */
 
-#define MAX_CHAIN      10
-#define MAX_TTL        86400 /* cap what an upstream says */
 #define STALE_TTL      30    /* RFC 8767 §4 */
 #define STALE_REFRESH  30000 /* ms; RFC 8767 §5: stale-refresh-time */
 #define MIN_ATTEMPT_MS 250
-#define QUERY_MAX      512
 #define UDP_MAX        4096  /* UDP replies are read up to this; a bigger one: TCP */
 #define LOG_EVERY      10000 /* ms between two failure lines of one target and type */
-#define MAX_FAILS      32    /* remembered per lookup: 2 attempts per server, TCP too */
-
-/* What a TCP reply has left for the records after a header, the longest
- * question, the service's CNAME to the longest name and an OPT with a
- * cookie. */
-#define MAX_DATA (65535 - 12 - (255 + 4) - (12 + 255) - 39)
-
-/* Why a server's reply was of no use, for the log. */
-enum why {
-    WHY_TIMEOUT,
-    WHY_RCODE,      /* detail: the rcode */
-    WHY_UNREADABLE, /* not a message libldns reads */
-    WHY_TSIG,       /* TSIG records: not a reply to our unsigned query */
-    WHY_TRUNCATED,  /* TC=1 over TCP */
-    WHY_NETWORK,    /* detail: errno */
-    WHY_CLOSED,     /* the TCP connection ended without a reply */
-    WHY_TOO_BIG,    /* detail: the most we keep */
-    WHY_MEMORY,
-    WHY_FOREIGN, /* another ID or question (upstream_take_reply() only) */
-};
-
-struct entry {
-    struct entry *hnext;
-    struct entry *newer, *older; /* LRU list */
-    uint64_t hash;
-    uint16_t qtype;
-    uint8_t len;
-    uint8_t name[LDNS_MAX_DOMAINLEN + 1];
-
-    /* One allocation, widest first so each array is aligned:
-     * ttl[count], ttl_at[count], name_at[count], then the records
-     * (upstream.h: struct upstream_records). */
-    uint32_t *ttl;
-    uint16_t *ttl_at;
-    uint16_t *name_at;
-    uint8_t *data;
-    size_t dlen;
-    uint16_t count;
-    uint16_t links;
-    uint16_t zone_at;
-    uint16_t name_max;
-    uint64_t apex_hash; /* of the zone the records were taken for */
-    /* monotonic milliseconds: a TTL of 4 s lasts 4 s, whenever in a second
-     * the answer came */
-    uint64_t fetched;   /* when data arrived */
-    uint64_t expires;   /* fetched + the smallest TTL */
-    uint64_t failed_at; /* last refresh that failed, 0: none since data arrived */
-    uint64_t neg_until; /* no data: the CNAME alone until then */
-    bool has_data;
-    struct upstream_lookup *lookup;
-    uint64_t logged_at;  /* the last failure line, 0: none yet */
-    uint32_t suppressed; /* failure lines held back since */
-};
-
-struct failure {
-    uint8_t server;
-    uint8_t why; /* enum why */
-    uint32_t detail;
-};
-
-struct upstream_lookup {
-    struct upstream *up;
-    struct entry *e;
-    struct upstream_settings set; /* a copy: the zone may go while we wait */
-    struct upstream_lookup *next; /* queued, then in flight */
-    struct upstream_waiter *waiters;
-
-    uint16_t id;
-    uint8_t query[QUERY_MAX];
-    size_t qlen;
-    size_t server;
-    unsigned attempts;
-    uint64_t deadline_ms;
-    bool started;
-
-    int fd; /* UDP */
-    struct event *ev;
-    struct bufferevent *tcp; /* after TC=1 */
-    struct event *timer;
-
-    struct failure fails[MAX_FAILS]; /* for the log */
-    unsigned nfails;
-    bool noted; /* this attempt's failure is in fails[] already */
-    /* why check_answer() said V_NEXT */
-    enum why why;
-    uint32_t detail;
-};
 
 struct upstream {
     struct event_base *base;
@@ -154,20 +53,6 @@ struct upstream {
     uint64_t seed;
     struct upstream_stats stats;
 };
-
-uint64_t upstream_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 static uint64_t hash_key(uint64_t seed, const uint8_t *name, size_t len, uint16_t qtype)
 {
@@ -234,7 +119,7 @@ static void lru_front(struct upstream *up, struct entry *e)
         up->oldest = e;
 }
 
-static void drop_data(struct entry *e)
+void entry_drop_data(struct entry *e)
 {
     free(e->ttl);
     e->ttl = NULL;
@@ -257,7 +142,7 @@ static void entry_free(struct upstream *up, struct entry *e)
         pp = &(*pp)->hnext;
     *pp = e->hnext;
     lru_unlink(up, e);
-    drop_data(e);
+    entry_drop_data(e);
     free(e);
     up->count--;
 }
@@ -429,7 +314,7 @@ static const char *why_text(const struct failure *f, char *buf, size_t cap)
 static void log_failures(struct upstream_lookup *l, bool ok, bool stale)
 {
     struct entry *e = l->e;
-    uint64_t now = upstream_now();
+    uint64_t now = clock_ms();
     if (l->nfails == 0 && ok)
         return;
     if (e->logged_at && now - e->logged_at < LOG_EVERY) {
@@ -478,7 +363,7 @@ static void finish(struct upstream_lookup *l, bool ok)
 {
     struct upstream *up = l->up;
     struct entry *e = l->e;
-    uint64_t now = upstream_now();
+    uint64_t now = clock_ms();
 
     close_transport(l);
     if (l->timer)
@@ -490,7 +375,7 @@ static void finish(struct upstream_lookup *l, bool ok)
             e->failed_at = now; /* stale answers from now on, at once */
             stale = true;
         } else {
-            drop_data(e);
+            entry_drop_data(e);
             e->neg_until = now + l->set.negative_ttl * 1000ULL;
         }
     }
@@ -507,238 +392,6 @@ static void finish(struct upstream_lookup *l, bool ok)
         w->done(w);
         w = next;
     }
-}
-
-static bool same_name(const ldns_rdf *rdf, const uint8_t *name, size_t len)
-{
-    if (ldns_rdf_get_type(rdf) != LDNS_RDF_TYPE_DNAME || ldns_rdf_size(rdf) != len)
-        return false;
-    const uint8_t *d = ldns_rdf_data(rdf);
-    for (size_t i = 0; i < len; i++) {
-        uint8_t c = d[i];
-        if (c >= 'A' && c <= 'Z')
-            c = (uint8_t)(c + 32);
-        if (c != name[i])
-            return false;
-    }
-    return true;
-}
-
-static size_t lower_name(const ldns_rdf *rdf, uint8_t *out)
-{
-    size_t len = ldns_rdf_size(rdf);
-    const uint8_t *d = ldns_rdf_data(rdf);
-    for (size_t i = 0; i < len; i++)
-        out[i] = (d[i] >= 'A' && d[i] <= 'Z') ? (uint8_t)(d[i] + 32) : d[i];
-    return len;
-}
-
-/* Whether `rr` is a record of type `qtype` at the chain's end, `cur`. */
-static bool at_the_end(const ldns_rr *rr, uint16_t qtype, const uint8_t *cur, size_t clen)
-{
-    return ldns_rr_get_type(rr) == qtype && ldns_rr_get_class(rr) == LDNS_RR_CLASS_IN &&
-           ldns_rr_rd_count(rr) >= 1 && same_name(ldns_rr_owner(rr), cur, clen);
-}
-
-/* How long a negative answer holds: negative-ttl at most, less if the SOA
- * in the authority section says so (RFC 2308 §5). */
-static uint32_t negative_ttl(const struct upstream_lookup *l, const ldns_pkt *p)
-{
-    uint32_t ttl = l->set.negative_ttl;
-    const ldns_rr_list *ns = ldns_pkt_authority(p);
-    for (size_t i = 0; i < ldns_rr_list_rr_count(ns); i++) {
-        const ldns_rr *rr = ldns_rr_list_rr(ns, i);
-        if (ldns_rr_get_type(rr) == LDNS_RR_TYPE_SOA && ldns_rr_rd_count(rr) == 7) {
-            uint32_t min = ldns_rdf2native_int32(ldns_rr_rdf(rr, 6));
-            uint32_t soa = ldns_rr_ttl(rr) < min ? ldns_rr_ttl(rr) : min;
-            ttl = soa < ttl ? soa : ttl;
-        }
-    }
-    return ttl;
-}
-
-/* Appends `rr` to `b` in wire form: its owner in full, or a 2-byte
- * compression pointer that the answer sets per reply. Returns false when
- * out of memory; *ttl_at and *rdata_at say where its TTL and rdata are. */
-static bool put_record(ldns_buffer *b, const ldns_rr *rr, bool owner, size_t *ttl_at,
-                       size_t *rdata_at)
-{
-    if (owner ? ldns_dname2buffer_wire(b, ldns_rr_owner(rr)) != LDNS_STATUS_OK
-              : !ldns_buffer_reserve(b, 2))
-        return false;
-    if (!owner)
-        ldns_buffer_write_u16(b, 0xc000);
-    if (!ldns_buffer_reserve(b, 10))
-        return false;
-    ldns_buffer_write_u16(b, (uint16_t)ldns_rr_get_type(rr));
-    ldns_buffer_write_u16(b, LDNS_RR_CLASS_IN);
-    *ttl_at = ldns_buffer_position(b);
-    ldns_buffer_write_u32(b, 0); /* per reply */
-    size_t rdlen_at = ldns_buffer_position(b);
-    ldns_buffer_write_u16(b, 0);
-    *rdata_at = ldns_buffer_position(b);
-    if (ldns_rr_rdata2buffer_wire(b, rr) != LDNS_STATUS_OK)
-        return false;
-    ldns_buffer_write_u16_at(b, rdlen_at, (uint16_t)(ldns_buffer_position(b) - *rdata_at));
-    return true;
-}
-
-static bool store_failed(struct upstream_lookup *l, enum why why, uint32_t detail, void *a,
-                         ldns_buffer *b)
-{
-    l->why = why;
-    l->detail = detail;
-    free(a);
-    ldns_buffer_free(b);
-    return false;
-}
-
-/* Stores the answer of `p` to the entry's question. Returns false if it is
- * no use (then another server is tried), with the reason in l->why. */
-static bool store_answer(struct upstream_lookup *l, const ldns_pkt *p)
-{
-    struct entry *e = l->e;
-    const ldns_rr_list *an = ldns_pkt_answer(p);
-    size_t total = ldns_rr_list_rr_count(an);
-
-    /* Follow the CNAME chain from the question; keep only what hangs on it,
-     * and nothing from a link into our own zone on. */
-    const ldns_rr *chain[MAX_CHAIN];
-    size_t links = 0;
-    bool in_zone = false;
-    uint8_t cur[LDNS_MAX_DOMAINLEN + 1];
-    size_t clen = e->len;
-    memcpy(cur, e->name, clen);
-    while (links < MAX_CHAIN && !in_zone) {
-        const ldns_rr *next = NULL;
-        for (size_t i = 0; i < total && !next; i++) {
-            const ldns_rr *rr = ldns_rr_list_rr(an, i);
-            if (ldns_rr_get_type(rr) == LDNS_RR_TYPE_CNAME &&
-                ldns_rr_get_class(rr) == LDNS_RR_CLASS_IN && ldns_rr_rd_count(rr) == 1 &&
-                same_name(ldns_rr_owner(rr), cur, clen))
-                next = rr;
-        }
-        if (!next)
-            break;
-        chain[links++] = next;
-        clen = lower_name(ldns_rr_rdf(next, 0), cur);
-        in_zone = wire_name_in(cur, clen, l->set.apex, l->set.apex_len);
-    }
-    size_t n = links;
-    for (size_t i = 0; i < total && !in_zone; i++)
-        n += at_the_end(ldns_rr_list_rr(an, i), e->qtype, cur, clen);
-
-    uint64_t now = upstream_now();
-    uint32_t neg = negative_ttl(l, p);
-    if (n == 0) {
-        /* NXDOMAIN or NODATA: negative, as long as the SOA allows (RFC 2308
-         * §5) and no longer than negative-ttl. */
-        drop_data(e);
-        e->neg_until = now + neg * 1000ULL;
-        return true;
-    }
-
-    /* The records in wire form, and where each one's TTL and owner are. */
-    size_t arrays = n * (sizeof(uint32_t) + 2 * sizeof(uint16_t));
-    uint8_t *a = malloc(arrays);
-    ldns_buffer *b = ldns_buffer_new(512);
-    if (!a || !b)
-        return store_failed(l, WHY_MEMORY, 0, a, b);
-    uint32_t *ttl = (uint32_t *)(void *)a;
-    uint16_t *ttl_at = (uint16_t *)(void *)(a + n * sizeof(uint32_t));
-    uint16_t *name_at = ttl_at + n;
-    /* A dangling chain (no records at its end) lives as long as its end is
-     * known not to have any. */
-    uint32_t min_ttl = links < n || in_zone ? MAX_TTL : (neg < MAX_TTL ? neg : MAX_TTL);
-    size_t owner = 0; /* where the name the next record is owned by starts */
-    size_t next = 0;  /* the answer record to look at for the end's */
-    for (size_t k = 0; k < n; k++) {
-        const ldns_rr *rr = k < links ? chain[k] : NULL;
-        while (!rr) {
-            rr = ldns_rr_list_rr(an, next++);
-            rr = at_the_end(rr, e->qtype, cur, clen) ? rr : NULL;
-        }
-        size_t at, rdata;
-        if (!put_record(b, rr, k == 0, &at, &rdata))
-            return store_failed(l, WHY_MEMORY, 0, a, b);
-        if (ldns_buffer_position(b) > MAX_DATA)
-            return store_failed(l, WHY_TOO_BIG, MAX_DATA, a, b);
-        ttl[k] = ldns_rr_ttl(rr) < MAX_TTL ? ldns_rr_ttl(rr) : MAX_TTL;
-        min_ttl = ttl[k] < min_ttl ? ttl[k] : min_ttl;
-        ttl_at[k] = (uint16_t)at;
-        name_at[k] = (uint16_t)owner;
-        if (k < links)
-            owner = rdata; /* the next record is owned by this one's target */
-    }
-    size_t dlen = ldns_buffer_position(b);
-    uint8_t *block = malloc(arrays + dlen + 1);
-    if (!block)
-        return store_failed(l, WHY_MEMORY, 0, a, b);
-    drop_data(e);
-    memcpy(block, a, arrays);
-    memcpy(block + arrays, ldns_buffer_begin(b), dlen);
-    free(a);
-    ldns_buffer_free(b);
-    e->ttl = (uint32_t *)(void *)block;
-    e->ttl_at = (uint16_t *)(void *)(block + n * sizeof(uint32_t));
-    e->name_at = e->ttl_at + n;
-    e->data = block + arrays;
-    e->dlen = dlen;
-    e->count = (uint16_t)n;
-    e->links = (uint16_t)links;
-    e->zone_at = in_zone ? (uint16_t)owner : 0;
-    e->name_max = (uint16_t)owner;
-    e->apex_hash = l->set.apex_hash;
-
-    e->fetched = now;
-    e->expires = now + min_ttl * 1000ULL;
-    e->has_data = true;
-    e->neg_until = 0;
-    return true;
-}
-
-enum verdict {
-    V_IGNORE, /* not the answer to our question: keep waiting */
-    V_NEXT,   /* this server could not answer (l->why says why): try another */
-    V_TCP,    /* truncated: ask the same server over TCP */
-    V_DONE,
-};
-
-static enum verdict useless(struct upstream_lookup *l, enum why why, uint32_t detail)
-{
-    l->why = why;
-    l->detail = detail;
-    return V_NEXT;
-}
-
-static enum verdict check_answer(struct upstream_lookup *l, const uint8_t *buf, size_t len)
-{
-    ldns_pkt *p = NULL;
-    /* We sign nothing, so a reply with TSIG records is not ours; and
-     * libldns can leak one (wire.h), which a bad upstream or a forger
-     * could repeat until we run out of memory. */
-    int tsigs = wire_count_type(buf, len, LDNS_RR_TYPE_TSIG);
-    if (tsigs > 0)
-        return useless(l, WHY_TSIG, 0);
-    if (tsigs < 0 || ldns_wire2pkt(&p, buf, len) != LDNS_STATUS_OK)
-        return useless(l, WHY_UNREADABLE, 0);
-    enum verdict v = V_DONE;
-    const ldns_rr_list *q = ldns_pkt_question(p);
-    if (ldns_pkt_id(p) != l->id || !ldns_pkt_qr(p) || ldns_rr_list_rr_count(q) != 1 ||
-        ldns_rr_get_type(ldns_rr_list_rr(q, 0)) != l->e->qtype ||
-        !same_name(ldns_rr_owner(ldns_rr_list_rr(q, 0)), l->e->name, l->e->len)) {
-        v = V_IGNORE; /* a late answer to an earlier attempt, or a forgery */
-    } else if (ldns_pkt_tc(p)) {
-        v = V_TCP;
-    } else if (ldns_pkt_get_rcode(p) != LDNS_RCODE_NOERROR &&
-               ldns_pkt_get_rcode(p) != LDNS_RCODE_NXDOMAIN) {
-        /* SERVFAIL, REFUSED...: maybe another server knows */
-        v = useless(l, WHY_RCODE, ldns_pkt_get_rcode(p));
-    } else if (!store_answer(l, p)) {
-        v = V_NEXT;
-    }
-    ldns_pkt_free(p);
-    return v;
 }
 
 static void attempt(struct upstream_lookup *l);
@@ -758,9 +411,9 @@ static void fail_server(struct upstream_lookup *l, enum why why, uint32_t detail
     next_server(l);
 }
 
-static void conclude(struct upstream_lookup *l, enum verdict v);
+static void act_on_verdict(struct upstream_lookup *l, enum verdict v);
 
-static void on_tcp_read(struct bufferevent *bev, void *arg)
+static void on_tcp_reply(struct bufferevent *bev, void *arg)
 {
     struct upstream_lookup *l = arg;
     struct evbuffer *in = bufferevent_get_input(bev);
@@ -771,11 +424,11 @@ static void on_tcp_read(struct bufferevent *bev, void *arg)
     if (evbuffer_get_length(in) < 2 + len)
         return;
     uint8_t *msg = evbuffer_pullup(in, (ssize_t)(2 + len));
-    enum verdict v = msg ? check_answer(l, msg + 2, len) : useless(l, WHY_MEMORY, 0);
+    enum verdict v = msg ? reply_check(l, msg + 2, len) : reply_useless(l, WHY_MEMORY, 0);
     evbuffer_drain(in, 2 + len);
     if (v == V_TCP)
-        v = useless(l, WHY_TRUNCATED, 0);
-    conclude(l, v);
+        v = reply_useless(l, WHY_TRUNCATED, 0);
+    act_on_verdict(l, v);
 }
 
 static void on_tcp_event(struct bufferevent *bev, short what, void *arg)
@@ -791,7 +444,7 @@ static void on_tcp_event(struct bufferevent *bev, short what, void *arg)
         fail_server(l, WHY_CLOSED, 0);
 }
 
-static void start_tcp(struct upstream_lookup *l)
+static void retry_over_tcp(struct upstream_lookup *l)
 {
     close_transport(l);
     const struct sockaddr *sa = (const struct sockaddr *)&l->set.servers[l->server];
@@ -801,19 +454,19 @@ static void start_tcp(struct upstream_lookup *l)
         fail_server(l, WHY_NETWORK, (uint32_t)errno);
         return;
     }
-    bufferevent_setcb(l->tcp, on_tcp_read, NULL, on_tcp_event, l);
+    bufferevent_setcb(l->tcp, on_tcp_reply, NULL, on_tcp_event, l);
     bufferevent_write(l->tcp, len, 2);
     bufferevent_write(l->tcp, l->query, l->qlen);
     bufferevent_enable(l->tcp, EV_READ | EV_WRITE);
 }
 
-static void conclude(struct upstream_lookup *l, enum verdict v)
+static void act_on_verdict(struct upstream_lookup *l, enum verdict v)
 {
     switch (v) {
     case V_IGNORE:
         return;
     case V_TCP:
-        start_tcp(l);
+        retry_over_tcp(l);
         return;
     case V_NEXT:
         fail_server(l, l->why, l->detail);
@@ -842,9 +495,9 @@ static void on_udp_reply(evutil_socket_t fd, short what, void *arg)
             /* more than we offered (EDNS 1232) and can read: ask over TCP */
             v = ldns_read_uint16(buf) == l->id ? V_TCP : V_IGNORE;
         else
-            v = check_answer(l, buf, (size_t)n);
+            v = reply_check(l, buf, (size_t)n);
         if (v != V_IGNORE) {
-            conclude(l, v);
+            act_on_verdict(l, v);
             return;
         }
     }
@@ -862,7 +515,7 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
  * source port for each attempt, and only that server's replies reach it. */
 static void attempt(struct upstream_lookup *l)
 {
-    uint64_t now = now_ms();
+    uint64_t now = clock_ns() / 1000000; /* shares of the timeout: finer than a tick */
     l->noted = false;
     if (now >= l->deadline_ms || l->attempts >= 2 * l->set.nservers) {
         finish(l, false);
@@ -909,7 +562,7 @@ void upstream_flush(struct upstream *up)
         up->queued = l->next;
         l->next = NULL;
         l->started = true;
-        l->deadline_ms = now_ms() + l->set.timeout_ms;
+        l->deadline_ms = clock_ns() / 1000000 + l->set.timeout_ms;
         l->timer = evtimer_new(up->base, on_timer, l);
         if (!l->timer) {
             finish(l, false);
@@ -933,7 +586,7 @@ bool upstream_take_reply(struct upstream_lookup *l, const uint8_t *reply, size_t
             break;
         }
     }
-    enum verdict v = check_answer(l, reply, len);
+    enum verdict v = reply_check(l, reply, len);
     if (v == V_IGNORE)
         note(l, WHY_FOREIGN, 0);
     else if (v == V_TCP)
@@ -974,7 +627,7 @@ enum upstream_status upstream_get(struct upstream *up, const struct upstream_set
         lru_unlink(up, e);
         lru_front(up, e);
         if (e->has_data && e->apex_hash != set->apex_hash)
-            drop_data(e); /* taken for another zone: a reload changed it */
+            entry_drop_data(e); /* taken for another zone: a reload changed it */
     }
 
     if (e && e->has_data) {
@@ -1000,7 +653,7 @@ enum upstream_status upstream_get(struct upstream *up, const struct upstream_set
             return UPSTREAM_HIT;
         }
         if (now > e->expires + max_stale)
-            drop_data(e); /* too old to serve, even stale */
+            entry_drop_data(e); /* too old to serve, even stale */
     }
     if (e && !e->has_data && now < e->neg_until && !e->lookup)
         return UPSTREAM_NONE;

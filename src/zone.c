@@ -126,19 +126,14 @@ const struct zone_stats *zone_stats(const struct zone *z)
     return &z->stats;
 }
 
-const struct upstream_settings *zone_upstream(const struct zone *z)
+const struct zone_settings *zone_settings(const struct zone *z)
 {
-    return z->resolve ? &z->upstream : NULL;
+    return &z->settings;
 }
 
 const char *zone_name(const struct zone *z)
 {
     return z->name;
-}
-
-uint16_t zone_udp_max(const struct zone *z)
-{
-    return z->udp_max;
 }
 
 /* Reads the labels of `lname` in front of offset `end` as the units of an

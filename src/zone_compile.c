@@ -602,12 +602,19 @@ static bool set_apex(struct compiler *c)
     return true;
 }
 
-/* The settings the server reads from the zone: the UDP reply size, and
- * how hostname targets outside the zone are resolved upstream. */
+/* The settings the server reads from the zone (zone.h): the UDP reply
+ * size, the TCP limits, and how hostname targets outside the zone are
+ * resolved upstream. */
 static void copy_settings(struct zone *z, const struct config *cfg)
 {
-    z->udp_max = (uint16_t)cfg->udp_max_size;
-    z->resolve = cfg->nupstream > 0;
+    z->settings = (struct zone_settings){
+        .udp_max = (uint16_t)cfg->udp_max_size,
+        .tcp_idle_timeout = cfg->tcp_idle_timeout,
+        .tcp_message_timeout = cfg->tcp_message_timeout,
+        .tcp_pipeline = cfg->tcp_pipeline,
+        .tcp_max_connections = cfg->tcp_max_connections,
+        .upstream = cfg->nupstream > 0 ? &z->upstream : NULL,
+    };
     z->upstream.nservers = 0;
     for (size_t i = 0; i < cfg->nupstream && i < UPSTREAM_MAX_SERVERS; i++) {
         z->upstream.servers[i] = cfg->upstream[i].addr;

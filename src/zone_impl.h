@@ -141,9 +141,8 @@ struct zone {
     size_t nrevs;
     const struct zone_plan *refused;
 
-    struct upstream_settings upstream;
-    bool resolve; /* upstream servers are configured */
-    uint16_t udp_max;
+    struct zone_settings settings;
+    struct upstream_settings upstream; /* settings.upstream, when there are servers */
     char name[LDNS_MAX_DOMAINLEN + 1];
 
     uint64_t settings_fp;    /* zone, ttl, listen: what is not in a service */

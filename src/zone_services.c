@@ -472,7 +472,7 @@ static bool resolve_host_target(struct compiler *c, struct znode *node)
 static const struct zone_external *external_of(struct compiler *c, struct znode *n)
 {
     struct info *in = info_of(c, n);
-    if (!c->z->resolve || in->u.svc->no_resolve || extra_of(c, in)->host_node)
+    if (!c->z->settings.upstream || in->u.svc->no_resolve || extra_of(c, in)->host_node)
         return NULL;
     const uint8_t *host = extra_of(c, in)->host;
     size_t len = extra_of(c, in)->host_len;
@@ -579,7 +579,7 @@ static void warn_loop(struct compiler *c, struct znode *node)
 static void warn_unresolved(struct compiler *c)
 {
     const struct config_resolv *rc = &c->cfg->resolv;
-    if (c->z->resolve || rc->problem == CONFIG_RESOLV_OK)
+    if (c->z->settings.upstream || rc->problem == CONFIG_RESOLV_OK)
         return;
     size_t unresolved = 0;
     int first_line = 0;

@@ -19,7 +19,9 @@ struct arena;
  * config_free().
  */
 
-struct config_listen {
+/* An IP address with a port: one of `listen`, an upstream server, an
+ * HTTP endpoint. */
+struct config_addr {
     struct sockaddr_storage addr;
     socklen_t addrlen;
     char text[64]; /* "127.0.0.1:5353", "[::1]:5353" */
@@ -130,7 +132,7 @@ struct config {
 
     /* [server] */
     const char *zone; /* lower case, no trailing dot */
-    struct config_listen *listen;
+    struct config_addr *listen;
     size_t nlisten;
     uint32_t ttl;
     uint32_t tcp_idle_timeout; /* seconds */
@@ -148,7 +150,7 @@ struct config {
 
     /* [upstream]: resolving hostname targets outside the zone (at most
      * CONFIG_MAX_UPSTREAMS servers) */
-    struct config_listen *upstream; /* servers; NULL: resolution is off */
+    struct config_addr *upstream; /* servers; NULL: resolution is off */
     size_t nupstream;
     uint32_t upstream_timeout; /* seconds per lookup */
     uint32_t cache_size;       /* entries per worker */
@@ -158,7 +160,7 @@ struct config {
     struct config_resolv resolv;
 
     /* [http]: endpoints, each off unless given an address */
-    struct config_listen http[3]; /* by enum config_http */
+    struct config_addr http[3]; /* by enum config_http */
     bool http_on[3];
     uint32_t lameduck; /* seconds of answering on after SIGTERM */
 

@@ -13,7 +13,7 @@
  * prefix), and the scraper's relaxed loads are race-free. Labels follow
  * CoreDNS's `prometheus` plugin (coredns_dns_*), so existing dashboards
  * work: `server` is one per listen address, `zone` the zone or "dropped"
- * for queries outside it, `view` is empty.
+ * for queries outside it (answer.h's `outside`), `view` is empty.
  */
 
 /* Query types CoreDNS names in its `type` label; anything else is "other". */
@@ -36,22 +36,23 @@ struct metrics_cell {
     _Atomic uint64_t resp_bytes[2];
 };
 
-/* One worker's counters: a cell per listen address and zone/dropped. */
+/* One worker's counters: a cell per listen address, and inside or outside the zone. */
 struct metrics {
     size_t nservers;
     _Atomic uint64_t tcp_refused;       /* connections closed at the limit */
     _Atomic uint64_t tcp_accept_errors; /* failed accept()s (listener.h) */
-    struct metrics_cell cells[];        /* [server][dropped] */
+    struct metrics_cell cells[];        /* [server][outside] */
 };
 
 /* Counters for `nservers` listen addresses, zeroed. NULL if out of memory. */
 struct metrics *metrics_new(size_t nservers);
 void metrics_free(struct metrics *m);
 
-/* One query and its reply: `server` is the listen address index, `dropped`
- * the query was outside the zone, `qtype` and `rcode` as answered (rcode
- * extended), sizes in bytes (rlen 0: no reply), `ns` the time it took. */
-void metrics_count(struct metrics *m, size_t server, bool dropped, bool tcp, bool ipv6,
+/* One query and its reply: `server` is the listen address index,
+ * `outside` that it was not answered from the zone (answer.h), `qtype`
+ * and `rcode` as answered (rcode extended), sizes in bytes (rlen 0: no
+ * reply), `ns` the time it took. */
+void metrics_count(struct metrics *m, size_t server, bool outside, bool tcp, bool ipv6,
                    uint16_t qtype, unsigned rcode, size_t qlen, size_t rlen, uint64_t ns);
 
 /* Adds one to a counter this thread owns. */

@@ -6,9 +6,6 @@
 
 #include "svcmapd/config.h"
 
-/* The forms --print knows, NULL-terminated, for usage messages. */
-extern const char *const print_forms[];
-
 /*
  * Writes to `out` the snippet `form` for sending the names of `cfg` to
  * svcmapd at `server` (an IP address, with an optional port: 10.96.0.53,

@@ -26,13 +26,11 @@ struct reload_stats {
 
 /* `cfg` is the config the running zone came from; the reloader takes it,
  * and keeps its listen, workers, user and [http] as what the process
- * runs with. After each good reload, once its zone is published,
- * `applied(arg, cfg)` (unless NULL) is called on the main thread with the
- * new config, for what lives outside the zone (the server's TCP limits):
- * the reloader knows nothing of the server. */
+ * runs with. A good reload publishes its zone in `ref`, which carries
+ * every setting the workers read (zone_settings()), and applies its [log]
+ * settings at the same moment: the reloader knows nothing of the server. */
 struct reloader *reload_new(struct event_base *base, const char *path, struct config *cfg,
-                            struct zone_ref *ref,
-                            void (*applied)(void *arg, const struct config *cfg), void *arg);
+                            struct zone_ref *ref);
 
 /* Waits for a reload under way (one compile at most), then frees. */
 void reload_free(struct reloader *r);

@@ -22,7 +22,7 @@ size_t server_worker_count(const struct config *cfg);
  * connections and upstream lookups aside: sockets and event bases. */
 size_t server_fds(const struct config *cfg);
 
-/* A server for the listen addresses and limits of `cfg` (copied),
+/* A server for the listen addresses and workers of `cfg` (copied),
  * answering from `zones`, which needs one reader slot per worker, each
  * worker with at most `max_lookups` upstream lookups in flight (a socket
  * each). Opens nothing yet. NULL when out of memory. */
@@ -37,7 +37,7 @@ size_t server_workers(const struct server *srv);
 const struct metrics *server_metrics(const struct server *srv, size_t k);
 const struct upstream_stats *server_upstream_stats(const struct server *srv, size_t k);
 uint32_t server_tcp_open(const struct server *srv);
-const struct config_listen *server_listen(const struct server *srv, size_t *n);
+const struct config_addr *server_listen(const struct server *srv, size_t *n);
 
 /* Binds UDP and TCP on every listen address for every worker (privileged
  * ports need root or CAP_NET_BIND_SERVICE here). Logs the address that
@@ -48,10 +48,6 @@ int server_start(struct server *srv);
 /* Starts the worker threads on the bound sockets (privileges may have been
  * dropped in between). Returns 0 or a negative errno. */
 int server_run(struct server *srv);
-
-/* Takes the TCP limits of a reloaded config, for new connections (listen
- * changes need a restart and are ignored here). Any thread. */
-void server_apply_limits(struct server *srv, const struct config *cfg);
 
 /* Asks every worker to stop taking queries: listening sockets close, TCP
  * replies already queued drain (at most a few seconds). Any thread;

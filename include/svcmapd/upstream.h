@@ -108,7 +108,7 @@ void upstream_free(struct upstream *up);
 
 /*
  * The cached answer for `name` (wire form, lower case, `len` bytes) and
- * `qtype` at time `now` (upstream_now()), with the settings of the zone
+ * `qtype` at time `now` (clock_ms()), with the settings of the zone
  * the query is answered from. On a miss, a lookup is queued (or an
  * existing one joined) and returned in *wait; it is sent by
  * upstream_flush(). A fresh answer close to its expiry queues a refresh.
@@ -145,8 +145,5 @@ const struct upstream_stats *upstream_stats(const struct upstream *up);
  */
 const uint8_t *upstream_lookup_query(const struct upstream_lookup *l, size_t *len);
 bool upstream_take_reply(struct upstream_lookup *l, const uint8_t *reply, size_t len);
-
-/* Monotonic milliseconds, cheaply (CLOCK_MONOTONIC_COARSE). */
-uint64_t upstream_now(void);
 
 #endif

@@ -124,13 +124,32 @@ const struct zone_stats *zone_stats(const struct zone *z);
 /* The zone's name, lower case, without the trailing dot. */
 const char *zone_name(const struct zone *z);
 
-/* How hostname targets outside the zone are resolved; NULL when they are
- * not (`servers = none`, or no resolv.conf nameserver). */
-const struct upstream_settings *zone_upstream(const struct zone *z);
+/*
+ * The settings a reload changes, besides the mapping: compiled into the
+ * zone, so that a reload changes them with it, in the one pointer swap
+ * (zone_ref.h), and a worker reads them from the zone it holds. This is
+ * the one way for a setting to reach the workers: none is pushed to them,
+ * none is a global. ([log] is process-wide instead: see reload.c.)
+ */
+struct zone_settings {
+    /* `udp-max-size`, the largest UDP reply: a client's EDNS buffer size
+     * is capped here, and the OPT of replies announces it. */
+    uint16_t udp_max;
+    /* TCP (RFC 7766): seconds a connection may be idle, and may take to
+     * send the rest of a message it has begun; queries of one connection
+     * answered per turn, or waiting for lookups at once; connections open
+     * over all workers, beyond which new ones are closed. Read when used,
+     * so a reload applies to the connections already open too. */
+    uint32_t tcp_idle_timeout;
+    uint32_t tcp_message_timeout;
+    uint32_t tcp_pipeline;
+    uint32_t tcp_max_connections;
+    /* How hostname targets outside the zone are resolved; NULL when they
+     * are not (`servers = none`, or no resolv.conf nameserver). */
+    const struct upstream_settings *upstream;
+};
 
-/* The largest UDP reply (`udp-max-size`): a client's EDNS buffer size is
- * capped here, and the OPT of replies announces it. */
-uint16_t zone_udp_max(const struct zone *z);
+const struct zone_settings *zone_settings(const struct zone *z);
 
 /* A PTR record of a mapped address (SPEC §2.5), rendered per query: the
  * reverse names are a sorted table of addresses, not names of the zone

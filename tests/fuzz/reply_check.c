@@ -129,8 +129,8 @@ static void check_parsed(const uint8_t *query, size_t qlen, const uint8_t *reply
      * (RFC 6891 §6.2.5), never under 512. */
     if (!tcp && qp && ldns_pkt_edns(qp) && ldns_pkt_edns(rp)) {
         size_t limit = ldns_pkt_edns_udp_size(qp);
-        if (limit > zone_udp_max(z))
-            limit = zone_udp_max(z);
+        if (limit > zone_settings(z)->udp_max)
+            limit = zone_settings(z)->udp_max;
         if (limit < ANSWER_UDP_PLAIN)
             limit = ANSWER_UDP_PLAIN;
         if (n > limit)
@@ -164,7 +164,8 @@ static void check_truncated(struct answer_ctx *ctx, const struct zone *z, const 
 
     uint64_t rng = ctx->rng; /* the caller's shuffle stays as it was */
     struct answer_info info;
-    size_t fn = answer_query(ctx, z, query, qlen, true, peer, full, ANSWER_TCP_MAX, &info);
+    answer_query(ctx, z, query, qlen, true, peer, full, ANSWER_TCP_MAX, &info);
+    size_t fn = info.len;
     ctx->rng = rng;
     if (ldns_wire2pkt(&all, full, fn) != LDNS_STATUS_OK)
         FAIL("the full answer (over TCP) to a truncated one does not parse");
@@ -214,9 +215,10 @@ static ldns_pkt *mapping_reply(const struct zone *z, const ldns_rdf *owner, ldns
     if (!reply)
         abort();
     struct answer_info info;
-    size_t n = answer_query(&ctx, z, wire, wlen, true, NULL, reply, ANSWER_TCP_MAX, &info);
+    enum answer_result r =
+        answer_query(&ctx, z, wire, wlen, true, NULL, reply, ANSWER_TCP_MAX, &info);
     ldns_pkt *p = NULL;
-    if (n == 0 || ldns_wire2pkt(&p, reply, n) != LDNS_STATUS_OK)
+    if (r != ANSWER_REPLY || ldns_wire2pkt(&p, reply, info.len) != LDNS_STATUS_OK)
         FAIL("no reply of the zone's own to a query for one of its names");
     free(reply);
     free(wire);
@@ -273,23 +275,25 @@ size_t fuzz_answer_checked(struct answer_ctx *ctx, const struct zone *z, const u
     if (!reply)
         abort();
     struct answer_info info;
-    size_t n = answer_query(ctx, z, query, qlen, tcp, peer, reply, cap, &info);
+    enum answer_result r = answer_query(ctx, z, query, qlen, tcp, peer, reply, cap, &info);
+    size_t n = info.len;
 
     /* No upstream in the context: nothing may wait for a lookup. */
-    if (info.deferred)
+    if (r == ANSWER_DEFERRED)
         FAIL("deferred without an upstream");
-    /* answer.h: nothing is sent exactly for a short message or a response. */
+    /* answer.h: nothing is sent exactly for a short message or a response,
+     * and a reply is never empty. */
     bool silent = qlen < HDR || (query[2] & 0x80);
-    if (silent != (n == 0))
-        FAIL("%zu-byte reply to a %zu-byte message with QR=%d", n, qlen,
+    if (silent != (r == ANSWER_NONE) || (r == ANSWER_REPLY) != (n > 0))
+        FAIL("%zu-byte reply (result %d) to a %zu-byte message with QR=%d", n, (int)r, qlen,
              qlen >= 3 ? query[2] >> 7 : -1);
     if (n == 0)
         goto done;
 
     if (n > cap)
         FAIL("reply of %zu bytes in a %zu-byte buffer", n, cap);
-    if (!tcp && n > zone_udp_max(z))
-        FAIL("UDP reply of %zu bytes, over udp-max-size %u", n, zone_udp_max(z));
+    if (!tcp && n > zone_settings(z)->udp_max)
+        FAIL("UDP reply of %zu bytes, over udp-max-size %u", n, zone_settings(z)->udp_max);
     if (n < HDR)
         FAIL("reply of %zu bytes, shorter than a header", n);
     if (get16(reply) != get16(query))

@@ -358,6 +358,31 @@ static void test_unresolved(void)
     zone_free(z);
 }
 
+/* What a reload changes besides the mapping travels in the zone. */
+static void test_settings(void)
+{
+    struct zone *z = compile("[server]\nudp-max-size = 2048\ntcp-idle-timeout = 30\n"
+                             "tcp-message-timeout = 3\ntcp-pipeline = 7\n"
+                             "tcp-max-connections = 99\n[upstream]\nservers = 127.0.0.1:5300\n"
+                             "timeout = 4\n[namespace a]\nx = 10.0.0.1\n");
+    const struct zone_settings *set = z ? zone_settings(z) : NULL;
+    ok(set && set->udp_max == 2048, "udp-max-size");
+    ok(set && set->tcp_idle_timeout == 30 && set->tcp_message_timeout == 3 &&
+           set->tcp_pipeline == 7 && set->tcp_max_connections == 99,
+       "the TCP limits");
+    ok(set && set->upstream && set->upstream->nservers == 1 && set->upstream->timeout_ms == 4000,
+       "the upstream servers and their timeout");
+    zone_free(z);
+    z = compile("[upstream]\nservers = none\n[namespace a]\nx = 10.0.0.1\n");
+    set = z ? zone_settings(z) : NULL;
+    ok(set && !set->upstream, "servers = none: no upstream settings");
+    ok(set && set->udp_max == 1232 && set->tcp_idle_timeout == 10 &&
+           set->tcp_message_timeout == 2 && set->tcp_pipeline == 100 &&
+           set->tcp_max_connections == 1024,
+       "the defaults");
+    zone_free(z);
+}
+
 /* Whether the answer of `p` holds a record ending in `addr` (`len` bytes):
  * an A or AAAA record of that address. */
 static bool answers_with(const struct zone_plan *p, const uint8_t *addr, size_t len)
@@ -541,6 +566,7 @@ int main(void)
     test_reverse_zones();
     test_errors();
     test_unresolved();
+    test_settings();
     test_host();
     test_serial_and_changes();
     test_scale();

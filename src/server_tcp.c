@@ -1,0 +1,294 @@
+/* server_tcp.c -- TCP connections (RFC 7766): framing, pipelining, timeouts, back-pressure. */
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <ldns/util.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "server_impl.h"
+#include "svcmapd/clock.h"
+#include "svcmapd/listener.h"
+#include "svcmapd/metrics.h"
+
+#define TCP_BACKLOG  1024
+#define TCP_OUT_HIGH (256 * 1024) /* stop reading a client that does not read */
+
+struct tcp_conn {
+    struct bufferevent *bev;
+    struct worker *w;
+    struct tcp_conn *prev, *next;
+    bool throttled; /* reading paused until the client reads its replies */
+    bool draining;  /* the client has closed its side: close once written */
+    bool waiting;   /* reading paused until its upstream lookups end */
+    struct sockaddr_storage peer;
+    struct origin from; /* its queries': the listen address, the peer */
+    uint32_t npending;  /* its queries waiting for upstream lookups */
+    uint64_t msg_start; /* when the message being received began (ms); 0: none */
+};
+
+static void conn_free(struct tcp_conn *c)
+{
+    struct worker *w = c->w;
+    defer_drop_conn(w, c); /* its queries that wait have nobody to answer to now */
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        w->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    atomic_fetch_sub(&w->srv->tcp_open, 1);
+    bufferevent_free(c->bev);
+    free(c);
+
+    if (w->stopping && !w->conns && w->deadline)
+        event_del(w->deadline); /* the last reply is out: the loop may end */
+}
+
+/* The read timeout: idle between messages, shorter inside one (a length
+ * prefix followed by silence must not hold a connection for long). The
+ * limits are those of the zone the worker holds: a reload's apply to the
+ * connections already open too. */
+static void set_read_timeout(struct tcp_conn *c)
+{
+    const struct zone_settings *set = zone_settings(c->w->zone);
+    struct timeval idle = {set->tcp_idle_timeout, 0};
+    if (c->npending) {
+        /* not idle: its answers wait for lookups, which have their own
+         * timeout; the idle clock starts again when they are sent */
+        bufferevent_set_timeouts(c->bev, NULL, &idle);
+        return;
+    }
+    if (evbuffer_get_length(bufferevent_get_input(c->bev)) == 0) {
+        c->msg_start = 0;
+        bufferevent_set_timeouts(c->bev, &idle, &idle);
+        return;
+    }
+    /* Inside a message: what is left of tcp-message-timeout since its first
+     * byte, a deadline that trickling bytes do not push back. */
+    uint64_t now = clock_ms();
+    if (c->msg_start == 0)
+        c->msg_start = now;
+    uint64_t limit = set->tcp_message_timeout * 1000ULL;
+    uint64_t spent = now - c->msg_start;
+    uint64_t left = spent < limit ? limit - spent : 1;
+    struct timeval msg = {(time_t)(left / 1000), (suseconds_t)(left % 1000) * 1000};
+    bufferevent_set_timeouts(c->bev, &msg, &idle);
+}
+
+/* Whether a whole message (of *len bytes) is at the front of the input
+ * `in`, and its turn has come: false leaves it for later. A message of no
+ * bytes closes the connection (*close). */
+static bool next_message(struct tcp_conn *c, struct evbuffer *in, uint32_t turn, uint32_t pipeline,
+                         size_t *len, bool *close)
+{
+    uint8_t hdr[2];
+    size_t avail = evbuffer_get_length(in);
+    if (avail < 2)
+        return false;
+    evbuffer_copyout(in, hdr, 2);
+    *len = ldns_read_uint16(hdr);
+    if (*len == 0) {
+        *close = true; /* a zero-length message is a broken client: drop it */
+        return false;
+    }
+    if (avail < 2 + *len)
+        return false;
+    if (turn == pipeline) {
+        /* the rest is read at the next turn of the loop */
+        bufferevent_trigger(c->bev, EV_READ, BEV_TRIG_DEFER_CALLBACKS);
+        return false;
+    }
+    if (c->npending >= pipeline) {
+        bufferevent_disable(c->bev, EV_READ);
+        c->waiting = true;
+        return false;
+    }
+    return true;
+}
+
+/* RFC 7766: several queries per connection, answered as they come, the
+ * ones that wait for upstream lookups later, in any order. A connection
+ * gets `tcp-pipeline` queries per turn, so that one client streaming
+ * queries cannot starve the others. */
+static void conn_on_read(struct bufferevent *bev, void *arg)
+{
+    struct tcp_conn *c = arg;
+    struct worker *w = c->w;
+    struct evbuffer *in = bufferevent_get_input(bev);
+    struct evbuffer *out = bufferevent_get_output(bev);
+    uint32_t pipeline = zone_settings(worker_enter(w))->tcp_pipeline;
+    size_t len;
+    bool close = false;
+    for (uint32_t turn = 0; next_message(c, in, turn, pipeline, &len, &close); turn++) {
+        evbuffer_drain(in, 2);
+        evbuffer_remove(in, w->query, len);
+        c->msg_start = 0; /* a whole message: the next one starts its own clock */
+        struct handled q; /* its answer_info is answer_query()'s to fill */
+        q.query = w->query;
+        q.qlen = len;
+        q.reply = w->reply + 2;
+        q.from = c->from;
+        q.waited = false;
+        handler_answer(w, &q, 1, clock_ns());
+        if (q.result == ANSWER_REPLY)
+            tcp_reply(c, w->reply, q.info.len);
+        if (evbuffer_get_length(out) > TCP_OUT_HIGH) {
+            /* Pipelined queries from a client that does not read its
+             * replies: stop reading until it does (write timeout applies). */
+            bufferevent_disable(bev, EV_READ);
+            c->throttled = true;
+            break;
+        }
+    }
+    if (!close)
+        set_read_timeout(c);
+    worker_leave(w);
+    if (close)
+        conn_free(c);
+}
+
+void tcp_reply(struct tcp_conn *c, uint8_t *reply, size_t len)
+{
+    ldns_write_uint16(reply, (uint16_t)len);
+    bufferevent_write(c->bev, reply, len + 2);
+}
+
+void tcp_query_waits(struct tcp_conn *c)
+{
+    c->npending++;
+}
+
+void tcp_query_done(struct tcp_conn *c)
+{
+    if (--c->npending > 0)
+        return;
+    set_read_timeout(c);
+    if (c->waiting && !c->draining && !c->w->stopping) {
+        /* its lookups are done: read its next queries */
+        c->waiting = false;
+        bufferevent_enable(c->bev, EV_READ);
+        bufferevent_trigger(c->bev, EV_READ, BEV_TRIG_DEFER_CALLBACKS);
+    }
+}
+
+/* Called when the output buffer has drained completely. */
+static void conn_on_written(struct bufferevent *bev, void *arg)
+{
+    struct tcp_conn *c = arg;
+    if (c->draining || c->w->stopping) {
+        conn_free(c); /* its last reply is out */
+        return;
+    }
+    if (c->throttled) {
+        c->throttled = false;
+        bufferevent_enable(bev, EV_READ);
+        conn_on_read(bev, c); /* queries may already be waiting */
+    }
+}
+
+static void conn_on_event(struct bufferevent *bev, short what, void *arg)
+{
+    struct tcp_conn *c = arg;
+    if ((what & BEV_EVENT_EOF) &&
+        (evbuffer_get_length(bufferevent_get_output(bev)) > 0 || c->npending > 0)) {
+        /* The client closed its side after its last query: finish writing,
+         * the answers that wait for lookups included. */
+        bufferevent_disable(bev, EV_READ);
+        c->draining = true;
+        return;
+    }
+    /* EOF, error, or idle/write timeout */
+    conn_free(c);
+}
+
+static void accept_conn(int fd, const struct sockaddr *sa, socklen_t salen, void *arg)
+{
+    struct tcp_listener *tl = arg;
+    struct worker *w = tl->w;
+    struct server *srv = w->srv;
+
+    const struct zone_settings *set = zone_settings(worker_enter(w));
+    uint32_t max = set->tcp_max_connections;
+    struct timeval idle = {set->tcp_idle_timeout, 0};
+    worker_leave(w);
+    if (w->stopping || atomic_fetch_add(&srv->tcp_open, 1) >= max) {
+        /* SPEC §3: excess connections are closed, not queued. */
+        if (!w->stopping) {
+            atomic_fetch_sub(&srv->tcp_open, 1);
+            metrics_inc(&w->metrics->tcp_refused, 1);
+        }
+        close(fd);
+        return;
+    }
+    struct tcp_conn *c = calloc(1, sizeof(*c));
+    struct bufferevent *bev = c ? bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE) : NULL;
+    if (!bev) {
+        free(c);
+        close(fd);
+        atomic_fetch_sub(&srv->tcp_open, 1);
+        return;
+    }
+    c->bev = bev;
+    c->w = w;
+    c->from = (struct origin){
+        .index = tl->index,
+        .peer = (const struct sockaddr *)&c->peer,
+        .conn = c,
+        .fd = -1,
+    };
+    if (salen <= sizeof(c->peer)) {
+        memcpy(&c->peer, sa, (size_t)salen);
+        c->from.peerlen = salen;
+    }
+    c->next = w->conns;
+    if (w->conns)
+        w->conns->prev = c;
+    w->conns = c;
+
+    bufferevent_setcb(bev, conn_on_read, conn_on_written, conn_on_event, c);
+    bufferevent_set_timeouts(bev, &idle, &idle);
+    bufferevent_enable(bev, EV_READ | EV_WRITE);
+}
+
+int tcp_start(struct worker *w, const struct config_addr *l, struct tcp_listener *out)
+{
+    int fd = server_socket(l, SOCK_STREAM, w->srv->nworkers > 1);
+    if (fd < 0)
+        return fd;
+    if (listen(fd, TCP_BACKLOG) < 0) {
+        int err = errno;
+        log_error("cannot listen on %s (tcp): %s", l->text, strerror(err));
+        close(fd);
+        return -err;
+    }
+    out->w = w;
+    out->index = (size_t)(l - w->srv->listen);
+    char what[80];
+    snprintf(what, sizeof(what), "tcp %s", l->text);
+    out->l = listener_new(w->base, fd, what, accept_conn, out, &w->metrics->tcp_accept_errors,
+                          &w->srv->accept_log);
+    return out->l ? 0 : -ENOMEM;
+}
+
+bool tcp_stop(struct worker *w)
+{
+    struct tcp_conn *next;
+    for (struct tcp_conn *c = w->conns; c; c = next) {
+        next = c->next;
+        bufferevent_disable(c->bev, EV_READ);
+        if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
+            conn_free(c);
+    }
+    return w->conns != NULL;
+}
+
+void tcp_close_all(struct worker *w)
+{
+    while (w->conns)
+        conn_free(w->conns);
+}
