@@ -32,7 +32,14 @@ enum reload_verdict reload_decide(const struct config *cfg, const struct zone *z
 }
 
 /* As the log names them, by bit of enum reload_restart. */
-static const char *const restart_names[] = {"'listen'", "'workers'", "'user'", "[http]"};
+static const char *const restart_names[] = {"'listen'", "'workers'",        "'user'",
+                                            "[http]",   "[control] socket", "'state-dir'"};
+
+/* Two optional strings differ. */
+static bool differ(const char *a, const char *b)
+{
+    return (a == NULL) != (b == NULL) || (a && strcmp(a, b) != 0);
+}
 
 unsigned reload_restart_changes(const struct config *running, const struct config *next)
 {
@@ -42,12 +49,16 @@ unsigned reload_restart_changes(const struct config *running, const struct confi
         bits |= RELOAD_RESTART_LISTEN;
     if (a->workers != b->workers)
         bits |= RELOAD_RESTART_WORKERS;
-    if ((a->user == NULL) != (b->user == NULL) || (a->user && strcmp(a->user, b->user) != 0))
+    if (differ(a->user, b->user))
         bits |= RELOAD_RESTART_USER;
     for (int i = 0; i < 3; i++)
         if (a->http_on[i] != b->http_on[i] ||
             (a->http_on[i] && strcmp(a->http[i].text, b->http[i].text) != 0))
             bits |= RELOAD_RESTART_HTTP;
+    if (differ(a->control_socket, b->control_socket))
+        bits |= RELOAD_RESTART_CONTROL;
+    if (differ(a->state_dir, b->state_dir))
+        bits |= RELOAD_RESTART_STATE_DIR;
     return bits;
 }
 

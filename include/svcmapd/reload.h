@@ -68,13 +68,16 @@ enum reload_verdict {
 enum reload_verdict reload_decide(const struct config *cfg, const struct zone *z,
                                   const struct zone *old);
 
-/* Settings bound at start: sockets, threads, the user, the HTTP endpoints.
- * A reload that changes one says it takes effect only after a restart. */
+/* Settings bound at start: sockets, threads, the user, the HTTP endpoints,
+ * the control socket, the state directory. A reload that changes one says
+ * it takes effect only after a restart. */
 enum reload_restart {
     RELOAD_RESTART_LISTEN = 1u << 0,
     RELOAD_RESTART_WORKERS = 1u << 1,
     RELOAD_RESTART_USER = 1u << 2,
     RELOAD_RESTART_HTTP = 1u << 3, /* any of [http] health, ready, metrics */
+    RELOAD_RESTART_CONTROL = 1u << 4,
+    RELOAD_RESTART_STATE_DIR = 1u << 5,
 };
 
 /* Which of them `next` changes against `running`: enum reload_restart

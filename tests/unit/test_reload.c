@@ -99,6 +99,14 @@ static void test_restart(void)
            RELOAD_RESTART_HTTP, "an HTTP endpoint moved");
     is_int(restart("", "[http]\nhealth = 127.0.0.1:8080"), RELOAD_RESTART_HTTP,
            "an HTTP endpoint turned on");
+    is_int(restart("", "[control]\nsocket = /run/svcmapd/control.sock"), RELOAD_RESTART_CONTROL,
+           "the control socket turned on");
+    is_int(restart("[control]\nsocket = /run/a.sock", "[control]\nsocket = /run/b.sock"),
+           RELOAD_RESTART_CONTROL, "the control socket moved");
+    is_int(restart("state-dir = /var/lib/a", "state-dir = /var/lib/b"), RELOAD_RESTART_STATE_DIR,
+           "the state directory moved");
+    is_int(restart("state-dir = /var/lib/a", "state-dir = /var/lib/a"), 0,
+           "the same state directory: none");
     is_int(restart("workers = 1", "workers = 2\nlisten = 127.0.0.1:54"),
            RELOAD_RESTART_LISTEN | RELOAD_RESTART_WORKERS, "two at once: both");
 }
