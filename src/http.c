@@ -14,11 +14,13 @@
 #include <unistd.h>
 
 #include "config-build.h"
+#include "svcmapd/control.h"
 #include "svcmapd/listener.h"
 #include "svcmapd/log.h"
 #include "svcmapd/metrics.h"
 #include "svcmapd/reload.h"
 #include "svcmapd/server.h"
+#include "svcmapd/state.h"
 #include "svcmapd/upstream.h"
 #include "svcmapd/zone.h"
 #include "svcmapd/zone_ref.h"
@@ -115,6 +117,8 @@ struct http {
     struct server *srv;
     struct zone_ref *zones;
     struct reloader *reloader;
+    const struct control *control; /* NULL: none */
+    const struct state *state;     /* NULL: no state-dir */
 
     struct conn *oldest, *newest; /* every connection, the oldest exchange first */
     size_t nconns;
@@ -281,6 +285,34 @@ static void render_dns(struct http *h, struct evbuffer *b, const char *zone)
     free(cells);
 }
 
+/* The last good copy (SPEC §7) and the control socket. */
+static void render_restart(struct http *h, struct evbuffer *b)
+{
+    head(b, "svcmapd_config_last_good_in_use", "gauge",
+         "1 while the state-dir's last good copy is served because the mapping file is broken.");
+    evbuffer_add_printf(b, "svcmapd_config_last_good_in_use %d\n",
+                        reload_stats(h->reloader)->last_good ? 1 : 0);
+    if (h->state) {
+        const struct state_stats *ss = state_stats(h->state);
+        head(b, "svcmapd_config_last_good_write_failures_total", "counter",
+             "Last good copies that could not be written to the state-dir.");
+        evbuffer_add_printf(b, "svcmapd_config_last_good_write_failures_total %llu\n",
+                            (unsigned long long)ss->failures);
+    }
+    if (!h->control)
+        return;
+    const struct control_stats *cs = control_stats(h->control);
+    head(b, "svcmapd_control_commands_total", "counter", "Control socket commands, by command.");
+    for (size_t i = 0; i < CONTROL_COMMANDS; i++)
+        evbuffer_add_printf(b, "svcmapd_control_commands_total{command=\"%s\"} %llu\n",
+                            control_command_names[i], (unsigned long long)cs->commands[i]);
+    head(b, "svcmapd_control_refused_total", "counter",
+         "Control socket clients refused, by reason.");
+    for (size_t i = 0; i < CONTROL_REFUSALS; i++)
+        evbuffer_add_printf(b, "svcmapd_control_refused_total{reason=\"%s\"} %llu\n",
+                            control_refusal_names[i], (unsigned long long)cs->refused[i]);
+}
+
 static void render(struct http *h, struct evbuffer *b)
 {
     const struct zone *z = zone_ref_current(h->zones);
@@ -316,6 +348,7 @@ static void render(struct http *h, struct evbuffer *b)
          "Unix time of the last successful load of the mapping file.");
     evbuffer_add_printf(b, "svcmapd_last_reload_success_timestamp_seconds %lld\n",
                         (long long)rs->last_ok);
+    render_restart(h, b);
     head(b, "svcmapd_zone_serial", "gauge", "SOA serial of the zone served.");
     evbuffer_add_printf(b, "svcmapd_zone_serial %u\n", st->serial);
     head(b, "svcmapd_services", "gauge", "Services in the mapping served.");
@@ -968,6 +1001,13 @@ void http_set_sources(struct http *h, struct server *srv, struct zone_ref *zones
     h->srv = srv;
     h->zones = zones;
     h->reloader = reloader;
+}
+
+void http_set_control_state(struct http *h, const struct control *control,
+                            const struct state *state)
+{
+    h->control = control;
+    h->state = state;
 }
 
 void http_set_ready(struct http *h, bool ready, const char *why)
