@@ -596,8 +596,8 @@ void control_stop(struct control *c)
         next = cl->next;
         if (cl->state == READING) {
             client_free(cl);
-        } else if (cl->state == WAITING) {
-            put(cl, "reload: not run: svcmapd is stopping");
+        } else if (cl->state == WAITING) { /* a reload under way is dropped */
+            put(cl, "reload: not applied: svcmapd is stopping");
             finish(cl, EXIT_NOT_RUN);
         }
     }

@@ -58,6 +58,11 @@ def svcmapd_path():
     return Path(os.environ.get("SVCMAPD", REPO / "build" / "svcmapd"))
 
 
+def svcmapctl_path():
+    """svcmapctl: $SVCMAPCTL, or the one built beside svcmapd."""
+    return Path(os.environ.get("SVCMAPCTL", svcmapd_path().parent / "svcmapctl"))
+
+
 # --------------------------------------------------------------------------- ports
 
 
@@ -661,6 +666,23 @@ def run_cli(args, cwd=None, timeout=10, env=None):
     report = sanitizer_report(err)
     if report:
         pytest.fail(f"sanitizer report from svcmapd {' '.join(args)}:\n{report}")
+    return proc.returncode, out, err
+
+
+def run_ctl(args, timeout=None):
+    """Run svcmapctl with args to completion (bounded): (status, stdout, stderr)."""
+    timeout = (timeout or 90) * SLOW
+    proc = subprocess.Popen([str(svcmapctl_path()), *args], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        stop_process(proc)
+        out, err = proc.communicate()
+        pytest.fail(f"svcmapctl {' '.join(args)} did not exit within {timeout}s; stderr:\n{err}")
+    report = sanitizer_report(err)
+    if report:
+        pytest.fail(f"sanitizer report from svcmapctl {' '.join(args)}:\n{report}")
     return proc.returncode, out, err
 
 
