@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "svcmapd/config.h"
@@ -27,6 +28,7 @@ struct copy {
     /* the outcome, from the thread */
     const char *step; /* what failed; NULL: written */
     int err;
+    double ms; /* how long it took */
 };
 
 struct state {
@@ -156,10 +158,20 @@ fail:
     c->err = errno;
 }
 
+/* Writes s->now, timed. */
+static void write_timed(struct state *s)
+{
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    write_copy(s, &s->now);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    s->now.ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
+}
+
 static void *writer(void *arg)
 {
     struct state *s = arg;
-    write_copy(s, &s->now);
+    write_timed(s);
     event_active(s->done, 0, 0);
     return NULL;
 }
@@ -174,7 +186,7 @@ static void start(struct state *s)
     bool threaded = pthread_create(&s->thread, NULL, writer, s) == 0;
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (!threaded) {
-        write_copy(s, &s->now);
+        write_timed(s);
         event_active(s->done, 0, 0);
     }
     s->writing = threaded;
@@ -191,7 +203,8 @@ static void conclude(struct state *s)
         if (s->stats.failing)
             log_info("state-dir: %s written again", s->path);
         else
-            log_debug("state-dir: %s written, serial %u", s->path, c->says.serial);
+            log_debug("state-dir: %s written, serial %u, %zu bytes, %.1f ms", s->path,
+                      c->says.serial, c->len, c->ms);
         s->stats.failing = false;
     } else {
         s->stats.failures++;
@@ -253,7 +266,7 @@ void state_free(struct state *s)
         conclude(s);
     if (s->next.text) { /* the newest mapping served: the one to start on */
         s->now = s->next;
-        write_copy(s, &s->now);
+        write_timed(s);
         conclude(s);
     }
     if (s->done)
@@ -280,7 +293,8 @@ const struct state_stats *state_stats(const struct state *s)
 
 void state_save(struct state *s, char *text, size_t len, uint32_t serial, uint64_t digest)
 {
-    struct copy c = {text, len, {true, serial, digest, config_hash(text, len)}, NULL, 0};
+    struct copy c = {
+        .text = text, .len = len, .says = {true, serial, digest, config_hash(text, len)}};
     bool busy = s->now.text != NULL; /* being written, or its end not yet taken */
     const struct state_saved *last = busy ? &s->now.says : &s->saved;
     if (!s->next.text && !s->stats.failing && last->found && last->serial == serial &&
