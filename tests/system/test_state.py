@@ -145,6 +145,25 @@ class Missing(Server):
         pass
 
 
+def test_reload_interval_does_not_retry_the_broken_file(svcmapd, dirs):
+    """Started on the copy because the file is broken, `reload =` does not load that same
+    file again (its errors were logged at start), and does load it once it changes."""
+    state, sock = dirs
+
+    def watched(services):  # the copy's settings rule while it serves: reload = 1s in both
+        return mapping(state, sock, services).replace("[server]\n", "[server]\nreload = 1s\n")
+
+    s = svcmapd(watched("x = 10.0.0.1\n"))
+    wait_copy(state, s.serial())
+    s.stop()
+    s2 = restart(svcmapd, watched(BROKEN), s.port)
+    time.sleep(2.5 * SLOW)
+    assert "reload: failed" not in s2.log(), s2.log()
+    s2.write_config(watched("x = 10.0.0.7\n").replace("@PORT@", str(s.port)))
+    s2.wait_log("the last good copy is no longer in use", timeout=10)
+    assert addresses(s2.ask(svc("x.a"))) == ["10.0.0.7"]
+
+
 def test_unreadable_file(svcmapd, started, dirs):
     """A file that cannot be read names no state-dir: --state-dir does, and the copy is
     served; without it, exit 1."""
