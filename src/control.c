@@ -144,7 +144,6 @@ struct control {
     void (*health)(void *arg, void (*put)(void *ctx, const char *line), void *ctx);
     void *health_arg;
     struct control_stats stats;
-    _Atomic uint64_t accept_errors;
     struct log_limit accept_log, refuse_log;
 };
 
@@ -532,7 +531,7 @@ struct control *control_new(struct event_base *base, const char *path, uid_t uid
         control_free(c);
         return NULL;
     }
-    c->l = listener_new(base, fd, "control", on_accept, c, &c->accept_errors, &c->accept_log);
+    c->l = listener_new(base, fd, "control", on_accept, c, &c->stats.accept_errors, &c->accept_log);
     if (!c->l) {
         log_error("control: out of memory");
         control_free(c);

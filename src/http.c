@@ -400,6 +400,9 @@ static void render(struct http *h, struct evbuffer *b)
                         (unsigned long long)accept_errors);
     evbuffer_add_printf(b, "svcmapd_accept_errors_total{listener=\"http\"} %llu\n",
                         (unsigned long long)load(&h->accept_errors));
+    if (h->control)
+        evbuffer_add_printf(b, "svcmapd_accept_errors_total{listener=\"control\"} %llu\n",
+                            (unsigned long long)load(&control_stats(h->control)->accept_errors));
     head(b, "svcmapd_http_connections", "gauge", "HTTP connections open.");
     evbuffer_add_printf(b, "svcmapd_http_connections %zu\n", h->nconns);
     head(b, "svcmapd_http_refused_total", "counter",

@@ -2,6 +2,7 @@
 #ifndef SVCMAPD_CONTROL_H
 #define SVCMAPD_CONTROL_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -94,7 +95,8 @@ extern const char *const control_refusal_names[CONTROL_REFUSALS];
 struct control_stats {
     uint64_t commands[CONTROL_COMMANDS];
     uint64_t refused[CONTROL_REFUSALS];
-    size_t clients; /* connected now */
+    size_t clients;                 /* connected now */
+    _Atomic uint64_t accept_errors; /* failed accept()s (listener.h) */
 };
 
 /* The file descriptors the control socket of `cfg` holds at most: the

@@ -428,6 +428,7 @@ def test_hostile_clients(svcmapd, sockdir):
     assert m.get("svcmapd_control_commands_total", command="status") == 1
     assert m.get("svcmapd_control_commands_total", command="reload") == 0
     assert m.get("svcmapd_reloads_total", result="ok") == 0
+    assert m.get("svcmapd_accept_errors_total", listener="control") == 0
 
     # connects and leaves at once, many times (past the cap, some are refused: they left)
     for _ in range(50):
