@@ -59,6 +59,9 @@ const struct config_option config_options[CONFIG_OPTION_COUNT] = {
                                 AT(confirm_removal),
                                 "apply a held reload that removes exactly this many services (the "
                                 "count its log line gives)"},
+    [CONFIG_STATE_DIR] = {"server", "state-dir", CONFIG_TYPE_PATH, "off", 0, 1024, AT(state_dir),
+                          "a directory where the last good mapping is kept, to start on when "
+                          "the file is broken; off"},
     [CONFIG_UPSTREAM_SERVERS] = {"upstream", "servers", CONFIG_TYPE_SERVERS, "/etc/resolv.conf", 0,
                                  0, AT(upstream),
                                  "resolvers for hostname targets outside the zone: addresses, a "
@@ -92,6 +95,10 @@ const struct config_option config_options[CONFIG_OPTION_COUNT] = {
     [CONFIG_LOG_QUERIES] = {"log", "queries", CONFIG_TYPE_CHOICE, "no", 0, 0, AT(log_queries),
                             "yes: one line per query, in CoreDNS's log plugin format",
                             CHOICES("no", "yes")},
+    /* a unix socket's path fits sockaddr_un's 108 bytes with its NUL */
+    [CONFIG_CONTROL_SOCKET] = {"control", "socket", CONFIG_TYPE_PATH, "off", 0, 107,
+                               AT(control_socket),
+                               "the unix socket svcmapctl talks to (mode 0600); off"},
 };
 
 /* ---- the setters, one per type of option ---- */
@@ -484,6 +491,30 @@ static bool set_endpoint(struct parser *p, const struct value *v)
     return true;
 }
 
+/* An absolute path of at most o->max bytes, or off (NULL). Only its form
+ * is checked here: what is there is found when it is used (`-t` opens
+ * no sockets and writes nothing). */
+static bool set_path(struct parser *p, const struct value *v)
+{
+    const char *s = v->tok[0].text;
+    const char *path = NULL;
+    if (strcmp(s, "off") != 0) {
+        if (s[0] != '/') {
+            diag_error(p->d, v->tok[0].line, "%s: '%s' is not an absolute path, or off", v->o->name,
+                       s);
+            return false;
+        }
+        if (strlen(s) > v->o->max) {
+            diag_error(p->d, v->tok[0].line, "%s: a path of at most %u bytes, not %zu", v->o->name,
+                       v->o->max, strlen(s));
+            return false;
+        }
+        path = path_copy(p, s);
+    }
+    memcpy(v->field, &path, sizeof(path));
+    return true;
+}
+
 /* A number within the row's bounds; `or` ends "is not a number". */
 static bool set_number(struct parser *p, const struct value *v, const char * or)
 {
@@ -553,6 +584,7 @@ static const struct {
     [CONFIG_TYPE_CHOICE] = {"choice", set_choice, false},
     [CONFIG_TYPE_DURATION] = {"duration", set_duration, false},
     [CONFIG_TYPE_REVERSE] = {"prefixes", set_reverse, true},
+    [CONFIG_TYPE_PATH] = {"path", set_path, false},
 };
 _Static_assert(sizeof(types) / sizeof(types[0]) == CONFIG_TYPE_COUNT, "a setter for every type");
 

@@ -113,6 +113,8 @@ struct http {
     struct server *srv;
     struct zone_ref *zones;
     struct reloader *reloader;
+    const struct control *control; /* NULL: none */
+    const struct state *state;     /* NULL: no state-dir */
 
     struct conn *oldest, *newest; /* every connection, the oldest exchange first */
     size_t nconns;
@@ -518,6 +520,8 @@ static void render_metrics(struct http *h)
                 .reasons = refusal_names,
                 .nreasons = REFUSALS,
             },
+        .control = h->control,
+        .state = h->state,
     };
     metrics_render(h->body, &src);
 }
@@ -792,4 +796,11 @@ void http_free(struct http *h)
     if (h->body)
         evbuffer_free(h->body);
     free(h);
+}
+
+void http_set_control_state(struct http *h, const struct control *control,
+                            const struct state *state)
+{
+    h->control = control;
+    h->state = state;
 }

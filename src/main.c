@@ -17,6 +17,7 @@
 
 #include "config-build.h"
 #include "svcmapd/config.h"
+#include "svcmapd/control.h"
 #include "svcmapd/diag.h"
 #include "svcmapd/http.h"
 #include "svcmapd/import.h"
@@ -26,6 +27,7 @@
 #include "svcmapd/print.h"
 #include "svcmapd/reload.h"
 #include "svcmapd/server.h"
+#include "svcmapd/state.h"
 #include "svcmapd/upstream.h"
 #include "svcmapd/zone.h"
 #include "svcmapd/zone_ref.h"
@@ -40,13 +42,17 @@ enum exit_code {
 static void usage(FILE *out)
 {
     fprintf(out,
-            "Usage: svcmapd [-c FILE] [-t] [-V] [-h]\n"
+            "Usage: svcmapd [-c FILE] [--state-dir DIR] [-t] [-V] [-h]\n"
             "       svcmapd [-c FILE] --print FORM SERVER\n"
             "       svcmapd --list-options\n"
             "       svcmapd import [--zone ZONE] [FILE|-]\n"
             "Authoritative DNS for <service>.<namespace>.svc.<zone> names, mapped in an INI file.\n"
             "\n"
             "  -c, --config FILE  the mapping file (default %s)\n"
+            "      --state-dir DIR\n"
+            "                     keep the last good mapping in DIR, and start on it when\n"
+            "                     the file cannot be read or has an error (instead of the\n"
+            "                     file's [server] state-dir, which a broken file may not give)\n"
             "  -t, --check        check the file and exit: 0 if valid, 1 if not\n"
             "  -p, --print FORM SERVER\n"
             "                     print what to paste to send the mapped names to svcmapd at\n"
@@ -87,6 +93,29 @@ static int check(const char *path)
     return rc;
 }
 
+/* The user and group of `spec` (a user name, or UID[:GID]). -1 if there
+ * is no such user (logged). */
+static int resolve_user(const char *spec, uid_t *uid, gid_t *gid)
+{
+    char *end;
+    errno = 0;
+    unsigned long n = strtoul(spec, &end, 10);
+    if (end != spec && (*end == '\0' || *end == ':') && errno == 0) {
+        *uid = (uid_t)n;
+        const struct passwd *pw = getpwuid(*uid);
+        *gid = *end == ':' ? (gid_t)strtoul(end + 1, NULL, 10) : pw ? pw->pw_gid : (gid_t)*uid;
+        return 0;
+    }
+    const struct passwd *pw = getpwnam(spec);
+    if (!pw) {
+        log_error("user '%s': no such user", spec);
+        return -1;
+    }
+    *uid = pw->pw_uid;
+    *gid = pw->pw_gid;
+    return 0;
+}
+
 /*
  * Runs as `spec` (a user name, or UID[:GID]) from now on: supplementary
  * groups, then the group, then the user, in that order (a process that has
@@ -98,22 +127,8 @@ static int drop_privileges(const char *spec)
 {
     uid_t uid;
     gid_t gid;
-    char *end;
-    errno = 0;
-    unsigned long n = strtoul(spec, &end, 10);
-    if (end != spec && (*end == '\0' || *end == ':') && errno == 0) {
-        uid = (uid_t)n;
-        const struct passwd *pw = getpwuid(uid);
-        gid = *end == ':' ? (gid_t)strtoul(end + 1, NULL, 10) : pw ? pw->pw_gid : (gid_t)uid;
-    } else {
-        const struct passwd *pw = getpwnam(spec);
-        if (!pw) {
-            log_error("user '%s': no such user", spec);
-            return -1;
-        }
-        uid = pw->pw_uid;
-        gid = pw->pw_gid;
-    }
+    if (resolve_user(spec, &uid, &gid) < 0)
+        return -1;
     if (getuid() == uid && geteuid() == uid && getgid() == gid)
         return 0; /* already there, e.g. started as that user with CAP_NET_BIND_SERVICE */
 
@@ -248,12 +263,13 @@ static size_t budget_files(const struct config *cfg)
     }
     size_t workers = server_worker_count(cfg);
     unsigned long long limit = rl.rlim_cur; /* RLIM_INFINITY is the largest */
-    unsigned long long http = http_fds(cfg), sockets = server_fds(cfg);
+    unsigned long long http = http_fds(cfg) + control_fds(cfg), sockets = server_fds(cfg);
     unsigned long long fixed = MAIN_FDS + http + sockets + cfg->tcp_max_connections;
     size_t least = cfg->upstream ? MIN_LOOKUPS : 0; /* none: resolution is off */
     char why[256];
     snprintf(why, sizeof(why),
-             "%d for the main thread, %llu for HTTP, %llu for the sockets of %zu worker%s, %u for "
+             "%d for the main thread, %llu for HTTP and control, %llu for the sockets of %zu "
+             "worker%s, %u for "
              "tcp-max-connections",
              MAIN_FDS, http, sockets, workers, workers == 1 ? "" : "s", cfg->tcp_max_connections);
     if (limit < fixed + workers * least) {
@@ -278,8 +294,16 @@ static size_t budget_files(const struct config *cfg)
 
 struct daemon {
     const char *path;
+    const char *state_dir; /* --state-dir; NULL: the file's */
     struct event_base *base;
     struct load load; /* its config until the reloader takes it, its zone until published */
+    char *text;       /* the bytes it was parsed from, for the state-dir; NULL: none kept */
+    size_t len;
+    struct state *state; /* the state-dir; NULL: none */
+    bool last_good;      /* the load is the state-dir's copy: the file is broken */
+    bool file_read;      /* and the file could be read, its bytes hashing to: */
+    uint64_t file_hash;
+    struct control *control; /* NULL: no control socket */
     struct http *http;
     struct zone_ref *ref;
     struct server *srv;
@@ -306,6 +330,7 @@ static void shutdown_main(struct daemon *dm)
     reload_stop(dm->reloader);
     http_free(dm->http);
     dm->http = NULL;
+    control_stop(dm->control);
     if (dm->srv)
         server_stop(dm->srv); /* workers end once queued TCP replies are out */
     notify("STOPPING=1");
@@ -331,12 +356,11 @@ static void on_lameduck_over(evutil_socket_t fd, short what, void *arg)
     shutdown_main(arg);
 }
 
-static void on_stop_signal(evutil_socket_t sig, short what, void *arg)
+/* SIGTERM, SIGINT or `svcmapctl stop` (`why`). */
+static void stop_daemon(struct daemon *dm, const char *why)
 {
-    struct daemon *dm = arg;
-    (void)what;
     if (dm->loading) {
-        log_info("%s: stopping once the mapping file is loaded", strsignal(sig));
+        log_info("%s: stopping once the mapping file is loaded", why);
         dm->stopping = true;
         return;
     }
@@ -346,17 +370,30 @@ static void on_stop_signal(evutil_socket_t sig, short what, void *arg)
          * fails, so that load balancers stop sending first. */
         dm->stopping = true;
         reload_stop(dm->reloader); /* a reload under way is dropped */
-        log_info("%s: going into lameduck mode for %us", strsignal(sig), lameduck);
+        log_info("%s: going into lameduck mode for %us", why, lameduck);
         if (dm->http)
             http_set_ready(dm->http, false, "lameduck");
+        if (dm->control)
+            control_set_state(dm->control, "lameduck");
         notify("STOPPING=1");
         struct timeval tv = {lameduck, 0};
         evtimer_add(dm->lameduck, &tv);
         return;
     }
-    log_info("%s: stopping", strsignal(sig));
+    log_info("%s: stopping", why);
     dm->stopping = true;
     shutdown_main(dm);
+}
+
+static void on_stop_signal(evutil_socket_t sig, short what, void *arg)
+{
+    (void)what;
+    stop_daemon(arg, strsignal(sig));
+}
+
+static void on_control_stop(void *arg)
+{
+    stop_daemon(arg, "svcmapctl stop");
 }
 
 static void log_cannot_start(const struct daemon *dm)
@@ -371,9 +408,28 @@ static void *load_zone(void *arg)
 {
     struct daemon *dm = arg;
     load_compile(&dm->load, NULL, NULL, time(NULL));
+    /* the serial goes on from the one served before the restart; the
+     * state was read before this thread started, and is not written
+     * until it has ended */
+    const struct state_saved *saved = dm->state ? state_saved(dm->state) : NULL;
+    if (dm->load.zone && saved && saved->found)
+        zone_continue_serial(dm->load.zone, saved->serial, saved->digest);
     config_drop_mapping(dm->load.cfg); /* the zone has what it needs */
     event_active(dm->loaded, 0, 0);
     return NULL;
+}
+
+/* A reload ended: a control client may wait for it, and the state-dir
+ * keeps the mapping applied. */
+static void on_outcome(void *arg, struct reload_outcome *o)
+{
+    struct daemon *dm = arg;
+    if (dm->control)
+        control_reload_done(dm->control, o);
+    if (dm->state && o->text) {
+        state_save(dm->state, o->text, o->len, o->serial, o->digest);
+        o->text = NULL;
+    }
 }
 
 /* Serves the loaded zone: binds, drops privileges, starts the workers and
@@ -403,13 +459,23 @@ static bool start_serving(struct daemon *dm)
     if (!dm->reloader)
         return false;
     dm->load.cfg = NULL; /* the reloader's now */
+    reload_on_outcome(dm->reloader, on_outcome, dm, dm->state != NULL);
+    if (dm->last_good)
+        reload_serving_last_good(dm->reloader, dm->file_read, dm->file_hash);
     reload_watch(dm->reloader);
     for (size_t i = 0; i < cfg->nlisten; i++)
         log_info("listening on %s (udp, tcp), %zu worker%s", cfg->listen[i].text,
                  server_workers(dm->srv), server_workers(dm->srv) == 1 ? "" : "s");
     if (dm->http) {
         http_set_sources(dm->http, dm->srv, dm->ref, dm->reloader);
-        http_set_ready(dm->http, true, NULL);
+        http_set_control_state(dm->http, dm->control, dm->state);
+        http_set_ready(dm->http, true, NULL); /* from the last good copy too: it answers */
+    }
+    if (dm->control) {
+        const struct control_sources src = {dm->ref, dm->reloader, dm->path,
+                                            dm->state ? state_copy_path(dm->state) : NULL};
+        control_set_sources(dm->control, &src);
+        control_set_state(dm->control, "serving");
     }
     return true;
 }
@@ -435,40 +501,130 @@ static void on_loaded(evutil_socket_t fd, short what, void *arg)
         return;
     }
     const struct zone_stats *st = zone_stats(dm->load.zone);
+    uint32_t serial = st->serial;
+    uint64_t digest = st->digest;
     log_info("svcmapd %s: zone %s from %s: %zu services, %zu records, serial %u", SVCMAPD_VERSION,
-             dm->load.cfg->zone, dm->path, st->services, st->records, st->serial);
+             dm->load.cfg->zone, dm->load.diag.file, st->services, st->records, st->serial);
     dm->rc = EXIT_RUNTIME;
     if (!start_serving(dm)) {
         shutdown_main(dm);
         return;
     }
     dm->rc = EXIT_OK;
+    if (dm->last_good) {
+        log_error("serving the LAST GOOD COPY %s, serial %u: %s could not be loaded (see the "
+                  "errors above); fix it and reload",
+                  state_copy_path(dm->state), serial, dm->path);
+        notify("READY=1\nSTATUS=serving the last good copy: the mapping file has errors");
+        return;
+    }
+    if (dm->state && dm->text) /* the last good copy from now on */
+        state_save(dm->state, dm->text, dm->len, serial, digest);
+    dm->text = NULL;
     notify("READY=1\nSTATUS=serving");
 }
 
+/* The state-dir `dir`: its copy, what the copy says. False when out of
+ * memory. */
+static bool open_state(struct daemon *dm, const char *dir)
+{
+    dm->state = state_new(dm->base, dir);
+    if (!dm->state)
+        log_error("out of memory");
+    return dm->state != NULL;
+}
+
+/* The mapping file cannot be read or has errors (reported): the state-dir's
+ * last good copy `dir` is parsed instead. False if there is none, or it
+ * cannot be used either (reported). */
+static bool read_last_good(struct daemon *dm, const char *dir)
+{
+    struct load *l = &dm->load;
+    unsigned errors = l->diag.errors;
+    dm->file_read = l->read;
+    dm->file_hash = l->hash;
+    if (!open_state(dm, dir))
+        return false;
+    const char *copy = state_copy_path(dm->state);
+    load_finish(l);
+    load_init(l, copy);
+    size_t len = 0;
+    char *text = config_read(copy, &len, &l->diag);
+    bool ok = text && load_parse(l, text, len) && !l->diag.errors;
+    free(text);
+    if (!ok) {
+        load_report(&l->diag, NULL);
+        log_error("cannot start: %u error%s in %s, and no last good copy to start on in %s", errors,
+                  errors == 1 ? "" : "s", dm->path, dir);
+        return false;
+    }
+    log_configure(l->cfg);
+    log_error("%u error%s in %s: starting on the last good copy %s instead", errors,
+              errors == 1 ? "" : "s", dm->path, copy);
+    dm->last_good = true;
+    return true;
+}
+
 /* The first step of the load, on the main thread: the file read and
- * parsed, the log set up as it says. A bad file is reported whole (its
- * zone's errors too) before anything starts: false. */
+ * parsed, the log set up as it says, the state-dir opened. A bad file is
+ * reported whole (its zone's errors too) before anything starts; then
+ * the last good copy is read instead if there is a state-dir. False when
+ * there is nothing to start on. */
 static bool read_mapping(struct daemon *dm)
 {
     struct load *l = &dm->load;
-    if (load_parse(l, NULL, 0) && !l->diag.errors) {
+    char *text = config_read(dm->path, &dm->len, &l->diag);
+    if (text && load_parse(l, text, dm->len) && !l->diag.errors) {
         log_configure(l->cfg);
+        const char *dir = dm->state_dir ? dm->state_dir : l->cfg->state_dir;
+        if (dir && !open_state(dm, dir)) {
+            free(text);
+            return false;
+        }
+        if (dm->state)
+            dm->text = text; /* saved once serving */
+        else
+            free(text);
         return true;
     }
-    load_compile(l, NULL, NULL, time(NULL)); /* for its errors */
+    free(text);
+    if (l->cfg)
+        load_compile(l, NULL, NULL, time(NULL)); /* for its errors */
     load_report(&l->diag, NULL);
+    /* The file's own state-dir, when its line could be read. */
+    const char *dir = dm->state_dir ? dm->state_dir : l->cfg ? l->cfg->state_dir : NULL;
+    if (dir) {
+        char *copy = strdup(dir); /* l->cfg goes */
+        bool ok = copy && read_last_good(dm, copy);
+        free(copy);
+        return ok;
+    }
     log_cannot_start(dm);
     return false;
+}
+
+/* The control socket, if there is one: made before privileges are
+ * dropped (its directory may be root's), and given to the user svcmapd
+ * drops to. False on a failure. */
+static bool start_control(struct daemon *dm)
+{
+    const struct config *cfg = dm->load.cfg;
+    if (!cfg->control_socket)
+        return true;
+    uid_t uid = (uid_t)-1;
+    gid_t gid = (gid_t)-1;
+    if (cfg->user && geteuid() == 0 && resolve_user(cfg->user, &uid, &gid) < 0)
+        return false;
+    dm->control = control_new(dm->base, cfg->control_socket, uid, gid);
+    if (dm->control)
+        control_set_stop(dm->control, on_control_stop, dm);
+    return dm->control != NULL;
 }
 
 /* The loop's events, the HTTP endpoints, and the loader thread that
  * compiles the mapping meanwhile. False on a failure. */
 static bool start_loop(struct daemon *dm)
 {
-    dm->base = event_base_new();
-    if (!dm->base)
-        return false;
     dm->sig[0] = evsignal_new(dm->base, SIGHUP, on_hup, dm);
     dm->sig[1] = evsignal_new(dm->base, SIGTERM, on_stop_signal, dm);
     dm->sig[2] = evsignal_new(dm->base, SIGINT, on_stop_signal, dm);
@@ -481,9 +637,9 @@ static bool start_loop(struct daemon *dm)
         return false;
 
     /* /health and /ready answer while the mapping compiles (a million
-     * services take a moment): 200 and 503. */
+     * services take a moment): 200 and 503. So does the control socket. */
     dm->http = http_new(dm->base, dm->load.cfg);
-    if (!dm->http)
+    if (!dm->http || !start_control(dm))
         return false;
     if (pthread_create(&dm->loader, NULL, load_zone, dm) != 0) {
         log_error("cannot start the loader thread");
@@ -505,17 +661,20 @@ static void daemon_finish(struct daemon *dm)
     if (dm->lameduck)
         event_free(dm->lameduck);
     http_free(dm->http);
+    control_free(dm->control);
     reload_free(dm->reloader);
+    state_free(dm->state); /* after the reloader: a copy it asked for is written */
     server_free(dm->srv);
     zone_ref_free(dm->ref);
     load_finish(&dm->load);
+    free(dm->text);
     if (dm->base)
         event_base_free(dm->base);
 }
 
-static int serve(const char *path)
+static int serve(const char *path, const char *state_dir)
 {
-    struct daemon dm = {.path = path, .rc = EXIT_RUNTIME};
+    struct daemon dm = {.path = path, .state_dir = state_dir, .rc = EXIT_RUNTIME};
 
     /* Until the event loop handles them, SIGHUP and SIGTERM wait (a SIGHUP
      * sent right after start-up must not kill). Threads are created while
@@ -531,10 +690,16 @@ static int serve(const char *path)
         return EXIT_RUNTIME;
     }
 
+    dm.base = event_base_new();
+    if (!dm.base) {
+        log_error("out of memory");
+        return EXIT_RUNTIME;
+    }
     load_init(&dm.load, path);
     if (!read_mapping(&dm)) {
-        load_finish(&dm.load);
-        return EXIT_BAD_CONFIG;
+        dm.rc = EXIT_BAD_CONFIG;
+        daemon_finish(&dm);
+        return dm.rc;
     }
     dm.max_lookups = budget_files(dm.load.cfg);
     if (start_loop(&dm)) {
@@ -558,9 +723,11 @@ int main(int argc, char **argv)
         {"version", no_argument, NULL, 'V'},
         {"help", no_argument, NULL, 'h'},
         {"list-options", no_argument, NULL, 'L'},
+        {"state-dir", required_argument, NULL, 'S'},
         {NULL, 0, NULL, 0},
     };
     const char *path = SVCMAPD_DEFAULT_CONFIG;
+    const char *state_dir = NULL;
     bool check_only = false;
     const char *form = NULL;
     int opt;
@@ -587,6 +754,9 @@ int main(int argc, char **argv)
             return EXIT_OK;
         case 'L':
             return config_list_options(stdout) == 0 ? EXIT_OK : EXIT_RUNTIME;
+        case 'S':
+            state_dir = optarg;
+            break;
         default:
             fprintf(stderr, "Try 'svcmapd --help' for more information.\n");
             return EXIT_USAGE;
@@ -605,5 +775,5 @@ int main(int argc, char **argv)
         fprintf(stderr, "Try 'svcmapd --help' for more information.\n");
         return EXIT_USAGE;
     }
-    return check_only ? check(path) : serve(path);
+    return check_only ? check(path) : serve(path, state_dir);
 }

@@ -8,9 +8,11 @@
 #include <string.h>
 
 #include "config-build.h"
+#include "svcmapd/control.h"
 #include "svcmapd/metrics.h"
 #include "svcmapd/reload.h"
 #include "svcmapd/server.h"
+#include "svcmapd/state.h"
 #include "svcmapd/upstream.h"
 #include "svcmapd/zone.h"
 
@@ -245,9 +247,10 @@ static void render_upstream(struct evbuffer *b, const struct server *srv)
 }
 
 /* Connections: DNS over TCP, and HTTP. */
-static void render_connections(struct evbuffer *b, const struct server *srv,
-                               const struct metrics_http *http)
+static void render_connections(struct evbuffer *b, const struct metrics_sources *src)
 {
+    const struct server *srv = src->srv;
+    const struct metrics_http *http = &src->http;
     uint64_t refused = 0, accept_errors = 0;
     for (size_t k = 0; k < server_workers(srv); k++) {
         refused += load(&server_metrics(srv, k)->tcp_refused);
@@ -266,6 +269,9 @@ static void render_connections(struct evbuffer *b, const struct server *srv,
                         (unsigned long long)accept_errors);
     evbuffer_add_printf(b, "svcmapd_accept_errors_total{listener=\"http\"} %llu\n",
                         (unsigned long long)http->accept_errors);
+    if (src->control)
+        evbuffer_add_printf(b, "svcmapd_accept_errors_total{listener=\"control\"} %llu\n",
+                            (unsigned long long)load(&control_stats(src->control)->accept_errors));
     head(b, "svcmapd_http_connections", "gauge", "HTTP connections open.");
     evbuffer_add_printf(b, "svcmapd_http_connections %zu\n", http->connections);
     head(b, "svcmapd_http_refused_total", "counter",
@@ -273,6 +279,32 @@ static void render_connections(struct evbuffer *b, const struct server *srv,
     for (size_t r = 0; r < http->nreasons; r++)
         evbuffer_add_printf(b, "svcmapd_http_refused_total{reason=\"%s\"} %llu\n", http->reasons[r],
                             (unsigned long long)http->refused[r]);
+}
+
+/* The last good copy (SPEC §7) and the control socket. */
+static void render_restart(struct evbuffer *b, const struct metrics_sources *src)
+{
+    head(b, "svcmapd_config_last_good_in_use", "gauge",
+         "1 while the state-dir's last good copy is served because the mapping file is broken.");
+    evbuffer_add_printf(b, "svcmapd_config_last_good_in_use %d\n", src->reload->last_good ? 1 : 0);
+    if (src->state) {
+        head(b, "svcmapd_config_last_good_write_failures_total", "counter",
+             "Last good copies that could not be written to the state-dir.");
+        evbuffer_add_printf(b, "svcmapd_config_last_good_write_failures_total %llu\n",
+                            (unsigned long long)state_stats(src->state)->failures);
+    }
+    if (!src->control)
+        return;
+    const struct control_stats *cs = control_stats(src->control);
+    head(b, "svcmapd_control_commands_total", "counter", "Control socket commands, by command.");
+    for (size_t i = 0; i < CONTROL_COMMANDS; i++)
+        evbuffer_add_printf(b, "svcmapd_control_commands_total{command=\"%s\"} %llu\n",
+                            control_command_names[i], (unsigned long long)cs->commands[i]);
+    head(b, "svcmapd_control_refused_total", "counter",
+         "Control socket clients refused, by reason.");
+    for (size_t i = 0; i < CONTROL_REFUSALS; i++)
+        evbuffer_add_printf(b, "svcmapd_control_refused_total{reason=\"%s\"} %llu\n",
+                            control_refusal_names[i], (unsigned long long)cs->refused[i]);
 }
 
 void metrics_render(struct evbuffer *b, const struct metrics_sources *src)
@@ -291,5 +323,6 @@ void metrics_render(struct evbuffer *b, const struct metrics_sources *src)
     render_dns(b, src->srv, zone);
     render_reloads(b, src->reload, zone_stats(src->zone));
     render_upstream(b, src->srv);
-    render_connections(b, src->srv, &src->http);
+    render_connections(b, src);
+    render_restart(b, src);
 }

@@ -33,7 +33,14 @@ enum reload_verdict reload_decide(const struct config *cfg, const struct zone *z
 }
 
 /* As the log names them, by bit of enum reload_restart. */
-static const char *const restart_names[] = {"'listen'", "'workers'", "'user'", "[http]"};
+static const char *const restart_names[] = {"'listen'", "'workers'",        "'user'",
+                                            "[http]",   "[control] socket", "'state-dir'"};
+
+/* Two optional strings differ. */
+static bool differ(const char *a, const char *b)
+{
+    return (a == NULL) != (b == NULL) || (a && strcmp(a, b) != 0);
+}
 
 unsigned reload_restart_changes(const struct config *running, const struct config *next)
 {
@@ -43,20 +50,26 @@ unsigned reload_restart_changes(const struct config *running, const struct confi
         bits |= RELOAD_RESTART_LISTEN;
     if (a->workers != b->workers)
         bits |= RELOAD_RESTART_WORKERS;
-    if ((a->user == NULL) != (b->user == NULL) || (a->user && strcmp(a->user, b->user) != 0))
+    if (differ(a->user, b->user))
         bits |= RELOAD_RESTART_USER;
     for (int i = 0; i < 3; i++)
         if (a->http_on[i] != b->http_on[i] ||
             (a->http_on[i] && strcmp(a->http[i].text, b->http[i].text) != 0))
             bits |= RELOAD_RESTART_HTTP;
+    if (differ(a->control_socket, b->control_socket))
+        bits |= RELOAD_RESTART_CONTROL;
+    if (differ(a->state_dir, b->state_dir))
+        bits |= RELOAD_RESTART_STATE_DIR;
     return bits;
 }
 
 /* One reload: the file read, parsed and compiled off the main thread. */
 struct reload_job {
+    uint64_t seq;
     pthread_t thread;
     bool threaded;
-    char *text; /* the file's bytes; NULL: read them on the thread */
+    bool keep_text; /* text stays for the outcome */
+    char *text;     /* the file's bytes; NULL: read them on the thread */
     size_t len;
     const struct zone *old; /* only the main thread retires zones: it stays */
     time_t now;
@@ -70,8 +83,13 @@ struct reloader {
     struct config *boot; /* the settings the process started with */
     struct config *cfg;  /* of the zone now served; boot until a reload */
     struct zone_ref *ref;
-    struct event *collect; /* retries freeing zones still held */
-    struct event *done;    /* the job's thread activates it */
+    void (*outcome)(void *arg, struct reload_outcome *o); /* after every reload */
+    void *outcome_arg;
+    bool keep_text;
+    uint64_t seq;                    /* of the last job started */
+    char last_line[RELOAD_LINE_MAX]; /* its summary, once it ended */
+    struct event *collect;           /* retries freeing zones still held */
+    struct event *done;              /* the job's thread activates it */
     struct reload_stats stats;
 
     struct reload_job job;
@@ -96,6 +114,26 @@ const struct reload_stats *reload_stats(const struct reloader *r)
 const struct config *reload_config(const struct reloader *r)
 {
     return r->cfg;
+}
+
+const char *reload_last_line(const struct reloader *r)
+{
+    return r->last_line;
+}
+
+void reload_on_outcome(struct reloader *r, void (*outcome)(void *arg, struct reload_outcome *o),
+                       void *arg, bool keep_text)
+{
+    r->outcome = outcome;
+    r->outcome_arg = arg;
+    r->keep_text = keep_text;
+}
+
+void reload_serving_last_good(struct reloader *r, bool read, uint64_t hash)
+{
+    r->stats.last_good = true;
+    if (read)
+        r->seen_hash = hash; /* its errors were logged at start */
 }
 
 static void on_collect(evutil_socket_t fd, short what, void *arg)
@@ -169,30 +207,37 @@ static void *run_job(void *arg)
 {
     struct reloader *r = arg;
     struct reload_job *j = &r->job;
-    load_text(&j->load, j->text, j->len, j->old, NULL, j->now);
-    free(j->text);
-    j->text = NULL;
+    if (j->keep_text && !j->text) /* NULL: why is in the diagnostics */
+        j->text = config_read(r->path, &j->len, &j->load.diag);
+    if (j->text || !j->keep_text)
+        load_text(&j->load, j->text, j->len, j->old, NULL, j->now);
+    if (!j->keep_text) {
+        free(j->text);
+        j->text = NULL;
+    }
     event_active(r->done, 0, 0);
     return NULL;
 }
 
 /* Starts a job on `text` (taking it; NULL: the file is read by the job),
- * or, while one runs, asks for one more after it. */
-static void start(struct reloader *r, char *text, size_t len)
+ * or, while one runs, asks for one more after it. Returns the number of
+ * the job that reads the file after this call, 0 when none will. */
+static uint64_t start(struct reloader *r, char *text, size_t len)
 {
     if (r->stopped) {
         free(text);
-        return;
+        return 0;
     }
     if (r->running) {
         if (!r->again)
             log_info("reload: asked for while one is under way; one more follows it");
         r->again = true;
         free(text);
-        return;
+        return r->seq + 1;
     }
     struct reload_job *j = &r->job;
-    *j = (struct reload_job){.text = text, .len = len, .now = time(NULL)};
+    *j = (struct reload_job){
+        .seq = ++r->seq, .keep_text = r->keep_text, .text = text, .len = len, .now = time(NULL)};
     j->old = zone_ref_current(r->ref);
     j->t0 = clock_ns();
     load_init(&j->load, r->path);
@@ -206,6 +251,7 @@ static void start(struct reloader *r, char *text, size_t len)
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (!j->threaded)
         run_job(r); /* no thread to be had: here, as before */
+    return j->seq;
 }
 
 /* A reload not applied: the old zone serves on. */
@@ -213,19 +259,25 @@ static void keep_old(struct reloader *r, enum reload_verdict v, const struct loa
                      const struct zone *old)
 {
     uint32_t old_serial = zone_stats(old)->serial;
+    const char *copy = r->stats.last_good ? " (the last good copy)" : "";
     if (v == RELOAD_REJECT) {
         r->stats.failed++;
         notify("READY=1\nSTATUS=reload failed, serving the previous mapping");
-        log_error("reload: failed (%u error%s in %s), still serving serial %u", l->diag.errors,
-                  l->diag.errors == 1 ? "" : "s", r->path, old_serial);
+        snprintf(r->last_line, sizeof(r->last_line),
+                 "reload: failed (%u error%s in %s), still serving serial %u%s", l->diag.errors,
+                 l->diag.errors == 1 ? "" : "s", r->path, old_serial, copy);
+        log_error("%s", r->last_line);
     } else {
         size_t removed = zone_stats(l->zone)->removed;
         r->stats.held++;
         notify("READY=1\nSTATUS=reload held, serving the previous mapping");
-        log_warning("reload: held: would remove %zu of %zu services (more than max-removal = "
-                    "%u%%), still serving serial %u; if that is meant, add confirm-removal = %zu "
-                    "to [server] and reload",
-                    removed, zone_stats(old)->services, l->cfg->max_removal, old_serial, removed);
+        snprintf(r->last_line, sizeof(r->last_line),
+                 "reload: held: would remove %zu of %zu services (more than max-removal = %u%%), "
+                 "still serving serial %u%s; if that is meant, add confirm-removal = %zu to "
+                 "[server] and reload",
+                 removed, zone_stats(old)->services, l->cfg->max_removal, old_serial, copy,
+                 removed);
+        log_warning("%s", r->last_line);
     }
     reload_watch(r); /* keep looking: the next good file is taken */
 }
@@ -280,10 +332,16 @@ static void apply(struct reloader *r, struct reload_job *j)
         struct timeval tv = {0, 20000};
         event_add(r->collect, &tv);
     }
-    log_info("reload: ok, %zu services, %zu records, %zu added, %zu removed, %zu changed, serial "
+    snprintf(r->last_line, sizeof(r->last_line),
+             "reload: ok, %zu services, %zu records, %zu added, %zu removed, %zu changed, serial "
              "%u%s, %.1f ms",
              st->services, st->records, st->added, st->removed, st->changed, st->serial,
              changed ? "" : " (unchanged)", (double)(clock_ns() - j->t0) / 1e6);
+    log_info("%s", r->last_line);
+    if (r->stats.last_good) {
+        r->stats.last_good = false;
+        log_info("reload: %s is served again; the last good copy is no longer in use", r->path);
+    }
 }
 
 /* The job's results, on the main thread: applied, held or rejected. */
@@ -298,6 +356,22 @@ static void conclude_job(struct reloader *r, struct reload_job *j)
         apply(r, j);
     else
         keep_old(r, v, &j->load, old);
+    if (!r->outcome)
+        return;
+    const struct zone_stats *st = zone_stats(zone_ref_current(r->ref));
+    struct reload_outcome o = {
+        .seq = j->seq,
+        .verdict = v,
+        .line = r->last_line,
+        .diag = &j->load.diag,
+        .text = v == RELOAD_APPLY ? j->text : NULL,
+        .len = j->len,
+        .serial = st->serial,
+        .digest = st->digest,
+    };
+    r->outcome(r->outcome_arg, &o);
+    if (v == RELOAD_APPLY)
+        j->text = o.text; /* NULL if it was taken */
 }
 
 static void on_done(evutil_socket_t fd, short what, void *arg)
@@ -317,9 +391,9 @@ static void on_done(evutil_socket_t fd, short what, void *arg)
     }
 }
 
-void reload_run(struct reloader *r)
+uint64_t reload_run(struct reloader *r)
 {
-    start(r, NULL, 0);
+    return start(r, NULL, 0);
 }
 
 void reload_stop(struct reloader *r)

@@ -147,18 +147,18 @@ static const struct zone_rrset *build_soa(struct compiler *c, const struct owner
     b_u32(b, cfg->ttl);
     b_rr_end(b);
     const struct zone_rrset *r = b_finish(c->z, b, false);
-    if (r && c->serial_slot_count < sizeof(c->serial_slots) / sizeof(c->serial_slots[0]))
-        c->serial_slots[c->serial_slot_count++] =
+    struct zone *z = c->z;
+    if (r && z->nserial_slots < sizeof(z->serial_slots) / sizeof(z->serial_slots[0]))
+        z->serial_slots[z->nserial_slots++] =
             (uint8_t *)(uintptr_t)(zone_rrset_data(r) + serial_at);
     return r;
 }
 
-static void set_serial(struct compiler *c, uint32_t serial)
+static void set_serial(struct zone *z, uint32_t serial)
 {
-    for (uint32_t i = 0; i < c->serial_slot_count; i++) {
-        ldns_write_uint32(c->serial_slots[i], serial);
-    }
-    c->z->stats.serial = serial;
+    for (uint32_t i = 0; i < z->nserial_slots; i++)
+        ldns_write_uint32(z->serial_slots[i], serial);
+    z->stats.serial = serial;
 }
 
 const struct zone_rrset *build_addresses(struct compiler *c, const struct owner *o, uint16_t type,
@@ -631,6 +631,8 @@ static void copy_settings(struct zone *z, const struct config *cfg)
 
 /* zone.services: the services in the order of the file, for the next
  * reload's count_changes(); a service's `info` becomes its place there.
+ * And the zone's digest: its settings and each service's name and
+ * fingerprint, summed, so that the order of the file does not count.
  * False when out of memory. */
 static bool list_services(struct compiler *c)
 {
@@ -638,29 +640,37 @@ static bool list_services(struct compiler *c)
     z->services = arena_alloc(z->arena, (z->stats.services + 1) * sizeof(*z->services));
     if (!z->services)
         return false;
+    uint64_t digest = 0;
     for (size_t i = 0; i < c->ninfo; i++) {
         struct znode *node = c->info[i].node;
         if (node->flags & NODE_SERVICE) {
             node->info = (uint32_t)z->nservices;
             z->services[z->nservices++] = node;
+            /* a fixed seed, unlike the table's: digests outlive the process */
+            digest += mix64(hash_bytes(9, node_name(node), node->len) ^ node->fp);
         }
     }
+    z->stats.digest = mix64(digest ^ z->settings_fp);
     return true;
 }
 
-/* The SOA serial: `now`, or the old zone's if nothing `changed`, and never
- * behind the old one. */
-static uint32_t next_serial(const struct zone *old, bool changed, time_t now)
+/* The SOA serial after `prev` (when `has_prev`): `now`, or `prev` if
+ * nothing `changed`, and never behind it. */
+static uint32_t next_serial(bool has_prev, uint32_t prev, bool changed, time_t now)
 {
     uint32_t serial = (uint32_t)now;
-    if (old) {
-        uint32_t prev = old->stats.serial;
+    if (has_prev) {
         if (!changed)
             serial = prev;
         else if ((int32_t)(serial - prev) <= 0) /* RFC 1982: never go back */
             serial = prev + 1;
     }
     return serial;
+}
+
+void zone_continue_serial(struct zone *z, uint32_t serial, uint64_t digest)
+{
+    set_serial(z, next_serial(true, serial, z->stats.digest != digest, z->stats.serial));
 }
 
 struct zone *zone_compile(const struct config *cfg, const struct zone *old,
@@ -689,7 +699,8 @@ struct zone *zone_compile(const struct config *cfg, const struct zone *old,
     z->settings_fp = settings_fingerprint(&c);
     if (!list_services(&c))
         goto fail;
-    set_serial(&c, next_serial(old, count_changes(&c, old), now));
+    bool changed = count_changes(&c, old);
+    set_serial(z, next_serial(old != NULL, old ? old->stats.serial : 0, changed, now));
     z->stats.records += 5; /* SOA, NS, TXT, ns.dns A/AAAA */
     z->stats.bytes = arena_size(z->arena) + (z->mask + 1) * sizeof(*z->slots);
     compiler_finish(&c);

@@ -73,8 +73,6 @@ struct compiler {
     size_t nns4;
     uint8_t (*ns6)[16];
     size_t nns6;
-    uint32_t serial_slot_count;
-    uint8_t *serial_slots[3 + CONFIG_MAX_REVERSE];
     const struct zone_rrset *soa, *soa_rev4, *soa_rev6;
     struct ptr_list ptrs[2]; /* IPv4, IPv6 */
     bool oom;

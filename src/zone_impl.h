@@ -145,6 +145,12 @@ struct zone {
     struct upstream_settings upstream; /* settings.upstream, when there are servers */
     char name[LDNS_MAX_DOMAINLEN + 1];
 
+    /* Where each SOA's serial is in its record: the zone's, its reverse
+     * zones', and their copies in negative answers. Written once the
+     * changes are known, and by zone_continue_serial() before publication. */
+    uint8_t *serial_slots[3 + CONFIG_MAX_REVERSE];
+    uint32_t nserial_slots;
+
     uint64_t settings_fp;    /* zone, ttl, listen: what is not in a service */
     struct znode **services; /* in the order of the file, for the next reload */
     size_t nservices;

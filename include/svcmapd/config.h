@@ -97,6 +97,7 @@ enum config_option_id {
     CONFIG_REVERSE,
     CONFIG_MAX_REMOVAL,
     CONFIG_CONFIRM_REMOVAL,
+    CONFIG_STATE_DIR,
     CONFIG_UPSTREAM_SERVERS,
     CONFIG_UPSTREAM_TIMEOUT,
     CONFIG_UPSTREAM_CACHE_SIZE,
@@ -109,6 +110,7 @@ enum config_option_id {
     CONFIG_LOG_LEVEL,
     CONFIG_LOG_FORMAT,
     CONFIG_LOG_QUERIES,
+    CONFIG_CONTROL_SOCKET,
     CONFIG_OPTION_COUNT,
 };
 
@@ -147,6 +149,7 @@ struct config {
     size_t nreverse;
     uint32_t max_removal;     /* percent of the running services a reload may remove */
     uint32_t confirm_removal; /* a reload removing exactly this many is applied; 0: none */
+    const char *state_dir;    /* where the last good mapping is kept; NULL: off */
 
     /* [upstream]: resolving hostname targets outside the zone (at most
      * CONFIG_MAX_UPSTREAMS servers) */
@@ -169,6 +172,9 @@ struct config {
     uint32_t log_format;  /* enum log_format */
     uint32_t log_queries; /* 1: one line per query */
 
+    /* [control] */
+    const char *control_socket; /* the unix socket svcmapctl talks to; NULL: off */
+
     int line[CONFIG_OPTION_COUNT]; /* where each option was set; 0: default */
 
     struct config_namespace *namespaces;
@@ -190,6 +196,7 @@ enum config_option_type {
     CONFIG_TYPE_CHOICE,    /* one of `choices`, stored as its index */
     CONFIG_TYPE_DURATION,  /* seconds: N, Ns, Nm, Nh, or off (0) */
     CONFIG_TYPE_REVERSE,   /* ADDRESS/PREFIX, ... on octet or nibble boundaries */
+    CONFIG_TYPE_PATH,      /* an absolute path of at most `max` bytes, or off (NULL) */
     CONFIG_TYPE_COUNT,
 };
 
@@ -200,7 +207,7 @@ struct config_option {
     const char *name;
     enum config_option_type type;
     const char *default_value; /* parsed exactly like a value in the file */
-    uint32_t min, max;         /* CONFIG_TYPE_UINT bounds */
+    uint32_t min, max;         /* CONFIG_TYPE_UINT bounds; CONFIG_TYPE_PATH: max length */
     size_t offset;             /* of the field in struct config */
     const char *help;
     const char *const *choices; /* CONFIG_TYPE_CHOICE: NULL-terminated */

@@ -7,8 +7,10 @@
 
 #include "svcmapd/config.h"
 
+struct control;
 struct event_base;
 struct http;
+struct state;
 struct reloader;
 struct server;
 struct zone_ref;
@@ -30,6 +32,11 @@ struct http *http_new(struct event_base *base, const struct config *cfg);
 /* Where /metrics reads from, once they exist. */
 void http_set_sources(struct http *h, struct server *srv, struct zone_ref *zones,
                       struct reloader *reloader);
+
+/* And, for svcmapd_control_* and svcmapd_config_last_good_*, the control
+ * socket and the state-dir (either may be NULL: not configured). */
+void http_set_control_state(struct http *h, const struct control *control,
+                            const struct state *state);
 
 /* /ready: 200 when true; 503 with `why` in the body when false. */
 void http_set_ready(struct http *h, bool ready, const char *why);

@@ -5,8 +5,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+struct control;
 struct evbuffer;
 struct reload_stats;
+struct state;
 struct server;
 struct zone;
 
@@ -25,6 +27,8 @@ struct metrics_sources {
     const struct zone *zone;           /* the zone served: its name and sizes */
     const struct reload_stats *reload; /* reloads of the mapping file */
     struct metrics_http http;
+    const struct control *control; /* the control socket; NULL: none */
+    const struct state *state;     /* the state-dir's last good copy; NULL: none */
 };
 
 /*

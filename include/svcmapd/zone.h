@@ -87,7 +87,9 @@ struct zone_stats {
     size_t names;                   /* names that answer */
     size_t added, removed, changed; /* services, against the zone replaced */
     uint32_t serial;
-    size_t bytes; /* memory held by the zone */
+    size_t bytes;    /* memory held by the zone */
+    uint64_t digest; /* of what its answers show but the serial: equal digests, equal
+                      * answers (the file's order and comments do not count) */
 };
 
 /* What the compiler needs to know of the machine it compiles for, found
@@ -115,6 +117,15 @@ bool zone_needs_host(const struct config *cfg);
  * afterwards. */
 struct zone *zone_compile(const struct config *cfg, const struct zone *old,
                           const struct zone_host *host, time_t now, struct diag *d);
+
+/* Carries the SOA serial over a restart (SPEC §2.2: it never goes back),
+ * from one saved with the digest of the zone it was served with (the
+ * state-dir keeps them). `z` was compiled without an old zone and is not
+ * published yet: zones are immutable once the workers may read them.
+ * The same digest keeps `serial`: the same answers, the same serial, so
+ * secondaries see nothing new after a restart. Another digest makes it
+ * max(the compile's `now`, serial + 1). */
+void zone_continue_serial(struct zone *z, uint32_t serial, uint64_t digest);
 
 /* Frees a zone. NULL is a no-op. */
 void zone_free(struct zone *z);

@@ -290,6 +290,21 @@ check(dnsPorts.some((p) => p.protocol === 'UDP') && dnsPorts.some((p) => (p.prot
 check(dnsPort >= 1024 || (csc.capabilities.add || []).includes('NET_BIND_SERVICE'),
   'container: the DNS port needs no privilege');
 
+// The state-dir and the control socket's directory: emptyDirs (the root is
+// read-only), named alike by the file and by --state-dir in the args.
+const emptyDirAt = (dir) => (c.volumeMounts || []).some((m) => m.mountPath === dir &&
+  !m.readOnly && (pod.volumes || []).some((v) => v.name === m.name && v.emptyDir));
+const stateDir = settings['server.state-dir'];
+check(stateDir && emptyDirAt(stateDir), 'svcmapd.ini: state-dir is a writable emptyDir mount', stateDir);
+const args = c.args || [];
+check(args.includes('--state-dir') && args[args.indexOf('--state-dir') + 1] === stateDir,
+  'container args: --state-dir is the state-dir of svcmapd.ini (known when the file is not)',
+  JSON.stringify(args));
+const sock = settings['control.socket'];
+check(sock && emptyDirAt(path.posix.dirname(sock)),
+  "svcmapd.ini: [control] socket's directory is a writable emptyDir mount", sock);
+check(/^COPY --from=\S+ \S*\/svcmapctl \S+$/m.test(cf), 'the image ships svcmapctl');
+
 // ---- Service and PDB ----
 
 check(svc.spec.clusterIP && /^\d+\.\d+\.\d+\.\d+$/.test(svc.spec.clusterIP), 'Service: a fixed clusterIP');

@@ -3,10 +3,12 @@
 prints (the rows of config_options[]) is documented in svcmapd.ini.5 in its
 section, with its default and range; every option, --print form, signal and
 exit status of `svcmapd --help` is in svcmapd.8, and nothing there that
---help lacks; and the examples that run svcmapd -t or --print print what the
-pages say.
+--help lacks; every option, command and exit status of `svcmapctl --help` is
+in svcmapctl.8, and nothing there that --help lacks; and the examples that
+run svcmapd -t or --print print what the pages say.
 
-Usage: man.py MAN_DIR SVCMAPD REPO_ROOT
+Usage: man.py MAN_DIR SVCMAPD REPO_ROOT [SVCMAPCTL]
+(SVCMAPCTL: by default the svcmapctl beside SVCMAPD)
 """
 import os
 import re
@@ -56,9 +58,51 @@ def literal_blocks(text):
             for b in re.findall(r"^\.Bd -literal[^\n]*\n(.*?)^\.Ed$", text, re.M | re.S)]
 
 
+def check_options(page_name, page, help_text):
+    """Every long and short option of a --help text is documented in page, as `Fl \\-long`
+    and `.It Fl x`, and every long option of the page exists in the --help text."""
+    longs = sorted(set(re.findall(r"(?<![\w-])--([a-z][a-z-]+)", help_text)))
+    shorts = sorted(set(re.findall(r"^\s+-([A-Za-z]),", help_text, re.M)))
+    check(len(longs) >= 3, f"{page_name}: --help lists long options: {', '.join(longs)}")
+    for o in longs:
+        check(re.search(rf"\bFl \\-{re.escape(o)}\b", page) is not None, f"{page_name} documents --{o}")
+    for o in shorts:
+        check(re.search(rf"^\.It Fl {o}\b", page, re.M) is not None, f"{page_name} documents -{o}")
+    for o in re.findall(r"\bFl \\-([a-z][a-z-]+)", page):
+        check(o in longs, f"{page_name}'s --{o} exists in --help")
+    return longs
+
+
+def check_exit_statuses(page_name, sections, help_text):
+    status = re.search(r"Exit status: (.*?)\.\n\n?", help_text, re.S)
+    codes = re.findall(r"(\d+) [a-z]", status.group(1)) if status else []
+    check(len(codes) >= 4, f"{page_name}: --help gives exit statuses {', '.join(codes)}")
+    for code in codes:
+        check(re.search(rf"^\.It {code}$", sections.get("EXIT STATUS", ""), re.M) is not None,
+              f"{page_name} EXIT STATUS has {code}")
+
+
+def check_svcmapctl(man_dir, svcmapctl):
+    """svcmapctl.8 against `svcmapctl --help`: options, commands, exit statuses."""
+    page = open(os.path.join(man_dir, "svcmapctl.8"), encoding="utf-8").read()
+    help_text = subprocess.run([svcmapctl, "--help"], capture_output=True, text=True,
+                               check=True).stdout
+    check_options("svcmapctl.8", page, help_text)
+    commands = re.search(r"^Commands:\n((?:  .*\n)+)", help_text, re.M)
+    names = re.findall(r"^  (\w+) ", commands.group(1), re.M) if commands else []
+    check(len(names) >= 4, f"svcmapctl --help lists commands: {', '.join(names)}")
+    described = blocks(page, "Sh").get("DESCRIPTION", "")
+    for name in names:
+        check(re.search(rf"^\.It Cm {name}$", described, re.M) is not None,
+              f"svcmapctl.8 documents the command {name}")
+    check_exit_statuses("svcmapctl.8", blocks(page, "Sh"), help_text)
+
+
 def main():
     man_dir, svcmapd, root = sys.argv[1:4]
     svcmapd = os.path.abspath(svcmapd)
+    svcmapctl = os.path.abspath(sys.argv[4] if len(sys.argv) > 4
+                                else os.path.join(os.path.dirname(svcmapd), "svcmapctl"))
     page8 = open(os.path.join(man_dir, "svcmapd.8"), encoding="utf-8").read()
     page5 = open(os.path.join(man_dir, "svcmapd.ini.5"), encoding="utf-8").read()
 
@@ -103,15 +147,7 @@ def main():
 
     # ---- svcmapd.8 against --help ----
     help_text = subprocess.run([svcmapd, "--help"], capture_output=True, text=True, check=True).stdout
-    longs = sorted(set(re.findall(r"(?<![\w-])--([a-z][a-z-]+)", help_text)))
-    shorts = sorted(set(re.findall(r"^\s+-([A-Za-z]),", help_text, re.M)))
-    check(len(longs) >= 4, f"--help lists long options: {', '.join(longs)}")
-    for o in longs:
-        check(re.search(rf"\bFl \\-{re.escape(o)}\b", page8) is not None, f"svcmapd.8 documents --{o}")
-    for o in shorts:
-        check(re.search(rf"^\.It Fl {o}\b", page8, re.M) is not None, f"svcmapd.8 documents -{o}")
-    for o in re.findall(r"\bFl \\-([a-z][a-z-]+)", page8):
-        check(o in longs, f"svcmapd.8's --{o} exists in --help")
+    check_options("svcmapd.8", page8, help_text)
     forms = re.search(r"FORM is ((?:[\w-]+, )*[\w-]+ or [\w-]+)", re.sub(r"\s+", " ", help_text))
     if forms:
         for f in re.split(r", | or ", forms.group(1)):
@@ -120,12 +156,8 @@ def main():
     sections8 = blocks(page8, "Sh")
     for sig in sorted(set(re.findall(r"\bSIG[A-Z]+\b", help_text))):
         check(f"Dv {sig}" in sections8.get("SIGNALS", ""), f"svcmapd.8 SIGNALS has {sig}")
-    status = re.search(r"Exit status: (.*?)\.\n\n?", help_text, re.S)
-    codes = re.findall(r"(\d+) [a-z]", status.group(1)) if status else []
-    check(len(codes) >= 4, f"--help gives exit statuses {', '.join(codes)}")
-    for code in codes:
-        check(re.search(rf"^\.It {code}$", sections8.get("EXIT STATUS", ""), re.M) is not None,
-              f"svcmapd.8 EXIT STATUS has {code}")
+    check_exit_statuses("svcmapd.8", sections8, help_text)
+    check_svcmapctl(man_dir, svcmapctl)
 
     # ---- examples that only read files: they print what the pages say ----
     with tempfile.TemporaryDirectory() as tmp:

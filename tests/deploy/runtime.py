@@ -7,8 +7,10 @@ tried on the real binary with the mapping the image and the ConfigMap ship
   READY=1, on SIGHUP; STOPPING=1 on SIGTERM.
 - The probes: /health and /ready 200 while serving; /metrics in the
   Prometheus text format.
+- The state-dir and the control socket (moved to a temporary directory): the
+  last good copy written, `status` answered over the socket.
 - lameduck: after SIGTERM, /ready answers 503 while DNS still answers; then
-  a clean exit, status 0.
+  a clean exit, status 0, the socket removed.
 
 Usage: runtime.py SVCMAPD CONTAINER_INI
 """
@@ -92,6 +94,32 @@ def dns_a(port, name):
     return out
 
 
+def control_command(path, command):
+    """The reply of svcmapd's control socket to one command, or the error."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(5)
+    try:
+        s.connect(path)
+        s.sendall(command.encode() + b"\n")
+        out = b""
+        while chunk := s.recv(4096):
+            out += chunk
+        return out.decode()
+    except OSError as e:
+        return str(e)
+    finally:
+        s.close()
+
+
+def wait_file(path, timeout=5):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if os.path.exists(path):
+            return True
+        time.sleep(0.05)
+    return False
+
+
 def main():
     svcmapd, ini = os.path.abspath(sys.argv[1]), sys.argv[2]
     text = open(ini, encoding="utf-8").read()
@@ -110,6 +138,10 @@ def main():
     setting("servers", "none")  # nothing is looked up upstream here
 
     with tempfile.TemporaryDirectory() as tmp:
+        state, control = os.path.join(tmp, "state"), os.path.join(tmp, "control.sock")
+        os.mkdir(state)
+        setting("state-dir", state)
+        setting("socket", control)
         cfg = os.path.join(tmp, "svcmapd.ini")
         with open(cfg, "w", encoding="utf-8") as f:
             f.write(text)
@@ -146,6 +178,11 @@ def main():
                   "GET /metrics: Prometheus text", f"{code} {body[:200]}")
             check(dns_a(dns, "mysql.test-2.svc.cluster.local") == ["192.168.1.10"],
                   "DNS: mysql.test-2.svc.cluster.local A 192.168.1.10")
+            reply = control_command(control, "status")
+            check("state: serving\n" in reply and reply.endswith("exit 0\n"),
+                  "control socket: status", reply)
+            check(wait_file(os.path.join(state, "last-good.ini")),
+                  "state-dir: the last good copy is written", repr(os.listdir(state)))
 
             proc.send_signal(signal.SIGHUP)
             msg, seen = wait_msg(r"(^|\n)RELOADING=1(\n|$)", 10)
@@ -168,6 +205,7 @@ def main():
             except subprocess.TimeoutExpired:
                 rc = None
             check(rc == 0, "exits with status 0 after lameduck", f"{rc}")
+            check(not os.path.exists(control), "the control socket is removed at exit")
         finally:
             if proc.poll() is None:
                 proc.kill()

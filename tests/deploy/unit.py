@@ -50,8 +50,14 @@ def main():
     config = re.search(r"-c (\S+)", exec_start)
     check(not re.search(r"@[A-Z_]+@", text), "meson substituted every @VAR@")
     check(one("Service.Type") == "notify", "Type=notify (svcmapd sends READY=1 itself)")
-    check(one("Service.ExecStartPre") == f"{binary} -t -c {config.group(1) if config else '?'}",
-          "ExecStartPre checks the same file with -t")
+    check(not any(" -t" in v for v in settings.get("Service.ExecStartPre", [])),
+          "no ExecStartPre -t: a broken file starts on the last good copy")
+    state = re.search(r"--state-dir (\S+)", exec_start)
+    check(one("Service.StateDirectory") == "svcmapd" and state is not None
+          and state.group(1) == "/var/lib/svcmapd",
+          "StateDirectory=svcmapd, and ExecStart passes it as --state-dir /var/lib/svcmapd")
+    check(one("Service.RuntimeDirectory") == "svcmapd",
+          "RuntimeDirectory=svcmapd, for the control socket /run/svcmapd/control.sock")
     check(config is not None and config.group(1).endswith("/svcmapd/svcmapd.ini"),
           "ExecStart reads <sysconfdir>/svcmapd/svcmapd.ini")
     check(one("Service.ExecReload") == "/bin/kill -HUP $MAINPID", "ExecReload sends SIGHUP")

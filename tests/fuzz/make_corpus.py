@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """make_corpus.py -- writes the seed corpora of tests/fuzz/corpus/ (answer, config, upstream,
-reload, import, http).
+reload, import, http, control).
 
 Run it from anywhere with Debian's python3 (it needs python3-dnspython):
 
@@ -32,6 +32,10 @@ and the small Lists below.
 http/: `fuzz_http` inputs, what a client sends on one connection: requests
 as probes, Prometheus and curl send them, pipelined ones, and the refused
 kinds (a head over 8 KiB, a body, a bad request line, HTTP/2).
+
+control/: `fuzz_control` inputs, what a client sends on the control socket:
+each command as svcmapctl and socat send it, and the refused kinds (an
+unknown word, an argument, binary, a line over 256 bytes, no newline).
 """
 
 import os
@@ -474,6 +478,26 @@ def http_seeds():
     ]
 
 
+def control_seeds():
+    """(name, bytes) of the control/ seeds."""
+    return [
+        ("status", b"status\n"),
+        ("reload", b"reload\n"),
+        ("health", b"health\n"),
+        ("stop", b"stop\n"),
+        ("crlf-blanks", b" \tstatus \r\n"),
+        ("two-lines", b"status\nreload\n"),
+        ("unknown", b"replace\n"),
+        ("argument", b"reload now\n"),
+        ("empty", b"\n"),
+        ("binary", b"\x16\x03\x01\x02\x00status\n"),
+        ("no-newline", b"status"),
+        ("cr-inside", b"sta\rtus\n"),
+        ("long", b"s" * 300 + b"\n"),
+        ("long-exact", b"s" * 255 + b"\n"),
+    ]
+
+
 def write(path, data):
     with open(path, "wb") as f:
         f.write(data)
@@ -525,6 +549,11 @@ def main():
     for name, data in http_seeds():
         write(os.path.join(http, name), data)
 
+    control = os.path.join(HERE, "corpus", "control")
+    os.makedirs(control, exist_ok=True)
+    for name, data in control_seeds():
+        write(os.path.join(control, name), data)
+
     shutil.copyfile(os.path.join(ROOT, "conf", "svcmapd.ini"), os.path.join(config, "svcmapd.ini"))
     bad = os.path.join(ROOT, "tests", "data", "bad")
     for f in sorted(os.listdir(bad)):
@@ -547,7 +576,8 @@ def main():
         write(os.path.join(imp, name), text.encode())
     print(f"{len(answer_seeds())} answer seeds, {len(os.listdir(config))} config seeds, "
           f"{len(upstream_seeds())} upstream seeds, {len(reload_seeds())} reload seeds, "
-          f"{len(os.listdir(imp))} import seeds, {len(http_seeds())} http seeds",
+          f"{len(os.listdir(imp))} import seeds, {len(http_seeds())} http seeds, "
+          f"{len(control_seeds())} control seeds",
           file=sys.stderr)
 
 

@@ -58,6 +58,11 @@ def svcmapd_path():
     return Path(os.environ.get("SVCMAPD", REPO / "build" / "svcmapd"))
 
 
+def svcmapctl_path():
+    """svcmapctl: $SVCMAPCTL, or the one built beside svcmapd."""
+    return Path(os.environ.get("SVCMAPCTL", svcmapd_path().parent / "svcmapctl"))
+
+
 # --------------------------------------------------------------------------- ports
 
 
@@ -647,9 +652,11 @@ def stop_and_report(servers):
             pytest.fail(report)
 
 
-def run_cli(args, cwd=None, timeout=10, env=None):
-    """Run svcmapd with args to completion (never longer than timeout)."""
-    proc = subprocess.Popen([str(svcmapd_path()), *args], stdin=subprocess.DEVNULL,
+def run_binary(binary, args, cwd=None, timeout=10, env=None):
+    """Run binary with args to completion (never longer than timeout), failing the test
+    on a sanitizer report: (status, stdout, stderr)."""
+    name = Path(binary).name
+    proc = subprocess.Popen([str(binary), *args], stdin=subprocess.DEVNULL,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=cwd, text=True,
                             env=env)
     try:
@@ -657,11 +664,21 @@ def run_cli(args, cwd=None, timeout=10, env=None):
     except subprocess.TimeoutExpired:
         stop_process(proc)
         out, err = proc.communicate()
-        pytest.fail(f"svcmapd {' '.join(args)} did not exit within {timeout}s; stderr:\n{err}")
+        pytest.fail(f"{name} {' '.join(args)} did not exit within {timeout}s; stderr:\n{err}")
     report = sanitizer_report(err)
     if report:
-        pytest.fail(f"sanitizer report from svcmapd {' '.join(args)}:\n{report}")
+        pytest.fail(f"sanitizer report from {name} {' '.join(args)}:\n{report}")
     return proc.returncode, out, err
+
+
+def run_cli(args, cwd=None, timeout=10, env=None):
+    """Run svcmapd with args to completion (never longer than timeout)."""
+    return run_binary(svcmapd_path(), args, cwd, timeout, env)
+
+
+def run_ctl(args, timeout=None):
+    """Run svcmapctl with args to completion (bounded): (status, stdout, stderr)."""
+    return run_binary(svcmapctl_path(), args, timeout=(timeout or 90) * SLOW)
 
 
 def run_tool(argv, timeout=10):

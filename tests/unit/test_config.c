@@ -323,6 +323,36 @@ static void test_upstream(void)
        "resolve= takes yes or no");
 }
 
+/* [server] state-dir and [control] socket: absolute paths or off. */
+static void test_paths(void)
+{
+    struct config *cfg = parse("[server]\n");
+    ok(cfg && !cfg->state_dir && !cfg->control_socket, "both are off by default");
+    config_free(cfg);
+    cfg = parse("[server]\nstate-dir = /var/lib/svcmapd\n[control]\nsocket = /run/s/c.sock\n");
+    ok(cfg && cfg->state_dir && strcmp(cfg->state_dir, "/var/lib/svcmapd") == 0 &&
+           cfg->control_socket && strcmp(cfg->control_socket, "/run/s/c.sock") == 0,
+       "absolute paths are taken as written");
+    config_free(cfg);
+    cfg = parse("[server]\nstate-dir = off\n[control]\nsocket = off\n");
+    ok(cfg && !cfg->state_dir && !cfg->control_socket, "off is off");
+    config_free(cfg);
+    ok(fails_with("[server]\nstate-dir = var/lib\n",
+                  "t.ini:2: error: state-dir: 'var/lib' is not an absolute path, or off"),
+       "a relative path");
+    char text[256];
+    snprintf(text, sizeof(text), "[control]\nsocket = /%0107d\n", 0);
+    ok(fails_with(text, "t.ini:2: error: socket: a path of at most 107 bytes, not 108"),
+       "a socket path that sockaddr_un cannot hold");
+    snprintf(text, sizeof(text), "[control]\nsocket = /%0106d\n", 0);
+    cfg = parse(text);
+    ok(cfg != NULL, "a socket path of 107 bytes fits");
+    config_free(cfg);
+    ok(fails_with("[control]\nsocket = /a /b\n", "socket: expected one value, got 2"), "two paths");
+    ok(fails_with("[control]\nport = 1\n", "unknown key 'port' in [control] (known: socket)"),
+       "[control] has its keys");
+}
+
 static void test_same_listen(void)
 {
     struct config *a = parse("[server]\nlisten = 127.0.0.1:53, [::1]:53\n");
@@ -387,6 +417,7 @@ int main(void)
     test_continuation();
     test_errors();
     test_all_errors_reported();
+    test_paths();
     test_same_listen();
     test_upstream();
     test_list_options();

@@ -502,6 +502,71 @@ static void test_serial_and_changes(void)
     zone_free(o2);
 }
 
+/* Whether the first set of the plan of `name` and `type` holds `serial`
+ * in network order: where the SOA record keeps it. */
+static bool holds_serial(const struct zone *z, const char *name, uint16_t type, int section,
+                         uint32_t serial)
+{
+    const struct zone_plan *p = find(z, name, type);
+    int first = section == ZONE_ANSWER ? 0 : p ? p->nsets[ZONE_ANSWER] : 0;
+    if (!p || p->nsets[section] == 0)
+        return false;
+    const struct zone_rrset *r = p->sets[first];
+    uint8_t want[4] = {serial >> 24, serial >> 16 & 0xff, serial >> 8 & 0xff, serial & 0xff};
+    for (size_t i = 0; i + 4 <= r->len; i++)
+        if (memcmp(zone_rrset_data(r) + i, want, 4) == 0)
+            return true;
+    return false;
+}
+
+/* A restart compiles without an old zone; the state-dir keeps the serial
+ * and the digest of the zone served before it (SPEC §2.2, §7). */
+static void test_serial_across_restarts(void)
+{
+    const char *v1 = "[server]\nreverse = 10.0.0.0/8\n[namespace a]\nx = 10.0.0.1\ny = 10.0.0.2\n";
+    const char *v1b = "; the same, written otherwise\n[server]\nreverse = 10.0.0.0/8\n"
+                      "[namespace a]\ny = 10.0.0.2 ; y first\nx = 10.0.0.1\n";
+    const char *v2 = "[server]\nreverse = 10.0.0.0/8\n[namespace a]\nx = 10.0.0.1\ny = 10.0.0.3\n";
+    const char *renamed = "[server]\nreverse = 10.0.0.0/8\n[namespace a]\nx = "
+                          "10.0.0.1\nz = 10.0.0.2\n";
+    struct zone *z1 = compile_at(v1, NULL, 1000);
+    struct zone *b = compile_at(v1b, NULL, 5000);
+    struct zone *c = compile_at(v2, NULL, 5000);
+    struct zone *r = compile_at(renamed, NULL, 5000);
+    struct zone *t = compile_at("[server]\nttl = 6\nreverse = 10.0.0.0/8\n[namespace a]\nx = "
+                                "10.0.0.1\ny = 10.0.0.2\n",
+                                NULL, 5000);
+    ok(z1 && b && c && r && t, "all compile");
+    if (!z1 || !b || !c || !r || !t)
+        return;
+    uint64_t d1 = zone_stats(z1)->digest;
+    ok(zone_stats(b)->digest == d1, "order and comments leave the digest alone");
+    ok(zone_stats(c)->digest != d1, "a changed address changes it");
+    ok(zone_stats(r)->digest != d1, "a renamed service changes it");
+    ok(zone_stats(t)->digest != d1, "a changed setting (ttl) changes it");
+
+    zone_continue_serial(b, 1000, d1);
+    is_int(zone_stats(b)->serial, 1000, "the same answers keep the saved serial");
+    ok(holds_serial(b, "cluster.local.", LDNS_RR_TYPE_SOA, ZONE_ANSWER, 1000) &&
+           holds_serial(b, "nope.a.svc.cluster.local.", LDNS_RR_TYPE_A, ZONE_AUTHORITY, 1000) &&
+           holds_serial(b, "10.in-addr.arpa.", LDNS_RR_TYPE_SOA, ZONE_ANSWER, 1000) &&
+           holds_serial(b, "9.0.0.10.in-addr.arpa.", LDNS_RR_TYPE_PTR, ZONE_AUTHORITY, 1000),
+       "every SOA says so: the zone's, the reverse zone's, in answers and negative answers");
+    zone_continue_serial(c, 1000, d1);
+    is_int(zone_stats(c)->serial, 5000, "changed answers: the load time");
+    ok(holds_serial(c, "cluster.local.", LDNS_RR_TYPE_SOA, ZONE_ANSWER, 5000),
+       "and the SOA says so");
+    zone_continue_serial(r, 7000, d1);
+    is_int(zone_stats(r)->serial, 7001, "a saved serial ahead of the clock: it + 1");
+    zone_continue_serial(t, 0xffffffffu, d1);
+    is_int(zone_stats(t)->serial, 5000, "past 2^32 - 1 by RFC 1982: the load time is ahead");
+    zone_free(z1);
+    zone_free(b);
+    zone_free(c);
+    zone_free(r);
+    zone_free(t);
+}
+
 static void test_scale(void)
 {
     /* 20 000 services through the whole compiler: every one is found. */
@@ -569,6 +634,7 @@ int main(void)
     test_settings();
     test_host();
     test_serial_and_changes();
+    test_serial_across_restarts();
     test_scale();
     load_finish(&l);
     return done_testing();
