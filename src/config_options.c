@@ -99,6 +99,13 @@ const struct config_option config_options[CONFIG_OPTION_COUNT] = {
     [CONFIG_CONTROL_SOCKET] = {"control", "socket", CONFIG_TYPE_PATH, "off", 0, 107,
                                AT(control_socket),
                                "the unix socket svcmapctl talks to (mode 0600); off"},
+    [CONFIG_TRANSFER_ALLOW] = {"transfer", "allow", CONFIG_TYPE_NETWORKS, "", 0, 0,
+                               AT(transfer_allow),
+                               "clients that may transfer the zone (AXFR, IXFR over TCP), as "
+                               "ADDRESS[/PREFIX]; default none"},
+    [CONFIG_TRANSFER_NOTIFY] = {"transfer", "notify", CONFIG_TYPE_PEERS, "", 0, 0, AT(notify),
+                                "secondaries sent NOTIFY when the serial changes, as "
+                                "ADDRESS[:PORT] (port 53); default none"},
 };
 
 /* ---- the setters, one per type of option ---- */
@@ -113,7 +120,7 @@ struct value {
     int line; /* of the key; 0 for a default */
 };
 
-/* Addresses with ports (53 when not given), for `listen` and `servers`. */
+/* Addresses with ports (53 when not given), for `listen`, `servers` and `notify`. */
 static bool set_addresses(struct parser *p, const struct token *tok, size_t n,
                           enum config_option_id id)
 {
@@ -159,6 +166,10 @@ static bool set_addresses(struct parser *p, const struct token *tok, size_t n,
         diag_error(p->d, tok[0].line, "%s: at most %d servers", what, CONFIG_MAX_UPSTREAMS);
         ok = false;
     }
+    if (ok && id == CONFIG_TRANSFER_NOTIFY && count > CONFIG_MAX_NOTIFY) {
+        diag_error(p->d, tok[0].line, "%s: at most %d secondaries", what, CONFIG_MAX_NOTIFY);
+        ok = false;
+    }
     if (ok && count == 0) {
         diag_error(p->d, n ? tok[0].line : p->key_line, "%s: no address given", what);
         ok = false;
@@ -168,6 +179,9 @@ static bool set_addresses(struct parser *p, const struct token *tok, size_t n,
     if (id == CONFIG_LISTEN) {
         cfg->listen = list;
         cfg->nlisten = count;
+    } else if (id == CONFIG_TRANSFER_NOTIFY) {
+        cfg->notify = list;
+        cfg->nnotify = count;
     } else {
         cfg->upstream = list;
         cfg->nupstream = count;
@@ -358,6 +372,96 @@ static bool set_reverse(struct parser *p, const struct value *v)
     cfg->reverse = list;
     cfg->nreverse = count;
     return true;
+}
+
+/* One ADDRESS[/PREFIX] of `allow`: a prefix without host bits; an
+ * address alone is itself (/32, /128). Reports and returns false if bad. */
+static bool parse_network(struct parser *p, const struct token *tok, struct config_prefix *n)
+{
+    const char *slash = strchr(tok->text, '/');
+    char addr[INET6_ADDRSTRLEN + 1];
+    size_t alen = slash ? (size_t)(slash - tok->text) : strlen(tok->text);
+    uint32_t bits = 0;
+    if (alen == 0 || alen >= sizeof(addr) || (slash && !parse_u32(slash + 1, &bits))) {
+        diag_error(p->d, tok->line, "allow: '%s' is not ADDRESS or ADDRESS/PREFIX", tok->text);
+        return false;
+    }
+    memcpy(addr, tok->text, alen);
+    addr[alen] = '\0';
+    memset(n, 0, sizeof(*n));
+    if (parse_ipv4(addr, n->addr))
+        n->family = AF_INET;
+    else if (inet_pton(AF_INET6, addr, n->addr) == 1)
+        n->family = AF_INET6;
+    else {
+        diag_error(p->d, tok->line, "allow: bad address '%s'", addr);
+        return false;
+    }
+    unsigned max = n->family == AF_INET ? 32 : 128;
+    if (!slash)
+        bits = max;
+    if (bits > max) {
+        diag_error(p->d, tok->line, "allow: '%s': an %s prefix is /0 to /%u", tok->text,
+                   n->family == AF_INET ? "IPv4" : "IPv6", max);
+        return false;
+    }
+    n->bits = (uint8_t)bits;
+    n->line = tok->line;
+    uint8_t net[16];
+    memcpy(net, n->addr, 16);
+    if (bits % 8)
+        net[bits / 8] &= (uint8_t)(0xff00 >> (bits % 8));
+    memset(net + (bits + 7) / 8, 0, 16 - (bits + 7) / 8);
+    if (memcmp(net, n->addr, 16) != 0) {
+        inet_ntop(n->family, net, addr, sizeof(addr));
+        diag_error(p->d, tok->line, "allow: '%s' has address bits past /%u (did you mean %s/%u?)",
+                   tok->text, bits, addr, bits);
+        return false;
+    }
+    return true;
+}
+
+/* `allow`: the clients that may transfer the zone. Empty (the default):
+ * nobody. */
+static bool set_networks(struct parser *p, const struct value *v)
+{
+    struct config *cfg = p->cfg;
+    const struct token *tok = v->tok;
+    size_t n = v->n;
+    cfg->transfer_allow = NULL;
+    cfg->ntransfer_allow = 0;
+    if (n == 1 && tok[0].text[0] == '\0')
+        return true;
+    if (n > CONFIG_MAX_TRANSFER_ALLOW) {
+        diag_error(p->d, tok[0].line, "allow: at most %d addresses or prefixes",
+                   CONFIG_MAX_TRANSFER_ALLOW);
+        return false;
+    }
+    struct config_prefix *list = arena_zalloc(p->a, n * sizeof(*list));
+    if (!list) {
+        parser_oom(p);
+        return false;
+    }
+    bool ok = true;
+    for (size_t i = 0; i < n; i++)
+        ok = parse_network(p, &tok[i], &list[i]) && ok;
+    if (!ok)
+        return false;
+    cfg->transfer_allow = list;
+    cfg->ntransfer_allow = n;
+    return true;
+}
+
+/* `notify`: secondaries, ADDRESS[:PORT] as `listen` takes them. Empty (the
+ * default): none. */
+static bool set_peers(struct parser *p, const struct value *v)
+{
+    if (v->n == 1 && v->tok[0].text[0] == '\0') {
+        p->cfg->notify = NULL;
+        p->cfg->nnotify = 0;
+        return true;
+    }
+    return set_addresses(p, v->tok, v->n, v->id);
 }
 
 /* `listen`: addresses to answer on. */
@@ -585,6 +689,8 @@ static const struct {
     [CONFIG_TYPE_DURATION] = {"duration", set_duration, false},
     [CONFIG_TYPE_REVERSE] = {"prefixes", set_reverse, true},
     [CONFIG_TYPE_PATH] = {"path", set_path, false},
+    [CONFIG_TYPE_NETWORKS] = {"networks", set_networks, true},
+    [CONFIG_TYPE_PEERS] = {"peers", set_peers, true},
 };
 _Static_assert(sizeof(types) / sizeof(types[0]) == CONFIG_TYPE_COUNT, "a setter for every type");
 

@@ -40,6 +40,19 @@ struct config_reverse {
     char zone[80]; /* its name, no trailing dot: "168.192.in-addr.arpa" */
 };
 
+/* Who may transfer the zone ([transfer] allow): an address and how many
+ * of its leading bits must match (32 or 128 for one address). */
+#define CONFIG_MAX_TRANSFER_ALLOW 64
+struct config_prefix {
+    int family;       /* AF_INET or AF_INET6 */
+    uint8_t addr[16]; /* network order, zero past the prefix */
+    uint8_t bits;
+    int line;
+};
+
+/* Secondaries told of a new serial ([transfer] notify). */
+#define CONFIG_MAX_NOTIFY 16
+
 enum config_http {
     CONFIG_HTTP_HEALTH_EP,
     CONFIG_HTTP_READY_EP,
@@ -111,6 +124,8 @@ enum config_option_id {
     CONFIG_LOG_FORMAT,
     CONFIG_LOG_QUERIES,
     CONFIG_CONTROL_SOCKET,
+    CONFIG_TRANSFER_ALLOW,
+    CONFIG_TRANSFER_NOTIFY,
     CONFIG_OPTION_COUNT,
 };
 
@@ -175,6 +190,13 @@ struct config {
     /* [control] */
     const char *control_socket; /* the unix socket svcmapctl talks to; NULL: off */
 
+    /* [transfer] (SPEC §8): the clients that may AXFR the zone, and the
+     * secondaries sent NOTIFY when the serial changes; none by default */
+    struct config_prefix *transfer_allow;
+    size_t ntransfer_allow;
+    struct config_addr *notify;
+    size_t nnotify;
+
     int line[CONFIG_OPTION_COUNT]; /* where each option was set; 0: default */
 
     struct config_namespace *namespaces;
@@ -197,6 +219,8 @@ enum config_option_type {
     CONFIG_TYPE_DURATION,  /* seconds: N, Ns, Nm, Nh, or off (0) */
     CONFIG_TYPE_REVERSE,   /* ADDRESS/PREFIX, ... on octet or nibble boundaries */
     CONFIG_TYPE_PATH,      /* an absolute path of at most `max` bytes, or off (NULL) */
+    CONFIG_TYPE_NETWORKS,  /* ADDRESS[/PREFIX], ...; empty: none */
+    CONFIG_TYPE_PEERS,     /* ADDRESS[:PORT], ... (port 53 by default); empty: none */
     CONFIG_TYPE_COUNT,
 };
 

@@ -353,6 +353,53 @@ static void test_paths(void)
        "[control] has its keys");
 }
 
+/* [transfer] (SPEC §8): who may transfer, whom to notify; nobody by
+ * default. */
+static void test_transfer(void)
+{
+    struct config *cfg = parse("[server]\n");
+    ok(cfg && cfg->ntransfer_allow == 0 && cfg->nnotify == 0, "nobody by default");
+    config_free(cfg);
+    cfg = parse("[transfer]\nallow = 127.0.0.2, 10.0.0.0/8, 2001:db8::/32, ::1, 0.0.0.0/0\n"
+                "notify = 192.0.2.53, [2001:db8::53]:5300, 127.0.0.1:5399\n");
+    ok(cfg != NULL, "[transfer] parses");
+    if (cfg) {
+        is_int(cfg->ntransfer_allow, 5, "five networks");
+        const struct config_prefix *a = cfg->transfer_allow;
+        uint8_t v4[16] = {127, 0, 0, 2}, net[16] = {10};
+        ok(a[0].family == AF_INET && a[0].bits == 32 && memcmp(a[0].addr, v4, 16) == 0,
+           "an address alone is a /32");
+        ok(a[1].family == AF_INET && a[1].bits == 8 && memcmp(a[1].addr, net, 16) == 0, "a prefix");
+        ok(a[2].family == AF_INET6 && a[2].bits == 32 && a[3].bits == 128 && a[4].bits == 0,
+           "IPv6 prefixes, an IPv6 address alone, /0");
+        is_int(cfg->nnotify, 3, "three secondaries");
+        is_str(cfg->notify[0].text, "192.0.2.53:53", "port 53 by default");
+        is_str(cfg->notify[1].text, "[2001:db8::53]:5300", "IPv6 with a port");
+    }
+    config_free(cfg);
+    ok(fails_with("[transfer]\nallow = 10.0.0.1/8\n",
+                  "t.ini:2: error: allow: '10.0.0.1/8' has address bits past /8 (did you mean "
+                  "10.0.0.0/8?)"),
+       "host bits past the prefix");
+    ok(fails_with("[transfer]\nallow = 10.0.0.0/33\n", "an IPv4 prefix is /0 to /32"),
+       "a prefix too long");
+    ok(fails_with("[transfer]\nallow = ns1.example\n", "allow: bad address 'ns1.example'"),
+       "a host name");
+    ok(fails_with("[transfer]\nnotify = ns1.example\n",
+                  "notify: 'ns1.example' is not an IP address"),
+       "a host name to notify");
+    ok(fails_with("[transfer]\nnotify = 10.0.0.1:53 10.0.0.1\n", "10.0.0.1:53 is given twice"),
+       "a secondary given twice");
+    ok(fails_with("[transfer]\nnotify = 10.0.0.1 10.0.0.2 10.0.0.3 10.0.0.4 10.0.0.5 10.0.0.6 "
+                  "10.0.0.7 10.0.0.8 10.0.0.9 10.0.0.10 10.0.0.11 10.0.0.12 10.0.0.13 10.0.0.14 "
+                  "10.0.0.15 10.0.0.16 10.0.0.17\n",
+                  "notify: at most 16 secondaries"),
+       "seventeen secondaries");
+    ok(fails_with("[transfer]\nprovide = 10.0.0.1\n",
+                  "unknown key 'provide' in [transfer] (known: allow, notify)"),
+       "[transfer] has its keys");
+}
+
 static void test_same_listen(void)
 {
     struct config *a = parse("[server]\nlisten = 127.0.0.1:53, [::1]:53\n");
@@ -418,6 +465,7 @@ int main(void)
     test_errors();
     test_all_errors_reported();
     test_paths();
+    test_transfer();
     test_same_listen();
     test_upstream();
     test_list_options();
