@@ -44,6 +44,41 @@ static void test_hazards(void)
     zone_ref_free(ref);
 }
 
+/* A hold keeps a zone past the reader's leave, until released; holds
+ * count. */
+static void test_holds(void)
+{
+    struct zone_ref *ref = zone_ref_new(make("10.0.0.1", 1), 1);
+    const struct zone *held = zone_ref_enter(ref, 0);
+    is_int(zone_ref_hold(ref, held), 0, "a reader holds the zone it is inside");
+    is_int(zone_ref_hold(ref, held), 0, "twice");
+    zone_ref_leave(ref, 0);
+
+    zone_ref_publish(ref, make("10.0.0.2", 2));
+    is_int(zone_ref_collect(ref), 1, "held, the retired zone waits after its reader left");
+    is_int(zone_stats(held)->serial, 1, "and is still readable (ASan would object)");
+    zone_ref_release(ref, held);
+    is_int(zone_ref_collect(ref), 1, "one hold of two released: it still waits");
+    zone_ref_release(ref, held);
+    is_int(zone_ref_collect(ref), 0, "the last released: freed");
+
+    /* more retired zones than the list first had room for, all held */
+    const struct zone *many[70];
+    for (int i = 0; i < 70; i++) {
+        many[i] = zone_ref_enter(ref, 0);
+        zone_ref_hold(ref, many[i]);
+        zone_ref_leave(ref, 0);
+        zone_ref_publish(ref, make(i % 2 ? "10.0.0.1" : "10.0.0.2", i + 3));
+    }
+    is_int(zone_ref_collect(ref), 70,
+           "70 held zones wait (more than the 64 the list once had room for), and publishing never "
+           "did");
+    for (int i = 0; i < 70; i++)
+        zone_ref_release(ref, many[i]);
+    is_int(zone_ref_collect(ref), 0, "released, all freed");
+    zone_ref_free(ref);
+}
+
 struct race {
     struct zone_ref *ref;
     atomic_bool stop;
@@ -91,6 +126,7 @@ static void test_race(void)
 int main(void)
 {
     test_hazards();
+    test_holds();
     test_race();
     return done_testing();
 }
