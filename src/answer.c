@@ -8,6 +8,7 @@
 
 #include "svcmapd/edns.h"
 #include "svcmapd/wire.h"
+#include "svcmapd/xfr.h"
 
 /*
  * The per-query path: parse the header, the question and an optional OPT
@@ -38,6 +39,8 @@ struct query {
     uint16_t qtype;
     uint16_t qclass;
     struct edns edns;
+    bool ixfr_soa; /* IXFR: the client's SOA, in the authority section */
+    uint32_t ixfr_serial;
     uint16_t udp_max; /* ours */
     const struct sockaddr *peer;
     const uint8_t *secret;
@@ -105,7 +108,9 @@ static size_t parse_qname(const uint8_t *m, size_t len, size_t pos, struct query
 
 /* Walks `count` records from `pos`. In the additional section (`opt`),
  * notes the OPT: at most one, owned by the root; other records (a TSIG,
- * say) are skipped. Returns the offset after them, or 0 if malformed. */
+ * say) are skipped. In the authority section, which only IXFR has, notes
+ * the serial of the client's SOA (RFC 1995 §3). Returns the offset after
+ * them, or 0 if malformed. */
 static size_t parse_records(const uint8_t *m, size_t len, size_t pos, uint16_t count, bool opt,
                             struct query *q)
 {
@@ -120,6 +125,11 @@ static size_t parse_records(const uint8_t *m, size_t len, size_t pos, uint16_t c
             return 0;
         if (opt && type == LDNS_RR_TYPE_OPT && !edns_read(&q->edns, m + pos, rdlen, root))
             return 0;
+        if (!opt && type == LDNS_RR_TYPE_SOA && rdlen >= 22) {
+            /* two names of a byte at least, then serial and four timers */
+            q->ixfr_soa = true;
+            q->ixfr_serial = ldns_read_uint32(m + pos + 10 + rdlen - 20);
+        }
         pos += 10 + (size_t)rdlen;
     }
     return pos;
@@ -556,6 +566,7 @@ static bool parse_query(const uint8_t *m, size_t len, struct query *q, struct an
     q->rd_cd[0] = m[2] & F_RD;
     q->rd_cd[1] = m[3] & F_CD;
     q->question = NULL;
+    q->ixfr_soa = false;
     edns_clear(&q->edns);
     uint16_t qdcount = ldns_read_uint16(m + 4);
     uint16_t ancount = ldns_read_uint16(m + 6);
@@ -735,13 +746,76 @@ static size_t put_whole(struct answer_ctx *ctx, const struct query *q, const str
     return put_additional(ctx, p, out, pos, limit, ptr);
 }
 
+/* What becomes of an AXFR or IXFR (SPEC §8). */
+enum transfer {
+    TRANSFER_NONE,    /* not one the zone gives: answered as before, REFUSED */
+    TRANSFER_START,   /* the zone, in messages (ANSWER_TRANSFER) */
+    TRANSFER_SOA,     /* the SOA alone: IXFR up to date, or over UDP */
+    TRANSFER_NOTIMP,  /* AXFR over UDP */
+    TRANSFER_FORMERR, /* IXFR without the client's SOA */
+};
+
+/*
+ * An AXFR or IXFR of the zone's apex from a client of [transfer] allow.
+ * Over TCP the zone is sent; IXFR, which svcmapd has no history for, the
+ * same way (RFC 1995 §4), unless the client's serial is the zone's or
+ * newer (RFC 1982): then the SOA alone says it is up to date (RFC 1995
+ * §2), as NSD and Knot DNS answer. Over UDP, which has no room for a
+ * zone, AXFR is NOTIMP and IXFR gets the SOA alone (RFC 1995 §2: "use
+ * TCP"), as both do. Anyone else, any other name (the reverse zones
+ * among them), gets the zone's answer, REFUSED, as before.
+ */
+static enum transfer transfer_of(const struct zone *z, const struct query *q, bool tcp,
+                                 struct answer_info *info)
+{
+    if (q->qtype != LDNS_RR_TYPE_AXFR && q->qtype != LDNS_RR_TYPE_IXFR)
+        return TRANSFER_NONE;
+    if (!zone_is_apex(z, q->lname, q->name_len))
+        return TRANSFER_NONE;
+    if (!xfr_allowed(zone_settings(z), q->peer)) {
+        info->xfr_refused = true;
+        return TRANSFER_NONE;
+    }
+    if (q->qtype == LDNS_RR_TYPE_AXFR)
+        return tcp ? TRANSFER_START : TRANSFER_NOTIMP;
+    if (!q->ixfr_soa)
+        return TRANSFER_FORMERR;
+    uint32_t serial = zone_stats(z)->serial;
+    bool behind = (int32_t)(q->ixfr_serial - serial) < 0;
+    return tcp && behind ? TRANSFER_START : TRANSFER_SOA;
+}
+
 /* Answers a query that passed query_error() from the zone. */
 static enum answer_result answer_from_zone(struct answer_ctx *ctx, const struct zone *z,
                                            const struct query *q, bool tcp, uint8_t *out,
                                            size_t cap, struct answer_info *info)
 {
+    uint16_t qtype = q->qtype;
+    enum transfer kind = transfer_of(z, q, tcp, info);
+    switch (kind) {
+    case TRANSFER_NONE:
+        break;
+    case TRANSFER_START:
+        /* the first message without its records: xfr.c fills them in */
+        info->rcode = LDNS_RCODE_NOERROR;
+        info->len =
+            put_opt(q, out, write_empty(q, out, LDNS_RCODE_NOERROR, true), LDNS_RCODE_NOERROR);
+        out[2] |= F_AA;
+        return ANSWER_TRANSFER;
+    case TRANSFER_SOA:
+        qtype = LDNS_RR_TYPE_SOA;
+        break;
+    case TRANSFER_NOTIMP:
+    case TRANSFER_FORMERR: {
+        uint8_t rcode = kind == TRANSFER_NOTIMP ? LDNS_RCODE_NOTIMPL : LDNS_RCODE_FORMERR;
+        info->rcode = rcode;
+        info->outside = true;
+        info->len = put_opt(q, out, write_empty(q, out, rcode, true), rcode);
+        return ANSWER_REPLY;
+    }
+    }
     struct zone_found found;
-    zone_find(z, q->lname, q->name_len, q->qtype, &found);
+    zone_find(z, q->lname, q->name_len, qtype, &found);
     const struct zone_plan *p = found.plan;
     info->rcode = p->rcode;
     info->outside = !p->aa; /* the REFUSED plan: outside the zone */

@@ -121,6 +121,11 @@ void zone_free(struct zone *z)
     free(z);
 }
 
+bool zone_is_apex(const struct zone *z, const uint8_t *lname, size_t len)
+{
+    return len == z->apex_len && memcmp(lname, z->apex, len) == 0;
+}
+
 const struct zone_stats *zone_stats(const struct zone *z)
 {
     return &z->stats;

@@ -603,9 +603,10 @@ static bool set_apex(struct compiler *c)
 }
 
 /* The settings the server reads from the zone (zone.h): the UDP reply
- * size, the TCP limits, and how hostname targets outside the zone are
- * resolved upstream. */
-static void copy_settings(struct zone *z, const struct config *cfg)
+ * size, the TCP limits, how hostname targets outside the zone are
+ * resolved upstream, who may transfer the zone. False when out of
+ * memory. */
+static bool copy_settings(struct zone *z, const struct config *cfg)
 {
     z->settings = (struct zone_settings){
         .udp_max = (uint16_t)cfg->udp_max_size,
@@ -627,6 +628,10 @@ static void copy_settings(struct zone *z, const struct config *cfg)
     z->upstream.cache_size = cfg->cache_size;
     z->upstream.max_stale = cfg->max_stale;
     z->upstream.negative_ttl = cfg->negative_ttl;
+    size_t allow = cfg->ntransfer_allow * sizeof(*cfg->transfer_allow);
+    z->settings.transfer_allow = allow ? arena_memdup(z->arena, cfg->transfer_allow, allow) : NULL;
+    z->settings.ntransfer_allow = z->settings.transfer_allow ? cfg->ntransfer_allow : 0;
+    return z->settings.ntransfer_allow == cfg->ntransfer_allow;
 }
 
 /* zone.services: the services in the order of the file, for the next
@@ -679,9 +684,8 @@ struct zone *zone_compile(const struct config *cfg, const struct zone *old,
     struct zone *z = calloc(1, sizeof(*z));
     struct compiler c = {.z = z, .cfg = cfg, .host = host, .d = d};
     unsigned errors_before = d->errors;
-    if (!z || !compiler_init(&c, now) || !set_apex(&c))
+    if (!z || !compiler_init(&c, now) || !set_apex(&c) || !copy_settings(z, cfg))
         goto fail;
-    copy_settings(z, cfg);
 
     if (!build_fixed(&c) || !compile_reverse_zones(&c))
         goto fail;

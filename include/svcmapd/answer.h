@@ -44,7 +44,10 @@ struct answer_info {
      * another class or opcode. The metrics count it under zone="dropped",
      * as CoreDNS counts queries no zone of its serves. */
     bool outside;
-    size_t len;                   /* ANSWER_REPLY: the reply's length; 0 otherwise */
+    /* An AXFR or IXFR of the zone from a client not in [transfer] allow,
+     * REFUSED (SPEC §8): logged and counted by the server. */
+    bool xfr_refused;
+    size_t len; /* ANSWER_REPLY and ANSWER_TRANSFER: the reply's length; 0 otherwise */
     struct upstream_lookup *wait; /* ANSWER_DEFERRED: the lookup to wait for */
 };
 
@@ -58,6 +61,11 @@ enum answer_result {
      * same query again once info->wait ends (upstream_wait), with no_wait;
      * or at once with no_wait, for an answer without the lookup. */
     ANSWER_DEFERRED,
+    /* A zone transfer (SPEC §8: AXFR or IXFR over TCP from a client of
+     * [transfer] allow, not up to date): the reply written is the first
+     * message without its records (header, question, OPT), for
+     * xfr_new(), which writes the messages the server then sends. */
+    ANSWER_TRANSFER,
 };
 
 /* Seeds the context's random generator. */
@@ -69,8 +77,10 @@ void answer_init(struct answer_ctx *ctx);
  * bytes: at least ANSWER_UDP_MAX for UDP, ANSWER_TCP_MAX for TCP), its
  * length in info->len. Over UDP (`tcp` false) the reply respects the
  * client's size limit and is truncated (TC=1) when the answer does not
- * fit. Returns what happened (enum answer_result); `info` says more, for
- * logs and counters. Never allocates; `z` is only read.
+ * fit. Over TCP, a transfer of the zone to a client `peer` that may have
+ * it begins (ANSWER_TRANSFER). Returns what happened (enum
+ * answer_result); `info` says more, for logs and counters. Never
+ * allocates; `z` is only read.
  */
 enum answer_result answer_query(struct answer_ctx *ctx, const struct zone *z, const uint8_t *query,
                                 size_t qlen, bool tcp, const struct sockaddr *peer, uint8_t *reply,

@@ -127,6 +127,10 @@ struct zone *zone_compile(const struct config *cfg, const struct zone *old,
  * max(the compile's `now`, serial + 1). */
 void zone_continue_serial(struct zone *z, uint32_t serial, uint64_t digest);
 
+/* Whether `lname` (`len` bytes, wire form, lower case) is the zone's
+ * apex. */
+bool zone_is_apex(const struct zone *z, const uint8_t *lname, size_t len);
+
 /* Frees a zone. NULL is a no-op. */
 void zone_free(struct zone *z);
 
@@ -158,6 +162,10 @@ struct zone_settings {
     /* How hostname targets outside the zone are resolved; NULL when they
      * are not (`servers = none`, or no resolv.conf nameserver). */
     const struct upstream_settings *upstream;
+    /* `[transfer] allow`: the clients that may transfer the zone (SPEC
+     * §8, xfr_allowed()); nobody when there are none. */
+    const struct config_prefix *transfer_allow;
+    size_t ntransfer_allow;
 };
 
 const struct zone_settings *zone_settings(const struct zone *z);
