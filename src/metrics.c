@@ -24,6 +24,8 @@ static const char *const rcode_names[METRICS_RCODES] = {
     "BADALG",  "BADTRUNC", "BADCOOKIE", "other",
 };
 
+const char *const metrics_transfer_names[METRICS_TRANSFER_RESULTS] = {"done", "aborted", "refused"};
+
 const double metrics_duration_le[METRICS_DURATION_BUCKETS] = {
     0.00025, 0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032,
     0.064,   0.128,  0.256, 0.512, 1.024, 2.048, 4.096, 8.192,

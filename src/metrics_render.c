@@ -281,6 +281,20 @@ static void render_connections(struct evbuffer *b, const struct metrics_sources 
                             (unsigned long long)http->refused[r]);
 }
 
+/* Zone transfers out (SPEC §8), summed over the workers. */
+static void render_transfers(struct evbuffer *b, const struct server *srv)
+{
+    head(b, "svcmapd_transfers_total", "counter",
+         "Zone transfers (AXFR, IXFR) asked for, by result: done, aborted, refused.");
+    for (size_t r = 0; r < METRICS_TRANSFER_RESULTS; r++) {
+        uint64_t v = 0;
+        for (size_t k = 0; k < server_workers(srv); k++)
+            v += load(&server_metrics(srv, k)->transfers[r]);
+        evbuffer_add_printf(b, "svcmapd_transfers_total{result=\"%s\"} %llu\n",
+                            metrics_transfer_names[r], (unsigned long long)v);
+    }
+}
+
 /* The last good copy (SPEC §7) and the control socket. */
 static void render_restart(struct evbuffer *b, const struct metrics_sources *src)
 {
@@ -324,5 +338,6 @@ void metrics_render(struct evbuffer *b, const struct metrics_sources *src)
     render_reloads(b, src->reload, zone_stats(src->zone));
     render_upstream(b, src->srv);
     render_connections(b, src);
+    render_transfers(b, src->srv);
     render_restart(b, src);
 }

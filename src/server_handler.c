@@ -1,6 +1,10 @@
 /* server_handler.c -- one query, whichever way it came: answered or deferred, and accounted. */
 #include "server_impl.h"
 
+#include <arpa/inet.h>
+#include <ldns/ldns.h>
+#include <stdio.h>
+
 #include "svcmapd/clock.h"
 #include "svcmapd/metrics.h"
 
@@ -11,6 +15,24 @@
  * place between its udp-handler.c and tcp-handler.c.
  */
 
+/* A zone transfer refused to a client not in [transfer] allow (SPEC §8):
+ * counted, and logged at most once per LOG_LIMIT_PERIOD, as anyone can
+ * ask. */
+static void refused_transfer(struct worker *w, const struct handled *q)
+{
+    metrics_inc(&w->metrics->transfers[METRICS_TRANSFER_REFUSED], 1);
+    uint64_t more;
+    if (!log_limit_pass(&w->srv->xfr_log, &more))
+        return;
+    char peer[INET6_ADDRSTRLEN + 8], also[96] = "";
+    log_addr(q->from.peer, peer, sizeof(peer));
+    if (more)
+        snprintf(also, sizeof(also), " (%llu more like it held back)", (unsigned long long)more);
+    log_warning("transfer: %s of %s refused to %s: not in [transfer] allow%s",
+                q->info.qtype == LDNS_RR_TYPE_AXFR ? "AXFR" : "IXFR", zone_name(w->zone), peer,
+                also);
+}
+
 /* Counts a query and its reply, and logs it when query logging is on. */
 static void account(struct worker *w, const struct handled *q, uint64_t ns)
 {
@@ -19,6 +41,8 @@ static void account(struct worker *w, const struct handled *q, uint64_t ns)
     metrics_count(w->metrics, q->from.index, info->outside, tcp,
                   q->from.peer->sa_family == AF_INET6, info->qtype, info->rcode, q->qlen, info->len,
                   ns);
+    if (info->xfr_refused)
+        refused_transfer(w, q);
     if (!log_queries() || info->len == 0)
         return;
     struct log_query line = {

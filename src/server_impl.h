@@ -24,7 +24,8 @@
  *   server_udp.c      UDP: datagrams in batches (recvmmsg), replies out in
  *                     trains (sendmmsg, udptrain.h);
  *   server_tcp.c      TCP connections (RFC 7766): framing, pipelining,
- *                     timeouts, clients that do not read;
+ *                     timeouts, clients that do not read, and the zone
+ *                     transfers sent on them (xfr.h writes the messages);
  *   server_handler.c  one query, whichever way it came (UDP, TCP, back
  *                     from a lookup): answered or deferred, and accounted;
  *   server_defer.c    queries that wait for an upstream lookup: kept, then
@@ -118,6 +119,7 @@ struct server {
     size_t nlisten;
     _Atomic uint32_t tcp_open;   /* over all workers */
     struct log_limit accept_log; /* failed accepts, over all workers */
+    struct log_limit xfr_log;    /* refused and aborted zone transfers */
     size_t max_lookups;          /* upstream lookups in flight per worker */
     size_t nworkers;
     struct worker **workers;

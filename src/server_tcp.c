@@ -14,9 +14,16 @@
 #include "svcmapd/clock.h"
 #include "svcmapd/listener.h"
 #include "svcmapd/metrics.h"
+#include "svcmapd/xfr.h"
 
 #define TCP_BACKLOG  1024
 #define TCP_OUT_HIGH (256 * 1024) /* stop reading a client that does not read */
+
+/* A zone transfer's messages are written when the client has read the
+ * output down to XFR_LOW bytes, up to XFR_HIGH: the zone is never copied
+ * whole into memory, however slowly a secondary reads. */
+#define XFR_LOW  (16 * 1024)
+#define XFR_HIGH (64 * 1024)
 
 struct tcp_conn {
     struct bufferevent *bev;
@@ -29,11 +36,18 @@ struct tcp_conn {
     struct origin from; /* its queries': the listen address, the peer */
     uint32_t npending;  /* its queries waiting for upstream lookups */
     uint64_t msg_start; /* when the message being received began (ms); 0: none */
+    struct xfr *xfr;    /* a zone transfer being sent: reading waits for its end */
+    bool xfr_queued;    /* its last message is in the output */
+    uint64_t xfr_start; /* ms */
 };
+
+static void transfer_end(struct tcp_conn *c, enum metrics_transfer result);
 
 static void conn_free(struct tcp_conn *c)
 {
     struct worker *w = c->w;
+    if (c->xfr)
+        transfer_end(c, METRICS_TRANSFER_ABORTED);
     defer_drop_conn(w, c); /* its queries that wait have nobody to answer to now */
     if (c->prev)
         c->prev->next = c->next;
@@ -111,6 +125,100 @@ static bool next_message(struct tcp_conn *c, struct evbuffer *in, uint32_t turn,
     return true;
 }
 
+/* ---------------------------------------------------------------------- */
+/* Zone transfers (SPEC §8).                                               */
+
+/* Logs and counts how a transfer ended, and lets its zone go. */
+static void transfer_end(struct tcp_conn *c, enum metrics_transfer result)
+{
+    struct worker *w = c->w;
+    const struct xfr_progress *p = xfr_progress(c->xfr);
+    const struct zone *z = xfr_zone(c->xfr);
+    char peer[INET6_ADDRSTRLEN + 8];
+    log_addr((const struct sockaddr *)&c->peer, peer, sizeof(peer));
+    metrics_inc(&w->metrics->transfers[result], 1);
+    double secs = (double)(clock_ms() - c->xfr_start) / 1000.0;
+    if (result == METRICS_TRANSFER_DONE) {
+        log_info("transfer: %s of %s serial %u to %s: %llu records in %llu messages, %llu bytes, "
+                 "%.3f s",
+                 p->type, zone_name(z), p->serial, peer, (unsigned long long)p->records,
+                 (unsigned long long)p->messages, (unsigned long long)p->bytes, secs);
+    } else {
+        uint64_t more;
+        if (log_limit_pass(&w->srv->xfr_log, &more))
+            log_warning("transfer: %s of %s serial %u to %s cut off after %llu records in %.3f s: "
+                        "the connection ended (%llu more refused or cut off since the last such "
+                        "line)",
+                        p->type, zone_name(z), p->serial, peer, (unsigned long long)p->records,
+                        secs, (unsigned long long)more);
+    }
+    zone_ref_release(w->srv->zones, z);
+    xfr_free(c->xfr);
+    c->xfr = NULL;
+    c->xfr_queued = false;
+}
+
+/* Writes the next messages of c's transfer while the output holds less
+ * than XFR_HIGH bytes: one turn of the loop writes at most that much, and
+ * the others' turns come between (the write callback runs again once the
+ * client has read down to XFR_LOW). Once the last message is out, the
+ * connection reads its next queries again. */
+static void transfer_more(struct tcp_conn *c)
+{
+    struct worker *w = c->w;
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    while (!c->xfr_queued && evbuffer_get_length(out) < XFR_HIGH) {
+        size_t len = xfr_next(c->xfr, w->reply + 2, ANSWER_TCP_MAX);
+        if (len == 0) {
+            /* the callback runs again when the client has read it all */
+            c->xfr_queued = true;
+            bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
+            break;
+        }
+        tcp_reply(c, w->reply, len);
+    }
+    if (!c->xfr_queued || evbuffer_get_length(out) > 0)
+        return;
+    transfer_end(c, METRICS_TRANSFER_DONE);
+    if (w->stopping) {
+        conn_free(c);
+        return;
+    }
+    set_read_timeout(c);
+    if (!c->draining) {
+        bufferevent_enable(c->bev, EV_READ);
+        bufferevent_trigger(c->bev, EV_READ, BEV_TRIG_DEFER_CALLBACKS); /* queries behind it */
+    }
+}
+
+/* Begins sending the zone the worker holds to `c`, whose query got
+ * ANSWER_TRANSFER with `first` (`len` bytes) as the first message's
+ * frame. The connection reads nothing more until the transfer ends: its
+ * messages follow each other, nothing between them. The zone is held
+ * for the transfer's length (zone_ref.h): a reload meanwhile changes
+ * nothing of what it sends. Out of memory, the client gets SERVFAIL. */
+static void transfer_start(struct tcp_conn *c, uint8_t *first, size_t len)
+{
+    struct worker *w = c->w;
+    if (zone_ref_hold(w->srv->zones, w->zone) == 0) {
+        c->xfr = xfr_new(w->zone, first, len);
+        if (!c->xfr)
+            zone_ref_release(w->srv->zones, w->zone);
+    }
+    if (!c->xfr) {
+        log_error("transfer: out of memory; SERVFAIL");
+        xfr_servfail(first);
+        tcp_reply(c, first - 2, len);
+        return;
+    }
+    c->xfr_start = clock_ms();
+    bufferevent_disable(c->bev, EV_READ);
+    bufferevent_setwatermark(c->bev, EV_WRITE, XFR_LOW, 0);
+    transfer_more(c);
+}
+
+/* ---------------------------------------------------------------------- */
+
 /* RFC 7766: several queries per connection, answered as they come, the
  * ones that wait for upstream lookups later, in any order. A connection
  * gets `tcp-pipeline` queries per turn, so that one client streaming
@@ -135,6 +243,10 @@ static void conn_on_read(struct bufferevent *bev, void *arg)
         q.from = c->from;
         q.waited = false;
         handler_answer(w, &q, 1, clock_ns());
+        if (q.result == ANSWER_TRANSFER) {
+            transfer_start(c, q.reply, q.info.len);
+            break;
+        }
         if (q.result == ANSWER_REPLY)
             tcp_reply(c, w->reply, q.info.len);
         if (evbuffer_get_length(out) > TCP_OUT_HIGH) {
@@ -168,7 +280,7 @@ void tcp_query_done(struct tcp_conn *c)
     if (--c->npending > 0)
         return;
     set_read_timeout(c);
-    if (c->waiting && !c->draining && !c->w->stopping) {
+    if (c->waiting && !c->draining && !c->w->stopping && !c->xfr) {
         /* its lookups are done: read its next queries */
         c->waiting = false;
         bufferevent_enable(c->bev, EV_READ);
@@ -176,10 +288,18 @@ void tcp_query_done(struct tcp_conn *c)
     }
 }
 
-/* Called when the output buffer has drained completely. */
+/* Called when the output buffer has drained completely, or during a
+ * transfer down to XFR_LOW. */
 static void conn_on_written(struct bufferevent *bev, void *arg)
 {
     struct tcp_conn *c = arg;
+    if (c->xfr) {
+        struct worker *w = c->w;
+        worker_enter(w); /* set_read_timeout() reads the zone's settings */
+        transfer_more(c);
+        worker_leave(w);
+        return;
+    }
     if (c->draining || c->w->stopping) {
         conn_free(c); /* its last reply is out */
         return;
@@ -281,7 +401,7 @@ bool tcp_stop(struct worker *w)
     for (struct tcp_conn *c = w->conns; c; c = next) {
         next = c->next;
         bufferevent_disable(c->bev, EV_READ);
-        if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
+        if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0 && !c->xfr)
             conn_free(c);
     }
     return w->conns != NULL;

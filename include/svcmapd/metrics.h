@@ -36,12 +36,24 @@ struct metrics_cell {
     _Atomic uint64_t resp_bytes[2];
 };
 
+/* What became of the zone transfers asked for (SPEC §8): the
+ * svcmapd_transfers_total{result} labels. */
+enum metrics_transfer {
+    METRICS_TRANSFER_DONE,    /* every message written, the client read them */
+    METRICS_TRANSFER_ABORTED, /* the connection ended first (closed, timed out) */
+    METRICS_TRANSFER_REFUSED, /* a client not in [transfer] allow */
+    METRICS_TRANSFER_RESULTS,
+};
+
+extern const char *const metrics_transfer_names[METRICS_TRANSFER_RESULTS];
+
 /* One worker's counters: a cell per listen address, and inside or outside the zone. */
 struct metrics {
     size_t nservers;
     _Atomic uint64_t tcp_refused;       /* connections closed at the limit */
     _Atomic uint64_t tcp_accept_errors; /* failed accept()s (listener.h) */
-    struct metrics_cell cells[];        /* [server][outside] */
+    _Atomic uint64_t transfers[METRICS_TRANSFER_RESULTS];
+    struct metrics_cell cells[]; /* [server][outside] */
 };
 
 /* Counters for `nservers` listen addresses, zeroed. NULL if out of memory. */
