@@ -113,8 +113,9 @@ struct http {
     struct server *srv;
     struct zone_ref *zones;
     struct reloader *reloader;
-    const struct control *control; /* NULL: none */
-    const struct state *state;     /* NULL: no state-dir */
+    const struct control *control;  /* NULL: none */
+    const struct state *state;      /* NULL: no state-dir */
+    const struct dnsnotify *notify; /* NULL: none */
 
     struct conn *oldest, *newest; /* every connection, the oldest exchange first */
     size_t nconns;
@@ -522,6 +523,7 @@ static void render_metrics(struct http *h)
             },
         .control = h->control,
         .state = h->state,
+        .notify = h->notify,
     };
     metrics_render(h->body, &src);
 }
@@ -796,6 +798,11 @@ void http_free(struct http *h)
     if (h->body)
         evbuffer_free(h->body);
     free(h);
+}
+
+void http_set_notify(struct http *h, const struct dnsnotify *notify)
+{
+    h->notify = notify;
 }
 
 void http_set_control_state(struct http *h, const struct control *control,

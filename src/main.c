@@ -19,6 +19,7 @@
 #include "svcmapd/config.h"
 #include "svcmapd/control.h"
 #include "svcmapd/diag.h"
+#include "svcmapd/dnsnotify.h"
 #include "svcmapd/http.h"
 #include "svcmapd/import.h"
 #include "svcmapd/load.h"
@@ -303,7 +304,8 @@ struct daemon {
     bool last_good;      /* the load is the state-dir's copy: the file is broken */
     bool file_read;      /* and the file could be read, its bytes hashing to: */
     uint64_t file_hash;
-    struct control *control; /* NULL: no control socket */
+    struct control *control;  /* NULL: no control socket */
+    struct dnsnotify *notify; /* NOTIFYs to [transfer] notify */
     struct http *http;
     struct zone_ref *ref;
     struct server *srv;
@@ -331,6 +333,7 @@ static void shutdown_main(struct daemon *dm)
     http_free(dm->http);
     dm->http = NULL;
     control_stop(dm->control);
+    dnsnotify_stop(dm->notify);
     if (dm->srv)
         server_stop(dm->srv); /* workers end once queued TCP replies are out */
     notify("STOPPING=1");
@@ -419,11 +422,21 @@ static void *load_zone(void *arg)
     return NULL;
 }
 
-/* A reload ended: a control client may wait for it, and the state-dir
- * keeps the mapping applied. */
+/* The zone served now, to the secondaries of [transfer] notify that have
+ * not had its serial (SPEC §8): at start, and after every reload applied. */
+static void notify_secondaries(struct daemon *dm)
+{
+    const struct config *cfg = reload_config(dm->reloader);
+    dnsnotify_zone(dm->notify, zone_ref_current(dm->ref), cfg->notify, cfg->nnotify);
+}
+
+/* A reload ended: a control client may wait for it, the state-dir keeps
+ * the mapping applied, the secondaries hear of a new serial. */
 static void on_outcome(void *arg, struct reload_outcome *o)
 {
     struct daemon *dm = arg;
+    if (o->verdict == RELOAD_APPLY)
+        notify_secondaries(dm);
     if (dm->control)
         control_reload_done(dm->control, o);
     if (dm->state && o->text) {
@@ -466,8 +479,12 @@ static bool start_serving(struct daemon *dm)
     for (size_t i = 0; i < cfg->nlisten; i++)
         log_info("listening on %s (udp, tcp), %zu worker%s", cfg->listen[i].text,
                  server_workers(dm->srv), server_workers(dm->srv) == 1 ? "" : "s");
+    dm->notify = dnsnotify_new(dm->base);
+    if (!dm->notify)
+        return false;
     if (dm->http) {
         http_set_sources(dm->http, dm->srv, dm->ref, dm->reloader);
+        http_set_notify(dm->http, dm->notify);
         http_set_control_state(dm->http, dm->control, dm->state);
         http_set_ready(dm->http, true, NULL); /* from the last good copy too: it answers */
     }
@@ -511,6 +528,7 @@ static void on_loaded(evutil_socket_t fd, short what, void *arg)
         return;
     }
     dm->rc = EXIT_OK;
+    notify_secondaries(dm);
     if (dm->last_good) {
         log_error("serving the LAST GOOD COPY %s, serial %u: %s could not be loaded (see the "
                   "errors above); fix it and reload",
@@ -662,6 +680,7 @@ static void daemon_finish(struct daemon *dm)
         event_free(dm->lameduck);
     http_free(dm->http);
     control_free(dm->control);
+    dnsnotify_free(dm->notify);
     reload_free(dm->reloader);
     state_free(dm->state); /* after the reloader: a copy it asked for is written */
     server_free(dm->srv);

@@ -9,6 +9,7 @@
 
 #include "config-build.h"
 #include "svcmapd/control.h"
+#include "svcmapd/dnsnotify.h"
 #include "svcmapd/metrics.h"
 #include "svcmapd/reload.h"
 #include "svcmapd/server.h"
@@ -295,6 +296,36 @@ static void render_transfers(struct evbuffer *b, const struct server *srv)
     }
 }
 
+/* NOTIFYs to the secondaries of [transfer] notify, per target. */
+static void render_notify(struct evbuffer *b, const struct dnsnotify *n)
+{
+    static const struct {
+        const char *name, *help;
+        size_t offset;
+    } counters[] = {
+        {"svcmapd_notify_sent_total", "NOTIFY messages sent to a secondary, retries included.",
+         offsetof(struct dnsnotify_stats, sent)},
+        {"svcmapd_notify_acknowledged_total", "NOTIFYs a secondary answered with NOERROR.",
+         offsetof(struct dnsnotify_stats, acknowledged)},
+        {"svcmapd_notify_failures_total", "NOTIFYs given up unanswered, or answered with an error.",
+         offsetof(struct dnsnotify_stats, failures)},
+    };
+    size_t targets = dnsnotify_targets(n);
+    if (targets == 0)
+        return;
+    for (size_t c = 0; c < sizeof(counters) / sizeof(counters[0]); c++) {
+        head(b, counters[c].name, "counter", counters[c].help);
+        for (size_t i = 0; i < targets; i++) {
+            const struct dnsnotify_stats *st = dnsnotify_stats(n, i);
+            uint64_t v;
+            memcpy(&v, (const char *)st + counters[c].offset, sizeof(v));
+            evbuffer_add_printf(b, "%s{target=\"", counters[c].name);
+            label_esc(b, st->target);
+            evbuffer_add_printf(b, "\"} %llu\n", (unsigned long long)v);
+        }
+    }
+}
+
 /* The last good copy (SPEC §7) and the control socket. */
 static void render_restart(struct evbuffer *b, const struct metrics_sources *src)
 {
@@ -339,5 +370,6 @@ void metrics_render(struct evbuffer *b, const struct metrics_sources *src)
     render_upstream(b, src->srv);
     render_connections(b, src);
     render_transfers(b, src->srv);
+    render_notify(b, src->notify);
     render_restart(b, src);
 }

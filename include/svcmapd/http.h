@@ -8,6 +8,7 @@
 #include "svcmapd/config.h"
 
 struct control;
+struct dnsnotify;
 struct event_base;
 struct http;
 struct state;
@@ -37,6 +38,9 @@ void http_set_sources(struct http *h, struct server *srv, struct zone_ref *zones
  * socket and the state-dir (either may be NULL: not configured). */
 void http_set_control_state(struct http *h, const struct control *control,
                             const struct state *state);
+
+/* And, for svcmapd_notify_*, the NOTIFYs to the secondaries (NULL: none). */
+void http_set_notify(struct http *h, const struct dnsnotify *notify);
 
 /* /ready: 200 when true; 503 with `why` in the body when false. */
 void http_set_ready(struct http *h, bool ready, const char *why);

@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 struct control;
+struct dnsnotify;
 struct evbuffer;
 struct reload_stats;
 struct state;
@@ -27,8 +28,9 @@ struct metrics_sources {
     const struct zone *zone;           /* the zone served: its name and sizes */
     const struct reload_stats *reload; /* reloads of the mapping file */
     struct metrics_http http;
-    const struct control *control; /* the control socket; NULL: none */
-    const struct state *state;     /* the state-dir's last good copy; NULL: none */
+    const struct control *control;  /* the control socket; NULL: none */
+    const struct state *state;      /* the state-dir's last good copy; NULL: none */
+    const struct dnsnotify *notify; /* NOTIFYs to the secondaries; NULL: none */
 };
 
 /*
