@@ -60,6 +60,14 @@ void fuzz_check_diag(const struct diag *d, const char *file);
  * names, whatever an upstream replied. */
 void fuzz_check_zone_records(const struct zone *z, const uint8_t *reply, size_t n);
 
+/* Runs the transfer of `z` that `first` (`len` bytes: the header, question
+ * and OPT answer_query() wrote with ANSWER_TRANSFER) begins, and abort()s
+ * if a message breaks RFC 5936 §2.2 as ldns reads it (the ID, AA, NOERROR,
+ * the question in the first message only, at most XFR_MESSAGE_FILL bytes of
+ * records), if the SOA is not first and last, or a record is there twice,
+ * or is not what the zone answers for its name and type. */
+void fuzz_check_transfer(const struct zone *z, const uint8_t *first, size_t len);
+
 size_t fuzz_answer_checked(struct answer_ctx *ctx, const struct zone *z, const uint8_t *query,
                            size_t qlen, bool tcp, const struct sockaddr *peer);
 

@@ -26,6 +26,9 @@ static const char zone_text[] =
     "reverse = 192.168.0.0/16, 2001:db8::/32\n"
     "[upstream]\n"
     "servers = none\n" /* a hostname outside the zone: the CNAME alone */
+    /* the IPv4 peer may transfer the zone, the IPv6 one not (SPEC §8) */
+    "[transfer]\n"
+    "allow = 10.0.0.0/8\n"
     "[namespace test-1]\n"
     "mysql = mysql.test-1.example.com\n"
     "web = web.example.com. resolve=no\n"

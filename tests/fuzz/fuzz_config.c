@@ -15,7 +15,8 @@
  * and a message that smuggles a newline in would break it.
  *
  * A few answers are then asked of each compiled zone, under the same
- * checks as fuzz_answer: strange but valid files make strange zones.
+ * checks as fuzz_answer: strange but valid files make strange zones; and
+ * the zone is transferred whole, every record checked against them.
  */
 
 #define FILE_NAME "fuzz.ini"
@@ -91,6 +92,29 @@ static void ask(const struct zone *z, const struct config *cfg)
     }
 }
 
+/* The whole zone, as a transfer sends it: the frame answer_query() would
+ * write for an AXFR of the apex (ID, QR, AA, the question), then every
+ * message checked (fuzz_check_transfer()). Strange files make strange
+ * zones, and a walk must give each of their records once. */
+static void transfer(const struct zone *z, const struct config *cfg)
+{
+    uint8_t first[300] = {0x12, 0x34, 0x84, 0, 0, 1, 0, 0, 0, 0, 0, 0};
+    size_t pos = 12;
+    for (const char *p = cfg->zone; *p;) {
+        const char *dot = strchr(p, '.');
+        size_t l = dot ? (size_t)(dot - p) : strlen(p);
+        if (!put_label(first, &pos, sizeof(first) - 5, p, l))
+            return;
+        p += l + (dot ? 1 : 0);
+    }
+    first[pos++] = 0;
+    first[pos++] = 0;
+    first[pos++] = 252; /* AXFR */
+    first[pos++] = 0;
+    first[pos++] = 1;
+    fuzz_check_transfer(z, first, pos);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (fuzz_opens_device(data, size))
@@ -116,6 +140,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 fuzz_fail("unchanged file, serial %u -> %u, %zu added, %zu removed, %zu changed",
                           a->serial, b->serial, b->added, b->removed, b->changed);
             ask(l.zone, l.cfg);
+            transfer(l.zone, l.cfg);
         }
         zone_free(z);
     }

@@ -171,6 +171,14 @@ def answer_seeds():
     add("ns-root-refused", query(".", "NS"))
     add("a-outside-refused", query("example.com."))
     add("axfr", query(ZONE, "AXFR"), TCP)
+    # zone transfers (SPEC 8): the IPv4 peer is in [transfer] allow, the IPv6 one not
+    add("axfr-allowed", query(ZONE, "AXFR", edns=0), TCP, PEER4)
+    add("axfr-allowed-udp", query(ZONE, "AXFR"), UDP, PEER4)
+    add("axfr-refused-v6", query(ZONE, "AXFR"), TCP, PEER6)
+    add("ixfr-allowed-behind", header(ns=1) + wire_name(ZONE) + struct.pack("!HH", 251, 1)
+        + b"\xc0\x0c" + struct.pack("!HHIH", 6, 1, 0, 22) + b"\0\0" + struct.pack("!5I", 1, 2, 3, 4, 5),
+        TCP, PEER4)
+    add("ixfr-allowed-no-soa", query(ZONE, "IXFR"), TCP, PEER4)
     add("class-ch", query(svc("mysql"), rdclass="CH"))
     add("qtype-opt", query(svc("mysql"), "OPT", edns=0))
 

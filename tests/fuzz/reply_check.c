@@ -11,6 +11,7 @@
 #include "svcmapd/config.h"
 #include "svcmapd/load.h"
 #include "svcmapd/wire.h"
+#include "svcmapd/xfr.h"
 #include "svcmapd/zone.h"
 
 /*
@@ -266,6 +267,125 @@ void fuzz_check_zone_records(const struct zone *z, const uint8_t *reply, size_t 
     ldns_rdf_deep_free(apex);
 }
 
+/* Whether `l` holds a record equal to `rr` (TTL too) before index `end`. */
+static bool seen_before(const ldns_rr_list *l, size_t end, const ldns_rr *rr)
+{
+    for (size_t i = 0; i < end; i++)
+        if (ldns_rr_compare(ldns_rr_list_rr(l, i), rr) == 0)
+            return true;
+    return false;
+}
+
+/* The last zone whose transfer was checked record by record, and the bytes
+ * of its records as the messages carried them (every message's but the
+ * first's header and question and the first's OPT). A transfer of the same
+ * zone again (the fixed zone of fuzz_answer, asked with another ID, case
+ * or OPT) must carry the same bytes: the question is the apex, always of
+ * one length, so every compression pointer lands where it did. Then only
+ * the headers are read: ldns read these bytes once. A zone may be freed and
+ * another compiled at its address: its digest says whether it answers the
+ * same. */
+static struct {
+    const struct zone *z;
+    uint64_t digest;
+    uint32_t serial;
+    uint8_t *bytes;
+    size_t len;
+} checked;
+
+/* Every record of a transfer (`all`, the SOA first and last) but the last
+ * SOA once, and each what the zone answers for its name and type. */
+static void check_records_once(const struct zone *z, const ldns_rr_list *all)
+{
+    size_t n = ldns_rr_list_rr_count(all);
+    if (n < 2 || ldns_rr_get_type(ldns_rr_list_rr(all, 0)) != LDNS_RR_TYPE_SOA ||
+        ldns_rr_compare(ldns_rr_list_rr(all, 0), ldns_rr_list_rr(all, n - 1)) != 0)
+        FAIL("a transfer of %zu records without the SOA first and last", n);
+    for (size_t i = 0; i + 1 < n; i++) {
+        const ldns_rr *rr = ldns_rr_list_rr(all, i);
+        if ((i > 0 && ldns_rr_get_type(rr) == LDNS_RR_TYPE_SOA) || seen_before(all, i, rr)) {
+            char *text = ldns_rr2str(rr);
+            FAIL("a transfer has twice: %s", text ? text : "?");
+        }
+        ldns_pkt *m = mapping_reply(z, ldns_rr_owner(rr), ldns_rr_get_type(rr));
+        if (!holds(m, rr)) {
+            char *text = ldns_rr2str(rr);
+            FAIL("a transferred record the zone does not answer: %s", text ? text : "?");
+        }
+        ldns_pkt_free(m);
+    }
+}
+
+void fuzz_check_transfer(const struct zone *z, const uint8_t *first, size_t len)
+{
+    struct xfr *x = xfr_new(z, first, len);
+    size_t qlen = question_len(first, len);
+    if (!x || qlen == 0)
+        FAIL("no transfer of %zu bytes of first message", len);
+    size_t opt = len - HDR - qlen;
+    const struct zone_stats *st = zone_stats(z);
+    bool known = checked.bytes && checked.z == z && checked.digest == st->digest &&
+                 checked.serial == st->serial;
+    uint8_t *out = malloc(ANSWER_TCP_MAX);
+    ldns_rr_list *all = known ? NULL : ldns_rr_list_new();
+    size_t cap = 1 << 16, used = 0;
+    uint8_t *bytes = malloc(cap);
+    if (!out || (!known && !all) || !bytes)
+        abort();
+    size_t messages = 0, records = 0;
+    for (size_t n; (n = xfr_next(x, out, ANSWER_TCP_MAX)) > 0; messages++) {
+        /* RFC 5936 §2.2: the query's ID, AA, NOERROR, its question in the first only */
+        if (n < HDR || n > XFR_MESSAGE_FILL + HDR + qlen + opt || get16(out) != get16(first) ||
+            !(out[2] & 0x80) || (out[2] & 0x78) || !(out[2] & 0x04) || (out[3] & 0x0f) ||
+            get16(out + 4) != (messages == 0) || get16(out + 8) != 0 ||
+            get16(out + 10) != (messages == 0 ? get16(first + 10) : 0))
+            FAIL("transfer message %zu (%zu bytes): header %02x%02x, %u questions, %u authority, "
+                 "%u additional",
+                 messages, n, out[2], out[3], get16(out + 4), get16(out + 8), get16(out + 10));
+        if (messages == 0 && (memcmp(out + HDR, first + HDR, qlen) != 0 ||
+                              memcmp(out + n - opt, first + HDR + qlen, opt) != 0))
+            FAIL("the first transfer message's question or OPT is not the query's");
+        records += get16(out + 6);
+        size_t from = messages == 0 ? HDR + qlen : HDR, to = messages == 0 ? n - opt : n;
+        while (used + (to - from) > cap)
+            bytes = realloc(bytes, cap *= 2);
+        if (!bytes)
+            abort();
+        memcpy(bytes + used, out + from, to - from);
+        used += to - from;
+        if (known)
+            continue;
+        ldns_pkt *p = NULL;
+        if (ldns_wire2pkt(&p, out, n) != LDNS_STATUS_OK)
+            FAIL("transfer message %zu (%zu bytes) unreadable", messages, n);
+        const ldns_rr_list *an = ldns_pkt_answer(p);
+        for (size_t i = 0; i < ldns_rr_list_rr_count(an); i++)
+            ldns_rr_list_push_rr(all, ldns_rr_clone(ldns_rr_list_rr(an, i)));
+        ldns_pkt_free(p);
+    }
+    if (known) {
+        if (used != checked.len || memcmp(bytes, checked.bytes, used) != 0)
+            FAIL("a transfer of the zone unlike its first (%zu bytes of records, then %zu)",
+                 checked.len, used);
+        free(bytes);
+    } else {
+        check_records_once(z, all);
+        ldns_rr_list_deep_free(all);
+        free(checked.bytes);
+        checked.z = z;
+        checked.digest = st->digest;
+        checked.serial = st->serial;
+        checked.bytes = bytes;
+        checked.len = used;
+    }
+    if (xfr_progress(x)->records != records || xfr_progress(x)->messages != messages)
+        FAIL("transfer progress: %llu records, %llu messages; sent %zu, %zu",
+             (unsigned long long)xfr_progress(x)->records,
+             (unsigned long long)xfr_progress(x)->messages, records, messages);
+    free(out);
+    xfr_free(x);
+}
+
 size_t fuzz_answer_checked(struct answer_ctx *ctx, const struct zone *z, const uint8_t *query,
                            size_t qlen, bool tcp, const struct sockaddr *peer)
 {
@@ -284,7 +404,7 @@ size_t fuzz_answer_checked(struct answer_ctx *ctx, const struct zone *z, const u
     /* answer.h: nothing is sent exactly for a short message or a response,
      * and a reply is never empty. */
     bool silent = qlen < HDR || (query[2] & 0x80);
-    if (silent != (r == ANSWER_NONE) || (r == ANSWER_REPLY) != (n > 0))
+    if (silent != (r == ANSWER_NONE) || (r != ANSWER_NONE) != (n > 0))
         FAIL("%zu-byte reply (result %d) to a %zu-byte message with QR=%d", n, (int)r, qlen,
              qlen >= 3 ? query[2] >> 7 : -1);
     if (n == 0)
@@ -320,6 +440,16 @@ size_t fuzz_answer_checked(struct answer_ctx *ctx, const struct zone *z, const u
     check_parsed(query, qlen, reply, n, tcp, z);
     if (reply[2] & 0x02)
         check_truncated(ctx, z, query, qlen, peer, reply, n);
+    if (r == ANSWER_TRANSFER) {
+        /* SPEC §8: over TCP, to a client [transfer] allow names, of the apex */
+        uint16_t qtype = get16(reply + HDR + question_len(reply, n) - 4);
+        if (!tcp || !xfr_allowed(zone_settings(z), peer) ||
+            (qtype != LDNS_RR_TYPE_AXFR && qtype != LDNS_RR_TYPE_IXFR) || get16(reply + 6) ||
+            (reply[3] & 0x0f))
+            FAIL("a transfer of type %u (tcp %d) begins, its frame rcode %u with %u answers", qtype,
+                 tcp, reply[3] & 0x0f, get16(reply + 6));
+        fuzz_check_transfer(z, reply, n);
+    }
 done:
     free(reply);
     return n;
