@@ -464,6 +464,7 @@ static bool follow(struct answer_ctx *ctx, const struct zone *z,
         if (len == 0)
             break;
         zone_find(z, name, len, qtype, f);
+        f->plan = zone_view(&ctx->view, f->plan); /* a checked service: its healthy targets */
         const struct zone_plan *p = f->plan;
         const struct zone_external *next = zone_plan_external(p);
         for (size_t i = 0; next && i < t->n; i++)
@@ -772,7 +773,8 @@ size_t answer_query(struct answer_ctx *ctx, const struct zone *z, const uint8_t 
 
     struct zone_found found;
     zone_find(z, q.lname, q.name_len, q.qtype, &found);
-    const struct zone_plan *p = found.plan;
+    zone_view_reset(&ctx->view);
+    const struct zone_plan *p = zone_view(&ctx->view, found.plan); /* SPEC §6 */
     uint16_t ptr = (uint16_t)(0xc000 | (HDR + found.apex));
     info->rcode = p->rcode;
     info->dropped = !p->aa; /* the REFUSED plan: outside the zone */

@@ -581,6 +581,7 @@ static void compiler_finish(struct compiler *c)
     free(c->ns6);
     free(c->ptrs[0].v);
     free(c->ptrs[1].v);
+    probes_free(c);
     arena_free(c->scratch);
 }
 
@@ -620,6 +621,8 @@ static void copy_settings(struct zone *z, const struct config *cfg)
     z->upstream.cache_size = cfg->cache_size;
     z->upstream.max_stale = cfg->max_stale;
     z->upstream.negative_ttl = cfg->negative_ttl;
+    z->health = (struct zone_health){cfg->health_interval, cfg->health_timeout, cfg->health_fall,
+                                     cfg->health_rise};
 }
 
 /* zone.services: the services in the order of the file, for the next
@@ -676,6 +679,7 @@ struct zone *zone_compile(const struct config *cfg, const struct zone *old,
     if (d->errors)
         goto reject; /* found here or by config.c: already reported */
     compile_ptrs(&c);
+    compile_probes(&c, old, now);
     if (c.oom)
         goto fail;
 

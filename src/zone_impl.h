@@ -146,12 +146,46 @@ struct zone {
     uint16_t udp_max;
     char name[LDNS_MAX_DOMAINLEN + 1];
 
+    /* health-checked services (SPEC §6): zone_checks.c builds them,
+     * zone_view.c reads them per query */
+    struct zone_probe *probes; /* sorted by zone_probe_key_cmp() */
+    size_t nprobes;
+    struct zone_checked **checked; /* in the order of the file */
+    size_t nchecked;
+    struct zone_health health;
+
     uint64_t settings_fp;    /* zone, ttl, listen: what is not in a service */
     struct znode **services; /* in the order of the file, for the next reload */
     size_t nservices;
 
     struct zone_stats stats;
 };
+
+/* ---------------------------------------------------------------------- */
+/* Checked plans (SPEC §6).                                                */
+
+/* A set of records of a checked service's targets: which target each
+ * record is, in the order of the set. */
+struct check_set {
+    bool srv; /* SRV records: their weights are shared among those answered */
+    uint8_t count;
+    uint8_t target[]; /* per record, its index in zone_checked.t[] */
+};
+
+/* What a checked plan (zone_plan.checked) keeps behind its sets and its
+ * external slot: its service, and per set of the plan its check_set, NULL
+ * for a set that is not of the service (the CNAMEs of a chain). */
+struct plan_checks {
+    const struct zone_checked *svc;
+    const struct check_set *set[];
+};
+
+static inline const struct plan_checks *plan_checks(const struct zone_plan *p)
+{
+    const void *slot =
+        &p->sets[p->nsets[0] + p->nsets[1] + p->nsets[2] + (p->has_external ? 1 : 0)];
+    return *(const struct plan_checks *const *)slot;
+}
 
 /* ---------------------------------------------------------------------- */
 /* Hashing: names come from the network, so the hash is seeded per zone.   */
