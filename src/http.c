@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "config-build.h"
+#include "svcmapd/health.h"
 #include "svcmapd/listener.h"
 #include "svcmapd/log.h"
 #include "svcmapd/metrics.h"
@@ -80,7 +81,7 @@ struct endpoint {
     char text[64];
 };
 
-enum page { PAGE_NONE, PAGE_HEALTH, PAGE_READY, PAGE_METRICS };
+enum page { PAGE_NONE, PAGE_HEALTH, PAGE_READY, PAGE_METRICS, PAGE_HEALTH_TARGETS };
 
 /* What a request asks, once its head is read. */
 struct ask {
@@ -115,6 +116,7 @@ struct http {
     struct server *srv;
     struct zone_ref *zones;
     struct reloader *reloader;
+    const struct health *health; /* the prober, for its histogram */
 
     struct conn *oldest, *newest; /* every connection, the oldest exchange first */
     size_t nconns;
@@ -374,6 +376,7 @@ static void render(struct http *h, struct evbuffer *b)
     for (size_t r = 0; r < REFUSALS; r++)
         evbuffer_add_printf(b, "svcmapd_http_refused_total{reason=\"%s\"} %llu\n", refusal_names[r],
                             (unsigned long long)h->refused[r]);
+    health_report_metrics(b, z, health_stats(h->health));
 }
 
 /* ---------------------------------------------------------------------- */
@@ -564,6 +567,8 @@ static enum page route(const struct endpoint *ep, const char *t, size_t len, boo
         plen++;
     if (ep->health && exact(t, plen, "/health"))
         return PAGE_HEALTH;
+    if (ep->health && exact(t, plen, "/health/targets"))
+        return PAGE_HEALTH_TARGETS;
     if (ep->ready && exact(t, plen, "/ready"))
         return PAGE_READY;
     if (ep->metrics && exact(t, plen, "/metrics"))
@@ -723,6 +728,19 @@ static void respond_text(struct conn *c, int status, const char *text)
     respond(c, status, TEXT);
 }
 
+/* /health/targets: what the prober found of each checked target (SPEC
+ * §6), as JSON, until the control socket's `health` command says it. */
+static void answer_targets(struct conn *c)
+{
+    struct http *h = c->h;
+    if (!h->zones) {
+        respond_text(c, 503, "starting\n");
+        return;
+    }
+    health_report_json(h->body, zone_ref_current(h->zones));
+    respond(c, 200, "application/json");
+}
+
 /* Answers the request read (its body too, if it had one). */
 static void answer(struct conn *c)
 {
@@ -750,6 +768,9 @@ static void answer(struct conn *c)
         }
         render(h, h->body);
         respond(c, 200, "text/plain; version=0.0.4; charset=utf-8");
+        return;
+    case PAGE_HEALTH_TARGETS:
+        answer_targets(c);
         return;
     case PAGE_NONE:
         break;
@@ -968,6 +989,11 @@ void http_set_sources(struct http *h, struct server *srv, struct zone_ref *zones
     h->srv = srv;
     h->zones = zones;
     h->reloader = reloader;
+}
+
+void http_set_health(struct http *h, const struct health *health)
+{
+    h->health = health;
 }
 
 void http_set_ready(struct http *h, bool ready, const char *why)

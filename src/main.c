@@ -18,6 +18,7 @@
 #include "config-build.h"
 #include "svcmapd/config.h"
 #include "svcmapd/diag.h"
+#include "svcmapd/health.h"
 #include "svcmapd/http.h"
 #include "svcmapd/import.h"
 #include "svcmapd/load.h"
@@ -231,12 +232,13 @@ static int import_command(int argc, char **argv)
  * descriptor. The soft limit goes up to the hard one (systemd and shells
  * often leave it at 1024), as NSD does; then the descriptors are shared
  * out: first what the main thread, the HTTP endpoints (their connections
- * capped) and the workers' sockets need, and tcp-max-connections; what is
+ * capped), the workers' sockets and the prober's probes (`health`, as
+ * health_probe_cap() gives them) need, and tcp-max-connections; what is
  * left, split among the workers, caps each one's upstream lookups in
  * flight (UPSTREAM_MAX_LOOKUPS at most). Out of descriptors, accept()
  * would fail and a lookup find no socket. Returns the cap.
  */
-static size_t budget_files(const struct config *cfg)
+static size_t budget_files(const struct config *cfg, size_t health)
 {
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
@@ -249,13 +251,15 @@ static size_t budget_files(const struct config *cfg)
     size_t workers = server_worker_count(cfg);
     unsigned long long limit = rl.rlim_cur; /* RLIM_INFINITY is the largest */
     unsigned long long http = http_fds(cfg), sockets = server_fds(cfg);
-    unsigned long long fixed = MAIN_FDS + http + sockets + cfg->tcp_max_connections;
+    unsigned long long probes = health + HEALTH_BASE_FDS;
+    unsigned long long fixed = MAIN_FDS + http + sockets + probes + cfg->tcp_max_connections;
     size_t least = cfg->upstream ? MIN_LOOKUPS : 0; /* none: resolution is off */
-    char why[256];
+    char why[320];
     snprintf(why, sizeof(why),
-             "%d for the main thread, %llu for HTTP, %llu for the sockets of %zu worker%s, %u for "
-             "tcp-max-connections",
-             MAIN_FDS, http, sockets, workers, workers == 1 ? "" : "s", cfg->tcp_max_connections);
+             "%d for the main thread, %llu for HTTP, %llu for the sockets of %zu worker%s, %llu "
+             "for health checks, %u for tcp-max-connections",
+             MAIN_FDS, http, sockets, workers, workers == 1 ? "" : "s", probes,
+             cfg->tcp_max_connections);
     if (limit < fixed + workers * least) {
         char lookups[64] = "";
         if (least)
@@ -283,6 +287,8 @@ struct daemon {
     struct http *http;
     struct zone_ref *ref;
     struct server *srv;
+    struct health *health; /* the prober of checked targets */
+    size_t health_cap;     /* its probes in flight, as the open files allow */
     struct reloader *reloader;
     struct event *sig[3];
     struct event *loaded; /* activated by the loader thread */
@@ -308,6 +314,7 @@ static void shutdown_main(struct daemon *dm)
     dm->http = NULL;
     if (dm->srv)
         server_stop(dm->srv); /* workers end once queued TCP replies are out */
+    health_stop(dm->health);  /* nothing more to answer: nothing more to probe */
     notify("STOPPING=1");
 }
 
@@ -377,10 +384,13 @@ static void *load_zone(void *arg)
 }
 
 /* What a reload changes outside the zone: the TCP limits of new
- * connections. */
+ * connections, and the probes, which the prober takes from the zone now
+ * published. */
 static void on_reloaded(void *arg, const struct config *cfg)
 {
-    server_apply_limits(arg, cfg);
+    struct daemon *dm = arg;
+    server_apply_limits(dm->srv, cfg);
+    health_wake(dm->health);
 }
 
 /* Serves the loaded zone: binds, drops privileges, starts the workers and
@@ -388,7 +398,9 @@ static void on_reloaded(void *arg, const struct config *cfg)
 static bool start_serving(struct daemon *dm)
 {
     struct config *cfg = dm->load.cfg;
-    dm->ref = zone_ref_new(dm->load.zone, server_worker_count(cfg));
+    /* a reader slot per worker, and the prober's */
+    size_t workers = server_worker_count(cfg);
+    dm->ref = zone_ref_new(dm->load.zone, workers + 1);
     if (!dm->ref)
         return false;
     dm->load.zone = NULL; /* the ref's now */
@@ -400,13 +412,22 @@ static bool start_serving(struct daemon *dm)
         return false;
     if (!cfg->user && geteuid() == 0)
         log_warning("running as root: set [server] user = to drop privileges after binding");
-    /* workers are created with the signals blocked: only main gets them */
+    dm->health = health_new(dm->ref, workers, dm->health_cap);
+    if (!dm->health) {
+        log_error("out of memory");
+        return false;
+    }
+    /* workers and the prober are created with the signals blocked: only
+     * main gets them */
     pthread_sigmask(SIG_BLOCK, &dm->sigs, NULL);
     int r = server_run(dm->srv);
+    int hr = r < 0 ? 0 : health_start(dm->health);
     pthread_sigmask(SIG_UNBLOCK, &dm->sigs, NULL);
-    if (r < 0)
+    if (hr < 0)
+        log_error("cannot start the prober's thread: %s", strerror(-hr));
+    if (r < 0 || hr < 0)
         return false;
-    dm->reloader = reload_new(dm->base, dm->path, cfg, dm->ref, on_reloaded, dm->srv);
+    dm->reloader = reload_new(dm->base, dm->path, cfg, dm->ref, on_reloaded, dm);
     if (!dm->reloader)
         return false;
     dm->load.cfg = NULL; /* the reloader's now */
@@ -416,6 +437,7 @@ static bool start_serving(struct daemon *dm)
                  server_workers(dm->srv), server_workers(dm->srv) == 1 ? "" : "s");
     if (dm->http) {
         http_set_sources(dm->http, dm->srv, dm->ref, dm->reloader);
+        http_set_health(dm->http, dm->health);
         http_set_ready(dm->http, true, NULL);
     }
     return true;
@@ -513,6 +535,8 @@ static void daemon_finish(struct daemon *dm)
         event_free(dm->lameduck);
     http_free(dm->http);
     reload_free(dm->reloader);
+    health_stop(dm->health); /* it holds a reader slot: before the zones go */
+    health_free(dm->health);
     server_free(dm->srv);
     zone_ref_free(dm->ref);
     load_finish(&dm->load);
@@ -543,7 +567,8 @@ static int serve(const char *path)
         load_finish(&dm.load);
         return EXIT_BAD_CONFIG;
     }
-    dm.max_lookups = budget_files(dm.load.cfg);
+    dm.health_cap = health_probe_cap(dm.load.cfg);
+    dm.max_lookups = budget_files(dm.load.cfg, dm.health_cap);
     if (start_loop(&dm)) {
         pthread_sigmask(SIG_UNBLOCK, &dm.sigs, NULL);
         event_base_dispatch(dm.base);

@@ -659,10 +659,20 @@ static uint32_t next_serial(const struct zone *old, bool changed, time_t now)
     return serial;
 }
 
+/* The last zone_id() given. */
+static _Atomic uint64_t last_id;
+
+uint64_t zone_id(const struct zone *z)
+{
+    return z->id;
+}
+
 struct zone *zone_compile(const struct config *cfg, const struct zone *old,
                           const struct zone_host *host, time_t now, struct diag *d)
 {
     struct zone *z = calloc(1, sizeof(*z));
+    if (z)
+        z->id = atomic_fetch_add(&last_id, 1) + 1;
     struct compiler c = {.z = z, .cfg = cfg, .host = host, .d = d};
     unsigned errors_before = d->errors;
     if (!z || !compiler_init(&c, now) || !set_apex(&c))

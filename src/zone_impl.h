@@ -124,6 +124,7 @@ struct zone_rev {
 
 struct zone {
     struct arena *arena;
+    uint64_t id; /* zone_id() */
     uint64_t seed;
     struct slot *slots;
     size_t mask;

@@ -1,4 +1,5 @@
 /* zone_view.c -- what one query sees of a checked service: the records of its healthy targets. */
+#include <netinet/in.h>
 #include <stdatomic.h>
 #include <string.h>
 
@@ -172,4 +173,24 @@ const struct zone_plan *zone_view(struct zone_view *v, const struct zone_plan *p
 full:
     v->used = mark;
     return p;
+}
+
+uint64_t zone_checked_answered(const struct zone_checked *s)
+{
+    uint64_t up = snapshot(s), answered = 0;
+    for (int family = AF_INET; family; family = family == AF_INET ? AF_INET6 : 0) {
+        /* the targets of one family, as its A or AAAA set holds them */
+        alignas(struct check_set) uint8_t buf[sizeof(struct check_set) + CONFIG_MAX_CHECKED];
+        struct check_set *set = (struct check_set *)(void *)buf;
+        set->count = 0;
+        for (uint8_t k = 0; k < s->ntargets; k++)
+            if (s->t[k].probe->key.family == family)
+                set->target[set->count++] = k;
+        bool ordered;
+        uint64_t sel = pick(set, up, s->policy, &ordered);
+        for (uint8_t i = 0; i < set->count; i++)
+            if (sel >> i & 1)
+                answered |= 1ULL << set->target[i];
+    }
+    return answered;
 }

@@ -8,6 +8,7 @@
 #include "svcmapd/config.h"
 
 struct event_base;
+struct health;
 struct http;
 struct reloader;
 struct server;
@@ -30,6 +31,9 @@ struct http *http_new(struct event_base *base, const struct config *cfg);
 /* Where /metrics reads from, once they exist. */
 void http_set_sources(struct http *h, struct server *srv, struct zone_ref *zones,
                       struct reloader *reloader);
+
+/* The prober, whose probe durations /metrics shows. */
+void http_set_health(struct http *h, const struct health *health);
 
 /* /ready: 200 when true; 503 with `why` in the body when false. */
 void http_set_ready(struct http *h, bool ready, const char *why);

@@ -186,6 +186,11 @@ struct zone_checked {
     struct zone_checked_target t[];
 };
 
+/* Which targets of `s` its A and AAAA answers hold now, a bit each
+ * (target k is bit k): the healthy ones, or the first of them for
+ * failover, per family; none healthy, all of them. */
+uint64_t zone_checked_answered(const struct zone_checked *s);
+
 /* [health]: how the probes run. */
 struct zone_health {
     uint32_t interval, timeout; /* ms */
@@ -205,6 +210,10 @@ int zone_probe_key_cmp(const struct zone_probe_key *a, const struct zone_probe_k
 const struct zone_checked *const *zone_checked_services(const struct zone *z, size_t *n);
 
 const struct zone_health *zone_health(const struct zone *z);
+
+/* A number no other zone of the process has had: a zone freed and one
+ * compiled later may share an address, never this. */
+uint64_t zone_id(const struct zone *z);
 
 /* Target `k` of `s` as the mapping writes it ("192.168.1.10:3306",
  * "10.0.0.5", "[2001:db8::1]:80") in `out`; returns `out`. */
