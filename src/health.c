@@ -32,9 +32,10 @@
  * once (health_probe_cap()); a target due while they do waits in a queue,
  * first come first served. A probe is a non-blocking connect() (check=tcp: that is
  * all), then for check=http a GET and the first 12 bytes of the response,
- * "HTTP/1.1 200", all within `timeout`. It ends with a reset (SO_LINGER 0)
- * rather than a FIN: 10,000 targets every 5 s would otherwise keep 120,000
- * sockets in TIME_WAIT.
+ * "HTTP/1.1 200", all within `timeout`. A probe that passed closes with a
+ * FIN, as a polite client would (the TIME_WAIT is ours: 10,000 targets
+ * every 5 s keep about 120,000 sockets there, which hold no descriptor);
+ * one that failed is reset.
  *
  * The zone is read only between zone_ref_enter() and zone_ref_leave() of
  * the prober's slot, around each result and each sync, so reloads never
@@ -286,16 +287,20 @@ static bool record(struct target *t, uint32_t error)
     return true;
 }
 
-/* Ends the probe in flight, if any: the socket reset and closed. */
-static void end_probe(struct target *t)
+/* Ends the probe in flight, if any, closing its socket: with a FIN after a
+ * success, which servers take as a client that changed its mind
+ * (PostgreSQL logs nothing); reset after a failure, so that a target that
+ * does not answer holds nothing of ours in FIN_WAIT. */
+static void end_probe(struct target *t, bool reset)
 {
     if (t->io) {
         event_free(t->io);
         t->io = NULL;
     }
     if (t->fd >= 0) {
-        struct linger reset = {1, 0};
-        setsockopt(t->fd, SOL_SOCKET, SO_LINGER, &reset, sizeof(reset));
+        struct linger now = {1, 0};
+        if (reset)
+            setsockopt(t->fd, SOL_SOCKET, SO_LINGER, &now, sizeof(now));
         close(t->fd);
         t->fd = -1;
     }
@@ -304,13 +309,13 @@ static void end_probe(struct target *t)
     t->phase = PHASE_IDLE;
 }
 
-/* The probe of `t` is over (a result recorded, or none to record): the
- * next one is due an interval after this one was; a queued target takes
- * the place in flight. */
-static void next_probe(struct target *t)
+/* The probe of `t` is over (a result recorded, or none to record): its
+ * socket closes (`reset` after a failure), the next one is due an interval
+ * after this one was, and a queued target takes the place in flight. */
+static void next_probe(struct target *t, bool reset)
 {
     struct health *h = t->h;
-    end_probe(t);
+    end_probe(t, reset);
     uint64_t now = mono_us() / 1000;
     t->due += h->set.interval;
     if (t->due < now)
@@ -341,7 +346,7 @@ static void await(struct target *t, short what)
     if (t->io)
         event_assign(t->io, t->h->base, t->fd, what, on_io, t); /* not pending: it fired */
     else if (!(t->io = event_new(t->h->base, t->fd, what, on_io, t))) {
-        next_probe(t); /* out of memory: no probe this time */
+        next_probe(t, true); /* out of memory: no probe this time */
         return;
     }
     event_add(t->io, &tv);
@@ -352,7 +357,7 @@ static void await(struct target *t, short what)
 static void finish(struct target *t, uint32_t error)
 {
     if (record(t, error))
-        next_probe(t);
+        next_probe(t, error != 0);
 }
 
 /* The status line read: any 2xx is a success (SPEC §6). */
@@ -447,7 +452,7 @@ static void local_failure(struct target *t, const char *what, int err)
                     "next probe%s",
                     addr, t->key.port, what, strerror(err), more ? " (and more like it)" : "");
     }
-    next_probe(t);
+    next_probe(t, true);
 }
 
 static void start_probe(struct target *t)
@@ -528,7 +533,7 @@ static void target_free(struct target *t)
             h->waiting_last = w;
         t->phase = PHASE_IDLE;
     }
-    end_probe(t);
+    end_probe(t, true);
     if (t->timer)
         event_free(t->timer);
     free(t->request);
