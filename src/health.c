@@ -73,7 +73,7 @@ struct target {
     /* its probe in flight */
     enum phase phase;
     int fd;
-    struct event *io;
+    struct event *io; /* made once, assigned to each probe's socket */
     uint64_t started; /* monotonic µs */
     uint64_t deadline;
     char *request; /* check=http: the GET, built once */
@@ -86,7 +86,7 @@ struct target {
 /* A checked service's target, for the log lines of transitions: every
  * service target that uses each probe of the zone synced. */
 struct use {
-    const struct zone_checked *svc;
+    struct zone_checked *svc;
     size_t k;
 };
 
@@ -108,6 +108,7 @@ struct health {
     struct use *uses;
     size_t inflight, cap;
     struct target *waiting, *waiting_last;
+    bool draining;   /* drain_queue() runs: a probe it starts may end at once */
     size_t nchecked; /* of the zone synced, for its log line */
     struct log_limit local_log;
 
@@ -178,8 +179,10 @@ static struct zone_probe *probe_of(const struct zone *z, const struct target *t)
     return t->index < n ? &p[t->index] : NULL;
 }
 
-/* Writes what `t` has found into its probe of `z`. */
-static void publish(const struct zone *z, const struct target *t)
+/* Writes what `t` has found into its probe of `z`, and its state into
+ * the word of every service that uses it, which queries read. The
+ * prober's thread is the only writer of both. */
+static void publish(const struct health *h, const struct zone *z, const struct target *t)
 {
     struct zone_probe *p = probe_of(z, t);
     if (!p)
@@ -188,6 +191,15 @@ static void publish(const struct zone *z, const struct target *t)
     store(&p->since, t->since);
     store(&p->transitions, t->transitions);
     atomic_store_explicit(&p->up, t->up ? 1 : 0, memory_order_relaxed);
+    for (size_t u = h->uses ? h->use_at[t->index] : 0; h->uses && u < h->use_at[t->index + 1];
+         u++) {
+        const struct use *use = &h->uses[u];
+        uint64_t bit = 1ULL << use->k;
+        uint64_t was = atomic_load_explicit(&use->svc->up, memory_order_relaxed);
+        uint64_t now = t->up ? was | bit : was & ~bit;
+        if (now != was)
+            store(&use->svc->up, now);
+    }
 }
 
 static void sync_zone(struct health *h, const struct zone *z);
@@ -207,6 +219,7 @@ static const struct zone *enter(struct health *h)
 /* Results.                                                                */
 
 static void start_probe(struct target *t);
+static void drain_queue(struct health *h);
 
 /* Arms `t`'s timer for t->due. */
 static void schedule(struct target *t, uint64_t now_ms)
@@ -227,7 +240,7 @@ static void log_transition(const struct health *h, const struct target *t, size_
     else
         snprintf(what, sizeof(what), "down: %u failure%s, last: %s", t->fails,
                  t->fails == 1 ? "" : "s", health_error_text(t->error, why, sizeof(why)));
-    for (size_t u = h->use_at[index]; u < h->use_at[index + 1]; u++) {
+    for (size_t u = h->uses ? h->use_at[index] : 0; h->uses && u < h->use_at[index + 1]; u++) {
         char target[64];
         const struct use *use = &h->uses[u];
         zone_target_text(use->svc, use->k, target, sizeof(target));
@@ -275,16 +288,38 @@ static bool record(struct target *t, uint32_t error)
     const struct zone *z = enter(h);
     h->recording = NULL;
     if (!t->removed) {
-        publish(z, t);
+        publish(h, z, t);
         if (t->up != was)
             log_transition(h, t, t->index);
     }
     zone_ref_leave(h->zones, h->slot);
     if (t->removed) {
         target_free(t);
+        drain_queue(h); /* its place in flight is free */
         return false;
     }
     return true;
+}
+
+/* Starts the probes waiting for a place in flight, first come first
+ * served, as places are free. A probe may end as it starts (a connection
+ * refused at once) and call this again: that call leaves the work to this
+ * one, so a long queue of such targets is a loop, not a deep recursion. */
+static void drain_queue(struct health *h)
+{
+    if (h->draining)
+        return;
+    h->draining = true;
+    while (h->waiting && h->inflight < h->cap) {
+        struct target *w = h->waiting;
+        h->waiting = w->next_waiting;
+        if (!h->waiting)
+            h->waiting_last = NULL;
+        w->next_waiting = NULL;
+        w->phase = PHASE_IDLE;
+        start_probe(w);
+    }
+    h->draining = false;
 }
 
 /* Ends the probe in flight, if any, closing its socket: with a FIN after a
@@ -293,10 +328,8 @@ static bool record(struct target *t, uint32_t error)
  * does not answer holds nothing of ours in FIN_WAIT. */
 static void end_probe(struct target *t, bool reset)
 {
-    if (t->io) {
-        event_free(t->io);
-        t->io = NULL;
-    }
+    if (t->io)
+        event_del(t->io);
     if (t->fd >= 0) {
         struct linger now = {1, 0};
         if (reset)
@@ -321,15 +354,7 @@ static void next_probe(struct target *t, bool reset)
     if (t->due < now)
         t->due = now; /* it waited in the queue longer than an interval */
     schedule(t, now);
-    while (h->waiting && h->inflight < h->cap) {
-        struct target *w = h->waiting;
-        h->waiting = w->next_waiting;
-        if (!h->waiting)
-            h->waiting_last = NULL;
-        w->next_waiting = NULL;
-        w->phase = PHASE_IDLE;
-        start_probe(w);
-    }
+    drain_queue(h);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -343,12 +368,7 @@ static void await(struct target *t, short what)
     uint64_t now = mono_us();
     uint64_t left = t->deadline > now ? t->deadline - now : 0;
     struct timeval tv = {(time_t)(left / 1000000), (suseconds_t)(left % 1000000)};
-    if (t->io)
-        event_assign(t->io, t->h->base, t->fd, what, on_io, t); /* not pending: it fired */
-    else if (!(t->io = event_new(t->h->base, t->fd, what, on_io, t))) {
-        next_probe(t, true); /* out of memory: no probe this time */
-        return;
-    }
+    event_assign(t->io, t->h->base, t->fd, what, on_io, t); /* not pending: it fired */
     event_add(t->io, &tv);
 }
 
@@ -536,6 +556,8 @@ static void target_free(struct target *t)
     end_probe(t, true);
     if (t->timer)
         event_free(t->timer);
+    if (t->io)
+        event_free(t->io);
     free(t->request);
     free(t->path);
     free(t);
@@ -570,7 +592,8 @@ static struct target *target_new(struct health *h, const struct zone_probe *p, u
     t->since = atomic_load_explicit(&p->since, memory_order_relaxed);
     t->transitions = atomic_load_explicit(&p->transitions, memory_order_relaxed);
     t->timer = evtimer_new(h->base, on_due, t);
-    if (!t->timer || (p->key.path && !t->path)) {
+    t->io = event_new(h->base, -1, 0, on_io, t); /* its socket's, assigned per probe */
+    if (!t->timer || !t->io || (p->key.path && !t->path)) {
         target_free(t);
         return NULL;
     }
@@ -601,7 +624,7 @@ static struct target *target_new(struct health *h, const struct zone_probe *p, u
 static bool index_uses(struct health *h, const struct zone *z, const struct zone_probe *probes)
 {
     size_t ns, total = 0;
-    const struct zone_checked *const *svc = zone_checked_services(z, &ns);
+    struct zone_checked *const *svc = zone_checked_services(z, &ns);
     for (size_t i = 0; i < ns; i++)
         total += svc[i]->ntargets;
     size_t *at = calloc(h->ntargets + 1, sizeof(*at));
@@ -687,20 +710,23 @@ static void sync_zone(struct health *h, const struct zone *z)
     free(h->targets);
     h->targets = next;
     h->ntargets = n;
-    for (size_t k = 0; k < n; k++) {
-        if (!next[k]) {
-            /* out of memory: this one is not probed, and answered */
-            atomic_store_explicit(&probes[k].up, 1, memory_order_relaxed);
-            continue;
-        }
-        publish(z, next[k]);
-    }
     h->synced = zone_id(z);
     if (!index_uses(h, z, probes)) {
+        /* no log lines, and queries read what the zone was compiled with,
+         * until the next zone: better than nothing for lack of memory */
+        log_error("health: out of memory indexing the checked services of a new zone");
         free(h->use_at);
         free(h->uses);
-        h->use_at = calloc(n + 1, sizeof(*h->use_at)); /* no log lines for lack of memory */
+        h->use_at = NULL;
         h->uses = NULL;
+    }
+    for (size_t k = 0; k < n; k++) {
+        if (next[k]) {
+            publish(h, z, next[k]);
+            continue;
+        }
+        /* out of memory: this one is not probed, and answered */
+        atomic_store_explicit(&probes[k].up, 1, memory_order_relaxed);
     }
     if (n != before || kept != n) {
         char every[24];
@@ -721,6 +747,7 @@ static void on_wake(evutil_socket_t fd, short what, void *arg)
     (void)what;
     enter(h);
     zone_ref_leave(h->zones, h->slot);
+    drain_queue(h); /* the places of the probes a new zone dropped */
 }
 
 static void on_stop(evutil_socket_t fd, short what, void *arg)
@@ -776,6 +803,7 @@ int health_start(struct health *h)
     int r = pthread_create(&h->thread, NULL, run, h);
     if (r)
         return -r;
+    pthread_setname_np(h->thread, "svcmapd-health"); /* for top -H, and the benchmark */
     h->started = true;
     return 0;
 }

@@ -30,7 +30,7 @@ static void labels(struct evbuffer *b, const struct zone_checked *s, size_t k)
 void health_report_metrics(struct evbuffer *b, const struct zone *z, const struct health_stats *st)
 {
     size_t n;
-    const struct zone_checked *const *svc = zone_checked_services(z, &n);
+    struct zone_checked *const *svc = zone_checked_services(z, &n);
     evbuffer_add_printf(b, "# HELP svcmapd_health_target_up 1 while a checked target passes its "
                            "probes, 0 while it is down.\n"
                            "# TYPE svcmapd_health_target_up gauge\n");
@@ -90,7 +90,7 @@ static const char *utc(uint64_t ms, char *out, size_t cap)
 void health_report_json(struct evbuffer *b, const struct zone *z)
 {
     size_t n;
-    const struct zone_checked *const *svc = zone_checked_services(z, &n);
+    struct zone_checked *const *svc = zone_checked_services(z, &n);
     const struct zone_health *set = zone_health(z);
     char every[24], within[24];
     evbuffer_add_printf(b,

@@ -33,6 +33,11 @@ struct probe_list {
     size_t nchecked, checked_cap;
 };
 
+static unsigned popcount64(uint64_t x)
+{
+    return (unsigned)__builtin_popcountll(x);
+}
+
 int zone_probe_key_cmp(const struct zone_probe_key *a, const struct zone_probe_key *b)
 {
     if (a->family != b->family)
@@ -153,6 +158,34 @@ static const struct check_set *check_set_of(struct compiler *c, struct znode *no
     return set;
 }
 
+/* A copy of plan `p` (`slots` sets and its external slot) whose checked
+ * sets keep the records of `targets` only, in file order if `ordered`:
+ * one answer of a failover plan. NULL when out of memory. */
+static const struct zone_plan *alone_plan(struct compiler *c, const struct zone_plan *p,
+                                          size_t slots, const struct check_set *const *sets,
+                                          size_t n, uint64_t targets, bool ordered)
+{
+    struct zone *z = c->z;
+    struct zone_plan *q = arena_alloc(z->arena, sizeof(*q) + slots * sizeof(q->sets[0]));
+    if (!q)
+        return NULL;
+    memcpy(q, p, sizeof(*q) + slots * sizeof(q->sets[0]));
+    q->checked = false;
+    for (size_t i = 0; i < n; i++) {
+        const struct zone_rrset *r = p->sets[i];
+        if (!sets[i])
+            continue;
+        uint64_t sel = check_set_records(sets[i], targets);
+        if (popcount64(sel) == r->count && (!ordered || !r->rrlen))
+            continue; /* all of them, as they come: the set itself */
+        void *mem = arena_alloc(z->arena, rrset_pick_size(r, sel, ordered));
+        if (!mem)
+            return NULL;
+        q->sets[i] = rrset_pick(mem, r, sel, ordered, sets[i]->srv);
+    }
+    return q;
+}
+
 const struct zone_plan *checked_plan(struct compiler *c, struct znode *node,
                                      const struct zone_plan *p, const enum check_which *which)
 {
@@ -162,20 +195,49 @@ const struct zone_plan *checked_plan(struct compiler *c, struct znode *node,
     struct zone *z = c->z;
     size_t n = (size_t)p->nsets[0] + p->nsets[1] + p->nsets[2];
     size_t slots = n + (p->has_external ? 1 : 0);
-    struct zone_plan *q = arena_alloc(z->arena, sizeof(*q) + (slots + 1) * sizeof(q->sets[0]));
-    struct plan_checks *pc = arena_alloc(z->arena, sizeof(*pc) + n * sizeof(pc->set[0]));
-    if (!q || !pc) {
+    struct plan_checks *pc;
+    /* the plan and its plan_checks in one piece: a query reads both */
+    size_t head = sizeof(struct zone_plan) + (slots + 1) * sizeof(p->sets[0]);
+    struct zone_plan *q = arena_zalloc(z->arena, head + sizeof(*pc) + n * sizeof(pc->set[0]));
+    if (!q) {
         oom(c);
         return NULL;
     }
+    pc = (struct plan_checks *)(void *)((char *)q + head);
     memcpy(q, p, sizeof(*q) + slots * sizeof(q->sets[0]));
     q->checked = true;
     pc->svc = svc;
     for (size_t i = 0; i < n; i++) {
-        pc->set[i] = which[i] == CHECK_NONE ? NULL : check_set_of(c, node, which[i]);
-        if (which[i] != CHECK_NONE && !pc->set[i])
+        if (which[i] == CHECK_NONE)
+            continue;
+        const struct check_set *set = check_set_of(c, node, which[i]);
+        if (!set)
             return NULL;
+        pc->set[i] = set;
+        for (uint8_t k = 0; k < set->count; k++)
+            pc->targets |= 1ULL << set->target[k];
     }
+    /* Compiled beside it: the plan with each target alone (failover's
+     * answers, and policy all's with one target healthy: a pair with one
+     * down), and for failover all of them in the order of the file. */
+    bool failover = svc->policy == CONFIG_POLICY_FAILOVER;
+    const struct zone_plan **alone =
+        arena_zalloc(z->arena, ((size_t)svc->ntargets + 1) * sizeof(*alone));
+    if (!alone) {
+        oom(c);
+        return NULL;
+    }
+    for (uint8_t k = 0; k <= svc->ntargets; k++) {
+        bool all = k == svc->ntargets;
+        if ((all && !failover) || (!all && !(pc->targets >> k & 1)))
+            continue;
+        alone[k] = alone_plan(c, p, slots, pc->set, n, all ? pc->targets : 1ULL << k, all);
+        if (!alone[k]) {
+            oom(c);
+            return NULL;
+        }
+    }
+    pc->alone = alone;
     memcpy((void *)&q->sets[slots], &pc, sizeof(pc));
     return q;
 }
@@ -233,6 +295,14 @@ void compile_probes(struct compiler *c, const struct zone *old, time_t now)
         }
         l->v[i].t->probe = &z->probes[z->nprobes - 1];
     }
+    /* and each service's word of them, which queries read */
+    for (size_t i = 0; i < z->nchecked; i++) {
+        struct zone_checked *k = z->checked[i];
+        uint64_t up = 0;
+        for (uint8_t t = 0; t < k->ntargets; t++)
+            up |= (uint64_t)atomic_load_explicit(&k->t[t].probe->up, memory_order_relaxed) << t;
+        atomic_init(&k->up, up);
+    }
 }
 
 void probes_free(struct compiler *c)
@@ -254,10 +324,23 @@ struct zone_probe *zone_probes(const struct zone *z, size_t *n)
     return z->probes;
 }
 
-const struct zone_checked *const *zone_checked_services(const struct zone *z, size_t *n)
+struct zone_checked *const *zone_checked_services(const struct zone *z, size_t *n)
 {
     *n = z->nchecked;
-    return (const struct zone_checked *const *)z->checked;
+    return z->checked;
+}
+
+void zone_probe_set_up(const struct zone *z, struct zone_probe *p, bool up)
+{
+    atomic_store(&p->up, up ? 1 : 0);
+    for (size_t i = 0; i < z->nchecked; i++)
+        for (uint8_t k = 0; k < z->checked[i]->ntargets; k++)
+            if (z->checked[i]->t[k].probe == p) {
+                if (up)
+                    atomic_fetch_or(&z->checked[i]->up, 1ULL << k);
+                else
+                    atomic_fetch_and(&z->checked[i]->up, ~(1ULL << k));
+            }
 }
 
 const struct zone_health *zone_health(const struct zone *z)

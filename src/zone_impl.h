@@ -174,12 +174,36 @@ struct check_set {
 };
 
 /* What a checked plan (zone_plan.checked) keeps behind its sets and its
- * external slot: its service, and per set of the plan its check_set, NULL
- * for a set that is not of the service (the CNAMEs of a chain). */
+ * external slot: its service; the targets its sets hold (those of one
+ * family, for A and AAAA), a bit each; the plan as it answers with each of
+ * them alone, by target, and for failover at [svc->ntargets] with all of
+ * them in file order; and per set of the plan its check_set, NULL for a
+ * set that is not of the service (the CNAMEs of a chain). */
 struct plan_checks {
     const struct zone_checked *svc;
+    uint64_t targets;
+    const struct zone_plan *const *alone;
     const struct check_set *set[];
 };
+
+/* The records of `set` that hold the targets of `targets`, a bit each
+ * (record i is bit i). */
+static inline uint64_t check_set_records(const struct check_set *set, uint64_t targets)
+{
+    uint64_t sel = 0;
+    for (uint8_t i = 0; i < set->count; i++)
+        sel |= (targets >> set->target[i] & 1) << i;
+    return sel;
+}
+
+/* A set of the records `sel` of `r` (record i is bit i), in their order,
+ * with SRV weights shared among them when `srv` (SPEC §2.4: 100, 50,
+ * 33...); a set shuffled per query stays so unless `ordered`. zone_view.c
+ * writes them per query, zone_checks.c at compile time: rrset_pick_size()
+ * bytes at `mem`, 8-aligned. */
+size_t rrset_pick_size(const struct zone_rrset *r, uint64_t sel, bool ordered);
+const struct zone_rrset *rrset_pick(void *mem, const struct zone_rrset *r, uint64_t sel,
+                                    bool ordered, bool srv);
 
 static inline const struct plan_checks *plan_checks(const struct zone_plan *p)
 {

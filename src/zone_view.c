@@ -7,11 +7,19 @@
 
 /*
  * A plan whose sets hold a checked service's records (zone_checks.c) is
- * copied per query with only the records its policy picks (SPEC §6), into
- * the thread's zone_view; answer.c then copies that plan as it copies any
- * other, so the answer, the truncated answer, the chains through the zone
- * and those that come back from an upstream all see the same selection.
- * The states are read once per plan, without a lock; nothing allocates.
+ * answered as its policy picks them (SPEC §6), and answer.c copies what
+ * zone_view() gives as it copies any other plan: the answer, the truncated
+ * answer, the chains through the zone and those that come back from an
+ * upstream all see the same selection. The service's states are one
+ * atomic word, read once per plan, without a lock; nothing allocates.
+ *
+ * Most answers are compiled: every target up (or, for policy all, none),
+ * the plan itself; failover, the plan of its first healthy target, or of
+ * all of them in file order, and policy all with one target healthy (a
+ * pair with one down), that target's plan, which zone_checks.c compiles
+ * beside it. Only policy all with two or more targets up and some down is
+ * copied per query, into the thread's zone_view, with the records of the
+ * healthy ones.
  *
  * How much room that needs: a checked service has at most 64 targets, so
  * the largest plan a query copies is an SRV answer with its additional
@@ -24,41 +32,6 @@
  * records of 160 bytes. ZONE_VIEW_BYTES holds either with room to spare;
  * should it not, the plan is answered whole (zone_view()).
  */
-
-/* The targets of `svc` that are up, a bit each (target k is bit k). */
-static uint64_t snapshot(const struct zone_checked *svc)
-{
-    uint64_t up = 0;
-    for (uint8_t k = 0; k < svc->ntargets; k++)
-        if (atomic_load_explicit(&svc->t[k].probe->up, memory_order_relaxed))
-            up |= 1ULL << k;
-    return up;
-}
-
-static uint64_t all_of(uint8_t count)
-{
-    return count >= 64 ? ~0ULL : (1ULL << count) - 1;
-}
-
-/* The records of `set` a query answers, a bit each (record i is bit i):
- * those of healthy targets, or the first of them for failover; none
- * healthy, all of them, as if unchecked, and for failover in the order of
- * the file (*ordered). */
-static uint64_t pick(const struct check_set *set, uint64_t up, uint8_t policy, bool *ordered)
-{
-    uint64_t healthy = 0;
-    for (uint8_t i = 0; i < set->count; i++)
-        if (up >> set->target[i] & 1)
-            healthy |= 1ULL << i;
-    *ordered = false;
-    if (healthy == 0) {
-        *ordered = policy == CONFIG_POLICY_FAILOVER;
-        return all_of(set->count);
-    }
-    if (policy == CONFIG_POLICY_FAILOVER)
-        return healthy & (~healthy + 1); /* the lowest bit: the first in file order */
-    return healthy;
-}
 
 /* `n` bytes of the view, 8-aligned; NULL when it is full. */
 static void *take(struct zone_view *v, size_t n)
@@ -79,20 +52,16 @@ static size_t record_end(const struct zone_rrset *r, const uint8_t *data, uint16
     return end + 10 + (size_t)(data[end + 8] << 8 | data[end + 9]);
 }
 
-/* Copies the records `sel` of `r` into the view, in their order, with
- * SRV weights shared among them (SPEC §2.4: 100, 50, 33...). A set whose
- * records are shuffled per query stays so unless `ordered`. NULL when the
- * view is full. */
-static const struct zone_rrset *render(struct zone_view *v, const struct zone_rrset *r,
-                                       uint64_t sel, bool ordered, bool srv)
+/* The bytes, slots and records of the picked set. */
+static size_t pick_shape(const struct zone_rrset *r, uint64_t sel, bool ordered, size_t *nfix,
+                         uint16_t *count)
 {
     const uint8_t *data = zone_rrset_data(r);
     const uint16_t *fix = zone_rrset_fix(r);
     bool uniform = r->rrlen && !ordered;
-
-    /* first the size: the records' bytes, and their slots */
-    size_t len = 0, nfix = uniform ? r->nfix : 0;
-    uint16_t count = 0;
+    size_t len = 0;
+    *nfix = uniform ? r->nfix : 0;
+    *count = 0;
     for (uint16_t i = 0, k = 0, at = 0; i < r->count; i++) {
         uint16_t end = (uint16_t)record_end(r, data, i, at);
         uint16_t slots = r->rrlen ? r->nfix : 0;
@@ -100,21 +69,39 @@ static const struct zone_rrset *render(struct zone_view *v, const struct zone_rr
             slots++;
         if (sel >> i & 1) {
             len += (size_t)(end - at);
-            nfix += uniform ? 0 : slots;
-            count++;
+            *nfix += uniform ? 0 : slots;
+            (*count)++;
         }
         at = end;
     }
+    return len;
+}
 
-    struct zone_rrset *out = take(v, sizeof(*out) + nfix * sizeof(uint16_t) + len);
-    if (!out)
-        return NULL;
+size_t rrset_pick_size(const struct zone_rrset *r, uint64_t sel, bool ordered)
+{
+    size_t nfix;
+    uint16_t count;
+    size_t len = pick_shape(r, sel, ordered, &nfix, &count);
+    return sizeof(struct zone_rrset) + nfix * sizeof(uint16_t) + len;
+}
+
+const struct zone_rrset *rrset_pick(void *mem, const struct zone_rrset *r, uint64_t sel,
+                                    bool ordered, bool srv)
+{
+    const uint8_t *data = zone_rrset_data(r);
+    const uint16_t *fix = zone_rrset_fix(r);
+    bool uniform = r->rrlen && !ordered;
+    size_t nfix;
+    uint16_t count;
+    size_t len = pick_shape(r, sel, ordered, &nfix, &count);
+
+    struct zone_rrset *out = mem;
     uint16_t *ofix = (uint16_t *)(void *)(out + 1);
     uint8_t *odata = (uint8_t *)(ofix + nfix);
     *out = (struct zone_rrset){(uint16_t)len, count, uniform ? r->rrlen : 0, (uint16_t)nfix};
     if (uniform)
         memcpy(ofix, fix, nfix * sizeof(uint16_t)); /* relative to each record */
-    uint16_t weight = (uint16_t)(count >= 100 ? 1 : 100 / count);
+    uint16_t weight = (uint16_t)(count >= 100 ? 1 : 100 / (count ? count : 1));
     size_t pos = 0, nf = 0;
     for (uint16_t i = 0, k = 0, at = 0; i < r->count; i++) {
         uint16_t end = (uint16_t)record_end(r, data, i, at);
@@ -144,31 +131,33 @@ const struct zone_plan *zone_view(struct zone_view *v, const struct zone_plan *p
     if (!p->checked)
         return p;
     const struct plan_checks *pc = plan_checks(p);
-    uint64_t up = snapshot(pc->svc);
+    uint64_t healthy = atomic_load_explicit(&pc->svc->up, memory_order_relaxed) & pc->targets;
+    if (pc->svc->policy == CONFIG_POLICY_FAILOVER) /* the first healthy; none: all, in order */
+        return pc->alone[healthy ? (unsigned)__builtin_ctzll(healthy) : pc->svc->ntargets];
+    if (healthy == pc->targets || healthy == 0)
+        return p; /* all healthy, or none: all of them, shuffled as compiled */
+    if ((healthy & (healthy - 1)) == 0)
+        return pc->alone[__builtin_ctzll(healthy)]; /* one healthy: compiled too */
+
     size_t n = (size_t)p->nsets[0] + p->nsets[1] + p->nsets[2];
     size_t slots = n + (p->has_external ? 1 : 0);
     size_t mark = v->used;
-    struct zone_plan *q = NULL;
+    struct zone_plan *q = take(v, sizeof(*q) + slots * sizeof(q->sets[0]));
+    if (!q)
+        goto full;
+    memcpy(q, p, sizeof(*q) + slots * sizeof(q->sets[0]));
+    q->checked = false;
     for (size_t i = 0; i < n; i++) {
         const struct check_set *set = pc->set[i];
-        const struct zone_rrset *r = p->sets[i];
-        if (!set || set->count != r->count)
+        if (!set)
             continue;
-        bool ordered;
-        uint64_t sel = pick(set, up, pc->svc->policy, &ordered);
-        if (sel == all_of(set->count) && !(ordered && r->rrlen))
-            continue; /* as compiled: all of them, in the order they come */
-        if (!q) {
-            q = take(v, sizeof(*q) + slots * sizeof(q->sets[0]));
-            if (!q)
-                goto full;
-            memcpy(q, p, sizeof(*q) + slots * sizeof(q->sets[0]));
-            q->checked = false;
-        }
-        if (!(q->sets[i] = render(v, r, sel, ordered, set->srv)))
+        uint64_t sel = check_set_records(set, healthy);
+        void *mem = take(v, rrset_pick_size(p->sets[i], sel, false));
+        if (!mem)
             goto full;
+        q->sets[i] = rrset_pick(mem, p->sets[i], sel, false, set->srv);
     }
-    return q ? q : p;
+    return q;
 
 full:
     v->used = mark;
@@ -177,20 +166,18 @@ full:
 
 uint64_t zone_checked_answered(const struct zone_checked *s)
 {
-    uint64_t up = snapshot(s), answered = 0;
+    uint64_t up = atomic_load_explicit(&s->up, memory_order_relaxed), answered = 0;
     for (int family = AF_INET; family; family = family == AF_INET ? AF_INET6 : 0) {
-        /* the targets of one family, as its A or AAAA set holds them */
-        alignas(struct check_set) uint8_t buf[sizeof(struct check_set) + CONFIG_MAX_CHECKED];
-        struct check_set *set = (struct check_set *)(void *)buf;
-        set->count = 0;
+        uint64_t mine = 0; /* the targets of one family, as its A or AAAA set holds them */
         for (uint8_t k = 0; k < s->ntargets; k++)
-            if (s->t[k].probe->key.family == family)
-                set->target[set->count++] = k;
-        bool ordered;
-        uint64_t sel = pick(set, up, s->policy, &ordered);
-        for (uint8_t i = 0; i < set->count; i++)
-            if (sel >> i & 1)
-                answered |= 1ULL << set->target[i];
+            mine |= (uint64_t)(s->t[k].probe->key.family == family) << k;
+        uint64_t healthy = up & mine;
+        if (healthy == 0)
+            answered |= mine;
+        else if (s->policy == CONFIG_POLICY_FAILOVER)
+            answered |= healthy & (~healthy + 1);
+        else
+            answered |= healthy;
     }
     return answered;
 }

@@ -181,10 +181,18 @@ struct zone_checked_target {
 
 struct zone_checked {
     const char *ns, *name;
+    /* target k is up: bit k. The prober writes it with its probes' states;
+     * a query reads it once, so all it answers shows one moment. */
+    _Atomic uint64_t up;
     uint8_t policy; /* enum config_policy */
     uint8_t ntargets;
     struct zone_checked_target t[];
 };
+
+/* Sets probe `p` of `z` up or down, in the probe and in the word of every
+ * service that uses it, as the prober would (it keeps an index of its
+ * own): for tests and fuzzers, which have no prober. */
+void zone_probe_set_up(const struct zone *z, struct zone_probe *p, bool up);
 
 /* Which targets of `s` its A and AAAA answers hold now, a bit each
  * (target k is bit k): the healthy ones, or the first of them for
@@ -206,8 +214,9 @@ struct zone_probe *zone_probes(const struct zone *z, size_t *n);
  * check, path), so two zones can be walked side by side. */
 int zone_probe_key_cmp(const struct zone_probe_key *a, const struct zone_probe_key *b);
 
-/* The checked services, `*n` of them, in the order of the file. */
-const struct zone_checked *const *zone_checked_services(const struct zone *z, size_t *n);
+/* The checked services, `*n` of them, in the order of the file. Non-const
+ * for the prober, which alone writes their `up`. */
+struct zone_checked *const *zone_checked_services(const struct zone *z, size_t *n);
 
 const struct zone_health *zone_health(const struct zone *z);
 
@@ -220,12 +229,14 @@ uint64_t zone_id(const struct zone *z);
 const char *zone_target_text(const struct zone_checked *s, size_t k, char *out, size_t cap);
 
 /*
- * What one query sees of the plans it uses: a plan of a checked service
- * copied with the records of its healthy targets only (SPEC §6), in the
- * scratch space of the thread's answer context. 48 KiB hold the largest
- * checked sets one reply can use (64 targets: an SRV answer and its
- * additional records, or the sets of a chain through upstream links that
- * stay within 16 KiB of the reply, zone_view.c). Reset per query.
+ * What one query sees of the plans it uses: a plan of a checked service as
+ * its healthy targets make it (SPEC §6). Every answer of a failover plan
+ * is compiled; a plan of policy all with some of its targets down is
+ * copied with the records of the healthy ones, in the scratch space of the
+ * thread's answer context. 48 KiB hold the largest checked sets one reply
+ * can use (64 targets: an SRV answer and its additional records, or the
+ * sets of a chain through upstream links that stay within 16 KiB of the
+ * reply, zone_view.c). Reset per query.
  */
 #define ZONE_VIEW_BYTES 49152
 
@@ -241,9 +252,9 @@ static inline void zone_view_reset(struct zone_view *v)
 
 /* `p` as this query answers it: `p` itself unless it is checked; then the
  * healthy targets' records, or every record when none is healthy, as
- * their policy says, with SRV weights shared among them. The copy lives
- * in `v` until zone_view_reset(). Reads the probes' states once per plan,
- * never allocates, never locks. */
+ * their policy says, with SRV weights shared among them. A copy lives in
+ * `v` until zone_view_reset(). Reads the service's states once, never
+ * allocates, never locks. */
 const struct zone_plan *zone_view(struct zone_view *v, const struct zone_plan *p);
 
 /* What a query finds. */

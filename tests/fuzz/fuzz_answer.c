@@ -105,7 +105,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct zone_probe *probes = zone_probes(zone, &nprobes);
     for (size_t i = 0; i < nprobes; i++) {
         uint8_t up = (h & 3) == 0 ? 1 : (h & 3) == 1 ? 0 : (uint8_t)(h >> (2 + i % 60) & 1);
-        atomic_store_explicit(&probes[i].up, up, memory_order_relaxed);
+        zone_probe_set_up(zone, &probes[i], up);
     }
 
     /* Same input, same shuffle: a crash must reproduce from its file. */

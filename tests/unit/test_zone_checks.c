@@ -66,7 +66,7 @@ static void test_probes(void)
        "check=tcp:PORT probes that port; a single target is not probed");
 
     size_t ns;
-    const struct zone_checked *const *s = zone_checked_services(z, &ns);
+    struct zone_checked *const *s = zone_checked_services(z, &ns);
     is_int(ns, 5, "five checked services (not the single target, not the hostname)");
     if (ns == 5) {
         char t[64];
@@ -95,11 +95,11 @@ static void test_reload(void)
         return;
     struct zone_probe *kept = probe(z1, "10.0.0.2", 5432, CONFIG_CHECK_TCP);
     struct zone_probe *web = probe(z1, "10.0.1.1", 80, CONFIG_CHECK_HTTP);
-    atomic_store(&kept->up, 0);
+    zone_probe_set_up(z1, kept, false);
     atomic_store(&kept->transitions, 3);
     atomic_store(&kept->error, 42);
     atomic_store(&kept->since, 1700000123000);
-    atomic_store(&web->up, 0);
+    zone_probe_set_up(z1, web, false);
 
     struct zone *z2 = compile(after, z1);
     if (!ok(z2 != NULL, "the reloaded zone"))
@@ -108,6 +108,10 @@ static void test_reload(void)
     ok(k2 && atomic_load(&k2->up) == 0 && atomic_load(&k2->transitions) == 3 &&
            atomic_load(&k2->error) == 42 && atomic_load(&k2->since) == 1700000123000,
        "an unchanged target keeps its state, its count and its last error");
+    size_t ns;
+    struct zone_checked *const *svc = zone_checked_services(z2, &ns);
+    ok(ns >= 1 && atomic_load(&svc[0]->up) == 0x5,
+       "and the service's word says so: 1 and 3 up, 2 down");
     const struct zone_probe *added = probe(z2, "10.0.0.4", 5432, CONFIG_CHECK_TCP);
     ok(added && atomic_load(&added->up) == 1 && atomic_load(&added->transitions) == 0 &&
            atomic_load(&added->since) == 1700000000000,

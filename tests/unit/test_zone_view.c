@@ -48,7 +48,7 @@ static void set_up(const char *addr, bool up)
     int found = 0;
     for (size_t i = 0; i < n; i++)
         if (p[i].key.family == family && memcmp(p[i].key.addr, a, 16) == 0) {
-            atomic_store(&p[i].up, up ? 1 : 0);
+            zone_probe_set_up(zone, &p[i], up);
             found++;
         }
     if (!found)
