@@ -185,8 +185,8 @@ static struct zone_probe *probe_of(const struct zone *z, const struct target *t)
 static void publish(const struct health *h, const struct zone *z, const struct target *t)
 {
     struct zone_probe *p = probe_of(z, t);
-    if (!p)
-        return;
+    if (!p || zone_id(z) != h->synced)
+        return; /* a zone not taken (out of memory): t->index is not of it */
     atomic_store_explicit(&p->error, t->error, memory_order_relaxed);
     store(&p->since, t->since);
     store(&p->transitions, t->transitions);
@@ -568,8 +568,13 @@ static void target_free(struct target *t)
 static uint64_t phase_of(const struct zone_probe_key *key, uint32_t interval)
 {
     uint64_t x = 1469598103934665603ULL;
-    const uint8_t *b = (const uint8_t *)key;
-    for (size_t i = 0; i < offsetof(struct zone_probe_key, path); i++)
+    uint8_t b[20];
+    memcpy(b, key->addr, 16);
+    b[16] = key->family;
+    b[17] = key->kind;
+    b[18] = (uint8_t)(key->port >> 8);
+    b[19] = (uint8_t)key->port;
+    for (size_t i = 0; i < sizeof(b); i++)
         x = (x ^ b[i]) * 1099511628211ULL;
     for (const char *c = key->path; c && *c; c++)
         x = (x ^ (uint8_t)*c) * 1099511628211ULL;
