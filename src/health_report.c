@@ -87,6 +87,27 @@ static const char *utc(uint64_t ms, char *out, size_t cap)
     return out;
 }
 
+void health_report_lines(const struct zone *z, void (*put)(void *ctx, const char *line), void *ctx)
+{
+    size_t n;
+    struct zone_checked *const *svc = zone_checked_services(z, &n);
+    for (size_t i = 0; i < n; i++) {
+        uint64_t answered = zone_checked_answered(svc[i]);
+        for (size_t k = 0; k < svc[i]->ntargets; k++) {
+            const struct zone_probe *p = svc[i]->t[k].probe;
+            char target[64], since[32], error[96], line[320];
+            uint32_t err = atomic_load_explicit(&p->error, memory_order_relaxed);
+            snprintf(line, sizeof(line), "%s.%s %s %s since %s, %s, last error: %s", svc[i]->name,
+                     svc[i]->ns, zone_target_text(svc[i], k, target, sizeof(target)),
+                     atomic_load_explicit(&p->up, memory_order_relaxed) ? "up" : "down",
+                     utc(load(&p->since), since, sizeof(since)),
+                     answered >> k & 1 ? "answered" : "not answered",
+                     err ? health_error_text(err, error, sizeof(error)) : "none");
+            put(ctx, line);
+        }
+    }
+}
+
 void health_report_json(struct evbuffer *b, const struct zone *z)
 {
     size_t n;

@@ -99,4 +99,11 @@ void health_report_metrics(struct evbuffer *b, const struct zone *z, const struc
  * hold it now. */
 void health_report_json(struct evbuffer *b, const struct zone *z);
 
+/* Calls put(ctx, line) for every checked target of `z`, in the order of
+ * the file: `mysql.prod 192.168.1.10:3306 down since
+ * 2026-12-06T15:32:08Z, not answered, last error: connection refused`
+ * (SPEC §7's `health` command: service, target, up or down, since when,
+ * whether answers hold it, the last failure). */
+void health_report_lines(const struct zone *z, void (*put)(void *ctx, const char *line), void *ctx);
+
 #endif
