@@ -20,37 +20,34 @@ static uint64_t load(const _Atomic uint64_t *c)
     return atomic_load_explicit(c, memory_order_relaxed);
 }
 
-static void labels(struct evbuffer *b, const struct zone_checked *s, size_t k)
+/* One series per checked target of `z`: `name`{namespace,service,target}
+ * and its probe's `up` (a gauge) or `transitions` (a counter). */
+static void per_target(struct evbuffer *b, const struct zone *z, const char *name, bool up,
+                       const char *help)
 {
-    char target[64];
-    evbuffer_add_printf(b, "{namespace=\"%s\",service=\"%s\",target=\"%s\"}", s->ns, s->name,
-                        zone_target_text(s, k, target, sizeof(target)));
+    size_t n;
+    struct zone_checked *const *svc = zone_checked_services(z, &n);
+    evbuffer_add_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name,
+                        up ? "gauge" : "counter");
+    for (size_t i = 0; i < n; i++)
+        for (size_t k = 0; k < svc[i]->ntargets; k++) {
+            const struct zone_probe *p = svc[i]->t[k].probe;
+            char target[64];
+            uint64_t v =
+                up ? atomic_load_explicit(&p->up, memory_order_relaxed) : load(&p->transitions);
+            evbuffer_add_printf(b, "%s{namespace=\"%s\",service=\"%s\",target=\"%s\"} %llu\n", name,
+                                svc[i]->ns, svc[i]->name,
+                                zone_target_text(svc[i], k, target, sizeof(target)),
+                                (unsigned long long)v);
+        }
 }
 
 void health_report_metrics(struct evbuffer *b, const struct zone *z, const struct health_stats *st)
 {
-    size_t n;
-    struct zone_checked *const *svc = zone_checked_services(z, &n);
-    evbuffer_add_printf(b, "# HELP svcmapd_health_target_up 1 while a checked target passes its "
-                           "probes, 0 while it is down.\n"
-                           "# TYPE svcmapd_health_target_up gauge\n");
-    for (size_t i = 0; i < n; i++)
-        for (size_t k = 0; k < svc[i]->ntargets; k++) {
-            evbuffer_add_printf(b, "svcmapd_health_target_up");
-            labels(b, svc[i], k);
-            evbuffer_add_printf(
-                b, " %u\n", atomic_load_explicit(&svc[i]->t[k].probe->up, memory_order_relaxed));
-        }
-    evbuffer_add_printf(b, "# HELP svcmapd_health_transitions_total Times a checked target went "
-                           "down or came back up.\n"
-                           "# TYPE svcmapd_health_transitions_total counter\n");
-    for (size_t i = 0; i < n; i++)
-        for (size_t k = 0; k < svc[i]->ntargets; k++) {
-            evbuffer_add_printf(b, "svcmapd_health_transitions_total");
-            labels(b, svc[i], k);
-            evbuffer_add_printf(b, " %llu\n",
-                                (unsigned long long)load(&svc[i]->t[k].probe->transitions));
-        }
+    per_target(b, z, "svcmapd_health_target_up", true,
+               "1 while a checked target passes its probes, 0 while it is down.");
+    per_target(b, z, "svcmapd_health_transitions_total", false,
+               "Times a checked target went down or came back up.");
     evbuffer_add_printf(b, "# HELP svcmapd_health_probe_duration_seconds How long probes of "
                            "checked targets took, passed or failed.\n"
                            "# TYPE svcmapd_health_probe_duration_seconds histogram\n");
