@@ -10,6 +10,7 @@
 #include "config-build.h"
 #include "svcmapd/control.h"
 #include "svcmapd/dnsnotify.h"
+#include "svcmapd/health.h"
 #include "svcmapd/metrics.h"
 #include "svcmapd/reload.h"
 #include "svcmapd/server.h"
@@ -372,4 +373,5 @@ void metrics_render(struct evbuffer *b, const struct metrics_sources *src)
     render_transfers(b, src->srv);
     render_notify(b, src->notify);
     render_restart(b, src);
+    health_report_metrics(b, src->zone, health_stats(src->health));
 }

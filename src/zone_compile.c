@@ -581,6 +581,7 @@ static void compiler_finish(struct compiler *c)
     free(c->ns6);
     free(c->ptrs[0].v);
     free(c->ptrs[1].v);
+    probes_free(c);
     arena_free(c->scratch);
 }
 
@@ -628,6 +629,8 @@ static bool copy_settings(struct zone *z, const struct config *cfg)
     z->upstream.cache_size = cfg->cache_size;
     z->upstream.max_stale = cfg->max_stale;
     z->upstream.negative_ttl = cfg->negative_ttl;
+    z->health = (struct zone_health){cfg->health_interval, cfg->health_timeout, cfg->health_fall,
+                                     cfg->health_rise};
     size_t allow = cfg->ntransfer_allow * sizeof(*cfg->transfer_allow);
     z->settings.transfer_allow = allow ? arena_memdup(z->arena, cfg->transfer_allow, allow) : NULL;
     z->settings.ntransfer_allow = z->settings.transfer_allow ? cfg->ntransfer_allow : 0;
@@ -678,10 +681,20 @@ void zone_continue_serial(struct zone *z, uint32_t serial, uint64_t digest)
     set_serial(z, next_serial(true, serial, z->stats.digest != digest, z->stats.serial));
 }
 
+/* The last zone_id() given. */
+static _Atomic uint64_t last_id;
+
+uint64_t zone_id(const struct zone *z)
+{
+    return z->id;
+}
+
 struct zone *zone_compile(const struct config *cfg, const struct zone *old,
                           const struct zone_host *host, time_t now, struct diag *d)
 {
     struct zone *z = calloc(1, sizeof(*z));
+    if (z)
+        z->id = atomic_fetch_add(&last_id, 1) + 1;
     struct compiler c = {.z = z, .cfg = cfg, .host = host, .d = d};
     unsigned errors_before = d->errors;
     if (!z || !compiler_init(&c, now) || !set_apex(&c) || !copy_settings(z, cfg))
@@ -697,6 +710,7 @@ struct zone *zone_compile(const struct config *cfg, const struct zone *old,
     if (d->errors)
         goto reject; /* found here or by config.c: already reported */
     compile_ptrs(&c);
+    compile_probes(&c, old, now);
     if (c.oom)
         goto fail;
 

@@ -10,6 +10,7 @@
 struct control;
 struct dnsnotify;
 struct event_base;
+struct health;
 struct http;
 struct state;
 struct reloader;
@@ -38,6 +39,8 @@ void http_set_sources(struct http *h, struct server *srv, struct zone_ref *zones
  * socket and the state-dir (either may be NULL: not configured). */
 void http_set_control_state(struct http *h, const struct control *control,
                             const struct state *state);
+/* The prober, whose probe durations /metrics shows. */
+void http_set_health(struct http *h, const struct health *health);
 
 /* And, for svcmapd_notify_*, the NOTIFYs to the secondaries (NULL: none). */
 void http_set_notify(struct http *h, const struct dnsnotify *notify);

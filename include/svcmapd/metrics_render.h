@@ -8,6 +8,7 @@
 struct control;
 struct dnsnotify;
 struct evbuffer;
+struct health;
 struct reload_stats;
 struct state;
 struct server;
@@ -30,6 +31,7 @@ struct metrics_sources {
     struct metrics_http http;
     const struct control *control;  /* the control socket; NULL: none */
     const struct state *state;      /* the state-dir's last good copy; NULL: none */
+    const struct health *health;    /* the prober: probe durations; NULL: none */
     const struct dnsnotify *notify; /* NOTIFYs to the secondaries; NULL: none */
 };
 
