@@ -65,7 +65,8 @@ void fuzz_check_zone_records(const struct zone *z, const uint8_t *reply, size_t 
  * if a message breaks RFC 5936 §2.2 as ldns reads it (the ID, AA, NOERROR,
  * the question in the first message only, at most XFR_MESSAGE_FILL bytes of
  * records), if the SOA is not first and last, or a record is there twice,
- * or is not what the zone answers for its name and type. */
+ * or is not what the zone answers for its name and type (every target of a
+ * health-checked service: what it answers when none is up). */
 void fuzz_check_transfer(const struct zone *z, const uint8_t *first, size_t len);
 
 size_t fuzz_answer_checked(struct answer_ctx *ctx, const struct zone *z, const uint8_t *query,

@@ -4,6 +4,7 @@
 
 #include <ldns/ldns.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -297,6 +298,18 @@ static struct {
  * SOA once, and each what the zone answers for its name and type. */
 static void check_records_once(const struct zone *z, const ldns_rr_list *all)
 {
+    /* A transfer carries every target of a checked service (SPEC §8), which
+     * is what its answers hold when none is up (SPEC §6: never empty because
+     * of checks): the probes go down for the check, then back as they were. */
+    size_t nprobes;
+    struct zone_probe *probes = zone_probes(z, &nprobes);
+    bool *was = calloc(nprobes + 1, sizeof(*was));
+    if (!was)
+        abort();
+    for (size_t i = 0; i < nprobes; i++) {
+        was[i] = atomic_load(&probes[i].up);
+        zone_probe_set_up(z, &probes[i], false);
+    }
     size_t n = ldns_rr_list_rr_count(all);
     if (n < 2 || ldns_rr_get_type(ldns_rr_list_rr(all, 0)) != LDNS_RR_TYPE_SOA ||
         ldns_rr_compare(ldns_rr_list_rr(all, 0), ldns_rr_list_rr(all, n - 1)) != 0)
@@ -314,6 +327,9 @@ static void check_records_once(const struct zone *z, const ldns_rr_list *all)
         }
         ldns_pkt_free(m);
     }
+    for (size_t i = 0; i < nprobes; i++)
+        zone_probe_set_up(z, &probes[i], was[i]);
+    free(was);
 }
 
 void fuzz_check_transfer(const struct zone *z, const uint8_t *first, size_t len)
