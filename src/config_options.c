@@ -265,29 +265,67 @@ static void reverse_zone_name(struct config_reverse *r)
     snprintf(r->zone + n, sizeof(r->zone) - n, "ip6.arpa");
 }
 
+/* ADDRESS[/PREFIX] of option `what`: the address in *family and addr[16]
+ * (network order, zeros after it), the prefix in *bits, and whether there
+ * is one in *prefixed. 1 if so; -1 for a bad address (reported); 0 for a
+ * token of another form, which the caller reports as it wants it written. */
+static int split_prefix(struct parser *p, const struct token *tok, const char *what, int *family,
+                        uint8_t addr[16], uint32_t *bits, bool *prefixed)
+{
+    const char *slash = strchr(tok->text, '/');
+    char text[INET6_ADDRSTRLEN + 1];
+    size_t alen = slash ? (size_t)(slash - tok->text) : strlen(tok->text);
+    *bits = 0;
+    *prefixed = slash != NULL;
+    if (alen == 0 || alen >= sizeof(text) || (slash && !parse_u32(slash + 1, bits)))
+        return 0;
+    memcpy(text, tok->text, alen);
+    text[alen] = '\0';
+    memset(addr, 0, 16);
+    if (parse_ipv4(text, addr))
+        *family = AF_INET;
+    else if (inet_pton(AF_INET6, text, addr) == 1)
+        *family = AF_INET6;
+    else {
+        diag_error(p->d, tok->line, "%s: bad address '%s'", what, text);
+        return -1;
+    }
+    return 1;
+}
+
+/* Whether `addr` has no bit set past its first `bits` (a prefix says
+ * nothing of them: 10.0.0.1/8 is a mistake); reported if it has. */
+static bool no_host_bits(struct parser *p, const struct token *tok, const char *what, int family,
+                         const uint8_t addr[16], uint32_t bits)
+{
+    uint8_t net[16];
+    memcpy(net, addr, 16);
+    if (bits % 8)
+        net[bits / 8] &= (uint8_t)(0xff00 >> (bits % 8));
+    memset(net + (bits + 7) / 8, 0, 16 - (bits + 7) / 8);
+    if (memcmp(net, addr, 16) == 0)
+        return true;
+    char text[INET6_ADDRSTRLEN];
+    inet_ntop(family, net, text, sizeof(text));
+    diag_error(p->d, tok->line, "%s: '%s' has address bits past /%u (did you mean %s/%u?)", what,
+               tok->text, bits, text, bits);
+    return false;
+}
+
 /* One ADDRESS/PREFIX of `reverse`; reports and returns false if bad. */
 static bool parse_reverse(struct parser *p, const struct token *tok, struct config_reverse *r)
 {
-    const char *slash = strchr(tok->text, '/');
-    char addr[INET6_ADDRSTRLEN + 1];
-    size_t alen = slash ? (size_t)(slash - tok->text) : 0;
     uint32_t bits;
-    if (!slash || alen == 0 || alen >= sizeof(addr) || !parse_u32(slash + 1, &bits)) {
+    bool prefixed;
+    memset(r, 0, sizeof(*r));
+    int ok = split_prefix(p, tok, "reverse", &r->family, r->addr, &bits, &prefixed);
+    if (ok == 0 || (ok > 0 && !prefixed)) {
         diag_error(p->d, tok->line, "reverse: '%s' is not ADDRESS/PREFIX (like 192.168.0.0/16)",
                    tok->text);
         return false;
     }
-    memcpy(addr, tok->text, alen);
-    addr[alen] = '\0';
-    memset(r, 0, sizeof(*r));
-    if (parse_ipv4(addr, r->addr))
-        r->family = AF_INET;
-    else if (inet_pton(AF_INET6, addr, r->addr) == 1)
-        r->family = AF_INET6;
-    else {
-        diag_error(p->d, tok->line, "reverse: bad address '%s'", addr);
+    if (ok < 0)
         return false;
-    }
     /* a reverse zone is cut at a label: an octet, or a nibble */
     bool v4 = r->family == AF_INET;
     unsigned step = v4 ? 8 : 4, max = v4 ? 32 : 128;
@@ -301,17 +339,8 @@ static bool parse_reverse(struct parser *p, const struct token *tok, struct conf
     }
     r->bits = (uint8_t)bits;
     r->line = tok->line;
-    uint8_t net[16];
-    memcpy(net, r->addr, 16);
-    if (bits % 8)
-        net[bits / 8] &= 0xf0; /* a nibble boundary */
-    memset(net + (bits + 7) / 8, 0, 16 - (bits + 7) / 8);
-    if (memcmp(net, r->addr, 16) != 0) {
-        inet_ntop(r->family, net, addr, sizeof(addr));
-        diag_error(p->d, tok->line, "reverse: '%s' has address bits past /%u (did you mean %s/%u?)",
-                   tok->text, bits, addr, bits);
+    if (!no_host_bits(p, tok, "reverse", r->family, r->addr, bits))
         return false;
-    }
     reverse_zone_name(r);
     return true;
 }
@@ -388,27 +417,16 @@ static bool set_reverse(struct parser *p, const struct value *v)
  * address alone is itself (/32, /128). Reports and returns false if bad. */
 static bool parse_network(struct parser *p, const struct token *tok, struct config_prefix *n)
 {
-    const char *slash = strchr(tok->text, '/');
-    char addr[INET6_ADDRSTRLEN + 1];
-    size_t alen = slash ? (size_t)(slash - tok->text) : strlen(tok->text);
-    uint32_t bits = 0;
-    if (alen == 0 || alen >= sizeof(addr) || (slash && !parse_u32(slash + 1, &bits))) {
-        diag_error(p->d, tok->line, "allow: '%s' is not ADDRESS or ADDRESS/PREFIX", tok->text);
-        return false;
-    }
-    memcpy(addr, tok->text, alen);
-    addr[alen] = '\0';
+    uint32_t bits;
+    bool prefixed;
     memset(n, 0, sizeof(*n));
-    if (parse_ipv4(addr, n->addr))
-        n->family = AF_INET;
-    else if (inet_pton(AF_INET6, addr, n->addr) == 1)
-        n->family = AF_INET6;
-    else {
-        diag_error(p->d, tok->line, "allow: bad address '%s'", addr);
+    int ok = split_prefix(p, tok, "allow", &n->family, n->addr, &bits, &prefixed);
+    if (ok == 0)
+        diag_error(p->d, tok->line, "allow: '%s' is not ADDRESS or ADDRESS/PREFIX", tok->text);
+    if (ok <= 0)
         return false;
-    }
     unsigned max = n->family == AF_INET ? 32 : 128;
-    if (!slash)
+    if (!prefixed)
         bits = max;
     if (bits > max) {
         diag_error(p->d, tok->line, "allow: '%s': an %s prefix is /0 to /%u", tok->text,
@@ -417,18 +435,7 @@ static bool parse_network(struct parser *p, const struct token *tok, struct conf
     }
     n->bits = (uint8_t)bits;
     n->line = tok->line;
-    uint8_t net[16];
-    memcpy(net, n->addr, 16);
-    if (bits % 8)
-        net[bits / 8] &= (uint8_t)(0xff00 >> (bits % 8));
-    memset(net + (bits + 7) / 8, 0, 16 - (bits + 7) / 8);
-    if (memcmp(net, n->addr, 16) != 0) {
-        inet_ntop(n->family, net, addr, sizeof(addr));
-        diag_error(p->d, tok->line, "allow: '%s' has address bits past /%u (did you mean %s/%u?)",
-                   tok->text, bits, addr, bits);
-        return false;
-    }
-    return true;
+    return no_host_bits(p, tok, "allow", n->family, n->addr, bits);
 }
 
 /* `allow`: the clients that may transfer the zone. Empty (the default):
