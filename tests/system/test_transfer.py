@@ -242,10 +242,24 @@ def answer_lines(r):
     return sorted(line.lower() for line in rrlines(r.answer))
 
 
+def static_names(primary):
+    """(name, types) to compare: NAMES, and every owner of svcmapd's own transfer with
+    the types a name of its kind answers (a CNAME name: the CNAME alone, svcmapd's
+    chasing of it being its own; others: their types, and those they lack)."""
+    names = dict(NAMES)
+    for line in axfr(primary.port):
+        owner, _ttl, _class, rdtype, _rdata = line.lower().split(" ", 4)
+        if rdtype == "cname":
+            names[owner] = ["CNAME"]
+        elif owner not in names:
+            names[owner] = ["A", "AAAA", "SRV", "TXT", "CNAME"]
+    return names.items()
+
+
 def same_answers(primary, secondary):
     """[(name, type, svcmapd's, the secondary's)] for every static name that differs."""
     differ = []
-    for name, types in NAMES:
+    for name, types in static_names(primary):
         for rdtype in types:
             a = primary.ask(name, rdtype, tcp=True)
             b = secondary.ask(name, rdtype)
