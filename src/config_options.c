@@ -318,8 +318,10 @@ static bool parse_reverse(struct parser *p, const struct token *tok, struct conf
     uint32_t bits;
     bool prefixed;
     memset(r, 0, sizeof(*r));
-    int ok = split_prefix(p, tok, "reverse", &r->family, r->addr, &bits, &prefixed);
-    if (ok == 0 || (ok > 0 && !prefixed)) {
+    int ok = strchr(tok->text, '/')
+                 ? split_prefix(p, tok, "reverse", &r->family, r->addr, &bits, &prefixed)
+                 : 0;
+    if (ok == 0) {
         diag_error(p->d, tok->line, "reverse: '%s' is not ADDRESS/PREFIX (like 192.168.0.0/16)",
                    tok->text);
         return false;
