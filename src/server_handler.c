@@ -27,7 +27,8 @@ static void refused_transfer(struct worker *w, const struct handled *q)
     char peer[INET6_ADDRSTRLEN + 8], also[96] = "";
     log_addr(q->from.peer, peer, sizeof(peer));
     if (more)
-        snprintf(also, sizeof(also), " (%llu more like it held back)", (unsigned long long)more);
+        snprintf(also, sizeof(also), " (%llu more refused or cut off held back)",
+                 (unsigned long long)more);
     log_warning("transfer: %s of %s refused to %s: not in [transfer] allow%s",
                 q->info.qtype == LDNS_RR_TYPE_AXFR ? "AXFR" : "IXFR", zone_name(w->zone), peer,
                 also);

@@ -145,12 +145,16 @@ static void transfer_end(struct tcp_conn *c, enum metrics_transfer result)
                  (unsigned long long)p->messages, (unsigned long long)p->bytes, secs);
     } else {
         uint64_t more;
-        if (log_limit_pass(&w->srv->xfr_log, &more))
+        char also[96] = "";
+        if (log_limit_pass(&w->srv->xfr_log, &more)) {
+            if (more)
+                snprintf(also, sizeof(also), " (%llu more refused or cut off held back)",
+                         (unsigned long long)more);
             log_warning("transfer: %s of %s serial %u to %s cut off after %llu records in %.3f s: "
-                        "the connection ended (%llu more refused or cut off since the last such "
-                        "line)",
+                        "the connection ended%s",
                         p->type, zone_name(z), p->serial, peer, (unsigned long long)p->records,
-                        secs, (unsigned long long)more);
+                        secs, also);
+        }
     }
     zone_ref_release(w->srv->zones, z);
     xfr_free(c->xfr);
