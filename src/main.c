@@ -442,7 +442,7 @@ static bool start_serving(struct daemon *dm)
         return false;
     dm->load.zone = NULL; /* the ref's now */
     dm->srv = server_new(cfg, dm->ref, dm->max_lookups);
-    if (!dm->srv || server_start(dm->srv) < 0)
+    if (!dm->srv || server_start(dm->srv, NULL) < 0)
         return false;
     /* Sockets are bound: the rest needs no privilege. */
     if (cfg->user && drop_privileges(cfg->user) < 0)
