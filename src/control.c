@@ -18,6 +18,7 @@
 #include "config-build.h"
 #include "svcmapd/config.h"
 #include "svcmapd/diag.h"
+#include "svcmapd/inherit.h"
 #include "svcmapd/listener.h"
 #include "svcmapd/log.h"
 #include "svcmapd/reload.h"
@@ -488,7 +489,62 @@ static int bind_socket(int fd, const struct sockaddr_un *sun)
     return bind(fd, (const struct sockaddr *)sun, sizeof(*sun));
 }
 
-struct control *control_new(struct event_base *base, const char *path, uid_t uid, gid_t gid)
+/* The inode of the socket file at c->path: removed at the end only if it
+ * is still this one. */
+static int remember_file(struct control *c)
+{
+    struct stat st;
+    if (lstat(c->path, &st) < 0)
+        return -1;
+    c->dev = st.st_dev;
+    c->ino = st.st_ino;
+    return 0;
+}
+
+/* Makes the socket file at `sun`, mode 0600, given to uid:gid: into
+ * c->made and its inode. Returns the listening socket, or -1 (logged). */
+static int make_socket(struct control *c, const struct sockaddr_un *sun, uid_t uid, gid_t gid)
+{
+    const char *path = sun->sun_path;
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    /* No moment with a wider mode: the file is made under this umask.
+     * (Start-up is single-threaded here: the umask is the process's.) */
+    mode_t old = umask(0177);
+    int r = fd < 0 ? -1 : bind_socket(fd, sun);
+    int err = errno;
+    umask(old);
+    if (r == 0) {
+        c->made = true;
+        if (chmod(path, 0600) < 0 || (uid != (uid_t)-1 && lchown(path, uid, gid) < 0) ||
+            listen(fd, CONTROL_MAX_CLIENTS) < 0 || remember_file(c) < 0)
+            r = -1, err = errno;
+    }
+    if (r < 0) {
+        if (r == -1)
+            log_error("control: cannot listen on %s: %s", path, strerror(err));
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* The listening socket `fd` given for c->path (inherit.h): its file is
+ * ours to remove at exit (`ours`: the replaced svcmapd's), and given to
+ * uid:gid, or systemd's. Returns fd, or -1 (logged, fd closed). */
+static int adopt_socket(struct control *c, int fd, bool ours, uid_t uid, gid_t gid)
+{
+    if (ours && ((uid != (uid_t)-1 && lchown(c->path, uid, gid) < 0) || remember_file(c) < 0)) {
+        log_error("control: cannot take over %s: %s", c->path, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    c->made = ours;
+    return fd;
+}
+
+struct control *control_new(struct event_base *base, const char *path, uid_t uid, gid_t gid,
+                            struct inherit *given)
 {
     struct control *c = calloc(1, sizeof(*c));
     struct sockaddr_un sun = {.sun_family = AF_UNIX};
@@ -507,27 +563,10 @@ struct control *control_new(struct event_base *base, const char *path, uid_t uid
     }
     memcpy(sun.sun_path, path, strlen(path));
 
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    /* No moment with a wider mode: the file is made under this umask.
-     * (Start-up is single-threaded here: the umask is the process's.) */
-    mode_t old = umask(0177);
-    int r = fd < 0 ? -1 : bind_socket(fd, &sun);
-    int err = errno;
-    umask(old);
-    struct stat st;
-    if (r == 0) {
-        c->made = true;
-        if (chmod(path, 0600) < 0 || (uid != (uid_t)-1 && lchown(path, uid, gid) < 0) ||
-            listen(fd, CONTROL_MAX_CLIENTS) < 0 || lstat(path, &st) < 0)
-            r = -1, err = errno;
-        else
-            c->dev = st.st_dev, c->ino = st.st_ino;
-    }
-    if (r < 0) {
-        if (r == -1)
-            log_error("control: cannot listen on %s: %s", path, strerror(err));
-        if (fd >= 0)
-            close(fd);
+    bool ours = true;
+    int fd = inherit_take_unix(given, path, &ours);
+    fd = fd >= 0 ? adopt_socket(c, fd, ours, uid, gid) : make_socket(c, &sun, uid, gid);
+    if (fd < 0) {
         control_free(c);
         return NULL;
     }

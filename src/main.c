@@ -21,6 +21,7 @@
 #include "svcmapd/diag.h"
 #include "svcmapd/http.h"
 #include "svcmapd/import.h"
+#include "svcmapd/inherit.h"
 #include "svcmapd/load.h"
 #include "svcmapd/log.h"
 #include "svcmapd/notify.h"
@@ -303,6 +304,7 @@ struct daemon {
     bool last_good;      /* the load is the state-dir's copy: the file is broken */
     bool file_read;      /* and the file could be read, its bytes hashing to: */
     uint64_t file_hash;
+    struct inherit *given;   /* sockets given, until the workers have theirs; NULL: none */
     struct control *control; /* NULL: no control socket */
     struct http *http;
     struct zone_ref *ref;
@@ -442,8 +444,10 @@ static bool start_serving(struct daemon *dm)
         return false;
     dm->load.zone = NULL; /* the ref's now */
     dm->srv = server_new(cfg, dm->ref, dm->max_lookups);
-    if (!dm->srv || server_start(dm->srv, NULL) < 0)
+    if (!dm->srv || server_start(dm->srv, dm->given) < 0)
         return false;
+    inherit_free(dm->given); /* what nobody listens on, said and closed */
+    dm->given = NULL;
     /* Sockets are bound: the rest needs no privilege. */
     if (cfg->user && drop_privileges(cfg->user) < 0)
         return false;
@@ -615,7 +619,7 @@ static bool start_control(struct daemon *dm)
     gid_t gid = (gid_t)-1;
     if (cfg->user && geteuid() == 0 && resolve_user(cfg->user, &uid, &gid) < 0)
         return false;
-    dm->control = control_new(dm->base, cfg->control_socket, uid, gid);
+    dm->control = control_new(dm->base, cfg->control_socket, uid, gid, dm->given);
     if (dm->control)
         control_set_stop(dm->control, on_control_stop, dm);
     return dm->control != NULL;
@@ -638,7 +642,7 @@ static bool start_loop(struct daemon *dm)
 
     /* /health and /ready answer while the mapping compiles (a million
      * services take a moment): 200 and 503. So does the control socket. */
-    dm->http = http_new(dm->base, dm->load.cfg);
+    dm->http = http_new(dm->base, dm->load.cfg, dm->given);
     if (!dm->http || !start_control(dm))
         return false;
     if (pthread_create(&dm->loader, NULL, load_zone, dm) != 0) {
@@ -662,6 +666,7 @@ static void daemon_finish(struct daemon *dm)
         event_free(dm->lameduck);
     http_free(dm->http);
     control_free(dm->control);
+    inherit_free(dm->given);
     reload_free(dm->reloader);
     state_free(dm->state); /* after the reloader: a copy it asked for is written */
     server_free(dm->srv);
@@ -695,6 +700,9 @@ static int serve(const char *path, const char *state_dir)
         log_error("out of memory");
         return EXIT_RUNTIME;
     }
+    /* systemd's sockets, if it passed any (socket activation): used
+     * instead of binding those addresses */
+    dm.given = inherit_systemd();
     load_init(&dm.load, path);
     if (!read_mapping(&dm)) {
         dm.rc = EXIT_BAD_CONFIG;

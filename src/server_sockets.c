@@ -159,7 +159,7 @@ static void plan_address(struct server *srv, struct inherit *given, size_t i, in
     if (joined)
         snprintf(more, sizeof(more), ", and %zu more bound in their SO_REUSEPORT group", joined);
     else if (shared)
-        snprintf(more, sizeof(more), ": workers share them");
+        snprintf(more, sizeof(more), ": the workers share %s", got == 1 ? "it" : "them");
     else if (got > workers)
         snprintf(more, sizeof(more), ": workers read several");
     log_info("%s (%s): %zu socket%s given, for %zu worker%s%s", l->text, proto(type), got,

@@ -33,6 +33,7 @@
 
 struct config;
 struct event_base;
+struct inherit;
 struct reload_outcome;
 struct reloader;
 struct zone_ref;
@@ -107,8 +108,12 @@ size_t control_fds(const struct config *cfg);
  * with mode 0600 and, unless `uid` is (uid_t)-1, given to uid:gid (the
  * user svcmapd drops to). A socket file already there is replaced only if
  * nothing answers on it (a svcmapd that died); another file, or a socket
- * that answers, is an error. Logs and returns NULL on a failure. */
-struct control *control_new(struct event_base *base, const char *path, uid_t uid, gid_t gid);
+ * that answers, is an error. When `given` (inherit.h; NULL: none) holds a
+ * socket listening on `path`, that one is taken instead: a replaced
+ * svcmapd's becomes ours (given to uid:gid, removed at exit); systemd's
+ * stays systemd's. Logs and returns NULL on a failure. */
+struct control *control_new(struct event_base *base, const char *path, uid_t uid, gid_t gid,
+                            struct inherit *given);
 
 /* What status and reload read; `src` is copied, its strings are not. */
 void control_set_sources(struct control *c, const struct control_sources *src);

@@ -60,7 +60,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     if (!base || !mkdtemp(dir))
         abort();
     snprintf(sun.sun_path, sizeof(sun.sun_path), "%s/c.sock", dir);
-    control = control_new(base, sun.sun_path, (uid_t)-1, (gid_t)-1);
+    control = control_new(base, sun.sun_path, (uid_t)-1, (gid_t)-1, NULL);
     if (!control)
         abort();
     atexit(cleanup);
