@@ -161,7 +161,7 @@ static void plan_address(struct server *srv, struct inherit *given, size_t i, in
     else if (shared)
         snprintf(more, sizeof(more), ": the workers share %s", got == 1 ? "it" : "them");
     else if (got > workers)
-        snprintf(more, sizeof(more), ": workers read several");
+        snprintf(more, sizeof(more), ": a worker reads several");
     log_info("%s (%s): %zu socket%s given, for %zu worker%s%s", l->text, proto(type), got,
              got == 1 ? "" : "s", workers, workers == 1 ? "" : "s", more);
 }
