@@ -63,7 +63,8 @@ def main():
     text, settings = read_unit(unit)
     socket_text, socket_settings = read_unit(socket_unit)
     check_socket(check, socket_text, socket_settings)
-    check("svcmapd.socket" in text, "the unit's comments give the upgrade path: svcmapd.socket")
+    check("svcmapd.socket" in text and "--replace" in text,
+          "the unit's comments give the upgrade path (svcmapd.socket), and say why not --replace")
 
     def one(key):
         v = settings.get(key, [])
