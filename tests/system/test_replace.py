@@ -50,6 +50,8 @@ class Fleet:
         cfg.write_text(config)
         log = open(self.workdir / f"{name or 'm'}{n}.log", "wb")
         argv = [str(binary or svcmapd_path()), *args, "-c", str(cfg)]
+        if conftest.VALGRIND:
+            argv = conftest.VALGRIND_ARGV + argv
         p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                              stderr=log, cwd=self.workdir)
         p.log_path, p.log_file, p.config = log.name, log, cfg
@@ -89,6 +91,7 @@ class Fleet:
         for p in self.procs:
             report = conftest.sanitizer_report(self.log(p))
             assert report is None, report
+            assert p.returncode != conftest.VALGRIND_EXIT or not conftest.VALGRIND, self.log(p)
 
 
 @pytest.fixture
