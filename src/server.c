@@ -21,9 +21,11 @@
 /*
  * Workers: one thread per worker, each with its own event base and its own
  * UDP socket and TCP listener on every listen address (SO_REUSEPORT: the
- * kernel spreads queries and connections over them). Workers share nothing
- * but the zone pointer (reload.c) and the count of open TCP connections, so
- * they never wait for each other. server_impl.h says which file does what.
+ * kernel spreads queries and connections over them), or, with sockets
+ * given by systemd or a replaced svcmapd, its share of those
+ * (server_sockets.c). Workers share nothing but the zone pointer
+ * (reload.c) and the count of open TCP connections, so they never wait for
+ * each other. server_impl.h says which file does what.
  */
 
 #define STOP_GRACE  5 /* seconds for queued TCP replies at shutdown */

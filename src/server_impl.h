@@ -20,7 +20,9 @@
 /*
  * A query goes one way through the server, one file per step:
  *   server.c          the workers (threads, event bases, the zone each
- *                     holds, stopping), their sockets, the entry points;
+ *                     holds, stopping, releasing), the entry points;
+ *   server_sockets.c  their listening sockets: bound, or given, shared
+ *                     out, listed for a hand-over;
  *   server_udp.c      UDP: datagrams in batches (recvmmsg), replies out in
  *                     trains (sendmmsg, udptrain.h);
  *   server_tcp.c      TCP connections (RFC 7766): framing, pipelining,

@@ -10,7 +10,6 @@ under the same load, loses queries: the load would see it."""
 import os
 import select
 import shutil
-import signal
 import socket
 import struct
 import subprocess
@@ -21,9 +20,9 @@ import time
 import pytest
 
 import conftest
-from conftest import (free_port, inject_upstream, make_query, run_ctl, socket_rows,
+from conftest import (free_port, held_sockets, inject_upstream, make_query, run_ctl,
                       stop_process, svc, svcmapd_path)
-from test_ops import addresses, http_status
+from test_ops import addresses
 from test_state import wait_copy
 
 SLOW = getattr(conftest, "SLOW", 1.0)
@@ -409,8 +408,8 @@ def test_another_workers_count(fleet, load, sockdir, counts):
     port, sock = free_port(), os.path.join(sockdir, "c.sock")
     cur = fleet.start(mapping(port, sock, "10.0.0.1", workers=counts[0]))
     fleet.wait_answering(cur, port)
-    assert len(held(cur.pid, "udp", port)) == counts[0], "one socket per worker"
-    assert len(held(cur.pid, "tcp", port, "0A")) == counts[0]
+    assert len(held_sockets(cur.pid, "udp", port)) == counts[0], "one socket per worker"
+    assert len(held_sockets(cur.pid, "tcp", port, "0A")) == counts[0]
     l = load(port)
     time.sleep(0.2)
     for n in counts[1:]:
@@ -419,8 +418,8 @@ def test_another_workers_count(fleet, load, sockdir, counts):
     l.stop()
     l.check_clean()
     want = max(counts) if counts[0] > 1 else 1
-    assert len(held(cur.pid, "udp", port)) == want, fleet.log(cur)
-    assert len(held(cur.pid, "tcp", port, "0A")) == want
+    assert len(held_sockets(cur.pid, "udp", port)) == want, fleet.log(cur)
+    assert len(held_sockets(cur.pid, "tcp", port, "0A")) == want
 
 
 def test_listen_changes(fleet, sockdir):
@@ -431,10 +430,10 @@ def test_listen_changes(fleet, sockdir):
     old = fleet.start(mapping(0, sock, "10.0.0.1",
                               listen=f"127.0.0.1:{keep}, 127.0.0.1:{drop}"))
     fleet.wait_answering(old, keep)
-    before = {r[9] for r in held(old.pid, "udp", keep)}
+    before = {r[9] for r in held_sockets(old.pid, "udp", keep)}
     cur = fleet.replace(old, mapping(0, sock, "10.0.0.2",
                                      listen=f"127.0.0.1:{keep}, 127.0.0.1:{new}"))
-    assert {r[9] for r in held(cur.pid, "udp", keep)} == before, "not the same sockets"
+    assert {r[9] for r in held_sockets(cur.pid, "udp", keep)} == before, "not the same sockets"
     for port in (keep, new):
         assert addresses(conftest.ask(port, NAME)) == ["10.0.0.2"]
         assert addresses(conftest.ask(port, NAME, tcp=True)) == ["10.0.0.2"]
@@ -508,8 +507,3 @@ def test_replace_needs_a_control_socket_and_a_server(fleet, sockdir, tmp_path):
     rc, _, err = run_ctl(["-s", sock, "replace"])
     assert rc == 2 and "svcmapd --replace" in err, err
 
-
-def held(pid, proto, port, state=None):
-    """The distinct sockets of process pid bound to `port`."""
-    return [f for f in socket_rows(pid, proto) if int(f[1].rsplit(":", 1)[1], 16) == port
-            and (state is None or f[3] == state)]

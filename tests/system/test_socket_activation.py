@@ -11,14 +11,13 @@ stream sockets and execs svcmapd, in the same process."""
 
 import os
 import shutil
-import socket
 import tempfile
 import time
 
 import pytest
 
 import conftest
-from conftest import free_port, run_ctl, socket_rows, stop_process, svc
+from conftest import free_port, held_sockets, run_ctl, stop_process, svc
 from test_ops import addresses, http_status
 
 ACTIVATE = shutil.which("systemd-socket-activate")
@@ -45,12 +44,6 @@ def activated(svcmapd, config, datagram, stream=(), names=None):
     return s.wait_ready()
 
 
-def held(pid, proto, port, state=None):
-    """The sockets of process pid bound to `port` (distinct sockets: one row each)."""
-    return [f for f in socket_rows(pid, proto) if int(f[1].rsplit(":", 1)[1], 16) == port
-            and (state is None or f[3] == state)]
-
-
 def problems(s):
     """The errors and warnings of a stopped server's log, the one about root aside."""
     return [line for line in s.log_path.read_text().splitlines()
@@ -72,7 +65,8 @@ def test_answers_on_the_passed_sockets(svcmapd):
     assert addresses(s.ask(svc("x.a"), tcp=True)) == ["10.0.0.1"]
     log = s.log()
     assert "socket activation: systemd passed 2 sockets" in log, log
-    udp, tcp = held(s.proc.pid, "udp", port), held(s.proc.pid, "tcp", port, "0A")
+    udp = held_sockets(s.proc.pid, "udp", port)
+    tcp = held_sockets(s.proc.pid, "tcp", port, "0A")
     assert len(udp) == 1 and len(tcp) == 1, (udp, tcp)
     assert udp[0][9] == fd_inode(s.proc.pid, 3) and tcp[0][9] == fd_inode(s.proc.pid, 4)
     assert s.stop() == 0
@@ -90,8 +84,8 @@ def test_workers_share_one_socket(svcmapd):
         in s.log(), s.log()
     for i in range(40):
         assert addresses(s.ask(svc("x.a"), tcp=i % 2 == 1)) == ["10.0.0.1"]
-    assert len(held(s.proc.pid, "udp", port)) == 1
-    assert len(held(s.proc.pid, "tcp", port, "0A")) == 1
+    assert len(held_sockets(s.proc.pid, "udp", port)) == 1
+    assert len(held_sockets(s.proc.pid, "tcp", port, "0A")) == 1
     assert s.stop() == 0
 
 
@@ -122,7 +116,7 @@ def test_a_socket_the_file_does_not_listen_on_is_closed(svcmapd):
     s.wait_ready()
     log = s.wait_log("which the mapping file does not listen on: closed")
     assert f"systemd passed udp 127.0.0.1:{stray} (dns), which the mapping file" in log, log
-    assert held(s.proc.pid, "udp", stray) == []
+    assert held_sockets(s.proc.pid, "udp", stray) == []
     assert addresses(s.ask(svc("x.a"))) == ["10.0.0.1"]
     assert s.stop() == 0
 
@@ -142,7 +136,7 @@ def test_http_and_control_sockets_passed(svcmapd):
         assert http_status(web, "/ready") == 200
         rc, out, err = run_ctl(["-s", sock, "status"])
         assert rc == 0 and "state: serving" in out, (rc, out, err)
-        assert held(s.proc.pid, "tcp", web, "0A") != []
+        assert held_sockets(s.proc.pid, "tcp", web, "0A") != []
         assert s.stop() == 0
         assert os.path.exists(sock), "svcmapd removed systemd's socket file"
         assert problems(s) == [], s.log_path.read_text()
