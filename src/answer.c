@@ -318,6 +318,7 @@ static bool follow(struct answer_ctx *ctx, const struct zone *z,
         if (len == 0)
             break;
         zone_find(z, name, len, qtype, f);
+        f->plan = zone_view(&ctx->view, f->plan); /* a checked service: its healthy targets */
         const struct zone_plan *p = f->plan;
         const struct zone_external *next = zone_plan_external(p);
         for (size_t i = 0; next && i < t->n; i++)
@@ -742,6 +743,9 @@ static enum answer_result answer_from_zone(struct answer_ctx *ctx, const struct 
 {
     struct zone_found found;
     zone_find(z, q->lname, q->name_len, q->qtype, &found);
+    zone_view_reset(&ctx->view);
+    found.plan =
+        zone_view(&ctx->view, found.plan); /* SPEC §6: a checked service's healthy targets */
     const struct zone_plan *p = found.plan;
     info->rcode = p->rcode;
     info->outside = !p->aa; /* the REFUSED plan: outside the zone */

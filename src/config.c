@@ -146,6 +146,7 @@ static struct config *parse_text(const char *text, size_t len, struct diag *d)
      * and the rest of the file is still checked against sane settings. */
     apply_defaults(&p);
     parse_ini(&p);
+    check_settings(&p);
     /* No section at all: nothing but blanks and comments, or no byte.
      * Never a mapping to serve: a file being rewritten in place (cp, a
      * shell's >) is empty for a moment. */

@@ -113,6 +113,10 @@ void set_option_key(struct parser *p);
 /* Sets every option to its default. */
 void apply_defaults(struct parser *p);
 
+/* The checks of options against each other, once the file is read: a
+ * [health] timeout below its interval. */
+void check_settings(struct parser *p);
+
 /* ---- services (config_service.c) ---- */
 
 /* Adds the service `rawname` of the current namespace from the tokens of

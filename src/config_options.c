@@ -99,6 +99,16 @@ const struct config_option config_options[CONFIG_OPTION_COUNT] = {
     [CONFIG_CONTROL_SOCKET] = {"control", "socket", CONFIG_TYPE_PATH, "off", 0, 107,
                                AT(control_socket),
                                "the unix socket svcmapctl talks to (mode 0600); off"},
+    [CONFIG_HEALTH_INTERVAL] = {"health", "interval", CONFIG_TYPE_MSEC, "5s", 1000, 3600000,
+                                AT(health_interval),
+                                "time between two probes of one checked target (1s to 1h)"},
+    [CONFIG_HEALTH_TIMEOUT] = {"health", "timeout", CONFIG_TYPE_MSEC, "2s", 100, 3600000,
+                               AT(health_timeout),
+                               "time one probe may take (500ms, 2s...); must be below interval"},
+    [CONFIG_HEALTH_FALL] = {"health", "fall", CONFIG_TYPE_UINT, "3", 1, 100, AT(health_fall),
+                            "failed probes in a row that take an up target down"},
+    [CONFIG_HEALTH_RISE] = {"health", "rise", CONFIG_TYPE_UINT, "2", 1, 100, AT(health_rise),
+                            "successful probes in a row that bring a down target up"},
 };
 
 /* ---- the setters, one per type of option ---- */
@@ -446,6 +456,53 @@ static bool set_duration(struct parser *p, const struct value *v)
     return true;
 }
 
+/* Milliseconds within the row's bounds: N or Ns seconds, Nms, Nm, Nh
+ * (`timeout = 500ms`: a probe may take less than a second). */
+static bool set_msec(struct parser *p, const struct value *v)
+{
+    const struct config_option *o = v->o;
+    const char *s = v->tok[0].text;
+    size_t l = strlen(s);
+    uint32_t unit = 1000, x;
+    char num[16];
+    if (l > 2 && strcmp(s + l - 2, "ms") == 0) {
+        unit = 1;
+        l -= 2;
+    } else if (l > 1 && strchr("smh", s[l - 1])) {
+        unit = s[l - 1] == 's' ? 1000 : s[l - 1] == 'm' ? 60000 : 3600000;
+        l--;
+    }
+    bool number = l > 0 && l < sizeof(num);
+    if (number) {
+        memcpy(num, s, l);
+        num[l] = '\0';
+        number = parse_u32(num, &x);
+    }
+    if (!number || x > o->max / unit || x * unit < o->min) {
+        char lo[24], hi[24];
+        diag_error(p->d, v->tok[0].line, "%s: '%s' is not a duration from %s to %s", o->name, s,
+                   config_msec_text(o->min, lo, sizeof(lo)),
+                   config_msec_text(o->max, hi, sizeof(hi)));
+        return false;
+    }
+    x *= unit;
+    memcpy(v->field, &x, sizeof(x));
+    return true;
+}
+
+const char *config_msec_text(uint32_t ms, char *out, size_t cap)
+{
+    if (ms % 3600000 == 0)
+        snprintf(out, cap, "%uh", ms / 3600000);
+    else if (ms % 60000 == 0)
+        snprintf(out, cap, "%um", ms / 60000);
+    else if (ms % 1000 == 0)
+        snprintf(out, cap, "%us", ms / 1000);
+    else
+        snprintf(out, cap, "%ums", ms);
+    return out;
+}
+
 /* One of the row's choices, stored as its index. */
 static bool set_choice(struct parser *p, const struct value *v)
 {
@@ -585,6 +642,7 @@ static const struct {
     [CONFIG_TYPE_DURATION] = {"duration", set_duration, false},
     [CONFIG_TYPE_REVERSE] = {"prefixes", set_reverse, true},
     [CONFIG_TYPE_PATH] = {"path", set_path, false},
+    [CONFIG_TYPE_MSEC] = {"duration-ms", set_msec, false},
 };
 _Static_assert(sizeof(types) / sizeof(types[0]) == CONFIG_TYPE_COUNT, "a setter for every type");
 
@@ -646,13 +704,27 @@ void apply_defaults(struct parser *p)
     }
 }
 
+void check_settings(struct parser *p)
+{
+    /* A probe must end before the next one of its target is due. */
+    struct config *cfg = p->cfg;
+    if (cfg->health_timeout < cfg->health_interval)
+        return;
+    char t[24], i[24];
+    int line = cfg->line[CONFIG_HEALTH_TIMEOUT] ? cfg->line[CONFIG_HEALTH_TIMEOUT]
+                                                : cfg->line[CONFIG_HEALTH_INTERVAL];
+    diag_error(p->d, line, "timeout: %s must be below interval (%s)",
+               config_msec_text(cfg->health_timeout, t, sizeof(t)),
+               config_msec_text(cfg->health_interval, i, sizeof(i)));
+}
+
 int config_list_options(FILE *out)
 {
     for (int i = 0; i < CONFIG_OPTION_COUNT; i++) {
         const struct config_option *o = &config_options[i];
         char values[128] = "";
         if (o->type == CONFIG_TYPE_UINT || o->type == CONFIG_TYPE_UINT_AUTO ||
-            o->type == CONFIG_TYPE_DURATION)
+            o->type == CONFIG_TYPE_DURATION || o->type == CONFIG_TYPE_MSEC)
             snprintf(values, sizeof(values), "%u-%u", o->min, o->max);
         for (size_t k = 0, n = 0; o->choices && o->choices[k]; k++)
             n += (size_t)snprintf(values + n, sizeof(values) - n, "%s%s", k ? "|" : "",

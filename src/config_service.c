@@ -20,11 +20,79 @@ enum service_option {
     OPT_TTL = 1,
     OPT_SRV = 2,
     OPT_RESOLVE = 4,
+    OPT_CHECK = 8,
+    OPT_POLICY = 16,
 };
 
-/* One `key=value` option of a service line: ttl=, srv= or resolve=. */
+/* The options of one service line, as they are read: check= and policy=
+ * make sense only together with its targets, once all are read. */
+struct line_options {
+    unsigned seen; /* enum service_option */
+    struct config_check check;
+    int check_line, policy_line;
+};
+
+/* A character of an HTTP request-target's path and query (RFC 3986 §3.3,
+ * §3.4: pchar, '/', '?'); '%' must start an escape. */
+static bool path_char(const char *s)
+{
+    if (*s == '%')
+        return isxdigit((unsigned char)s[1]) && isxdigit((unsigned char)s[2]);
+    return isalnum((unsigned char)*s) || (*s && strchr("-._~!$&'()*+,;=:@/?", *s));
+}
+
+/* check=tcp, check=tcp:PORT or check=http:PORT/PATH into o->check. */
+static void parse_check(struct parser *p, const char *v, int line, struct line_options *o)
+{
+    const char *colon = strchr(v, ':');
+    size_t kind = colon ? (size_t)(colon - v) : strlen(v);
+    char port[8];
+    if (kind == 3 && strncmp(v, "tcp", 3) == 0) {
+        o->check.kind = CONFIG_CHECK_TCP;
+        if (!colon)
+            return; /* each target's own port */
+        if (strlen(colon + 1) >= sizeof(port) || strchr(colon + 1, '/')) {
+            diag_error(p->d, line, "check=%s: expected check=tcp or check=tcp:PORT", v);
+            return;
+        }
+        parse_port(p, colon + 1, line, &o->check.port);
+        return;
+    }
+    if (kind != 4 || strncmp(v, "http", 4) != 0) {
+        diag_error(p->d, line,
+                   "check=%s: unknown check (expected check=tcp, check=tcp:PORT or "
+                   "check=http:PORT/PATH)",
+                   v);
+        return;
+    }
+    o->check.kind = CONFIG_CHECK_HTTP;
+    const char *slash = colon ? strchr(colon, '/') : NULL;
+    size_t plen = slash ? (size_t)(slash - colon - 1) : 0;
+    if (!slash || plen == 0 || plen >= sizeof(port)) {
+        diag_error(p->d, line,
+                   "check=%s: expected check=http:PORT/PATH, like check=http:8080/healthz", v);
+        return;
+    }
+    memcpy(port, colon + 1, plen);
+    port[plen] = '\0';
+    if (!parse_port(p, port, line, &o->check.port))
+        return;
+    for (const char *c = slash; *c; c++) {
+        if (!path_char(c)) {
+            diag_error(p->d, line, "check=%s: the path cannot carry '%c' (write it %%%02X)", v, *c,
+                       (unsigned char)*c);
+            return;
+        }
+    }
+    o->check.path = arena_strndup(p->m, slash, strlen(slash));
+    if (!o->check.path)
+        parser_oom(p);
+}
+
+/* One `key=value` option of a service line: ttl=, srv=, resolve=, check=
+ * or policy=. */
 static void parse_service_option(struct parser *p, struct config_service *svc, const char *tok,
-                                 int line, unsigned *seen)
+                                 int line, struct line_options *o)
 {
     const char *eq = strchr(tok, '=');
     size_t klen = (size_t)(eq - tok);
@@ -32,17 +100,20 @@ static void parse_service_option(struct parser *p, struct config_service *svc, c
     unsigned bit = klen == 3 && strncmp(tok, "ttl", 3) == 0       ? OPT_TTL
                    : klen == 3 && strncmp(tok, "srv", 3) == 0     ? OPT_SRV
                    : klen == 7 && strncmp(tok, "resolve", 7) == 0 ? OPT_RESOLVE
+                   : klen == 5 && strncmp(tok, "check", 5) == 0   ? OPT_CHECK
+                   : klen == 6 && strncmp(tok, "policy", 6) == 0  ? OPT_POLICY
                                                                   : 0;
     if (bit == 0) {
-        diag_error(p->d, line, "unknown option '%.*s=' (known: srv=, ttl=, resolve=)", (int)klen,
-                   tok);
+        diag_error(p->d, line,
+                   "unknown option '%.*s=' (known: srv=, ttl=, resolve=, check=, policy=)",
+                   (int)klen, tok);
         return;
     }
-    if (*seen & bit) {
+    if (o->seen & bit) {
         diag_error(p->d, line, "%.*s= is given twice", (int)klen, tok);
         return;
     }
-    *seen |= bit;
+    o->seen |= bit;
 
     if (bit == OPT_TTL) {
         uint32_t x;
@@ -57,6 +128,19 @@ static void parse_service_option(struct parser *p, struct config_service *svc, c
             svc->no_resolve = true;
         else if (strcmp(v, "yes") != 0)
             diag_error(p->d, line, "resolve=%s: expected resolve=yes or resolve=no", v);
+        return;
+    }
+    if (bit == OPT_CHECK) {
+        o->check_line = line;
+        parse_check(p, v, line, o);
+        return;
+    }
+    if (bit == OPT_POLICY) {
+        o->policy_line = line;
+        if (strcmp(v, "failover") == 0)
+            o->check.policy = CONFIG_POLICY_FAILOVER;
+        else if (strcmp(v, "all") != 0)
+            diag_error(p->d, line, "policy=%s: expected policy=all or policy=failover", v);
         return;
     }
 
@@ -89,7 +173,7 @@ static void parse_service_option(struct parser *p, struct config_service *svc, c
 
 /* What the targets of one service line are, for the checks of their mix. */
 struct mix {
-    size_t nhost, naddr, nport;
+    size_t nhost, naddr, nport, n4;
     const struct config_target *host; /* the last hostname */
 };
 
@@ -137,6 +221,7 @@ static bool read_target(struct parser *p, const char *rawname, const struct toke
         }
     }
     mix->naddr++;
+    mix->n4 += t->family == AF_INET;
     if (t->port)
         mix->nport++;
     return true;
@@ -168,6 +253,55 @@ static void check_mix(struct parser *p, const struct config_service *svc, const 
                      "publish SRV records)",
                      rawname);
     }
+}
+
+/* check= and policy= of a service line whose targets are good (SPEC §6):
+ * a check is kept when there are targets to choose between and it can
+ * probe them. */
+static void finish_check(struct parser *p, struct config_service *svc, const char *rawname,
+                         const struct mix *mix, const struct line_options *o)
+{
+    if (!(o->seen & OPT_CHECK))
+        return;
+    int line = o->check_line;
+    if (mix->nhost) {
+        diag_warning(p->d, line,
+                     "service '%s': check= on a hostname has no effect (a CNAME has one target: "
+                     "nothing to choose between)",
+                     rawname);
+        return;
+    }
+    if (svc->ntargets == 1) {
+        diag_warning(p->d, line,
+                     "service '%s': check= on a single target has no effect (nothing to choose "
+                     "between: it is always answered)",
+                     rawname);
+        return;
+    }
+    if (svc->ntargets > CONFIG_MAX_CHECKED) {
+        diag_error(p->d, line, "service '%s': check= takes at most %d targets, it has %u", rawname,
+                   CONFIG_MAX_CHECKED, svc->ntargets);
+        return;
+    }
+    if (o->check.kind == CONFIG_CHECK_TCP && o->check.port == 0 && mix->nport == 0) {
+        diag_error(p->d, line,
+                   "service '%s': check=tcp needs a port, and its targets have none (write "
+                   "check=tcp:PORT)",
+                   rawname);
+        return;
+    }
+    if (o->check.policy == CONFIG_POLICY_FAILOVER && mix->n4 && mix->n4 != mix->naddr)
+        diag_warning(p->d, o->policy_line,
+                     "service '%s': policy=failover with IPv4 and IPv6 targets: A and AAAA "
+                     "answers each take their own first healthy target",
+                     rawname);
+    struct config_check *check = arena_alloc(p->m, sizeof(*check));
+    if (!check) {
+        parser_oom(p);
+        return;
+    }
+    *check = o->check;
+    svc->check = check;
 }
 
 /* Appends `svc` to the current namespace. */
@@ -215,13 +349,13 @@ void add_service(struct parser *p, const char *rawname, int line, const struct t
         parser_oom(p);
         return;
     }
-    unsigned seen = 0;
+    struct line_options opts = {0};
     unsigned errors_before = p->d->errors;
     struct mix mix = {0};
 
     for (size_t i = 0; i < n; i++) {
         if (strchr(tok[i].text, '=')) {
-            parse_service_option(p, &svc, tok[i].text, tok[i].line, &seen);
+            parse_service_option(p, &svc, tok[i].text, tok[i].line, &opts);
             continue;
         }
         if (!read_target(p, rawname, &tok[i], targets, svc.ntargets, &mix))
@@ -233,8 +367,15 @@ void add_service(struct parser *p, const char *rawname, int line, const struct t
         }
     }
 
+    if ((opts.seen & (OPT_POLICY | OPT_CHECK)) == OPT_POLICY)
+        diag_error(p->d, opts.policy_line,
+                   "service '%s': policy= needs check= (a policy chooses among the targets that "
+                   "pass their checks)",
+                   rawname);
     if (p->d->errors == errors_before)
         check_mix(p, &svc, rawname, line, &mix);
+    if (p->d->errors == errors_before)
+        finish_check(p, &svc, rawname, &mix, &opts);
     if (!ok)
         return;
     if (p->d->errors != errors_before) {

@@ -16,6 +16,7 @@
 
 #include "svcmapd/clock.h"
 #include "svcmapd/inherit.h"
+#include "svcmapd/health.h"
 #include "svcmapd/listener.h"
 #include "svcmapd/log.h"
 #include "svcmapd/metrics_render.h"
@@ -79,7 +80,7 @@ struct endpoint {
     char text[64];
 };
 
-enum page { PAGE_NONE, PAGE_HEALTH, PAGE_READY, PAGE_METRICS };
+enum page { PAGE_NONE, PAGE_HEALTH, PAGE_READY, PAGE_METRICS, PAGE_HEALTH_TARGETS };
 
 /* What a request asks, once its head is read. */
 struct ask {
@@ -116,6 +117,7 @@ struct http {
     struct reloader *reloader;
     const struct control *control; /* NULL: none */
     const struct state *state;     /* NULL: no state-dir */
+    const struct health *health;   /* the prober, for its histogram */
 
     struct conn *oldest, *newest; /* every connection, the oldest exchange first */
     size_t nconns;
@@ -317,6 +319,8 @@ static enum page route(const struct endpoint *ep, const char *t, size_t len, boo
         plen++;
     if (ep->health && exact(t, plen, "/health"))
         return PAGE_HEALTH;
+    if (ep->health && exact(t, plen, "/health/targets"))
+        return PAGE_HEALTH_TARGETS;
     if (ep->ready && exact(t, plen, "/ready"))
         return PAGE_READY;
     if (ep->metrics && exact(t, plen, "/metrics"))
@@ -523,8 +527,22 @@ static void render_metrics(struct http *h)
             },
         .control = h->control,
         .state = h->state,
+        .health = h->health,
     };
     metrics_render(h->body, &src);
+}
+
+/* /health/targets: what the prober found of each checked target (SPEC
+ * §6), as JSON; the control socket's `health` command says the same. */
+static void answer_targets(struct conn *c)
+{
+    struct http *h = c->h;
+    if (!h->zones) {
+        respond_text(c, 503, "starting\n");
+        return;
+    }
+    health_report_json(h->body, zone_ref_current(h->zones));
+    respond(c, 200, "application/json");
 }
 
 /* Answers the request read (its body too, if it had one). */
@@ -554,6 +572,9 @@ static void answer(struct conn *c)
         }
         render_metrics(h);
         respond(c, 200, "text/plain; version=0.0.4; charset=utf-8");
+        return;
+    case PAGE_HEALTH_TARGETS:
+        answer_targets(c);
         return;
     case PAGE_NONE:
         break;
@@ -823,4 +844,9 @@ void http_set_control_state(struct http *h, const struct control *control,
 {
     h->control = control;
     h->state = state;
+}
+
+void http_set_health(struct http *h, const struct health *health)
+{
+    h->health = health;
 }

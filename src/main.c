@@ -20,6 +20,7 @@
 #include "svcmapd/control.h"
 #include "svcmapd/diag.h"
 #include "svcmapd/handover.h"
+#include "svcmapd/health.h"
 #include "svcmapd/http.h"
 #include "svcmapd/import.h"
 #include "svcmapd/inherit.h"
@@ -252,12 +253,13 @@ static int import_command(int argc, char **argv)
  * descriptor. The soft limit goes up to the hard one (systemd and shells
  * often leave it at 1024), as NSD does; then the descriptors are shared
  * out: first what the main thread, the HTTP endpoints (their connections
- * capped) and the workers' sockets need, and tcp-max-connections; what is
+ * capped), the workers' sockets and the prober's probes (`health`, as
+ * health_probe_cap() gives them) need, and tcp-max-connections; what is
  * left, split among the workers, caps each one's upstream lookups in
  * flight (UPSTREAM_MAX_LOOKUPS at most). Out of descriptors, accept()
  * would fail and a lookup find no socket. Returns the cap.
  */
-static size_t budget_files(const struct config *cfg)
+static size_t budget_files(const struct config *cfg, size_t health)
 {
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
@@ -270,14 +272,15 @@ static size_t budget_files(const struct config *cfg)
     size_t workers = server_worker_count(cfg);
     unsigned long long limit = rl.rlim_cur; /* RLIM_INFINITY is the largest */
     unsigned long long http = http_fds(cfg) + control_fds(cfg), sockets = server_fds(cfg);
-    unsigned long long fixed = MAIN_FDS + http + sockets + cfg->tcp_max_connections;
+    unsigned long long probes = health + HEALTH_BASE_FDS;
+    unsigned long long fixed = MAIN_FDS + http + sockets + probes + cfg->tcp_max_connections;
     size_t least = cfg->upstream ? MIN_LOOKUPS : 0; /* none: resolution is off */
-    char why[256];
+    char why[320];
     snprintf(why, sizeof(why),
              "%d for the main thread, %llu for HTTP and control, %llu for the sockets of %zu "
-             "worker%s, %u for "
-             "tcp-max-connections",
-             MAIN_FDS, http, sockets, workers, workers == 1 ? "" : "s", cfg->tcp_max_connections);
+             "worker%s, %llu for health checks, %u for tcp-max-connections",
+             MAIN_FDS, http, sockets, workers, workers == 1 ? "" : "s", probes,
+             cfg->tcp_max_connections);
     if (limit < fixed + workers * least) {
         char lookups[64] = "";
         if (least)
@@ -315,6 +318,8 @@ struct daemon {
     struct http *http;
     struct zone_ref *ref;
     struct server *srv;
+    struct health *health; /* the prober of checked targets */
+    size_t health_cap;     /* its probes in flight, as the open files allow */
     struct reloader *reloader;
     struct event *sig[3];
     struct event *loaded; /* activated by the loader thread */
@@ -345,6 +350,7 @@ static void end_main(struct daemon *dm, bool handed_over)
         server_release(dm->srv);
     else if (dm->srv)
         server_stop(dm->srv); /* workers end once queued TCP replies are out */
+    health_stop(dm->health);  /* nothing more to answer: nothing more to probe */
     notify("STOPPING=1");
 }
 
@@ -438,11 +444,14 @@ static void *load_zone(void *arg)
     return NULL;
 }
 
-/* A reload ended: a control client may wait for it, and the state-dir
- * keeps the mapping applied. */
+/* A reload ended: the prober takes its probes from the zone now published,
+ * a control client may wait for the outcome, and the state-dir keeps the
+ * mapping applied. */
 static void on_outcome(void *arg, struct reload_outcome *o)
 {
     struct daemon *dm = arg;
+    if (o->verdict == RELOAD_APPLY)
+        health_wake(dm->health);
     if (dm->control)
         control_reload_done(dm->control, o);
     if (dm->state && o->text) {
@@ -451,12 +460,38 @@ static void on_outcome(void *arg, struct reload_outcome *o)
     }
 }
 
+/* `svcmapctl health`: the checked targets of the zone served, one line
+ * each, or a line that says there are none. */
+struct health_lines {
+    void (*put)(void *ctx, const char *line);
+    void *ctx;
+    size_t n;
+};
+
+static void put_health_line(void *arg, const char *line)
+{
+    struct health_lines *l = arg;
+    l->put(l->ctx, line);
+    l->n++;
+}
+
+static void list_health(void *arg, void (*put)(void *ctx, const char *line), void *ctx)
+{
+    struct daemon *dm = arg;
+    struct health_lines l = {put, ctx, 0};
+    health_report_lines(zone_ref_current(dm->ref), put_health_line, &l);
+    if (l.n == 0)
+        put(ctx, "no checked targets");
+}
+
 /* Serves the loaded zone: binds, drops privileges, starts the workers and
  * the reloader. False on a failure (logged where it happened). */
 static bool start_serving(struct daemon *dm)
 {
     struct config *cfg = dm->load.cfg;
-    dm->ref = zone_ref_new(dm->load.zone, server_worker_count(cfg));
+    /* a reader slot per worker, and the prober's */
+    size_t workers = server_worker_count(cfg);
+    dm->ref = zone_ref_new(dm->load.zone, workers + 1);
     if (!dm->ref)
         return false;
     dm->load.zone = NULL; /* the ref's now */
@@ -470,11 +505,20 @@ static bool start_serving(struct daemon *dm)
         return false;
     if (!cfg->user && geteuid() == 0)
         log_warning("running as root: set [server] user = to drop privileges after binding");
-    /* workers are created with the signals blocked: only main gets them */
+    dm->health = health_new(dm->ref, workers, dm->health_cap);
+    if (!dm->health) {
+        log_error("out of memory");
+        return false;
+    }
+    /* workers and the prober are created with the signals blocked: only
+     * main gets them */
     pthread_sigmask(SIG_BLOCK, &dm->sigs, NULL);
     int r = server_run(dm->srv);
+    int hr = r < 0 ? 0 : health_start(dm->health);
     pthread_sigmask(SIG_UNBLOCK, &dm->sigs, NULL);
-    if (r < 0)
+    if (hr < 0)
+        log_error("cannot start the prober's thread: %s", strerror(-hr));
+    if (r < 0 || hr < 0)
         return false;
     dm->reloader = reload_new(dm->base, dm->path, cfg, dm->ref);
     if (!dm->reloader)
@@ -490,12 +534,14 @@ static bool start_serving(struct daemon *dm)
     if (dm->http) {
         http_set_sources(dm->http, dm->srv, dm->ref, dm->reloader);
         http_set_control_state(dm->http, dm->control, dm->state);
+        http_set_health(dm->http, dm->health);
         http_set_ready(dm->http, true, NULL); /* from the last good copy too: it answers */
     }
     if (dm->control) {
         const struct control_sources src = {dm->ref, dm->reloader, dm->path,
                                             dm->state ? state_copy_path(dm->state) : NULL};
         control_set_sources(dm->control, &src);
+        control_set_health(dm->control, list_health, dm);
         control_set_state(dm->control, "serving");
     }
     return true;
@@ -794,6 +840,8 @@ static void daemon_finish(struct daemon *dm)
     control_free(dm->control);
     inherit_free(dm->given);
     reload_free(dm->reloader);
+    health_stop(dm->health); /* it holds a reader slot: before the zones go */
+    health_free(dm->health);
     state_free(dm->state); /* after the reloader: a copy it asked for is written */
     server_free(dm->srv);
     zone_ref_free(dm->ref);
@@ -850,7 +898,8 @@ static int serve(const char *path, const char *state_dir, bool replace)
         daemon_finish(&dm);
         return dm.rc;
     }
-    dm.max_lookups = budget_files(dm.load.cfg);
+    dm.health_cap = health_probe_cap(dm.load.cfg);
+    dm.max_lookups = budget_files(dm.load.cfg, dm.health_cap);
     if (start_loop(&dm)) {
         pthread_sigmask(SIG_UNBLOCK, &dm.sigs, NULL);
         event_base_dispatch(dm.base);

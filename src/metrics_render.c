@@ -9,6 +9,7 @@
 
 #include "config-build.h"
 #include "svcmapd/control.h"
+#include "svcmapd/health.h"
 #include "svcmapd/metrics.h"
 #include "svcmapd/reload.h"
 #include "svcmapd/server.h"
@@ -325,4 +326,5 @@ void metrics_render(struct evbuffer *b, const struct metrics_sources *src)
     render_upstream(b, src->srv);
     render_connections(b, src);
     render_restart(b, src);
+    health_report_metrics(b, src->zone, health_stats(src->health));
 }

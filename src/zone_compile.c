@@ -581,6 +581,7 @@ static void compiler_finish(struct compiler *c)
     free(c->ns6);
     free(c->ptrs[0].v);
     free(c->ptrs[1].v);
+    probes_free(c);
     arena_free(c->scratch);
 }
 
@@ -627,6 +628,8 @@ static void copy_settings(struct zone *z, const struct config *cfg)
     z->upstream.cache_size = cfg->cache_size;
     z->upstream.max_stale = cfg->max_stale;
     z->upstream.negative_ttl = cfg->negative_ttl;
+    z->health = (struct zone_health){cfg->health_interval, cfg->health_timeout, cfg->health_fall,
+                                     cfg->health_rise};
 }
 
 /* zone.services: the services in the order of the file, for the next
@@ -673,10 +676,20 @@ void zone_continue_serial(struct zone *z, uint32_t serial, uint64_t digest)
     set_serial(z, next_serial(true, serial, z->stats.digest != digest, z->stats.serial));
 }
 
+/* The last zone_id() given. */
+static _Atomic uint64_t last_id;
+
+uint64_t zone_id(const struct zone *z)
+{
+    return z->id;
+}
+
 struct zone *zone_compile(const struct config *cfg, const struct zone *old,
                           const struct zone_host *host, time_t now, struct diag *d)
 {
     struct zone *z = calloc(1, sizeof(*z));
+    if (z)
+        z->id = atomic_fetch_add(&last_id, 1) + 1;
     struct compiler c = {.z = z, .cfg = cfg, .host = host, .d = d};
     unsigned errors_before = d->errors;
     if (!z || !compiler_init(&c, now) || !set_apex(&c))
@@ -693,6 +706,7 @@ struct zone *zone_compile(const struct config *cfg, const struct zone *old,
     if (d->errors)
         goto reject; /* found here or by config.c: already reported */
     compile_ptrs(&c);
+    compile_probes(&c, old, now);
     if (c.oom)
         goto fail;
 

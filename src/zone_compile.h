@@ -50,6 +50,10 @@ struct extra {
     const uint8_t *host;
     size_t host_len;
     struct znode *host_node; /* in-zone target */
+    /* checked address services: the service, and the check_set of each of
+     * its sets: A, AAAA (also of the named sets), SRV and its additional */
+    struct zone_checked *checked;
+    const struct check_set *check_sets[4];
 };
 
 /* A growing array of PTRs, one per family. */
@@ -74,7 +78,8 @@ struct compiler {
     uint8_t (*ns6)[16];
     size_t nns6;
     const struct zone_rrset *soa, *soa_rev4, *soa_rev6;
-    struct ptr_list ptrs[2]; /* IPv4, IPv6 */
+    struct ptr_list ptrs[2];   /* IPv4, IPv6 */
+    struct probe_list *probes; /* what checked targets probe, until compile_probes() */
     bool oom;
 };
 
@@ -99,6 +104,39 @@ const struct zone_rrset *build_addresses(struct compiler *c, const struct owner 
 void compile_services(struct compiler *c);
 void compile_hosts(struct compiler *c);
 
+/* zone_checks.c: health-checked services (SPEC §6) */
+
+/* The check of service `s` at `node`, if it has one: its zone_checked is
+ * made, its targets queued for compile_probes(), and its TTL capped at the
+ * interval. Call before its records are built. */
+void check_service(struct compiler *c, const struct config_namespace *ns,
+                   const struct config_service *s, struct znode *node);
+
+/* The checked service at `node`, or NULL. */
+static inline struct zone_checked *checked_of(struct compiler *c, const struct znode *node);
+
+/* Which sets of a service a plan holds, for checked_plan(). */
+enum check_which {
+    CHECK_A,       /* A records, the service's own or its named set */
+    CHECK_AAAA,    /* AAAA records */
+    CHECK_SRV,     /* SRV records, one per target */
+    CHECK_SRV_ADD, /* the SRV answer's additional records, one per target */
+    CHECK_NONE,
+};
+
+/* `p`, or when `node` is a checked service a copy of it that zone_view()
+ * filters: set i of `p` holds `which[i]` of the service's sets (CHECK_NONE
+ * for sets that are not its own). NULL when out of memory. */
+const struct zone_plan *checked_plan(struct compiler *c, struct znode *node,
+                                     const struct zone_plan *p, const enum check_which *which);
+
+/* Every probe of the zone, each once, sorted; what an unchanged probe of
+ * `old` had found carries over, new ones start up (SPEC §6). */
+void compile_probes(struct compiler *c, const struct zone *old, time_t now);
+
+/* Frees what check_service() queued. */
+void probes_free(struct compiler *c);
+
 /* ---------------------------------------------------------------------- */
 /* Names.                                                                  */
 
@@ -117,6 +155,12 @@ static inline struct extra *extra_of(struct compiler *c, struct info *in)
         }
     }
     return in->x;
+}
+
+static inline struct zone_checked *checked_of(struct compiler *c, const struct znode *node)
+{
+    struct info *in = info_of(c, node);
+    return in->kind == INFO_ADDRESS && in->u.svc->check && in->x ? in->x->checked : NULL;
 }
 
 /* The labels of `name` in front of the apex. */

@@ -124,6 +124,7 @@ struct zone_rev {
 
 struct zone {
     struct arena *arena;
+    uint64_t id; /* zone_id() */
     uint64_t seed;
     struct slot *slots;
     size_t mask;
@@ -150,6 +151,13 @@ struct zone {
      * changes are known, and by zone_continue_serial() before publication. */
     uint8_t *serial_slots[3 + CONFIG_MAX_REVERSE];
     uint32_t nserial_slots;
+    /* health-checked services (SPEC §6): zone_checks.c builds them,
+     * zone_view.c reads them per query */
+    struct zone_probe *probes; /* sorted by zone_probe_key_cmp() */
+    size_t nprobes;
+    struct zone_checked **checked; /* in the order of the file */
+    size_t nchecked;
+    struct zone_health health;
 
     uint64_t settings_fp;    /* zone, ttl, listen: what is not in a service */
     struct znode **services; /* in the order of the file, for the next reload */
@@ -157,6 +165,56 @@ struct zone {
 
     struct zone_stats stats;
 };
+
+/* ---------------------------------------------------------------------- */
+/* Checked plans (SPEC §6).                                                */
+
+/* A set of records of a checked service's targets: which target each
+ * record is, in the order of the set. */
+struct check_set {
+    bool srv; /* SRV records: their weights are shared among those answered */
+    uint8_t count;
+    uint8_t target[]; /* per record, its index in zone_checked.t[] */
+};
+
+/* What a checked plan (zone_plan.checked) keeps behind its sets and its
+ * external slot: its service; the targets its sets hold (those of one
+ * family, for A and AAAA), a bit each; the plan as it answers with each of
+ * them alone, by target, and for failover at [svc->ntargets] with all of
+ * them in file order; and per set of the plan its check_set, NULL for a
+ * set that is not of the service (the CNAMEs of a chain). */
+struct plan_checks {
+    const struct zone_checked *svc;
+    uint64_t targets;
+    const struct zone_plan *const *alone;
+    const struct check_set *set[];
+};
+
+/* The records of `set` that hold the targets of `targets`, a bit each
+ * (record i is bit i). */
+static inline uint64_t check_set_records(const struct check_set *set, uint64_t targets)
+{
+    uint64_t sel = 0;
+    for (uint8_t i = 0; i < set->count; i++)
+        sel |= (targets >> set->target[i] & 1) << i;
+    return sel;
+}
+
+/* A set of the records `sel` of `r` (record i is bit i), in their order,
+ * with SRV weights shared among them when `srv` (SPEC §2.4: 100, 50,
+ * 33...); a set shuffled per query stays so unless `ordered`. zone_view.c
+ * writes them per query, zone_checks.c at compile time: rrset_pick_size()
+ * bytes at `mem`, 8-aligned. */
+size_t rrset_pick_size(const struct zone_rrset *r, uint64_t sel, bool ordered);
+const struct zone_rrset *rrset_pick(void *mem, const struct zone_rrset *r, uint64_t sel,
+                                    bool ordered, bool srv);
+
+static inline const struct plan_checks *plan_checks(const struct zone_plan *p)
+{
+    const void *slot =
+        &p->sets[p->nsets[0] + p->nsets[1] + p->nsets[2] + (p->has_external ? 1 : 0)];
+    return *(const struct plan_checks *const *)slot;
+}
 
 /* ---------------------------------------------------------------------- */
 /* Hashing: names come from the network, so the hash is seeded per zone.   */

@@ -40,6 +40,14 @@ static uint64_t service_fingerprint(const struct config_service *s, uint32_t ttl
         h = mix64(h ^ hash_bytes(3, (const uint8_t *)s->srv_name, strlen(s->srv_name)));
     if (s->srv_proto)
         h = mix64(h ^ hash_bytes(4, (const uint8_t *)s->srv_proto, strlen(s->srv_proto)));
+    if (s->check) {
+        /* unchecked services keep the fingerprints they had */
+        const struct config_check *k = s->check;
+        uint8_t buf[4] = {k->kind, k->policy, (uint8_t)(k->port >> 8), (uint8_t)k->port};
+        h = mix64(h ^ hash_bytes(9, buf, sizeof(buf)));
+        if (k->path)
+            h = mix64(h ^ hash_bytes(10, (const uint8_t *)k->path, strlen(k->path)));
+    }
     return h;
 }
 
@@ -179,10 +187,13 @@ static bool compile_addresses(struct compiler *c, const struct config_service *s
         diag_error(c->d, s->line, "service '%s': too many addresses for one DNS message", s->name);
         return false;
     }
+    static const enum check_which checked_a[] = {CHECK_A}, checked_aaaa[] = {CHECK_AAAA};
     if (a)
-        add_plan(c, node, LDNS_RR_TYPE_A, answer_plan(c, &a, 1, NULL, 0));
+        add_plan(c, node, LDNS_RR_TYPE_A,
+                 checked_plan(c, node, answer_plan(c, &a, 1, NULL, 0), checked_a));
     if (aaaa)
-        add_plan(c, node, LDNS_RR_TYPE_AAAA, answer_plan(c, &aaaa, 1, NULL, 0));
+        add_plan(c, node, LDNS_RR_TYPE_AAAA,
+                 checked_plan(c, node, answer_plan(c, &aaaa, 1, NULL, 0), checked_aaaa));
     c->z->stats.records += s->ntargets;
     return true;
 }
@@ -307,7 +318,9 @@ static void compile_srv(struct compiler *c, const struct config_service *s, stru
                    s->name);
         return;
     }
-    const struct zone_plan *plan = answer_plan(c, &srv, 1, extra, nextra);
+    static const enum check_which checked_srv[] = {CHECK_SRV, CHECK_SRV_ADD};
+    const struct zone_plan *plan =
+        checked_plan(c, node, answer_plan(c, &srv, 1, extra, nextra), checked_srv);
     add_plan(c, node, LDNS_RR_TYPE_SRV, plan);
     add_srv_name(c, s, node, plan);
 }
@@ -370,6 +383,8 @@ void compile_services(struct compiler *c)
             struct info *in = info_of(c, node);
             in->u.svc = s;
             in->ttl = s->ttl >= 0 ? (uint32_t)s->ttl : cfg->ttl;
+            if (!host)
+                check_service(c, ns, s, node); /* before its records: it caps the TTL */
             node->fp = service_fingerprint(s, in->ttl);
             z->stats.services++;
             if (!host)
@@ -521,6 +536,7 @@ static const struct zone_plan *chase(struct compiler *c, struct znode *node, uin
     struct znode *cur = extra_of(c, info_of(c, node))->host_node;
     const struct zone_rrset *ns = NULL;
     const struct zone_external *ext = NULL;
+    struct znode *last = NULL; /* the name whose records end the chain */
     while (cur) {
         struct info *in = info_of(c, cur);
         if (in->kind == INFO_HOST) {
@@ -542,10 +558,12 @@ static const struct zone_plan *chase(struct compiler *c, struct znode *node, uin
             r = named_rrset(c, cur, NAMED_A);
         else if (qtype == LDNS_RR_TYPE_AAAA)
             r = named_rrset(c, cur, NAMED_AAAA);
-        if (r)
+        if (r) {
             an[nan++] = r;
-        else
+            last = cur;
+        } else {
             ns = c->soa;
+        }
         break;
     }
     for (size_t i = 0; i < nan; i++)
@@ -553,8 +571,17 @@ static const struct zone_plan *chase(struct compiler *c, struct znode *node, uin
             oom(c);
             return NULL;
         }
-    return new_plan_ext(c->z, LDNS_RCODE_NOERROR, true, an, nan, ns ? &ns : NULL, ns ? 1 : 0, NULL,
-                        0, ext);
+    const struct zone_plan *p = new_plan_ext(c->z, LDNS_RCODE_NOERROR, true, an, nan,
+                                             ns ? &ns : NULL, ns ? 1 : 0, NULL, 0, ext);
+    if (!last)
+        return p;
+    /* A chain that ends at a checked service answers what a query for the
+     * service would: the same targets (SPEC §6). */
+    enum check_which which[MAX_CHAIN + 1];
+    for (size_t i = 0; i + 1 < nan; i++)
+        which[i] = CHECK_NONE;
+    which[nan - 1] = qtype == LDNS_RR_TYPE_A ? CHECK_A : CHECK_AAAA;
+    return checked_plan(c, last, p, which);
 }
 
 static void warn_loop(struct compiler *c, struct znode *node)

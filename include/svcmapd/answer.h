@@ -26,6 +26,8 @@ struct answer_ctx {
     struct upstream *up; /* this thread's upstream cache; NULL: none */
     uint64_t now;        /* monotonic ms, set per batch (clock_ms) */
     bool no_wait;        /* answer from the cache or without: never defer */
+    /* the plans of checked services as this query sees them (SPEC §6) */
+    struct zone_view view;
 };
 
 /* What happened to one query, for logs and counters. */

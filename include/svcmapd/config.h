@@ -61,16 +61,37 @@ struct config_target {
     const char *hostname; /* for hostnames: as written, no trailing dot */
 };
 
+/* A checked service's targets (SPEC §6): what is probed, what is answered. */
+#define CONFIG_MAX_CHECKED 64 /* targets of a checked service */
+
+enum config_check_kind {
+    CONFIG_CHECK_TCP = 1, /* a TCP connect */
+    CONFIG_CHECK_HTTP,    /* an HTTP/1.1 GET; any 2xx succeeds */
+};
+
+enum config_policy {
+    CONFIG_POLICY_ALL,      /* every healthy target */
+    CONFIG_POLICY_FAILOVER, /* the first healthy one, in file order */
+};
+
+struct config_check {
+    uint8_t kind;     /* enum config_check_kind */
+    uint8_t policy;   /* enum config_policy */
+    uint16_t port;    /* the port probed; 0: each target's own (check=tcp) */
+    const char *path; /* check=http: the request target, from its '/' */
+};
+
 struct config_service {
     const char *name; /* a DNS-1123 label, lower case */
-    int line;
     struct config_target *targets;
+    const char *srv_name;             /* "ldap" of srv=_ldap._tcp; NULL: the service name */
+    const char *srv_proto;            /* "tcp", "udp" or "sctp"; NULL: tcp */
+    const struct config_check *check; /* check=; NULL: not checked (or no effect) */
+    int line;
     uint32_t ntargets;
-    const char *srv_name;  /* "ldap" of srv=_ldap._tcp; NULL: the service name */
-    const char *srv_proto; /* "tcp", "udp" or "sctp"; NULL: tcp */
-    int32_t ttl;           /* ttl=N, or -1 for the server's ttl */
-    bool invalid;          /* had errors: kept by name only, no targets */
-    bool no_resolve;       /* resolve=no: a hostname gets its CNAME alone */
+    int32_t ttl;     /* ttl=N, or -1 for the server's ttl */
+    bool invalid;    /* had errors: kept by name only, no targets */
+    bool no_resolve; /* resolve=no: a hostname gets its CNAME alone */
 };
 
 struct config_namespace {
@@ -111,6 +132,10 @@ enum config_option_id {
     CONFIG_LOG_FORMAT,
     CONFIG_LOG_QUERIES,
     CONFIG_CONTROL_SOCKET,
+    CONFIG_HEALTH_INTERVAL,
+    CONFIG_HEALTH_TIMEOUT,
+    CONFIG_HEALTH_FALL,
+    CONFIG_HEALTH_RISE,
     CONFIG_OPTION_COUNT,
 };
 
@@ -174,6 +199,11 @@ struct config {
 
     /* [control] */
     const char *control_socket; /* the unix socket svcmapctl talks to; NULL: off */
+    /* [health]: the probes of checked services (SPEC §6) */
+    uint32_t health_interval; /* ms between two probes of one target */
+    uint32_t health_timeout;  /* ms one probe may take; below the interval */
+    uint32_t health_fall;     /* failures in a row that take an up target down */
+    uint32_t health_rise;     /* successes in a row that bring a down target up */
 
     int line[CONFIG_OPTION_COUNT]; /* where each option was set; 0: default */
 
@@ -197,6 +227,7 @@ enum config_option_type {
     CONFIG_TYPE_DURATION,  /* seconds: N, Ns, Nm, Nh, or off (0) */
     CONFIG_TYPE_REVERSE,   /* ADDRESS/PREFIX, ... on octet or nibble boundaries */
     CONFIG_TYPE_PATH,      /* an absolute path of at most `max` bytes, or off (NULL) */
+    CONFIG_TYPE_MSEC,      /* milliseconds: N (seconds), Nms, Ns, Nm, Nh; never off */
     CONFIG_TYPE_COUNT,
 };
 
@@ -207,7 +238,9 @@ struct config_option {
     const char *name;
     enum config_option_type type;
     const char *default_value; /* parsed exactly like a value in the file */
-    uint32_t min, max;         /* CONFIG_TYPE_UINT bounds; CONFIG_TYPE_PATH: max length */
+    uint32_t min, max;         /* bounds: of a number, a duration's in seconds, a
+                                * CONFIG_TYPE_MSEC's in milliseconds; a
+                                * CONFIG_TYPE_PATH's length at most */
     size_t offset;             /* of the field in struct config */
     const char *help;
     const char *const *choices; /* CONFIG_TYPE_CHOICE: NULL-terminated */
@@ -221,6 +254,9 @@ extern const struct config_option config_options[CONFIG_OPTION_COUNT];
  * separated by '|'; empty for the others), and a line of help
  * (`svcmapd --list-options`). Returns 0, or -EIO if writing failed. */
 int config_list_options(FILE *out);
+
+/* `ms` as the file may write it: "500ms", "2s", "5m", "1h". Returns `out`. */
+const char *config_msec_text(uint32_t ms, char *out, size_t cap);
 
 /* The largest mapping file read: a million services take about 35 MB. */
 #define CONFIG_MAX_MIB 128

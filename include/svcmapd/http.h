@@ -9,6 +9,7 @@
 
 struct control;
 struct event_base;
+struct health;
 struct http;
 struct inherit;
 struct state;
@@ -44,6 +45,8 @@ void http_set_sources(struct http *h, struct server *srv, struct zone_ref *zones
  * socket and the state-dir (either may be NULL: not configured). */
 void http_set_control_state(struct http *h, const struct control *control,
                             const struct state *state);
+/* The prober, whose probe durations /metrics shows. */
+void http_set_health(struct http *h, const struct health *health);
 
 /* /ready: 200 when true; 503 with `why` in the body when false. */
 void http_set_ready(struct http *h, bool ready, const char *why);

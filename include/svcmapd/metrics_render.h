@@ -7,6 +7,7 @@
 
 struct control;
 struct evbuffer;
+struct health;
 struct reload_stats;
 struct state;
 struct server;
@@ -29,6 +30,7 @@ struct metrics_sources {
     struct metrics_http http;
     const struct control *control; /* the control socket; NULL: none */
     const struct state *state;     /* the state-dir's last good copy; NULL: none */
+    const struct health *health;   /* the prober: probe durations; NULL: none */
 };
 
 /*

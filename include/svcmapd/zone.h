@@ -2,6 +2,8 @@
 #ifndef SVCMAPD_ZONE_H
 #define SVCMAPD_ZONE_H
 
+#include <stdalign.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -67,6 +69,7 @@ struct zone_plan {
     bool aa;
     uint8_t nsets[ZONE_SECTIONS];
     bool has_external;               /* see zone_plan_external() */
+    bool checked;                    /* some sets hold health-checked targets: see zone_view() */
     const struct zone_rrset *sets[]; /* answer sets, then authority, then additional */
 };
 
@@ -171,6 +174,118 @@ struct zone_ptr {
     uint32_t ttl;          /* the same for all PTRs of an address */
     uint8_t target_len;
 };
+
+/* ---------------------------------------------------------------------- */
+/* Health-checked services (SPEC §6).                                      */
+
+/*
+ * A service with check= answers the targets that pass their probes. The
+ * zone holds one zone_probe per distinct thing probed (an address, a port
+ * and a check), shared by every target that has all three. Their runtime
+ * fields are the one part of a zone that changes: the prober (health.c)
+ * writes them, with relaxed atomic stores, and queries and the endpoints
+ * read them; the rest of the zone stays immutable.
+ */
+struct zone_probe_key {
+    uint8_t addr[16]; /* network order; IPv4 in the first 4 bytes */
+    uint8_t family;   /* AF_INET or AF_INET6 */
+    uint8_t kind;     /* enum config_check_kind */
+    uint16_t port;    /* the port probed */
+    const char *path; /* CONFIG_CHECK_HTTP: the request target; else NULL */
+};
+
+struct zone_probe {
+    struct zone_probe_key key;
+    _Atomic uint8_t up;           /* 1: answered; 0: down */
+    _Atomic uint32_t error;       /* the last failure, as health.h encodes it; 0: none */
+    _Atomic uint64_t since;       /* Unix time in ms of the last transition, or of the first load */
+    _Atomic uint64_t transitions; /* up to down and back, since the first load */
+};
+
+/* A checked service, for what the endpoints list: its names, its policy,
+ * and what each target is probed as, in the order of the file. */
+struct zone_checked_target {
+    struct zone_probe *probe;
+    uint16_t port; /* the target's own, as the mapping writes it; 0: none */
+};
+
+struct zone_checked {
+    const char *ns, *name;
+    /* target k is up: bit k. The prober writes it with its probes' states;
+     * a query reads it once, so all it answers shows one moment. */
+    _Atomic uint64_t up;
+    uint8_t policy; /* enum config_policy */
+    uint8_t ntargets;
+    struct zone_checked_target t[];
+};
+
+/* Sets probe `p` of `z` up or down, in the probe and in the word of every
+ * service that uses it, as the prober would (it keeps an index of its
+ * own): for tests and fuzzers, which have no prober. */
+void zone_probe_set_up(const struct zone *z, struct zone_probe *p, bool up);
+
+/* Which targets of `s` its A and AAAA answers hold now, a bit each
+ * (target k is bit k): the healthy ones, or the first of them for
+ * failover, per family; none healthy, all of them. */
+uint64_t zone_checked_answered(const struct zone_checked *s);
+
+/* [health]: how the probes run. */
+struct zone_health {
+    uint32_t interval, timeout; /* ms */
+    uint32_t fall, rise;
+};
+
+/* The zone's probes, `*n` of them, sorted by zone_probe_key_cmp(): what the
+ * prober runs. Non-const for the prober, which alone writes their runtime
+ * fields. */
+struct zone_probe *zone_probes(const struct zone *z, size_t *n);
+
+/* The order of zone_probes(): by what is probed (family, address, port,
+ * check, path), so two zones can be walked side by side. */
+int zone_probe_key_cmp(const struct zone_probe_key *a, const struct zone_probe_key *b);
+
+/* The checked services, `*n` of them, in the order of the file. Non-const
+ * for the prober, which alone writes their `up`. */
+struct zone_checked *const *zone_checked_services(const struct zone *z, size_t *n);
+
+const struct zone_health *zone_health(const struct zone *z);
+
+/* A number no other zone of the process has had: a zone freed and one
+ * compiled later may share an address, never this. */
+uint64_t zone_id(const struct zone *z);
+
+/* Target `k` of `s` as the mapping writes it ("192.168.1.10:3306",
+ * "10.0.0.5", "[2001:db8::1]:80") in `out`; returns `out`. */
+const char *zone_target_text(const struct zone_checked *s, size_t k, char *out, size_t cap);
+
+/*
+ * What one query sees of the plans it uses: a plan of a checked service as
+ * its healthy targets make it (SPEC §6). Every answer of a failover plan
+ * is compiled; a plan of policy all with some of its targets down is
+ * copied with the records of the healthy ones, in the scratch space of the
+ * thread's answer context. 48 KiB hold the largest checked sets one reply
+ * can use (64 targets: an SRV answer and its additional records, or the
+ * sets of a chain through upstream links that stay within 16 KiB of the
+ * reply, zone_view.c). Reset per query.
+ */
+#define ZONE_VIEW_BYTES 49152
+
+struct zone_view {
+    size_t used;
+    alignas(8) uint8_t buf[ZONE_VIEW_BYTES];
+};
+
+static inline void zone_view_reset(struct zone_view *v)
+{
+    v->used = 0;
+}
+
+/* `p` as this query answers it: `p` itself unless it is checked; then the
+ * healthy targets' records, or every record when none is healthy, as
+ * their policy says, with SRV weights shared among them. A copy lives in
+ * `v` until zone_view_reset(). Reads the service's states once, never
+ * allocates, never locks. */
+const struct zone_plan *zone_view(struct zone_view *v, const struct zone_plan *p);
 
 /* What a query finds. */
 struct zone_found {

@@ -44,6 +44,14 @@ def options_table(svcmapd):
     return rows
 
 
+def msec_text(ms):
+    """Milliseconds as svcmapd writes them (config_msec_text()): 1h, 5m, 2s, 500ms."""
+    for unit, size in (("h", 3600000), ("m", 60000), ("s", 1000)):
+        if ms % size == 0:
+            return f"{ms // size}{unit}"
+    return f"{ms}ms"
+
+
 def blocks(text, macro):
     """{header line: body} for each .Ss or .Sh block."""
     out = {}
@@ -135,6 +143,9 @@ def main():
             check(re.search(rf"\b{lo} to {hi}\b", entry) is not None, f"[{section}] {name}: range {lo} to {hi}")
         elif typ == "duration":
             rng = f"{lo}s to {hi // 3600}h"
+            check(rng in entry, f"[{section}] {name}: range {rng}")
+        elif typ == "duration-ms":
+            rng = f"{msec_text(lo)} to {msec_text(hi)}"
             check(rng in entry, f"[{section}] {name}: range {rng}")
         for c in choices:
             check(re.search(rf"\b{re.escape(c)}\b", entry) is not None, f"[{section}] {name}: choice {c}")

@@ -14,6 +14,7 @@
  *
  * The zone is compiled once: it holds every shape of answer the server
  * gives, so the fuzzer reaches each copy-and-patch path from one input.
+ * Its health-checked targets are up or down as a hash of the input says.
  */
 
 static const char zone_text[] =
@@ -49,6 +50,18 @@ static const char zone_text[] =
     "  10.1.0.25:80 10.1.0.26:80 10.1.0.27:80 10.1.0.28:80 10.1.0.29:80 10.1.0.30:80\n"
     "  [2001:db8:1::1]:80 [2001:db8:1::2]:80 [2001:db8:1::3]:80 [2001:db8:1::4]:80\n"
     "  [2001:db8:1::5]:80 [2001:db8:1::6]:80 [2001:db8:1::7]:80 [2001:db8:1::8]:80\n"
+    /* health-checked (SPEC §6): the probes' states come from the input */
+    "[health]\n"
+    "interval = 10s\n"
+    "[namespace test-3]\n"
+    "web = 10.3.0.1:80, 10.3.0.2:80, [2001:db8:3::1]:80, [2001:db8:3::2]:80 check=tcp\n"
+    "db = 10.3.1.1:5432, 10.3.1.2:5432, 10.3.1.3:5432 check=tcp policy=failover\n"
+    "dbalias = db.test-3.svc.cluster.local\n"
+    "pool = 10.3.2.1 10.3.2.2 10.3.2.3 10.3.2.4 10.3.2.5 10.3.2.6 10.3.2.7 10.3.2.8 10.3.2.9\n"
+    "  10.3.2.10 10.3.2.11 10.3.2.12 10.3.2.13 10.3.2.14 10.3.2.15 10.3.2.16 10.3.2.17\n"
+    "  10.3.2.18 10.3.2.19 10.3.2.20 10.3.2.21 10.3.2.22 10.3.2.23 10.3.2.24 10.3.2.25\n"
+    "  10.3.2.26 10.3.2.27 10.3.2.28 10.3.2.29 10.3.2.30 10.3.2.31 10.3.2.32 10.3.2.33\n"
+    "  10.3.2.34 10.3.2.35 10.3.2.36 10.3.2.37 10.3.2.38 10.3.2.39 10.3.2.40 check=tcp:80\n"
     "[namespace a-long-namespace-name-that-pushes-names-toward-dns-limits-abcde]\n"
     "a-long-service-name-that-pushes-names-toward-dns-limits-abcdef = 10.2.0.1:1\n";
 
@@ -83,6 +96,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         peer = (const struct sockaddr *)&sin;
     else if (data[1] % 3 == 2)
         peer = (const struct sockaddr *)&sin6;
+
+    /* The probes' states, from the input: all up, all down, or a mix. */
+    uint64_t h = 1469598103934665603ULL;
+    for (size_t i = 0; i < size; i++)
+        h = (h ^ data[i]) * 1099511628211ULL;
+    size_t nprobes;
+    struct zone_probe *probes = zone_probes(zone, &nprobes);
+    for (size_t i = 0; i < nprobes; i++) {
+        uint8_t up = (h & 3) == 0 ? 1 : (h & 3) == 1 ? 0 : (uint8_t)(h >> (2 + i % 60) & 1);
+        zone_probe_set_up(zone, &probes[i], up);
+    }
 
     /* Same input, same shuffle: a crash must reproduce from its file. */
     ctx.rng = 0x9e3779b97f4a7c15ULL;

@@ -143,6 +143,14 @@ def answer_seeds():
                                 "a-long-service-name-that-pushes-names-toward-dns-limits-abcdef."
                                 "a-long-namespace-name-that-pushes-names-toward-dns-limits-abcde.svc."
                                 + ZONE, "SRV", edns=0))
+    # health-checked services (SPEC §6): states from a hash of the input
+    add("checked-a", query(svc("web", "test-3"), edns=0))
+    add("checked-aaaa", query(svc("web", "test-3"), "AAAA"))
+    add("checked-srv", query(svc("web", "test-3"), "SRV", edns=0))
+    add("checked-failover-srv", query("_db._tcp." + svc("db", "test-3"), "SRV"), TCP)
+    add("checked-failover-chain", query(svc("dbalias", "test-3"), edns=0))
+    add("checked-big-udp-512", query(svc("pool", "test-3")))
+    add("checked-any", query(svc("pool", "test-3"), "ANY"))
     add("cname-in-zone", query(svc("db"), "CNAME"))
     add("a-chained", query(svc("db"), edns=0))
     add("a-chained-twice", query(svc("chain"), edns=0), TCP)

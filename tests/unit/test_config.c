@@ -397,6 +397,8 @@ static void test_list_options(void)
        "a number: its default and bounds");
     ok(strstr(text, "server\treload\tduration\toff\t1-86400\t") != NULL,
        "a duration: bounds in seconds");
+    ok(strstr(text, "health\ttimeout\tduration-ms\t2s\t100-3600000\t") != NULL,
+       "a duration-ms: bounds in milliseconds");
     ok(strstr(text, "log\tlevel\tchoice\tinfo\tdebug|info|warning|error\t") != NULL,
        "a choice: the choices");
     ok(strstr(text, "server\tuser\tuser\t\t\tafter binding") != NULL,
@@ -410,6 +412,66 @@ static void test_list_options(void)
     }
 }
 
+/* [health] and check=, policy= (SPEC §6): what each form sets. */
+static void test_health(void)
+{
+    struct config *cfg = parse("[namespace p]\n"
+                               "db = 10.0.0.1:5432, 10.0.0.2:5432 check=tcp policy=failover\n"
+                               "web = 10.0.0.5, 10.0.0.6 check=http:8080/healthz?full=1\n"
+                               "cache = 10.0.0.7:6379 10.0.0.8:6379 check=tcp:6380 policy=all\n"
+                               "plain = 10.0.0.9, 10.0.0.10\n"
+                               "one = 10.0.0.11:80 check=tcp\n");
+    ok(cfg != NULL, "the checks of SPEC §6 are valid");
+    if (!cfg)
+        return;
+    is_int(cfg->health_interval, 5000, "interval defaults to 5 s");
+    is_int(cfg->health_timeout, 2000, "timeout defaults to 2 s");
+    is_int(cfg->health_fall, 3, "fall defaults to 3");
+    is_int(cfg->health_rise, 2, "rise defaults to 2");
+    const struct config_service *s = find(cfg, "p", "db");
+    ok(s && s->check && s->check->kind == CONFIG_CHECK_TCP && s->check->port == 0 &&
+           s->check->policy == CONFIG_POLICY_FAILOVER && !s->check->path,
+       "check=tcp policy=failover: each target's port, failover");
+    s = find(cfg, "p", "web");
+    ok(s && s->check && s->check->kind == CONFIG_CHECK_HTTP && s->check->port == 8080 &&
+           s->check->policy == CONFIG_POLICY_ALL && s->check->path &&
+           strcmp(s->check->path, "/healthz?full=1") == 0,
+       "check=http:PORT/PATH: port and path, policy all by default");
+    s = find(cfg, "p", "cache");
+    ok(s && s->check && s->check->kind == CONFIG_CHECK_TCP && s->check->port == 6380,
+       "check=tcp:PORT: that port");
+    s = find(cfg, "p", "plain");
+    ok(s && !s->check, "no check=: not checked");
+    s = find(cfg, "p", "one");
+    ok(s && !s->check && d.warnings == 1, "one target: a warning, and the check has no effect");
+    config_free(cfg);
+
+    cfg = parse("[health]\ninterval = 1s\ntimeout = 500ms\nfall = 1\nrise = 100\n");
+    ok(cfg && cfg->health_interval == 1000 && cfg->health_timeout == 500 && cfg->health_fall == 1 &&
+           cfg->health_rise == 100,
+       "[health]: 1s, 500ms and the bounds of fall and rise");
+    config_free(cfg);
+    cfg = parse("[health]\ninterval = 1h\ntimeout = 59m\n");
+    ok(cfg && cfg->health_interval == 3600000 && cfg->health_timeout == 3540000, "1h and 59m");
+    config_free(cfg);
+    cfg = parse("[health]\ninterval = 90\ntimeout = 10\n");
+    ok(cfg && cfg->health_interval == 90000 && cfg->health_timeout == 10000,
+       "a bare number is seconds, as everywhere else");
+    config_free(cfg);
+    ok(fails_with("[health]\ninterval = 1s\n",
+                  "t.ini:2: error: timeout: 2s must be below interval (1s)"),
+       "the default timeout is not below a 1 s interval: the interval's line says so");
+    ok(fails_with("[health]\ninterval = 61m\n", "interval: '61m' is not a duration from 1s to 1h"),
+       "an interval over an hour");
+    ok(fails_with("[health]\ntimeout = 99ms\n",
+                  "timeout: '99ms' is not a duration from 100ms to 1h"),
+       "a timeout under 100 ms");
+    ok(fails_with("[health]\ninterval = off\n", "interval: 'off' is not a duration"),
+       "a check interval is never off");
+    ok(fails_with("[health]\ninterval = 4294967296ms\n", "is not a duration"),
+       "a number past 32 bits");
+}
+
 int main(void)
 {
     test_defaults();
@@ -421,6 +483,7 @@ int main(void)
     test_same_listen();
     test_upstream();
     test_list_options();
+    test_health();
 
     diag_finish(&d);
     return done_testing();
