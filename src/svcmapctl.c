@@ -290,6 +290,9 @@ int main(int argc, char **argv)
         usage(stderr);
         return EXIT_USAGE;
     }
+    if (known == CONTROL_REPLACE)
+        return bad_usage("replace is how a new svcmapd takes the sockets over: run "
+                         "svcmapd --replace -c FILE");
 
     char *owned = NULL;
     if (!sock) {

@@ -133,6 +133,13 @@ def socket_ports(pid, proto, state=None):
             if state is None or f[3] == state}
 
 
+def held_sockets(pid, proto, port, state=None):
+    """The distinct sockets of process pid (rows of socket_rows()) bound to `port`, those
+    in `state` only if given (0A: LISTEN)."""
+    return [f for f in socket_rows(pid, proto) if int(f[1].rsplit(":", 1)[1], 16) == port
+            and (state is None or f[3] == state)]
+
+
 def free_port(host="127.0.0.1"):
     """A port that is free for both UDP and TCP on host."""
     for _ in range(50):
