@@ -224,8 +224,7 @@ int parse_address(struct parser *p, const char *s, int line, struct config_targe
     return 1;
 }
 
-/* l->text from l->addr. */
-static void addr_text(struct config_addr *l)
+void config_addr_text(struct config_addr *l)
 {
     char host[INET6_ADDRSTRLEN];
     if (l->addr.ss_family == AF_INET) {
@@ -255,5 +254,5 @@ void target_sockaddr(const struct config_target *t, struct config_addr *l)
         memcpy(&sin6->sin6_addr, t->addr, 16);
         l->addrlen = sizeof(*sin6);
     }
-    addr_text(l);
+    config_addr_text(l);
 }

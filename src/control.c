@@ -18,13 +18,16 @@
 #include "config-build.h"
 #include "svcmapd/config.h"
 #include "svcmapd/diag.h"
+#include "svcmapd/handover.h"
+#include "svcmapd/inherit.h"
 #include "svcmapd/listener.h"
 #include "svcmapd/log.h"
 #include "svcmapd/reload.h"
 #include "svcmapd/zone.h"
 #include "svcmapd/zone_ref.h"
 
-const char *const control_command_names[CONTROL_COMMANDS] = {"status", "reload", "health", "stop"};
+const char *const control_command_names[CONTROL_COMMANDS] = {"status", "reload", "health", "stop",
+                                                             "replace"};
 
 const char *const control_refusal_names[CONTROL_REFUSALS] = {"malformed", "too_long", "timeout",
                                                              "clients"};
@@ -115,6 +118,7 @@ enum client_state {
     READING, /* its command line, within CONTROL_DEADLINE */
     WAITING, /* for a reload numbered `ticket` or later */
     WRITING, /* its reply, then closed; within CONTROL_DEADLINE */
+    HANDING, /* a new svcmapd, given the sockets: for `answering`, within HANDOVER_DEADLINE */
 };
 
 struct client {
@@ -143,6 +147,8 @@ struct control {
     struct event *stop_ev; /* calls stop() a turn after the reply is queued */
     void (*health)(void *arg, void (*put)(void *ctx, const char *line), void *ctx);
     void *health_arg;
+    struct control_replace replace;
+    struct client *handing; /* the new svcmapd a hand-over waits for; NULL: none */
     struct control_stats stats;
     struct log_limit accept_log, refuse_log;
 };
@@ -158,9 +164,13 @@ static void who(const struct client *cl, char *out, size_t cap)
     snprintf(out, cap, "pid %ld uid %ld", (long)cl->cred.pid, (long)cl->cred.uid);
 }
 
+static void abandon_handover(struct control *c);
+
 static void client_free(struct client *cl)
 {
     struct control *c = cl->c;
+    if (c->handing == cl)
+        abandon_handover(c); /* it went away (or timed out) before it answered */
     if (cl->prev)
         cl->prev->next = cl->next;
     else
@@ -272,6 +282,101 @@ static void on_stop(evutil_socket_t fd, short what, void *arg)
         c->stop(c->stop_arg);
 }
 
+/* ---------------------------------------------------------------------- */
+/* svcmapd --replace: the sockets handed to a new svcmapd (handover.h)     */
+
+static void handover_answered(struct control *c, struct client *cl);
+
+/* A line from a client in HANDING: `answering`, or the end of it. */
+static void on_handing_read(struct control *c, struct client *cl, struct evbuffer *in)
+{
+    char line[CONTROL_LINE_MAX];
+    size_t n = evbuffer_get_length(in);
+    if (n > sizeof(line) - 1)
+        n = sizeof(line) - 1;
+    evbuffer_copyout(in, line, n);
+    line[n] = '\0';
+    char *nl = strchr(line, '\n');
+    if (!nl && n < sizeof(line) - 1)
+        return;
+    if (nl && strncmp(line, "answering", (size_t)(nl - line)) == 0 && nl - line == 9) {
+        evbuffer_drain(in, (size_t)(nl - line) + 1);
+        handover_answered(c, cl);
+        return;
+    }
+    refuse(c, cl, CONTROL_REFUSED_MALFORMED, "replace: not `answering` after the sockets");
+    client_free(cl); /* abandoned */
+}
+
+/* `replace` from cl: the facts and every listening socket are sent, the
+ * control socket's among them, which stops accepting meanwhile (clients
+ * wait in its queue for whoever accepts next); then cl says `answering`
+ * (handover_answered()) or goes away (abandon_handover()). */
+static void offer_handover(struct control *c, struct client *cl)
+{
+    char why[256] = "replace is not possible here";
+    if (c->handing)
+        snprintf(why, sizeof(why), "another replace is under way");
+    struct handover_offer o;
+    handover_offer_init(&o);
+    if (c->handing || !c->replace.offer ||
+        !c->replace.offer(c->replace.arg, &o, why, sizeof(why))) {
+        handover_offer_finish(&o);
+        put(cl, "error: replace: %s", why);
+        finish(cl, EXIT_REJECTED);
+        return;
+    }
+    char label[CONTROL_LINE_MAX + 16];
+    snprintf(label, sizeof(label), "control %s", c->path);
+    handover_offer_add(&o, listener_fd(c->l), label);
+    listener_hold(c->l, true);
+    c->handing = cl;
+    cl->state = HANDING;
+    int r = handover_send(bufferevent_getfd(cl->bev), &o);
+    size_t n = o.n;
+    handover_offer_finish(&o);
+    if (r < 0) {
+        log_warning("replace: the sockets could not be sent (%s): serving on", strerror(-r));
+        client_free(cl); /* abandoned */
+        return;
+    }
+    log_info("replace: %zu sockets sent; waiting for the new svcmapd to answer on them", n);
+    struct timeval tv = {HANDOVER_DEADLINE, 0};
+    evtimer_add(cl->deadline, &tv);
+    struct evbuffer *in = bufferevent_get_input(cl->bev);
+    if (evbuffer_get_length(in)) /* what came with `replace`: read now, not at the next byte */
+        on_handing_read(c, cl, in);
+}
+
+/* The new svcmapd answers: this one lets go. */
+static void handover_answered(struct control *c, struct client *cl)
+{
+    c->handing = NULL;
+    evtimer_del(cl->deadline);
+    listener_free(c->l); /* the new svcmapd accepts on it now */
+    c->l = NULL;
+    c->made = false; /* and its file is the new svcmapd's: not removed here */
+    log_info("replace: the new svcmapd answers on the sockets: draining, then exiting");
+    /* the reply is written once done() has returned: the state-dir is let
+     * go by then (and control_stop() leaves a client that writes alone) */
+    put(cl, "replaced: pid %ld drains and exits", (long)getpid());
+    finish(cl, EXIT_DONE);
+    if (c->replace.done)
+        c->replace.done(c->replace.arg);
+}
+
+/* The new svcmapd went away, or said something else, or nothing in time:
+ * this one never stopped reading, and serves on. */
+static void abandon_handover(struct control *c)
+{
+    c->handing = NULL;
+    if (c->l)
+        listener_hold(c->l, false);
+    log_warning("replace: the new svcmapd did not take over: serving on");
+    if (c->replace.abort)
+        c->replace.abort(c->replace.arg);
+}
+
 static void run_command(struct control *c, struct client *cl, enum control_command cmd)
 {
     char peer[64];
@@ -314,6 +419,10 @@ static void run_command(struct control *c, struct client *cl, enum control_comma
         finish(cl, EXIT_DONE);
         event_active(c->stop_ev, 0, 0);
         return;
+    case CONTROL_REPLACE:
+        log_info("control: %s: replace", peer);
+        offer_handover(c, cl);
+        return;
     case CONTROL_COMMANDS:
         break;
     }
@@ -323,9 +432,13 @@ static void on_read(struct bufferevent *bev, void *arg)
 {
     struct client *cl = arg;
     struct control *c = cl->c;
+    struct evbuffer *in = bufferevent_get_input(bev);
+    if (cl->state == HANDING) {
+        on_handing_read(c, cl, in);
+        return;
+    }
     if (cl->state != READING)
         return;
-    struct evbuffer *in = bufferevent_get_input(bev);
     size_t n = evbuffer_get_length(in);
     if (n > CONTROL_LINE_MAX)
         n = CONTROL_LINE_MAX;
@@ -384,6 +497,9 @@ static void on_deadline(evutil_socket_t fd, short what, void *arg)
     }
     if (cl->state == WRITING && evbuffer_get_length(bufferevent_get_output(cl->bev)))
         refuse(cl->c, cl, CONTROL_REFUSED_TIMEOUT, "reply not read in time: closed");
+    if (cl->state == HANDING)
+        refuse(cl->c, cl, CONTROL_REFUSED_TIMEOUT,
+               "replace: the new svcmapd did not answer on the sockets in time");
     client_free(cl);
 }
 
@@ -488,7 +604,62 @@ static int bind_socket(int fd, const struct sockaddr_un *sun)
     return bind(fd, (const struct sockaddr *)sun, sizeof(*sun));
 }
 
-struct control *control_new(struct event_base *base, const char *path, uid_t uid, gid_t gid)
+/* The inode of the socket file at c->path: removed at the end only if it
+ * is still this one. */
+static int remember_file(struct control *c)
+{
+    struct stat st;
+    if (lstat(c->path, &st) < 0)
+        return -1;
+    c->dev = st.st_dev;
+    c->ino = st.st_ino;
+    return 0;
+}
+
+/* Makes the socket file at `sun`, mode 0600, given to uid:gid: into
+ * c->made and its inode. Returns the listening socket, or -1 (logged). */
+static int make_socket(struct control *c, const struct sockaddr_un *sun, uid_t uid, gid_t gid)
+{
+    const char *path = sun->sun_path;
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    /* No moment with a wider mode: the file is made under this umask.
+     * (Start-up is single-threaded here: the umask is the process's.) */
+    mode_t old = umask(0177);
+    int r = fd < 0 ? -1 : bind_socket(fd, sun);
+    int err = errno;
+    umask(old);
+    if (r == 0) {
+        c->made = true;
+        if (chmod(path, 0600) < 0 || (uid != (uid_t)-1 && lchown(path, uid, gid) < 0) ||
+            listen(fd, CONTROL_MAX_CLIENTS) < 0 || remember_file(c) < 0)
+            r = -1, err = errno;
+    }
+    if (r < 0) {
+        if (r == -1)
+            log_error("control: cannot listen on %s: %s", path, strerror(err));
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* The listening socket `fd` given for c->path (inherit.h): its file is
+ * ours to remove at exit (`ours`: the replaced svcmapd's), and given to
+ * uid:gid, or systemd's. Returns fd, or -1 (logged, fd closed). */
+static int adopt_socket(struct control *c, int fd, bool ours, uid_t uid, gid_t gid)
+{
+    if (ours && ((uid != (uid_t)-1 && lchown(c->path, uid, gid) < 0) || remember_file(c) < 0)) {
+        log_error("control: cannot take over %s: %s", c->path, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    c->made = ours;
+    return fd;
+}
+
+struct control *control_new(struct event_base *base, const char *path, uid_t uid, gid_t gid,
+                            struct inherit *given)
 {
     struct control *c = calloc(1, sizeof(*c));
     struct sockaddr_un sun = {.sun_family = AF_UNIX};
@@ -507,27 +678,10 @@ struct control *control_new(struct event_base *base, const char *path, uid_t uid
     }
     memcpy(sun.sun_path, path, strlen(path));
 
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    /* No moment with a wider mode: the file is made under this umask.
-     * (Start-up is single-threaded here: the umask is the process's.) */
-    mode_t old = umask(0177);
-    int r = fd < 0 ? -1 : bind_socket(fd, &sun);
-    int err = errno;
-    umask(old);
-    struct stat st;
-    if (r == 0) {
-        c->made = true;
-        if (chmod(path, 0600) < 0 || (uid != (uid_t)-1 && lchown(path, uid, gid) < 0) ||
-            listen(fd, CONTROL_MAX_CLIENTS) < 0 || lstat(path, &st) < 0)
-            r = -1, err = errno;
-        else
-            c->dev = st.st_dev, c->ino = st.st_ino;
-    }
-    if (r < 0) {
-        if (r == -1)
-            log_error("control: cannot listen on %s: %s", path, strerror(err));
-        if (fd >= 0)
-            close(fd);
+    bool ours = true;
+    int fd = inherit_take_unix(given, path, &ours);
+    fd = fd >= 0 ? adopt_socket(c, fd, ours, uid, gid) : make_socket(c, &sun, uid, gid);
+    if (fd < 0) {
         control_free(c);
         return NULL;
     }
@@ -555,6 +709,11 @@ void control_set_stop(struct control *c, void (*stop)(void *arg), void *arg)
 {
     c->stop = stop;
     c->stop_arg = arg;
+}
+
+void control_set_replace(struct control *c, const struct control_replace *r)
+{
+    c->replace = *r;
 }
 
 void control_set_health(struct control *c,
@@ -590,10 +749,11 @@ void control_stop(struct control *c)
     c->l = NULL;
     remove_socket(c);
     c->stop = NULL;
+    c->replace = (struct control_replace){0}; /* a hand-over under way is abandoned */
     event_del(c->stop_ev);
     for (struct client *cl = c->clients, *next; cl; cl = next) {
         next = cl->next;
-        if (cl->state == READING) {
+        if (cl->state == READING || cl->state == HANDING) {
             client_free(cl);
         } else if (cl->state == WAITING) { /* a reload under way is dropped */
             put(cl, "reload: not applied: svcmapd is stopping");
@@ -606,6 +766,7 @@ void control_free(struct control *c)
 {
     if (!c)
         return;
+    c->replace = (struct control_replace){0};
     while (c->clients)
         client_free(c->clients);
     listener_free(c->l);

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "svcmapd/clock.h"
+#include "svcmapd/inherit.h"
 #include "svcmapd/health.h"
 #include "svcmapd/listener.h"
 #include "svcmapd/log.h"
@@ -717,7 +718,23 @@ size_t http_fds(const struct config *cfg)
     return n ? n + HTTP_MAX_CONNECTIONS : 0;
 }
 
-struct http *http_new(struct event_base *base, const struct config *cfg)
+/* A listening socket bound to `l`, or -1 with errno set. */
+static int bind_endpoint(const struct config_addr *l)
+{
+    int fd = socket(l->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int on = 1;
+    if (fd >= 0 && (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) < 0 ||
+                    bind(fd, (const struct sockaddr *)&l->addr, l->addrlen) < 0 ||
+                    listen(fd, HTTP_BACKLOG) < 0)) {
+        int err = errno;
+        close(fd);
+        errno = err;
+        fd = -1;
+    }
+    return fd;
+}
+
+struct http *http_new(struct event_base *base, const struct config *cfg, struct inherit *given)
 {
     struct http *h = calloc(1, sizeof(*h));
     if (!h)
@@ -744,16 +761,9 @@ struct http *http_new(struct event_base *base, const struct config *cfg)
             ep = &h->eps[h->neps++];
             ep->h = h;
             snprintf(ep->text, sizeof(ep->text), "%s", l->text);
-            int fd = socket(l->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-            int on = 1;
-            if (fd >= 0 && (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) < 0 ||
-                            bind(fd, (const struct sockaddr *)&l->addr, l->addrlen) < 0 ||
-                            listen(fd, HTTP_BACKLOG) < 0)) {
-                int err = errno;
-                close(fd);
-                errno = err;
-                fd = -1;
-            }
+            int fd = inherit_take(given, SOCK_STREAM, &l->addr);
+            if (fd < 0)
+                fd = bind_endpoint(l);
             char what[80];
             snprintf(what, sizeof(what), "http %s", l->text);
             if (fd < 0 || !(ep->l = listener_new(base, fd, what, endpoint_accept, ep,
@@ -824,6 +834,16 @@ void http_free(struct http *h)
 void http_set_notify(struct http *h, const struct dnsnotify *notify)
 {
     h->notify = notify;
+}
+
+void http_listening(const struct http *h, void (*put)(void *arg, int fd, const char *label),
+                    void *arg)
+{
+    char label[96];
+    for (size_t i = 0; i < h->neps; i++) {
+        snprintf(label, sizeof(label), "http %s", h->eps[i].text);
+        put(arg, listener_fd(h->eps[i].l), label);
+    }
 }
 
 void http_set_control_state(struct http *h, const struct control *control,

@@ -21,6 +21,7 @@ struct listener {
     struct event *resume;
     uint32_t pause_ms; /* the last pause; 0 since the last accepted connection */
     unsigned accepted; /* since the last pause */
+    bool held;         /* listener_hold(): not until released */
     listener_cb cb;
     void *arg;
     _Atomic uint64_t *errors;
@@ -77,7 +78,8 @@ static void on_resume(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     l->accepted = 0;
-    evconnlistener_enable(l->lev);
+    if (!l->held)
+        evconnlistener_enable(l->lev);
 }
 
 struct listener *listener_new(struct event_base *base, int fd, const char *what, listener_cb cb,
@@ -103,6 +105,22 @@ struct listener *listener_new(struct event_base *base, int fd, const char *what,
     }
     evconnlistener_set_error_cb(l->lev, on_error);
     return l;
+}
+
+int listener_fd(const struct listener *l)
+{
+    return evconnlistener_get_fd(l->lev);
+}
+
+void listener_hold(struct listener *l, bool held)
+{
+    l->held = held;
+    if (held) {
+        evconnlistener_disable(l->lev);
+        evtimer_del(l->resume);
+    } else {
+        on_resume(-1, 0, l);
+    }
 }
 
 void listener_free(struct listener *l)

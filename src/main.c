@@ -20,9 +20,11 @@
 #include "svcmapd/control.h"
 #include "svcmapd/diag.h"
 #include "svcmapd/dnsnotify.h"
+#include "svcmapd/handover.h"
 #include "svcmapd/health.h"
 #include "svcmapd/http.h"
 #include "svcmapd/import.h"
+#include "svcmapd/inherit.h"
 #include "svcmapd/load.h"
 #include "svcmapd/log.h"
 #include "svcmapd/notify.h"
@@ -44,7 +46,7 @@ enum exit_code {
 static void usage(FILE *out)
 {
     fprintf(out,
-            "Usage: svcmapd [-c FILE] [--state-dir DIR] [-t] [-V] [-h]\n"
+            "Usage: svcmapd [-c FILE] [--state-dir DIR] [--replace] [-t] [-V] [-h]\n"
             "       svcmapd [-c FILE] --print FORM SERVER\n"
             "       svcmapd --list-options\n"
             "       svcmapd import [--zone ZONE] [FILE|-]\n"
@@ -55,6 +57,10 @@ static void usage(FILE *out)
             "                     keep the last good mapping in DIR, and start on it when\n"
             "                     the file cannot be read or has an error (instead of the\n"
             "                     file's [server] state-dir, which a broken file may not give)\n"
+            "      --replace      take over from the svcmapd running with the file's\n"
+            "                     [control] socket: its UDP and TCP sockets are handed over\n"
+            "                     and it exits once drained; a file with an error is exit 1,\n"
+            "                     and the running one serves on\n"
             "  -t, --check        check the file and exit: 0 if valid, 1 if not\n"
             "  -p, --print FORM SERVER\n"
             "                     print what to paste to send the mapped names to svcmapd at\n"
@@ -299,6 +305,7 @@ static size_t budget_files(const struct config *cfg, size_t health)
 struct daemon {
     const char *path;
     const char *state_dir; /* --state-dir; NULL: the file's */
+    bool replace;          /* --replace: take over from the svcmapd running */
     struct event_base *base;
     struct load load; /* its config until the reloader takes it, its zone until published */
     char *text;       /* the bytes it was parsed from, for the state-dir; NULL: none kept */
@@ -307,6 +314,7 @@ struct daemon {
     bool last_good;      /* the load is the state-dir's copy: the file is broken */
     bool file_read;      /* and the file could be read, its bytes hashing to: */
     uint64_t file_hash;
+    struct inherit *given;    /* sockets given, until the workers have theirs; NULL: none */
     struct control *control;  /* NULL: no control socket */
     struct dnsnotify *notify; /* NOTIFYs to [transfer] notify */
     struct http *http;
@@ -326,8 +334,10 @@ struct daemon {
     bool stopping;
 };
 
-/* Ends the main loop: everything it waits on goes. */
-static void shutdown_main(struct daemon *dm)
+/* Ends the main loop: everything it waits on goes. The workers stop, or,
+ * once their sockets are another svcmapd's (`handed_over`), finish their
+ * connections and end. */
+static void end_main(struct daemon *dm, bool handed_over)
 {
     for (size_t i = 0; i < 3; i++)
         if (dm->sig[i])
@@ -339,10 +349,17 @@ static void shutdown_main(struct daemon *dm)
     dm->http = NULL;
     control_stop(dm->control);
     dnsnotify_stop(dm->notify);
-    if (dm->srv)
+    if (dm->srv && handed_over)
+        server_release(dm->srv);
+    else if (dm->srv)
         server_stop(dm->srv); /* workers end once queued TCP replies are out */
     health_stop(dm->health);  /* nothing more to answer: nothing more to probe */
     notify("STOPPING=1");
+}
+
+static void shutdown_main(struct daemon *dm)
+{
+    end_main(dm, false);
 }
 
 static void on_hup(evutil_socket_t sig, short what, void *arg)
@@ -408,7 +425,9 @@ static void on_control_stop(void *arg)
 static void log_cannot_start(const struct daemon *dm)
 {
     unsigned errors = dm->load.diag.errors;
-    log_error("cannot start: %u error%s in %s", errors, errors == 1 ? "" : "s", dm->path);
+    log_error("cannot %s: %u error%s in %s%s", dm->replace ? "replace" : "start", errors,
+              errors == 1 ? "" : "s", dm->path,
+              dm->replace ? "; the running svcmapd was not touched and serves on" : "");
 }
 
 /* The loader thread: the second step of the load, parsed on the main
@@ -490,8 +509,10 @@ static bool start_serving(struct daemon *dm)
         return false;
     dm->load.zone = NULL; /* the ref's now */
     dm->srv = server_new(cfg, dm->ref, dm->max_lookups);
-    if (!dm->srv || server_start(dm->srv) < 0)
+    if (!dm->srv || server_start(dm->srv, dm->given) < 0)
         return false;
+    inherit_free(dm->given); /* what nobody listens on, said and closed */
+    dm->given = NULL;
     /* Sockets are bound: the rest needs no privilege. */
     if (cfg->user && drop_privileges(cfg->user) < 0)
         return false;
@@ -543,6 +564,131 @@ static bool start_serving(struct daemon *dm)
     return true;
 }
 
+/* ---- this svcmapd replaced by a new one (control.h, handover.h) ---- */
+
+static void offer_socket(void *arg, int fd, const char *label)
+{
+    handover_offer_add(arg, fd, label);
+}
+
+/* A new svcmapd asks for the sockets: the facts, and every listening
+ * socket but the control socket's (control.c adds it). Reloads wait
+ * until it has taken over or gone: the serial and the state-dir it is
+ * told of must stay. */
+static bool on_replace_offer(void *arg, struct handover_offer *o, char *why, size_t cap)
+{
+    struct daemon *dm = arg;
+    if (dm->stopping || !dm->reloader) {
+        snprintf(why, cap, "svcmapd is %s",
+                 dm->stopping ? "stopping" : "still loading the mapping");
+        return false;
+    }
+    if (reload_running(dm->reloader)) {
+        snprintf(why, cap, "a reload is under way; try again once it has ended");
+        return false;
+    }
+    const struct zone_stats *st = zone_stats(zone_ref_current(dm->ref));
+    o->facts.pid = (long)getpid();
+    snprintf(o->facts.version, sizeof(o->facts.version), "%s", SVCMAPD_VERSION);
+    o->facts.has_serial = true;
+    o->facts.serial = st->serial;
+    o->facts.digest = st->digest;
+    /* the health state of checked targets will be offered here too, as
+     * facts, once there are checks (SPEC §6) */
+    server_listening(dm->srv, offer_socket, o);
+    if (dm->http)
+        http_listening(dm->http, offer_socket, o);
+    reload_hold(dm->reloader, true);
+    return true;
+}
+
+/* The new svcmapd answers on the sockets: this one stops reading them,
+ * lets go of the state-dir, finishes its connections, and exits 0. */
+static void on_replaced(void *arg)
+{
+    struct daemon *dm = arg;
+    dm->stopping = true;
+    state_release(dm->state);
+    end_main(dm, true);
+}
+
+/* It went away before it answered: this one serves on. */
+static void on_replace_abandoned(void *arg)
+{
+    struct daemon *dm = arg;
+    if (dm->reloader)
+        reload_hold(dm->reloader, false);
+}
+
+/* The control socket, if there is one: made before privileges are
+ * dropped (its directory may be root's), and given to the user svcmapd
+ * drops to. False on a failure. */
+static bool start_control(struct daemon *dm)
+{
+    const struct config *cfg = dm->load.cfg;
+    if (!cfg->control_socket)
+        return true;
+    uid_t uid = (uid_t)-1;
+    gid_t gid = (gid_t)-1;
+    if (cfg->user && geteuid() == 0 && resolve_user(cfg->user, &uid, &gid) < 0)
+        return false;
+    dm->control = control_new(dm->base, cfg->control_socket, uid, gid, dm->given);
+    if (dm->control) {
+        control_set_stop(dm->control, on_control_stop, dm);
+        const struct control_replace hooks = {on_replace_offer, on_replaced, on_replace_abandoned,
+                                              dm};
+        control_set_replace(dm->control, &hooks);
+    }
+    return dm->control != NULL;
+}
+
+/* What is about to be served. */
+static void log_zone(const struct daemon *dm)
+{
+    const struct zone_stats *st = zone_stats(dm->load.zone);
+    log_info("svcmapd %s: zone %s from %s: %zu services, %zu records, serial %u", SVCMAPD_VERSION,
+             dm->load.cfg->zone, dm->load.diag.file, st->services, st->records, st->serial);
+}
+
+static bool start_fresh(struct daemon *dm)
+{
+    log_zone(dm);
+    return start_serving(dm);
+}
+
+/*
+ * svcmapd --replace, once the mapping is compiled (SPEC §7): the running
+ * svcmapd hands over its sockets through its control socket (handover.h);
+ * this one answers on them, with the serial carried on, then tells it to
+ * let go, and takes the state-dir. False on a failure (logged): closing
+ * the connection leaves the old one serving, its sockets never closed.
+ */
+static bool take_over(struct daemon *dm)
+{
+    const struct config *cfg = dm->load.cfg;
+    struct handover_facts facts;
+    dm->given = inherit_new(INHERIT_HANDOVER);
+    int conn = dm->given ? handover_request(cfg->control_socket, &facts, dm->given) : -1;
+    if (conn < 0)
+        return false;
+    if (facts.has_serial) /* it never goes back (SPEC §2.2) */
+        zone_continue_serial(dm->load.zone, facts.serial, facts.digest);
+    /* the health state of checked targets will be taken from `facts` here
+     * too, once there are checks (SPEC §6) */
+    log_zone(dm);
+    dm->http = http_new(dm->base, cfg, dm->given);
+    if (!dm->http || !start_control(dm) || !start_serving(dm)) {
+        close(conn);
+        return false;
+    }
+    if (!handover_confirm(conn))
+        return false;
+    log_info("replace: took over from svcmapd pid %ld", facts.pid);
+    if (dm->state)
+        state_claim(dm->state); /* the old one has let go of it */
+    return true;
+}
+
 /* The mapping is compiled (main thread): serve it, or stop. */
 static void on_loaded(evutil_socket_t fd, short what, void *arg)
 {
@@ -563,27 +709,23 @@ static void on_loaded(evutil_socket_t fd, short what, void *arg)
         shutdown_main(dm);
         return;
     }
-    const struct zone_stats *st = zone_stats(dm->load.zone);
-    uint32_t serial = st->serial;
-    uint64_t digest = st->digest;
-    log_info("svcmapd %s: zone %s from %s: %zu services, %zu records, serial %u", SVCMAPD_VERSION,
-             dm->load.cfg->zone, dm->load.diag.file, st->services, st->records, st->serial);
     dm->rc = EXIT_RUNTIME;
-    if (!start_serving(dm)) {
+    if (!(dm->replace ? take_over(dm) : start_fresh(dm))) {
         shutdown_main(dm);
         return;
     }
     dm->rc = EXIT_OK;
     notify_secondaries(dm);
+    const struct zone_stats *st = zone_stats(zone_ref_current(dm->ref));
     if (dm->last_good) {
         log_error("serving the LAST GOOD COPY %s, serial %u: %s could not be loaded (see the "
                   "errors above); fix it and reload",
-                  state_copy_path(dm->state), serial, dm->path);
+                  state_copy_path(dm->state), st->serial, dm->path);
         notify("READY=1\nSTATUS=serving the last good copy: the mapping file has errors");
         return;
     }
     if (dm->state && dm->text) /* the last good copy from now on */
-        state_save(dm->state, dm->text, dm->len, serial, digest);
+        state_save(dm->state, dm->text, dm->len, st->serial, st->digest);
     dm->text = NULL;
     notify("READY=1\nSTATUS=serving");
 }
@@ -595,6 +737,8 @@ static bool open_state(struct daemon *dm, const char *dir)
     dm->state = state_new(dm->base, dir);
     if (!dm->state)
         log_error("out of memory");
+    else if (!dm->replace) /* the replaced svcmapd's until it lets go */
+        state_claim(dm->state);
     return dm->state != NULL;
 }
 
@@ -655,9 +799,10 @@ static bool read_mapping(struct daemon *dm)
     if (l->cfg)
         load_compile(l, NULL, NULL, time(NULL)); /* for its errors */
     load_report(&l->diag, NULL);
-    /* The file's own state-dir, when its line could be read. */
+    /* The file's own state-dir, when its line could be read. A replace
+     * never starts on the copy: the running svcmapd serves on instead. */
     const char *dir = dm->state_dir ? dm->state_dir : l->cfg ? l->cfg->state_dir : NULL;
-    if (dir) {
+    if (dir && !dm->replace) {
         char *copy = strdup(dir); /* l->cfg goes */
         bool ok = copy && read_last_good(dm, copy);
         free(copy);
@@ -665,24 +810,6 @@ static bool read_mapping(struct daemon *dm)
     }
     log_cannot_start(dm);
     return false;
-}
-
-/* The control socket, if there is one: made before privileges are
- * dropped (its directory may be root's), and given to the user svcmapd
- * drops to. False on a failure. */
-static bool start_control(struct daemon *dm)
-{
-    const struct config *cfg = dm->load.cfg;
-    if (!cfg->control_socket)
-        return true;
-    uid_t uid = (uid_t)-1;
-    gid_t gid = (gid_t)-1;
-    if (cfg->user && geteuid() == 0 && resolve_user(cfg->user, &uid, &gid) < 0)
-        return false;
-    dm->control = control_new(dm->base, cfg->control_socket, uid, gid);
-    if (dm->control)
-        control_set_stop(dm->control, on_control_stop, dm);
-    return dm->control != NULL;
 }
 
 /* The loop's events, the HTTP endpoints, and the loader thread that
@@ -701,10 +828,13 @@ static bool start_loop(struct daemon *dm)
         return false;
 
     /* /health and /ready answer while the mapping compiles (a million
-     * services take a moment): 200 and 503. So does the control socket. */
-    dm->http = http_new(dm->base, dm->load.cfg);
-    if (!dm->http || !start_control(dm))
-        return false;
+     * services take a moment): 200 and 503. So does the control socket.
+     * A replace takes theirs from the running svcmapd, once compiled. */
+    if (!dm->replace) {
+        dm->http = http_new(dm->base, dm->load.cfg, dm->given);
+        if (!dm->http || !start_control(dm))
+            return false;
+    }
     if (pthread_create(&dm->loader, NULL, load_zone, dm) != 0) {
         log_error("cannot start the loader thread");
         return false;
@@ -727,6 +857,7 @@ static void daemon_finish(struct daemon *dm)
     http_free(dm->http);
     control_free(dm->control);
     dnsnotify_free(dm->notify);
+    inherit_free(dm->given);
     reload_free(dm->reloader);
     health_stop(dm->health); /* it holds a reader slot: before the zones go */
     health_free(dm->health);
@@ -739,9 +870,10 @@ static void daemon_finish(struct daemon *dm)
         event_base_free(dm->base);
 }
 
-static int serve(const char *path, const char *state_dir)
+static int serve(const char *path, const char *state_dir, bool replace)
 {
-    struct daemon dm = {.path = path, .state_dir = state_dir, .rc = EXIT_RUNTIME};
+    struct daemon dm = {
+        .path = path, .state_dir = state_dir, .replace = replace, .rc = EXIT_RUNTIME};
 
     /* Until the event loop handles them, SIGHUP and SIGTERM wait (a SIGHUP
      * sent right after start-up must not kill). Threads are created while
@@ -762,9 +894,26 @@ static int serve(const char *path, const char *state_dir)
         log_error("out of memory");
         return EXIT_RUNTIME;
     }
+    /* systemd's sockets, if it passed any (socket activation): used
+     * instead of binding those addresses. A replace takes the running
+     * svcmapd's instead. */
+    dm.given = inherit_systemd();
+    if (replace && dm.given) {
+        log_warning("replace: the sockets systemd passed are not used: the running svcmapd's are");
+        inherit_free(dm.given);
+        dm.given = NULL;
+    }
     load_init(&dm.load, path);
     if (!read_mapping(&dm)) {
         dm.rc = EXIT_BAD_CONFIG;
+        daemon_finish(&dm);
+        return dm.rc;
+    }
+    if (replace && !dm.load.cfg->control_socket) {
+        log_error("--replace: %s names no [control] socket, through which the running svcmapd "
+                  "hands its sockets over",
+                  path);
+        dm.rc = EXIT_USAGE;
         daemon_finish(&dm);
         return dm.rc;
     }
@@ -792,9 +941,11 @@ int main(int argc, char **argv)
         {"help", no_argument, NULL, 'h'},
         {"list-options", no_argument, NULL, 'L'},
         {"state-dir", required_argument, NULL, 'S'},
+        {"replace", no_argument, NULL, 'R'},
         {NULL, 0, NULL, 0},
     };
     const char *path = SVCMAPD_DEFAULT_CONFIG;
+    bool replace = false;
     const char *state_dir = NULL;
     bool check_only = false;
     const char *form = NULL;
@@ -825,10 +976,19 @@ int main(int argc, char **argv)
         case 'S':
             state_dir = optarg;
             break;
+        case 'R':
+            replace = true;
+            break;
         default:
             fprintf(stderr, "Try 'svcmapd --help' for more information.\n");
             return EXIT_USAGE;
         }
+    }
+    if (replace && (check_only || form)) {
+        fprintf(stderr, "svcmapd: --replace starts a server: not with %s\n",
+                check_only ? "-t" : "--print");
+        fprintf(stderr, "Try 'svcmapd --help' for more information.\n");
+        return EXIT_USAGE;
     }
     if (form) {
         if (optind + 1 != argc) {
@@ -843,5 +1003,5 @@ int main(int argc, char **argv)
         fprintf(stderr, "Try 'svcmapd --help' for more information.\n");
         return EXIT_USAGE;
     }
-    return check_only ? check(path) : serve(path, state_dir);
+    return check_only ? check(path) : serve(path, state_dir, replace);
 }

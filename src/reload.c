@@ -94,7 +94,8 @@ struct reloader {
 
     struct reload_job job;
     bool running; /* a job is under way */
-    bool again;   /* asked for while it was: one more follows */
+    bool held;    /* reload_hold(): none starts until released */
+    bool again;   /* asked for while one ran or they were held: one more follows */
     bool stopped;
     unsigned restart; /* settings that differ from boot: enum reload_restart */
 
@@ -228,9 +229,10 @@ static uint64_t start(struct reloader *r, char *text, size_t len)
         free(text);
         return 0;
     }
-    if (r->running) {
+    if (r->running || r->held) {
         if (!r->again)
-            log_info("reload: asked for while one is under way; one more follows it");
+            log_info("reload: asked for while %s; one more follows it",
+                     r->running ? "one is under way" : "the sockets are being handed over");
         r->again = true;
         free(text);
         return r->seq + 1;
@@ -394,6 +396,20 @@ static void on_done(evutil_socket_t fd, short what, void *arg)
 uint64_t reload_run(struct reloader *r)
 {
     return start(r, NULL, 0);
+}
+
+bool reload_running(const struct reloader *r)
+{
+    return r->running;
+}
+
+void reload_hold(struct reloader *r, bool held)
+{
+    r->held = held;
+    if (!held && !r->running && r->again) {
+        r->again = false;
+        start(r, NULL, 0);
+    }
 }
 
 void reload_stop(struct reloader *r)

@@ -21,62 +21,24 @@
 /*
  * Workers: one thread per worker, each with its own event base and its own
  * UDP socket and TCP listener on every listen address (SO_REUSEPORT: the
- * kernel spreads queries and connections over them). Workers share nothing
- * but the zone pointer (reload.c) and the count of open TCP connections, so
- * they never wait for each other. server_impl.h says which file does what.
+ * kernel spreads queries and connections over them), or, with sockets
+ * given by systemd or a replaced svcmapd, its share of those
+ * (server_sockets.c). Workers share nothing but the zone pointer
+ * (reload.c) and the count of open TCP connections, so they never wait for
+ * each other. server_impl.h says which file does what.
  */
 
 #define STOP_GRACE  5 /* seconds for queued TCP replies at shutdown */
 #define MAX_WORKERS 256
-
-int server_socket(const struct config_addr *l, int type, bool shared)
-{
-    const char *proto = type == SOCK_DGRAM ? "udp" : "tcp";
-    int fd = socket(l->addr.ss_family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    int on = 1;
-    if (fd < 0)
-        goto fail;
-    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) < 0)
-        goto fail;
-    if (shared && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on)) < 0)
-        goto fail;
-    if (l->addr.ss_family == AF_INET6 &&
-        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof(on)) < 0)
-        goto fail;
-    if (bind(fd, (const struct sockaddr *)&l->addr, l->addrlen) < 0)
-        goto fail;
-    return fd;
-
-fail:;
-    int err = errno;
-    log_error("cannot listen on %s (%s): %s", l->text, proto, strerror(err));
-    if (fd >= 0)
-        close(fd);
-    return -err;
-}
-
-/* SO_REUSEPORT would let a second svcmapd (a stale one, say) share the
- * port and take half the queries. Binding once without it first proves
- * that nobody else holds the address. */
-static int probe_exclusive(const struct config_addr *l)
-{
-    for (int type = SOCK_DGRAM; type >= SOCK_STREAM; type--) {
-        int fd = server_socket(l, type, false);
-        if (fd < 0)
-            return fd;
-        close(fd);
-    }
-    return 0;
-}
 
 /* ---------------------------------------------------------------------- */
 /* Workers                                                                 */
 
 static void close_sockets(struct worker *w)
 {
-    for (size_t i = 0; w->udps && i < w->srv->nlisten; i++)
+    for (size_t i = 0; i < w->nudps; i++)
         udp_close(&w->udps[i]);
-    for (size_t i = 0; w->tcps && i < w->srv->nlisten; i++) {
+    for (size_t i = 0; i < w->ntcps; i++) {
         listener_free(w->tcps[i].l);
         w->tcps[i].l = NULL;
     }
@@ -89,22 +51,44 @@ static void worker_on_deadline(evutil_socket_t fd, short what, void *arg)
     tcp_close_all(arg);
 }
 
-/* Runs in the worker's thread when the main thread asks it to stop. */
+/* The worker takes no more queries from its sockets, and its connections
+ * end as `connections` says (returning whether some are left). */
+static void worker_end(struct worker *w, bool (*connections)(struct worker *w))
+{
+    defer_answer_all(w);      /* queries that wait for lookups are answered now, without them */
+    upstream_shutdown(w->up); /* nobody waits for them now */
+    close_sockets(w);
+    if (connections(w)) {
+        /* they get a few seconds */
+        struct timeval tv = {STOP_GRACE, 0};
+        evtimer_add(w->deadline, &tv);
+    }
+    /* With no sockets, connections or timers left, the loop returns. */
+}
+
+/* Runs in the worker's thread when the main thread asks it to stop:
+ * replies already queued go out. */
 static void worker_on_stop(evutil_socket_t fd, short what, void *arg)
 {
     struct worker *w = arg;
     (void)fd;
     (void)what;
     w->stopping = true;
-    defer_answer_all(w);      /* queries that wait for lookups are answered now, without them */
-    upstream_shutdown(w->up); /* nobody waits for them now */
-    close_sockets(w);
-    if (tcp_stop(w)) {
-        /* queued replies get a few seconds to go out */
-        struct timeval tv = {STOP_GRACE, 0};
-        evtimer_add(w->deadline, &tv);
-    }
-    /* With no sockets, connections or timers left, the loop returns. */
+    worker_end(w, tcp_stop);
+}
+
+/* Runs in the worker's thread once its sockets are another process's,
+ * which reads them now (svcmapd --replace): the queries its connections
+ * send are still answered, without waiting for lookups, until each has
+ * nothing left to answer. Its copies of the sockets close; the sockets
+ * and what is queued in them do not. */
+static void worker_on_release(evutil_socket_t fd, short what, void *arg)
+{
+    struct worker *w = arg;
+    (void)fd;
+    (void)what;
+    w->released = true;
+    worker_end(w, tcp_release);
 }
 
 static void *worker_main(void *arg)
@@ -123,20 +107,17 @@ static struct worker *worker_new(struct server *srv, size_t slot)
     w->slot = slot;
     w->base = event_base_new();
     w->udp = udp_batch_new();
-    w->udps = calloc(srv->nlisten, sizeof(*w->udps));
-    w->tcps = calloc(srv->nlisten, sizeof(*w->tcps));
     w->metrics = metrics_new(srv->nlisten);
     if (w->base) {
         w->stop_ev = event_new(w->base, -1, 0, worker_on_stop, w);
+        w->release_ev = event_new(w->base, -1, 0, worker_on_release, w);
         w->deadline = evtimer_new(w->base, worker_on_deadline, w);
         w->up = upstream_new(w->base, srv->max_lookups);
     }
-    if (!w->base || !w->udp || !w->udps || !w->tcps || !w->stop_ev || !w->deadline || !w->up ||
+    if (!w->base || !w->udp || !w->stop_ev || !w->release_ev || !w->deadline || !w->up ||
         !w->metrics)
         return w; /* server_start sees the missing parts */
     w->actx.up = w->up;
-    for (size_t i = 0; i < srv->nlisten; i++)
-        w->udps[i].fd = -1;
     answer_init(&w->actx);
     return w;
 }
@@ -151,6 +132,8 @@ static void worker_free(struct worker *w)
     upstream_free(w->up);
     if (w->stop_ev)
         event_free(w->stop_ev);
+    if (w->release_ev)
+        event_free(w->release_ev);
     if (w->deadline)
         event_free(w->deadline);
     if (w->base)
@@ -231,7 +214,7 @@ const struct config_addr *server_listen(const struct server *srv, size_t *n)
     return srv->listen;
 }
 
-int server_start(struct server *srv)
+int server_start(struct server *srv, struct inherit *given)
 {
     static bool threads_ready;
     if (!threads_ready) {
@@ -241,27 +224,15 @@ int server_start(struct server *srv)
         threads_ready = true;
     }
 
-    for (size_t i = 0; i < srv->nlisten; i++) {
-        int r = srv->nworkers > 1 ? probe_exclusive(&srv->listen[i]) : 0;
-        if (r < 0)
-            return r;
-    }
     for (size_t k = 0; k < srv->nworkers; k++) {
         struct worker *w = srv->workers[k] = worker_new(srv, k);
-        if (!w || !w->base || !w->udp || !w->udps || !w->tcps || !w->stop_ev || !w->deadline ||
-            !w->up || !w->metrics) {
+        if (!w || !w->base || !w->udp || !w->stop_ev || !w->release_ev || !w->deadline || !w->up ||
+            !w->metrics) {
             log_error("out of memory");
             return -ENOMEM;
         }
-        for (size_t i = 0; i < srv->nlisten; i++) {
-            int r = udp_start(w, &srv->listen[i], &w->udps[i]);
-            if (r == 0)
-                r = tcp_start(w, &srv->listen[i], &w->tcps[i]);
-            if (r < 0)
-                return r;
-        }
     }
-    return 0;
+    return server_open_sockets(srv, given);
 }
 
 int server_run(struct server *srv)
@@ -285,6 +256,13 @@ void server_stop(struct server *srv)
     for (size_t k = 0; k < srv->nworkers; k++)
         if (srv->workers[k] && srv->workers[k]->running)
             event_active(srv->workers[k]->stop_ev, 0, 0);
+}
+
+void server_release(struct server *srv)
+{
+    for (size_t k = 0; k < srv->nworkers; k++)
+        if (srv->workers[k] && srv->workers[k]->running)
+            event_active(srv->workers[k]->release_ev, 0, 0);
 }
 
 void server_wait(struct server *srv)

@@ -70,7 +70,9 @@ static void answer_or_defer(struct worker *w, struct handled *q, uint64_t since)
 {
     bool tcp = q->from.conn != NULL;
     size_t cap = tcp ? ANSWER_TCP_MAX : ANSWER_UDP_MAX;
-    w->actx.no_wait = q->waited;
+    /* a worker whose sockets were handed over starts no lookup: its
+     * connections are to end soon */
+    w->actx.no_wait = q->waited || w->released;
     q->result = answer_query(&w->actx, w->zone, q->query, q->qlen, tcp, q->from.peer, q->reply, cap,
                              &q->info);
     if (q->result != ANSWER_DEFERRED || defer_query(w, q, since))

@@ -20,7 +20,9 @@
 /*
  * A query goes one way through the server, one file per step:
  *   server.c          the workers (threads, event bases, the zone each
- *                     holds, stopping), their sockets, the entry points;
+ *                     holds, stopping, releasing), the entry points;
+ *   server_sockets.c  their listening sockets: bound, or given, shared
+ *                     out, listed for a hand-over;
  *   server_udp.c      UDP: datagrams in batches (recvmmsg), replies out in
  *                     trains (sendmmsg, udptrain.h);
  *   server_tcp.c      TCP connections (RFC 7766): framing, pipelining,
@@ -75,6 +77,7 @@ struct udp_sock {
     size_t index;  /* of its listen address: the metrics' server label */
     bool wildcard; /* bound to 0.0.0.0 or ::: reply from the query's address */
     bool gso;      /* the kernel takes trains of replies (udptrain.h) */
+    bool copy;     /* a duplicate of another worker's socket: not handed over (server_sockets.c) */
     struct event *ev;
     struct worker *w;
 };
@@ -83,6 +86,7 @@ struct tcp_listener {
     struct listener *l;
     struct worker *w;
     size_t index;
+    bool copy; /* as udp_sock's */
 };
 
 struct pending;
@@ -93,9 +97,11 @@ struct worker {
     pthread_t thread;
     bool running;
     struct event_base *base;
-    struct event *stop_ev; /* activated from the main thread */
+    struct event *stop_ev;    /* activated from the main thread */
+    struct event *release_ev; /* likewise, once its sockets are handed over */
     struct event *deadline;
     bool stopping;
+    bool released; /* its sockets are another process's: it finishes its connections */
     struct answer_ctx actx;
     struct upstream *up;
     struct metrics *metrics;
@@ -104,8 +110,10 @@ struct worker {
     struct pending *pending; /* queries waiting for lookups (server_defer.c) */
     size_t npending;
     struct udp_batch *udp;
-    struct udp_sock *udps; /* one per listen address */
+    struct udp_sock *udps; /* at least one per listen address (server_sockets.c) */
+    size_t nudps;
     struct tcp_listener *tcps;
+    size_t ntcps;
     struct tcp_conn *conns;
     uint8_t query[ANSWER_TCP_MAX]; /* one TCP message at a time */
     /* One reply at a time (TCP, or a query that waited), after room for
@@ -151,9 +159,18 @@ static inline void worker_leave(struct worker *w)
     }
 }
 
-/* A bound socket for `l`, or a negative errno (logged). `shared` sets
- * SO_REUSEPORT, so that every worker can bind the same address. */
-int server_socket(const struct config_addr *l, int type, bool shared);
+/* ---- sockets (server_sockets.c) ---- */
+
+#define TCP_BACKLOG 1024
+
+struct inherit;
+
+/* Gives every worker its UDP sockets and TCP listeners on every listen
+ * address: those `given` has for it (NULL: none), bound here otherwise,
+ * and shared out so that every socket is read (udp_start(), tcp_start()).
+ * Returns 0 or a negative errno (logged); the workers' cleanup closes
+ * what was opened. */
+int server_open_sockets(struct server *srv, struct inherit *given);
 
 /* ---- UDP (server_udp.c) ---- */
 
@@ -162,9 +179,9 @@ int server_socket(const struct config_addr *l, int type, bool shared);
 struct udp_batch *udp_batch_new(void);
 void udp_batch_free(struct udp_batch *b);
 
-/* Opens `u`, the worker's socket for listen address `l`, and waits for
- * its datagrams. Returns 0 or a negative errno (logged). */
-int udp_start(struct worker *w, const struct config_addr *l, struct udp_sock *u);
+/* Reads `fd` (taken), a bound UDP socket of listen address `l`, as the
+ * worker's socket `u`. Returns 0 or a negative errno (logged). */
+int udp_start(struct worker *w, const struct config_addr *l, struct udp_sock *u, int fd);
 
 /* Closes it (one never opened too: fd -1). */
 void udp_close(struct udp_sock *u);
@@ -174,9 +191,10 @@ void udp_reply(const struct origin *to, const uint8_t *reply, size_t len);
 
 /* ---- TCP (server_tcp.c) ---- */
 
-/* Opens `out`, the worker's listener on `l`. Returns 0 or a negative
- * errno (logged). */
-int tcp_start(struct worker *w, const struct config_addr *l, struct tcp_listener *out);
+/* Accepts on `fd` (taken), a listening TCP socket of listen address `l`,
+ * as the worker's listener `out`. Returns 0 or a negative errno
+ * (logged). */
+int tcp_start(struct worker *w, const struct config_addr *l, struct tcp_listener *out, int fd);
 
 /* Sends `len` bytes of reply, which start at reply + 2: the two bytes
  * before them are its length prefix, written here. */
@@ -190,6 +208,11 @@ void tcp_query_done(struct tcp_conn *c);
 /* The worker stops: every connection stops reading, and those with
  * nothing left to write close. Returns whether some are left. */
 bool tcp_stop(struct worker *w);
+
+/* The worker's sockets were handed over: every connection goes on until
+ * it has nothing to answer or write, then closes with a FIN. Returns
+ * whether some are left. */
+bool tcp_release(struct worker *w);
 
 /* Closes every connection of the worker at once. */
 void tcp_close_all(struct worker *w);

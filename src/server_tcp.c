@@ -16,7 +16,6 @@
 #include "svcmapd/metrics.h"
 #include "svcmapd/xfr.h"
 
-#define TCP_BACKLOG  1024
 #define TCP_OUT_HIGH (256 * 1024) /* stop reading a client that does not read */
 
 /* A zone transfer's messages are written when the client has read the
@@ -32,6 +31,7 @@ struct tcp_conn {
     bool throttled; /* reading paused until the client reads its replies */
     bool draining;  /* the client has closed its side: close once written */
     bool waiting;   /* reading paused until its upstream lookups end */
+    bool said_bye;  /* a FIN is sent (tcp_release()): what comes is dropped */
     struct sockaddr_storage peer;
     struct origin from; /* its queries': the listen address, the peer */
     uint32_t npending;  /* its queries waiting for upstream lookups */
@@ -59,7 +59,7 @@ static void conn_free(struct tcp_conn *c)
     bufferevent_free(c->bev);
     free(c);
 
-    if (w->stopping && !w->conns && w->deadline)
+    if ((w->stopping || w->released) && !w->conns && w->deadline)
         event_del(w->deadline); /* the last reply is out: the loop may end */
 }
 
@@ -92,6 +92,27 @@ static void set_read_timeout(struct tcp_conn *c)
     uint64_t left = spent < limit ? limit - spent : 1;
     struct timeval msg = {(time_t)(left / 1000), (suseconds_t)(left % 1000) * 1000};
     bufferevent_set_timeouts(c->bev, &msg, &idle);
+}
+
+/*
+ * A connection of a worker whose sockets were handed over (tcp_release())
+ * that has nothing left to answer or to write: its end. Not close(): the
+ * kernel answers what comes after a close() with a reset, and a query
+ * the client sent meanwhile would make it lose the replies still on their
+ * way. shutdown(SHUT_WR) sends a FIN after the last reply instead, and
+ * what comes after it is read and dropped until the client closes too
+ * (RFC 7766 §6.2.4: the client retries a query that a closed connection
+ * left unanswered). Reading goes on until then, or the worker's deadline.
+ */
+static void say_bye_if_done(struct tcp_conn *c)
+{
+    if (!c->w->released || c->said_bye || c->npending ||
+        evbuffer_get_length(bufferevent_get_input(c->bev)) ||
+        evbuffer_get_length(bufferevent_get_output(c->bev)))
+        return;
+    c->said_bye = true;
+    shutdown(bufferevent_getfd(c->bev), SHUT_WR);
+    bufferevent_enable(c->bev, EV_READ);
 }
 
 /* Whether a whole message (of *len bytes) is at the front of the input
@@ -233,6 +254,10 @@ static void conn_on_read(struct bufferevent *bev, void *arg)
     struct worker *w = c->w;
     struct evbuffer *in = bufferevent_get_input(bev);
     struct evbuffer *out = bufferevent_get_output(bev);
+    if (c->said_bye) {
+        evbuffer_drain(in, evbuffer_get_length(in));
+        return;
+    }
     uint32_t pipeline = zone_settings(worker_enter(w))->tcp_pipeline;
     size_t len;
     bool close = false;
@@ -266,6 +291,8 @@ static void conn_on_read(struct bufferevent *bev, void *arg)
     worker_leave(w);
     if (close)
         conn_free(c);
+    else
+        say_bye_if_done(c);
 }
 
 void tcp_reply(struct tcp_conn *c, uint8_t *reply, size_t len)
@@ -312,7 +339,9 @@ static void conn_on_written(struct bufferevent *bev, void *arg)
         c->throttled = false;
         bufferevent_enable(bev, EV_READ);
         conn_on_read(bev, c); /* queries may already be waiting */
+        return;
     }
+    say_bye_if_done(c);
 }
 
 static void conn_on_event(struct bufferevent *bev, short what, void *arg)
@@ -379,17 +408,8 @@ static void accept_conn(int fd, const struct sockaddr *sa, socklen_t salen, void
     bufferevent_enable(bev, EV_READ | EV_WRITE);
 }
 
-int tcp_start(struct worker *w, const struct config_addr *l, struct tcp_listener *out)
+int tcp_start(struct worker *w, const struct config_addr *l, struct tcp_listener *out, int fd)
 {
-    int fd = server_socket(l, SOCK_STREAM, w->srv->nworkers > 1);
-    if (fd < 0)
-        return fd;
-    if (listen(fd, TCP_BACKLOG) < 0) {
-        int err = errno;
-        log_error("cannot listen on %s (tcp): %s", l->text, strerror(err));
-        close(fd);
-        return -err;
-    }
     out->w = w;
     out->index = (size_t)(l - w->srv->listen);
     char what[80];
@@ -407,6 +427,20 @@ bool tcp_stop(struct worker *w)
         bufferevent_disable(c->bev, EV_READ);
         if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0 && !c->xfr)
             conn_free(c);
+    }
+    return w->conns != NULL;
+}
+
+bool tcp_release(struct worker *w)
+{
+    struct tcp_conn *next;
+    for (struct tcp_conn *c = w->conns; c; c = next) {
+        next = c->next;
+        if (c->draining && evbuffer_get_length(bufferevent_get_output(c->bev)) == 0 &&
+            c->npending == 0)
+            conn_free(c); /* the client has closed its side, and has every reply */
+        else
+            say_bye_if_done(c);
     }
     return w->conns != NULL;
 }

@@ -212,12 +212,9 @@ static void set_buffer(int fd, int force, int plain)
         setsockopt(fd, SOL_SOCKET, plain, &size, sizeof(size));
 }
 
-int udp_start(struct worker *w, const struct config_addr *l, struct udp_sock *u)
+int udp_start(struct worker *w, const struct config_addr *l, struct udp_sock *u, int fd)
 {
     u->index = (size_t)(l - w->srv->listen);
-    int fd = server_socket(l, SOCK_DGRAM, w->srv->nworkers > 1);
-    if (fd < 0)
-        return fd;
     u->fd = fd;
     u->w = w;
     u->wildcard = is_wildcard(l);

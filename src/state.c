@@ -36,7 +36,8 @@ struct state {
     char *dir, *path;
     struct event *done; /* the writer activates it */
     pthread_t thread;
-    bool writing; /* a thread writes `now` */
+    bool writing;  /* a thread writes `now` */
+    bool released; /* the state-dir is another process's now: nothing is written */
     struct copy now, next;
     struct state_saved saved;
     struct state_stats stats;
@@ -250,15 +251,20 @@ struct state *state_new(struct event_base *base, const char *dir)
         return NULL;
     }
     snprintf(s->path, n, "%s/" STATE_COPY, dir);
-    remove_leftovers(dir);
     read_saved(s);
     return s;
 }
 
-void state_free(struct state *s)
+void state_claim(struct state *s)
 {
-    if (!s)
-        return;
+    remove_leftovers(s->dir);
+    read_saved(s);
+}
+
+/* Waits for the copy being written, and writes the one that was to
+ * follow it, here. */
+static void write_now(struct state *s)
+{
     if (s->writing)
         pthread_join(s->thread, NULL);
     s->writing = false;
@@ -266,9 +272,25 @@ void state_free(struct state *s)
         conclude(s);
     if (s->next.text) { /* the newest mapping served: the one to start on */
         s->now = s->next;
+        s->next = (struct copy){0};
         write_timed(s);
         conclude(s);
     }
+}
+
+void state_release(struct state *s)
+{
+    if (!s)
+        return;
+    write_now(s);
+    s->released = true;
+}
+
+void state_free(struct state *s)
+{
+    if (!s)
+        return;
+    write_now(s);
     if (s->done)
         event_free(s->done);
     free(s->dir);
@@ -293,6 +315,10 @@ const struct state_stats *state_stats(const struct state *s)
 
 void state_save(struct state *s, char *text, size_t len, uint32_t serial, uint64_t digest)
 {
+    if (s->released) {
+        free(text);
+        return;
+    }
     struct copy c = {
         .text = text, .len = len, .says = {true, serial, digest, config_hash(text, len)}};
     bool busy = s->now.text != NULL; /* being written, or its end not yet taken */

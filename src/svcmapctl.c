@@ -213,6 +213,29 @@ static int print_reply(const char *buf, size_t len, const char *path)
     return status;
 }
 
+/* Sends `cmd` to the server at `sock` and prints its reply; the exit
+ * status the reply ends with, or EXIT_UNREACHABLE. */
+static int run(const char *sock, const char *cmd, unsigned timeout)
+{
+    int fd = connect_to(sock);
+    if (fd < 0)
+        return EXIT_UNREACHABLE;
+    int rc = EXIT_UNREACHABLE;
+    char line[32];
+    int n = snprintf(line, sizeof(line), "%s\n", cmd);
+    size_t len = 0;
+    char *reply = NULL;
+    if (write(fd, line, (size_t)n) != n)
+        fprintf(stderr, "svcmapctl: cannot send to %s: %s\n", sock, strerror(errno));
+    else
+        reply = read_reply(fd, sock, timeout, &len);
+    if (reply)
+        rc = print_reply(reply, len, sock);
+    free(reply);
+    close(fd);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     static const struct option longopts[] = {
@@ -267,6 +290,9 @@ int main(int argc, char **argv)
         usage(stderr);
         return EXIT_USAGE;
     }
+    if (known == CONTROL_REPLACE)
+        return bad_usage("replace is how a new svcmapd takes the sockets over: run "
+                         "svcmapd --replace -c FILE");
 
     char *owned = NULL;
     if (!sock) {
@@ -276,22 +302,7 @@ int main(int argc, char **argv)
         sock = owned;
     }
     signal(SIGPIPE, SIG_IGN);
-    int rc = EXIT_UNREACHABLE;
-    int fd = connect_to(sock);
-    if (fd >= 0) {
-        char line[32];
-        int n = snprintf(line, sizeof(line), "%s\n", cmd);
-        size_t len = 0;
-        char *reply = NULL;
-        if (write(fd, line, (size_t)n) != n)
-            fprintf(stderr, "svcmapctl: cannot send to %s: %s\n", sock, strerror(errno));
-        else
-            reply = read_reply(fd, sock, timeout, &len);
-        if (reply)
-            rc = print_reply(reply, len, sock);
-        free(reply);
-        close(fd);
-    }
+    int rc = run(sock, cmd, timeout);
     free(owned);
     return rc;
 }

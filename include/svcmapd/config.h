@@ -313,6 +313,10 @@ void config_drop_mapping(struct config *cfg);
 /* Frees everything config_load() returned. NULL is a no-op. */
 void config_free(struct config *cfg);
 
+/* Writes l->text from l->addr (an IPv4 or IPv6 address with its port):
+ * "127.0.0.1:53", "[::1]:53". */
+void config_addr_text(struct config_addr *l);
+
 /* True if `a` and `b` listen on the same sockets (order ignored). */
 bool config_same_listen(const struct config *a, const struct config *b);
 

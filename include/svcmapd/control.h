@@ -13,7 +13,8 @@
  * the user svcmapd runs as: whoever may connect may also signal the
  * process. The protocol is lines of text, so that socat can speak it:
  *
- *   client: one command line, `COMMAND\n` (status, reload, health, stop)
+ *   client: one command line, `COMMAND\n` (status, reload, health, stop;
+ *           and replace, the first line of a hand-over: handover.h)
  *   server: reply lines, then `exit N` (the status svcmapctl exits with:
  *           0 done or applied, 1 rejected or held, 2 not a command, 3 not
  *           run), then it closes the connection.
@@ -26,13 +27,14 @@
  *
  * Extending it: a command is a row of control_command_names[] and a case
  * of run_command() in control.c. A command whose answer comes later (as
- * reload's does) keeps its client waiting, and a reply that must carry
- * file descriptors (a socket hand-over) can send them with SCM_RIGHTS on
- * the client's socket once its buffered lines are out.
+ * reload's does) keeps its client waiting; replace's reply carries file
+ * descriptors (SCM_RIGHTS), written by handover_send() on the client's
+ * socket, and waits for a second line from the client.
  */
 
 struct config;
 struct event_base;
+struct inherit;
 struct reload_outcome;
 struct reloader;
 struct zone_ref;
@@ -47,10 +49,11 @@ enum control_command {
     CONTROL_RELOAD,
     CONTROL_HEALTH,
     CONTROL_STOP,
+    CONTROL_REPLACE, /* svcmapd --replace's, not svcmapctl's: handover.h */
     CONTROL_COMMANDS,
 };
 
-/* "status", "reload", "health", "stop", by enum control_command. */
+/* "status", "reload", "health", "stop", "replace", by enum control_command. */
 extern const char *const control_command_names[CONTROL_COMMANDS];
 
 enum control_parse_result {
@@ -107,8 +110,12 @@ size_t control_fds(const struct config *cfg);
  * with mode 0600 and, unless `uid` is (uid_t)-1, given to uid:gid (the
  * user svcmapd drops to). A socket file already there is replaced only if
  * nothing answers on it (a svcmapd that died); another file, or a socket
- * that answers, is an error. Logs and returns NULL on a failure. */
-struct control *control_new(struct event_base *base, const char *path, uid_t uid, gid_t gid);
+ * that answers, is an error. When `given` (inherit.h; NULL: none) holds a
+ * socket listening on `path`, that one is taken instead: a replaced
+ * svcmapd's becomes ours (given to uid:gid, removed at exit); systemd's
+ * stays systemd's. Logs and returns NULL on a failure. */
+struct control *control_new(struct event_base *base, const char *path, uid_t uid, gid_t gid,
+                            struct inherit *given);
 
 /* What status and reload read; `src` is copied, its strings are not. */
 void control_set_sources(struct control *c, const struct control_sources *src);
@@ -127,6 +134,26 @@ void control_set_health(struct control *c,
                         void (*list)(void *arg, void (*put)(void *ctx, const char *line),
                                      void *ctx),
                         void *arg);
+
+struct handover_offer;
+
+/* svcmapd --replace (handover.h), the running side. offer() fills the
+ * offer with the facts and the listening sockets of everything but the
+ * control socket, which control.c adds itself; false, with `why` (a
+ * line), when a hand-over cannot run now. From then until done() or
+ * abort(), nothing may change what was offered (reloads are held). done():
+ * the new process answers on the sockets; this one stops reading them
+ * and drains (control_stop() included), with the control socket's file
+ * the new process's. abort(): it went away before that; serve on. */
+struct control_replace {
+    bool (*offer)(void *arg, struct handover_offer *o, char *why, size_t cap);
+    void (*done)(void *arg);
+    void (*abort)(void *arg);
+    void *arg;
+};
+
+/* Enables `replace` (without it, replace is refused). */
+void control_set_replace(struct control *c, const struct control_replace *r);
 
 /* A reload ended (main thread): the clients waiting for one that started
  * after they asked get its diagnostics, its line and its exit status. */

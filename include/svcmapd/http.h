@@ -12,6 +12,7 @@ struct dnsnotify;
 struct event_base;
 struct health;
 struct http;
+struct inherit;
 struct state;
 struct reloader;
 struct server;
@@ -26,10 +27,16 @@ struct zone_ref;
 size_t http_fds(const struct config *cfg);
 
 /* Starts the endpoints `cfg` turns on ([http] health, ready, metrics) on
- * `base`, in the main thread. /ready answers 503 until http_set_ready().
- * Logs and returns NULL if an address cannot be bound; returns a struct
- * that serves nothing when no endpoint is on. */
-struct http *http_new(struct event_base *base, const struct config *cfg);
+ * `base`, in the main thread, each on the listening socket `given` has
+ * for its address (inherit.h; NULL: none), taken out of it, or on one
+ * bound here. /ready answers 503 until http_set_ready(). Logs and returns
+ * NULL if an address cannot be bound; returns a struct that serves
+ * nothing when no endpoint is on. */
+struct http *http_new(struct event_base *base, const struct config *cfg, struct inherit *given);
+
+/* Each listening socket, for a hand-over: put(arg, fd, "http ADDRESS"). */
+void http_listening(const struct http *h, void (*put)(void *arg, int fd, const char *label),
+                    void *arg);
 
 /* Where /metrics reads from, once they exist. */
 void http_set_sources(struct http *h, struct server *srv, struct zone_ref *zones,

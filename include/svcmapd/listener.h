@@ -3,6 +3,7 @@
 #define SVCMAPD_LISTENER_H
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/socket.h>
 
@@ -36,6 +37,14 @@ typedef void (*listener_cb)(int fd, const struct sockaddr *peer, socklen_t len, 
  */
 struct listener *listener_new(struct event_base *base, int fd, const char *what, listener_cb cb,
                               void *arg, _Atomic uint64_t *errors, struct log_limit *limit);
+
+/* The listening socket. */
+int listener_fd(const struct listener *l);
+
+/* Stops accepting until released (held false): connections wait in the
+ * socket's queue meanwhile, for whoever accepts next. For a socket being
+ * handed to another process, which accepts them if it takes over. */
+void listener_hold(struct listener *l, bool held);
 
 /* Stops listening and closes the socket. NULL is a no-op. */
 void listener_free(struct listener *l);

@@ -94,6 +94,15 @@ unsigned reload_restart_changes(const struct config *running, const struct confi
  * or 0 when none will: the reloader was stopped. */
 uint64_t reload_run(struct reloader *r);
 
+/* Whether a reload is under way (main thread). */
+bool reload_running(const struct reloader *r);
+
+/* While held, no reload starts: one asked for (SIGHUP, `reload =`,
+ * svcmapctl) waits, and runs once they are released. For a hand-over of
+ * the sockets (svcmapd --replace), during which the serial and the
+ * state-dir must stay what the new process was told. */
+void reload_hold(struct reloader *r, bool held);
+
 /* The longest summary line of a reload. */
 #define RELOAD_LINE_MAX 512
 

@@ -5,6 +5,7 @@
 #include "svcmapd/config.h"
 #include "svcmapd/zone_ref.h" /* the workers read the zone through it */
 
+struct inherit;
 struct metrics;
 struct upstream_stats;
 
@@ -39,11 +40,13 @@ const struct upstream_stats *server_upstream_stats(const struct server *srv, siz
 uint32_t server_tcp_open(const struct server *srv);
 const struct config_addr *server_listen(const struct server *srv, size_t *n);
 
-/* Binds UDP and TCP on every listen address for every worker (privileged
- * ports need root or CAP_NET_BIND_SERVICE here). Logs the address that
- * failed; returns 0 or a negative errno (then call server_free, which
- * closes what was opened). */
-int server_start(struct server *srv);
+/* Gives every worker UDP and TCP sockets on every listen address: the
+ * ones `given` holds for it (inherit.h; NULL: none), which are taken out
+ * of it, and bound here for the others (privileged ports need root or
+ * CAP_NET_BIND_SERVICE here). Every given socket is read, however many
+ * workers there are. Logs the address that failed; returns 0 or a
+ * negative errno (then call server_free, which closes what was opened). */
+int server_start(struct server *srv, struct inherit *given);
 
 /* Starts the worker threads on the bound sockets (privileges may have been
  * dropped in between). Returns 0 or a negative errno. */
@@ -53,6 +56,20 @@ int server_run(struct server *srv);
  * replies already queued drain (at most a few seconds). Any thread;
  * returns at once. */
 void server_stop(struct server *srv);
+
+/* Each of the listening sockets, distinct ones only, for a hand-over:
+ * put(arg, fd, label), the label "udp ADDRESS" or "tcp ADDRESS". Main
+ * thread, while the workers serve. */
+void server_listening(const struct server *srv, void (*put)(void *arg, int fd, const char *label),
+                      void *arg);
+
+/* The sockets were handed to another process, which reads them now:
+ * every worker stops reading them and closes its copies (the sockets and
+ * their queues live on in the other process), answers what its TCP
+ * connections still send, without waiting for upstream lookups, closes
+ * each with a FIN once it has nothing left to answer (a few seconds at
+ * most), and ends. Any thread; returns at once: server_wait(). */
+void server_release(struct server *srv);
 
 /* Waits until every worker has stopped. */
 void server_wait(struct server *srv);

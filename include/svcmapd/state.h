@@ -43,8 +43,21 @@ struct state_stats {
 
 /* The state directory `dir` (copied), its copies written by threads whose
  * end is taken on `base` (the main thread's). Reads what the copy there
- * says (state_saved()); creates nothing yet. NULL when out of memory. */
+ * says (state_saved()); creates nothing yet, and removes nothing: another
+ * svcmapd may still write there (svcmapd --replace) until state_claim().
+ * NULL when out of memory. */
 struct state *state_new(struct event_base *base, const char *dir);
+
+/* The state directory is this process's from now on: at start, or once
+ * the svcmapd it replaced has let go of it. Removes the temporary copies
+ * a process left that died writing one, and reads the copy's first line
+ * again. */
+void state_claim(struct state *s);
+
+/* The state directory is another process's from now on (it replaced this
+ * one): waits for the copy being written, writes the one that was to
+ * follow it, and writes nothing after. NULL is a no-op. */
+void state_release(struct state *s);
 
 /* Waits for a copy being written, writes the one asked for after it, if
  * any, and frees. NULL is a no-op. */

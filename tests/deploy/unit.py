@@ -1,10 +1,11 @@
 #!/usr/bin/python3
 """unit.py -- offline checks of the systemd unit meson generated from
-conf/svcmapd.service.in: `systemd-analyze verify` (with ExecStart pointed at
-the svcmapd just built), `systemd-analyze security --offline=true` under an
-exposure threshold, and the settings svcmapd's behaviour depends on.
+conf/svcmapd.service.in and of conf/svcmapd.socket beside it: `systemd-analyze
+verify` of both (with ExecStart pointed at the svcmapd just built),
+`systemd-analyze security --offline=true` under an exposure threshold, and the
+settings svcmapd's behaviour depends on.
 
-Usage: unit.py UNIT SVCMAPD
+Usage: unit.py UNIT SOCKET SVCMAPD
 Exits 0 if every check passed, 1 if one failed, 77 (skipped) without
 systemd-analyze.
 """
@@ -22,12 +23,9 @@ from tap import Tap
 MAX_EXPOSURE = 2.5
 
 
-def main():
-    unit, svcmapd = sys.argv[1], os.path.abspath(sys.argv[2])
-    tap = Tap("unit.py")
-    check = tap.check
-
-    text = open(unit, encoding="utf-8").read()
+def read_unit(path):
+    """(text, {"Section.Key": [values]}) of a unit file."""
+    text = open(path, encoding="utf-8").read()
     settings = {}
     section = None
     for line in text.splitlines():
@@ -40,6 +38,33 @@ def main():
             continue
         k, _, v = line.partition("=")
         settings.setdefault(f"{section}.{k}", []).append(v)
+    return text, settings
+
+
+def check_socket(check, text, settings):
+    """svcmapd.socket: UDP and TCP on one address, port 53, for svcmapd.service."""
+    udp, tcp = settings.get("Socket.ListenDatagram", []), settings.get("Socket.ListenStream", [])
+    check(len(udp) >= 1 and sorted(udp) == sorted(tcp),
+          "svcmapd.socket: ListenDatagram= and ListenStream= on the same addresses", f"{udp} {tcp}")
+    check(all(a.rsplit(":", 1)[-1] == "53" for a in udp + tcp), "svcmapd.socket: port 53")
+    check(settings.get("Socket.Service", ["svcmapd.service"])[-1] == "svcmapd.service"
+          and not settings.get("Socket.Accept", []),
+          "svcmapd.socket activates svcmapd.service, one process for every socket (no Accept=)")
+    check(settings.get("Install.WantedBy", [None])[-1] == "sockets.target",
+          "svcmapd.socket: WantedBy=sockets.target")
+    check("`listen`" in text, "svcmapd.socket says its addresses must be the `listen` addresses")
+
+
+def main():
+    unit, socket_unit, svcmapd = sys.argv[1], sys.argv[2], os.path.abspath(sys.argv[3])
+    tap = Tap("unit.py")
+    check = tap.check
+
+    text, settings = read_unit(unit)
+    socket_text, socket_settings = read_unit(socket_unit)
+    check_socket(check, socket_text, socket_settings)
+    check("svcmapd.socket" in text and "--replace" in text,
+          "the unit's comments give the upgrade path (svcmapd.socket), and say why not --replace")
 
     def one(key):
         v = settings.get(key, [])
@@ -97,12 +122,18 @@ def main():
         copy = os.path.join(tmp, "svcmapd.service")
         with open(copy, "w", encoding="utf-8") as f:
             f.write(text.replace(binary + " ", svcmapd + " "))
+        socket_copy = os.path.join(tmp, "svcmapd.socket")
+        with open(socket_copy, "w", encoding="utf-8") as f:
+            f.write(socket_text)
         env = dict(os.environ, SYSTEMD_LOG_COLOR="0", SYSTEMD_PAGER="cat")
-        r = subprocess.run([analyze, "verify", "--man=no", copy], capture_output=True, text=True,
-                           env=env, cwd=tmp)
-        noise = [l for l in (r.stdout + r.stderr).splitlines() if "svcmapd" in l]
-        check(r.returncode == 0 and not noise, "systemd-analyze verify: no error or warning",
-              "\n".join(noise) or r.stderr.strip())
+        for what, files in (("svcmapd.service", [copy]),
+                            ("svcmapd.socket with svcmapd.service", [socket_copy, copy])):
+            r = subprocess.run([analyze, "verify", "--man=no", *files], capture_output=True,
+                               text=True, env=env, cwd=tmp)
+            noise = [l for l in (r.stdout + r.stderr).splitlines() if "svcmapd" in l]
+            check(r.returncode == 0 and not noise,
+                  f"systemd-analyze verify {what}: no error or warning",
+                  "\n".join(noise) or r.stderr.strip())
 
         r = subprocess.run([analyze, "security", "--offline=true", "--no-pager", copy],
                            capture_output=True, text=True, env=env, cwd=tmp)

@@ -60,7 +60,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     if (!base || !mkdtemp(dir))
         abort();
     snprintf(sun.sun_path, sizeof(sun.sun_path), "%s/c.sock", dir);
-    control = control_new(base, sun.sun_path, (uid_t)-1, (gid_t)-1);
+    control = control_new(base, sun.sun_path, (uid_t)-1, (gid_t)-1, NULL);
     if (!control)
         abort();
     atexit(cleanup);
@@ -188,7 +188,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     for (size_t i = 0; i < len; i++)
         if (out[i] != '\n' && !printable(out + i, 1))
             fuzz_fail("a byte 0x%02x in the reply", (unsigned char)out[i]);
-    int status = refused ? 2 : cmd == 1 /* reload */ ? 1 : 0;
+    /* reload: no mapping loaded here; replace: no hand-over offered here */
+    int status = refused ? 2 : cmd == CONTROL_RELOAD || cmd == CONTROL_REPLACE ? 1 : 0;
     char want_exit[16];
     snprintf(want_exit, sizeof(want_exit), "exit %d\n", status);
     if (len - last != strlen(want_exit) || memcmp(out + last, want_exit, len - last) != 0)

@@ -59,7 +59,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
         cfg->http[i] = cfg->http[0];
         cfg->http_on[i] = true;
     }
-    http = http_new(base, cfg);
+    http = http_new(base, cfg, NULL);
     free(cfg);
     if (!http)
         abort();

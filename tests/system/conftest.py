@@ -84,14 +84,13 @@ def port_free(host, port):
         u.close()
 
 
-def socket_rows(pid, proto):
-    """The rows of /proc/net/{proto}{,6} (proto: tcp, udp) that are process pid's
-    sockets, each split into its fields (1: local address:port in hex, 3: state)."""
+def _socket_inodes(pid):
+    """The inodes of process pid's open sockets, as strings."""
     inodes = set()
     try:
         fds = os.listdir(f"/proc/{pid}/fd")
     except OSError:
-        return []
+        return inodes
     for fd in fds:
         try:
             link = os.readlink(f"/proc/{pid}/fd/{fd}")
@@ -99,14 +98,32 @@ def socket_rows(pid, proto):
             continue
         if link.startswith("socket:["):
             inodes.add(link[8:-1])
-    rows = []
+    return inodes
+
+
+def socket_rows(pid, proto):
+    """The rows of /proc/net/{proto}{,6} (proto: tcp, udp) that are process pid's
+    sockets, each split into its fields (1: local address:port in hex, 3: state),
+    one row per socket.
+
+    The descriptors are read one by one while sockets come and go, and so is the
+    table: a socket is counted only if it is open in a scan before the table is
+    read and in one after. Inodes are never reused, so every socket counted was
+    open at the moment the first scan ended, all of them at once."""
+    before = _socket_inodes(pid)
+    tables = []
     for table in (f"/proc/net/{proto}", f"/proc/net/{proto}6"):
         try:
-            lines = Path(table).read_text().splitlines()[1:]
+            tables.append(Path(table).read_text().splitlines()[1:])
         except OSError:
             continue
-        rows += [f for f in (line.split() for line in lines) if f[9] in inodes]
-    return rows
+    inodes = before & _socket_inodes(pid)
+    rows = {}
+    for lines in tables:
+        for f in (line.split() for line in lines):
+            if f[9] in inodes:
+                rows[f[9]] = f
+    return list(rows.values())
 
 
 def socket_ports(pid, proto, state=None):
@@ -114,6 +131,13 @@ def socket_ports(pid, proto, state=None):
     only if given (hex, as the table has it: 0A is LISTEN)."""
     return {int(f[1].rsplit(":", 1)[1], 16) for f in socket_rows(pid, proto)
             if state is None or f[3] == state}
+
+
+def held_sockets(pid, proto, port, state=None):
+    """The distinct sockets of process pid (rows of socket_rows()) bound to `port`, those
+    in `state` only if given (0A: LISTEN)."""
+    return [f for f in socket_rows(pid, proto) if int(f[1].rsplit(":", 1)[1], 16) == port
+            and (state is None or f[3] == state)]
 
 
 def free_port(host="127.0.0.1"):

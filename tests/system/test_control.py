@@ -391,7 +391,14 @@ def test_hostile_clients(svcmapd, sockdir):
     assert reply.startswith("error: not a command line: byte 1 is 0x16") and \
         reply.endswith("\nexit 2\n"), reply
     assert talk(sock, b"reload now\n") == "error: 'reload' takes no argument\nexit 2\n"
-    assert talk(sock, b"replace\n").startswith("error: unknown command 'replace'")
+    assert talk(sock, b"restart\n").startswith("error: unknown command 'restart'")
+    # replace from a client that is no svcmapd: it gets the lines (the descriptors are
+    # dropped by its kernel), then leaves, or says something else than `answering`;
+    # the hand-over is abandoned, and nothing changes
+    reply = talk(sock, b"replace\n", shut=True)
+    assert reply.startswith("replace: pid ") and "\nsockets " in reply, reply
+    reply = talk(sock, b"replace\nnonsense\n")
+    assert reply.startswith("replace: pid ") and "\nexit" not in reply, reply
     # a megabyte without a newline
     t0 = time.monotonic()
     reply = talk(sock, b"r" * (1 << 20))
@@ -421,7 +428,8 @@ def test_hostile_clients(svcmapd, sockdir):
     assert rc == 0 and "last reload: none since start" in out, out
     assert addresses(s.ask(svc("x.a"))) == ["10.0.0.1"] and s.serial() == serial
     m = scrape(port)
-    assert m.get("svcmapd_control_refused_total", reason="malformed") == 3
+    assert m.get("svcmapd_control_refused_total", reason="malformed") == 4
+    assert m.get("svcmapd_control_commands_total", command="replace") == 2
     assert m.get("svcmapd_control_refused_total", reason="too_long") == 1
     assert m.get("svcmapd_control_refused_total", reason="clients") == 1
     assert m.get("svcmapd_control_refused_total", reason="timeout") == 8
@@ -438,7 +446,8 @@ def test_hostile_clients(svcmapd, sockdir):
     assert ctl(sock, "status")[0] == 0
     log = s.log()
     assert "reload:" not in log and "stopping" not in log
+    assert log.count("replace: the new svcmapd did not take over: serving on") == 2, log
     refused = [l for l in log.splitlines() if "[WARNING] control: pid " in l]
     assert len(refused) == 1 and "byte 1 is 0x16" in refused[0], (
-        f"13 refusals within 10 s: one line, naming the first, with the client's pid:\n{log}")
+        f"14 refusals within 10 s: one line, naming the first, with the client's pid:\n{log}")
     assert s.proc.poll() is None

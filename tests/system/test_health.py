@@ -483,9 +483,10 @@ def test_probes_in_flight_are_bounded(svcmapd, backends):
         s.ask(svc("h0.prod"), "A")
         assert time.monotonic() - t < 0.5 * SLOW
         time.sleep(0.05)
-    # /proc is read one descriptor at a time while sockets come and go: a sample may
-    # count one or two twice; without the cap ~285 are open
-    assert 240 <= most <= 256 + 2, f"{most} probe sockets at once"
+    # a sample counts the sockets open throughout its reading of /proc (conftest), so it
+    # may miss a few that came or went meanwhile, never count more than were open at
+    # once; without the cap ~285 are open
+    assert 200 <= most <= 256, f"{most} probe sockets at once"
     accepted = sum(len(v) for v in group.accepted.values())
     assert accepted > 256, f"only {accepted} probes ran: the queue does not move"
 

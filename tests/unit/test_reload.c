@@ -224,6 +224,20 @@ static void test_outcomes(void)
     is_int(h.serial, zone_stats(zone_ref_current(ref))->serial, "and the serial now served");
     ok(!reload_stats(r)->last_good, "a reload applied ends the last good copy");
 
+    /* Held for a hand-over of the sockets: a reload asked for waits, and
+     * runs once released. */
+    reload_hold(r, true);
+    is_int(reload_run(r), 4, "held: number 4 will read the file after");
+    ok(!reload_running(r), "held: it does not run");
+    struct timeval tv = {0, 50000};
+    event_base_loopexit(base, &tv);
+    event_base_dispatch(base);
+    is_int(h.n, 3, "held: no outcome");
+    reload_hold(r, false);
+    ok(reload_running(r), "released: it runs");
+    wait_heard(base, &h, 4);
+    ok(h.n == 4 && h.seq[3] == 4, "released: reload 4 ends");
+
     reload_stop(r);
     is_int(reload_run(r), 0, "stopped: no reload will run");
     free(h.text);

@@ -89,6 +89,8 @@ static void test_save(void)
     ok(s != NULL, "a state-dir");
     if (!s)
         return;
+    ok(access(leftover, F_OK) == 0, "a temporary copy stays until the state-dir is claimed");
+    state_claim(s);
     ok(access(leftover, F_OK) != 0, "a temporary copy left by a process that died is removed");
     ok(!state_saved(s)->found, "no copy yet");
 
@@ -121,11 +123,22 @@ static void test_save(void)
     state_save(s, strdup(t3), strlen(t3), 1003, 10);
     settle(base, s, 3);
     ok(state_stats(s)->saved == 3 && state_saved(s)->serial == 1003, "the newest copy last");
+
+    /* svcmapd --replace: the copy being written, and the one to follow it,
+     * are on disk before the state-dir is let go; nothing is written after. */
+    const char *t4 = "[namespace a]\nx = 10.0.0.4\n", *t5 = "[namespace a]\nx = 10.0.0.5\n";
+    state_save(s, strdup(t4), strlen(t4), 1004, 11);
+    state_save(s, strdup(t5), strlen(t5), 1005, 12);
+    state_release(s);
+    ok(state_stats(s)->saved == 5 && state_saved(s)->serial == 1005,
+       "released: the copies asked for before are written");
+    state_save(s, strdup(text), strlen(text), 1006, 13);
+    is_int(state_stats(s)->saved, 5, "released: nothing is written after");
     state_free(s);
 
     s = state_new(base, dir);
-    ok(s && state_saved(s)->found && state_saved(s)->serial == 1003 &&
-           state_saved(s)->hash == config_hash(t3, strlen(t3)),
+    ok(s && state_saved(s)->found && state_saved(s)->serial == 1005 &&
+           state_saved(s)->hash == config_hash(t5, strlen(t5)),
        "what the copy says is read at start");
 
     state_free(s);
