@@ -9,8 +9,6 @@ a cold start), while a good line among them is taken.
 Targets are listeners of the test on 127.0.0.2 and up (test_health.Backend): probes never
 leave loopback."""
 
-import array
-import json
 import os
 import re
 import socket
@@ -18,12 +16,12 @@ import threading
 import time
 
 import dns.message
-import pytest
 
 import conftest
 from conftest import SLOW, free_port, inject_upstream, run_ctl, svc
-from test_health import FALL, HEALTH, INTERVAL, RISE, Backend, backends, targets_json, wait_for
-from test_replace import Fleet, fleet, sockdir  # noqa: F401 (fixtures)
+from test_health import FALL, HEALTH, INTERVAL, RISE, Backend, targets_json, wait_for
+from test_health import backends  # noqa: F401 (a fixture)
+from test_replace import fleet, sockdir  # noqa: F401 (fixtures)
 
 NAME = svc("db.prod")
 
@@ -153,6 +151,17 @@ HOSTILE = [
 ]
 
 
+def dns_sockets(port):
+    """A UDP socket and a TCP listener on 127.0.0.1:`port`, as a running svcmapd holds them."""
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    udp.bind(("127.0.0.1", port))
+    tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    tcp.bind(("127.0.0.1", port))
+    tcp.listen(16)
+    return udp, tcp
+
+
 def fake_old(path, lines, udp, tcp, got):
     """Listens on the control socket `path` as a running svcmapd would, and hands over the
     sockets `udp` and `tcp` and its own with `lines` as its facts; `got` collects what the new
@@ -202,12 +211,7 @@ def test_hostile_facts_change_nothing(fleet, backends, sockdir):
               f"health 127.0.0.3 tcp:{p} down {now} 1 0 65647 more",    # a later field
               f"weather 127.0.0.3 tcp:{p} down"]                        # another fact
     lines[-2] = lines[-2].replace("127.0.0.3", "127.0.0.5")          # ...of a target not here
-    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    udp.bind(("127.0.0.1", port))
-    tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    tcp.bind(("127.0.0.1", port))
-    tcp.listen(16)
+    udp, tcp = dns_sockets(port)
     got = []
     try:
         t = fake_old(sock, lines, udp, tcp, got)
@@ -243,12 +247,7 @@ def test_an_old_svcmapd_without_health_facts(fleet, backends, sockdir):
     p = up.port
     port, http, sock = free_port(), free_port(), os.path.join(sockdir, "c.sock")
     cfg = mapping(port, http, sock, f"db = 127.0.0.2:{p}, 127.0.0.3:{p} check=tcp\n")
-    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    udp.bind(("127.0.0.1", port))
-    tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    tcp.bind(("127.0.0.1", port))
-    tcp.listen(16)
+    udp, tcp = dns_sockets(port)
     got = []
     try:
         t = fake_old(sock, ["serial 7", "digest 0123456789abcdef"], udp, tcp, got)
