@@ -1,6 +1,4 @@
-/* health_report.c -- what the prober found, as /metrics, /health/targets and the next svcmapd see
- * it.
- */
+/* health_report.c -- what the prober found, for /metrics, /health/targets and the next svcmapd. */
 #include <arpa/inet.h>
 #include <event2/buffer.h>
 #include <stdio.h>
@@ -8,6 +6,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "svcmapd/handover.h"
 #include "svcmapd/health.h"
 #include "svcmapd/log.h"
 #include "svcmapd/zone.h"
@@ -165,10 +164,10 @@ void health_report_json(struct evbuffer *b, const struct zone *z)
 /* ---------------------------------------------------------------------- */
 /* The state handed to the next svcmapd (health.h).                       */
 
-#define FACT_MAX   512         /* a hand-over's line (handover.h) */
-#define FACT_SAID  8           /* rejected facts logged one by one; then counted */
-#define AHEAD_MS   86400000ULL /* a SINCE later than a day from now is not believed */
-#define STREAK_MAX 100         /* fall and rise are at most this */
+#define FACT_MAX   HANDOVER_LINE_MAX /* no line of a hand-over is longer */
+#define FACT_SAID  8                 /* rejected facts logged one by one; then counted */
+#define AHEAD_MS   86400000ULL       /* a SINCE later than a day from now is not believed */
+#define STREAK_MAX 100               /* fall and rise are at most this (config_options.c) */
 
 void health_report_facts(const struct zone *z, void (*put)(void *ctx, const char *line), void *ctx)
 {

@@ -561,9 +561,8 @@ static void offer_fact(void *arg, const char *fact)
 
 /* A new svcmapd asks for the sockets: the facts (the serial, the state of
  * every probe), and every listening socket but the control socket's
- * (control.c adds it). Reloads wait
- * until it has taken over or gone: the serial and the state-dir it is
- * told of must stay. */
+ * (control.c adds it). Reloads wait until it has taken over or gone: the
+ * serial and the state-dir it is told of must stay. */
 static bool on_replace_offer(void *arg, struct handover_offer *o, char *why, size_t cap)
 {
     struct daemon *dm = arg;
@@ -649,8 +648,9 @@ static bool start_fresh(struct daemon *dm)
  * svcmapd --replace, once the mapping is compiled (SPEC §7): the running
  * svcmapd hands over its sockets through its control socket (handover.h);
  * this one answers on them, with the serial and the state of the checked
- * targets carried on, then tells it to let go, and takes the state-dir. False on a failure
- * (logged): closing the connection leaves the old one serving, its sockets never closed.
+ * targets carried on, then tells it to let go, and takes the state-dir.
+ * False on a failure (logged): closing the connection leaves the old one
+ * serving, its sockets never closed.
  */
 static bool take_over(struct daemon *dm)
 {
