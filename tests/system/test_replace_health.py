@@ -2,9 +2,10 @@
 (SPEC 6): a target the running svcmapd found down is never answered by the one that replaces
 it, from its first query on, under a small load; the new one shows it down since the same
 moment (`svcmapctl health`, /health/targets), keeps the up one, and brings it back after
-`rise` probes of its own. Then an old svcmapd played by the test, whose health facts are
-hostile: each bad line is refused, logged, and changes nothing (its target starts up, as at
-a cold start), while a good line among them is taken.
+`rise` probes of its own; a failure the old one counted toward `fall` counts on in the new
+one. Then an old svcmapd played by the test, whose health facts are hostile: each bad line
+is refused, logged, and changes nothing (its target starts up, as at a cold start), while a
+good line among them is taken.
 
 Targets are listeners of the test on 127.0.0.2 and up (test_health.Backend): probes never
 leave loopback."""
@@ -26,16 +27,16 @@ from test_replace import fleet, sockdir  # noqa: F401 (fixtures)
 NAME = svc("db.prod")
 
 
-def mapping(port, http, sock, services):
+def mapping(port, http, sock, services, health=HEALTH):
     return inject_upstream(
         f"[server]\nlisten = 127.0.0.1:{port}\nworkers = {os.environ.get('SVCMAPD_TEST_WORKERS', '2')}"
         f"\nttl = 5\n\n[http]\nhealth = 127.0.0.1:{http}\n\n[control]\nsocket = {sock}\n\n"
-        f"{HEALTH}\n[namespace prod]\n{services}")
+        f"{health}\n[namespace prod]\n{services}")
 
 
-def answered(port, timeout=1.0):
-    """The A addresses of one UDP answer for db.prod, sorted; None if none came."""
-    w = conftest.udp_exchange(conftest.make_query(NAME).to_wire(), port, timeout=timeout)
+def answered(port, timeout=1.0, name=NAME):
+    """The A addresses of one UDP answer for `name` (db.prod), sorted; None if none came."""
+    w = conftest.udp_exchange(conftest.make_query(name).to_wire(), port, timeout=timeout)
     if w is None:
         return None
     return sorted(rd.address for rrset in dns.message.from_wire(w).answer for rd in rrset)
@@ -127,6 +128,39 @@ def test_a_target_down_stays_out(fleet, backends, sockdir):
     assert f"health: db.prod 127.0.0.3:{p} up: {RISE} successes" in log, log
     back = by_target(http)[f"127.0.0.3:{p}"]
     assert back["up"] and back["transitions"] == 2 and back["since"] >= down["since"], back
+
+
+def test_failures_counted_go_on(fleet, backends, sockdir):
+    """A target the old svcmapd has counted one failure of (toward `fall` 3) goes down after
+    two more probes of the new one, not three: each probe is an accept of the backend, which
+    answers HTTP 500 from a moment between two probes. The interval, 2 s, keeps the old
+    svcmapd from probing again before it has handed over."""
+    interval = 2.0
+    health = f"[health]\ninterval = 2s\ntimeout = 1s\nfall = {FALL}\nrise = {RISE}\n"
+    b = backends("127.0.0.2", mode=200)
+    p = b.port
+    backends("127.0.0.3", mode=200, port=p)
+    port, http, sock = free_port(), free_port(), os.path.join(sockdir, "c.sock")
+    cfg = mapping(port, http, sock, f"web = 127.0.0.2, 127.0.0.3 check=http:{p}/healthz\n",
+                  health=health)
+    old = fleet.start(cfg)
+    wait_for(lambda: len(b.accepted["127.0.0.2"]) >= 1, 2 * interval, "a first probe")
+    seen = len(b.accepted["127.0.0.2"])
+    wait_for(lambda: len(b.accepted["127.0.0.2"]) > seen, 2 * interval, "a second probe")
+    time.sleep(0.2)   # its 200 is out: the next probe is an interval away
+    b.mode = 500
+    switched = time.monotonic()
+    wait_for(lambda: by_target(http)["127.0.0.2"]["last_error"] == "HTTP 500",
+             2 * interval, "one failure counted", step=0.02)
+    assert by_target(http)["127.0.0.2"]["up"], "down after one failure"
+    new = fleet.replace(old, cfg)
+    wait_for(lambda: not by_target(http)["127.0.0.2"]["up"], (FALL + 1) * interval,
+             "127.0.0.2 down in the new svcmapd", step=0.02)
+    failed = [t for t in b.accepted["127.0.0.2"] if t >= switched]
+    assert len(failed) == FALL, f"{len(failed)} probes failed before it went down"
+    log = fleet.log(new)
+    assert f"health: web.prod 127.0.0.2 down: {FALL} failures, last: HTTP 500" in log, log
+    assert answered(port, name=svc("web.prod")) == ["127.0.0.3"]
 
 
 # ------------------------------------------------------------- an old svcmapd of the test
