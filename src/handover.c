@@ -17,8 +17,8 @@
 #include "svcmapd/inherit.h"
 #include "svcmapd/log.h"
 
-#define LINE_MAX_LEN 512 /* a label is a type and an address or a socket's path */
-#define FDS_AT_ONCE  16  /* descriptors one read may bring: one, as Linux reads them */
+#define LINE_MAX_LEN HANDOVER_LINE_MAX /* a label is a type and an address or a socket's path */
+#define FDS_AT_ONCE  16 /* descriptors one read may bring: one, as Linux reads them */
 
 /* Waits until `fd` is ready for `events`, at most until `deadline`
  * (clock_ms()). 0, or -ETIMEDOUT, or a negative errno. */
@@ -62,9 +62,35 @@ void handover_offer_add(struct handover_offer *o, int fd, const char *label)
     o->n++;
 }
 
+void handover_offer_fact(struct handover_offer *o, const char *fact)
+{
+    size_t n = strlen(fact) + 6; /* "fact " and the newline */
+    if (n >= LINE_MAX_LEN || strchr(fact, '\n')) {
+        log_warning("replace: a fact too long for a line is not offered: %.60s...", fact);
+        return;
+    }
+    if (o->len + n > o->room) {
+        size_t room = o->room ? o->room * 2 : 4096;
+        while (room < o->len + n)
+            room *= 2;
+        char *more = realloc(o->lines, room);
+        if (!more) {
+            o->failed = true;
+            return;
+        }
+        o->lines = more;
+        o->room = room;
+    }
+    memcpy(o->lines + o->len, "fact ", 5);
+    memcpy(o->lines + o->len + 5, fact, n - 6);
+    o->lines[o->len + n - 1] = '\n';
+    o->len += n;
+}
+
 void handover_offer_finish(struct handover_offer *o)
 {
     free(o->socks);
+    free(o->lines);
     memset(o, 0, sizeof(*o));
 }
 
@@ -127,6 +153,8 @@ int handover_send(int fd, const struct handover_offer *o)
     if (r == 0 && f->has_serial)
         r = sendf(fd, deadline, "fact serial %" PRIu32 "\nfact digest %016" PRIx64 "\n", f->serial,
                   f->digest);
+    if (r == 0 && o->len)
+        r = send_line(fd, o->lines, o->len, -1, deadline);
     for (size_t i = 0; r == 0 && i < o->n; i++) {
         char line[LINE_MAX_LEN];
         int n = snprintf(line, sizeof(line), "socket %s\n", o->socks[i].label);
@@ -147,7 +175,10 @@ struct reader {
     char buf[4 * LINE_MAX_LEN];
     size_t len;
     int fds[FDS_AT_ONCE * 2];
-    size_t nfds; /* received, not yet taken by a `socket` line */
+    size_t nfds;            /* received, not yet taken by a `socket` line */
+    handover_fact_fn *more; /* the facts handover.c does not know */
+    void *more_arg;
+    size_t facts; /* passed to more() */
 };
 
 /* Receives more bytes, and the descriptors with them. NULL, or why not. */
@@ -236,6 +267,18 @@ static void log_refusal(struct reader *r, const char *path, const char *first)
         log_error("replace: %s", line);
 }
 
+/* A fact for r->more(), HANDOVER_MAX_FACTS at most. True if it was read. */
+static bool more_fact(struct reader *r, const char *fact)
+{
+    if (!r->more || r->facts > HANDOVER_MAX_FACTS)
+        return false;
+    if (r->facts++ == HANDOVER_MAX_FACTS) {
+        log_warning("replace: more than %d facts: the rest are skipped", HANDOVER_MAX_FACTS);
+        return false;
+    }
+    return r->more(r->more_arg, fact);
+}
+
 /* Reads one line of the offer into `facts` and `into`. 1 at its end, 0
  * for more, -1 when it is broken (*why). */
 static int read_offer_line(struct reader *r, const char *line, struct handover_facts *facts,
@@ -262,17 +305,21 @@ static int read_offer_line(struct reader *r, const char *line, struct handover_f
             return -1;
         }
         return 1;
-    } else {
+    } else if (!(strncmp(line, "fact ", 5) == 0 && more_fact(r, line + 5))) {
         log_debug("replace: skipped: %s", line); /* a fact of a later svcmapd */
     }
     return 0;
 }
 
-int handover_request(const char *path, struct handover_facts *facts, struct inherit *into)
+int handover_request(const char *path, struct handover_facts *facts, struct inherit *into,
+                     handover_fact_fn *more, void *arg)
 {
     *facts = (struct handover_facts){0};
     struct sockaddr_un sun = {.sun_family = AF_UNIX};
-    struct reader r = {.fd = -1, .deadline = clock_ms() + HANDOVER_DEADLINE * 1000ULL};
+    struct reader r = {.fd = -1,
+                       .deadline = clock_ms() + HANDOVER_DEADLINE * 1000ULL,
+                       .more = more,
+                       .more_arg = arg};
     if (strlen(path) >= sizeof(sun.sun_path)) {
         log_error("replace: %s: too long for a unix socket", path);
         return -1;

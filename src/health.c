@@ -168,6 +168,25 @@ const char *health_error_text(uint32_t error, char *out, size_t cap)
     return out;
 }
 
+bool health_error_valid(uint32_t error)
+{
+    uint32_t detail = error & 0xffff;
+    switch (error >> 16) {
+    case HEALTH_ERR_ERRNO:
+        return detail > 0 && detail < 4096;
+    case HEALTH_ERR_TIMEOUT:
+        return detail >= PHASE_CONNECTING && detail <= PHASE_READING;
+    case HEALTH_ERR_STATUS:
+        return detail <= 999; /* three digits, not 2xx */
+    case HEALTH_ERR_NONE:
+    case HEALTH_ERR_RESPONSE:
+    case HEALTH_ERR_CLOSED:
+        return detail == 0;
+    default:
+        return false;
+    }
+}
+
 /* ---------------------------------------------------------------------- */
 /* The zone.                                                               */
 
@@ -190,6 +209,9 @@ static void publish(const struct health *h, const struct zone *z, const struct t
     atomic_store_explicit(&p->error, t->error, memory_order_relaxed);
     store(&p->since, t->since);
     store(&p->transitions, t->transitions);
+    uint32_t streak = t->up ? t->fails : t->oks; /* at most fall or rise: 100 */
+    atomic_store_explicit(&p->streak, (uint8_t)(streak < UINT8_MAX ? streak : UINT8_MAX),
+                          memory_order_relaxed);
     atomic_store_explicit(&p->up, t->up ? 1 : 0, memory_order_relaxed);
     for (size_t u = h->uses ? h->use_at[t->index] : 0; h->uses && u < h->use_at[t->index + 1];
          u++) {
@@ -596,6 +618,12 @@ static struct target *target_new(struct health *h, const struct zone_probe *p, u
     t->error = atomic_load_explicit(&p->error, memory_order_relaxed);
     t->since = atomic_load_explicit(&p->since, memory_order_relaxed);
     t->transitions = atomic_load_explicit(&p->transitions, memory_order_relaxed);
+    /* the counting toward `fall` or `rise` a replaced svcmapd had begun */
+    uint8_t streak = atomic_load_explicit(&p->streak, memory_order_relaxed);
+    if (t->up)
+        t->fails = streak;
+    else
+        t->oks = streak;
     t->timer = evtimer_new(h->base, on_due, t);
     t->io = event_new(h->base, -1, 0, on_io, t); /* its socket's, assigned per probe */
     if (!t->timer || !t->io || (p->key.path && !t->path)) {

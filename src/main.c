@@ -409,28 +409,11 @@ static void on_outcome(void *arg, struct reload_outcome *o)
     }
 }
 
-/* `svcmapctl health`: the checked targets of the zone served, one line
- * each, or a line that says there are none. */
-struct health_lines {
-    void (*put)(void *ctx, const char *line);
-    void *ctx;
-    size_t n;
-};
-
-static void put_health_line(void *arg, const char *line)
-{
-    struct health_lines *l = arg;
-    l->put(l->ctx, line);
-    l->n++;
-}
-
+/* `svcmapctl health`: the checked targets of the zone served. */
 static void list_health(void *arg, void (*put)(void *ctx, const char *line), void *ctx)
 {
     struct daemon *dm = arg;
-    struct health_lines l = {put, ctx, 0};
-    health_report_lines(zone_ref_current(dm->ref), put_health_line, &l);
-    if (l.n == 0)
-        put(ctx, "no checked targets");
+    health_report_lines(zone_ref_current(dm->ref), put, ctx);
 }
 
 /* Serves the loaded zone: binds, drops privileges, starts the workers and
@@ -507,10 +490,15 @@ static void offer_socket(void *arg, int fd, const char *label)
     handover_offer_add(arg, fd, label);
 }
 
-/* A new svcmapd asks for the sockets: the facts, and every listening
- * socket but the control socket's (control.c adds it). Reloads wait
- * until it has taken over or gone: the serial and the state-dir it is
- * told of must stay. */
+static void offer_fact(void *arg, const char *fact)
+{
+    handover_offer_fact(arg, fact);
+}
+
+/* A new svcmapd asks for the sockets: the facts (the serial, the state of
+ * every probe), and every listening socket but the control socket's
+ * (control.c adds it). Reloads wait until it has taken over or gone: the
+ * serial and the state-dir it is told of must stay. */
 static bool on_replace_offer(void *arg, struct handover_offer *o, char *why, size_t cap)
 {
     struct daemon *dm = arg;
@@ -523,14 +511,14 @@ static bool on_replace_offer(void *arg, struct handover_offer *o, char *why, siz
         snprintf(why, cap, "a reload is under way; try again once it has ended");
         return false;
     }
-    const struct zone_stats *st = zone_stats(zone_ref_current(dm->ref));
+    const struct zone *z = zone_ref_current(dm->ref);
+    const struct zone_stats *st = zone_stats(z);
     o->facts.pid = (long)getpid();
     snprintf(o->facts.version, sizeof(o->facts.version), "%s", SVCMAPD_VERSION);
     o->facts.has_serial = true;
     o->facts.serial = st->serial;
     o->facts.digest = st->digest;
-    /* the health state of checked targets will be offered here too, as
-     * facts, once there are checks (SPEC §6) */
+    health_report_facts(z, offer_fact, o);
     server_listening(dm->srv, offer_socket, o);
     if (dm->http)
         http_listening(dm->http, offer_socket, o);
@@ -595,22 +583,26 @@ static bool start_fresh(struct daemon *dm)
 /*
  * svcmapd --replace, once the mapping is compiled (SPEC §7): the running
  * svcmapd hands over its sockets through its control socket (handover.h);
- * this one answers on them, with the serial carried on, then tells it to
- * let go, and takes the state-dir. False on a failure (logged): closing
- * the connection leaves the old one serving, its sockets never closed.
+ * this one answers on them, with the serial and the state of the checked
+ * targets carried on, then tells it to let go, and takes the state-dir.
+ * False on a failure (logged): closing the connection leaves the old one
+ * serving, its sockets never closed.
  */
 static bool take_over(struct daemon *dm)
 {
     const struct config *cfg = dm->load.cfg;
     struct handover_facts facts;
+    struct health_seed seed; /* before the first answer: a target down is left out */
+    health_seed_init(&seed, dm->load.zone);
     dm->given = inherit_new(INHERIT_HANDOVER);
-    int conn = dm->given ? handover_request(cfg->control_socket, &facts, dm->given) : -1;
+    int conn = dm->given ? handover_request(cfg->control_socket, &facts, dm->given,
+                                            health_seed_fact, &seed)
+                         : -1;
+    health_seed_finish(&seed, conn >= 0);
     if (conn < 0)
         return false;
     if (facts.has_serial) /* it never goes back (SPEC §2.2) */
         zone_continue_serial(dm->load.zone, facts.serial, facts.digest);
-    /* the health state of checked targets will be taken from `facts` here
-     * too, once there are checks (SPEC §6) */
     log_zone(dm);
     dm->http = http_new(dm->base, cfg, dm->given);
     if (!dm->http || !start_control(dm) || !start_serving(dm)) {

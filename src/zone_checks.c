@@ -242,21 +242,31 @@ const struct zone_plan *checked_plan(struct compiler *c, struct znode *node,
     return q;
 }
 
-/* What `key` found in `old`, or NULL if `old` had no such probe. */
-static const struct zone_probe *old_probe(const struct zone *old, const struct zone_probe_key *key)
+struct zone_probe *zone_probe_find(const struct zone *z, const struct zone_probe_key *key)
 {
-    size_t lo = 0, hi = old ? old->nprobes : 0;
+    size_t lo = 0, hi = z ? z->nprobes : 0;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
-        int r = zone_probe_key_cmp(&old->probes[mid].key, key);
+        int r = zone_probe_key_cmp(&z->probes[mid].key, key);
         if (r == 0)
-            return &old->probes[mid];
+            return &z->probes[mid];
         if (r < 0)
             lo = mid + 1;
         else
             hi = mid;
     }
     return NULL;
+}
+
+void zone_checked_refresh(const struct zone *z)
+{
+    for (size_t i = 0; i < z->nchecked; i++) {
+        struct zone_checked *k = z->checked[i];
+        uint64_t up = 0;
+        for (uint8_t t = 0; t < k->ntargets; t++)
+            up |= (uint64_t)atomic_load_explicit(&k->t[t].probe->up, memory_order_relaxed) << t;
+        atomic_store_explicit(&k->up, up, memory_order_relaxed);
+    }
 }
 
 void compile_probes(struct compiler *c, const struct zone *old, time_t now)
@@ -285,8 +295,9 @@ void compile_probes(struct compiler *c, const struct zone *old, time_t now)
         if (i == 0 || ref_cmp(&l->v[i - 1], &l->v[i]) != 0) {
             struct zone_probe *p = &z->probes[z->nprobes++];
             p->key = l->v[i].key;
-            const struct zone_probe *o = old_probe(old, &p->key);
+            const struct zone_probe *o = zone_probe_find(old, &p->key);
             atomic_init(&p->up, o ? atomic_load_explicit(&o->up, memory_order_relaxed) : 1);
+            atomic_init(&p->streak, o ? atomic_load_explicit(&o->streak, memory_order_relaxed) : 0);
             atomic_init(&p->error, o ? atomic_load_explicit(&o->error, memory_order_relaxed) : 0);
             atomic_init(&p->since, o ? atomic_load_explicit(&o->since, memory_order_relaxed)
                                      : (uint64_t)now * 1000);
@@ -295,14 +306,7 @@ void compile_probes(struct compiler *c, const struct zone *old, time_t now)
         }
         l->v[i].t->probe = &z->probes[z->nprobes - 1];
     }
-    /* and each service's word of them, which queries read */
-    for (size_t i = 0; i < z->nchecked; i++) {
-        struct zone_checked *k = z->checked[i];
-        uint64_t up = 0;
-        for (uint8_t t = 0; t < k->ntargets; t++)
-            up |= (uint64_t)atomic_load_explicit(&k->t[t].probe->up, memory_order_relaxed) << t;
-        atomic_init(&k->up, up);
-    }
+    zone_checked_refresh(z); /* each service's word of them, which queries read */
 }
 
 void probes_free(struct compiler *c)

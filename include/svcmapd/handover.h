@@ -16,6 +16,8 @@
  *   O: replace: pid 1234, svcmapd 0.1.0
  *      fact serial 1795688001
  *      fact digest 0123456789abcdef
+ *      fact health 192.168.1.10 tcp:3306 down 1796000000123 1 0 65647
+ *      ...                                       (one per probe: health.h)
  *      socket udp 127.0.0.1:53                  + its descriptor
  *      socket tcp 127.0.0.1:53                  + its descriptor
  *      socket http 127.0.0.1:8080               + ...
@@ -34,8 +36,11 @@
  * now (loading, stopping, a reload or another replace under way) answers
  * `error:` lines and `exit N` instead. An N that closes the connection
  * without `answering` leaves O serving as if nothing had happened.
- * `fact` lines N does not know are skipped: new ones (the health state of
- * the checked targets, SPEC §6) can be added without breaking an older N.
+ * `fact` lines N does not know are skipped, so new ones can be added
+ * without breaking an older N: `fact health`, the state of the checked
+ * targets (SPEC §6), is read by health.h's health_seed_fact(). Every line
+ * is shorter than HANDOVER_LINE_MAX; N reads HANDOVER_MAX_FACTS facts at
+ * most and skips the rest, saying so.
  */
 
 struct inherit;
@@ -44,6 +49,14 @@ struct inherit;
  * compiled before it asks, so each is quick; the old one's control socket
  * accepts nobody else meanwhile. */
 #define HANDOVER_DEADLINE 10
+
+/* The longest line of the exchange, its newline included; a longer one
+ * breaks it. */
+#define HANDOVER_LINE_MAX 512
+
+/* `fact` lines N reads at most: far more than the checked targets of any
+ * mapping probed (each a probe every few seconds). */
+#define HANDOVER_MAX_FACTS 1000000
 
 /* What O tells N. */
 struct handover_facts {
@@ -65,6 +78,8 @@ struct handover_offer {
         char label[128]; /* "udp 127.0.0.1:53", "control /run/svcmapd/control.sock" */
     } * socks;
     size_t n, cap;
+    char *lines; /* more `fact` lines, each with its newline */
+    size_t len, room;
     bool failed; /* out of memory while adding */
 };
 
@@ -73,6 +88,10 @@ void handover_offer_init(struct handover_offer *o);
 
 /* Adds socket `fd` under `label` ("TYPE ADDRESS"). */
 void handover_offer_add(struct handover_offer *o, int fd, const char *label);
+
+/* Adds the line `fact FACT` ("health ..."). A fact too long for a line is
+ * left out, logged. */
+void handover_offer_fact(struct handover_offer *o, const char *fact);
 
 /* Frees what the offer holds; its descriptors are not closed. */
 void handover_offer_finish(struct handover_offer *o);
@@ -84,12 +103,18 @@ int handover_send(int fd, const struct handover_offer *o);
 
 /* ---- the new svcmapd (N) ---- */
 
+/* Reads one fact, its `fact ` taken off, that handover.c does not know
+ * itself: false if it does not know it either. */
+typedef bool handover_fact_fn(void *arg, const char *fact);
+
 /* Connects to the control socket `path`, asks for the hand-over, and puts
- * every socket received into `into` and the facts into *facts. Returns
+ * every socket received into `into` and the facts into *facts; the other
+ * facts go to more(arg, fact) (NULL: none wanted). Returns
  * the connection (for handover_confirm()), or -1 after logging why: no
  * svcmapd answers there, it cannot hand over now (its lines are logged),
  * or the exchange broke. */
-int handover_request(const char *path, struct handover_facts *facts, struct inherit *into);
+int handover_request(const char *path, struct handover_facts *facts, struct inherit *into,
+                     handover_fact_fn *more, void *arg);
 
 /* Says `answering` on connection `fd` and waits for O's last word, then
  * closes it. True when O has let go (it drains and exits); false, logged,

@@ -4,6 +4,7 @@
 #define SVCMAPD_HEALTH_H
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -68,7 +69,9 @@ extern const double health_bucket_le[HEALTH_BUCKETS]; /* seconds */
 const struct health_stats *health_stats(const struct health *h);
 
 /* A failure, as zone_probe.error holds it: its kind in the upper 16 bits,
- * a detail below (an errno, an HTTP status, where a timeout struck). */
+ * a detail below (an errno, an HTTP status, where a timeout struck). The
+ * numbers travel in a hand-over to the next svcmapd (health_report_facts()):
+ * add kinds, never renumber them. */
 enum health_error {
     HEALTH_ERR_NONE,
     HEALTH_ERR_ERRNO,    /* the connection failed: errno */
@@ -83,6 +86,10 @@ enum health_error {
 /* `error` in words ("connection refused", "HTTP 500", "timeout waiting
  * for the response"), in `out`; returns `out`. */
 const char *health_error_text(uint32_t error, char *out, size_t cap);
+
+/* True if `error` is one a probe can record: a known kind with a detail
+ * it can have. */
+bool health_error_valid(uint32_t error);
 
 /* ---- what the endpoints show (health_report.c) ---- */
 
@@ -103,7 +110,59 @@ void health_report_json(struct evbuffer *b, const struct zone *z);
  * the file: `mysql.prod 192.168.1.10:3306 down since
  * 2026-12-06T15:32:08Z, not answered, last error: connection refused`
  * (SPEC §7's `health` command: service, target, up or down, since when,
- * whether answers hold it, the last failure). */
+ * whether answers hold it, the last failure); `no checked targets` when
+ * there are none. */
 void health_report_lines(const struct zone *z, void (*put)(void *ctx, const char *line), void *ctx);
+
+/* ---- the state handed to the next svcmapd (svcmapd --replace) ---- */
+
+/*
+ * SPEC §7: "Health state ... carry over". The running svcmapd offers the
+ * state of each probe of the zone it serves as one `fact` of the
+ * hand-over (handover.h), the fields separated by one space:
+ *
+ *   health ADDRESS CHECK STATE SINCE TRANSITIONS STREAK ERROR
+ *   health 192.168.1.10 tcp:3306 down 1796000000123 1 0 65647
+ *   health 2001:db8::1 http:8080/healthz up 1795990000000 0 1 0
+ *
+ * ADDRESS, CHECK (with the port probed) and the path are the probe's key,
+ * as a reload matches probes (zone_probe_key_cmp()); STATE up or down;
+ * SINCE the Unix time in ms of its last transition; TRANSITIONS how many;
+ * STREAK the failures (while up) or successes (while down) in a row
+ * toward `fall` or `rise`; ERROR the last failure, as zone_probe.error.
+ * Fields past these are a later svcmapd's, and skipped.
+ *
+ * The new svcmapd puts that state into the probes of the zone it has
+ * compiled, before the zone is served, so that a target down is not
+ * answered from the first query on. What it reads is untrusted: a line
+ * that is not exactly this (a field missing or out of range, a time more
+ * than a day ahead, a second line for one probe) is logged and changes
+ * nothing; a probe the zone does not have is ignored (gone from the
+ * mapping); probes no valid line names start as at a cold start (up, SPEC
+ * §6), said in one line.
+ */
+
+/* Calls put(ctx, line) with the fact of every probe of `z`. */
+void health_report_facts(const struct zone *z, void (*put)(void *ctx, const char *line), void *ctx);
+
+struct health_seed {
+    const struct zone *z;
+    uint8_t *seen; /* a bit per probe of z that a line has set; NULL: out of memory */
+    size_t facts;  /* `health` lines read */
+    size_t taken, down, gone, rejected;
+};
+
+/* Before the facts of a hand-over: `z` is the zone compiled, not served
+ * yet. Pair with health_seed_finish(). */
+void health_seed_init(struct health_seed *s, const struct zone *z);
+
+/* One fact of the hand-over, without `fact ` ("health 192.168.1.10 ...").
+ * False if it is not a `health` fact (another kind, for someone else). */
+bool health_seed_fact(void *seed, const char *fact);
+
+/* After the last fact, if the hand-over went through (`done`): each
+ * service's word set from its probes, and one log line of what was
+ * carried over and what starts cold. Frees what `s` holds. */
+void health_seed_finish(struct health_seed *s, bool done);
 
 #endif

@@ -205,6 +205,8 @@ struct zone_probe_key {
 struct zone_probe {
     struct zone_probe_key key;
     _Atomic uint8_t up;           /* 1: answered; 0: down */
+    _Atomic uint8_t streak;       /* results in a row against `up`: failures while up, successes
+                                   * while down (toward `fall` or `rise`) */
     _Atomic uint32_t error;       /* the last failure, as health.h encodes it; 0: none */
     _Atomic uint64_t since;       /* Unix time in ms of the last transition, or of the first load */
     _Atomic uint64_t transitions; /* up to down and back, since the first load */
@@ -231,6 +233,14 @@ struct zone_checked {
  * service that uses it, as the prober would (it keeps an index of its
  * own): for tests and fuzzers, which have no prober. */
 void zone_probe_set_up(const struct zone *z, struct zone_probe *p, bool up);
+
+/* The probe of `key` in `z`, or NULL if `z` has none (NULL `z` too). */
+struct zone_probe *zone_probe_find(const struct zone *z, const struct zone_probe_key *key);
+
+/* Sets the word of every checked service of `z` from its probes' `up`:
+ * after probes were written other than through the prober (a zone
+ * compiled, a hand-over's state put in before it is served). */
+void zone_checked_refresh(const struct zone *z);
 
 /* Which targets of `s` its A and AAAA answers hold now, a bit each
  * (target k is bit k): the healthy ones, or the first of them for

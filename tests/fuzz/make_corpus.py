@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """make_corpus.py -- writes the seed corpora of tests/fuzz/corpus/ (answer, config, upstream,
-reload, import, http, control).
+reload, import, http, control, handover).
 
 Run it from anywhere with Debian's python3 (it needs python3-dnspython):
 
@@ -36,6 +36,11 @@ kinds (a head over 8 KiB, a body, a bad request line, HTTP/2).
 control/: `fuzz_control` inputs, what a client sends on the control socket:
 each command as svcmapctl and socat send it, and the refused kinds (an
 unknown word, an argument, binary, a line over 256 bytes, no newline).
+
+handover/: `fuzz_handover` inputs, what a running svcmapd sends to
+`svcmapd --replace` after its `replace`: offers with the health state of
+the fixed mapping's probes in fuzz_handover.c, good and broken, and broken
+offers (a refusal, a line too long, a socket without its descriptor).
 """
 
 import os
@@ -515,6 +520,41 @@ def control_seeds():
     ]
 
 
+def handover_seeds():
+    """(name, bytes) of the handover/ seeds."""
+    head = b"replace: pid 1234, svcmapd 0.1.0\nfact serial 1795688001\nfact digest 0123456789abcdef\n"
+    good = [b"health 10.0.0.1 tcp:5432 down 1700000123456 3 1 65647",
+            b"health 10.0.0.2 tcp:5432 up 1700000000000 0 2 0",
+            b"health 10.0.1.1 http:8080/healthz?x=1 down 1700000000000 1 0 197111",
+            b"health 10.0.1.2 http:8080/healthz?x=1 up 1700000000000 2 0 131075",
+            b"health 2001:db8::1 tcp:6379 down 1700000000000 1 1 65647",
+            b"health 10.0.0.9 tcp:5432 down 1700000000000 1 0 65647"]
+
+    def offer(lines, end=b"sockets 0\n"):
+        return head + b"".join(b"fact " + l + b"\n" for l in lines) + end
+
+    return [
+        ("state", offer(good)),
+        ("state-unfinished", offer(good, end=b"")),
+        ("no-health", offer([])),
+        ("later-fields", offer([good[0] + b" 7 more"])),
+        ("twice", offer([good[0], good[0].replace(b"down", b"up")])),
+        ("hostile", offer([b"health 10.0.0.1  tcp:5432 down 1 1 0 0",
+                           b"health 10.0.0.256 tcp:5432 down 1 1 0 0",
+                           b"health 10.0.0.1 tcp:65536 down 1 1 0 0",
+                           b"health 10.0.0.1 tcp:5432 down 99999999999999999999 1 0 0",
+                           b"health 10.0.0.1 tcp:5432 down 1 1 101 0",
+                           b"health 10.0.0.1 tcp:5432 down 1 1 0 393216",
+                           b"health 10.0.1.1 http:8080/healthz down 1 1 0 0",
+                           b"health 10.0.0.1 tcp:5432 down 1 1 0 0\r",
+                           b"health 10.0.0.1 tcp:5432 d\xc3\xb6wn 1 1 0 0",
+                           b"weather 10.0.0.1 tcp:5432 down"])),
+        ("long-line", head + b"fact health " + b"x" * 600 + b"\nsockets 0\n"),
+        ("socket-alone", head + b"socket udp 127.0.0.1:53\nsockets 1\n"),
+        ("refused", b"error: replace: a reload is under way; try again once it has ended\nexit 1\n"),
+    ]
+
+
 def write(path, data):
     with open(path, "wb") as f:
         f.write(data)
@@ -571,6 +611,11 @@ def main():
     for name, data in control_seeds():
         write(os.path.join(control, name), data)
 
+    handover = os.path.join(HERE, "corpus", "handover")
+    os.makedirs(handover, exist_ok=True)
+    for name, data in handover_seeds():
+        write(os.path.join(handover, name), data)
+
     shutil.copyfile(os.path.join(ROOT, "conf", "svcmapd.ini"), os.path.join(config, "svcmapd.ini"))
     bad = os.path.join(ROOT, "tests", "data", "bad")
     for f in sorted(os.listdir(bad)):
@@ -594,7 +639,7 @@ def main():
     print(f"{len(answer_seeds())} answer seeds, {len(os.listdir(config))} config seeds, "
           f"{len(upstream_seeds())} upstream seeds, {len(reload_seeds())} reload seeds, "
           f"{len(os.listdir(imp))} import seeds, {len(http_seeds())} http seeds, "
-          f"{len(control_seeds())} control seeds",
+          f"{len(control_seeds())} control seeds, {len(handover_seeds())} handover seeds",
           file=sys.stderr)
 
 
