@@ -2,6 +2,7 @@
  * over the control socket. */
 #include "svcmapd/handover.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <poll.h>
@@ -279,13 +280,26 @@ static bool more_fact(struct reader *r, const char *fact)
     return r->more(r->more_arg, fact);
 }
 
+/* Whether `line` is `key` and one number in `base`, up to `max`, and
+ * nothing else (no sign, no blank, no trailing byte): into *v. */
+static bool line_number(const char *line, const char *key, int base, unsigned long long max,
+                        unsigned long long *v)
+{
+    size_t k = strlen(key);
+    if (strncmp(line, key, k) != 0 || line[k] != ' ' || !isxdigit((unsigned char)line[k + 1]))
+        return false;
+    char *end;
+    errno = 0;
+    *v = strtoull(line + k + 1, &end, base);
+    return errno == 0 && *end == '\0' && *v <= max;
+}
+
 /* Reads one line of the offer into `facts` and `into`. 1 at its end, 0
  * for more, -1 when it is broken (*why). */
 static int read_offer_line(struct reader *r, const char *line, struct handover_facts *facts,
                            struct inherit *into, size_t *got, const char **why)
 {
     unsigned long long v;
-    size_t n;
     if (strncmp(line, "socket ", 7) == 0) {
         int fd = take_fd(r);
         if (fd < 0) {
@@ -294,13 +308,13 @@ static int read_offer_line(struct reader *r, const char *line, struct handover_f
         }
         (*got)++;
         inherit_add(into, fd, line + 7); /* one it cannot use is said and closed */
-    } else if (sscanf(line, "fact serial %llu", &v) == 1 && v <= UINT32_MAX) {
+    } else if (line_number(line, "fact serial", 10, UINT32_MAX, &v)) {
         facts->has_serial = true;
         facts->serial = (uint32_t)v;
-    } else if (sscanf(line, "fact digest %llx", &v) == 1) {
+    } else if (line_number(line, "fact digest", 16, UINT64_MAX, &v)) {
         facts->digest = v;
-    } else if (sscanf(line, "sockets %zu", &n) == 1) {
-        if (n != *got) {
+    } else if (line_number(line, "sockets", 10, SIZE_MAX, &v)) {
+        if (v != *got) {
             *why = "fewer sockets came than were sent";
             return -1;
         }

@@ -296,3 +296,25 @@ def test_an_old_svcmapd_without_health_facts(fleet, backends, sockdir):
     assert log.count("as at a cold start") == 1, log
     assert ("the health state of 0 of 2 checked targets carried over (0 down); 2 start up, as "
             "at a cold start: the old svcmapd offered no health state") in log, log
+
+
+def test_a_serial_fact_is_a_number_and_nothing_else(fleet, backends, sockdir):
+    """`fact serial Nx` is no serial: the new svcmapd starts from its own, not from N + 1
+    (sscanf's reading took it for N, a serial ahead of the clock's)."""
+    up = backends("127.0.0.2")
+    p = up.port
+    port, http, sock = free_port(), free_port(), os.path.join(sockdir, "c.sock")
+    cfg = mapping(port, http, sock, f"db = 127.0.0.2:{p}, 127.0.0.3:{p} check=tcp\n")
+    udp, tcp = dns_sockets(port)
+    got = []
+    try:
+        ahead = int(time.time()) + 1_000_000_000
+        t = fake_old(sock, [f"serial {ahead}x", "digest 0123456789abcdef"], udp, tcp, got)
+        new = fleet.start(cfg, "--replace")
+        t.join(30 * SLOW)
+        assert not t.is_alive(), (got, fleet.log(new))
+    finally:
+        udp.close()
+        tcp.close()
+    r = conftest.ask(port, "cluster.local", "SOA")
+    assert r.answer and r.answer[0][0].serial < ahead, (r.to_text(), fleet.log(new))
