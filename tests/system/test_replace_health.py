@@ -229,6 +229,22 @@ def fake_old(path, lines, udp, tcp, got):
     return t
 
 
+def replace_fake_old(fleet, cfg, port, sock, lines):
+    """A new svcmapd on `cfg`, started with --replace against an old svcmapd of the test
+    (fake_old) that offers `lines` as its facts and the sockets of 127.0.0.1:`port`: the new
+    process, once the hand-over has ended, and what it said."""
+    udp, tcp = dns_sockets(port)
+    got = []
+    try:
+        t = fake_old(sock, lines, udp, tcp, got)
+        new = fleet.start(cfg, "--replace")
+        t.join(30 * SLOW)
+        assert not t.is_alive(), (got, fleet.log(new))
+    finally:
+        udp.close()
+        tcp.close()
+    return new, got
+
 def test_hostile_facts_change_nothing(fleet, backends, sockdir):
     """Fact lines broken in every way are refused one by one, logged, and leave their target
     up (cold start, said once); a good line among them takes 127.0.0.4 out of the answers."""
@@ -245,17 +261,8 @@ def test_hostile_facts_change_nothing(fleet, backends, sockdir):
               f"health 127.0.0.3 tcp:{p} down {now} 1 0 65647 more",    # a later field
               f"weather 127.0.0.3 tcp:{p} down"]                        # another fact
     lines[-2] = lines[-2].replace("127.0.0.3", "127.0.0.5")          # ...of a target not here
-    udp, tcp = dns_sockets(port)
-    got = []
-    try:
-        t = fake_old(sock, lines, udp, tcp, got)
-        new = fleet.start(cfg, "--replace")
-        t.join(30 * SLOW)
-        assert not t.is_alive() and got[:2] == [b"replace\n", b"answering\n"], \
-            (got, fleet.log(new))
-    finally:
-        udp.close()
-        tcp.close()
+    new, got = replace_fake_old(fleet, cfg, port, sock, lines)
+    assert got[:2] == [b"replace\n", b"answering\n"], (got, fleet.log(new))
     # the first answers: 127.0.0.4 out, the others up however their lines said
     assert answered(port) == ["127.0.0.2", "127.0.0.3"], fleet.log(new)
     log = fleet.log(new)
@@ -281,16 +288,7 @@ def test_an_old_svcmapd_without_health_facts(fleet, backends, sockdir):
     p = up.port
     port, http, sock = free_port(), free_port(), os.path.join(sockdir, "c.sock")
     cfg = mapping(port, http, sock, f"db = 127.0.0.2:{p}, 127.0.0.3:{p} check=tcp\n")
-    udp, tcp = dns_sockets(port)
-    got = []
-    try:
-        t = fake_old(sock, ["serial 7", "digest 0123456789abcdef"], udp, tcp, got)
-        new = fleet.start(cfg, "--replace")
-        t.join(30 * SLOW)
-        assert not t.is_alive(), (got, fleet.log(new))
-    finally:
-        udp.close()
-        tcp.close()
+    new, _ = replace_fake_old(fleet, cfg, port, sock, ["serial 7", "digest 0123456789abcdef"])
     assert answered(port) == ["127.0.0.2", "127.0.0.3"], fleet.log(new)
     log = fleet.log(new)
     assert log.count("as at a cold start") == 1, log
@@ -305,16 +303,8 @@ def test_a_serial_fact_is_a_number_and_nothing_else(fleet, backends, sockdir):
     p = up.port
     port, http, sock = free_port(), free_port(), os.path.join(sockdir, "c.sock")
     cfg = mapping(port, http, sock, f"db = 127.0.0.2:{p}, 127.0.0.3:{p} check=tcp\n")
-    udp, tcp = dns_sockets(port)
-    got = []
-    try:
-        ahead = int(time.time()) + 1_000_000_000
-        t = fake_old(sock, [f"serial {ahead}x", "digest 0123456789abcdef"], udp, tcp, got)
-        new = fleet.start(cfg, "--replace")
-        t.join(30 * SLOW)
-        assert not t.is_alive(), (got, fleet.log(new))
-    finally:
-        udp.close()
-        tcp.close()
+    ahead = int(time.time()) + 1_000_000_000
+    new, _ = replace_fake_old(fleet, cfg, port, sock,
+                              [f"serial {ahead}x", "digest 0123456789abcdef"])
     r = conftest.ask(port, "cluster.local", "SOA")
     assert r.answer and r.answer[0][0].serial < ahead, (r.to_text(), fleet.log(new))
