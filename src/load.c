@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <ifaddrs.h>
+#include <malloc.h>
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
@@ -104,6 +105,11 @@ void load_finish(struct load *l)
     diag_finish(&l->diag);
     l->zone = NULL;
     l->cfg = NULL;
+}
+
+void load_give_back(void)
+{
+    malloc_trim(0);
 }
 
 static void print_entry(const struct diag_entry *e, void *arg)

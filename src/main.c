@@ -715,6 +715,7 @@ static void on_loaded(evutil_socket_t fd, short what, void *arg)
         return;
     }
     dm->rc = EXIT_OK;
+    load_give_back(); /* the parsed mapping and the compiler's tables */
     notify_secondaries(dm);
     const struct zone_stats *st = zone_stats(zone_ref_current(dm->ref));
     if (dm->last_good) {

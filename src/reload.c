@@ -386,6 +386,7 @@ static void on_done(evutil_socket_t fd, short what, void *arg)
     if (!r->stopped)
         conclude_job(r, &r->job);
     job_finish(&r->job);
+    load_give_back();
     r->running = false;
     if (r->again) {
         r->again = false;

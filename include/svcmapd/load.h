@@ -53,6 +53,14 @@ bool load_text(struct load *l, const char *text, size_t len, const struct zone *
  * them) and the diagnostics. */
 void load_finish(struct load *l);
 
+/* Gives the heap memory loads have freed back to the system: the parsed
+ * mapping and the compiler's tables, a third of what a large zone holds.
+ * glibc keeps freed memory for reuse, and after a load most of it lies
+ * in small pieces between pieces still in use, which only malloc_trim()
+ * returns (it releases the free pages inside the heap, of every thread's
+ * arena). For the main thread, once a load or reload has ended. */
+void load_give_back(void);
+
 /* Writes every diagnostic of `d`: to `out` as it is, one per line, or,
  * when `out` is NULL, to the log at the level of its severity. */
 void load_report(const struct diag *d, FILE *out);
