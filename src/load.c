@@ -85,7 +85,8 @@ bool load_compile(struct load *l, const struct zone *old, const struct zone_host
     if (!host && !list_host(&mine, l->cfg, &l->diag))
         diag_error(&l->diag, 0, "out of memory while compiling the zone");
     else
-        l->zone = zone_compile(l->cfg, old, host ? host : &mine.host, now, &l->diag);
+        l->zone =
+            zone_compile(l->cfg, old, host ? host : &mine.host, now, l->drop_mapping, &l->diag);
     free(mine.addr4);
     free(mine.addr6);
     return l->zone != NULL;
