@@ -503,6 +503,21 @@ static void on_deadline(evutil_socket_t fd, short what, void *arg)
     client_free(cl);
 }
 
+/* Frees the clients that have left without their end being seen yet: a
+ * burst of clients that connect and leave is accepted before the loop
+ * reads their ends, and would hold every place from the next one. As
+ * their end of file would (on_event). */
+static void reap_departed(struct control *c)
+{
+    struct client *next;
+    for (struct client *cl = c->clients; cl; cl = next) {
+        next = cl->next;
+        char byte;
+        if (recv(bufferevent_getfd(cl->bev), &byte, 1, MSG_PEEK | MSG_DONTWAIT) == 0)
+            client_free(cl);
+    }
+}
+
 static void on_accept(int fd, const struct sockaddr *sa, socklen_t len, void *arg)
 {
     struct control *c = arg;
@@ -511,6 +526,8 @@ static void on_accept(int fd, const struct sockaddr *sa, socklen_t len, void *ar
     struct ucred cred = {0, (uid_t)-1, (gid_t)-1};
     socklen_t clen = sizeof(cred);
     getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &clen);
+    if (c->stats.clients >= CONTROL_MAX_CLIENTS)
+        reap_departed(c);
     if (c->stats.clients >= CONTROL_MAX_CLIENTS) {
         static const char busy[] = "error: too many control clients at once; try again\nexit 3\n";
         ssize_t w = send(fd, busy, sizeof(busy) - 1, MSG_DONTWAIT | MSG_NOSIGNAL);

@@ -11,6 +11,7 @@ them; fixtures wrap the processes.
 
 import heapq
 import os
+import random
 import re
 import select
 import shutil
@@ -140,11 +141,24 @@ def held_sockets(pid, proto, port, state=None):
             and (state is None or f[3] == state)]
 
 
+_handed_out = set()
+_port_rng = random.Random()  # its own: a test that seeds random leaves it be
+
+
 def free_port(host="127.0.0.1"):
-    """A port that is free for both UDP and TCP on host."""
-    for _ in range(50):
-        port = port_free(host, 0)
-        if port:
+    """A port that is free for both UDP and TCP on host, never one this process
+    handed out before.
+
+    Not the kernel's choice for port 0: once the health tests leave thousands of
+    connections in TIME_WAIT, the kernel hands out the first free port after that
+    block, the same one on every call until someone binds it, so two calls in a row
+    gave two servers one port. A random port below the ephemeral range (32768 and
+    up, where connect() takes its ports) instead; the pytest processes that run at
+    once pick apart."""
+    for _ in range(200):
+        port = _port_rng.randrange(10000, 32768)
+        if port not in _handed_out and port_free(host, port):
+            _handed_out.add(port)
             return port
     raise RuntimeError(f"no port free for UDP and TCP on {host}")
 

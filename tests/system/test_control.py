@@ -377,6 +377,30 @@ def test_svcmapctl_timeout(sockdir):
 # ---------------------------------------------------------------- hostile clients
 
 
+
+def test_clients_that_left_hold_no_place(svcmapd, sockdir):
+    """Eight clients connect and leave while svcmapd is stopped (SIGSTOP), then one asks
+    for `status`: all nine are accepted in one turn of the loop, before the ends of the
+    eight are read. Those that left make room; the ninth is answered, not refused."""
+    sock = os.path.join(sockdir, "c.sock")
+    s = svcmapd(mapping(sock))
+    os.kill(s.proc.pid, signal.SIGSTOP)
+    try:
+        for _ in range(8):
+            c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            c.connect(sock)
+            c.close()
+        asker = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        asker.settimeout(10 * SLOW)
+        asker.connect(sock)
+        asker.sendall(b"status\n")
+    finally:
+        os.kill(s.proc.pid, signal.SIGCONT)
+    with asker:
+        reply = read_all(asker)
+    assert reply.startswith("version: ") and reply.endswith("exit 0\n"), reply
+
+
 def test_hostile_clients(svcmapd, sockdir):
     """Clients that say nothing, send garbage or a megabyte, come too many at once, or
     connect and leave: each is closed, refused ones are counted and logged, and nothing

@@ -14,10 +14,8 @@ import re
 import selectors
 import signal
 import socket
-import subprocess
 import threading
 import time
-from pathlib import Path
 
 import dns.rdatatype
 import pytest

@@ -9,10 +9,8 @@ stopped by PID.
 
 import os
 import re
-import resource
 import shutil
 import socket
-import struct
 import subprocess
 import threading
 import time
@@ -26,7 +24,7 @@ import dns.rdatatype
 import dns.rrset
 import pytest
 
-from conftest import (REPO, SLOW, frame, free_port, make_query, rcode_text, recv_exact, rrlines,
+from conftest import (REPO, SLOW, frame, free_port, make_query, rcode_text, rrlines,
                       run_tool, svc, tcp_read_msg, udp_exchange)
 from test_ops import scrape
 
@@ -36,7 +34,6 @@ pytestmark = pytest.mark.skipif(not (shutil.which("nsd") or os.path.exists("/usr
 NSD = shutil.which("nsd") or "/usr/sbin/nsd"
 KNOTD = shutil.which("knotd") or "/usr/sbin/knotd"
 PRIMARY = "192.0.2.53"  # svcmapd's address in the README's clauses
-WORKERS = os.environ.get("SVCMAPD_TEST_WORKERS", "1")
 
 
 # --------------------------------------------------------------------------- the README
@@ -623,8 +620,6 @@ def test_notify_answered_with_an_error(svcmapd):
         fake.close()
 
 
-@pytest.mark.skipif(WORKERS != "1", reason="NOTIFY runs on the main thread: the worker "
-                    "count changes nothing, and this test waits 23 s")
 def test_notify_given_up(svcmapd):
     """A secondary that never answers: five NOTIFYs, 1, 2, 4 and 8 s apart, then a
     warning 8 s after the last, and nothing more."""

@@ -45,8 +45,8 @@ static void test_lines(void)
     diag_warning(&d, 0, "odd, %d times", 2);
     is_int(d.errors, 1, "one error counted");
     is_int(d.warnings, 1, "one warning counted");
-    ok(d.text && strcmp(d.text, "l.ini:3: error: bad value\nl.ini: warning: odd, 2 times\n") == 0,
-       "FILE:LINE: error: ..., FILE: warning: ... without a line (%s)", d.text ? d.text : "");
+    is_str(d.text, "l.ini:3: error: bad value\nl.ini: warning: odd, 2 times\n",
+           "FILE:LINE: error: ..., FILE: warning: ... without a line");
     struct seen s = {0};
     diag_each(&d, collect, &s);
     is_int(s.calls, 2, "one call per line");

@@ -9,6 +9,7 @@
 #include "svcmapd/load.h"
 #include "svcmapd/zone.h"
 #include "tap.h"
+#include "unit_zone.h"
 
 static char lines[8][320];
 static int nlines;
@@ -25,12 +26,7 @@ int main(void)
     static const char text[] = "[namespace prod]\n"
                                "db = 10.0.0.1:5432, 10.0.0.2:5432 check=tcp policy=failover\n"
                                "web = 10.0.1.1, [2001:db8::1] check=http:8080/healthz\n";
-    struct load l;
-    load_init(&l, "r.ini");
-    load_text(&l, text, sizeof(text) - 1, NULL, NULL, 1700000000);
-    struct zone *z = l.zone;
-    l.zone = NULL;
-    load_finish(&l);
+    struct zone *z = zone_of_text("r.ini", text, NULL, 1700000000);
     if (!ok(z != NULL, "the mapping compiles"))
         return done_testing();
 

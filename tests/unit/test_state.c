@@ -32,7 +32,7 @@ static void test_header(void)
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         state_parse_header(bad[i], strlen(bad[i]), &s);
-        ok(!s.found, "not a copy's first line: '%.40s'", bad[i]);
+        ok(!s.found, "not a copy's first line: '%.*s'", (int)strcspn(bad[i], "\n"), bad[i]);
     }
 }
 

@@ -10,21 +10,14 @@
 #include "svcmapd/load.h"
 #include "svcmapd/zone_walk.h"
 #include "tap.h"
+#include "unit_zone.h"
 
 static struct answer_ctx ctx;
 static uint8_t reply[ANSWER_TCP_MAX];
 
 static struct zone *compile(const char *text, time_t now)
 {
-    struct load l;
-    load_init(&l, "x.ini");
-    load_text(&l, text, strlen(text), NULL, NULL, now);
-    if (l.diag.errors)
-        printf("# config errors: %s", l.diag.text);
-    struct zone *z = l.zone;
-    l.zone = NULL;
-    load_finish(&l);
-    return z;
+    return zone_of_text("x.ini", text, NULL, now);
 }
 
 static struct sockaddr_in peer4(const char *a)

@@ -6,19 +6,12 @@
 #include "svcmapd/load.h"
 #include "svcmapd/zone.h"
 #include "tap.h"
+#include "unit_zone.h"
 
 /* Compiles `text` against `old`; the zone is the caller's. */
 static struct zone *compile(const char *text, const struct zone *old)
 {
-    struct load l;
-    load_init(&l, "c.ini");
-    load_text(&l, text, strlen(text), old, NULL, 1700000000);
-    if (l.diag.errors)
-        printf("# %s", l.diag.text);
-    struct zone *z = l.zone;
-    l.zone = NULL;
-    load_finish(&l);
-    return z;
+    return zone_of_text("c.ini", text, old, 1700000000);
 }
 
 /* The probe of `addr` `port` with `kind` in `z`, or NULL. */

@@ -7,18 +7,13 @@
 #include "svcmapd/zone.h"
 #include "svcmapd/zone_ref.h"
 #include "tap.h"
+#include "unit_zone.h"
 
 static struct zone *make(const char *ip, time_t now)
 {
     char text[128];
     snprintf(text, sizeof(text), "[namespace a]\nx = %s\n", ip);
-    struct load l;
-    load_init(&l, "r.ini");
-    load_text(&l, text, strlen(text), NULL, NULL, now);
-    struct zone *z = l.zone;
-    l.zone = NULL;
-    load_finish(&l);
-    return z;
+    return zone_of_text("r.ini", text, NULL, now);
 }
 
 static void test_hazards(void)

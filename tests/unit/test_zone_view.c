@@ -6,6 +6,7 @@
 #include "svcmapd/answer.h"
 #include "svcmapd/load.h"
 #include "tap.h"
+#include "unit_zone.h"
 
 static struct zone *zone;
 static struct answer_ctx ctx;
@@ -279,14 +280,7 @@ static void test_truncation(void)
 
 int main(void)
 {
-    struct load l;
-    load_init(&l, "view.ini");
-    load_text(&l, mapping, strlen(mapping), NULL, NULL, 1700000000);
-    if (l.diag.errors || l.diag.warnings)
-        printf("# %s", l.diag.text);
-    zone = l.zone;
-    l.zone = NULL;
-    load_finish(&l);
+    zone = zone_of_text("view.ini", mapping, NULL, 1700000000);
     ok(zone != NULL, "the mapping compiles");
     if (!zone)
         return done_testing();

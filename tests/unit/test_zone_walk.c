@@ -8,18 +8,11 @@
 #include "svcmapd/load.h"
 #include "svcmapd/zone.h"
 #include "tap.h"
+#include "unit_zone.h"
 
 static struct zone *compile(const char *text)
 {
-    struct load l;
-    load_init(&l, "w.ini");
-    load_text(&l, text, strlen(text), NULL, NULL, 1700000000);
-    if (l.diag.errors)
-        printf("# config errors: %s", l.diag.text);
-    struct zone *z = l.zone;
-    l.zone = NULL;
-    load_finish(&l);
-    return z;
+    return zone_of_text("w.ini", text, NULL, 1700000000);
 }
 
 /* `out` (`n` bytes) as ldns reads one record, in presentation form, tabs
