@@ -12,8 +12,7 @@
  * Reading a mapping file is split by concern:
  *   config.c          the public entry points and the parse driver, the
  *                     parser's string set;
- *   config_ini.c      INI in inih's dialect: lines, sections, keys and
- *                     their tokens;
+ *   config_ini.c      the inih shim: lines, sections, keys and their tokens;
  *   config_options.c  the option table, a setter per type of value, and
  *                     --list-options;
  *   config_service.c  the service-line grammar of [namespace NAME];
@@ -70,8 +69,8 @@ struct parser {
     size_t len;
     size_t pos;
     int lineno;
-    enum line_kind kind; /* of the line being parsed */
-    bool have_key;       /* as inih's prev_name: continuation lines allowed */
+    enum line_kind kind; /* of the line inih is handling now */
+    bool have_key;       /* mirrors inih's prev_name: continuation lines allowed */
     bool skipping;       /* drop continuation lines of a line that was rejected */
 
     enum section_kind section;
@@ -97,9 +96,9 @@ struct parser {
 /* Reports running out of memory, once: parsing then stops being useful. */
 void parser_oom(struct parser *p);
 
-/* ---- INI (config_ini.c) ---- */
+/* ---- the inih shim (config_ini.c) ---- */
 
-/* Reads p->text, line by line, into p->cfg: every section
+/* Reads p->text through inih, line by line, into p->cfg: every section
  * begun, every key handed to set_option_key() or add_service(), every
  * problem reported. */
 void parse_ini(struct parser *p);

@@ -1,5 +1,6 @@
-/* config_ini.c -- the INI reader: lines, sections, keys and the tokens of their values. */
+/* config_ini.c -- the inih shim: lines, sections, keys and the tokens of their values. */
 #include <ctype.h>
+#include <ini.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,19 +9,14 @@
 #include "svcmapd/arena.h"
 
 /*
- * The grammar is inih's (Debian's libinih r55, which svcmapd used to read
- * the file with), kept line for line: at most INI_MAX_LINE (200) bytes a
- * line, ';' and '#' comment lines, an inline ';' comment after whitespace
- * on a key's line, `key = value` or `key: value`, continuation lines
- * indented. The reader below takes one physical line at a time, counts
- * lines, reports what inih would silently drop or cut (overlong lines,
- * broken section headers, lines that are not key = value), keeps the full
- * section and key names, and splits keys from values itself: inih looked
- * at every character with strchr(), a quarter of the time a million
- * services took to parse.
+ * Debian's libinih is built with the default limits: it hands the handler no
+ * line number, reads at most INI_MAX_LINE (200) bytes of a line and cuts
+ * section names at 50. So the reader below feeds it one physical line at a
+ * time, counts lines itself, reports what inih would silently drop or cut
+ * (overlong lines, broken section headers, lines that are not key = value),
+ * and keeps the full section and key names; inih splits keys from values and
+ * strips comments and whitespace.
  */
-
-#define INI_MAX_LINE 200
 
 /* ---- line handling ---- */
 
@@ -172,9 +168,12 @@ static void begin_section(struct parser *p, const char *hdr, size_t len, int lin
                section_list(known, sizeof(known)));
 }
 
-/* Every key = value line and every continuation line. */
-static void on_value(struct parser *p, const char *name, const char *value)
+/* inih calls this for every key = value line and every continuation line. */
+static int on_value(void *user, const char *section, const char *name, const char *value)
 {
+    struct parser *p = user;
+    (void)section; /* ours is not cut at 50 characters */
+
     if (p->kind == LINE_CONTINUATION) {
         if (p->key_open) {
             /* "  redis = 1.2.3.4" indented by mistake reads as a
@@ -186,11 +185,11 @@ static void on_value(struct parser *p, const char *name, const char *value)
                            "indented line continues the value of '%s'; remove the leading "
                            "whitespace to start a new key",
                            p->key);
-                return;
+                return 1;
             }
             add_tokens(p, value, p->lineno);
         }
-        return;
+        return 1;
     }
 
     finish_key(p);
@@ -200,25 +199,26 @@ static void on_value(struct parser *p, const char *name, const char *value)
 
                    "'%s' is outside any section (start with %s)", name,
                    section_list(known, sizeof(known)));
-        return;
+        return 1;
     }
     if (p->section == SECTION_INVALID)
-        return; /* the section header was reported */
+        return 1; /* the section header was reported */
     if (*name == '\0') {
         diag_error(p->d, p->lineno, "missing key before '='");
-        return;
+        return 1;
     }
     /* the previous key is done with: its name and tokens go */
     arena_reset(p->scratch);
     p->key = arena_strndup(p->scratch, name, strlen(name));
     if (!p->key) {
         parser_oom(p);
-        return;
+        return 1;
     }
     p->key_line = p->lineno;
     p->key_open = true;
     p->ntokens = 0;
     add_tokens(p, value, p->lineno);
+    return 1;
 }
 
 /* The position of the first of `chars` or of an inline ';' comment (a ';'
@@ -259,16 +259,15 @@ static bool next_line(struct parser *p, const char **line, const char **end)
 }
 
 /* A section header from `s`, its '[', to `end`: reports what inih would
- * not, then begins the section; one without ']' is reported, and what
- * follows it belongs to no section. */
-static void section_line(struct parser *p, const char *s, const char *end)
+ * not, then begins the section. False, reported, if it has no ']'. */
+static bool section_line(struct parser *p, const char *s, const char *end)
 {
     const char *close = find_chars_or_comment(s + 1, end, "]");
     if (close == end) {
         diag_error(p->d, p->lineno, "section header without ']'");
         finish_key(p);
         p->section = SECTION_INVALID;
-        return;
+        return false;
     }
     const char *after = close + 1;
     while (after < end && isspace((unsigned char)*after))
@@ -276,14 +275,16 @@ static void section_line(struct parser *p, const char *s, const char *end)
     if (after < end && *after != ';' && *after != '#')
         diag_error(p->d, p->lineno, "unexpected text after ']'");
     begin_section(p, s + 1, (size_t)(close - s - 1), p->lineno);
+    return true;
 }
 
-/* The next line to parse, copied to `str` (INI_MAX_LINE bytes), its kind
- * in p->kind, after checking what inih would not report; a section header
- * is begun here. Lines that hold nothing to parse are skipped. NULL at the
- * end of the file. */
-static char *read_line(struct parser *p, char *str)
+/* inih's reader: hands it one physical line, after checking what inih
+ * would not report. A line it must not parse is replaced (or skipped) so
+ * that inih's state, the "previous key" continuation lines attach to,
+ * stays the same as ours. */
+static char *read_line(char *str, int num, void *stream)
 {
+    struct parser *p = stream;
     const char *line, *end;
     while (next_line(p, &line, &end)) {
         size_t len = (size_t)(end - line);
@@ -301,9 +302,8 @@ static char *read_line(struct parser *p, char *str)
         const char *bad = NULL;
         if (memchr(line, '\0', len))
             bad = "line contains a NUL byte";
-        else if (len > INI_MAX_LINE - 2)
-            bad = "line is too long (198 characters at most); continue a long value on the next "
-                  "line, indented";
+        else if (len > (size_t)num - 2)
+            bad = "line is too long for inih; continue a long value on the next line, indented";
         if (bad) {
             diag_error(p->d, p->lineno, "%s", bad);
             if (continuation) {
@@ -321,8 +321,10 @@ static char *read_line(struct parser *p, char *str)
         } else if (*s == '[') {
             p->have_key = false;
             p->kind = LINE_SECTION;
-            section_line(p, s, end);
-            continue;
+            if (!section_line(p, s, end)) {
+                strcpy(str, "[]\n"); /* resets inih's previous key as the header would */
+                return str;
+            }
         } else if (find_chars_or_comment(s, end, "=:") != end) {
             p->kind = LINE_KEY;
             p->have_key = true;
@@ -333,61 +335,17 @@ static char *read_line(struct parser *p, char *str)
             continue;
         }
         memcpy(str, line, len);
-        str[len] = '\0';
+        str[len] = '\n';
+        str[len + 1] = '\0';
         return str;
     }
     return NULL;
 }
 
-/* Where a ';' after whitespace starts an inline comment in `s`, or its
- * end: inih's rule for the value on a key's line. */
-static size_t inline_comment(const char *s)
-{
-    bool was_space = false;
-    size_t i = 0;
-    for (; s[i]; i++) {
-        if (was_space && s[i] == ';')
-            break;
-        was_space = isspace((unsigned char)s[i]);
-    }
-    return i;
-}
-
-static char *skip_space(char *s)
-{
-    while (isspace((unsigned char)*s))
-        s++;
-    return s;
-}
-
-/* Cuts the whitespace at the end of `s`, whose first `len` bytes it is. */
-static char *cut_space(char *s, size_t len)
-{
-    while (len > 0 && isspace((unsigned char)s[len - 1]))
-        len--;
-    s[len] = '\0';
-    return s;
-}
-
 void parse_ini(struct parser *p)
 {
-    char buf[INI_MAX_LINE];
-    for (char *line; (line = read_line(p, buf));) {
-        char *s = skip_space(line);
-        size_t len = strlen(s);
-        if (p->kind == LINE_CONTINUATION) {
-            /* as inih r55 reads them: no inline comment is cut here
-             * (add_tokens() stops at one) */
-            on_value(p, "", cut_space(s, len));
-            continue;
-        }
-        /* a key: read_line() found its '=' or ':' before any comment */
-        char *eq = s + (find_chars_or_comment(s, s + len, "=:") - s);
-        char *value = eq + 1;
-        *eq = '\0';
-        value[inline_comment(value)] = '\0';
-        value = skip_space(value);
-        on_value(p, cut_space(s, (size_t)(eq - s)), cut_space(value, strlen(value)));
-    }
+    /* inih's own return value only names the first bad line; read_line
+     * has already reported every line inih would reject. */
+    (void)ini_parse_stream(read_line, p, on_value, p);
     finish_key(p);
 }
