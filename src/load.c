@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <ifaddrs.h>
+#include <malloc.h>
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
@@ -84,7 +85,8 @@ bool load_compile(struct load *l, const struct zone *old, const struct zone_host
     if (!host && !list_host(&mine, l->cfg, &l->diag))
         diag_error(&l->diag, 0, "out of memory while compiling the zone");
     else
-        l->zone = zone_compile(l->cfg, old, host ? host : &mine.host, now, &l->diag);
+        l->zone =
+            zone_compile(l->cfg, old, host ? host : &mine.host, now, l->drop_mapping, &l->diag);
     free(mine.addr4);
     free(mine.addr6);
     return l->zone != NULL;
@@ -104,6 +106,11 @@ void load_finish(struct load *l)
     diag_finish(&l->diag);
     l->zone = NULL;
     l->cfg = NULL;
+}
+
+void load_give_back(void)
+{
+    malloc_trim(0);
 }
 
 static void print_entry(const struct diag_entry *e, void *arg)

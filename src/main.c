@@ -88,6 +88,7 @@ static int check(const char *path)
 {
     struct load l;
     load_init(&l, path);
+    l.drop_mapping = true; /* the summary needs its counts, not the mapping */
     load_text(&l, NULL, 0, NULL, NULL, time(NULL));
     load_report(&l.diag, stderr);
     int rc = EXIT_BAD_CONFIG;
@@ -371,6 +372,7 @@ static void log_cannot_start(const struct daemon *dm)
 static void *load_zone(void *arg)
 {
     struct daemon *dm = arg;
+    dm->load.drop_mapping = true; /* the zone has what it needs */
     load_compile(&dm->load, NULL, NULL, time(NULL));
     /* the serial goes on from the one served before the restart; the
      * state was read before this thread started, and is not written
@@ -378,7 +380,6 @@ static void *load_zone(void *arg)
     const struct state_saved *saved = dm->state ? state_saved(dm->state) : NULL;
     if (dm->load.zone && saved && saved->found)
         zone_continue_serial(dm->load.zone, saved->serial, saved->digest);
-    config_drop_mapping(dm->load.cfg); /* the zone has what it needs */
     event_active(dm->loaded, 0, 0);
     return NULL;
 }
@@ -643,6 +644,7 @@ static void on_loaded(evutil_socket_t fd, short what, void *arg)
         return;
     }
     dm->rc = EXIT_OK;
+    load_give_back(); /* the parsed mapping and the compiler's tables */
     notify_secondaries(dm);
     const struct zone_stats *st = zone_stats(zone_ref_current(dm->ref));
     if (dm->last_good) {

@@ -243,6 +243,7 @@ static uint64_t start(struct reloader *r, char *text, size_t len)
     j->old = zone_ref_current(r->ref);
     j->t0 = clock_ns();
     load_init(&j->load, r->path);
+    j->load.drop_mapping = true; /* the zone has what it needs */
     notify_reloading();
     r->running = true;
     /* the signals stay with the main thread */
@@ -309,7 +310,6 @@ static void apply(struct reloader *r, struct reload_job *j)
     j->load.zone = NULL;
     const struct zone_stats *st = zone_stats(z);
     bool changed = st->serial != zone_stats(zone_ref_current(r->ref))->serial;
-    config_drop_mapping(cfg); /* the zone has what it needs */
 
     /*
      * What a reload changes takes effect here, at once: the zone, which
@@ -386,6 +386,7 @@ static void on_done(evutil_socket_t fd, short what, void *arg)
     if (!r->stopped)
         conclude_job(r, &r->job);
     job_finish(&r->job);
+    load_give_back();
     r->running = false;
     if (r->again) {
         r->again = false;

@@ -91,6 +91,8 @@ struct tcp_listener {
 
 struct pending;
 
+#define TCP_BATCH (16 * 1024) /* bytes of replies per send() (server_tcp.c) */
+
 struct worker {
     struct server *srv;
     size_t slot; /* its index, and its reader slot in the zone_ref */
@@ -119,6 +121,12 @@ struct worker {
     /* One reply at a time (TCP, or a query that waited), after room for
      * TCP's length prefix. */
     uint8_t reply[2 + ANSWER_TCP_MAX];
+    /* The replies of the connection being read (server_tcp.c), sent with
+     * one send() at the end of its turn: through its output buffer each
+     * would cost the loop another turn and two epoll_ctl(). */
+    struct tcp_conn *batch_conn;
+    size_t batch_len;
+    uint8_t batch[TCP_BATCH];
 };
 
 struct server {

@@ -43,6 +43,36 @@ struct tcp_conn {
 
 static void transfer_end(struct tcp_conn *c, enum metrics_transfer result);
 
+/* Queues bytes in c's output buffer, written when the socket takes them.
+ * Writing is enabled here, not at accept: enabled with nothing to write,
+ * it costs a connection a turn of the loop and two epoll_ctl() for
+ * nothing. */
+static void out_write(struct tcp_conn *c, const uint8_t *data, size_t len)
+{
+    bufferevent_write(c->bev, data, len);
+    if (!(bufferevent_get_enabled(c->bev) & EV_WRITE))
+        bufferevent_enable(c->bev, EV_WRITE);
+}
+
+/* Sends the replies batched for c (w->batch) at once; what the socket
+ * does not take goes to its output buffer, and so does every reply after
+ * it, in order. An error is left for the output buffer to meet. */
+static void batch_flush(struct tcp_conn *c)
+{
+    struct worker *w = c->w;
+    size_t n = w->batch_len;
+    w->batch_len = 0;
+    if (n == 0)
+        return;
+    ssize_t sent = send(bufferevent_getfd(c->bev), w->batch, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (sent < 0)
+        sent = 0;
+    if ((size_t)sent < n) {
+        w->batch_conn = NULL;
+        out_write(c, w->batch + sent, n - (size_t)sent);
+    }
+}
+
 static void conn_free(struct tcp_conn *c)
 {
     struct worker *w = c->w;
@@ -261,6 +291,8 @@ static void conn_on_read(struct bufferevent *bev, void *arg)
     uint32_t pipeline = zone_settings(worker_enter(w))->tcp_pipeline;
     size_t len;
     bool close = false;
+    if (evbuffer_get_length(out) == 0)
+        w->batch_conn = c; /* its replies go out by send() at the end of the turn */
     for (uint32_t turn = 0; next_message(c, in, turn, pipeline, &len, &close); turn++) {
         evbuffer_drain(in, 2);
         evbuffer_remove(in, w->query, len);
@@ -273,6 +305,8 @@ static void conn_on_read(struct bufferevent *bev, void *arg)
         q.waited = false;
         handler_answer(w, &q, 1, clock_ns());
         if (q.result == ANSWER_TRANSFER) {
+            batch_flush(c); /* a transfer writes through the output buffer */
+            w->batch_conn = NULL;
             transfer_start(c, q.reply, q.info.len);
             break;
         }
@@ -286,6 +320,10 @@ static void conn_on_read(struct bufferevent *bev, void *arg)
             break;
         }
     }
+    if (w->batch_conn == c) {
+        batch_flush(c);
+        w->batch_conn = NULL;
+    }
     if (!close)
         set_read_timeout(c);
     worker_leave(w);
@@ -297,8 +335,16 @@ static void conn_on_read(struct bufferevent *bev, void *arg)
 
 void tcp_reply(struct tcp_conn *c, uint8_t *reply, size_t len)
 {
+    struct worker *w = c->w;
     ldns_write_uint16(reply, (uint16_t)len);
-    bufferevent_write(c->bev, reply, len + 2);
+    if (w->batch_conn == c && w->batch_len + len + 2 > sizeof(w->batch))
+        batch_flush(c);
+    if (w->batch_conn == c && len + 2 <= sizeof(w->batch)) {
+        memcpy(w->batch + w->batch_len, reply, len + 2);
+        w->batch_len += len + 2;
+        return;
+    }
+    out_write(c, reply, len + 2);
 }
 
 void tcp_query_waits(struct tcp_conn *c)
@@ -405,7 +451,7 @@ static void accept_conn(int fd, const struct sockaddr *sa, socklen_t salen, void
 
     bufferevent_setcb(bev, conn_on_read, conn_on_written, conn_on_event, c);
     bufferevent_set_timeouts(bev, &idle, &idle);
-    bufferevent_enable(bev, EV_READ | EV_WRITE);
+    bufferevent_enable(bev, EV_READ); /* and EV_WRITE once there is output: out_write() */
 }
 
 int tcp_start(struct worker *w, const struct config_addr *l, struct tcp_listener *out, int fd)

@@ -689,8 +689,8 @@ uint64_t zone_id(const struct zone *z)
     return z->id;
 }
 
-struct zone *zone_compile(const struct config *cfg, const struct zone *old,
-                          const struct zone_host *host, time_t now, struct diag *d)
+struct zone *zone_compile(struct config *cfg, const struct zone *old, const struct zone_host *host,
+                          time_t now, bool drop_mapping, struct diag *d)
 {
     struct zone *z = calloc(1, sizeof(*z));
     if (z)
@@ -709,6 +709,8 @@ struct zone *zone_compile(const struct config *cfg, const struct zone *old,
         goto fail;
     if (d->errors)
         goto reject; /* found here or by config.c: already reported */
+    if (drop_mapping)
+        config_drop_mapping(cfg); /* nothing below reads it */
     compile_ptrs(&c);
     compile_probes(&c, old, now);
     if (c.oom)

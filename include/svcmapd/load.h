@@ -26,6 +26,10 @@ struct load {
     struct zone *zone;  /* NULL: `diag` holds an error */
     bool read;          /* a text was had: `hash` is config_hash() of it */
     uint64_t hash;
+    /* load_compile() frees cfg's mapping once the zone is compiled from
+     * it (zone_compile()); cfg's settings stay. For those who need the
+     * zone alone: it lowers the peak of a large load by a third. */
+    bool drop_mapping;
 };
 
 /* Starts an empty load of `path` (not copied): the file read when no text
@@ -52,6 +56,14 @@ bool load_text(struct load *l, const char *text, size_t len, const struct zone *
 /* Frees the config and the zone still held (set them to NULL to keep
  * them) and the diagnostics. */
 void load_finish(struct load *l);
+
+/* Gives the heap memory loads have freed back to the system: the parsed
+ * mapping and the compiler's tables, a third of what a large zone holds.
+ * glibc keeps freed memory for reuse, and after a load most of it lies
+ * in small pieces between pieces still in use, which only malloc_trim()
+ * returns (it releases the free pages inside the heap, of every thread's
+ * arena). For the main thread, once a load or reload has ended. */
+void load_give_back(void);
 
 /* Writes every diagnostic of `d`: to `out` as it is, one per line, or,
  * when `out` is NULL, to the log at the level of its severity. */

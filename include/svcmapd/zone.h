@@ -117,9 +117,11 @@ bool zone_needs_host(const struct config *cfg);
  * bytes) go to `d` with the line they come from. Returns NULL if `d` holds
  * any error, from this compile or from reading the config before it.
  * The zone owns all its memory and references neither `cfg` nor `host`
- * afterwards. */
-struct zone *zone_compile(const struct config *cfg, const struct zone *old,
-                          const struct zone_host *host, time_t now, struct diag *d);
+ * afterwards. With `drop_mapping`, cfg's mapping is freed as soon as every
+ * service is compiled (config_drop_mapping()), before the compile's last
+ * and largest steps: its memory and the zone's are never both whole. */
+struct zone *zone_compile(struct config *cfg, const struct zone *old, const struct zone_host *host,
+                          time_t now, bool drop_mapping, struct diag *d);
 
 /* Carries the SOA serial over a restart (SPEC §2.2: it never goes back),
  * from one saved with the digest of the zone it was served with (the

@@ -186,3 +186,34 @@ def test_connection_limit(svcmapd):
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.1)
+
+
+def test_replies_past_one_send_in_order(svcmapd):
+    """The replies to one read go out with one send() of up to 16 KiB, and what the
+    socket does not take through the output buffer: 6,000 pipelined queries, most
+    for a name of 40 addresses (about 3 MiB of replies, more than the socket
+    buffers take), from a client with a small receive buffer that waits before
+    reading, get 6,000 whole replies, in the order asked."""
+    addrs = [f"10.1.0.{i}" for i in range(1, 41)]
+    s = svcmapd("[server]\nlisten = 127.0.0.1:@PORT@\n\n[namespace a]\nb = 10.0.0.1\n"
+                "many = " + ",\n  ".join(addrs) + "\n")  # continued lines: inih's limit
+    names = [svc("many.a")] * 6 + [svc("b.a"), svc("nothing.a")]
+    queries = [make_query(names[i % 8], "A", qid=i) for i in range(6000)]
+    c = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    c.settimeout(10)
+    c.connect(("127.0.0.1", s.port))
+    with c:
+        c.sendall(b"".join(frame(q.to_wire()) for q in queries))
+        time.sleep(0.5)  # the server's sends fill the window meanwhile
+        replies = [parse(tcp_read_msg(c)) for _ in queries]
+    assert [r.id for r in replies] == [q.id for q in queries]
+    for q, r in zip(queries, replies):
+        name = q.question[0].name.to_text()
+        assert r.question[0].name.to_text() == name
+        if name == svc("many.a"):
+            assert sorted(rr.address for rr in r.answer[0]) == sorted(addrs)
+        elif name == svc("b.a"):
+            assert [rr.address for rr in r.answer[0]] == ["10.0.0.1"]
+        else:
+            assert dns.rcode.to_text(r.rcode()) == "NXDOMAIN"
