@@ -10,6 +10,7 @@
 #include "svcmapd/log.h"
 #include "svcmapd/zone.h"
 #include "tap.h"
+#include "unit_zone.h"
 
 static const char text[] = "[health]\nfall = 3\nrise = 2\n"
                            "[namespace prod]\n"
@@ -18,13 +19,7 @@ static const char text[] = "[health]\nfall = 3\nrise = 2\n"
 
 static struct zone *compile(void)
 {
-    struct load l;
-    load_init(&l, "f.ini");
-    load_text(&l, text, sizeof(text) - 1, NULL, NULL, 1700000000);
-    struct zone *z = l.zone;
-    l.zone = NULL;
-    load_finish(&l);
-    return z;
+    return zone_of_text("f.ini", text, NULL, 1700000000);
 }
 
 /* The probe of `addr`, whatever its check. */
