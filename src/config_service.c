@@ -10,10 +10,12 @@
 
 /* ---- [namespace] services ---- */
 
-static bool same_target(const struct config_target *a, const struct config_target *b)
+/* One address, whatever the port: an address is one A or AAAA record and
+ * one endpoint name, so a service holds it once (RFC 2181 §5: an RRset
+ * has no duplicate records). */
+static bool same_address(const struct config_target *a, const struct config_target *b)
 {
-    return a->family == b->family && a->port == b->port &&
-           memcmp(a->addr, b->addr, a->family == AF_INET ? 4 : 16) == 0;
+    return a->family == b->family && memcmp(a->addr, b->addr, a->family == AF_INET ? 4 : 16) == 0;
 }
 
 enum service_option {
@@ -215,8 +217,16 @@ static bool read_target(struct parser *p, const char *rawname, const struct toke
         return true;
     }
     for (uint32_t j = 0; j < count; j++) {
-        if (targets[j].kind == CONFIG_TARGET_ADDRESS && same_target(&targets[j], t)) {
-            diag_error(p->d, tok->line, "address '%s' is given twice for service '%s'", s, rawname);
+        if (targets[j].kind == CONFIG_TARGET_ADDRESS && same_address(&targets[j], t)) {
+            if (targets[j].port == t->port)
+                diag_error(p->d, tok->line, "address '%s' is given twice for service '%s'", s,
+                           rawname);
+            else
+                diag_error(p->d, tok->line,
+                           "address '%s' is given twice for service '%s', with ports %u and %u: "
+                           "an address is one A or AAAA record, with one port; map the other "
+                           "port as another service",
+                           s, rawname, targets[j].port, t->port);
             return false;
         }
     }

@@ -244,15 +244,24 @@ static bool collect_targets(struct import *im, struct entry *e, struct object *s
     return used || neps;
 }
 
-/* `ts` sorted, each target once. */
-static void unique_targets(struct targets *ts)
+/* `ts` sorted, each address once, with its lowest port (a mapping holds an
+ * address once: one A or AAAA record); the count of the other ports left
+ * out. */
+static size_t unique_targets(struct targets *ts)
 {
     qsort(ts->t, ts->n, sizeof(*ts->t), cmp_target);
-    size_t n = 0;
-    for (size_t i = 0; i < ts->n; i++)
-        if (n == 0 || cmp_target(&ts->t[n - 1], &ts->t[i]) != 0)
-            ts->t[n++] = ts->t[i];
+    size_t n = 0, ports = 0;
+    for (size_t i = 0; i < ts->n; i++) {
+        const struct target *last = n ? &ts->t[n - 1] : NULL;
+        if (last && last->family == ts->t[i].family &&
+            memcmp(last->addr, ts->t[i].addr, last->family == AF_INET ? 4 : 16) == 0) {
+            ports += last->port != ts->t[i].port;
+            continue;
+        }
+        ts->t[n++] = ts->t[i];
+    }
     ts->n = n;
+    return ports;
 }
 
 /*
@@ -305,7 +314,12 @@ static void endpoint_targets(struct import *im, struct entry *e, struct object *
         if (ts.portless)
             note(im, e, svc, "%u ready address%s without port %s, left out", ts.portless,
                  ts.portless == 1 ? "" : "es", *port.name ? imp_clean(a, port.name) : "(unnamed)");
-        unique_targets(&ts);
+        size_t ports = unique_targets(&ts);
+        if (ports)
+            note(im, e, svc,
+                 "%zu address%s with another port as well, left out: an address is mapped once, "
+                 "with its lowest port",
+                 ports, ports == 1 ? "" : "es");
         char srv[80];
         srv_option(srv, sizeof(srv), svc->name, &port, ts.t[0].port != 0);
         e->value = imp_service_value(svc->name, &ts, *srv ? srv : NULL);
