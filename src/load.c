@@ -85,8 +85,9 @@ bool load_compile(struct load *l, const struct zone *old, const struct zone_host
     if (!host && !list_host(&mine, l->cfg, &l->diag))
         diag_error(&l->diag, 0, "out of memory while compiling the zone");
     else
-        l->zone =
-            zone_compile(l->cfg, old, host ? host : &mine.host, now, l->drop_mapping, &l->diag);
+        l->zone = zone_compile(
+            l->cfg, old, host ? host : &mine.host, now,
+            (l->drop_mapping ? ZONE_DROP_MAPPING : 0) | (l->whole ? ZONE_WHOLE : 0), &l->diag);
     free(mine.addr4);
     free(mine.addr6);
     return l->zone != NULL;

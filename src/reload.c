@@ -336,9 +336,9 @@ static void apply(struct reloader *r, struct reload_job *j)
     }
     snprintf(r->last_line, sizeof(r->last_line),
              "reload: ok, %zu services, %zu records, %zu added, %zu removed, %zu changed, serial "
-             "%u%s, %.1f ms",
+             "%u%s, %zu compiled, %.1f ms",
              st->services, st->records, st->added, st->removed, st->changed, st->serial,
-             changed ? "" : " (unchanged)", (double)(clock_ns() - j->t0) / 1e6);
+             changed ? "" : " (unchanged)", st->compiled, (double)(clock_ns() - j->t0) / 1e6);
     log_info("%s", r->last_line);
     if (r->stats.last_good) {
         r->stats.last_good = false;

@@ -105,7 +105,7 @@ struct znode *endpoint_service(const struct zone *z, const uint8_t *name, size_t
     size_t l = name[0];
     if (l == 0 || 1 + l >= len)
         return NULL;
-    struct znode *service = node_lookup(z, name + 1 + l, len - 1 - l);
+    struct znode *service = zone_node(z, name + 1 + l, len - 1 - l);
     if (!service || !(service->flags & NODE_ENDPOINTS))
         return NULL;
     *size = dashed_address(name, addr);
@@ -114,11 +114,13 @@ struct znode *endpoint_service(const struct zone *z, const uint8_t *name, size_t
 
 void zone_free(struct zone *z)
 {
-    if (!z)
-        return;
+    if (!z || atomic_fetch_sub(&z->refs, 1) > 1)
+        return; /* a patch still uses it */
+    struct zone *base = (struct zone *)(uintptr_t)z->base;
     arena_free(z->arena);
     slots_free(z->slots, z->mask + 1);
     free(z);
+    zone_free(base);
 }
 
 bool zone_is_apex(const struct zone *z, const uint8_t *lname, size_t len)
@@ -208,6 +210,55 @@ static const struct zone_ptr *first_ptr(const struct zone *z, int size, const ui
     return v + lo;
 }
 
+/* The PTRs of `addr` in the table of `size`-byte addresses of `z` alone
+ * (a patch's own, or a whole zone's): `*n` of them; a patch's marker of
+ * an address it removes (a NULL target) counts as one. */
+static const struct zone_ptr *ptr_run(const struct zone *z, int size, const uint8_t addr[16],
+                                      size_t *n)
+{
+    const struct zone_ptr *end, *p = first_ptr(z, size, addr, &end), *k = p;
+    while (k < end && memcmp(k->addr, addr, 16) == 0)
+        k++;
+    *n = (size_t)(k - p);
+    return p;
+}
+
+/* Whether `z` alone maps an address whose first `units` (octets or
+ * nibbles) are those of `addr`; with `over`, one that patch does not
+ * override. */
+static bool maps_under(const struct zone *z, int size, const uint8_t addr[16], int units,
+                       const struct zone *over)
+{
+    const struct zone_ptr *end, *p = first_ptr(z, size, addr, &end);
+    for (; p < end && same_units(p->addr, addr, size, units); p++) {
+        size_t n = 0;
+        if (over)
+            ptr_run(over, size, p->addr, &n);
+        if (p->target && n == 0)
+            return true;
+    }
+    return false;
+}
+
+/* The PTRs that answer `addr` (`*n` of them; none if it is not mapped),
+ * and in `*below` whether a mapped address shares its first `units`: a
+ * patch's own table first, then its base's. */
+static const struct zone_ptr *ptrs_at(const struct zone *z, int size, const uint8_t addr[16],
+                                      int units, size_t *n, bool *below)
+{
+    const struct zone_ptr *p = ptr_run(z, size, addr, n);
+    if (!z->base) {
+        *below = maps_under(z, size, addr, units, NULL);
+        return p;
+    }
+    if (*n == 0)
+        p = ptr_run(z->base, size, addr, n);
+    else if (!p->target)
+        *n = 0; /* gone with the patch */
+    *below = maps_under(z, size, addr, units, NULL) || maps_under(z->base, size, addr, units, z);
+    return p;
+}
+
 /*
  * A name outside the zone that may be a reverse name (SPEC §2.5). Inside a
  * reverse zone of [server] reverse every name is ours: a mapped address
@@ -260,16 +311,14 @@ static void find_reverse(const struct zone *z, const uint8_t *lname, size_t len,
         out->plan = qtype == LDNS_RR_TYPE_NS ? rz->ns : rz->soa; /* ANY: one RRset */
         return;
     }
-    const struct zone_ptr *end, *p = first_ptr(z, size, addr, &end);
-    bool below = p < end && same_units(p->addr, addr, size, units); /* mapped at or under */
-    if (below && units == (size == 4 ? 4 : 32) &&
+    size_t nptr;
+    bool below; /* mapped at or under */
+    const struct zone_ptr *p = ptrs_at(z, size, addr, units, &nptr, &below);
+    if (nptr && units == (size == 4 ? 4 : 32) &&
         (qtype == LDNS_RR_TYPE_PTR || qtype == LDNS_RR_TYPE_ANY)) {
-        const struct zone_ptr *k = p;
-        while (k < end && memcmp(k->addr, addr, 16) == 0)
-            k++;
         out->plan = z->found_plan;
         out->ptr = p;
-        out->nptr = (size_t)(k - p);
+        out->nptr = nptr;
         return;
     }
     if (!below && !apex) {
@@ -329,7 +378,7 @@ static bool find_empty_parent(const struct zone *z, const uint8_t *lname, size_t
     if (l < 4 || l > 5 || lname[1] != '_' || 1 + l >= len)
         return false;
     uint8_t flag = proto_flag(lname + 2, l - 1);
-    const struct znode *service = node_lookup(z, lname + 1 + l, len - 1 - l);
+    const struct znode *service = zone_node(z, lname + 1 + l, len - 1 - l);
     if (!flag || !service || !(service->flags & NODE_SERVICE) || !(service->flags & flag))
         return false;
     out->plan = qtype == LDNS_RR_TYPE_AXFR || qtype == LDNS_RR_TYPE_IXFR ? z->refused : z->nodata;
@@ -339,7 +388,7 @@ static bool find_empty_parent(const struct zone *z, const uint8_t *lname, size_t
 void zone_find(const struct zone *z, const uint8_t *lname, size_t len, uint16_t qtype,
                struct zone_found *out)
 {
-    const struct znode *n = node_lookup(z, lname, len);
+    const struct znode *n = zone_node(z, lname, len);
     out->apex = len >= z->apex_len ? len - z->apex_len : 0;
     out->ptr = NULL;
     out->nptr = 0;

@@ -92,6 +92,7 @@ void check_service(struct compiler *c, const struct config_namespace *ns,
     if (!check)
         return;
     struct info *in = info_of(c, node);
+    node->flags |= NODE_CHECKED;
     /* caches in front come back within an interval of a change */
     uint32_t most = c->cfg->health_interval / 1000;
     if (in->ttl > most)

@@ -154,7 +154,7 @@ static const struct zone_rrset *build_soa(struct compiler *c, const struct owner
     return r;
 }
 
-static void set_serial(struct zone *z, uint32_t serial)
+void set_serial(struct zone *z, uint32_t serial)
 {
     for (uint32_t i = 0; i < z->nserial_slots; i++)
         ldns_write_uint32(z->serial_slots[i], serial);
@@ -368,7 +368,7 @@ static bool build_fixed(struct compiler *c)
  * the order of equal ones (`src` is scratch space, left in disorder): a
  * byte-wise radix sort, which for a million IPv4 addresses is four passes
  * over the array instead of 20 million calls to memcmp. */
-static void sort_ptrs(struct zone_ptr *src, struct zone_ptr *dst, size_t n, size_t size)
+void sort_ptrs(struct zone_ptr *src, struct zone_ptr *dst, size_t n, size_t size)
 {
     struct zone_ptr *from = src, *to = dst;
     for (size_t byte = size; byte-- > 0;) {
@@ -389,9 +389,29 @@ static void sort_ptrs(struct zone_ptr *src, struct zone_ptr *dst, size_t n, size
         memcpy(dst, from, n * sizeof(*dst));
 }
 
-/* Sorts each family's PTRs by address into the zone; the PTRs of one
- * address are one RRset, so they share one TTL (RFC 2181 §5.2): the
- * smallest of their services'. */
+static int by_target(const void *a, const void *b)
+{
+    const struct zone_ptr *x = a, *y = b;
+    int c =
+        memcmp(x->target, y->target, x->target_len < y->target_len ? x->target_len : y->target_len);
+    return c ? c : (x->target_len > y->target_len) - (x->target_len < y->target_len);
+}
+
+void group_ptrs(struct zone_ptr *v, size_t n)
+{
+    for (size_t i = 0; i < n;) {
+        size_t k = i;
+        uint32_t ttl = UINT32_MAX;
+        for (; k < n && memcmp(v[k].addr, v[i].addr, 16) == 0; k++)
+            ttl = v[k].ttl < ttl ? v[k].ttl : ttl;
+        if (k - i > 1)
+            qsort(v + i, k - i, sizeof(*v), by_target);
+        for (; i < k; i++)
+            v[i].ttl = ttl;
+    }
+}
+
+/* Sorts each family's PTRs by address into the zone (group_ptrs()). */
 static void compile_ptrs(struct compiler *c)
 {
     struct zone *z = c->z;
@@ -405,14 +425,7 @@ static void compile_ptrs(struct compiler *c)
             return;
         }
         sort_ptrs(l->v, v, l->n, f == 0 ? 4 : 16);
-        for (size_t i = 0; i < l->n;) {
-            size_t k = i;
-            uint32_t ttl = UINT32_MAX;
-            for (; k < l->n && memcmp(v[k].addr, v[i].addr, 16) == 0; k++)
-                ttl = v[k].ttl < ttl ? v[k].ttl : ttl;
-            for (; i < k; i++)
-                v[i].ttl = ttl;
-        }
+        group_ptrs(v, l->n);
         if (f == 0) {
             z->rev4 = v;
             z->nrev4 = l->n;
@@ -477,7 +490,7 @@ static bool compile_reverse_zones(struct compiler *c)
 
 /* ---------------------------------------------------------------------- */
 
-static uint64_t settings_fingerprint(const struct compiler *c)
+uint64_t settings_fingerprint(const struct compiler *c)
 {
     const struct config *cfg = c->cfg;
     uint64_t h = hash_bytes(5, c->z->apex, c->z->apex_len);
@@ -545,7 +558,7 @@ static size_t estimate_names(const struct config *cfg)
 
 /* The zone's arena and its table, sized once for the names of the config,
  * and the compiler's own memory. False when out of memory. */
-static bool compiler_init(struct compiler *c, time_t now)
+static bool compiler_init(struct compiler *c, size_t names, time_t now)
 {
     struct zone *z = c->z;
     z->arena = arena_new();
@@ -553,12 +566,13 @@ static bool compiler_init(struct compiler *c, time_t now)
     c->b = malloc(sizeof(*c->b));
     if (!z->arena || !c->scratch || !c->b)
         return false;
-    if (getrandom(&z->seed, sizeof(z->seed), 0) != sizeof(z->seed))
+    if (z->base)
+        z->seed = z->base->seed; /* one hash finds a name in both tables */
+    else if (getrandom(&z->seed, sizeof(z->seed), 0) != sizeof(z->seed))
         z->seed = (uint64_t)now ^ (uint64_t)(uintptr_t)z;
 
     /* at most 70% full: short probe sequences, a table a third smaller
      * than at 50% */
-    size_t names = estimate_names(c->cfg);
     size_t cap = 64;
     while (cap * 7 < names * 10)
         cap *= 2;
@@ -573,7 +587,7 @@ static bool compiler_init(struct compiler *c, time_t now)
 }
 
 /* Frees what compiling needed and the zone keeps none of. */
-static void compiler_finish(struct compiler *c)
+void compiler_finish(struct compiler *c)
 {
     free(c->info);
     free(c->b);
@@ -655,16 +669,17 @@ static bool list_services(struct compiler *c)
             node->info = (uint32_t)z->nservices;
             z->services[z->nservices++] = node;
             /* a fixed seed, unlike the table's: digests outlive the process */
-            digest += mix64(hash_bytes(9, node_name(node), node->len) ^ node->fp);
+            digest += service_digest(node);
         }
     }
+    z->digest_sum = digest;
     z->stats.digest = mix64(digest ^ z->settings_fp);
     return true;
 }
 
 /* The SOA serial after `prev` (when `has_prev`): `now`, or `prev` if
  * nothing `changed`, and never behind it. */
-static uint32_t next_serial(bool has_prev, uint32_t prev, bool changed, time_t now)
+uint32_t next_serial(bool has_prev, uint32_t prev, bool changed, time_t now)
 {
     uint32_t serial = (uint32_t)now;
     if (has_prev) {
@@ -689,18 +704,40 @@ uint64_t zone_id(const struct zone *z)
     return z->id;
 }
 
-struct zone *zone_compile(struct config *cfg, const struct zone *old, const struct zone_host *host,
-                          time_t now, bool drop_mapping, struct diag *d)
+struct zone *zone_new(const struct zone *base)
 {
     struct zone *z = calloc(1, sizeof(*z));
-    if (z)
-        z->id = atomic_fetch_add(&last_id, 1) + 1;
+    if (!z)
+        return NULL;
+    z->id = atomic_fetch_add(&last_id, 1) + 1;
+    atomic_init(&z->refs, 1);
+    if (base) {
+        atomic_fetch_add(&((struct zone *)(uintptr_t)base)->refs, 1);
+        z->base = base;
+    }
+    return z;
+}
+
+bool compile_begin(struct compiler *c, size_t names, time_t now)
+{
+    return compiler_init(c, names, now) && set_apex(c) && copy_settings(c->z, c->cfg) &&
+           build_fixed(c) && compile_reverse_zones(c);
+}
+
+struct zone *zone_compile(struct config *cfg, const struct zone *old, const struct zone_host *host,
+                          time_t now, unsigned flags, struct diag *d)
+{
+    bool drop_mapping = flags & ZONE_DROP_MAPPING;
+    if (old && !d->errors && !(flags & ZONE_WHOLE)) {
+        bool whole = false;
+        struct zone *z = zone_patch(cfg, old, host, now, drop_mapping, d, &whole);
+        if (!whole)
+            return z;
+    }
+    struct zone *z = zone_new(NULL);
     struct compiler c = {.z = z, .cfg = cfg, .host = host, .d = d};
     unsigned errors_before = d->errors;
-    if (!z || !compiler_init(&c, now) || !set_apex(&c) || !copy_settings(z, cfg))
-        goto fail;
-
-    if (!build_fixed(&c) || !compile_reverse_zones(&c))
+    if (!z || !compile_begin(&c, estimate_names(cfg), now))
         goto fail;
     compile_services(&c);
     if (!c.oom)
@@ -719,6 +756,7 @@ struct zone *zone_compile(struct config *cfg, const struct zone *old, const stru
     z->settings_fp = settings_fingerprint(&c);
     if (!list_services(&c))
         goto fail;
+    z->stats.compiled = z->stats.services;
     bool changed = count_changes(&c, old);
     set_serial(z, next_serial(old != NULL, old ? old->stats.serial : 0, changed, now));
     z->stats.records += 5; /* SOA, NS, TXT, ns.dns A/AAAA */

@@ -80,6 +80,12 @@ struct compiler {
     const struct zone_rrset *soa, *soa_rev4, *soa_rev6;
     struct ptr_list ptrs[2];   /* IPv4, IPv6 */
     struct probe_list *probes; /* what checked targets probe, until compile_probes() */
+    /* A patch (zone_patch.c): keep[k] set for the k-th service of the
+     * config (in its order) that the base has as it is, and is not
+     * compiled; `whole` once the patch finds it cannot be one. */
+    const uint8_t *keep;
+    bool patch;
+    bool whole;
     bool oom;
 };
 
@@ -87,6 +93,38 @@ struct compiler {
 /* What the compiler's files call of each other.                           */
 
 /* zone_compile.c: names, plans and the zone-wide records */
+
+/* A zone with one holder; a patch of `base` (NULL: none), which it holds. */
+struct zone *zone_new(const struct zone *base);
+
+/* What every compile does first, whole or patch: the compiler's memory,
+ * a table for `names` names, the apex, the settings, the records that are
+ * of no service and the reverse zones. False when out of memory (or a
+ * reported error stops it). */
+bool compile_begin(struct compiler *c, size_t names, time_t now);
+void compiler_finish(struct compiler *c);
+uint64_t settings_fingerprint(const struct compiler *c);
+uint32_t next_serial(bool has_prev, uint32_t prev, bool changed, time_t now);
+void set_serial(struct zone *z, uint32_t serial);
+
+/* Sorts PTRs by address (`src` is left in disorder). */
+void sort_ptrs(struct zone_ptr *src, struct zone_ptr *dst, size_t n, size_t size);
+
+/* The PTRs of one address, side by side in `v`, are one RRset: they share
+ * one TTL (RFC 2181 §5.2), the smallest of their services', and go in the
+ * order of their targets, whatever the order of the file or of a patch's
+ * making. */
+void group_ptrs(struct zone_ptr *v, size_t n);
+
+/* zone_patch.c: a zone that shares what did not change with `old` */
+
+/* `cfg` compiled as a patch of `old`: its services that `old` has as they
+ * are stay in `old`'s base, the rest is compiled. NULL with `*whole` set
+ * when it cannot be a patch (settings changed, a health-checked service
+ * or a CNAME into the zone changed, too much changed): compile it whole.
+ * NULL without it: reported errors, or out of memory. */
+struct zone *zone_patch(struct config *cfg, const struct zone *old, const struct zone_host *host,
+                        time_t now, bool drop_mapping, struct diag *d, bool *whole);
 
 void oom(struct compiler *c);
 struct znode *add_node(struct compiler *c, const uint8_t *name, size_t len, enum info_kind kind,
@@ -103,6 +141,10 @@ const struct zone_rrset *build_addresses(struct compiler *c, const struct owner 
  * every name a target may be exists. Errors go to c->d. */
 void compile_services(struct compiler *c);
 void compile_hosts(struct compiler *c);
+
+/* What a service's node keeps of its line to tell, on the next reload,
+ * whether it changed: its fingerprint (znode.fp). */
+uint64_t service_fp(const struct config *cfg, const struct config_service *s);
 
 /* zone_checks.c: health-checked services (SPEC §6) */
 

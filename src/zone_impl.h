@@ -38,7 +38,16 @@ enum node_flag {
     NODE_SRV_TCP = 0x02,
     NODE_SRV_UDP = 0x04,
     NODE_SRV_SCTP = 0x20,
+    /* Taken into another name's answers: an in-zone CNAME points at it,
+     * at one of its endpoints or at its SRV name. A patch (zone_patch.c)
+     * cannot change it without the names whose chains hold it. */
+    NODE_TARGETED = 0x40,
+    NODE_CHECKED = 0x80, /* a health-checked service (SPEC §6) */
 };
+
+/* znode.info of a tombstone: a name of a patch's base that the patch
+ * removes (zone_patch.c). It has no plans. */
+#define NODE_GONE UINT32_MAX
 
 /* The flag of an SRV protocol label ("tcp", 3 bytes), or 0. */
 static inline uint8_t proto_flag(const uint8_t *label, size_t len)
@@ -123,6 +132,12 @@ struct zone_rev {
 };
 
 struct zone {
+    /* A patch (zone_patch.c) holds the names that differ from its `base`,
+     * a zone compiled whole that it shares and keeps alive: its table
+     * first, then the base's. `refs` counts the zone's holders: its own
+     * and its patches'. */
+    const struct zone *base;
+    _Atomic size_t refs;
     struct arena *arena;
     uint64_t id; /* zone_id() */
     uint64_t seed;
@@ -162,6 +177,10 @@ struct zone {
     uint64_t settings_fp;    /* zone, ttl, listen: what is not in a service */
     struct znode **services; /* in the order of the file, for the next reload */
     size_t nservices;
+    struct znode **namespaces; /* <ns>.svc.<zone> of each [namespace] */
+    size_t nnamespaces;
+    uint64_t digest_sum; /* the sum of its services' parts of stats.digest */
+    bool shares_probes;  /* a patch: probes and checked are its base's */
 
     struct zone_stats stats;
 };
@@ -244,6 +263,14 @@ static inline uint64_t hash_bytes(uint64_t seed, const uint8_t *p, size_t n)
     return mix64(h ^ w ^ ((uint64_t)n << 56));
 }
 
+/* A service's part of its zone's digest (zone_stats.digest): its name
+ * and fingerprint, with a fixed seed, unlike the table's: digests outlive
+ * the process. */
+static inline uint64_t service_digest(const struct znode *n)
+{
+    return mix64(hash_bytes(9, node_name(n), n->len) ^ n->fp);
+}
+
 /* ---------------------------------------------------------------------- */
 /* The table of names (zone.c).                                            */
 
@@ -267,6 +294,41 @@ static inline struct slot *table_slot(const struct zone *z, const uint8_t *name,
 static inline struct znode *node_lookup(const struct zone *z, const uint8_t *name, size_t len)
 {
     return table_slot(z, name, len, hash_bytes(z->seed, name, len))->node;
+}
+
+/* Whether `name` is _<label>._<proto>.<service>: an SRV name, which
+ * belongs to its service. */
+static inline bool srv_shaped(const uint8_t *name, size_t len)
+{
+    size_t l = name[0];
+    return l > 1 && name[1] == '_' && 1 + l < len && name[1 + l] > 1 && name[2 + l] == '_';
+}
+
+/* Where an SRV name's service starts in it. */
+static inline size_t srv_service_at(const uint8_t *name)
+{
+    size_t l = name[0];
+    return 1 + l + 1 + name[1 + l];
+}
+
+/* The node of `name` in `z`, a patch or not: what queries find. A patch
+ * shares its base's seed, so the name is hashed once. A base's SRV name
+ * whose service the patch holds went with it. */
+static inline struct znode *zone_node(const struct zone *z, const uint8_t *name, size_t len)
+{
+    uint64_t h = hash_bytes(z->seed, name, len);
+    struct znode *n = table_slot(z, name, len, h)->node;
+    if (!z->base)
+        return n;
+    if (n)
+        return n->info == NODE_GONE ? NULL : n;
+    n = table_slot(z->base, name, len, h)->node;
+    if (n && srv_shaped(name, len)) {
+        size_t at = srv_service_at(name);
+        if (node_lookup(z, name + at, len - at))
+            return NULL;
+    }
+    return n;
 }
 
 /* Endpoint names (zone.c): the label of an address, and the service whose

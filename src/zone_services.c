@@ -36,6 +36,8 @@ static uint64_t service_fingerprint(const struct config_service *s, uint32_t ttl
             h = mix64(h ^ hash_bytes(2, buf, sizeof(buf)));
         }
     }
+    if (s->no_resolve)
+        h = mix64(h ^ 11);
     if (s->srv_name)
         h = mix64(h ^ hash_bytes(3, (const uint8_t *)s->srv_name, strlen(s->srv_name)));
     if (s->srv_proto)
@@ -49,6 +51,14 @@ static uint64_t service_fingerprint(const struct config_service *s, uint32_t ttl
             h = mix64(h ^ hash_bytes(10, (const uint8_t *)k->path, strlen(k->path)));
     }
     return h;
+}
+
+uint64_t service_fp(const struct config *cfg, const struct config_service *s)
+{
+    uint32_t ttl = s->ttl >= 0 ? (uint32_t)s->ttl : cfg->ttl;
+    if (s->check && ttl > cfg->health_interval / 1000)
+        ttl = cfg->health_interval / 1000; /* as check_service() caps it */
+    return service_fingerprint(s, ttl);
 }
 
 /* The address records of one name, with `o` as owner. */
@@ -345,6 +355,12 @@ void compile_services(struct compiler *c)
 {
     struct zone *z = c->z;
     const struct config *cfg = c->cfg;
+    size_t k = 0; /* the service's place in the config, for c->keep */
+    z->namespaces = arena_alloc(z->arena, (cfg->nnamespaces + 1) * sizeof(*z->namespaces));
+    if (!z->namespaces) {
+        oom(c);
+        return;
+    }
 
     for (size_t i = 0; i < cfg->nnamespaces; i++) {
         const struct config_namespace *ns = &cfg->namespaces[i];
@@ -357,11 +373,15 @@ void compile_services(struct compiler *c)
                        cfg->zone);
             continue;
         }
-        if (!add_node(c, name, len, INFO_EMPTY, NODE_IN_ZONE, 0))
+        struct znode *nsnode = add_node(c, name, len, INFO_EMPTY, NODE_IN_ZONE, 0);
+        if (!nsnode)
             return;
+        z->namespaces[z->nnamespaces++] = nsnode;
 
         for (size_t j = 0; j < ns->nservices; j++) {
             const struct config_service *s = &ns->services[j];
+            if (c->keep && c->keep[k++])
+                continue; /* the patch's base has it */
             rl = service_rel(ns, s, name);
             len = with_apex(z, name, rl);
             if (len == 0) {
@@ -385,7 +405,7 @@ void compile_services(struct compiler *c)
             in->ttl = s->ttl >= 0 ? (uint32_t)s->ttl : cfg->ttl;
             if (!host)
                 check_service(c, ns, s, node); /* before its records: it caps the TTL */
-            node->fp = service_fingerprint(s, in->ttl);
+            node->fp = service_fp(cfg, s);
             z->stats.services++;
             if (!host)
                 compile_address_service(c, ns, s, node);
@@ -429,6 +449,18 @@ static struct znode *endpoint_node(struct compiler *c, const uint8_t *name, size
     return NULL;
 }
 
+/* Marks `target`, and the service whose endpoint or SRV name it is, as
+ * taken into a chain (NODE_TARGETED). */
+static void mark_targeted(struct zone *z, struct znode *target)
+{
+    target->flags |= NODE_TARGETED;
+    const uint8_t *name = node_name(target);
+    size_t at = srv_shaped(name, target->len) ? srv_service_at(name) : (size_t)name[0] + 1;
+    struct znode *service = at < target->len ? node_lookup(z, name + at, target->len - at) : NULL;
+    if (service && (service->flags & NODE_SERVICE))
+        service->flags |= NODE_TARGETED;
+}
+
 /* The hostname in wire form, and whether it is ours. Reports a target
  * that points into the zone at nothing, or at itself. */
 static bool resolve_host_target(struct compiler *c, struct znode *node)
@@ -462,6 +494,10 @@ static bool resolve_host_target(struct compiler *c, struct znode *node)
 
     if (!wire_name_in(low, len, z->apex, z->apex_len))
         return true;
+    if (c->patch) {
+        c->whole = true; /* its chain may pass through any name: compile whole */
+        return false;
+    }
 
     struct znode *target = node_lookup(z, low, len);
     if (!target)
@@ -480,6 +516,7 @@ static bool resolve_host_target(struct compiler *c, struct znode *node)
         return false;
     }
     extra_of(c, in)->host_node = target;
+    mark_targeted(z, target);
     return true;
 }
 

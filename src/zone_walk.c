@@ -196,6 +196,22 @@ static const struct zone_rrset *step_set(const struct znode *n, unsigned step)
     return own_set(n, step == TYPE_STEPS ? LDNS_RR_TYPE_A : LDNS_RR_TYPE_AAAA);
 }
 
+/* The next node of the walk: a patch's own names, then those of its base
+ * that the patch leaves as they are; NULL at the end. */
+static const struct znode *next_node(const struct zone *z, struct zone_walk *w)
+{
+    size_t own = z->mask + 1, all = own + (z->base ? z->base->mask + 1 : 0);
+    while (w->slot < all) {
+        size_t i = w->slot++;
+        const struct znode *n = i < own ? z->slots[i].node : z->base->slots[i - own].node;
+        if (!n || !walked(z, n))
+            continue;
+        if (i < own || zone_node(z, node_name(n), n->len) == n)
+            return n;
+    }
+    return NULL;
+}
+
 void zone_walk_start(struct zone_walk *w)
 {
     memset(w, 0, sizeof(*w));
@@ -221,12 +237,7 @@ size_t zone_walk_next(const struct zone *z, struct zone_walk *w, uint8_t *out)
             w->at = 0;
             continue;
         }
-        w->node = NULL;
-        while (!w->node && w->slot <= z->mask) {
-            const struct znode *n = z->slots[w->slot++].node;
-            if (n && walked(z, n))
-                w->node = n;
-        }
+        w->node = next_node(z, w);
         if (!w->node)
             return 0;
         w->step = 0;
@@ -238,7 +249,7 @@ size_t zone_walk_next(const struct zone *z, struct zone_walk *w, uint8_t *out)
 
 size_t zone_walk_soa(const struct zone *z, uint8_t *out)
 {
-    const struct znode *apex = node_lookup(z, z->apex, z->apex_len);
+    const struct znode *apex = zone_node(z, z->apex, z->apex_len);
     const struct zone_rrset *soa = apex ? own_set(apex, LDNS_RR_TYPE_SOA) : NULL;
     size_t at = 0;
     return soa ? put_record(z, soa, &at, z->apex, z->apex_len, out) : 0;

@@ -30,6 +30,9 @@ struct load {
      * it (zone_compile()); cfg's settings stay. For those who need the
      * zone alone: it lowers the peak of a large load by a third. */
     bool drop_mapping;
+    /* Compiled whole, never as a patch of the old zone (zone_compile()'s
+     * ZONE_WHOLE): for tests that compare the two. */
+    bool whole;
 };
 
 /* Starts an empty load of `path` (not copied): the file read when no text

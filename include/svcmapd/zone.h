@@ -89,6 +89,7 @@ struct zone_stats {
     size_t records;                 /* distinct resource records, fixed ones included */
     size_t names;                   /* names that answer */
     size_t added, removed, changed; /* services, against the zone replaced */
+    size_t compiled;                /* services compiled: all, or a patch's (zone_patch.c) */
     uint32_t serial;
     size_t bytes;    /* memory held by the zone */
     uint64_t digest; /* of what its answers show but the serial: equal digests, equal
@@ -117,11 +118,15 @@ bool zone_needs_host(const struct config *cfg);
  * bytes) go to `d` with the line they come from. Returns NULL if `d` holds
  * any error, from this compile or from reading the config before it.
  * The zone owns all its memory and references neither `cfg` nor `host`
- * afterwards. With `drop_mapping`, cfg's mapping is freed as soon as every
+ * afterwards. With ZONE_DROP_MAPPING, cfg's mapping is freed as soon as every
  * service is compiled (config_drop_mapping()), before the compile's last
  * and largest steps: its memory and the zone's are never both whole. */
+enum zone_compile_flag {
+    ZONE_DROP_MAPPING = 1, /* see above */
+    ZONE_WHOLE = 2,        /* never a patch of `old` (zone_patch.c): tests compare them */
+};
 struct zone *zone_compile(struct config *cfg, const struct zone *old, const struct zone_host *host,
-                          time_t now, bool drop_mapping, struct diag *d);
+                          time_t now, unsigned flags, struct diag *d);
 
 /* Carries the SOA serial over a restart (SPEC §2.2: it never goes back),
  * from one saved with the digest of the zone it was served with (the

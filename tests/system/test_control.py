@@ -217,7 +217,7 @@ def test_reload_applied(svcmapd, sockdir):
     rc, out, err = ctl(sock, "reload")
     assert rc == 0 and err == "", (rc, out, err)
     assert re.fullmatch(r"reload: ok, 2 services, \d+ records, 1 added, 0 removed, 1 changed, "
-                        rf"serial {s.serial()}, [\d.]+ ms\n", out), out
+                        rf"serial {s.serial()}, 2 compiled, [\d.]+ ms\n", out), out
     assert out.strip() in s.log(), "the line svcmapctl prints is the line logged"
     assert addresses(s.ask(svc("x.a"))) == ["10.0.0.2"]
 
