@@ -516,9 +516,10 @@ static bool count_changes(struct compiler *c, const struct zone *old)
     size_t matched = 0, j = 0;
     for (size_t i = 0; i < z->nservices; i++) {
         const struct znode *n = z->services[i];
-        const struct znode *o = j < old->nservices ? old->services[j] : NULL;
+        const struct znode *o = j < old->nservices && !old->base ? old->services[j] : NULL;
         if (!o || o->len != n->len || memcmp(node_name(o), node_name(n), n->len) != 0) {
-            o = node_lookup(old, node_name(n), n->len);
+            /* (a patch's list is its base's: a name is looked up in both) */
+            o = zone_node(old, node_name(n), n->len);
             if (o && !(o->flags & NODE_SERVICE))
                 o = NULL;
         }

@@ -11,6 +11,7 @@
 #include "svcmapd/load.h"
 #include "svcmapd/reload.h"
 #include "svcmapd/zone.h"
+#include "zone_compare.h"
 
 /*
  * Input: one byte of flags, then the running file's text, "\n===\n", and
@@ -21,6 +22,10 @@
  * CONFIG_MAX_MIB first (sparse, nothing is written) and must be refused
  * unread. A running text that does not compile is replaced by a fixed
  * mapping of 24 services, so that every input reaches the decision.
+ *
+ * A reload that patches the running zone (zone_patch.c) must serve what
+ * the same reload compiled whole serves, and so must the running file
+ * loaded back over it (a patch of a patch).
  *
  * reload_decide()'s verdict is checked against an oracle that counts
  * services itself, from the two configs' names rather than from the zones:
@@ -58,10 +63,11 @@ static int by_name(const void *a, const void *b)
 
 /* Parses and compiles `text` against `old`; the service names of a
  * compiled mapping are listed from its config. */
-static struct mapping compile(const char *text, size_t len, const struct zone *old)
+static struct mapping compile_as(const char *text, size_t len, const struct zone *old, bool whole)
 {
     struct load l;
     load_init(&l, FILE_NAME);
+    l.whole = whole;
     load_text(&l, text, len, old, &fuzz_host, NOW + (old ? 60 : 0));
     if (l.zone && l.diag.errors)
         fuzz_fail("a zone compiled from a file with %u errors", l.diag.errors);
@@ -93,6 +99,11 @@ static struct mapping compile(const char *text, size_t len, const struct zone *o
         fuzz_fail("the zone has %zu services, the file %zu", zone_stats(m.zone)->services,
                   m.nnames);
     return m;
+}
+
+static struct mapping compile(const char *text, size_t len, const struct zone *old)
+{
+    return compile_as(text, len, old, false);
 }
 
 static void mapping_free(struct mapping *m)
@@ -150,6 +161,25 @@ static char *read_back(const char *text, size_t len, bool oversize, size_t *outl
     return buf;
 }
 
+static void differ(void *arg, const char *what)
+{
+    fuzz_fail("%s: the patched zone differs from the whole one: %s", (const char *)arg, what);
+}
+
+/* The reload of `old` by `text` (`now`, compiled as `now`) against the same
+ * reload compiled whole: alike in every answer (zone_compare.h). */
+static void check_patch(const struct zone *now, const char *text, size_t len,
+                        const struct zone *old, const char *what)
+{
+    struct mapping whole = compile_as(text, len, old, true);
+    if (!whole.zone)
+        fuzz_fail("%s: a patch compiled where the whole zone does not", what);
+    zone_compare(now, whole.zone, old, differ, (void *)(uintptr_t)what);
+    if (zone_stats(now)->serial != zone_stats(whole.zone)->serial)
+        fuzz_fail("%s: the patch's serial is not the whole zone's", what);
+    mapping_free(&whole);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 1 || fuzz_opens_device(data, size))
@@ -203,6 +233,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (v != want)
         fuzz_fail("reload_decide() said %d, the oracle %d", (int)v, (int)want);
 
+    if (new.zone) {
+        /* and back: the running file as the reload of the new zone, a
+         * patch of a patch when the new one is a patch */
+        check_patch(new.zone, next, next_len, old.zone, "the reload");
+        struct mapping back = compile(text, run_len, new.zone);
+        if (back.zone)
+            check_patch(back.zone, text, run_len, new.zone, "the reload back");
+        mapping_free(&back);
+    }
     free(owned);
     mapping_free(&new);
     mapping_free(&old);
