@@ -1,16 +1,11 @@
 /* config.c -- the mapping file: INI text to plain settings with line numbers. */
 #include "svcmapd/config.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "config_impl.h"
 #include "svcmapd/arena.h"
-#include "svcmapd/file.h"
 
 /* ---- a small string set, for duplicate sections and services ---- */
 
@@ -115,8 +110,16 @@ void config_free(struct config *cfg)
     free(cfg);
 }
 
-static struct config *parse_text(const char *text, size_t len, struct diag *d)
+/* Reads the lines of `r` into a new config, asking `skip` about services
+ * (NULL: none is skipped). NULL when out of memory, or when the file
+ * could not be read to its end: then what its lines said is taken back,
+ * and only why it could not be read is reported. */
+static struct config *parse(struct lines *r, const struct config_skip *skip, struct diag *d)
 {
+    /* what `d` held before, to take back what the lines said */
+    unsigned errors = d->errors, warnings = d->warnings, dropped = d->dropped;
+    unsigned nstored = d->nstored;
+    size_t len = d->len;
     struct config *cfg = config_new(d->file);
     if (!cfg) {
         diag_error(d, 0, "out of memory");
@@ -127,125 +130,87 @@ static struct config *parse_text(const char *text, size_t len, struct diag *d)
         .d = d,
         .a = cfg->arena,
         .m = cfg->map,
-        .text = text,
-        .len = len,
+        .skip = skip && skip->unchanged ? skip : NULL,
+        .lines = r,
         .keys = arena_new(),
         .scratch = arena_new(),
+        .nsnames = arena_new(),
     };
-    if (!p.keys || !p.scratch) {
+    if (!p.keys || !p.scratch || !p.nsnames) {
         arena_free(p.keys);
         arena_free(p.scratch);
+        arena_free(p.nsnames);
         config_free(cfg);
         diag_error(d, 0, "out of memory");
         return NULL;
     }
 
-    cfg->hash = config_hash(text, len);
-    unsigned errors_before = d->errors;
     /* Defaults first: a bad value in the file then leaves the default,
      * and the rest of the file is still checked against sane settings. */
     apply_defaults(&p);
     parse_ini(&p);
+    lines_drain(r);
     check_settings(&p);
     /* No section at all: nothing but blanks and comments, or no byte.
      * Never a mapping to serve: a file being rewritten in place (cp, a
      * shell's >) is empty for a moment. */
-    if (p.section_line == 0 && d->errors == errors_before)
+    if (p.section_line == 0 && d->errors == errors)
         diag_error(d, 0, "the file is empty (no [server] or [namespace] section)");
 
     free(p.tokens);
+    free(p.text);
     free(p.names.slots);
     free(p.services.slots);
     arena_free(p.keys);
     arena_free(p.scratch);
+    arena_free(p.nsnames);
+    if (r->error) {
+        /* what the lines read said is not what the file says: only why
+         * it could not be read is reported, as if nothing had been */
+        d->errors = errors;
+        d->warnings = warnings;
+        d->dropped = dropped;
+        d->nstored = nstored;
+        d->len = len;
+        if (d->text)
+            d->text[len] = '\0';
+        lines_report(r, d);
+        config_free(cfg);
+        return NULL;
+    }
     if (p.oom) {
         config_free(cfg);
         return NULL;
     }
+    cfg->hash = r->fd < 0 ? config_hash(r->buf, r->fill) : hasher_end(&r->hash);
     return cfg;
+}
+struct config *config_parse_skip(const char *text, size_t len, const struct config_skip *skip,
+                                 struct diag *d)
+{
+    struct lines r;
+    lines_text(&r, text, len);
+    return parse(&r, skip, d);
 }
 
 struct config *config_parse(const char *text, size_t len, struct diag *d)
 {
-    return parse_text(text, len, d);
+    return config_parse_skip(text, len, NULL, d);
 }
 
-uint64_t config_hash(const char *p, size_t n)
+struct config *config_load_skip(const char *path, const struct config_skip *skip, struct diag *d)
 {
-    uint64_t h = 0x84222325cbf29ce4ULL ^ n;
-    for (; n >= 8; p += 8, n -= 8) {
-        uint64_t w;
-        memcpy(&w, p, 8);
-        h = (h ^ w) * 0x100000001b3ULL;
-        h ^= h >> 31;
-    }
-    for (; n; p++, n--)
-        h = (h ^ (uint8_t)*p) * 0x100000001b3ULL;
-    return h;
-}
-
-static const char *file_kind(mode_t mode)
-{
-    return S_ISFIFO(mode)   ? "a FIFO"
-           : S_ISDIR(mode)  ? "a directory"
-           : S_ISCHR(mode)  ? "a character device"
-           : S_ISBLK(mode)  ? "a block device"
-           : S_ISSOCK(mode) ? "a socket"
-                            : "a special file";
-}
-
-char *config_read(const char *path, size_t *lenp, struct diag *d)
-{
-    /* Non-blocking: opening a FIFO for reading waits for a writer
-     * otherwise, and the main thread with it. Symlinks are followed: a
-     * ConfigMap's file is one. */
-    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-    if (fd < 0) {
-        diag_error(d, 0, "cannot open: %s", strerror(errno));
+    struct lines r;
+    if (!lines_open(&r, path, d))
         return NULL;
-    }
-    const size_t max = (size_t)CONFIG_MAX_MIB << 20;
-    char *buf = NULL;
-    struct stat st;
-    if (fstat(fd, &st) < 0) {
-        diag_error(d, 0, "cannot read: %s", strerror(errno));
-        goto fail;
-    }
-    /* a device such as /dev/zero never ends: refused before any read */
-    if (!S_ISREG(st.st_mode)) {
-        diag_error(d, 0, "not a regular file (%s)", file_kind(st.st_mode));
-        goto fail;
-    }
-    if ((uint64_t)st.st_size > max)
-        goto too_big;
-    int err;
-    buf = file_read_fd(fd, (size_t)st.st_size, max, lenp, &err);
-    if (!buf && err == -EFBIG)
-        goto too_big;
-    if (!buf) {
-        diag_error(d, 0, "cannot read: %s", strerror(-err));
-        goto fail;
-    }
-    close(fd);
-    return buf;
-
-too_big:
-    diag_error(d, 0, "larger than %d MiB, the most a mapping file may hold", CONFIG_MAX_MIB);
-fail:
-    free(buf);
-    close(fd);
-    return NULL;
+    struct config *cfg = parse(&r, skip, d);
+    lines_close(&r);
+    return cfg;
 }
 
 struct config *config_load(const char *path, struct diag *d)
 {
-    size_t len;
-    char *buf = config_read(path, &len, d);
-    if (!buf)
-        return NULL;
-    struct config *cfg = parse_text(buf, len, d);
-    free(buf);
-    return cfg;
+    return config_load_skip(path, NULL, d);
 }
 
 bool config_same_listen(const struct config *a, const struct config *b)

@@ -12,6 +12,8 @@
  * Reading a mapping file is split by concern:
  *   config.c          the public entry points and the parse driver, the
  *                     parser's string set;
+ *   config_file.c     the file's bytes: read whole or line by line in
+ *                     chunks, and their hash;
  *   config_ini.c      the inih shim: lines, sections, keys and their tokens;
  *   config_options.c  the option table, a setter per type of value, and
  *                     --list-options;
@@ -38,6 +40,72 @@ void strset_clear(struct strset *set);
  * the line of the earlier entry; -1 when out of memory. */
 int strset_add(struct strset *set, const char *key, int line);
 
+/* ---- a file's bytes (config_file.c) ---- */
+
+/* config_hash(), fed piece by piece: the same value for the same bytes,
+ * however they are cut. */
+struct hasher {
+    uint64_t h;
+    uint64_t n;            /* bytes fed */
+    unsigned char tail[8]; /* the last n % 8 of them */
+};
+
+void hasher_init(struct hasher *s);
+void hasher_add(struct hasher *s, const void *data, size_t len);
+uint64_t hasher_end(const struct hasher *s);
+
+/* Bytes read per read() of a mapping file; a test may shrink it so that
+ * lines cross chunk boundaries. The reader holds a line of up to this
+ * plus LINES_HELD bytes; a longer one is cut (struct line). */
+extern size_t config_chunk;
+#define LINES_HELD 1024
+
+/* The physical lines of a text in memory, or of a file read in chunks. */
+struct lines {
+    const char *buf; /* bytes [pos, fill) are not handed out yet */
+    size_t pos, fill;
+    char *own; /* a file's: the buffer, of `cap` bytes */
+    size_t cap;
+    int fd;             /* -1: the whole text is in buf */
+    bool eof;           /* no more bytes to read */
+    int error;          /* why reading stopped before the end: an errno, EFBIG when the
+                         * file outgrew CONFIG_MAX_MIB while read */
+    uint64_t total;     /* bytes read */
+    struct hasher hash; /* of the bytes read */
+    int lineno;
+    char brief[3]; /* the stand-in of a cut line */
+};
+
+/* One line without its line ending (nor the byte order mark of the
+ * first). A line longer than the reader holds is `cut`: [text, end) is
+ * then a stand-in that keeps what read_line() looks at in a line too long
+ * for inih anyway: " " for leading whitespace, then its first other byte
+ * (none for a blank line); `nul` says whether it held a NUL byte. */
+struct line {
+    const char *text, *end;
+    bool cut, nul;
+};
+
+/* Lines of `text`. */
+void lines_text(struct lines *r, const char *text, size_t len);
+
+/* Lines of the file at `path`, after the checks config_read() makes:
+ * false, reported to `d`, if it cannot be opened or is no regular file of
+ * at most CONFIG_MAX_MIB MiB. Free with lines_close(). */
+bool lines_open(struct lines *r, const char *path, struct diag *d);
+
+/* The next line; false at the end of the bytes, or when reading failed
+ * (r->error). */
+bool lines_next(struct lines *r, struct line *out);
+
+/* Reads whatever the parse left, for the hash and the size check. */
+void lines_drain(struct lines *r);
+
+/* Reports r->error to `d`. */
+void lines_report(const struct lines *r, struct diag *d);
+
+void lines_close(struct lines *r);
+
 /* ---- parser state ---- */
 
 enum section_kind {
@@ -55,8 +123,9 @@ enum line_kind {
 };
 
 struct token {
-    const char *text; /* NUL-terminated, in the arena */
+    const char *text; /* NUL-terminated, in parser.text (at `at`) or the arena */
     int line;
+    size_t at;
 };
 
 struct parser {
@@ -65,10 +134,9 @@ struct parser {
     struct arena *a; /* settings */
     struct arena *m; /* the mapping: namespaces, services, targets */
 
-    const char *text; /* the whole file */
-    size_t len;
-    size_t pos;
-    int lineno;
+    const struct config_skip *skip; /* NULL: every service is parsed */
+    struct lines *lines;
+    int lineno;          /* of the line being read */
     enum line_kind kind; /* of the line inih is handling now */
     bool have_key;       /* mirrors inih's prev_name: continuation lines allowed */
     bool skipping;       /* drop continuation lines of a line that was rejected */
@@ -84,12 +152,17 @@ struct parser {
     int key_line;
     struct token *tokens;
     size_t ntokens, tokcap;
+    /* the key, lower case, then its tokens, each followed by a 0 byte:
+     * what config_service.text_fp hashes */
+    char *text;
+    size_t textlen, textcap;
     bool key_open;
 
     struct strset names;    /* section headers: "server", "namespace <ns>"; in `keys` */
     struct strset services; /* of the current namespace */
+    struct arena *nsnames;  /* its keys when skipping: reset with it */
     struct arena *keys;     /* freed when parsing ends */
-    struct arena *scratch;  /* the tokens of the key being read */
+    struct arena *scratch;  /* the name of the key being read */
     bool oom;
 };
 
@@ -98,7 +171,7 @@ void parser_oom(struct parser *p);
 
 /* ---- the inih shim (config_ini.c) ---- */
 
-/* Reads p->text through inih, line by line, into p->cfg: every section
+/* Reads p->lines through inih, line by line, into p->cfg: every section
  * begun, every key handed to set_option_key() or add_service(), every
  * problem reported. */
 void parse_ini(struct parser *p);
@@ -131,6 +204,9 @@ void add_service(struct parser *p, const char *rawname, int line, const struct t
 
 /* A DNS-1123 label, folded to lower case in p->m; NULL if bad. */
 const char *check_dns1123(struct parser *p, const char *s, int line, const char *what);
+
+/* The same into `out`: its length, or 0 if bad. */
+size_t check_label(struct parser *p, const char *s, int line, const char *what, char out[64]);
 
 /* The length of domain name `s` without its trailing dot; 0 if bad. */
 size_t check_domain(struct parser *p, const char *s, int line, const char *what);

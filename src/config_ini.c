@@ -20,6 +20,33 @@
 
 /* ---- line handling ---- */
 
+/* Appends `len` bytes of `s` and a 0 byte to p->text; false when out of
+ * memory (reported). */
+static bool add_text(struct parser *p, const char *s, size_t len)
+{
+    if (p->textcap - p->textlen < len + 1) {
+        size_t cap = p->textcap ? p->textcap : 256;
+        while (cap - p->textlen < len + 1)
+            cap *= 2;
+        char *t = realloc(p->text, cap);
+        if (!t) {
+            parser_oom(p);
+            return false;
+        }
+        p->text = t;
+        p->textcap = cap;
+    }
+    memcpy(p->text + p->textlen, s, len);
+    p->textlen += len;
+    p->text[p->textlen++] = '\0';
+    return true;
+}
+
+static bool is_space(char c)
+{
+    return c == ' ' || (c >= '\t' && c <= '\r'); /* isspace() in the C locale */
+}
+
 /* Splits a value into tokens at commas and whitespace; a ';' or '#' after
  * whitespace starts a comment (Debian's inih r55 strips inline comments
  * only from the first line of a value, not from continuation lines). */
@@ -27,13 +54,13 @@ static void add_tokens(struct parser *p, const char *value, int line)
 {
     const char *s = value;
     while (*s) {
-        while (*s == ',' || isspace((unsigned char)*s))
+        while (*s == ',' || is_space(*s))
             s++;
         if (!*s || *s == '#' || *s == ';')
             break;
 
         const char *start = s;
-        while (*s && *s != ',' && !isspace((unsigned char)*s))
+        while (*s && *s != ',' && !is_space(*s))
             s++;
         if (p->ntokens == p->tokcap) {
             size_t cap = p->tokcap ? p->tokcap * 2 : 16;
@@ -45,12 +72,10 @@ static void add_tokens(struct parser *p, const char *value, int line)
             p->tokens = t;
             p->tokcap = cap;
         }
-        p->tokens[p->ntokens].text = arena_strndup(p->scratch, start, (size_t)(s - start));
-        p->tokens[p->ntokens].line = line;
-        if (!p->tokens[p->ntokens].text) {
-            parser_oom(p);
+        /* p->text may move as it grows: the tokens' text is set at the end */
+        p->tokens[p->ntokens] = (struct token){.line = line, .at = p->textlen};
+        if (!add_text(p, start, (size_t)(s - start)))
             return;
-        }
         p->ntokens++;
     }
 }
@@ -61,6 +86,8 @@ static void finish_key(struct parser *p)
     if (!p->key_open)
         return;
     p->key_open = false;
+    for (size_t i = 0; i < p->ntokens; i++)
+        p->tokens[i].text = p->text + p->tokens[i].at;
 
     if (p->section == SECTION_OPTIONS)
         set_option_key(p);
@@ -130,6 +157,7 @@ static void begin_namespace(struct parser *p, const char *name, int line)
     p->ns = cfg->nnamespaces++;
     p->section = SECTION_NAMESPACE;
     strset_clear(&p->services);
+    arena_reset(p->nsnames);
 }
 
 static void begin_section(struct parser *p, const char *hdr, size_t len, int line)
@@ -209,7 +237,8 @@ static int on_value(void *user, const char *section, const char *name, const cha
     }
     /* the previous key is done with: its name and tokens go */
     arena_reset(p->scratch);
-    p->key = arena_strndup(p->scratch, name, strlen(name));
+    size_t n = strlen(name);
+    p->key = arena_strndup(p->scratch, name, n);
     if (!p->key) {
         parser_oom(p);
         return 1;
@@ -217,6 +246,12 @@ static int on_value(void *user, const char *section, const char *name, const cha
     p->key_line = p->lineno;
     p->key_open = true;
     p->ntokens = 0;
+    p->textlen = 0;
+    /* the text_fp of a service is of its name in lower case */
+    if (!add_text(p, name, n))
+        return 1;
+    for (char *c = p->text; c < p->text + n; c++)
+        *c = (char)tolower((unsigned char)*c);
     add_tokens(p, value, p->lineno);
     return 1;
 }
@@ -232,30 +267,9 @@ static const char *find_chars_or_comment(const char *s, const char *end, const c
             return s;
         if (was_space && *s == ';')
             return end;
-        was_space = isspace((unsigned char)*s);
+        was_space = is_space(*s);
     }
     return end;
-}
-
-/* The next physical line of the file, from `*line` to `*end`, without its
- * line ending (nor the UTF-8 byte order mark of the first); false at the
- * end of the file. */
-static bool next_line(struct parser *p, const char **line, const char **end)
-{
-    if (p->pos >= p->len)
-        return false;
-    const char *l = p->text + p->pos;
-    const char *nl = memchr(l, '\n', p->len - p->pos);
-    const char *e = nl ? nl : p->text + p->len;
-    p->pos = (size_t)(e - p->text) + (nl ? 1 : 0);
-    p->lineno++;
-    if (e > l && e[-1] == '\r')
-        e--;
-    if (p->lineno == 1 && e - l >= 3 && memcmp(l, "\xEF\xBB\xBF", 3) == 0)
-        l += 3;
-    *line = l;
-    *end = e;
-    return true;
 }
 
 /* A section header from `s`, its '[', to `end`: reports what inih would
@@ -285,11 +299,13 @@ static bool section_line(struct parser *p, const char *s, const char *end)
 static char *read_line(char *str, int num, void *stream)
 {
     struct parser *p = stream;
-    const char *line, *end;
-    while (next_line(p, &line, &end)) {
+    struct line l;
+    while (lines_next(p->lines, &l)) {
+        p->lineno = p->lines->lineno;
+        const char *line = l.text, *end = l.end;
         size_t len = (size_t)(end - line);
         const char *s = line;
-        while (s < end && isspace((unsigned char)*s))
+        while (s < end && is_space(*s))
             s++;
         if (s == end || *s == ';' || *s == '#')
             continue;
@@ -300,9 +316,9 @@ static char *read_line(char *str, int num, void *stream)
         p->skipping = false;
 
         const char *bad = NULL;
-        if (memchr(line, '\0', len))
+        if (l.cut ? l.nul : memchr(line, '\0', len) != NULL)
             bad = "line contains a NUL byte";
-        else if (len > (size_t)num - 2)
+        else if (l.cut || len > (size_t)num - 2)
             bad = "line is too long for inih; continue a long value on the next line, indented";
         if (bad) {
             diag_error(p->d, p->lineno, "%s", bad);

@@ -237,7 +237,7 @@ static bool resolv_conf_servers(struct parser *p, const char *path, int line)
         if (zone_index)
             *zone_index = '\0';
         snprintf(addrs[n], sizeof(addrs[n]), strchr(val, ':') ? "[%s]" : "%s", val);
-        tok[n] = (struct token){addrs[n], line};
+        tok[n] = (struct token){.text = addrs[n], .line = line};
         n++;
     }
     fclose(f);
@@ -814,7 +814,7 @@ void apply_defaults(struct parser *p)
 {
     for (int i = 0; i < CONFIG_OPTION_COUNT; i++) {
         /* every default is a single token, and valid */
-        struct token t = {config_options[i].default_value, 0};
+        struct token t = {.text = config_options[i].default_value};
         set_option(p, (enum config_option_id)i, &t, 1, 0);
     }
 }

@@ -332,35 +332,67 @@ static void append_service(struct parser *p, const struct config_service *svc)
     p->cfg->nservices++;
 }
 
+/* The checked name of the service `rawname` at `line`, recorded for the
+ * duplicates of its namespace; NULL if it is bad or given before
+ * (reported), `*dup` set for the latter. The name lives in p->m, or only
+ * as long as the namespace is read when skipping: a skipped service keeps
+ * nothing. */
+static const char *service_name(struct parser *p, const char *rawname, int line, size_t *len,
+                                bool *dup)
+{
+    char buf[64];
+    *len = check_label(p, rawname, line, "service", buf);
+    if (*len == 0)
+        return NULL;
+    char *name = arena_strndup(p->skip ? p->nsnames : p->m, buf, *len);
+    /* the names of this namespace only: a small set, in cache */
+    int prev = name ? strset_add(&p->services, name, line) : -1;
+    if (prev < 0) {
+        parser_oom(p);
+        return NULL;
+    }
+    if (prev > 0) {
+        const struct config_namespace *ns = &p->cfg->namespaces[p->ns];
+        diag_error(p->d, line,
+                   "duplicate service '%s' in namespace '%s' (first defined on line %d)", name,
+                   ns->name, prev);
+        *dup = true;
+    }
+    return name;
+}
+
 void add_service(struct parser *p, const char *rawname, int line, const struct token *tok, size_t n)
 {
     struct config_namespace *ns = &p->cfg->namespaces[p->ns];
-    const char *name = check_dns1123(p, rawname, line, "service");
-    bool ok = name != NULL;
-
-    if (name) {
-        /* the names of this namespace only: a small set, in cache */
-        int prev = strset_add(&p->services, name, line);
-        if (prev < 0) {
+    size_t len = 0;
+    bool dup = false;
+    const char *name = service_name(p, rawname, line, &len, &dup);
+    if (!name && p->oom)
+        return;
+    bool ok = name && !dup;
+    /* p->text holds the name, lower case, and the tokens: what the line says */
+    uint64_t fp = name ? config_hash(p->text, p->textlen) : 0;
+    if (ok && p->skip && p->skip->unchanged(p->skip->arg, ns->name, name, fp)) {
+        ns->nkept++;
+        p->cfg->nkept++;
+        return;
+    }
+    if (ok && p->skip) {
+        name = arena_strndup(p->m, name, len); /* kept, unlike the set's copy */
+        if (!name) {
             parser_oom(p);
             return;
         }
-        if (prev > 0) {
-            diag_error(p->d, line,
-                       "duplicate service '%s' in namespace '%s' (first defined on line %d)", name,
-                       ns->name, prev);
-            ok = false;
-        }
     }
 
-    struct config_service svc = {.name = name, .line = line, .ttl = -1};
+    struct config_service svc = {.name = name, .text_fp = fp, .line = line, .ttl = -1};
     struct config_target *targets = arena_zalloc(p->m, (n ? n : 1) * sizeof(*targets));
     if (!targets) {
         parser_oom(p);
         return;
     }
     struct line_options opts = {0};
-    unsigned errors_before = p->d->errors;
+    unsigned errors_before = p->d->errors, warnings_before = p->d->warnings;
     struct mix mix = {0};
 
     for (size_t i = 0; i < n; i++) {
@@ -394,6 +426,7 @@ void add_service(struct parser *p, const char *rawname, int line, const struct t
         svc.ntargets = 0;
         svc.invalid = true;
     }
+    svc.warned = p->d->warnings != warnings_before;
     svc.targets = targets;
     append_service(p, &svc);
 }

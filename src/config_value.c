@@ -17,13 +17,12 @@ static bool is_label_char(int c)
 
 /* DNS-1123 label: 1-63 of a-z0-9-, no leading or trailing '-'. Upper case
  * is accepted and folded, since matching is case-insensitive anyway. */
-const char *check_dns1123(struct parser *p, const char *s, int line, const char *what)
+size_t check_label(struct parser *p, const char *s, int line, const char *what, char out[64])
 {
     size_t n = strlen(s);
-    char buf[64];
     if (n == 0 || n > 63) {
         diag_error(p->d, line, "%s name '%s' must be 1 to 63 characters", what, s);
-        return NULL;
+        return 0;
     }
     for (size_t i = 0; i < n; i++) {
         int c = tolower((unsigned char)s[i]);
@@ -31,14 +30,24 @@ const char *check_dns1123(struct parser *p, const char *s, int line, const char 
             diag_error(p->d, line,
                        "%s name '%s' is not a DNS-1123 label (only a-z, 0-9 and '-' are allowed)",
                        what, s);
-            return NULL;
+            return 0;
         }
-        buf[i] = (char)c;
+        out[i] = (char)c;
     }
-    if (buf[0] == '-' || buf[n - 1] == '-') {
+    out[n] = '\0';
+    if (out[0] == '-' || out[n - 1] == '-') {
         diag_error(p->d, line, "%s name '%s' must not start or end with '-'", what, s);
-        return NULL;
+        return 0;
     }
+    return n;
+}
+
+const char *check_dns1123(struct parser *p, const char *s, int line, const char *what)
+{
+    char buf[64];
+    size_t n = check_label(p, s, line, what, buf);
+    if (n == 0)
+        return NULL;
     char *copy = arena_strndup(p->m, buf, n);
     if (!copy)
         parser_oom(p); /* NULL with no error of its own would pass as valid */

@@ -96,6 +96,11 @@ struct config_check {
 
 struct config_service {
     const char *name; /* a DNS-1123 label, lower case */
+    /* What its line says: a hash of the name and of the value's tokens as
+     * they are split (commas, whitespace, an inline comment and
+     * continuation lines make no difference), for every service parsed.
+     * Equal for two lines that mean the same; the namespace is not in it. */
+    uint64_t text_fp;
     struct config_target *targets;
     const char *srv_name;             /* "ldap" of srv=_ldap._tcp; NULL: the service name */
     const char *srv_proto;            /* "tcp", "udp" or "sctp"; NULL: tcp */
@@ -105,6 +110,7 @@ struct config_service {
     int32_t ttl;     /* ttl=N, or -1 for the server's ttl */
     bool invalid;    /* had errors: kept by name only, no targets */
     bool no_resolve; /* resolve=no: a hostname gets its CNAME alone */
+    bool warned;     /* its line gave a warning: see struct config_skip */
 };
 
 struct config_namespace {
@@ -113,6 +119,7 @@ struct config_namespace {
     struct config_service *services;
     size_t nservices;
     size_t cap;
+    size_t nkept; /* services skipped as unchanged (struct config_skip): not stored */
 };
 
 /* Index of each option in config_options[] (and in config.line[]). */
@@ -231,7 +238,8 @@ struct config {
 
     struct config_namespace *namespaces;
     size_t nnamespaces;
-    size_t nservices;
+    size_t nservices; /* stored in the namespaces */
+    size_t nkept;     /* skipped as unchanged, over all namespaces: not stored */
 
     struct arena *arena; /* the settings */
     struct arena *map;   /* namespaces and services: config_drop_mapping() */
@@ -302,8 +310,34 @@ struct config *config_load(const char *path, struct diag *d);
 /* Same as config_load() for a text already in memory (tests, fuzzing). */
 struct config *config_parse(const char *text, size_t len, struct diag *d);
 
+/*
+ * A reload parses only the services whose lines changed. unchanged() is
+ * asked, during a parse, about each service whose name is a valid label
+ * and not a duplicate in its namespace, before its value is parsed: true
+ * if the caller already has that service compiled from a line whose
+ * text_fp was `fp` (`ns` and `name` are the checked, lower-cased labels).
+ * Then it is counted (config_namespace.nkept, config.nkept) and nothing
+ * more is kept of it: no struct config_service, no targets, no strings.
+ * Its value is still read by inih, but not parsed, so it gives no error
+ * or warning: answer true only for a service compiled from a file without
+ * errors and whose line gave no warning (config_service.warned), or its
+ * warnings are not given again.
+ */
+struct config_skip {
+    bool (*unchanged)(void *arg, const char *ns, const char *name, uint64_t fp);
+    void *arg;
+};
+
+/* config_parse() and config_load(), asking `skip` (NULL: nothing is
+ * skipped). config_load_skip() reads the file in chunks of a bounded
+ * size, never the whole of it at once. */
+struct config *config_parse_skip(const char *text, size_t len, const struct config_skip *skip,
+                                 struct diag *d);
+struct config *config_load_skip(const char *path, const struct config_skip *skip, struct diag *d);
+
 /* A fingerprint of a file's bytes (not cryptographic: it only has to
- * notice that the file changed); struct config keeps the one it came from. */
+ * notice that the file changed); struct config keeps the one it came from,
+ * the same whether it was parsed from a text or read in chunks. */
 uint64_t config_hash(const char *text, size_t len);
 
 /* Frees the namespaces and services, keeping the settings: once compiled
