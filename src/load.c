@@ -16,21 +16,24 @@ void load_init(struct load *l, const char *path)
     diag_init(&l->diag, path);
 }
 
+/* Parses `text` (NULL: the file, read in chunks) into l->cfg, skipping
+ * the services `skip` says `old` has (NULL: none). */
+static bool parse(struct load *l, const char *text, size_t len, struct zone_skip *skip)
+{
+    struct config_skip ask = {zone_skip_unchanged, skip};
+    config_free(l->cfg);
+    l->cfg = text ? config_parse_skip(text, len, skip ? &ask : NULL, &l->diag)
+                  : config_load_skip(l->diag.file, skip ? &ask : NULL, &l->diag);
+    if (l->cfg || text) {
+        l->hash = l->cfg ? l->cfg->hash : config_hash(text, len);
+        l->read = true;
+    }
+    return l->cfg != NULL;
+}
+
 bool load_parse(struct load *l, const char *text, size_t len)
 {
-    char *owned = NULL;
-    if (!text) {
-        owned = config_read(l->diag.file, &len, &l->diag);
-        if (!owned)
-            return false;
-        text = owned;
-    }
-    config_free(l->cfg);
-    l->cfg = config_parse(text, len, &l->diag);
-    l->hash = l->cfg ? l->cfg->hash : config_hash(text, len);
-    l->read = true;
-    free(owned);
-    return l->cfg != NULL;
+    return parse(l, text, len, NULL);
 }
 
 /* This machine's facts, as the compiler reads them. */
@@ -75,29 +78,47 @@ static bool list_host(struct this_host *h, const struct config *cfg, struct diag
     return h->addr4 && h->addr6;
 }
 
-bool load_compile(struct load *l, const struct zone *old, const struct zone_host *host, time_t now)
+static bool compile(struct load *l, const struct zone *old, const struct zone_host *host,
+                    time_t now, struct zone_skip *skip)
 {
     zone_free(l->zone);
     l->zone = NULL;
     if (!l->cfg)
         return false;
     struct this_host mine = {0};
+    unsigned flags = (l->drop_mapping ? ZONE_DROP_MAPPING : 0) | (l->whole ? ZONE_WHOLE : 0);
     if (!host && !list_host(&mine, l->cfg, &l->diag))
         diag_error(&l->diag, 0, "out of memory while compiling the zone");
     else
-        l->zone = zone_compile(
-            l->cfg, old, host ? host : &mine.host, now,
-            (l->drop_mapping ? ZONE_DROP_MAPPING : 0) | (l->whole ? ZONE_WHOLE : 0), &l->diag);
+        l->zone = zone_compile(l->cfg, old, host ? host : &mine.host, now, flags, skip, &l->diag);
     free(mine.addr4);
     free(mine.addr6);
     return l->zone != NULL;
 }
 
+bool load_compile(struct load *l, const struct zone *old, const struct zone_host *host, time_t now)
+{
+    return compile(l, old, host, now, NULL);
+}
+
 bool load_text(struct load *l, const char *text, size_t len, const struct zone *old,
                const struct zone_host *host, time_t now)
 {
-    load_parse(l, text, len);
-    return load_compile(l, old, host, now);
+    /* A reload parses and compiles only the services whose lines changed
+     * (zone_patch.c), unless it must be compiled whole after all: then
+     * again, from the start, skipping nothing. */
+    struct zone_skip *skip = old && !l->whole ? zone_skip_new(old) : NULL;
+    parse(l, text, len, skip);
+    bool ok = compile(l, old, host, now, skip);
+    if (zone_skip_wasted(skip)) {
+        const char *file = l->diag.file;
+        diag_finish(&l->diag);
+        diag_init(&l->diag, file);
+        parse(l, text, len, NULL);
+        ok = compile(l, old, host, now, NULL);
+    }
+    zone_skip_free(skip);
+    return ok;
 }
 
 void load_finish(struct load *l)

@@ -197,8 +197,11 @@ static bool same_units(const uint8_t *a, const uint8_t *b, int size, int units)
 static const struct zone_ptr *first_ptr(const struct zone *z, int size, const uint8_t addr[16],
                                         const struct zone_ptr **end)
 {
+    static const struct zone_ptr none[1];
     const struct zone_ptr *v = size == 4 ? z->rev4 : z->rev6;
     size_t lo = 0, hi = size == 4 ? z->nrev4 : z->nrev6;
+    if (!v)
+        v = none; /* a table of none: a patch's may be */
     *end = v + hi;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;

@@ -497,9 +497,19 @@ uint64_t settings_fingerprint(const struct compiler *c)
     for (size_t i = 0; i < c->z->nrevs; i++)
         h = mix64(h ^ hash_bytes(8, c->z->revs[i].apex, c->z->revs[i].apex_len));
     h = mix64(h ^ cfg->ttl);
+    h = mix64(h ^ cfg->health_interval); /* it caps checked services' TTLs */
     h = mix64(h ^ hash_bytes(6, c->ns4[0], c->nns4 * 4));
     h = mix64(h ^ hash_bytes(7, c->ns6[0], c->nns6 * 16));
     return h;
+}
+
+/* The TTL of a service's first record: its A, AAAA or CNAME. */
+static uint32_t first_ttl(const struct znode *n)
+{
+    if (n->nplans == 0 || n->plans[0]->nsets[ZONE_ANSWER] == 0)
+        return 0;
+    const struct zone_rrset *r = n->plans[0]->sets[0];
+    return r->count ? ldns_read_uint32(zone_rrset_data(r) + 6) : 0;
 }
 
 /* Counts services added, removed and changed against `old`. Returns true if
@@ -512,7 +522,10 @@ static bool count_changes(struct compiler *c, const struct zone *old)
         return true;
     }
     /* Both lists are in the order of their file, and a reload changes few
-     * lines: walk them in step, and look a name up only where they part. */
+     * lines: walk them in step, and look a name up only where they part.
+     * Other settings may give a line another TTL ([server] ttl, the
+     * [health] interval): then its records tell. */
+    bool resettled = z->settings_fp != old->settings_fp;
     size_t matched = 0, j = 0;
     for (size_t i = 0; i < z->nservices; i++) {
         const struct znode *n = z->services[i];
@@ -526,7 +539,7 @@ static bool count_changes(struct compiler *c, const struct zone *old)
         if (o) {
             matched++;
             j = (size_t)o->info + 1;
-            if (o->fp != n->fp)
+            if (o->fp != n->fp || (resettled && first_ttl(o) != first_ttl(n)))
                 z->stats.changed++;
         } else {
             z->stats.added++;
@@ -726,14 +739,18 @@ bool compile_begin(struct compiler *c, size_t names, time_t now)
 }
 
 struct zone *zone_compile(struct config *cfg, const struct zone *old, const struct zone_host *host,
-                          time_t now, unsigned flags, struct diag *d)
+                          time_t now, unsigned flags, struct zone_skip *skip, struct diag *d)
 {
     bool drop_mapping = flags & ZONE_DROP_MAPPING;
     if (old && !d->errors && !(flags & ZONE_WHOLE)) {
         bool whole = false;
-        struct zone *z = zone_patch(cfg, old, host, now, drop_mapping, d, &whole);
+        struct zone *z = zone_patch(cfg, old, host, now, drop_mapping, skip, d, &whole);
         if (!whole)
             return z;
+    }
+    if (cfg->nkept) {
+        skip->wasted = true; /* the services skipped are missing: parse again */
+        return NULL;
     }
     struct zone *z = zone_new(NULL);
     struct compiler c = {.z = z, .cfg = cfg, .host = host, .d = d};

@@ -118,13 +118,21 @@ void group_ptrs(struct zone_ptr *v, size_t n);
 
 /* zone_patch.c: a zone that shares what did not change with `old` */
 
+struct zone_skip {
+    const struct zone *old, *base;
+    uint8_t *seen; /* per service of the base: SEEN_KEPT for those skipped */
+    size_t at;     /* where the walk in the order of the file expects the next */
+    bool wasted;   /* the zone was compiled whole: what was skipped is missing */
+};
+
 /* `cfg` compiled as a patch of `old`: its services that `old` has as they
  * are stay in `old`'s base, the rest is compiled. NULL with `*whole` set
  * when it cannot be a patch (settings changed, a health-checked service
  * or a CNAME into the zone changed, too much changed): compile it whole.
  * NULL without it: reported errors, or out of memory. */
 struct zone *zone_patch(struct config *cfg, const struct zone *old, const struct zone_host *host,
-                        time_t now, bool drop_mapping, struct diag *d, bool *whole);
+                        time_t now, bool drop_mapping, struct zone_skip *skip, struct diag *d,
+                        bool *whole);
 
 void oom(struct compiler *c);
 struct znode *add_node(struct compiler *c, const uint8_t *name, size_t len, enum info_kind kind,
@@ -143,8 +151,9 @@ void compile_services(struct compiler *c);
 void compile_hosts(struct compiler *c);
 
 /* What a service's node keeps of its line to tell, on the next reload,
- * whether it changed: its fingerprint (znode.fp). */
-uint64_t service_fp(const struct config *cfg, const struct config_service *s);
+ * whether it changed (znode.fp): its text_fp, which the parser compares
+ * to skip what did not change (zone_skip_unchanged()). */
+uint64_t service_fp(const struct config_service *s);
 
 /* zone_checks.c: health-checked services (SPEC §6) */
 

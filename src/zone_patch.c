@@ -35,7 +35,8 @@ enum {
  * base's. */
 struct plan {
     const struct zone *base;
-    uint8_t *keep;   /* per service of the config: the base has it as it is */
+    struct zone_skip *skip; /* what the parser skipped; NULL: nothing */
+    uint8_t *keep;          /* per service of the config: the base has it as it is */
     uint8_t *seen;   /* per service of the base: SEEN_*, or 0 if the config does not name it */
     size_t compiled; /* services of the config to compile */
     size_t gone;     /* services of the base the config does not name */
@@ -69,6 +70,47 @@ static struct znode *base_service(const struct zone *base, const uint8_t *name, 
     return n;
 }
 
+struct zone_skip *zone_skip_new(const struct zone *old)
+{
+    struct zone_skip *s = calloc(1, sizeof(*s));
+    if (!s)
+        return NULL;
+    s->old = old;
+    s->base = old->base ? old->base : old;
+    s->seen = calloc(s->base->nservices + 1, 1);
+    if (!s->seen || !s->base->services) {
+        zone_skip_free(s);
+        return NULL;
+    }
+    return s;
+}
+
+bool zone_skip_unchanged(void *arg, const char *ns, const char *name, uint64_t fp)
+{
+    struct zone_skip *s = arg;
+    uint8_t wire[LDNS_MAX_DOMAINLEN + 1];
+    size_t len = service_name(s->old, ns, name, wire);
+    const struct znode *b = len ? base_service(s->base, wire, len, &s->at) : NULL;
+    /* as the base has it, and no patch before took it over */
+    if (!b || b->fp != fp || (s->old != s->base && zone_node(s->old, wire, len) != b))
+        return false;
+    s->seen[b->info] = SEEN_KEPT;
+    return true;
+}
+
+bool zone_skip_wasted(const struct zone_skip *s)
+{
+    return s && s->wasted;
+}
+
+void zone_skip_free(struct zone_skip *s)
+{
+    if (!s)
+        return;
+    free(s->seen);
+    free(s);
+}
+
 /* Compares the config's services with the base's. False when the config
  * cannot be a patch of `old`. */
 static bool plan_patch(struct plan *p, const struct config *cfg, const struct zone *old)
@@ -78,7 +120,7 @@ static bool plan_patch(struct plan *p, const struct config *cfg, const struct zo
     for (size_t i = 0; i < cfg->nnamespaces; i++)
         total += cfg->namespaces[i].nservices;
     p->keep = calloc(total + 1, 1);
-    p->seen = calloc(base->nservices + 1, 1);
+    p->seen = p->skip ? p->skip->seen : calloc(base->nservices + 1, 1);
     if (!p->keep || !p->seen)
         return false;
 
@@ -90,7 +132,7 @@ static bool plan_patch(struct plan *p, const struct config *cfg, const struct zo
             size_t len = service_name(old, ns->name, s->name, name);
             struct znode *b = len ? base_service(base, name, len, &at) : NULL;
             if (b) {
-                uint64_t fp = service_fp(cfg, s);
+                uint64_t fp = service_fp(s);
                 if (b->flags & (NODE_TARGETED | NODE_CHECKED) && b->fp != fp)
                     return false; /* other names' answers hold it, or the prober */
                 /* as the base has it, and no patch before took it over */
@@ -113,6 +155,13 @@ static bool plan_patch(struct plan *p, const struct config *cfg, const struct zo
     return p->compiled + p->gone <= (limit > PATCH_MIN_LIMIT ? limit : PATCH_MIN_LIMIT);
 }
 
+static void plan_free(struct plan *p)
+{
+    free(p->keep);
+    if (!p->skip)
+        free(p->seen);
+}
+
 /* Adds a tombstone for `name` to the patch's table, unless it holds the
  * name already. False when out of memory. */
 static bool bury(struct zone *z, const uint8_t *name, size_t len)
@@ -124,7 +173,7 @@ static bool bury(struct zone *z, const uint8_t *name, size_t len)
     if (!n)
         return false;
     memset(n, 0, sizeof(*n));
-    memcpy((uint8_t *)(n + 1), name, len);
+    memcpy((uint8_t *)&n->plans[0], name, len);
     n->len = (uint8_t)len;
     n->info = NODE_GONE;
     slot->hash = hash_bytes(z->seed, name, len);
@@ -320,6 +369,8 @@ static bool affected(const struct compiler *c, const struct plan *p, const struc
     for (size_t i = 0; i < nv; i++)
         if (!add_addr(out, v[i].addr, size))
             return false;
+    if (out->n == 0)
+        return true;
     qsort(out->v, out->n, 16, addr_cmp);
     size_t u = 0;
     for (size_t i = 0; i < out->n; i++)
@@ -429,9 +480,10 @@ static bool same_settings(const struct compiler *c, const struct zone *old)
 }
 
 struct zone *zone_patch(struct config *cfg, const struct zone *old, const struct zone_host *host,
-                        time_t now, bool drop_mapping, struct diag *d, bool *whole)
+                        time_t now, bool drop_mapping, struct zone_skip *skip, struct diag *d,
+                        bool *whole)
 {
-    struct plan p = {.base = old->base ? old->base : old};
+    struct plan p = {.base = old->base ? old->base : old, .skip = skip};
     struct zone *z = NULL;
     struct compiler c = {.cfg = cfg, .host = host, .d = d, .patch = true};
     unsigned errors_before = d->errors;
@@ -478,8 +530,7 @@ struct zone *zone_patch(struct config *cfg, const struct zone *old, const struct
     set_serial(z, next_serial(true, old->stats.serial, changed, now));
     z->stats.bytes = arena_size(z->arena) + (z->mask + 1) * sizeof(*z->slots) + p.base->stats.bytes;
     compiler_finish(&c);
-    free(p.keep);
-    free(p.seen);
+    plan_free(&p);
     return z;
 
 fail:
@@ -488,7 +539,6 @@ fail:
 out:
     compiler_finish(&c);
     zone_free(z);
-    free(p.keep);
-    free(p.seen);
+    plan_free(&p);
     return NULL;
 }

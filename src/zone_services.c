@@ -15,50 +15,11 @@
 /* ---------------------------------------------------------------------- */
 /* Services.                                                               */
 
-static uint64_t service_fingerprint(const struct config_service *s, uint32_t ttl)
+uint64_t service_fp(const struct config_service *s)
 {
-    uint64_t h = hash_bytes(0, (const uint8_t *)&ttl, sizeof(ttl));
-    for (uint32_t i = 0; i < s->ntargets; i++) {
-        const struct config_target *t = &s->targets[i];
-        if (t->kind == CONFIG_TARGET_HOSTNAME) {
-            char low[256];
-            size_t n = strlen(t->hostname);
-            for (size_t k = 0; k < n && k < sizeof(low); k++)
-                low[k] = (char)tolower((unsigned char)t->hostname[k]);
-            h = mix64(h ^ hash_bytes(1, (const uint8_t *)low, n < 256 ? n : 256));
-        } else {
-            uint8_t buf[20];
-            memcpy(buf, t->addr, 16);
-            buf[16] = (uint8_t)t->family;
-            buf[17] = (uint8_t)(t->port >> 8);
-            buf[18] = (uint8_t)t->port;
-            buf[19] = 0;
-            h = mix64(h ^ hash_bytes(2, buf, sizeof(buf)));
-        }
-    }
-    if (s->no_resolve)
-        h = mix64(h ^ 11);
-    if (s->srv_name)
-        h = mix64(h ^ hash_bytes(3, (const uint8_t *)s->srv_name, strlen(s->srv_name)));
-    if (s->srv_proto)
-        h = mix64(h ^ hash_bytes(4, (const uint8_t *)s->srv_proto, strlen(s->srv_proto)));
-    if (s->check) {
-        /* unchecked services keep the fingerprints they had */
-        const struct config_check *k = s->check;
-        uint8_t buf[4] = {k->kind, k->policy, (uint8_t)(k->port >> 8), (uint8_t)k->port};
-        h = mix64(h ^ hash_bytes(9, buf, sizeof(buf)));
-        if (k->path)
-            h = mix64(h ^ hash_bytes(10, (const uint8_t *)k->path, strlen(k->path)));
-    }
-    return h;
-}
-
-uint64_t service_fp(const struct config *cfg, const struct config_service *s)
-{
-    uint32_t ttl = s->ttl >= 0 ? (uint32_t)s->ttl : cfg->ttl;
-    if (s->check && ttl > cfg->health_interval / 1000)
-        ttl = cfg->health_interval / 1000; /* as check_service() caps it */
-    return service_fingerprint(s, ttl);
+    /* a line that gave a warning never matches its own: it is parsed
+     * again on every reload, and warns again (struct config_skip) */
+    return s->warned ? ~s->text_fp : s->text_fp;
 }
 
 /* The address records of one name, with `o` as owner. */
@@ -405,7 +366,7 @@ void compile_services(struct compiler *c)
             in->ttl = s->ttl >= 0 ? (uint32_t)s->ttl : cfg->ttl;
             if (!host)
                 check_service(c, ns, s, node); /* before its records: it caps the TTL */
-            node->fp = service_fp(cfg, s);
+            node->fp = service_fp(s);
             z->stats.services++;
             if (!host)
                 compile_address_service(c, ns, s, node);

@@ -26,6 +26,7 @@
  */
 
 struct zone;
+struct zone_skip; /* see zone_skip_new() */
 
 /* Records copied together into one section: one RRset, or the additional
  * records of an SRV answer. The header is followed by `nfix` slot offsets,
@@ -126,7 +127,21 @@ enum zone_compile_flag {
     ZONE_WHOLE = 2,        /* never a patch of `old` (zone_patch.c): tests compare them */
 };
 struct zone *zone_compile(struct config *cfg, const struct zone *old, const struct zone_host *host,
-                          time_t now, unsigned flags, struct diag *d);
+                          time_t now, unsigned flags, struct zone_skip *skip, struct diag *d);
+
+/*
+ * A reload parses only what changed (README "Reload"): the parser asks
+ * zone_skip_unchanged() (struct config_skip's `unchanged`, with the skip
+ * as its argument) whether `old` has each service as its line says, and
+ * keeps nothing of those it has; zone_compile() then takes them from
+ * `old`, given the same skip. When it cannot (the reload must be
+ * compiled whole: zone_patch.c), it returns NULL with no error and
+ * zone_skip_wasted() true: parse the file again, without skipping.
+ */
+struct zone_skip *zone_skip_new(const struct zone *old); /* NULL: out of memory */
+bool zone_skip_unchanged(void *skip, const char *ns, const char *name, uint64_t fp);
+bool zone_skip_wasted(const struct zone_skip *s);
+void zone_skip_free(struct zone_skip *s);
 
 /* Carries the SOA serial over a restart (SPEC §2.2: it never goes back),
  * from one saved with the digest of the zone it was served with (the

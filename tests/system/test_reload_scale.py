@@ -4,9 +4,12 @@ compared, record by record, with a fresh svcmapd started on the same file.
 
 A reload that reuses what did not change (README "Reload") must serve exactly what
 a start would: every record of the zone (AXFR), and the answers to the names the
-round touched, the names it removed, and a sample of those it left alone, PTR too."""
+round touched, the names it removed, and a sample of those it left alone, PTR too.
+Each reload is a patch of the services that changed (and of those the patches before
+it compiled), in front of the zone compiled at the start."""
 
 import random
+import re
 
 import dns.rcode
 
@@ -120,6 +123,9 @@ def test_reloads_of_a_large_mapping_serve_what_a_start_would(svcmapd):
         touched = m.round()
         outcome, new = s.reload(m.text(), timeout=60)
         assert outcome == "ok", new
+        # a patch of what changed (README "Reload"), and of a patch from round 2 on
+        compiled = re.search(r"reload: ok, (\d+) services, .* (\d+) compiled", new)
+        assert compiled and int(compiled[2]) <= 3 * TOUCH * (n + 1) < int(compiled[1]), new
         fresh = svcmapd(m.text())
         try:
             got, want = zone_records(s.port), zone_records(fresh.port)
