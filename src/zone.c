@@ -213,10 +213,7 @@ static const struct zone_ptr *first_ptr(const struct zone *z, int size, const ui
     return v + lo;
 }
 
-/* The PTRs of `addr` in the table of `size`-byte addresses of `z` alone
- * (a patch's own, or a whole zone's): `*n` of them; a patch's marker of
- * an address it removes (a NULL target) counts as one. */
-static const struct zone_ptr *ptr_run(const struct zone *z, int size, const uint8_t addr[16],
+const struct zone_ptr *ptr_run(const struct zone *z, int size, const uint8_t addr[16],
                                       size_t *n)
 {
     const struct zone_ptr *end, *p = first_ptr(z, size, addr, &end), *k = p;

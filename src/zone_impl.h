@@ -331,6 +331,12 @@ static inline struct znode *zone_node(const struct zone *z, const uint8_t *name,
     return n;
 }
 
+/* The PTRs of `addr` in the table of `size`-byte addresses (4 or 16) of
+ * `z` alone (a patch's own, or a whole zone's): `*n` of them; a patch's
+ * marker of an address it removes (a NULL target) counts as one
+ * (zone.c). */
+const struct zone_ptr *ptr_run(const struct zone *z, int size, const uint8_t addr[16], size_t *n);
+
 /* Endpoint names (zone.c): the label of an address, and the service whose
  * endpoint a name is. */
 size_t dashed_label(const struct config_target *t, char *out);

@@ -380,26 +380,6 @@ static bool affected(const struct compiler *c, const struct plan *p, const struc
     return true;
 }
 
-/* The base's PTRs at `addr` (a whole zone's table), `*n` of them. */
-static const struct zone_ptr *base_ptrs(const struct zone *base, int f, const uint8_t *addr,
-                                        size_t *n)
-{
-    const struct zone_ptr *v = f == 0 ? base->rev4 : base->rev6;
-    size_t lo = 0, hi = f == 0 ? base->nrev4 : base->nrev6, end = hi;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (memcmp(v[mid].addr, addr, 16) < 0)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    size_t k = lo;
-    while (k < end && memcmp(v[k].addr, addr, 16) == 0)
-        k++;
-    *n = k - lo;
-    return v + lo;
-}
-
 /* The TTL of the base's PTR `ptr` as its service gave it, before its
  * RRset took the smallest of its PTRs' (group_ptrs()): the TTL of the
  * service's own records. */
@@ -434,13 +414,13 @@ static bool patch_ptrs_of(struct compiler *c, const struct plan *p, const struct
     size_t most = at.n + l->n, n = 0, m = 0;
     for (size_t i = 0; ok && i < at.n; i++) {
         size_t nb;
-        base_ptrs(p->base, f, at.v[i], &nb);
+        ptr_run(p->base, f == 0 ? 4 : 16, at.v[i], &nb);
         most += nb;
     }
     struct zone_ptr *v = ok ? arena_alloc(z->arena, (most ? most : 1) * sizeof(*v)) : NULL;
     for (size_t i = 0; v && i < at.n; i++) {
         size_t nb, first = n;
-        const struct zone_ptr *b = base_ptrs(p->base, f, at.v[i], &nb);
+        const struct zone_ptr *b = ptr_run(p->base, f == 0 ? 4 : 16, at.v[i], &nb);
         for (size_t k = 0; k < nb; k++) {
             if (ptr_replaced(z, b[k].target, b[k].target_len))
                 continue;
