@@ -26,9 +26,12 @@
 /* Patched services beyond which a reload compiles whole. */
 #define PATCH_MIN_LIMIT 4096
 
+/* What a reload makes of each service of the base (plan.seen). */
 enum {
-    SEEN_KEPT = 1,     /* the patch takes it from the base */
-    SEEN_REPLACED = 2, /* the patch compiles it again */
+    SEEN_KEPT = 1,                        /* the patch takes it from the base */
+    SEEN_REPLACED = 2,                    /* the patch compiles it again */
+    SEEN_ANY = SEEN_KEPT | SEEN_REPLACED, /* none: the file does not name it */
+    OLD_PATCHED = 4,                      /* the zone replaced is a patch that holds its name */
 };
 
 /* What a patch is made from: the config's services compared with the
@@ -70,6 +73,19 @@ static struct znode *base_service(const struct zone *base, const uint8_t *name, 
     return n;
 }
 
+/* Marks the services of the base whose names `old`, a patch, holds. */
+static void mark_patched(uint8_t *seen, const struct zone *old, const struct zone *base)
+{
+    for (size_t i = 0; old != base && i <= old->mask; i++) {
+        const struct znode *n = old->slots[i].node;
+        if (!n || !(n->info == NODE_GONE || (n->flags & NODE_SERVICE)))
+            continue;
+        const struct znode *b = node_lookup(base, node_name(n), n->len);
+        if (b && (b->flags & NODE_SERVICE))
+            seen[b->info] |= OLD_PATCHED;
+    }
+}
+
 struct zone_skip *zone_skip_new(const struct zone *old)
 {
     struct zone_skip *s = calloc(1, sizeof(*s));
@@ -82,6 +98,7 @@ struct zone_skip *zone_skip_new(const struct zone *old)
         zone_skip_free(s);
         return NULL;
     }
+    mark_patched(s->seen, old, s->base);
     return s;
 }
 
@@ -92,7 +109,7 @@ bool zone_skip_unchanged(void *arg, const char *ns, const char *name, uint64_t f
     size_t len = service_name(s->old, ns, name, wire);
     const struct znode *b = len ? base_service(s->base, wire, len, &s->at) : NULL;
     /* as the base has it, and no patch before took it over */
-    if (!b || b->fp != fp || (s->old != s->base && zone_node(s->old, wire, len) != b))
+    if (!b || b->fp != fp || (s->seen[b->info] & OLD_PATCHED))
         return false;
     s->seen[b->info] = SEEN_KEPT;
     return true;
@@ -123,6 +140,8 @@ static bool plan_patch(struct plan *p, const struct config *cfg, const struct zo
     p->seen = p->skip ? p->skip->seen : calloc(base->nservices + 1, 1);
     if (!p->keep || !p->seen)
         return false;
+    if (!p->skip)
+        mark_patched(p->seen, old, base);
 
     for (size_t i = 0; i < cfg->nnamespaces; i++) {
         const struct config_namespace *ns = &cfg->namespaces[i];
@@ -136,8 +155,8 @@ static bool plan_patch(struct plan *p, const struct config *cfg, const struct zo
                 if (b->flags & (NODE_TARGETED | NODE_CHECKED) && b->fp != fp)
                     return false; /* other names' answers hold it, or the prober */
                 /* as the base has it, and no patch before took it over */
-                p->keep[k] = b->fp == fp && (old == base || zone_node(old, name, len) == b);
-                p->seen[b->info] = p->keep[k] ? SEEN_KEPT : SEEN_REPLACED;
+                p->keep[k] = b->fp == fp && !(p->seen[b->info] & OLD_PATCHED);
+                p->seen[b->info] |= p->keep[k] ? SEEN_KEPT : SEEN_REPLACED;
             }
             if (!p->keep[k] && s->check)
                 return false;
@@ -145,7 +164,7 @@ static bool plan_patch(struct plan *p, const struct config *cfg, const struct zo
         }
     }
     for (size_t i = 0; i < base->nservices; i++) {
-        if (p->seen[i])
+        if (p->seen[i] & SEEN_ANY)
             continue;
         if (base->services[i]->flags & (NODE_TARGETED | NODE_CHECKED))
             return false;
@@ -188,7 +207,7 @@ static bool bury_gone(struct zone *z, const struct plan *p)
     const struct zone *base = p->base;
     for (size_t i = 0; i < base->nservices; i++) {
         const struct znode *n = base->services[i];
-        if (!p->seen[i] && !bury(z, node_name(n), n->len))
+        if (!(p->seen[i] & SEEN_ANY) && !bury(z, node_name(n), n->len))
             return false;
     }
     for (size_t i = 0; i < base->nnamespaces; i++) {
@@ -285,7 +304,7 @@ static void count_patch(struct zone *z, const struct compiler *c, const struct p
      * of `old`'s own patch */
     for (size_t i = 0; i < p->base->nservices; i++) {
         const struct znode *n = p->base->services[i];
-        if (!p->seen[i] && zone_node(old, node_name(n), n->len) == n) {
+        if (!p->seen[i]) { /* named by neither the file nor `old`'s patch */
             z->stats.removed++;
             uncount(z, n);
         }
@@ -356,7 +375,7 @@ static bool affected(const struct compiler *c, const struct plan *p, const struc
             return false;
     for (size_t i = 0; i < p->base->nservices; i++) {
         const struct znode *n = p->base->services[i];
-        if (p->seen[i] == SEEN_KEPT)
+        if ((p->seen[i] & SEEN_ANY) == SEEN_KEPT)
             continue;
         size_t count;
         const uint8_t *rr = own_addresses(n, size, &count);
