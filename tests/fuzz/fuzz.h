@@ -32,6 +32,10 @@ struct zone *fuzz_fixed_zone(const char *text, size_t len);
  * hang of the fuzzer's own making. */
 bool fuzz_opens_device(const uint8_t *data, size_t size);
 
+/* A memory file (memfd) that holds the `size` bytes at `data`: its
+ * descriptor, for the target to close. Fails the input if it cannot. */
+int fuzz_memory_file(const void *data, size_t size);
+
 struct diag;
 
 /* The machine the targets compile for: fixed, so that an input does

@@ -150,15 +150,7 @@ static char *summary(const struct config *cfg, const struct diag *d)
  * time, lines crossing every chunk boundary: the same as parsed in memory. */
 static void read_in_chunks(const uint8_t *data, size_t size)
 {
-    int fd = memfd_create("fuzz.ini", MFD_CLOEXEC);
-    if (fd < 0)
-        fuzz_fail("memfd_create failed");
-    for (size_t done = 0; done < size;) {
-        ssize_t w = write(fd, data + done, size - done);
-        if (w <= 0)
-            fuzz_fail("cannot write the memory file");
-        done += (size_t)w;
-    }
+    int fd = fuzz_memory_file(data, size);
     char path[64];
     snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
     struct diag d1, d2;

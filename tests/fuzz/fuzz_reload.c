@@ -140,15 +140,7 @@ static size_t removed(const struct mapping *old, const struct mapping *new)
 /* The new text as a reload reads it: from a file. NULL if refused. */
 static char *read_back(const char *text, size_t len, bool oversize, size_t *outlen)
 {
-    int fd = memfd_create("fuzz.ini", MFD_CLOEXEC);
-    if (fd < 0)
-        fuzz_fail("memfd_create failed");
-    for (size_t done = 0; done < len;) {
-        ssize_t w = write(fd, text + done, len - done);
-        if (w <= 0)
-            fuzz_fail("cannot write the memory file");
-        done += (size_t)w;
-    }
+    int fd = fuzz_memory_file(text, len);
     if (oversize && ftruncate(fd, ((off_t)CONFIG_MAX_MIB << 20) + 1) < 0)
         fuzz_fail("cannot grow the memory file");
     char path[64];

@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "svcmapd/config.h"
 #include "svcmapd/load.h"
@@ -53,6 +55,20 @@ struct zone *fuzz_fixed_zone(const char *text, size_t len)
     l.zone = NULL;
     load_finish(&l);
     return z;
+}
+
+int fuzz_memory_file(const void *data, size_t size)
+{
+    int fd = memfd_create("fuzz.ini", MFD_CLOEXEC);
+    if (fd < 0)
+        fuzz_fail("memfd_create failed");
+    for (size_t done = 0; done < size;) {
+        ssize_t w = write(fd, (const uint8_t *)data + done, size - done);
+        if (w <= 0)
+            fuzz_fail("cannot write the memory file");
+        done += (size_t)w;
+    }
+    return fd;
 }
 
 bool fuzz_opens_device(const uint8_t *data, size_t size)
