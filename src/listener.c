@@ -29,24 +29,6 @@ struct listener {
     char what[96];
 };
 
-static void on_error(struct listener *l, int err);
-
-static void on_ready(evutil_socket_t fd, short what, void *arg)
-{
-    struct listener *l = arg;
-    (void)what;
-    struct sockaddr_storage ss;
-    socklen_t len = sizeof(ss);
-    int conn = accept4(fd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK);
-    if (conn < 0) {
-        if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR && errno != ECONNABORTED)
-            on_error(l, errno);
-        return;
-    }
-    l->pause_ms = 0;
-    l->cb(conn, (struct sockaddr *)&ss, len, l->arg);
-}
-
 /* accept() failed with anything but EINTR, EAGAIN or ECONNABORTED: every
  * such error would come back at once (the connection is still queued),
  * so each pauses the listener. */
@@ -69,6 +51,22 @@ static void on_error(struct listener *l, int err)
         log_warning("%s: accept: %s; not accepting for %u ms%s", l->what, strerror(err),
                     l->pause_ms, also);
     }
+}
+
+static void on_ready(evutil_socket_t fd, short what, void *arg)
+{
+    struct listener *l = arg;
+    (void)what;
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    int conn = accept4(fd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK);
+    if (conn < 0) {
+        if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR && errno != ECONNABORTED)
+            on_error(l, errno);
+        return;
+    }
+    l->pause_ms = 0;
+    l->cb(conn, (struct sockaddr *)&ss, len, l->arg);
 }
 
 static void on_resume(evutil_socket_t fd, short what, void *arg)
