@@ -26,11 +26,11 @@
 #define XFR_HIGH (64 * 1024)
 
 /*
- * A connection starts plain: its descriptor, read with recv() as soon as
- * it is accepted and then whenever `ev` says it is readable, each whole
- * query answered with one send(). Most clients send one query, read its
- * reply and close: that costs accept, recv, send, an epoll registration,
- * recv (the end) and close, no buffers. Anything else, a message that
+ * A connection starts plain: its descriptor, read with recv() whenever
+ * `ev` says it is readable, each whole query answered with one send().
+ * Most clients send one query, read its reply and close: that costs
+ * accept, an epoll registration, recv, send, recv (the end), its removal
+ * and close, and no buffers. Anything else, a message that
  * comes in pieces or with another behind it, a reply the socket does not
  * take whole, a query that waits for a lookup, a zone transfer, moves it
  * for good to a bufferevent (conn_buffer()), which does the rest:
