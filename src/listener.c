@@ -3,10 +3,11 @@
 
 #include <errno.h>
 #include <event2/event.h>
-#include <event2/listener.h>
+#include <event2/util.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "svcmapd/log.h"
@@ -14,13 +15,12 @@
 
 #define PAUSE_FIRST_MS 100
 #define PAUSE_MAX_MS   1000
-#define ACCEPT_BATCH   16 /* connections accepted before the loop takes a turn */
 
 struct listener {
-    struct evconnlistener *lev;
+    int fd;
+    struct event *ready; /* the socket is readable: a connection waits */
     struct event *resume;
     uint32_t pause_ms; /* the last pause; 0 since the last accepted connection */
-    unsigned accepted; /* since the last pause */
     bool held;         /* listener_hold(): not until released */
     listener_cb cb;
     void *arg;
@@ -29,35 +29,16 @@ struct listener {
     char what[96];
 };
 
-static void on_connection(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa,
-                          int salen, void *arg)
+/* accept() failed with anything but EINTR, EAGAIN or ECONNABORTED: every
+ * such error would come back at once (the connection is still queued),
+ * so each pauses the listener. */
+static void on_error(struct listener *l, int err)
 {
-    struct listener *l = arg;
-    l->pause_ms = 0;
-    if (++l->accepted == ACCEPT_BATCH) {
-        /* libevent would accept all that wait at once; a pause of no time
-         * lets the loop first read those just accepted (a connection cap
-         * that closes the oldest must not close them unread) */
-        evconnlistener_disable(lev);
-        struct timeval now = {0, 0};
-        evtimer_add(l->resume, &now);
-    }
-    l->cb(fd, sa, (socklen_t)salen, l->arg);
-}
-
-/* libevent calls it when accept() fails with anything but EINTR, EAGAIN
- * or ECONNABORTED, with errno still as accept() left it. Every such error
- * would come back at once (the connection is still queued), so each
- * pauses the listener. */
-static void on_error(struct evconnlistener *lev, void *arg)
-{
-    struct listener *l = arg;
-    int err = errno;
     metrics_inc(l->errors, 1);
     l->pause_ms = l->pause_ms ? l->pause_ms * 2 : PAUSE_FIRST_MS;
     if (l->pause_ms > PAUSE_MAX_MS)
         l->pause_ms = PAUSE_MAX_MS;
-    evconnlistener_disable(lev);
+    event_del(l->ready);
     struct timeval tv = {(time_t)(l->pause_ms / 1000), (suseconds_t)(l->pause_ms % 1000) * 1000};
     evtimer_add(l->resume, &tv);
 
@@ -72,14 +53,29 @@ static void on_error(struct evconnlistener *lev, void *arg)
     }
 }
 
+static void on_ready(evutil_socket_t fd, short what, void *arg)
+{
+    struct listener *l = arg;
+    (void)what;
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    int conn = accept4(fd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK);
+    if (conn < 0) {
+        if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR && errno != ECONNABORTED)
+            on_error(l, errno);
+        return;
+    }
+    l->pause_ms = 0;
+    l->cb(conn, (struct sockaddr *)&ss, len, l->arg);
+}
+
 static void on_resume(evutil_socket_t fd, short what, void *arg)
 {
     struct listener *l = arg;
     (void)fd;
     (void)what;
-    l->accepted = 0;
     if (!l->held)
-        evconnlistener_enable(l->lev);
+        event_add(l->ready, NULL);
 }
 
 struct listener *listener_new(struct event_base *base, int fd, const char *what, listener_cb cb,
@@ -90,33 +86,34 @@ struct listener *listener_new(struct event_base *base, int fd, const char *what,
         close(fd);
         return NULL;
     }
+    l->fd = fd;
     l->cb = cb;
     l->arg = arg;
     l->errors = errors;
     l->limit = limit;
     snprintf(l->what, sizeof(l->what), "%s", what);
+    /* accept() must not block when the connection it was woken for has
+     * gone meanwhile */
+    evutil_make_socket_nonblocking(fd);
     l->resume = evtimer_new(base, on_resume, l);
-    l->lev = l->resume ? evconnlistener_new(base, on_connection, l, LEV_OPT_CLOSE_ON_FREE, -1, fd)
-                       : NULL;
-    if (!l->lev) {
-        close(fd);
+    l->ready = event_new(base, fd, EV_READ | EV_PERSIST, on_ready, l);
+    if (!l->resume || !l->ready || event_add(l->ready, NULL) < 0) {
         listener_free(l);
         return NULL;
     }
-    evconnlistener_set_error_cb(l->lev, on_error);
     return l;
 }
 
 int listener_fd(const struct listener *l)
 {
-    return evconnlistener_get_fd(l->lev);
+    return l->fd;
 }
 
 void listener_hold(struct listener *l, bool held)
 {
     l->held = held;
     if (held) {
-        evconnlistener_disable(l->lev);
+        event_del(l->ready);
         evtimer_del(l->resume);
     } else {
         on_resume(-1, 0, l);
@@ -127,9 +124,10 @@ void listener_free(struct listener *l)
 {
     if (!l)
         return;
-    if (l->lev)
-        evconnlistener_free(l->lev);
+    if (l->ready)
+        event_free(l->ready);
     if (l->resume)
         event_free(l->resume);
+    close(l->fd);
     free(l);
 }

@@ -91,7 +91,8 @@ struct tcp_listener {
 
 struct pending;
 
-#define TCP_BATCH (16 * 1024) /* bytes of replies per send() (server_tcp.c) */
+#define TCP_BATCH      (16 * 1024) /* bytes of replies per send() (server_tcp.c) */
+#define TCP_PLAIN_READ 4096        /* bytes a plain connection reads at once (server_tcp.c) */
 
 struct worker {
     struct server *srv;
@@ -117,7 +118,8 @@ struct worker {
     struct tcp_listener *tcps;
     size_t ntcps;
     struct tcp_conn *conns;
-    uint8_t query[ANSWER_TCP_MAX]; /* one TCP message at a time */
+    uint8_t query[ANSWER_TCP_MAX];    /* one TCP message at a time */
+    uint8_t plain_in[TCP_PLAIN_READ]; /* what a plain connection read (server_tcp.c) */
     /* One reply at a time (TCP, or a query that waited), after room for
      * TCP's length prefix. */
     uint8_t reply[2 + ANSWER_TCP_MAX];

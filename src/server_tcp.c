@@ -3,6 +3,7 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
+#include <event2/event_struct.h>
 #include <ldns/util.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,8 +25,21 @@
 #define XFR_LOW  (16 * 1024)
 #define XFR_HIGH (64 * 1024)
 
+/*
+ * A connection starts plain: its descriptor, read with recv() whenever
+ * `ev` says it is readable, each whole query answered with one send().
+ * Most clients send one query, read its reply and close: that costs
+ * accept, an epoll registration, recv, send, recv (the end), its removal
+ * and close, and no buffers. Anything else, a message that
+ * comes in pieces or with another behind it, a reply the socket does not
+ * take whole, a query that waits for a lookup, a zone transfer, moves it
+ * for good to a bufferevent (conn_buffer()), which does the rest:
+ * pipelining, back-pressure, message timeouts.
+ */
 struct tcp_conn {
-    struct bufferevent *bev;
+    struct bufferevent *bev; /* NULL while plain */
+    int fd;                  /* while plain */
+    struct event ev;         /* while plain: readable, or idle for tcp-idle-timeout */
     struct worker *w;
     struct tcp_conn *prev, *next;
     bool throttled; /* reading paused until the client reads its replies */
@@ -86,7 +100,13 @@ static void conn_free(struct tcp_conn *c)
     if (c->next)
         c->next->prev = c->prev;
     atomic_fetch_sub(&w->srv->tcp_open, 1);
-    bufferevent_free(c->bev);
+    if (c->bev) {
+        bufferevent_free(c->bev);
+    } else {
+        event_del(&c->ev);
+        if (c->fd >= 0)
+            close(c->fd);
+    }
     free(c);
 
     if ((w->stopping || w->released) && !w->conns && w->deadline)
@@ -137,12 +157,16 @@ static void set_read_timeout(struct tcp_conn *c)
 static void say_bye_if_done(struct tcp_conn *c)
 {
     if (!c->w->released || c->said_bye || c->npending ||
-        evbuffer_get_length(bufferevent_get_input(c->bev)) ||
-        evbuffer_get_length(bufferevent_get_output(c->bev)))
+        (c->bev && (evbuffer_get_length(bufferevent_get_input(c->bev)) ||
+                    evbuffer_get_length(bufferevent_get_output(c->bev)))))
         return;
     c->said_bye = true;
-    shutdown(bufferevent_getfd(c->bev), SHUT_WR);
-    bufferevent_enable(c->bev, EV_READ);
+    if (c->bev) {
+        shutdown(bufferevent_getfd(c->bev), SHUT_WR);
+        bufferevent_enable(c->bev, EV_READ);
+    } else {
+        shutdown(c->fd, SHUT_WR); /* plain: it reads on, and drops what comes */
+    }
 }
 
 /* Whether a whole message (of *len bytes) is at the front of the input
@@ -405,6 +429,107 @@ static void conn_on_event(struct bufferevent *bev, short what, void *arg)
     conn_free(c);
 }
 
+/* ---------------------------------------------------------------------- */
+/* Plain connections (struct tcp_conn).                                    */
+
+/* Moves plain connection c to a bufferevent, with the `len` bytes `in`
+ * read from it and not answered as its input. False when out of memory:
+ * c is freed. The worker holds its zone (set_read_timeout()). */
+static bool conn_buffer(struct tcp_conn *c, const uint8_t *in, size_t len)
+{
+    struct bufferevent *bev = bufferevent_socket_new(c->w->base, c->fd, BEV_OPT_CLOSE_ON_FREE);
+    int added = 0;
+    if (bev && len > 0) {
+        /* the end of a bufferevent's input is its own to fill: opened for this */
+        struct evbuffer *input = bufferevent_get_input(bev);
+        evbuffer_unfreeze(input, 0);
+        added = evbuffer_add(input, in, len);
+        evbuffer_freeze(input, 0);
+    }
+    if (!bev || added < 0) {
+        if (bev) {
+            bufferevent_free(bev); /* and the descriptor with it */
+            c->fd = -1;
+        }
+        conn_free(c);
+        return false;
+    }
+    event_del(&c->ev);
+    c->bev = bev;
+    bufferevent_setcb(bev, conn_on_read, conn_on_written, conn_on_event, c);
+    bufferevent_enable(bev, EV_READ); /* and EV_WRITE once there is output: out_write() */
+    set_read_timeout(c);
+    return true;
+}
+
+/*
+ * Reads plain connection c once, and answers the query it sent when that
+ * is all it sent; what else it sent goes to a bufferevent, and so does c
+ * when its reply is not sent whole, its query waits for a lookup or asks
+ * for a transfer. The end of the connection, an error, or its idle
+ * timeout frees it. A plain connection that stays plain waits for its
+ * next bytes tcp-idle-timeout (the zone's now), as a buffered one.
+ */
+static void plain_read(struct tcp_conn *c, short what)
+{
+    struct worker *w = c->w;
+    ssize_t n = 0;
+    if (!(what & EV_TIMEOUT))
+        n = recv(c->fd, w->plain_in, sizeof(w->plain_in), 0);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+        n = -2; /* nothing yet */
+    if (n == 0 || n == -1) {
+        conn_free(c); /* the client closed, an error, or the idle timeout */
+        return;
+    }
+    const struct zone_settings *set = zone_settings(worker_enter(w));
+    size_t len = n >= 2 ? ldns_read_uint16(w->plain_in) : 0;
+    if (n == -2 || c->said_bye) {
+        /* nothing to answer: what comes after a FIN is dropped */
+    } else if (len == 0 || (size_t)n != 2 + len) {
+        /* a message in pieces, or followed by another: buffered */
+        if (conn_buffer(c, w->plain_in, (size_t)n))
+            conn_on_read(c->bev, c);
+        worker_leave(w);
+        return;
+    } else {
+        struct handled q; /* its answer_info is answer_query()'s to fill */
+        q.query = w->plain_in + 2;
+        q.qlen = len;
+        q.reply = w->reply + 2;
+        q.from = c->from;
+        q.waited = false;
+        handler_answer(w, &q, 1, clock_ns());
+        size_t out = 0, sent = 0;
+        if (q.result == ANSWER_REPLY) {
+            out = q.info.len + 2;
+            ldns_write_uint16(w->reply, (uint16_t)q.info.len);
+            ssize_t s = send(c->fd, w->reply, out, MSG_NOSIGNAL | MSG_DONTWAIT);
+            sent = s > 0 ? (size_t)s : 0; /* an error is left for the bufferevent to meet */
+        }
+        if (q.result == ANSWER_TRANSFER || sent < out || c->npending) {
+            if (conn_buffer(c, NULL, 0)) {
+                if (q.result == ANSWER_TRANSFER)
+                    transfer_start(c, q.reply, q.info.len);
+                else if (sent < out)
+                    out_write(c, w->reply + sent, out - sent);
+            }
+            worker_leave(w);
+            return;
+        }
+    }
+    struct timeval idle = {set->tcp_idle_timeout, 0};
+    event_add(&c->ev, &idle); /* registered once; then only the timeout moves */
+    worker_leave(w);
+    say_bye_if_done(c);
+}
+
+static void plain_on_read(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    plain_read(arg, what);
+}
+
 static void accept_conn(int fd, const struct sockaddr *sa, socklen_t salen, void *arg)
 {
     struct tcp_listener *tl = arg;
@@ -425,15 +550,14 @@ static void accept_conn(int fd, const struct sockaddr *sa, socklen_t salen, void
         return;
     }
     struct tcp_conn *c = calloc(1, sizeof(*c));
-    struct bufferevent *bev = c ? bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE) : NULL;
-    if (!bev) {
-        free(c);
+    if (!c) {
         close(fd);
         atomic_fetch_sub(&srv->tcp_open, 1);
         return;
     }
-    c->bev = bev;
+    c->fd = fd;
     c->w = w;
+    event_assign(&c->ev, w->base, fd, EV_READ | EV_PERSIST, plain_on_read, c);
     c->from = (struct origin){
         .index = tl->index,
         .peer = (const struct sockaddr *)&c->peer,
@@ -448,10 +572,7 @@ static void accept_conn(int fd, const struct sockaddr *sa, socklen_t salen, void
     if (w->conns)
         w->conns->prev = c;
     w->conns = c;
-
-    bufferevent_setcb(bev, conn_on_read, conn_on_written, conn_on_event, c);
-    bufferevent_set_timeouts(bev, &idle, &idle);
-    bufferevent_enable(bev, EV_READ); /* and EV_WRITE once there is output: out_write() */
+    event_add(&c->ev, &idle); /* read when its query comes (plain_read()) */
 }
 
 int tcp_start(struct worker *w, const struct config_addr *l, struct tcp_listener *out, int fd)
@@ -470,6 +591,10 @@ bool tcp_stop(struct worker *w)
     struct tcp_conn *next;
     for (struct tcp_conn *c = w->conns; c; c = next) {
         next = c->next;
+        if (!c->bev) {
+            conn_free(c); /* plain: nothing to write */
+            continue;
+        }
         bufferevent_disable(c->bev, EV_READ);
         if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0 && !c->xfr)
             conn_free(c);

@@ -15,9 +15,10 @@
  * stop listening for a while instead: 100 ms after the first failure,
  * twice as long after each next one, 1 s at most, back to 100 ms once a
  * connection is accepted. Each failure is counted; they are logged at
- * most once per LOG_LIMIT_PERIOD (log.h). And after 16 connections in a
- * row they let the event loop take a turn, so that those are read before
- * more are taken.
+ * most once per LOG_LIMIT_PERIOD (log.h). And they accept one connection
+ * per turn of the event loop, as NSD does: the socket stays readable
+ * while more wait, so those come at the next turn, after what is ready
+ * has been read, and no accept() is made only to learn that none waits.
  */
 
 struct event_base;

@@ -217,3 +217,90 @@ def test_replies_past_one_send_in_order(svcmapd):
             assert [rr.address for rr in r.answer[0]] == ["10.0.0.1"]
         else:
             assert dns.rcode.to_text(r.rcode()) == "NXDOMAIN"
+
+
+# A connection starts plain (server_tcp.c): recv() and one send() per query; what
+# is more than one whole query at a time moves it to the buffered path. These
+# tests hold both ways, and the move between them.
+
+
+def test_query_sent_with_connect_then_more_later(svcmapd):
+    """A query sent at once, before the server has accepted: answered; the connection
+    stays open, and a second query on it, later, is answered too."""
+    s = svcmapd(CONFIG.format(idle=10, maxconn=16))
+    q = make_query(svc("b.a"), "A")
+    with socket.create_connection(("127.0.0.1", s.port), timeout=5) as c:
+        c.sendall(frame(q.to_wire()))
+        r = parse(tcp_read_msg(c))
+        assert r.id == q.id
+        assert [x.to_text() for x in r.answer] == [f"{svc('b.a')} 5 IN A 10.0.0.1"]
+        time.sleep(0.3)
+        check_answer(query_on(c, svc("c.a")), [f"{svc('c.a')} 5 IN A 10.0.0.2",
+                                               f"{svc('c.a')} 5 IN A 10.0.0.3"])
+
+
+def test_two_queries_then_close(svcmapd):
+    """Two queries in one write, then the client shuts its side: both are answered,
+    then the server closes."""
+    s = svcmapd(CONFIG.format(idle=10, maxconn=16))
+    qs = [make_query(svc("b.a"), "A", qid=0x5100), make_query(svc("c.a"), "A", qid=0x5101)]
+    with tcp_connect(s.port, timeout=5) as c:
+        c.sendall(b"".join(frame(q.to_wire()) for q in qs))
+        c.shutdown(socket.SHUT_WR)
+        replies = [parse(tcp_read_msg(c)) for _ in qs]
+        assert closed_by_peer(c, 3.0), "not closed after the last reply to a half-closed client"
+    assert sorted(r.id for r in replies) == [0x5100, 0x5101]
+
+
+def test_query_then_second_in_pieces(svcmapd):
+    """A whole query, then the next one's length prefix alone, then the rest: both
+    answered, in order, on one connection."""
+    s = svcmapd(CONFIG.format(idle=10, maxconn=16))
+    q1, q2 = make_query(svc("b.a"), "A", qid=0x5200), make_query(svc("c.a"), "A", qid=0x5201)
+    with tcp_connect(s.port, timeout=5) as c:
+        c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        c.sendall(frame(q1.to_wire()))
+        assert parse(tcp_read_msg(c)).id == 0x5200
+        data = frame(q2.to_wire())
+        c.sendall(data[:2])
+        time.sleep(0.2)
+        c.sendall(data[2:])
+        assert parse(tcp_read_msg(c)).id == 0x5201
+
+
+def test_half_a_query_then_silence(svcmapd):
+    """Half a query, then nothing: closed after tcp-message-timeout (1 s), well before
+    tcp-idle-timeout (20 s), as a message in pieces always was."""
+    s = svcmapd(CONFIG.format(idle=20, maxconn=16).replace(
+        "[server]\n", "[server]\ntcp-message-timeout = 1\n"))
+    data = frame(make_query(svc("b.a"), "A").to_wire())
+    with tcp_connect(s.port) as c:
+        c.sendall(data[:len(data) // 2])
+        t0 = time.monotonic()
+        assert closed_by_peer(c, 10.0), "half a query held the connection 10 s"
+        assert time.monotonic() - t0 < 8.0
+
+
+def test_reset_after_query_frees_the_connection(svcmapd):
+    """A client that sends a query and resets the connection before reading: with
+    tcp-max-connections = 1, the next client is served, so that connection was let
+    go; the server answers on."""
+    s = svcmapd(CONFIG.format(idle=30, maxconn=1))
+    for i in range(5):
+        c = tcp_connect(s.port)
+        c.sendall(frame(make_query(svc("b.a"), "A").to_wire()))
+        if i % 2:
+            time.sleep(0.1)  # the reply is sent, unread, before the reset
+        c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        c.close()  # a reset
+    deadline = time.monotonic() + 3
+    while True:
+        try:
+            with tcp_connect(s.port) as c:
+                check_answer(query_on(c, svc("b.a")), [f"{svc('b.a')} 5 IN A 10.0.0.1"])
+                break
+        except (EOFError, ConnectionResetError):
+            if time.monotonic() > deadline:
+                pytest.fail("no connection served after clients that reset: still counted")
+            time.sleep(0.1)
+    check_answer(s.ask(svc("b.a"), tcp=True), [f"{svc('b.a')} 5 IN A 10.0.0.1"])
