@@ -62,6 +62,16 @@ int strset_add(struct strset *set, const char *key, int line)
     return 0;
 }
 
+int strset_find(const struct strset *set, const char *key)
+{
+    if (!set->cap)
+        return 0;
+    for (size_t j = str_hash(key) & (set->cap - 1); set->slots[j].key; j = (j + 1) & (set->cap - 1))
+        if (strcmp(set->slots[j].key, key) == 0)
+            return set->slots[j].line;
+    return 0;
+}
+
 void parser_oom(struct parser *p)
 {
     if (!p->oom)

@@ -275,6 +275,14 @@ bool lines_next(struct lines *r, struct line *out)
     return true;
 }
 
+bool lines_value_ends(const struct lines *r)
+{
+    if (r->pos == r->fill)
+        return r->eof;
+    char c = r->buf[r->pos];
+    return c != ';' && c != '#' && !isspace((unsigned char)c);
+}
+
 void lines_drain(struct lines *r)
 {
     while (!r->eof) {

@@ -40,6 +40,9 @@ void strset_clear(struct strset *set);
  * the line of the earlier entry; -1 when out of memory. */
 int strset_add(struct strset *set, const char *key, int line);
 
+/* The line of `key` in the set, or 0 if it is not there. */
+int strset_find(const struct strset *set, const char *key);
+
 /* ---- a file's bytes (config_file.c) ---- */
 
 /* config_hash(), fed piece by piece: the same value for the same bytes,
@@ -97,6 +100,13 @@ bool lines_open(struct lines *r, const char *path, struct diag *d);
 /* The next line; false at the end of the bytes, or when reading failed
  * (r->error). */
 bool lines_next(struct lines *r, struct line *out);
+
+/* Whether the line lines_next() gave last is known to be a key's whole
+ * value: the line after it begins with a key or a section (no space, no
+ * comment: with inih, an indented line after blanks or comments still
+ * continues the value), or there is none. False when that line is not
+ * read yet. */
+bool lines_value_ends(const struct lines *r);
 
 /* Reads whatever the parse left, for the hash and the size check. */
 void lines_drain(struct lines *r);
@@ -160,6 +170,7 @@ struct parser {
 
     struct strset names;    /* section headers: "server", "namespace <ns>"; in `keys` */
     struct strset services; /* of the current namespace */
+    int asked;              /* the line skipped_line() asked about in vain: not again */
     struct arena *nsnames;  /* its keys when skipping: reset with it */
     struct arena *keys;     /* freed when parsing ends */
     struct arena *scratch;  /* the name of the key being read */
@@ -201,6 +212,10 @@ void add_service(struct parser *p, const char *rawname, int line, const struct t
 
 /* The functions given `p`, `line` and `what` report a bad value as
  * `FILE:LINE: error: ...`, naming it `what`. */
+
+/* Whether `n` bytes at `s` are a DNS-1123 label (either case); reports
+ * nothing. */
+bool is_label(const char *s, size_t n);
 
 /* A DNS-1123 label, folded to lower case in p->m; NULL if bad. */
 const char *check_dns1123(struct parser *p, const char *s, int line, const char *what);

@@ -50,17 +50,17 @@ static bool is_space(char c)
 /* Splits a value into tokens at commas and whitespace; a ';' or '#' after
  * whitespace starts a comment (Debian's inih r55 strips inline comments
  * only from the first line of a value, not from continuation lines). */
-static void add_tokens(struct parser *p, const char *value, int line)
+static void add_tokens(struct parser *p, const char *value, const char *end, int line)
 {
     const char *s = value;
-    while (*s) {
-        while (*s == ',' || is_space(*s))
+    while (s < end) {
+        while (s < end && (*s == ',' || is_space(*s)))
             s++;
-        if (!*s || *s == '#' || *s == ';')
+        if (s == end || *s == '#' || *s == ';')
             break;
 
         const char *start = s;
-        while (*s && *s != ',' && !is_space(*s))
+        while (s < end && *s != ',' && !is_space(*s))
             s++;
         if (p->ntokens == p->tokcap) {
             size_t cap = p->tokcap ? p->tokcap * 2 : 16;
@@ -215,7 +215,7 @@ static int on_value(void *user, const char *section, const char *name, const cha
                            p->key);
                 return 1;
             }
-            add_tokens(p, value, p->lineno);
+            add_tokens(p, value, value + strlen(value), p->lineno);
         }
         return 1;
     }
@@ -252,7 +252,7 @@ static int on_value(void *user, const char *section, const char *name, const cha
         return 1;
     for (char *c = p->text; c < p->text + n; c++)
         *c = (char)tolower((unsigned char)*c);
-    add_tokens(p, value, p->lineno);
+    add_tokens(p, value, value + strlen(value), p->lineno);
     return 1;
 }
 
@@ -292,6 +292,54 @@ static bool section_line(struct parser *p, const char *s, const char *end)
     return true;
 }
 
+/*
+ * A service line the running zone has as it says (struct config_skip),
+ * recognized before inih reads it: most lines of a reload. Its name and
+ * value are split as inih splits them (at the first '=' or ':', the name
+ * without the spaces around it; the value's inline comment is where
+ * add_tokens() stops anyway), and its text_fp is made as on_value() and
+ * add_service() make it. Only for a line whose value is known to end
+ * with it (no continuation line can follow), whose name is no duplicate
+ * (add_service() reports those), and which the zone has: then it is
+ * counted and inih never sees it. A line this gets wrong is a line the
+ * zone does not have, handed to inih as any other.
+ */
+static bool skipped_line(struct parser *p, const char *s, const char *eq, const char *end)
+{
+    if (!p->skip || p->section != SECTION_NAMESPACE || !lines_value_ends(p->lines))
+        return false;
+    const char *name_end = eq;
+    while (name_end > s && is_space(name_end[-1]))
+        name_end--;
+    size_t n = (size_t)(name_end - s);
+    if (!is_label(s, n))
+        return false; /* add_service() says why */
+    finish_key(p);
+    p->ntokens = 0;
+    p->textlen = 0;
+    if (!add_text(p, s, n))
+        return false;
+    for (char *c = p->text; c < p->text + n; c++)
+        *c = (char)tolower((unsigned char)*c);
+    add_tokens(p, eq + 1, end, p->lineno);
+    if (p->oom || strset_find(&p->services, p->text))
+        return false;
+    struct config_namespace *ns = &p->cfg->namespaces[p->ns];
+    uint64_t fp = config_hash(p->text, p->textlen);
+    if (!p->skip->unchanged(p->skip->arg, ns->name, p->text, fp)) {
+        p->asked = p->lineno;
+        return false;
+    }
+    char *name = arena_strndup(p->nsnames, p->text, n);
+    if (!name || strset_add(&p->services, name, p->lineno) < 0) {
+        parser_oom(p);
+        return false;
+    }
+    ns->nkept++;
+    p->cfg->nkept++;
+    return true;
+}
+
 /* inih's reader: hands it one physical line, after checking what inih
  * would not report. A line it must not parse is replaced (or skipped) so
  * that inih's state, the "previous key" continuation lines attach to,
@@ -300,6 +348,7 @@ static char *read_line(char *str, int num, void *stream)
 {
     struct parser *p = stream;
     struct line l;
+    const char *eq;
     while (lines_next(p->lines, &l)) {
         p->lineno = p->lines->lineno;
         const char *line = l.text, *end = l.end;
@@ -341,9 +390,11 @@ static char *read_line(char *str, int num, void *stream)
                 strcpy(str, "[]\n"); /* resets inih's previous key as the header would */
                 return str;
             }
-        } else if (find_chars_or_comment(s, end, "=:") != end) {
+        } else if ((eq = find_chars_or_comment(s, end, "=:")) != end) {
             p->kind = LINE_KEY;
             p->have_key = true;
+            if (skipped_line(p, s, eq, end))
+                continue;
         } else {
             diag_error(p->d, p->lineno, "expected 'key = value', a [section] or a comment");
             finish_key(p);

@@ -372,7 +372,7 @@ void add_service(struct parser *p, const char *rawname, int line, const struct t
     bool ok = name && !dup;
     /* p->text holds the name, lower case, and the tokens: what the line says */
     uint64_t fp = name ? config_hash(p->text, p->textlen) : 0;
-    if (ok && p->skip && p->skip->unchanged(p->skip->arg, ns->name, name, fp)) {
+    if (ok && p->skip && line != p->asked && p->skip->unchanged(p->skip->arg, ns->name, name, fp)) {
         ns->nkept++;
         p->cfg->nkept++;
         return;

@@ -17,6 +17,16 @@ static bool is_label_char(int c)
 
 /* DNS-1123 label: 1-63 of a-z0-9-, no leading or trailing '-'. Upper case
  * is accepted and folded, since matching is case-insensitive anyway. */
+bool is_label(const char *s, size_t n)
+{
+    if (n == 0 || n > 63 || s[0] == '-' || s[n - 1] == '-')
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!is_label_char(tolower((unsigned char)s[i])))
+            return false;
+    return true;
+}
+
 size_t check_label(struct parser *p, const char *s, int line, const char *what, char out[64])
 {
     size_t n = strlen(s);

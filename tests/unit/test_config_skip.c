@@ -299,10 +299,94 @@ static void test_read_errors(void)
     diag_finish(&d);
 }
 
+/* A callback that keeps a service only when its line says what `want`
+ * says (its text_fp), as the running zone does. */
+struct same {
+    uint64_t want;
+    int asked;
+};
+
+static bool same_fp(void *arg, const char *ns, const char *name, uint64_t fp)
+{
+    struct same *s = arg;
+    (void)ns;
+    (void)name;
+    s->asked++;
+    return fp == s->want;
+}
+
+/* `text` ([namespace a] follows) parsed with skipping, in memory and from
+ * a file read in chunks of `chunk` bytes: whether x was kept, and that
+ * both agree and asked once about each service. */
+static bool kept_x(const char *what, const char *text, const char *want_line, size_t chunk)
+{
+    char full[512], want[256];
+    snprintf(full, sizeof(full), "[server]\nzone = cluster.local\n[namespace a]\n%sz = 10.9.9.9\n",
+             text);
+    snprintf(want, sizeof(want), "[namespace a]\n%s", want_line);
+    struct diag d0, d1, d2;
+    diag_init(&d0, "t.ini");
+    struct config *w = config_parse(want, strlen(want), &d0);
+    struct same s1 = {w ? w->namespaces[0].services[0].text_fp : 0, 0}, s2 = s1;
+    struct config_skip k1 = {same_fp, &s1}, k2 = {same_fp, &s2};
+    diag_init(&d1, "t.ini");
+    struct config *a = config_parse_skip(full, strlen(full), &k1, &d1);
+
+    char path[] = "/tmp/test_config_skip_XXXXXX";
+    int fd = mkstemp(path);
+    bool wrote = fd >= 0 && write(fd, full, strlen(full)) == (ssize_t)strlen(full);
+    if (fd >= 0)
+        close(fd);
+    size_t saved = config_chunk;
+    config_chunk = chunk;
+    diag_init(&d2, "t.ini");
+    struct config *b = wrote ? config_load_skip(path, &k2, &d2) : NULL;
+    config_chunk = saved;
+    unlink(path);
+
+    bool kept = a && a->nkept == 1;
+    ok(a && b && a->nkept == b->nkept && a->nservices == b->nservices && !d1.errors && !d2.errors,
+       "%s: in memory and in chunks of %zu, the same", what, chunk);
+    ok(s1.asked == 2 && s2.asked == 2, "%s: asked once about each service (%d, %d)", what, s1.asked,
+       s2.asked);
+    config_free(w);
+    config_free(a);
+    config_free(b);
+    diag_finish(&d0);
+    diag_finish(&d1);
+    diag_finish(&d2);
+    return kept;
+}
+
+/* Lines recognized before inih reads them (skipped_line()): kept exactly
+ * when the line's whole value is what the zone has. */
+static void test_unchanged_lines(void)
+{
+    const char *x = "x = 10.0.0.1, 10.0.0.2\n";
+    ok(kept_x("as it was", x, x, 1 << 20), "the line as it was: kept");
+    ok(kept_x("respaced", "X\t=10.0.0.1 ,10.0.0.2   ; moved\n", x, 1 << 20),
+       "another spacing, case and comment: kept");
+    ok(kept_x("colon", "x: 10.0.0.1 10.0.0.2\n", x, 1 << 20), "':' as inih reads it: kept");
+    ok(!kept_x("continued", "x = 10.0.0.1\n  10.0.0.2\n", "x = 10.0.0.1\n", 1 << 20),
+       "a continuation line follows: not the zone's");
+    ok(!kept_x("blank, continued", "x = 10.0.0.1\n\n  10.0.0.2\n", "x = 10.0.0.1\n", 1 << 20),
+       "a continuation after a blank line: not the zone's");
+    ok(!kept_x("comment, continued", "x = 10.0.0.1\n; note\n  10.0.0.2\n", "x = 10.0.0.1\n",
+               1 << 20),
+       "a continuation after a comment: not the zone's");
+    ok(kept_x("whole value", "x = 10.0.0.1\n  10.0.0.2\n", x, 1 << 20),
+       "and with it, the whole value: kept");
+    for (size_t chunk = 1; chunk <= 9; chunk += 4)
+        ok(kept_x("in chunks", x, x, chunk), "read in chunks of %zu: kept", chunk);
+    ok(!kept_x("another address", "x = 10.0.0.1 10.0.0.3\n", x, 1 << 20),
+       "another address: not kept");
+}
+
 int main(void)
 {
     test_text_fp();
     test_skip();
+    test_unchanged_lines();
     test_chunks();
     test_hash();
     test_read_errors();
