@@ -26,11 +26,11 @@
 /* Patched services beyond which a reload compiles whole. */
 #define PATCH_MIN_LIMIT 4096
 
-/* What a reload makes of each service of the base (plan.seen). */
+/* What a reload makes of each service of the base (plan.seen): bits. */
 enum {
-    SEEN_KEPT = 1,                        /* the patch takes it from the base */
-    SEEN_REPLACED = 2,                    /* the patch compiles it again */
-    SEEN_ANY = SEEN_KEPT | SEEN_REPLACED, /* none: the file does not name it */
+    SEEN_KEPT = 1,     /* the file names it as it is: the patch takes it from the base */
+    SEEN_REPLACED = 2, /* the file names it otherwise: the patch compiles it again */
+    SEEN_ANY = SEEN_KEPT | SEEN_REPLACED, /* neither: the file does not name it */
     OLD_PATCHED = 4,                      /* the zone replaced is a patch that holds its name */
 };
 
@@ -45,7 +45,8 @@ struct plan {
     size_t gone;     /* services of the base the config does not name */
 };
 
-/* Its name's place in `out`: <svc>.<ns>.svc.<zone>. */
+/* <svc>.<ns>.svc.<zone> in wire form at `out`; its length, or 0 if it
+ * would exceed 255 bytes. */
 static size_t service_name(const struct zone *z, const char *ns, const char *svc, uint8_t *out)
 {
     size_t n = put_label(out, 0, svc, strlen(svc));

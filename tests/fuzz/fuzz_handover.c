@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "fuzz.h"
+#include "probe_state.h"
 #include "svcmapd/handover.h"
 #include "svcmapd/health.h"
 #include "svcmapd/inherit.h"
@@ -121,24 +122,6 @@ static void *old_svcmapd(void *arg)
     return NULL;
 }
 
-struct state {
-    uint8_t up, streak;
-    uint32_t error;
-    uint64_t since, transitions;
-};
-
-static struct state state_of(const struct zone_probe *p)
-{
-    return (struct state){atomic_load(&p->up), atomic_load(&p->streak), atomic_load(&p->error),
-                          atomic_load(&p->since), atomic_load(&p->transitions)};
-}
-
-static bool same(const struct state *a, const struct state *b)
-{
-    return a->up == b->up && a->streak == b->streak && a->error == b->error &&
-           a->since == b->since && a->transitions == b->transitions;
-}
-
 /* A line of the input holds " CHECK " and " STATE ". */
 static bool named(const uint8_t *d, size_t n, const struct zone_probe *p, bool up)
 {
@@ -168,8 +151,8 @@ static void check_probes(const struct zone *z, const struct zone *fresh, const u
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now);
     for (size_t i = 0; i < n; i++) {
-        struct state s = state_of(&p[i]), w = state_of(&was[i]);
-        if (same(&s, &w))
+        struct probe_state s = probe_state_of(&p[i]), w = probe_state_of(&was[i]);
+        if (probe_state_same(&s, &w))
             continue;
         if (s.up > 1 || !health_error_valid(s.error) ||
             s.streak >= (s.up ? set->fall : set->rise) ||
@@ -222,8 +205,8 @@ static void check_round_trip(const struct zone *z)
         fuzz_fail("%zu facts written for %zu probes, %zu taken back, %zu rejected", a.written, n,
                   a.seed.taken, a.seed.rejected);
     for (size_t i = 0; i < n; i++) {
-        struct state s = state_of(&p[i]), t = state_of(&q[i]);
-        if (!same(&s, &t))
+        struct probe_state s = probe_state_of(&p[i]), t = probe_state_of(&q[i]);
+        if (!probe_state_same(&s, &t))
             fuzz_fail("probe %zu does not read back as it was written", i);
     }
     check_words(again);

@@ -10,6 +10,7 @@
 #include "svcmapd/log.h"
 #include "svcmapd/zone.h"
 #include "tap.h"
+#include "probe_state.h"
 #include "unit_zone.h"
 
 static const char text[] = "[health]\nfall = 3\nrise = 2\n"
@@ -22,40 +23,13 @@ static struct zone *compile(void)
     return zone_of_text("f.ini", text, NULL, 1700000000);
 }
 
-/* The probe of `addr`, whatever its check. */
-static struct zone_probe *probe(const struct zone *z, const char *addr)
-{
-    uint8_t a[16] = {0};
-    int family = strchr(addr, ':') ? AF_INET6 : AF_INET;
-    inet_pton(family, addr, a);
-    size_t n;
-    struct zone_probe *p = zone_probes(z, &n);
-    for (size_t i = 0; i < n; i++)
-        if (p[i].key.family == family && memcmp(p[i].key.addr, a, 16) == 0)
-            return &p[i];
-    return NULL;
-}
-
-/* What a probe holds, to compare. */
-struct state {
-    uint8_t up, streak;
-    uint32_t error;
-    uint64_t since, transitions;
-};
-
-static struct state state_of(const struct zone_probe *p)
-{
-    return (struct state){atomic_load(&p->up), atomic_load(&p->streak), atomic_load(&p->error),
-                          atomic_load(&p->since), atomic_load(&p->transitions)};
-}
-
 /* Every probe's state and every service's word of `z`, as one string. */
 static void snapshot(const struct zone *z, char *out, size_t cap)
 {
     size_t n, off = 0;
     struct zone_probe *p = zone_probes(z, &n);
     for (size_t i = 0; i < n; i++) {
-        struct state s = state_of(&p[i]);
+        struct probe_state s = probe_state_of(&p[i]);
         off +=
             (size_t)snprintf(out + off, cap - off, "%u/%u/%u/%llu/%llu ", s.up, s.streak, s.error,
                              (unsigned long long)s.since, (unsigned long long)s.transitions);
@@ -81,13 +55,14 @@ static void put(void *ctx, const char *line)
 static void test_round_trip(void)
 {
     struct zone *old = compile(), *z = compile();
-    zone_probe_set_up(old, probe(old, "10.0.0.1"), false);
-    atomic_store(&probe(old, "10.0.0.1")->error, HEALTH_ERROR(HEALTH_ERR_ERRNO, ECONNREFUSED));
-    atomic_store(&probe(old, "10.0.0.1")->since, 1700000123456);
-    atomic_store(&probe(old, "10.0.0.1")->transitions, 3);
-    atomic_store(&probe(old, "10.0.0.1")->streak, 1);
-    atomic_store(&probe(old, "2001:db8::1")->streak, 2);
-    atomic_store(&probe(old, "2001:db8::1")->error, HEALTH_ERROR(HEALTH_ERR_STATUS, 503));
+    zone_probe_set_up(old, probe_at(old, "10.0.0.1", 0, 0), false);
+    atomic_store(&probe_at(old, "10.0.0.1", 0, 0)->error,
+                 HEALTH_ERROR(HEALTH_ERR_ERRNO, ECONNREFUSED));
+    atomic_store(&probe_at(old, "10.0.0.1", 0, 0)->since, 1700000123456);
+    atomic_store(&probe_at(old, "10.0.0.1", 0, 0)->transitions, 3);
+    atomic_store(&probe_at(old, "10.0.0.1", 0, 0)->streak, 1);
+    atomic_store(&probe_at(old, "2001:db8::1", 0, 0)->streak, 2);
+    atomic_store(&probe_at(old, "2001:db8::1", 0, 0)->error, HEALTH_ERROR(HEALTH_ERR_STATUS, 503));
     health_report_facts(old, put, NULL);
     is_int(nfacts, 4, "one fact per probe");
     is_str(facts[0], "health 10.0.0.1 tcp:5432 down 1700000123456 3 1 65647",
@@ -191,14 +166,14 @@ static void test_hostile(void)
     health_seed_fact(&s, "health 10.0.1.1 http:8080/healthz down 1 1 0 0");
     health_seed_finish(&s, true);
     ok(s.rejected == 1 && s.gone == 3 && s.taken == 0, "too long: rejected; not here: gone");
-    is_int(atomic_load(&probe(z, "10.0.1.1")->up), 1, "a path must match whole");
+    is_int(atomic_load(&probe_at(z, "10.0.1.1", 0, 0)->up), 1, "a path must match whole");
 
     /* the same probe twice: the first holds */
     health_seed_init(&s, z);
     health_seed_fact(&s, "health 10.0.0.1 tcp:5432 down 5 1 0 65647 and-a-later-field");
     health_seed_fact(&s, "health 10.0.0.1 tcp:5432 up 6 2 0 0");
     health_seed_finish(&s, true);
-    struct state st = state_of(probe(z, "10.0.0.1"));
+    struct probe_state st = probe_state_of(probe_at(z, "10.0.0.1", 0, 0));
     ok(s.taken == 1 && s.rejected == 1 && !st.up && st.since == 5 && st.transitions == 1,
        "a second fact for one probe is rejected; later fields are skipped");
 
@@ -207,8 +182,10 @@ static void test_hostile(void)
     health_seed_fact(&s, "health 10.0.0.2 tcp:5432 up 5 0 100 0");
     health_seed_fact(&s, "health 10.0.1.1 http:8080/healthz?x=1 down 5 1 100 0");
     health_seed_finish(&s, true);
-    is_int(atomic_load(&probe(z, "10.0.0.2")->streak), 2, "failures in a row: fall - 1 at most");
-    is_int(atomic_load(&probe(z, "10.0.1.1")->streak), 1, "successes in a row: rise - 1 at most");
+    is_int(atomic_load(&probe_at(z, "10.0.0.2", 0, 0)->streak), 2,
+           "failures in a row: fall - 1 at most");
+    is_int(atomic_load(&probe_at(z, "10.0.1.1", 0, 0)->streak), 1,
+           "successes in a row: rise - 1 at most");
 
     /* a hand-over that broke: the zone is not served, the words stay */
     health_seed_init(&s, z);

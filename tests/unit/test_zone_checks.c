@@ -6,27 +6,13 @@
 #include "svcmapd/load.h"
 #include "svcmapd/zone.h"
 #include "tap.h"
+#include "probe_state.h"
 #include "unit_zone.h"
 
 /* Compiles `text` against `old`; the zone is the caller's. */
 static struct zone *compile(const char *text, const struct zone *old)
 {
     return zone_of_text("c.ini", text, old, 1700000000);
-}
-
-/* The probe of `addr` `port` with `kind` in `z`, or NULL. */
-static struct zone_probe *probe(const struct zone *z, const char *addr, uint16_t port, int kind)
-{
-    uint8_t a[16] = {0};
-    int family = strchr(addr, ':') ? AF_INET6 : AF_INET;
-    inet_pton(family, addr, a);
-    size_t n;
-    struct zone_probe *p = zone_probes(z, &n);
-    for (size_t i = 0; i < n; i++)
-        if (p[i].key.family == family && memcmp(p[i].key.addr, a, 16) == 0 &&
-            p[i].key.port == port && p[i].key.kind == kind)
-            return &p[i];
-    return NULL;
 }
 
 static void test_probes(void)
@@ -52,10 +38,11 @@ static void test_probes(void)
     for (size_t i = 1; i < n; i++)
         sorted &= zone_probe_key_cmp(&p[i - 1].key, &p[i].key) < 0;
     ok(sorted, "sorted, each once");
-    const struct zone_probe *h = probe(z, "10.0.0.2", 80, CONFIG_CHECK_HTTP);
+    const struct zone_probe *h = probe_at(z, "10.0.0.2", 80, CONFIG_CHECK_HTTP);
     ok(h && h->key.path && strcmp(h->key.path, "/healthz") == 0 && atomic_load(&h->up) == 1,
        "an HTTP probe: its path; up from the start");
-    ok(probe(z, "10.0.0.1", 6432, CONFIG_CHECK_TCP) && !probe(z, "10.0.0.9", 80, CONFIG_CHECK_TCP),
+    ok(probe_at(z, "10.0.0.1", 6432, CONFIG_CHECK_TCP) &&
+           !probe_at(z, "10.0.0.9", 80, CONFIG_CHECK_TCP),
        "check=tcp:PORT probes that port; a single target is not probed");
 
     size_t ns;
@@ -86,8 +73,8 @@ static void test_reload(void)
     struct zone *z1 = compile(before, NULL);
     if (!ok(z1 != NULL, "the running zone"))
         return;
-    struct zone_probe *kept = probe(z1, "10.0.0.2", 5432, CONFIG_CHECK_TCP);
-    struct zone_probe *web = probe(z1, "10.0.1.1", 80, CONFIG_CHECK_HTTP);
+    struct zone_probe *kept = probe_at(z1, "10.0.0.2", 5432, CONFIG_CHECK_TCP);
+    struct zone_probe *web = probe_at(z1, "10.0.1.1", 80, CONFIG_CHECK_HTTP);
     zone_probe_set_up(z1, kept, false);
     atomic_store(&kept->transitions, 3);
     atomic_store(&kept->error, 42);
@@ -97,7 +84,7 @@ static void test_reload(void)
     struct zone *z2 = compile(after, z1);
     if (!ok(z2 != NULL, "the reloaded zone"))
         return;
-    const struct zone_probe *k2 = probe(z2, "10.0.0.2", 5432, CONFIG_CHECK_TCP);
+    const struct zone_probe *k2 = probe_at(z2, "10.0.0.2", 5432, CONFIG_CHECK_TCP);
     ok(k2 && atomic_load(&k2->up) == 0 && atomic_load(&k2->transitions) == 3 &&
            atomic_load(&k2->error) == 42 && atomic_load(&k2->since) == 1700000123000,
        "an unchanged target keeps its state, its count and its last error");
@@ -105,19 +92,19 @@ static void test_reload(void)
     struct zone_checked *const *svc = zone_checked_services(z2, &ns);
     ok(ns >= 1 && atomic_load(&svc[0]->up) == 0x5,
        "and the service's word says so: 1 and 3 up, 2 down");
-    const struct zone_probe *added = probe(z2, "10.0.0.4", 5432, CONFIG_CHECK_TCP);
+    const struct zone_probe *added = probe_at(z2, "10.0.0.4", 5432, CONFIG_CHECK_TCP);
     ok(added && atomic_load(&added->up) == 1 && atomic_load(&added->transitions) == 0 &&
            atomic_load(&added->since) == 1700000000000,
        "a new target starts up, since the load");
-    const struct zone_probe *w2 = probe(z2, "10.0.1.1", 80, CONFIG_CHECK_HTTP);
+    const struct zone_probe *w2 = probe_at(z2, "10.0.1.1", 80, CONFIG_CHECK_HTTP);
     ok(w2 && atomic_load(&w2->up) == 1, "a target whose check changed starts again, up");
-    ok(!probe(z2, "10.0.0.3", 5432, CONFIG_CHECK_TCP), "a removed target is gone");
+    ok(!probe_at(z2, "10.0.0.3", 5432, CONFIG_CHECK_TCP), "a removed target is gone");
     is_int(zone_stats(z2)->changed, 2, "the two services whose targets or check changed");
 
     struct zone *z3 = compile(after, z2);
     ok(z3 && zone_stats(z3)->serial == zone_stats(z2)->serial && zone_stats(z3)->changed == 0,
        "the same file again: nothing changed, the serial stays");
-    const struct zone_probe *k3 = z3 ? probe(z3, "10.0.0.2", 5432, CONFIG_CHECK_TCP) : NULL;
+    const struct zone_probe *k3 = z3 ? probe_at(z3, "10.0.0.2", 5432, CONFIG_CHECK_TCP) : NULL;
     ok(k3 && atomic_load(&k3->up) == 0, "and the state goes on");
     zone_free(z3);
 
