@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "../../src/config_impl.h"
+#include "config_chunks.h"
 #include "fuzz.h"
 #include "svcmapd/config.h"
 #include "svcmapd/load.h"
@@ -122,30 +123,6 @@ static void transfer(const struct zone *z, const struct config *cfg)
     fuzz_check_transfer(z, first, pos);
 }
 
-/* What must not depend on how the text was read: the diagnostics, and a
- * summary of the config. */
-static char *summary(const struct config *cfg, const struct diag *d)
-{
-    char *s = NULL;
-    size_t n = 0;
-    FILE *f = open_memstream(&s, &n);
-    if (!f)
-        fuzz_fail("open_memstream failed");
-    fprintf(f, "%s|%u %u %u\n", d->text ? d->text : "", d->errors, d->warnings, d->dropped);
-    if (cfg) {
-        fprintf(f, "%016llx %s %zu %zu\n", (unsigned long long)cfg->hash, cfg->zone,
-                cfg->nnamespaces, cfg->nservices);
-        for (size_t i = 0; i < cfg->nnamespaces; i++)
-            for (size_t j = 0; j < cfg->namespaces[i].nservices; j++) {
-                const struct config_service *v = &cfg->namespaces[i].services[j];
-                fprintf(f, "%s %s %d %u %d %016llx\n", cfg->namespaces[i].name, v->name, v->line,
-                        v->ntargets, v->invalid, (unsigned long long)v->text_fp);
-            }
-    }
-    fclose(f);
-    return s;
-}
-
 /* The text read from a memory file by config_load() a few bytes at a
  * time, lines crossing every chunk boundary: the same as parsed in memory. */
 static void read_in_chunks(const uint8_t *data, size_t size)
@@ -153,24 +130,10 @@ static void read_in_chunks(const uint8_t *data, size_t size)
     int fd = fuzz_memory_file(data, size);
     char path[64];
     snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
-    struct diag d1, d2;
-    diag_init(&d1, FILE_NAME);
-    diag_init(&d2, FILE_NAME);
-    struct config *a = config_parse((const char *)data, size, &d1);
-    size_t chunk = config_chunk;
-    config_chunk = 1 + size % 7;
-    struct config *b = config_load(path, &d2);
-    config_chunk = chunk;
+    char *why = chunks_differ((const char *)data, size, path, 1 + size % 7, FILE_NAME);
     close(fd);
-    char *sa = summary(a, &d1), *sb = summary(b, &d2);
-    if (strcmp(sa, sb) != 0)
-        fuzz_fail("read in chunks of %zu bytes:\n%s\nin memory:\n%s", 1 + size % 7, sb, sa);
-    free(sa);
-    free(sb);
-    config_free(a);
-    config_free(b);
-    diag_finish(&d1);
-    diag_finish(&d2);
+    if (why)
+        fuzz_fail("%s", why);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

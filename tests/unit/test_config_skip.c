@@ -4,6 +4,7 @@
 
 #include "../../src/config_impl.h"
 #include "svcmapd/config.h"
+#include "config_chunks.h"
 #include "tap.h"
 
 static const char head[] = "[server]\nzone = cluster.local\n[namespace prod]\n";
@@ -148,29 +149,6 @@ static void test_skip(void)
 
 /* ---- the chunked reader ---- */
 
-/* A summary of a config and its diagnostics: what must be the same
- * whichever way the text was read. */
-static char *summary(const struct config *cfg, const struct diag *d)
-{
-    size_t cap = 1 << 16, n = 0;
-    char *s = malloc(cap);
-    n += (size_t)snprintf(s + n, cap - n, "%s|e%u w%u\n", d->text ? d->text : "", d->errors,
-                          d->warnings);
-    if (cfg) {
-        n += (size_t)snprintf(s + n, cap - n, "hash %llx zone %s ns %zu svc %zu\n",
-                              (unsigned long long)cfg->hash, cfg->zone, cfg->nnamespaces,
-                              cfg->nservices);
-        for (size_t i = 0; i < cfg->nnamespaces && n < cap - 200; i++)
-            for (size_t j = 0; j < cfg->namespaces[i].nservices && n < cap - 200; j++) {
-                const struct config_service *v = &cfg->namespaces[i].services[j];
-                n +=
-                    (size_t)snprintf(s + n, cap - n, "%s/%s:%d %u %llx\n", cfg->namespaces[i].name,
-                                     v->name, v->line, v->ntargets, (unsigned long long)v->text_fp);
-            }
-    }
-    return s;
-}
-
 /* True if `text` read from a file `chunk` bytes at a time gives what the
  * in-memory parse gives. */
 static bool same_read(const char *text, size_t len, size_t chunk)
@@ -180,25 +158,16 @@ static bool same_read(const char *text, size_t len, size_t chunk)
     if (fd < 0 || write(fd, text, len) != (ssize_t)len)
         return false;
     close(fd);
-    struct diag d1, d2;
-    diag_init(&d1, "t.ini");
-    diag_init(&d2, "t.ini");
-    struct config *a = config_parse(text, len, &d1);
-    size_t saved = config_chunk;
-    config_chunk = chunk;
-    struct config *b = config_load(path, &d2);
-    config_chunk = saved;
+    char *why = chunks_differ(text, len, path, chunk, "t.ini");
     unlink(path);
-    char *sa = summary(a, &d1), *sb = summary(b, &d2);
-    bool same = strcmp(sa, sb) == 0;
-    if (!same)
-        printf("#   chunk %zu:\n#   memory: %s\n#   file:   %s\n", chunk, sa, sb);
-    free(sa);
-    free(sb);
-    config_free(a);
-    config_free(b);
-    diag_finish(&d1);
-    diag_finish(&d2);
+    bool same = why == NULL;
+    for (char *line = why, *next; line && *line; line = next) {
+        next = strchr(line, '\n');
+        if (next)
+            *next++ = '\0';
+        printf("#   %s\n", line);
+    }
+    free(why);
     return same;
 }
 
