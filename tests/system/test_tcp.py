@@ -293,14 +293,17 @@ def test_reset_after_query_frees_the_connection(svcmapd):
             time.sleep(0.1)  # the reply is sent, unread, before the reset
         c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         c.close()  # a reset
-    deadline = time.monotonic() + 3
-    while True:
-        try:
-            with tcp_connect(s.port) as c:
-                check_answer(query_on(c, svc("b.a")), [f"{svc('b.a')} 5 IN A 10.0.0.1"])
-                break
-        except (EOFError, ConnectionResetError):
-            if time.monotonic() > deadline:
-                pytest.fail("no connection served after clients that reset: still counted")
-            time.sleep(0.1)
-    check_answer(s.ask(svc("b.a"), tcp=True), [f"{svc('b.a')} 5 IN A 10.0.0.1"])
+    # Twice: the server answers on. Each new client may come before the
+    # server has read the end of the one before (under valgrind, often): with
+    # tcp-max-connections = 1 it is then closed at once, and tries again.
+    for _ in range(2):
+        deadline = time.monotonic() + 3
+        while True:
+            try:
+                with tcp_connect(s.port) as c:
+                    check_answer(query_on(c, svc("b.a")), [f"{svc('b.a')} 5 IN A 10.0.0.1"])
+                    break
+            except (EOFError, ConnectionResetError):
+                if time.monotonic() > deadline:
+                    pytest.fail("no connection served after clients that reset: still counted")
+                time.sleep(0.1)
