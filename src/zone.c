@@ -213,8 +213,7 @@ static const struct zone_ptr *first_ptr(const struct zone *z, int size, const ui
     return v + lo;
 }
 
-const struct zone_ptr *ptr_run(const struct zone *z, int size, const uint8_t addr[16],
-                                      size_t *n)
+const struct zone_ptr *ptr_run(const struct zone *z, int size, const uint8_t addr[16], size_t *n)
 {
     const struct zone_ptr *end, *p = first_ptr(z, size, addr, &end), *k = p;
     while (k < end && memcmp(k->addr, addr, 16) == 0)
