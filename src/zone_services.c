@@ -226,8 +226,10 @@ static void add_srv_name(struct compiler *c, const struct config_service *s, str
         rl = put_label(name, 0, label, (size_t)pl);
         snprintf(label, sizeof(label), "_%s", s->srv_proto ? s->srv_proto : "tcp");
         rl = put_label(name, rl, label, strlen(label));
-        memcpy(name + rl, node_name(node), node->len);
-        len = rl + node->len <= LDNS_MAX_DOMAINLEN ? rl + node->len : 0;
+        if (rl + node->len <= LDNS_MAX_DOMAINLEN) { /* the service's name may be 255 */
+            memcpy(name + rl, node_name(node), node->len);
+            len = rl + node->len;
+        }
     }
     if (len == 0) {
         diag_error(c->d, s->line,
