@@ -101,6 +101,22 @@ bool load_compile(struct load *l, const struct zone *old, const struct zone_host
     return compile(l, old, host, now, NULL);
 }
 
+bool load_verify(struct load *l, time_t now, struct zone_stats *st)
+{
+    *st = (struct zone_stats){0};
+    if (!l->cfg)
+        return false;
+    struct this_host mine = {0};
+    bool ok = false;
+    if (!list_host(&mine, l->cfg, &l->diag))
+        diag_error(&l->diag, 0, "out of memory while compiling the zone");
+    else
+        ok = zone_verify(l->cfg, &mine.host, now, ZONE_VERIFY_PART, &l->diag, st);
+    free(mine.addr4);
+    free(mine.addr6);
+    return ok;
+}
+
 bool load_text(struct load *l, const char *text, size_t len, const struct zone *old,
                const struct zone_host *host, time_t now)
 {

@@ -553,7 +553,7 @@ static bool count_changes(struct compiler *c, const struct zone *old)
 /* An upper bound of the names the zone will hold, to size the table once:
  * the service, an endpoint per address (when several), the SRV name.
  * Reverse names are not names of the table. */
-static size_t estimate_names(const struct config *cfg)
+size_t estimate_names(const struct config *cfg)
 {
     size_t n = 16;
     for (size_t i = 0; i < cfg->nnamespaces; i++) {
@@ -777,7 +777,7 @@ struct zone *zone_compile(struct config *cfg, const struct zone *old, const stru
     z->stats.compiled = z->stats.services;
     bool changed = count_changes(&c, old);
     set_serial(z, next_serial(old != NULL, old ? old->stats.serial : 0, changed, now));
-    z->stats.records += 5; /* SOA, NS, TXT, ns.dns A/AAAA */
+    z->stats.records += FIXED_RECORDS;
     z->stats.bytes = arena_size(z->arena) + (z->mask + 1) * sizeof(*z->slots);
     compiler_finish(&c);
     return z;

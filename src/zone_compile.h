@@ -86,8 +86,16 @@ struct compiler {
     const uint8_t *keep;
     bool patch;
     bool whole;
+    /* One part of a mapping that zone_verify() compiles part by part:
+     * compile_hosts() leaves warn_unresolved() to it. */
+    bool part;
     bool oom;
 };
+
+/* The records of every zone that are no service's: the apex's SOA and NS,
+ * dns-version's TXT, ns.dns's A and AAAA (the reverse zones' are counted
+ * as they are made). */
+#define FIXED_RECORDS 5
 
 /* ---------------------------------------------------------------------- */
 /* What the compiler's files call of each other.                           */
@@ -102,6 +110,8 @@ struct zone *zone_new(const struct zone *base);
  * of no service and the reverse zones. False when out of memory (or a
  * reported error stops it). */
 bool compile_begin(struct compiler *c, size_t names, time_t now);
+/* An upper bound of the names compiling `cfg` makes, for compile_begin(). */
+size_t estimate_names(const struct config *cfg);
 void compiler_finish(struct compiler *c);
 uint64_t settings_fingerprint(const struct compiler *c);
 uint32_t next_serial(bool has_prev, uint32_t prev, bool changed, time_t now);
@@ -149,6 +159,13 @@ const struct zone_rrset *build_addresses(struct compiler *c, const struct owner 
  * every name a target may be exists. Errors go to c->d. */
 void compile_services(struct compiler *c);
 void compile_hosts(struct compiler *c);
+
+/* The hostname services compiled that get their CNAME alone for want of
+ * upstream servers (none, or none in resolv.conf; resolve=no aside), and
+ * the line of the first; and the warning that says so, which
+ * compile_hosts() gives for a whole compile. */
+size_t count_unresolved(struct compiler *c, int *first_line);
+void warn_unresolved(struct compiler *c, size_t unresolved, int first_line);
 
 /* What a service's node keeps of its line to tell, on the next reload,
  * whether it changed (znode.fp): its text_fp, which the parser compares

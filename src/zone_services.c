@@ -603,22 +603,26 @@ static void warn_loop(struct compiler *c, struct znode *node)
     }
 }
 
-/* Without upstream servers, hostnames outside the zone get their CNAME
- * alone, which glibc and musl clients cannot use: say so, once. */
-static void warn_unresolved(struct compiler *c)
+size_t count_unresolved(struct compiler *c, int *first_line)
 {
-    const struct config_resolv *rc = &c->cfg->resolv;
-    if (c->z->settings.upstream || rc->problem == CONFIG_RESOLV_OK)
-        return;
+    if (c->z->settings.upstream || c->cfg->resolv.problem == CONFIG_RESOLV_OK)
+        return 0; /* resolved, or asked not to be */
     size_t unresolved = 0;
-    int first_line = 0;
     for (size_t i = 0; i < c->ninfo; i++) {
         struct info *in = &c->info[i];
         if (in->kind == INFO_HOST && !extra_of(c, in)->host_node && !in->u.svc->no_resolve) {
             if (unresolved++ == 0)
-                first_line = in->u.svc->line;
+                *first_line = in->u.svc->line;
         }
     }
+    return unresolved;
+}
+
+/* Without upstream servers, hostnames outside the zone get their CNAME
+ * alone, which glibc and musl clients cannot use: say so, once. */
+void warn_unresolved(struct compiler *c, size_t unresolved, int first_line)
+{
+    const struct config_resolv *rc = &c->cfg->resolv;
     if (!unresolved)
         return;
     char why[320];
@@ -678,7 +682,11 @@ void compile_hosts(struct compiler *c)
     if (c->d->errors != errors_before || c->oom)
         return;
 
-    warn_unresolved(c);
+    if (!c->part) {
+        int first_line = 0;
+        size_t unresolved = count_unresolved(c, &first_line);
+        warn_unresolved(c, unresolved, first_line);
+    }
     for (size_t i = 0; i < count; i++)
         if (c->info[i].kind == INFO_HOST && !compile_host(c, &c->info[i]))
             return;

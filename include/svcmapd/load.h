@@ -52,6 +52,12 @@ bool load_parse(struct load *l, const char *text, size_t len);
  * cannot be. False when there is no zone; `diag` says why. */
 bool load_compile(struct load *l, const struct zone *old, const struct zone_host *host, time_t now);
 
+/* Step two for `svcmapd -t`: what load_compile(l, NULL, NULL, now) would
+ * report, and the counts of its zone in `*st`, without making the zone
+ * (zone_verify()): a check holds less than a running server. True when
+ * there are no errors. */
+bool load_verify(struct load *l, time_t now, struct zone_stats *st);
+
 /* Both steps. */
 bool load_text(struct load *l, const char *text, size_t len, const struct zone *old,
                const struct zone_host *host, time_t now);

@@ -129,6 +129,18 @@ enum zone_compile_flag {
 struct zone *zone_compile(struct config *cfg, const struct zone *old, const struct zone_host *host,
                           time_t now, unsigned flags, struct zone_skip *skip, struct diag *d);
 
+/* What zone_compile(cfg, NULL, ...) would report to `d`, and its counts of
+ * services and records in `*st`, without the zone: `svcmapd -t`. The
+ * mapping is compiled in parts of whole namespaces of at least
+ * `part_services` services, each freed before the next (zone_verify.c),
+ * so that only one part of the zone is ever held; a mapping with a CNAME
+ * into the zone, or whose settings have something to say, is compiled
+ * whole. st->compiled is the most services compiled at once; its other
+ * fields stay 0. True when the config has no error. */
+#define ZONE_VERIFY_PART 65536
+bool zone_verify(struct config *cfg, const struct zone_host *host, time_t now, size_t part_services,
+                 struct diag *d, struct zone_stats *st);
+
 /*
  * A reload parses only what changed (README "Reload"): the parser asks
  * zone_skip_unchanged() (struct config_skip's `unchanged`, with the skip

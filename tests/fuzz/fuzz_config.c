@@ -8,6 +8,7 @@
 #include "../../src/config_impl.h"
 #include "config_chunks.h"
 #include "fuzz.h"
+#include "verify_compare.h"
 #include "svcmapd/config.h"
 #include "svcmapd/load.h"
 #include "svcmapd/zone.h"
@@ -24,7 +25,9 @@
  * checks as fuzz_answer: strange but valid files make strange zones; and
  * the zone is transferred whole, every record checked against them. The
  * text is also read from a file in chunks of 1 to 7 bytes, and must give
- * the same diagnostics and config as in memory.
+ * the same diagnostics and config as in memory; and checked as
+ * `svcmapd -t` checks it, in parts of one namespace (zone_verify()),
+ * which must say and count what the whole compile does.
  */
 
 #define FILE_NAME "fuzz.ini"
@@ -136,11 +139,21 @@ static void read_in_chunks(const uint8_t *data, size_t size)
         fuzz_fail("%s", why);
 }
 
+/* `svcmapd -t` on the text, in parts of one namespace each. */
+static void verify_in_parts(const uint8_t *data, size_t size)
+{
+    size_t most;
+    char *why = verify_differs((const char *)data, size, &fuzz_host, NOW, 1, &most);
+    if (why)
+        fuzz_fail("svcmapd -t, in parts, differs from a whole compile:\n%s", why);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (fuzz_opens_device(data, size))
         return -1;
     read_in_chunks(data, size);
+    verify_in_parts(data, size);
 
     struct load l;
     load_init(&l, FILE_NAME);
