@@ -67,7 +67,7 @@ static bool begin_part(struct compiler *c, struct config *part, const struct con
                        struct diag *d)
 {
     *part = *cfg;
-    part->namespaces = cfg->namespaces + first;
+    part->namespaces = n ? cfg->namespaces + first : NULL; /* none may be NULL */
     part->nnamespaces = n;
     part->nservices = 0;
     for (size_t i = 0; i < n; i++)
