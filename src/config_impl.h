@@ -63,6 +63,10 @@ uint64_t hasher_end(const struct hasher *s);
 extern size_t config_chunk;
 #define LINES_HELD 1024
 
+/* Whether inih reads every key line, the parser's own reading of the
+ * plainest ones (read_line()) left out: for the tests that compare them. */
+extern bool config_inih_only;
+
 /* The physical lines of a text in memory, or of a file read in chunks. */
 struct lines {
     const char *buf; /* bytes [pos, fill) are not handed out yet */

@@ -15,7 +15,9 @@
  * time, counts lines itself, reports what inih would silently drop or cut
  * (overlong lines, broken section headers, lines that are not key = value),
  * and keeps the full section and key names; inih splits keys from values and
- * strips comments and whitespace.
+ * strips comments and whitespace, but for the plainest service lines, which
+ * the reader splits as inih would (read_key_line()) or finds unchanged on a
+ * reload (skipped_line()).
  */
 
 /* ---- line handling ---- */
@@ -197,6 +199,44 @@ static void begin_section(struct parser *p, const char *hdr, size_t len, int lin
 }
 
 /* inih calls this for every key = value line and every continuation line. */
+/* A key line: its name (`n` bytes, the spaces around it gone) and its
+ * value, [value, vend), which may run on into an inline comment:
+ * add_tokens() stops there. */
+static void on_key(struct parser *p, const char *name, size_t n, const char *value,
+                   const char *vend)
+{
+    finish_key(p);
+    if (p->section == SECTION_NONE) {
+        char known[128];
+        diag_error(p->d, p->lineno, "'%.*s' is outside any section (start with %s)", (int)n, name,
+                   section_list(known, sizeof(known)));
+        return;
+    }
+    if (p->section == SECTION_INVALID)
+        return; /* the section header was reported */
+    if (n == 0) {
+        diag_error(p->d, p->lineno, "missing key before '='");
+        return;
+    }
+    /* the previous key is done with: its name and tokens go */
+    arena_reset(p->scratch);
+    p->key = arena_strndup(p->scratch, name, n);
+    if (!p->key) {
+        parser_oom(p);
+        return;
+    }
+    p->key_line = p->lineno;
+    p->key_open = true;
+    p->ntokens = 0;
+    p->textlen = 0;
+    /* the text_fp of a service is of its name in lower case */
+    if (!add_text(p, name, n))
+        return;
+    for (char *c = p->text; c < p->text + n; c++)
+        *c = (char)tolower((unsigned char)*c);
+    add_tokens(p, value, vend, p->lineno);
+}
+
 static int on_value(void *user, const char *section, const char *name, const char *value)
 {
     struct parser *p = user;
@@ -219,40 +259,7 @@ static int on_value(void *user, const char *section, const char *name, const cha
         }
         return 1;
     }
-
-    finish_key(p);
-    if (p->section == SECTION_NONE) {
-        char known[128];
-        diag_error(p->d, p->lineno,
-
-                   "'%s' is outside any section (start with %s)", name,
-                   section_list(known, sizeof(known)));
-        return 1;
-    }
-    if (p->section == SECTION_INVALID)
-        return 1; /* the section header was reported */
-    if (*name == '\0') {
-        diag_error(p->d, p->lineno, "missing key before '='");
-        return 1;
-    }
-    /* the previous key is done with: its name and tokens go */
-    arena_reset(p->scratch);
-    size_t n = strlen(name);
-    p->key = arena_strndup(p->scratch, name, n);
-    if (!p->key) {
-        parser_oom(p);
-        return 1;
-    }
-    p->key_line = p->lineno;
-    p->key_open = true;
-    p->ntokens = 0;
-    p->textlen = 0;
-    /* the text_fp of a service is of its name in lower case */
-    if (!add_text(p, name, n))
-        return 1;
-    for (char *c = p->text; c < p->text + n; c++)
-        *c = (char)tolower((unsigned char)*c);
-    add_tokens(p, value, value + strlen(value), p->lineno);
+    on_key(p, name, strlen(name), value, value + strlen(value));
     return 1;
 }
 
@@ -340,6 +347,31 @@ static bool skipped_line(struct parser *p, const char *s, const char *eq, const 
     return true;
 }
 
+bool config_inih_only;
+
+/*
+ * A service line read here, not by inih: most lines of a start. It is
+ * split as inih splits it: the name is what comes before the first '='
+ * or ':', without the spaces around it; the value, all that follows,
+ * is cut by add_tokens() at the first token that begins with ';' or '#',
+ * which is where inih would have cut a ';' comment (a ';' after a space
+ * always begins a token) or left a '#' for add_tokens() to stop at. Only
+ * for a line whose value is known to end with it: inih's one state, the
+ * previous key that continuation lines attach to, is then never read
+ * again before the next key or section. Saves inih's scanning of every
+ * character, a third of reading a large mapping.
+ */
+static bool read_key_line(struct parser *p, const char *s, const char *eq, const char *end)
+{
+    if (config_inih_only || p->section != SECTION_NAMESPACE || !lines_value_ends(p->lines))
+        return false;
+    const char *name_end = eq;
+    while (name_end > s && is_space(name_end[-1]))
+        name_end--;
+    on_key(p, s, (size_t)(name_end - s), eq + 1, end);
+    return true;
+}
+
 /* inih's reader: hands it one physical line, after checking what inih
  * would not report. A line it must not parse is replaced (or skipped) so
  * that inih's state, the "previous key" continuation lines attach to,
@@ -393,7 +425,7 @@ static char *read_line(char *str, int num, void *stream)
         } else if ((eq = find_chars_or_comment(s, end, "=:")) != end) {
             p->kind = LINE_KEY;
             p->have_key = true;
-            if (skipped_line(p, s, eq, end))
+            if (skipped_line(p, s, eq, end) || read_key_line(p, s, eq, end))
                 continue;
         } else {
             diag_error(p->d, p->lineno, "expected 'key = value', a [section] or a comment");

@@ -25,7 +25,8 @@
  * checks as fuzz_answer: strange but valid files make strange zones; and
  * the zone is transferred whole, every record checked against them. The
  * text is also read from a file in chunks of 1 to 7 bytes, and must give
- * the same diagnostics and config as in memory; and checked as
+ * the same diagnostics and config as in memory, and parsed with inih
+ * reading every line, which must give the same again; and checked as
  * `svcmapd -t` checks it, in parts of one namespace (zone_verify()),
  * which must say and count what the whole compile does.
  */
@@ -135,6 +136,9 @@ static void read_in_chunks(const uint8_t *data, size_t size)
     snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
     char *why = chunks_differ((const char *)data, size, path, 1 + size % 7, FILE_NAME);
     close(fd);
+    if (why)
+        fuzz_fail("%s", why);
+    why = inih_differs((const char *)data, size, FILE_NAME);
     if (why)
         fuzz_fail("%s", why);
 }

@@ -351,8 +351,37 @@ static void test_unchanged_lines(void)
        "another address: not kept");
 }
 
+/* Service lines the parser reads without inih (read_key_line()) give
+ * what inih gives, with every shape of line around them. */
+static void test_lines_without_inih(void)
+{
+    static const char *const texts[] = {
+        "[namespace a]\nx = 10.0.0.1, 10.0.0.2\ny=10.0.0.3\n",
+        "[namespace a]\nX\t=10.0.0.1 ,10.0.0.2   ; moved\nY = 10.0.0.3;no comment\n",
+        "[namespace a]\nx: 10.0.0.1 10.0.0.2\ny = a:b\nz = [fd00::1]:53 # note\n",
+        "[namespace a]\nx = 10.0.0.1\n  10.0.0.2\ny = 10.0.0.3\n",
+        "[namespace a]\nx = 10.0.0.1\n\n  10.0.0.2\ny = 10.0.0.3\n",
+        "[namespace a]\nx = 10.0.0.1\n; note\n  10.0.0.2\n",
+        "[namespace a]\n = 10.0.0.1\n-x- = 10.0.0.1\nx = 10.0.0.1\nx = 10.0.0.2\n",
+        "[namespace a]\nx =\ny = ;\nz = , ,\nw = web.example.com ttl=5 resolve=no\n",
+        "[namespace a]\nx = 10.0.0.1 ; c = d\ny == 10.0.0.2\nz := 10.0.0.3\n",
+        "x = 10.0.0.1\n[namespace a\ny = 10.0.0.2\n[nope]\nz = 10.0.0.3\n",
+        "\xEF\xBB\xBF[namespace a]\r\nx = 10.0.0.1\r\ny = 10.0.0.2 \r\n",
+        "[namespace a]\nx = 10.0.0.1\n    y = 10.0.0.2\nz = 10.0.0.3",
+        "[namespace a]\nx = 10.0.0.1\n[server]\nttl = 5\n[namespace b]\nx = 10.0.0.1\n",
+    };
+    for (size_t i = 0; i < sizeof(texts) / sizeof(texts[0]); i++) {
+        char *why = inih_differs(texts[i], strlen(texts[i]), "t.ini");
+        ok(!why, "text %zu: read without inih as inih reads it", i);
+        if (why)
+            fprintf(stderr, "%s\n", why);
+        free(why);
+    }
+}
+
 int main(void)
 {
+    test_lines_without_inih();
     test_text_fp();
     test_skip();
     test_unchanged_lines();
