@@ -397,7 +397,7 @@ static int by_target(const void *a, const void *b)
     return c ? c : (x->target_len > y->target_len) - (x->target_len < y->target_len);
 }
 
-void group_ptrs(struct zone_ptr *v, size_t n)
+void set_ptrs(struct zone *z, int f, struct zone_ptr *v, size_t n)
 {
     for (size_t i = 0; i < n;) {
         size_t k = i;
@@ -409,9 +409,16 @@ void group_ptrs(struct zone_ptr *v, size_t n)
         for (; i < k; i++)
             v[i].ttl = ttl;
     }
+    if (f == 0) {
+        z->rev4 = v;
+        z->nrev4 = n;
+    } else {
+        z->rev6 = v;
+        z->nrev6 = n;
+    }
 }
 
-/* Sorts each family's PTRs by address into the zone (group_ptrs()). */
+/* Sorts each family's PTRs by address into the zone (set_ptrs()). */
 static void compile_ptrs(struct compiler *c)
 {
     struct zone *z = c->z;
@@ -425,14 +432,7 @@ static void compile_ptrs(struct compiler *c)
             return;
         }
         sort_ptrs(l->v, v, l->n, f == 0 ? 4 : 16);
-        group_ptrs(v, l->n);
-        if (f == 0) {
-            z->rev4 = v;
-            z->nrev4 = l->n;
-        } else {
-            z->rev6 = v;
-            z->nrev6 = l->n;
-        }
+        set_ptrs(z, f, v, l->n);
     }
 }
 

@@ -120,11 +120,12 @@ void set_serial(struct zone *z, uint32_t serial);
 /* Sorts PTRs by address (`src` is left in disorder). */
 void sort_ptrs(struct zone_ptr *src, struct zone_ptr *dst, size_t n, size_t size);
 
-/* The PTRs of one address, side by side in `v`, are one RRset: they share
- * one TTL (RFC 2181 §5.2), the smallest of their services', and go in the
- * order of their targets, whatever the order of the file or of a patch's
- * making. */
-void group_ptrs(struct zone_ptr *v, size_t n);
+/* `v`, the `n` PTRs of family `f` (0: IPv4, 1: IPv6) sorted by address,
+ * made the zone's table of that family. The PTRs of one address, side by
+ * side, are one RRset: they are given one TTL (RFC 2181 §5.2), the
+ * smallest of their services', and put in the order of their targets,
+ * whatever the order of the file or of a patch's making. */
+void set_ptrs(struct zone *z, int f, struct zone_ptr *v, size_t n);
 
 /* zone_patch.c: a zone that shares what did not change with `old` */
 

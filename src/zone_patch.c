@@ -401,7 +401,7 @@ static bool affected(const struct compiler *c, const struct plan *p, const struc
 }
 
 /* The TTL of the base's PTR `ptr` as its service gave it, before its
- * RRset took the smallest of its PTRs' (group_ptrs()): the TTL of the
+ * RRset took the smallest of its PTRs' (set_ptrs()): the TTL of the
  * service's own records. */
 static uint32_t own_ttl(const struct zone *base, const struct zone_ptr *ptr, int size)
 {
@@ -457,14 +457,7 @@ static bool patch_ptrs_of(struct compiler *c, const struct plan *p, const struct
     free(mine);
     if (!v)
         return false;
-    group_ptrs(v, n);
-    if (f == 0) {
-        z->rev4 = v;
-        z->nrev4 = n;
-    } else {
-        z->rev6 = v;
-        z->nrev6 = n;
-    }
+    set_ptrs(z, f, v, n);
     return true;
 }
 
