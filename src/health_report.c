@@ -198,11 +198,12 @@ void health_seed_init(struct health_seed *s, const struct zone *z)
         log_error("replace: out of memory: the checked targets start up, as at a cold start");
 }
 
-/* `len` decimal digits at `d`, at most `max`, into *v. */
+/* `len` decimal digits at `d`, at most `max`, into *v: as the facts are
+ * written (%u), so without a leading zero; "05432" is no port of ours. */
 static bool decimal(const char *d, size_t len, uint64_t max, uint64_t *v)
 {
     *v = 0;
-    if (len == 0 || len > 20)
+    if (len == 0 || len > 20 || (len > 1 && d[0] == '0'))
         return false;
     for (size_t i = 0; i < len; i++) {
         unsigned digit = (unsigned)(d[i] - '0');

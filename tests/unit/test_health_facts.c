@@ -138,6 +138,8 @@ static void test_hostile(void)
         "health 10.0.0.1 tcp:5432 down 1 1 0 0\r",
         "health 10.0.0.1 tcp:5432 down 1 1 0 0\n",
         "health 10.0.0.1 tcp:5432 down 00000000000000000000001 1 0 0",
+        "health 10.0.0.1 tcp:05432 down 1 1 0 0", /* not as svcmapd writes it */
+        "health 10.0.0.1 tcp:5432 down 01 1 0 0",
     };
     for (size_t i = 0; i < sizeof(hostile) / sizeof(hostile[0]); i++) {
         struct zone *z = compile();
