@@ -174,7 +174,7 @@ struct parser {
 
     struct strset names;    /* section headers: "server", "namespace <ns>"; in `keys` */
     struct strset services; /* of the current namespace */
-    int asked;              /* the line skipped_line() asked about in vain: not again */
+    int asked;              /* the line unchanged_key() asked about in vain: not again */
     struct arena *nsnames;  /* its keys when skipping: reset with it */
     struct arena *keys;     /* freed when parsing ends */
     struct arena *scratch;  /* the name of the key being read */

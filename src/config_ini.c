@@ -16,8 +16,7 @@
  * (overlong lines, broken section headers, lines that are not key = value),
  * and keeps the full section and key names; inih splits keys from values and
  * strips comments and whitespace, but for the plainest service lines, which
- * the reader splits as inih would (read_key_line()) or finds unchanged on a
- * reload (skipped_line()).
+ * the reader splits as inih would (read_key_line()).
  */
 
 /* ---- line handling ---- */
@@ -198,7 +197,6 @@ static void begin_section(struct parser *p, const char *hdr, size_t len, int lin
                section_list(known, sizeof(known)));
 }
 
-/* inih calls this for every key = value line and every continuation line. */
 /* A key line: its name (`n` bytes, the spaces around it gone) and its
  * value, [value, vend), which may run on into an inline comment:
  * add_tokens() stops there. */
@@ -237,6 +235,7 @@ static void on_key(struct parser *p, const char *name, size_t n, const char *val
     add_tokens(p, value, vend, p->lineno);
 }
 
+/* inih calls this for every key = value line and every continuation line. */
 static int on_value(void *user, const char *section, const char *name, const char *value)
 {
     struct parser *p = user;
@@ -300,66 +299,51 @@ static bool section_line(struct parser *p, const char *s, const char *end)
 }
 
 /*
- * A service line the running zone has as it says (struct config_skip),
- * recognized before inih reads it: most lines of a reload. Its name and
- * value are split as inih splits them (at the first '=' or ':', the name
- * without the spaces around it; the value's inline comment is where
- * add_tokens() stops anyway), and its text_fp is made as on_value() and
- * add_service() make it. Only for a line whose value is known to end
- * with it (no continuation line can follow), whose name is no duplicate
- * (add_service() reports those), and which the zone has: then it is
- * counted and inih never sees it. A line this gets wrong is a line the
- * zone does not have, handed to inih as any other.
+ * On a reload, the key just opened (on_key()) when the running zone has
+ * its service as the line says (struct config_skip): most lines of a
+ * reload. p->text holds its name in lower case and its tokens, as
+ * add_service() makes its text_fp. Only for a name that is a label and
+ * no duplicate (add_service() reports those): then the key is dropped,
+ * counted as kept, and never stored. Otherwise it stays open, asked
+ * about once (p->asked), and goes to add_service() as any other.
  */
-static bool skipped_line(struct parser *p, const char *s, const char *eq, const char *end)
+static void unchanged_key(struct parser *p)
 {
-    if (!p->skip || p->section != SECTION_NAMESPACE || !lines_value_ends(p->lines))
-        return false;
-    const char *name_end = eq;
-    while (name_end > s && is_space(name_end[-1]))
-        name_end--;
-    size_t n = (size_t)(name_end - s);
-    if (!is_label(s, n))
-        return false; /* add_service() says why */
-    finish_key(p);
-    p->ntokens = 0;
-    p->textlen = 0;
-    if (!add_text(p, s, n))
-        return false;
-    for (char *c = p->text; c < p->text + n; c++)
-        *c = (char)tolower((unsigned char)*c);
-    add_tokens(p, eq + 1, end, p->lineno);
-    if (p->oom || strset_find(&p->services, p->text))
-        return false;
+    if (!p->skip || !p->key_open || p->oom)
+        return;
+    size_t n = strlen(p->text);
+    if (!is_label(p->text, n) || strset_find(&p->services, p->text))
+        return;
     struct config_namespace *ns = &p->cfg->namespaces[p->ns];
     uint64_t fp = config_hash(p->text, p->textlen);
     if (!p->skip->unchanged(p->skip->arg, ns->name, p->text, fp)) {
         p->asked = p->lineno;
-        return false;
+        return;
     }
     char *name = arena_strndup(p->nsnames, p->text, n);
     if (!name || strset_add(&p->services, name, p->lineno) < 0) {
         parser_oom(p);
-        return false;
+        return;
     }
+    p->key_open = false;
     ns->nkept++;
     p->cfg->nkept++;
-    return true;
 }
 
 bool config_inih_only;
 
 /*
- * A service line read here, not by inih: most lines of a start. It is
- * split as inih splits it: the name is what comes before the first '='
- * or ':', without the spaces around it; the value, all that follows,
- * is cut by add_tokens() at the first token that begins with ';' or '#',
- * which is where inih would have cut a ';' comment (a ';' after a space
- * always begins a token) or left a '#' for add_tokens() to stop at. Only
- * for a line whose value is known to end with it: inih's one state, the
- * previous key that continuation lines attach to, is then never read
- * again before the next key or section. Saves inih's scanning of every
- * character, a third of reading a large mapping.
+ * A service line read here, not by inih: most lines of a start or a
+ * reload. It is split as inih splits it: the name is what comes before
+ * the first '=' or ':', without the spaces around it; the value, all that
+ * follows, is cut by add_tokens() at the first token that begins with
+ * ';' or '#', which is where inih would have cut a ';' comment (a ';'
+ * after a space always begins a token) or left a '#' for add_tokens() to
+ * stop at. Only for a line whose value is known to end with it: inih's
+ * one state, the previous key that continuation lines attach to, is then
+ * never read again before the next key or section. Saves inih's scanning
+ * of every character, a third of reading a large mapping; and on a
+ * reload, an unchanged line is dropped here (unchanged_key()).
  */
 static bool read_key_line(struct parser *p, const char *s, const char *eq, const char *end)
 {
@@ -369,6 +353,7 @@ static bool read_key_line(struct parser *p, const char *s, const char *eq, const
     while (name_end > s && is_space(name_end[-1]))
         name_end--;
     on_key(p, s, (size_t)(name_end - s), eq + 1, end);
+    unchanged_key(p);
     return true;
 }
 
@@ -425,7 +410,7 @@ static char *read_line(char *str, int num, void *stream)
         } else if ((eq = find_chars_or_comment(s, end, "=:")) != end) {
             p->kind = LINE_KEY;
             p->have_key = true;
-            if (skipped_line(p, s, eq, end) || read_key_line(p, s, eq, end))
+            if (read_key_line(p, s, eq, end))
                 continue;
         } else {
             diag_error(p->d, p->lineno, "expected 'key = value', a [section] or a comment");

@@ -327,7 +327,7 @@ static bool kept_x(const char *what, const char *text, const char *want_line, si
     return kept;
 }
 
-/* Lines recognized before inih reads them (skipped_line()): kept exactly
+/* Lines recognized before inih reads them (unchanged_key()): kept exactly
  * when the line's whole value is what the zone has. */
 static void test_unchanged_lines(void)
 {
