@@ -78,6 +78,26 @@ static bool list_host(struct this_host *h, const struct config *cfg, struct diag
     return h->addr4 && h->addr6;
 }
 
+/* `host`, or when it is NULL this machine's, listed into `mine`; NULL
+ * when out of memory (reported). `mine` is free_host()'s to free. */
+static const struct zone_host *host_for(const struct zone_host *host, struct this_host *mine,
+                                        struct load *l)
+{
+    *mine = (struct this_host){0};
+    if (host)
+        return host;
+    if (list_host(mine, l->cfg, &l->diag))
+        return &mine->host;
+    diag_error(&l->diag, 0, "out of memory while compiling the zone");
+    return NULL;
+}
+
+static void free_host(struct this_host *h)
+{
+    free(h->addr4);
+    free(h->addr6);
+}
+
 static bool compile(struct load *l, const struct zone *old, const struct zone_host *host,
                     time_t now, struct zone_skip *skip)
 {
@@ -85,14 +105,12 @@ static bool compile(struct load *l, const struct zone *old, const struct zone_ho
     l->zone = NULL;
     if (!l->cfg)
         return false;
-    struct this_host mine = {0};
+    struct this_host mine;
     unsigned flags = (l->drop_mapping ? ZONE_DROP_MAPPING : 0) | (l->whole ? ZONE_WHOLE : 0);
-    if (!host && !list_host(&mine, l->cfg, &l->diag))
-        diag_error(&l->diag, 0, "out of memory while compiling the zone");
-    else
-        l->zone = zone_compile(l->cfg, old, host ? host : &mine.host, now, flags, skip, &l->diag);
-    free(mine.addr4);
-    free(mine.addr6);
+    host = host_for(host, &mine, l);
+    if (host)
+        l->zone = zone_compile(l->cfg, old, host, now, flags, skip, &l->diag);
+    free_host(&mine);
     return l->zone != NULL;
 }
 
@@ -106,14 +124,10 @@ bool load_verify(struct load *l, time_t now, struct zone_stats *st)
     *st = (struct zone_stats){0};
     if (!l->cfg)
         return false;
-    struct this_host mine = {0};
-    bool ok = false;
-    if (!list_host(&mine, l->cfg, &l->diag))
-        diag_error(&l->diag, 0, "out of memory while compiling the zone");
-    else
-        ok = zone_verify(l->cfg, &mine.host, now, ZONE_VERIFY_PART, &l->diag, st);
-    free(mine.addr4);
-    free(mine.addr6);
+    struct this_host mine;
+    const struct zone_host *host = host_for(NULL, &mine, l);
+    bool ok = host && zone_verify(l->cfg, host, now, ZONE_VERIFY_PART, &l->diag, st);
+    free_host(&mine);
     return ok;
 }
 
